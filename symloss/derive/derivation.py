@@ -1,0 +1,78 @@
+"""From a LossSpec to loss, gradient and Hessian expressions, stable and naive."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import sympy as sp
+
+from ..spec.model import LossSpec
+from . import nonsmooth
+from .rewrites import stabilize
+
+
+@dataclass(frozen=True)
+class Derivatives:
+    loss: sp.Basic
+    grads: tuple[sp.Basic, ...]  # one per prediction input, declared order
+    hessian: dict[tuple[int, int], sp.Basic]  # (i, j) with i <= j over predictions
+
+
+def _derive(loss: sp.Basic, wrt: tuple[sp.Symbol, ...], post=lambda e: e) -> Derivatives:
+    grads = tuple(post(nonsmooth.derivative(loss, x)) for x in wrt)
+    hessian = {
+        (i, j): post(nonsmooth.derivative(grads[i], wrt[j]))
+        for i in range(len(wrt))
+        for j in range(i, len(wrt))
+    }
+    return Derivatives(loss, grads, hessian)
+
+
+def _restabilize(expr: sp.Basic) -> sp.Basic:
+    return stabilize(expr)[0]
+
+
+class Derivation:
+    """Everything the backends and the checker need about one loss."""
+
+    def __init__(self, spec: LossSpec):
+        self.spec = spec
+        self.wrt = tuple(spec.symbols[i.name] for i in spec.predictions)
+        prepared = nonsmooth.prepare(spec.loss)
+        self._prepared = prepared
+        self.stable_loss, self.rewrites = stabilize(prepared)
+
+    @cached_property
+    def stable(self) -> Derivatives:
+        """What the kernels compute: rewritten for stability, then differentiated."""
+        return _derive(self.stable_loss, self.wrt, _restabilize)
+
+    @cached_property
+    def naive(self) -> Derivatives:
+        """The textbook form, for high-precision reference evaluation."""
+        return _derive(self._prepared, self.wrt)
+
+    @cached_property
+    def latex(self) -> dict[str, str]:
+        names = [i.name for i in self.spec.predictions]
+        syms = [sp.latex(self.spec.symbols[n]) for n in names]
+        out = {"loss": sp.latex(self.spec.loss)}
+        for k, s in enumerate(syms):
+            out[f"grad_{names[k]}"] = sp.latex(self.stable.grads[k])
+        for (i, j), h in self.stable.hessian.items():
+            out[f"hessian_{names[i]}_{names[j]}"] = sp.latex(h)
+        return out
+
+    @cached_property
+    def latex_labels(self) -> dict[str, str]:
+        """Left-hand sides for the LaTeX of :attr:`latex`."""
+        names = [i.name for i in self.spec.predictions]
+        syms = {n: sp.latex(self.spec.symbols[n]) for n in names}
+        out = {"loss": "L"}
+        for n in names:
+            out[f"grad_{n}"] = rf"\frac{{\partial L}}{{\partial {syms[n]}}}"
+        for i, a in enumerate(names):
+            for b in names[i:]:
+                den = rf"\partial {syms[a]}^{{2}}" if a == b else rf"\partial {syms[a]}\,\partial {syms[b]}"
+                out[f"hessian_{a}_{b}"] = rf"\frac{{\partial^{{2}} L}}{{{den}}}"
+        return out

@@ -1,0 +1,303 @@
+"""Custom primitives: each carries its derivative, LaTeX, high-precision value and code.
+
+A primitive is a SymPy function whose generated code is either a ``math``
+function or a small helper emitted once into every module that uses it.
+Helpers take the float type ``T`` last so their constants stay float32 in
+float32 kernels.  Adding a primitive means adding one class here.
+"""
+from __future__ import annotations
+
+import mpmath
+import sympy as sp
+
+
+class Primitive(sp.Function):
+    """Base class.  Subclasses set ``math_name`` or ``helper`` (source text)."""
+
+    math_name: str | None = None  # printed as math.<name>(args)
+    helper: str | None = None  # source of `def <name>(..., T)`, printed as name(args, T)
+    latex_template: str = ""  # str.format template over the arguments' LaTeX
+
+    @classmethod
+    def naive(cls, *args: sp.Basic) -> sp.Basic:  # the plain formula it replaces
+        raise NotImplementedError
+
+    @staticmethod
+    def mp(*args):  # value in mpmath at the working precision
+        raise NotImplementedError
+
+    def _latex(self, printer) -> str:
+        return self.latex_template.format(*(printer._print(a) for a in self.args))
+
+    def _eval_is_real(self):
+        return all(a.is_real for a in self.args) or None
+
+
+class log1p(Primitive):
+    nargs = 1
+    math_name = "log1p"
+    latex_template = r"\log\left(1 + {0}\right)"
+
+    @classmethod
+    def naive(cls, x):
+        return sp.log(1 + x)
+
+    mp = staticmethod(mpmath.log1p)
+
+    def fdiff(self, argindex=1):
+        return 1 / (1 + self.args[0])
+
+
+class expm1(Primitive):
+    nargs = 1
+    math_name = "expm1"
+    latex_template = r"\left(e^{{{0}}} - 1\right)"
+
+    @classmethod
+    def naive(cls, x):
+        return sp.exp(x) - 1
+
+    mp = staticmethod(mpmath.expm1)
+
+    def fdiff(self, argindex=1):
+        return sp.exp(self.args[0])
+
+
+class Tanh(Primitive):
+    nargs = 1
+    math_name = "tanh"
+    latex_template = r"\tanh\left({0}\right)"
+
+    @classmethod
+    def naive(cls, x):
+        return sp.tanh(x)
+
+    mp = staticmethod(mpmath.tanh)
+
+    def fdiff(self, argindex=1):
+        return sech2(self.args[0])  # 1 - tanh^2 cancels to garbage for large |x|
+
+
+class sech2(Primitive):
+    nargs = 1
+    latex_template = r"\operatorname{{sech}}^{{2}}\left({0}\right)"
+    helper = '''
+def sech2(x, T):
+    # 1/cosh(x)^2 = 4 e^{-2|x|} / (1 + e^{-2|x|})^2: no overflow, no cancellation
+    e = math.exp(T(-2) * abs(x))
+    d = T(1) + e
+    return T(4) * e / (d * d)
+'''
+
+    @classmethod
+    def naive(cls, x):
+        return 1 / sp.cosh(x) ** 2
+
+    @staticmethod
+    def mp(x):
+        return mpmath.sech(x) ** 2
+
+    def fdiff(self, argindex=1):
+        x = self.args[0]
+        return -2 * sech2(x) * Tanh(x)
+
+
+class sigmoid(Primitive):
+    nargs = 1
+    latex_template = r"\sigma\left({0}\right)"
+    helper = '''
+def sigmoid(x, T):
+    # 1/(1 + e^{-x}), with exp only of non-positive arguments
+    if x >= T(0):
+        return T(1) / (T(1) + math.exp(-x))
+    e = math.exp(x)
+    return e / (T(1) + e)
+'''
+
+    @classmethod
+    def naive(cls, x):
+        return 1 / (1 + sp.exp(-x))
+
+    @staticmethod
+    def mp(x):
+        return 1 / (1 + mpmath.exp(-x))
+
+    def fdiff(self, argindex=1):
+        x = self.args[0]
+        return sigmoid(x) * sigmoid(-x)  # sigmoid(-x) = 1 - sigmoid(x) without cancellation
+
+
+class softplus(Primitive):
+    nargs = 1
+    latex_template = r"\log\left(1 + e^{{{0}}}\right)"
+    helper = '''
+def softplus(x, T):
+    # log(1 + e^x) = max(x, 0) + log1p(e^{-|x|}): exact for any finite x
+    if x > T(0):
+        return x + math.log1p(math.exp(-x))
+    return math.log1p(math.exp(x))
+'''
+
+    @classmethod
+    def naive(cls, x):
+        return sp.log(1 + sp.exp(x))
+
+    @staticmethod
+    def mp(x):
+        return mpmath.log1p(mpmath.exp(x))
+
+    def fdiff(self, argindex=1):
+        return sigmoid(self.args[0])
+
+
+class logcosh(Primitive):
+    nargs = 1
+    latex_template = r"\log\left(\cosh\left({0}\right)\right)"
+    helper = '''
+def logcosh(x, T):
+    # near 0: cosh(x) - 1 = 2 sinh(x/2)^2 keeps every digit of the x^2/2 result;
+    # beyond: |x| + log1p(e^{-2|x|}) - log 2 never overflows
+    a = abs(x)
+    if a < T(1):
+        s = math.sinh(T(0.5) * a)
+        return math.log1p(T(2) * s * s)
+    return a + math.log1p(math.exp(T(-2) * a)) - T(0.6931471805599453)
+'''
+
+    @classmethod
+    def naive(cls, x):
+        return sp.log(sp.cosh(x))
+
+    @staticmethod
+    def mp(x):
+        return mpmath.log(mpmath.cosh(x))
+
+    def fdiff(self, argindex=1):
+        return Tanh(self.args[0])
+
+
+class xlogy(Primitive):
+    nargs = 2
+    latex_template = r"{0} \log\left({1}\right)"
+    helper = '''
+def xlogy(x, y, T):
+    # x log(y), defined as 0 where x = 0 (0 log 0 = 0); NaN still propagates
+    if x == T(0) and y == y:
+        return T(0)
+    return x * math.log(y)
+'''
+
+    @classmethod
+    def naive(cls, x, y):
+        return x * sp.log(y)
+
+    @staticmethod
+    def mp(x, y):
+        return mpmath.mpf(0) if x == 0 and not mpmath.isnan(y) else x * mpmath.log(y)
+
+    def fdiff(self, argindex=1):
+        x, y = self.args
+        return sp.log(y) if argindex == 1 else xdivy(x, y)
+
+
+class xlog1py(Primitive):
+    nargs = 2
+    latex_template = r"{0} \log\left(1 + {1}\right)"
+    helper = '''
+def xlog1py(x, y, T):
+    # x log(1 + y), defined as 0 where x = 0
+    if x == T(0) and y == y:
+        return T(0)
+    return x * math.log1p(y)
+'''
+
+    @classmethod
+    def naive(cls, x, y):
+        return x * sp.log(1 + y)
+
+    @staticmethod
+    def mp(x, y):
+        return mpmath.mpf(0) if x == 0 and not mpmath.isnan(y) else x * mpmath.log1p(y)
+
+    def fdiff(self, argindex=1):
+        x, y = self.args
+        return log1p(y) if argindex == 1 else xdivy(x, 1 + y)
+
+
+class xdivy(Primitive):
+    nargs = 2
+    latex_template = r"\frac{{{0}}}{{{1}}}"
+    helper = '''
+def xdivy(x, y, T):
+    # x / y, defined as 0 where x = 0 (the derivative of x log y at x = 0)
+    if x == T(0) and y == y:
+        return T(0)
+    return x / y
+'''
+
+    @classmethod
+    def naive(cls, x, y):
+        return x / y
+
+    @staticmethod
+    def mp(x, y):
+        return mpmath.mpf(0) if x == 0 and not mpmath.isnan(y) else x / y
+
+    def fdiff(self, argindex=1):
+        x, y = self.args
+        return xdivy(1, y) if argindex == 1 else -xdivy(x, y**2)
+
+
+class kinkmax(Primitive):
+    """max(a, b) whose derivative at a tie is the minimum-norm subgradient.
+
+    Where a = b the one-sided derivatives a', b' bound the subdifferential;
+    the element of least magnitude is 0 when they differ in sign, else the
+    smaller one.  For relu, |x|, hinge and pinball losses this is 0 at the kink,
+    as PyTorch's autograd gives.
+    """
+
+    nargs = 2
+    latex_template = r"\max\left({0}, {1}\right)"
+    helper = '''
+def kinkmax(a, b, T):
+    # max that propagates NaN from either side (Python's max drops it)
+    if a >= b:
+        return a
+    if b > a:
+        return b
+    return a + b
+'''
+
+    @classmethod
+    def naive(cls, a, b):
+        return sp.Max(a, b)
+
+    @staticmethod
+    def mp(a, b):
+        return mpmath.nan if mpmath.isnan(a) or mpmath.isnan(b) else max(a, b)
+
+    def _eval_derivative(self, s):
+        a, b = self.args
+        da, db = sp.diff(a, s), sp.diff(b, s)
+        if da == db:
+            return da
+        tie = sp.Piecewise(
+            (0, da * db <= 0),
+            (da, sp.Abs(da) <= sp.Abs(db)),
+            (db, True),
+        )
+        if da == 0 or db == 0:
+            tie = sp.S.Zero
+        return sp.Piecewise((da, a > b), (db, b > a), (tie, True))
+
+
+ALL: tuple[type[Primitive], ...] = (
+    log1p, expm1, Tanh, sech2, sigmoid, softplus, logcosh, xlogy, xlog1py, xdivy, kinkmax,
+)
+BY_NAME: dict[str, type[Primitive]] = {p.__name__: p for p in ALL}
+
+
+def mpmath_namespace() -> dict:
+    """Names for ``sympy.lambdify(..., modules=[this, 'mpmath'])``."""
+    return {p.__name__: p.mp for p in ALL}

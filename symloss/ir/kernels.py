@@ -1,0 +1,74 @@
+"""Build the IR: for each kernel, ordered (name, expression) assignments and outputs.
+
+The IR is backend-neutral SymPy; a backend's printer turns it into code.  CSE
+runs once per kernel over all its outputs, so a fused kernel shares work
+between the loss and its derivatives.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ..derive import Derivation
+from .nan import guard_branches
+
+# Kernel name -> which outputs it produces.
+KERNELS = ("value", "grad", "value_and_grad", "hessian", "grad_hessian")
+
+
+@dataclass(frozen=True)
+class Assignment:
+    name: str
+    expr: sp.Basic
+
+
+@dataclass(frozen=True)
+class KernelIR:
+    name: str
+    temporaries: tuple[Assignment, ...]  # after CSE, in dependency order
+    outputs: tuple[Assignment, ...]  # named results, in order
+
+
+@dataclass(frozen=True)
+class LossIR:
+    name: str
+    inputs: tuple[str, ...]
+    predictions: tuple[str, ...]
+    params: tuple[str, ...]
+    hessian_pairs: tuple[tuple[int, int], ...]
+    kernels: dict[str, KernelIR]
+
+
+def _kernel(name: str, outputs: list[tuple[str, sp.Basic]]) -> KernelIR:
+    exprs = [e for _, e in outputs]
+    replacements, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("t"), order="canonical")
+    temps = tuple(Assignment(str(s), e) for s, e in replacements)
+    outs = tuple(Assignment(n, e) for (n, _), e in zip(outputs, reduced))
+    return KernelIR(name, temps, outs)
+
+
+def build_ir(derivation: Derivation) -> LossIR:
+    spec = derivation.spec
+    d = derivation.stable
+    data = {spec.symbols[i.name] for i in spec.inputs}
+    preds = tuple(i.name for i in spec.predictions)
+    pairs = tuple(sorted(d.hessian))
+    loss = [("loss", guard_branches(d.loss, data))]
+    grads = [(f"d_{p}", guard_branches(g, data)) for p, g in zip(preds, d.grads)]
+    hess = [(f"h_{preds[i]}_{preds[j]}", guard_branches(d.hessian[(i, j)], data)) for i, j in pairs]
+    kernels = {
+        "value": _kernel("value", loss),
+        "grad": _kernel("grad", grads),
+        "value_and_grad": _kernel("value_and_grad", loss + grads),
+        "hessian": _kernel("hessian", hess),
+        "grad_hessian": _kernel("grad_hessian", grads + hess),
+    }
+    return LossIR(
+        name=spec.name,
+        inputs=tuple(i.name for i in spec.inputs),
+        predictions=preds,
+        params=tuple(p.name for p in spec.params),
+        hessian_pairs=pairs,
+        kernels=kernels,
+    )

@@ -1,0 +1,73 @@
+"""The CPU backend: print the IR with the Numba printer and fill templates/cpu."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ..derive import Derivation
+from ..ir import KernelIR, LossIR, build_ir
+from .environment import environment
+from .printer import NumbaPrinter
+
+TEMPLATE = "cpu/module.py.j2"
+
+
+@dataclass(frozen=True)
+class ScalarFunction:
+    name: str
+    args: str
+    body: tuple[str, ...]  # printed "name = code" lines
+    returns: str
+
+
+@dataclass(frozen=True)
+class Slot:
+    name: str  # local variable in the loop
+    out: str  # output array argument
+
+
+def _scalar_function(kernel: KernelIR, args: str, printer: NumbaPrinter) -> ScalarFunction:
+    body = tuple(f"{a.name} = {printer.doprint(a.expr)}" for a in kernel.temporaries + kernel.outputs)
+    return ScalarFunction(kernel.name, args, body, ", ".join(a.name for a in kernel.outputs))
+
+
+def module_model(derivation: Derivation, ir: LossIR | None = None) -> dict:
+    """Everything templates/cpu needs, already printed."""
+    spec = derivation.spec
+    ir = ir or build_ir(derivation)
+    printer = NumbaPrinter()
+    param_args = "".join(f"{p}, " for p in ir.params)
+    scalar_args = ", ".join(ir.inputs + ir.params + ("T",))
+    scalars = [_scalar_function(ir.kernels[k], scalar_args, printer) for k in ir.kernels]
+    grads = [Slot(f"d_{p}", f"g_{p}") for p in ir.predictions]
+    hess = [Slot(f"h_{ir.predictions[i]}_{ir.predictions[j]}", f"h_{ir.predictions[i]}_{ir.predictions[j]}_out")
+            for i, j in ir.hessian_pairs]
+    return {
+        "name": spec.name,
+        "title": spec.title,
+        "kind": spec.kind,
+        "source": spec.source if spec.source.startswith("<") else f"specs/{spec.name}.toml",
+        "signature": ", ".join(ir.inputs + ir.params),
+        "formula": sp.sstr(spec.loss),
+        "inputs_tuple": repr(ir.inputs),
+        "predictions_tuple": repr(ir.predictions),
+        "params_dict": "{" + ", ".join(f"{p.name!r}: {p.default!r}" for p in spec.params) + "}",
+        "hessian_pairs": repr(ir.hessian_pairs),
+        "helpers": [printer.helpers[k].strip() for k in sorted(printer.helpers)],
+        "scalars": scalars,
+        "data_args": ", ".join(ir.inputs),
+        "data_items": ", ".join(f"{x}[i]" for x in ir.inputs),
+        "param_args": param_args,
+        "size_of": ir.predictions[0],
+        "grads": grads,
+        "hess": hess,
+        "grad_names": ", ".join(g.name for g in grads),
+        "grad_outs": ", ".join(g.out for g in grads),
+        "hess_names": ", ".join(h.name for h in hess),
+        "hess_outs": ", ".join(h.out for h in hess),
+    }
+
+
+def render_module(derivation: Derivation) -> str:
+    return environment().get_template(TEMPLATE).render(m=module_model(derivation))

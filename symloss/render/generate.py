@@ -1,0 +1,27 @@
+"""specs/ -> generated/: the `symloss generate` job."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ..catalog import spec_paths
+from ..derive import Derivation
+from ..spec import load_spec
+from .cpu import render_module
+from .write import write_tree
+
+
+def render_catalog(specs_dir: Path, progress: Callable[[str], None] = lambda s: None) -> dict[str, str]:
+    """Render every spec in memory (any error aborts before anything is written)."""
+    files: dict[str, str] = {}
+    paths = spec_paths(specs_dir)
+    for k, path in enumerate(paths, 1):
+        progress(f"[{k}/{len(paths)}] {path.stem}")
+        derivation = Derivation(load_spec(path))
+        files[f"{derivation.spec.name}.py"] = render_module(derivation)
+    return files
+
+
+def generate(specs_dir: Path, out_dir: Path, progress: Callable[[str], None] = lambda s: None) -> list[str]:
+    files = render_catalog(specs_dir, progress)
+    return write_tree(out_dir, files)

@@ -1,0 +1,186 @@
+"""Print IR expressions as Numba-compatible Python (used by the CPU and CUDA backends).
+
+Every number is printed as ``T(value)`` so float32 kernels stay float32 (a bare
+literal would promote to float64).  Small integer powers become products.
+Functions go through one table; anything outside it is a loud error naming the
+function, never silently wrong code.
+"""
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.precedence import precedence
+from sympy.printing.pycode import PythonCodePrinter
+
+from ..derive import primitives as P
+from ..errors import DerivationError
+from ..ir.nan import keepnan
+
+# SymPy function -> math-module name (all exist in numba's math support, CPU and CUDA).
+MATH_FUNCTIONS = {
+    sp.exp: "exp",
+    sp.log: "log",
+    sp.sqrt: "sqrt",
+    sp.sin: "sin",
+    sp.cos: "cos",
+    sp.tanh: "tanh",
+    sp.cosh: "cosh",
+    sp.sinh: "sinh",
+    sp.atan: "atan",
+}
+
+# Helpers that are not primitives but still need emitted code.
+SIGN_HELPER = '''
+def sign(x, T):
+    # sign with sign(0) = 0 and sign(NaN) = NaN
+    if x > T(0):
+        return T(1)
+    if x < T(0):
+        return T(-1)
+    return x * T(0)
+'''
+
+
+class NumbaPrinter(PythonCodePrinter):
+    """Prints expressions whose numbers are typed by a float class ``T``."""
+
+    printmethod = "_numbacode"
+
+    def __init__(self, settings=None):
+        super().__init__(dict(settings or {}, fully_qualified_modules=False))
+        self.helpers: dict[str, str] = {}  # name -> source, for the helpers used
+
+    # numbers ---------------------------------------------------------------
+    def _typed(self, value: float) -> str:
+        return f"T({float(value)!r})" if value >= 0 else f"-T({-float(value)!r})"
+
+    def _print_Integer(self, expr):
+        return f"T({int(expr)})" if expr >= 0 else f"-T({-int(expr)})"
+
+    _print_int = _print_Integer
+
+    def _print_Rational(self, expr):
+        return self._typed(float(expr))
+
+    def _print_Float(self, expr):
+        return self._typed(float(expr))
+
+    def _print_Half(self, expr):
+        return "T(0.5)"
+
+    def _print_NegativeOne(self, expr):
+        return "-T(1)"
+
+    def _print_One(self, expr):
+        return "T(1)"
+
+    def _print_Zero(self, expr):
+        return "T(0)"
+
+    def _print_Exp1(self, expr):
+        return self._typed(float(sp.E))
+
+    def _print_Pi(self, expr):
+        return self._typed(float(sp.pi))
+
+    def _print_NaN(self, expr):
+        return "T(math.nan)"
+
+    def _print_Infinity(self, expr):
+        return "T(math.inf)"
+
+    def _print_NegativeInfinity(self, expr):
+        return "T(-math.inf)"
+
+    def _print_BooleanTrue(self, expr):
+        return "True"
+
+    def _print_BooleanFalse(self, expr):
+        return "False"
+
+    # arithmetic -------------------------------------------------------------
+    def _print_Pow(self, expr, rational=False):
+        base, e = expr.base, expr.exp
+        b = self.parenthesize(base, precedence(expr), strict=False)
+        if e.is_Integer and 1 <= int(e) <= 4:
+            return "(" + "*".join([b] * int(e)) + ")"
+        if e.is_Integer and -4 <= int(e) <= -1:
+            return "(T(1)/(" + "*".join([b] * -int(e)) + "))"
+        if e == sp.S.Half:
+            return f"math.sqrt({self._print(base)})"
+        if e == -sp.S.Half:
+            return f"(T(1)/math.sqrt({self._print(base)}))"
+        if base == sp.E:
+            return f"math.exp({self._print(e)})"
+        return f"({b}**{self.parenthesize(e, precedence(expr), strict=False)})"
+
+    def _print_Abs(self, expr):
+        return f"abs({self._print(expr.args[0])})"
+
+    def _print_sign(self, expr):
+        self.helpers["sign"] = SIGN_HELPER
+        return f"sign({self._print(expr.args[0])}, T)"
+
+    def _print_Piecewise(self, expr):
+        out = self._print(expr.args[-1].expr)
+        for piece in reversed(expr.args[:-1]):
+            out = f"({self._print(piece.expr)} if {self._print(piece.cond)} else {out})"
+        return out
+
+    def _print_keepnan(self, expr):
+        value, *probes = expr.args
+        probe = " + ".join(f"{self._print(p)} - {self._print(p)}" for p in probes)
+        return f"({self._print(value)} + T(0) * ({probe}))"
+
+    def _print_Relational(self, expr):
+        op = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}[expr.rel_op]
+        return f"({self._print(expr.lhs)} {op} {self._print(expr.rhs)})"
+
+    def _print_And(self, expr):
+        return "(" + " and ".join(self._print(a) for a in sorted(expr.args, key=str)) + ")"
+
+    def _print_Or(self, expr):
+        return "(" + " or ".join(self._print(a) for a in sorted(expr.args, key=str)) + ")"
+
+    def _print_Not(self, expr):
+        return f"(not {self._print(expr.args[0])})"
+
+    # functions --------------------------------------------------------------
+    def _print_Function(self, expr):
+        func = type(expr)
+        if func is keepnan:
+            return self._print_keepnan(expr)
+        args = ", ".join(self._print(a) for a in expr.args)
+        if isinstance(expr, P.Primitive):
+            if func.math_name:
+                return f"math.{func.math_name}({args})"
+            self.helpers[func.__name__] = func.helper
+            return f"{func.__name__}({args}, T)"
+        for sym_func, name in MATH_FUNCTIONS.items():
+            if func is sym_func:
+                return f"math.{name}({args})"
+        raise DerivationError(f"the Numba backend has no code for the function '{func.__name__}'")
+
+    # sympy routes these through dedicated methods; send them to the table
+    _print_exp = _print_Function
+    _print_log = _print_Function
+    _print_tanh = _print_Function
+    _print_cosh = _print_Function
+    _print_sinh = _print_Function
+    _print_sin = _print_Function
+    _print_cos = _print_Function
+    _print_atan = _print_Function
+
+    def _print_Symbol(self, expr):
+        return expr.name
+
+    def emptyPrinter(self, expr):
+        raise DerivationError(f"the Numba backend cannot print {type(expr).__name__}: {expr}")
+
+    def _print_Derivative(self, expr):
+        return self.emptyPrinter(expr)
+
+    def _print_DiracDelta(self, expr):
+        return self.emptyPrinter(expr)
+
+    def _print_Heaviside(self, expr):
+        return self.emptyPrinter(expr)

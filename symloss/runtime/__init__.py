@@ -1,0 +1,4 @@
+"""runtime: the Loss API over generated kernel modules."""
+from .loss import Loss, load
+
+__all__ = ["Loss", "load"]

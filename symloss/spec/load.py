@@ -1,0 +1,175 @@
+"""Read and validate spec files (TOML) and in-memory spec tables."""
+from __future__ import annotations
+
+import keyword
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import sympy as sp
+
+from ..errors import SpecError
+from .expr_parser import CONSTANTS, FUNCTIONS, parse_expression
+from .model import DOMAINS, KINDS, ROLES, Input, LossSpec, Param
+
+_TOP_KEYS = {"name", "title", "kind", "description", "references", "inputs", "params", "let", "loss"}
+_PARAM_KEYS = {"default", "positive", "nonnegative", "min", "max", "description"}
+_RESERVED = {"T", "out", "reduction", "sample_weight", "math", "np", "numba", "i", "n", "total", "scale"}
+
+
+def load_spec(path: str | Path) -> LossSpec:
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(source, "<file>", f"cannot read: {exc.strerror}") from None
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(source, "<file>", f"invalid TOML: {exc}") from None
+    spec = spec_from_table(table, source=source)
+    if spec.name != path.stem:
+        raise SpecError(source, "name", f"'{spec.name}' must match the file name '{path.stem}'")
+    return spec
+
+
+def _identifier(value: Any, source: str, field: str) -> str:
+    if not isinstance(value, str) or not value.isidentifier() or keyword.iskeyword(value):
+        raise SpecError(source, field, f"{value!r} is not a valid Python identifier")
+    if value in _RESERVED or value in FUNCTIONS or value in CONSTANTS or value.startswith("_"):
+        raise SpecError(source, field, f"'{value}' is reserved; choose another name")
+    return value
+
+
+def _number(value: Any, source: str, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(source, field, f"expected a number, got {value!r}")
+    return float(value)
+
+
+def _inputs(raw: Any, source: str) -> tuple[Input, ...]:
+    if not isinstance(raw, dict) or not raw:
+        raise SpecError(source, "inputs", "expected a table of symbol = role")
+    inputs = []
+    for name, value in raw.items():
+        field = f"inputs.{name}"
+        _identifier(name, source, field)
+        if isinstance(value, str):
+            value = {"role": value}
+        if not isinstance(value, dict):
+            raise SpecError(source, field, "expected a role string or a table {role, domain}")
+        unknown = set(value) - {"role", "domain"}
+        if unknown:
+            raise SpecError(source, field, f"unknown key(s) {sorted(unknown)}")
+        role = value.get("role")
+        if role not in ROLES:
+            raise SpecError(source, field, f"role must be one of {ROLES}, got {role!r}")
+        domain = value.get("domain", "real")
+        if domain not in DOMAINS:
+            raise SpecError(source, field, f"domain must be one of {DOMAINS}, got {domain!r}")
+        inputs.append(Input(name, role, domain))
+    if not any(i.differentiable for i in inputs):
+        raise SpecError(source, "inputs", "at least one input must have role 'prediction'")
+    return tuple(inputs)
+
+
+def _params(raw: Any, source: str) -> tuple[Param, ...]:
+    if not isinstance(raw, dict):
+        raise SpecError(source, "params", "expected a table of name = {default = ...}")
+    params = []
+    for name, value in raw.items():
+        field = f"params.{name}"
+        _identifier(name, source, field)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = {"default": value}
+        if not isinstance(value, dict) or "default" not in value:
+            raise SpecError(source, field, "expected a table with a 'default'")
+        unknown = set(value) - _PARAM_KEYS
+        if unknown:
+            raise SpecError(source, field, f"unknown key(s) {sorted(unknown)}")
+        for flag in ("positive", "nonnegative"):
+            if not isinstance(value.get(flag, False), bool):
+                raise SpecError(source, f"{field}.{flag}", "expected true or false")
+        param = Param(
+            name,
+            _number(value["default"], source, f"{field}.default"),
+            positive=value.get("positive", False),
+            nonnegative=value.get("nonnegative", False),
+            min=_number(value["min"], source, f"{field}.min") if "min" in value else None,
+            max=_number(value["max"], source, f"{field}.max") if "max" in value else None,
+        )
+        problem = param.violation(param.default)
+        if problem:
+            raise SpecError(source, f"{field}.default", f"default {problem}")
+        params.append(param)
+    return tuple(params)
+
+
+def _symbol(name: str, param: Param | None = None) -> sp.Symbol:
+    if param is not None and param.positive:
+        return sp.Symbol(name, positive=True)
+    if param is not None and param.nonnegative:
+        return sp.Symbol(name, nonnegative=True)
+    return sp.Symbol(name, real=True)
+
+
+def spec_from_table(table: dict, *, source: str) -> LossSpec:
+    """Validate a parsed TOML table (or an equivalent dict) into a LossSpec."""
+    unknown = set(table) - _TOP_KEYS
+    if unknown:
+        raise SpecError(source, sorted(unknown)[0], "unknown field")
+    for required in ("name", "inputs", "loss"):
+        if required not in table:
+            raise SpecError(source, required, "missing required field")
+    name = _identifier(table["name"], source, "name")
+    title = table.get("title", name)
+    kind = table.get("kind", "elementwise")
+    if kind not in KINDS:
+        raise SpecError(source, "kind", f"must be one of {KINDS}, got {kind!r}")
+    for text_field in ("title", "description"):
+        if not isinstance(table.get(text_field, ""), str):
+            raise SpecError(source, text_field, "expected a string")
+    refs = table.get("references", [])
+    if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+        raise SpecError(source, "references", "expected a list of strings")
+
+    inputs = _inputs(table["inputs"], source)
+    params = _params(table.get("params", {}), source)
+    names = [i.name for i in inputs] + [p.name for p in params]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise SpecError(source, "params", f"name(s) {sorted(dupes)} declared twice")
+
+    scope: dict[str, sp.Basic] = {i.name: _symbol(i.name) for i in inputs}
+    scope.update({p.name: _symbol(p.name, p) for p in params})
+    symbols = dict(scope)
+
+    lets = table.get("let", {})
+    if not isinstance(lets, dict):
+        raise SpecError(source, "let", "expected a table of name = expression")
+    for let_name, let_text in lets.items():
+        field = f"let.{let_name}"
+        _identifier(let_name, source, field)
+        if let_name in scope:
+            raise SpecError(source, field, f"'{let_name}' is already declared")
+        scope[let_name] = parse_expression(let_text, scope, source=source, field=field)
+
+    loss_text = table["loss"]
+    loss = parse_expression(loss_text, scope, source=source, field="loss")
+    used = loss.free_symbols
+    if not any(symbols[i.name] in used for i in inputs if i.differentiable):
+        raise SpecError(source, "loss", "the loss does not depend on any prediction input")
+    return LossSpec(
+        name=name,
+        title=title,
+        kind=kind,
+        inputs=inputs,
+        params=params,
+        loss_text=loss_text,
+        loss=loss,
+        symbols=symbols,
+        description=table.get("description", "").strip(),
+        references=tuple(refs),
+        source=source,
+    )
