@@ -63,7 +63,7 @@ def value_and_grad_scalar(y, z, T):
 
 @numba.njit(**_SCALAR)
 def hessian_scalar(y, z, T):
-    h_z_z = sigmoid(-z, T)*sigmoid(z, T)
+    h_z_z = (sigmoid(-z, T)*sigmoid(z, T) + T(0) * (y - y))
     return h_z_z
 
 
@@ -71,7 +71,7 @@ def hessian_scalar(y, z, T):
 def grad_hessian_scalar(y, z, T):
     t0 = sigmoid(z, T)
     d_z = t0 - y
-    h_z_z = t0*sigmoid(-z, T)
+    h_z_z = (t0*sigmoid(-z, T) + T(0) * (y - y))
     return d_z, h_z_z
 
 

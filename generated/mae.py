@@ -58,14 +58,14 @@ def value_and_grad_scalar(y, yhat, T):
 
 @numba.njit(**_SCALAR)
 def hessian_scalar(y, yhat, T):
-    h_yhat_yhat = T(0)
+    h_yhat_yhat = (T(0) + T(0) * (y - y + yhat - yhat))
     return h_yhat_yhat
 
 
 @numba.njit(**_SCALAR)
 def grad_hessian_scalar(y, yhat, T):
     d_yhat = -sign(y - yhat, T)
-    h_yhat_yhat = T(0)
+    h_yhat_yhat = (T(0) + T(0) * (y - y + yhat - yhat))
     return d_yhat, h_yhat_yhat
 
 

@@ -47,11 +47,10 @@ def value_scalar(y, yhat, tau, T):
 def grad_scalar(y, yhat, tau, T):
     t0 = -tau
     t1 = y - yhat
-    t2 = t1*tau
-    t3 = tau - T(1)
-    t4 = t1*t3
-    t5 = -t3
-    d_yhat = (t0 if (t2 > t4) else (t5 if (t2 < t4) else ((T(0) if (t5*tau >= T(0)) else (t0 if (abs(t3) >= abs(tau)) else t5)) + T(0) * (y - y + yhat - yhat))))
+    t2 = tau - T(1)
+    t3 = -t1*t2 + t1*tau
+    t4 = -t2
+    d_yhat = (t0 if (t3 > T(0)) else (t4 if (t3 < T(0)) else ((T(0) if (t4*tau >= T(0)) else (t0 if (abs(t2) >= abs(tau)) else t4)) + T(0) * (y - y + yhat - yhat))))
     return d_yhat
 
 
@@ -62,15 +61,16 @@ def value_and_grad_scalar(y, yhat, tau, T):
     t2 = tau - T(1)
     t3 = t0*t2
     t4 = -tau
-    t5 = -t2
+    t5 = t1 - t3
+    t6 = -t2
     loss = kinkmax(t1, t3, T)
-    d_yhat = (t4 if (t1 > t3) else (t5 if (t1 < t3) else ((T(0) if (t5*tau >= T(0)) else (t4 if (abs(t2) >= abs(tau)) else t5)) + T(0) * (y - y + yhat - yhat))))
+    d_yhat = (t4 if (t5 > T(0)) else (t6 if (t5 < T(0)) else ((T(0) if (t6*tau >= T(0)) else (t4 if (abs(t2) >= abs(tau)) else t6)) + T(0) * (y - y + yhat - yhat))))
     return loss, d_yhat
 
 
 @numba.njit(**_SCALAR)
 def hessian_scalar(y, yhat, tau, T):
-    h_yhat_yhat = T(0)
+    h_yhat_yhat = (T(0) + T(0) * (y - y + yhat - yhat))
     return h_yhat_yhat
 
 
@@ -78,12 +78,11 @@ def hessian_scalar(y, yhat, tau, T):
 def grad_hessian_scalar(y, yhat, tau, T):
     t0 = -tau
     t1 = y - yhat
-    t2 = t1*tau
-    t3 = tau - T(1)
-    t4 = t1*t3
-    t5 = -t3
-    d_yhat = (t0 if (t2 > t4) else (t5 if (t2 < t4) else ((T(0) if (t5*tau >= T(0)) else (t0 if (abs(t3) >= abs(tau)) else t5)) + T(0) * (y - y + yhat - yhat))))
-    h_yhat_yhat = T(0)
+    t2 = tau - T(1)
+    t3 = -t1*t2 + t1*tau
+    t4 = -t2
+    d_yhat = (t0 if (t3 > T(0)) else (t4 if (t3 < T(0)) else ((T(0) if (t4*tau >= T(0)) else (t0 if (abs(t2) >= abs(tau)) else t4)) + T(0) * (y - y + yhat - yhat))))
+    h_yhat_yhat = (T(0) + T(0) * (y - y + yhat - yhat))
     return d_yhat, h_yhat_yhat
 
 

@@ -289,7 +289,9 @@ def kinkmax(a, b, T):
         )
         if da == 0 or db == 0:
             tie = sp.S.Zero
-        return sp.Piecewise((da, a > b), (db, b > a), (tie, True))
+        # compare a - b with 0: SymPy's Piecewise can recurse forever on `a > b`, `b > a`
+        gap = a - b
+        return sp.Piecewise((da, gap > 0), (db, gap < 0), (tie, True))
 
 
 ALL: tuple[type[Primitive], ...] = (

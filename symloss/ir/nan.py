@@ -19,7 +19,7 @@ class keepnan(sp.Function):
 
 
 def guard_branches(expr: sp.Basic, inputs: set[sp.Symbol]) -> sp.Basic:
-    """Wrap input-free default branches (and input-free outputs) in keepnan."""
+    """Wrap input-free default branches, and outputs missing an input, in keepnan."""
 
     def fix(pw: sp.Piecewise) -> sp.Piecewise:
         default = pw.args[-1].expr
@@ -30,4 +30,8 @@ def guard_branches(expr: sp.Basic, inputs: set[sp.Symbol]) -> sp.Basic:
             return pw
         return sp.Piecewise(*pw.args[:-1], (keepnan(default, *probes), True))
 
-    return expr.replace(lambda e: isinstance(e, sp.Piecewise), fix)
+    expr = expr.replace(lambda e: isinstance(e, sp.Piecewise), fix)
+    missing = sorted(inputs - expr.free_symbols, key=str)
+    # an output that ignores an input (a constant Hessian) must still be NaN
+    # when that input is
+    return keepnan(expr, *missing) if missing else expr

@@ -1,0 +1,21 @@
+import os
+import tempfile
+
+import pytest
+
+# Loss.from_expr writes into a cache folder; keep the suite's own, shared by
+# the subprocesses it starts, out of the user's home.
+os.environ.setdefault("SYMLOSS_CACHE_DIR", os.path.join(tempfile.gettempdir(), "symloss-test-cache"))
+
+CATALOG = ["mse", "mae", "huber", "quantile", "log_cosh", "bce", "bce_logits", "hinge"]
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--update-generated", action="store_true", help="rewrite generated/ instead of comparing it"
+    )
+
+
+@pytest.fixture
+def update_generated(request):
+    return request.config.getoption("--update-generated")

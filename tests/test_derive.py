@@ -1,0 +1,119 @@
+"""Derivation: gradients, subgradient policy at kinks, stability rewrites, LaTeX."""
+import mpmath
+import numpy as np
+import pytest
+import sympy as sp
+
+from symloss.check.reference import Reference
+from symloss.derive import Derivation
+from symloss.derive.primitives import mpmath_namespace
+from symloss.errors import DerivationError
+from symloss.ir import build_ir
+from symloss.spec import spec_from_table
+from symloss.runtime import load
+from conftest import CATALOG
+
+
+def derivation(loss, inputs=None, params=None, let=None):
+    t = {"name": "t", "inputs": inputs or {"y": "target", "yhat": "prediction"}, "loss": loss,
+         "params": params or {}, "let": let or {}}
+    return Derivation(spec_from_table(t, source="<test>"))
+
+
+def subs_eval(expr, d, **values):
+    syms = d.spec.symbols
+    return float(expr.subs({syms[k]: v for k, v in values.items()}))
+
+
+def test_smooth_gradient_and_hessian_match_sympy():
+    d = derivation("exp(yhat) * (yhat - y)**3")
+    y, yhat = d.spec.symbols["y"], d.spec.symbols["yhat"]
+    f = sp.exp(yhat) * (yhat - y) ** 3
+    assert sp.simplify(d.stable.grads[0] - sp.diff(f, yhat)) == 0
+    assert sp.simplify(d.stable.hessian[(0, 0)] - sp.diff(f, yhat, 2)) == 0
+
+
+@pytest.mark.parametrize(
+    "loss, at, expected",
+    [
+        ("abs(yhat - y)", {"y": 1.0, "yhat": 1.0}, 0.0),  # MAE at r = 0
+        ("max(0, 1 - y*yhat)", {"y": 1.0, "yhat": 1.0}, 0.0),  # hinge kink
+        ("max(0.3*(y - yhat), -0.7*(y - yhat))", {"y": 2.0, "yhat": 2.0}, 0.0),  # pinball at 0
+        ("max(yhat, 0)", {"y": 0.0, "yhat": 0.0}, 0.0),  # relu, as torch
+        ("max(yhat, 2*yhat)", {"y": 0.0, "yhat": 0.0}, 1.0),  # same-sign: the smaller slope
+        ("min(yhat, 0)", {"y": 0.0, "yhat": 0.0}, 0.0),
+    ],
+)
+def test_subgradient_at_kinks_is_minimum_norm(loss, at, expected):
+    d = derivation(loss)
+    assert subs_eval(d.stable.grads[0], d, **at) == expected
+    for expr in [*d.stable.grads, *d.stable.hessian.values()]:
+        assert not expr.has(sp.DiracDelta) and not expr.has(sp.Heaviside)
+
+
+def test_subgradient_away_from_kinks():
+    d = derivation("max(0, 1 - y*yhat)")
+    assert subs_eval(d.stable.grads[0], d, y=-1.0, yhat=0.5) == 1.0
+    assert subs_eval(d.stable.grads[0], d, y=1.0, yhat=2.0) == 0.0
+
+
+def test_sign_derivative_is_zero_not_a_delta():
+    d = derivation("abs(yhat - y)")
+    assert d.stable.hessian[(0, 0)] == 0
+
+
+@pytest.mark.parametrize(
+    "loss, rule",
+    [
+        ("log(1 + exp(yhat))", "softplus"),
+        ("log(cosh(yhat - y))", "logcosh"),
+        ("-log(1/(1 + exp(-yhat)))", "log_sigmoid"),
+        ("y*log(yhat)", "xlogy"),
+        ("log(1 + yhat**2)", "log1p"),
+        ("exp(yhat) - 1", "expm1"),
+        ("1/(1 + exp(-yhat)) - y", "sigmoid"),
+        ("tanh(yhat)", "tanh"),
+    ],
+)
+def test_rewrites_fire_and_preserve_the_function(loss, rule):
+    d = derivation(loss)
+    assert rule in d.rewrites
+    ref = Reference(d)  # the unrewritten derivation
+    modules = [mpmath_namespace(), "mpmath"]
+    f = sp.lambdify(ref.args, d.stable.loss, modules=modules)
+    g = sp.lambdify(ref.args, d.stable.grads[0], modules=modules)
+    rng = np.random.default_rng(0)
+    with mpmath.workdps(40):
+        for y, yhat in rng.uniform(0.1, 2.0, (5, 2)):
+            args = [mpmath.mpf(y), mpmath.mpf(yhat)]
+            assert abs(f(*args) - ref.loss(*args)) < mpmath.mpf(10) ** -30
+            assert abs(g(*args) - ref.grads[0](*args)) < mpmath.mpf(10) ** -30
+
+
+def test_piecewise_without_default_is_rejected_by_the_derivation():
+    y = sp.Symbol("y", real=True)
+    from symloss.derive import nonsmooth
+
+    with pytest.raises(DerivationError, match="default branch"):
+        nonsmooth.prepare(sp.Piecewise((y, y > 0)))
+
+
+def test_several_predictions_give_full_hessian():
+    d = derivation("log(var)/2 + (y - mu)**2/(2*var)",
+                   inputs={"y": "target", "mu": "prediction", "var": {"role": "prediction", "domain": "positive"}})
+    s = d.spec.symbols
+    assert set(d.stable.hessian) == {(0, 0), (0, 1), (1, 1)}
+    assert sp.simplify(d.stable.hessian[(0, 1)] - (s["y"] - s["mu"]) / s["var"] ** 2) == 0
+
+
+@pytest.mark.parametrize("name", CATALOG)
+def test_cse_is_deterministic_and_latex_complete(name):
+    loss = load(name)
+    a = build_ir(Derivation(loss.spec))
+    b = build_ir(Derivation(loss.spec))
+    assert a == b
+    latex = loss.latex
+    assert set(latex) == {"loss", *(f"grad_{p}" for p in loss.predictions),
+                          *(f"hessian_{p}_{q}" for i, p in enumerate(loss.predictions) for q in loss.predictions[i:])}
+    assert all(isinstance(v, str) and v for v in latex.values())
+    assert "DiracDelta" not in "".join(latex.values())
