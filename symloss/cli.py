@@ -69,6 +69,8 @@ def cmd_check(args) -> int:
     from .runtime import load
 
     names = args.names or catalog.names()
+    for name in names:  # unknown names fail before any work starts
+        catalog.spec_path(name)
     failures = 0
     for k, name in enumerate(names, 1):
         _progress(f"[{k}/{len(names)}] checking {name}")

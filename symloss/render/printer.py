@@ -40,6 +40,9 @@ def sign(x, T):
 '''
 
 
+_SPECIAL_FUNCTIONS = (sp.Piecewise, sp.Abs, sp.sign)
+
+
 class NumbaPrinter(PythonCodePrinter):
     """Prints expressions whose numbers are typed by a float class ``T``."""
 
@@ -145,6 +148,13 @@ class NumbaPrinter(PythonCodePrinter):
         return f"(not {self._print(expr.args[0])})"
 
     # functions --------------------------------------------------------------
+    def _print(self, expr, **kwargs):
+        # Every function goes through _print_Function's table: the parent
+        # printer knows many (gamma, erf, ...) that numba may not compile.
+        if isinstance(expr, sp.Function) and not isinstance(expr, _SPECIAL_FUNCTIONS):
+            return self._print_Function(expr)
+        return super()._print(expr, **kwargs)
+
     def _print_Function(self, expr):
         func = type(expr)
         if func is keepnan:
@@ -159,16 +169,6 @@ class NumbaPrinter(PythonCodePrinter):
             if func is sym_func:
                 return f"math.{name}({args})"
         raise DerivationError(f"the Numba backend has no code for the function '{func.__name__}'")
-
-    # sympy routes these through dedicated methods; send them to the table
-    _print_exp = _print_Function
-    _print_log = _print_Function
-    _print_tanh = _print_Function
-    _print_cosh = _print_Function
-    _print_sinh = _print_Function
-    _print_sin = _print_Function
-    _print_cos = _print_Function
-    _print_atan = _print_Function
 
     def _print_Symbol(self, expr):
         return expr.name

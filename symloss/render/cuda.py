@@ -1,0 +1,100 @@
+"""The CUDA backend: print the IR with the Numba printer and fill templates/cuda.
+
+The per-element math is the CPU backend's: the same printer, the same
+``T``-typed constants and the same helper sources, compiled as numba-cuda
+device functions instead of ``numba.njit`` functions.  Only the loops differ:
+grid-stride kernels with a block reduction (see templates/cuda/module.py.j2).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ..derive import Derivation
+from ..errors import DerivationError
+from ..ir import KernelIR, LossIR, build_ir
+from ..spec.model import LossSpec
+from .environment import environment
+from .printer import NumbaPrinter
+
+TEMPLATE = "cuda/module.py.j2"
+KINDS = ("elementwise",)  # loss kinds this backend emits kernels for
+
+
+@dataclass(frozen=True)
+class DeviceFunction:
+    name: str
+    args: str
+    body: tuple[str, ...]  # printed "name = code" lines
+    returns: str
+
+
+@dataclass(frozen=True)
+class Store:
+    out: str  # output array argument
+    value: str  # local variable holding the unscaled result
+
+
+def supports(spec: LossSpec) -> bool:
+    return spec.kind in KINDS
+
+
+def _device_function(kernel: KernelIR, args: str, printer: NumbaPrinter) -> DeviceFunction:
+    body = tuple(f"{a.name} = {printer.doprint(a.expr)}" for a in kernel.temporaries + kernel.outputs)
+    return DeviceFunction(kernel.name, args, body, ", ".join(a.name for a in kernel.outputs))
+
+
+def hessian_outputs(ir: LossIR) -> tuple[tuple[int, int], ...]:
+    """Every (i, j) of the P x P Hessian, row-major: the kernels write both halves."""
+    k = len(ir.predictions)
+    return tuple((i, j) for i in range(k) for j in range(k))
+
+
+def module_model(derivation: Derivation, ir: LossIR | None = None) -> dict:
+    """Everything templates/cuda needs, already printed."""
+    spec = derivation.spec
+    if not supports(spec):
+        raise DerivationError(
+            f"{spec.name}: the CUDA backend has kernels for {', '.join(KINDS)} losses, not '{spec.kind}'"
+        )
+    ir = ir or build_ir(derivation)
+    printer = NumbaPrinter()
+    scalar_args = ", ".join(ir.inputs + ir.params + ("T",))
+    functions = [_device_function(ir.kernels[k], scalar_args, printer) for k in ir.kernels]
+    preds = ir.predictions
+    grad_stores = [Store(f"g_{p}", f"d_{p}") for p in preds]
+    # The IR has the upper triangle (i <= j); the lower one repeats it.
+    hess_stores = [
+        Store(f"h_{preds[i]}_{preds[j]}_out", f"h_{preds[min(i, j)]}_{preds[max(i, j)]}")
+        for i, j in hessian_outputs(ir)
+    ]
+    return {
+        "name": spec.name,
+        "title": spec.title,
+        "kind": spec.kind,
+        "source": spec.source if spec.source.startswith("<") else f"specs/{spec.name}.toml",
+        "signature": ", ".join(ir.inputs + ir.params),
+        "formula": sp.sstr(spec.loss),
+        "inputs_tuple": repr(ir.inputs),
+        "predictions_tuple": repr(preds),
+        "params_dict": "{" + ", ".join(f"{p.name!r}: {p.default!r}" for p in spec.params) + "}",
+        "hessian_pairs": repr(ir.hessian_pairs),
+        "hessian_outputs": repr(hessian_outputs(ir)),
+        "helpers": [printer.helpers[k].strip() for k in sorted(printer.helpers)],
+        "functions": functions,
+        "data_args": ", ".join(ir.inputs),
+        "data_items": ", ".join(f"{x}[i]" for x in ir.inputs),
+        "param_args": "".join(f"{p}, " for p in ir.params),
+        "size_of": preds[0],
+        "grad_stores": grad_stores,
+        "hess_stores": hess_stores,
+        "grad_names": ", ".join(f"d_{p}" for p in preds),
+        "grad_outs": ", ".join(s.out for s in grad_stores),
+        "hess_names": ", ".join(f"h_{preds[i]}_{preds[j]}" for i, j in ir.hessian_pairs),
+        "hess_outs": ", ".join(s.out for s in hess_stores),
+    }
+
+
+def render_module(derivation: Derivation) -> str:
+    return environment().get_template(TEMPLATE).render(m=module_model(derivation))

@@ -1,0 +1,63 @@
+"""The command line as a user runs it: one-line errors, non-zero exits, new + generate."""
+import subprocess
+import sys
+
+import numpy as np
+
+from conftest import CATALOG
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "symloss", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_list_and_show():
+    out = run("list")
+    assert out.returncode == 0
+    assert all(name in out.stdout for name in CATALOG)
+    show = run("show", "bce_logits")
+    assert show.returncode == 0
+    assert "d/dz:           -y + sigmoid(z)" in show.stdout and "softplus" in show.stdout
+    assert "\\frac{\\partial L}{\\partial z}" in show.stdout
+
+
+def test_check_passes_for_catalog_losses():
+    out = run("check", "mse", "bce")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "2 loss(es) checked, 0 failure(s)" in out.stdout
+
+
+def test_errors_are_one_line_without_traceback(tmp_path):
+    for args in (("show", "nope"), ("new", "bad", "--expr", "__import__('os')", "--specs", str(tmp_path)),
+                 ("check", "nope")):
+        out = run(*args)
+        assert out.returncode == 2
+        assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not list(tmp_path.iterdir())  # the rejected spec was not written
+
+
+def test_generate_reports_a_broken_spec_by_file_and_field(tmp_path):
+    (tmp_path / "oops.toml").write_text('name = "oops"\nloss = "yhat +* 2"\n[inputs]\nyhat = "prediction"\n')
+    out = run("generate", "--specs", str(tmp_path), "--out", str(tmp_path / "gen"))
+    assert out.returncode == 2
+    assert "oops.toml: field 'loss': syntax error" in out.stderr
+    assert not (tmp_path / "gen").exists()
+
+
+def test_new_then_generate_gives_a_verified_importable_module(tmp_path):
+    specs, gen = tmp_path / "specs", tmp_path / "gen"
+    assert run("new", "my_loss", "--expr", "log(1 + (yhat - y)**2)", "--specs", str(specs)).returncode == 0
+    assert run("new", "my_loss", "--expr", "yhat", "--specs", str(specs)).returncode == 2  # no overwrite
+    out = run("generate", "--specs", str(specs), "--out", str(gen))
+    assert out.returncode == 0, out.stderr
+    assert (gen / "my_loss.py").is_file()
+
+    from symloss.check import check_loss
+    from symloss.runtime.loss import Loss
+    from symloss.runtime.modules import import_path
+    from symloss.spec import load_spec
+
+    L = Loss(load_spec(specs / "my_loss.toml"), import_path(gen / "my_loss.py"))
+    assert all(r.ok for r in check_loss(L)), [str(r) for r in check_loss(L) if not r.ok]
+    y, yhat = np.zeros(3), np.array([0.0, 1.0, -2.0])
+    np.testing.assert_allclose(L.grad(y, yhat, reduction="none"), 2 * yhat / (1 + yhat**2))
