@@ -28,6 +28,13 @@ _LOOP = dict(cache=True, error_model="numpy", fastmath={"reassoc"})
 
 
 @numba.njit(**_SCALAR)
+def logistic(u, k, T):
+    # softplus(u) + k*u, grouped so the linear parts never cancel the softplus
+    if u > T(0):
+        return (T(1) + k) * u + math.log1p(math.exp(-u))
+    return k * u + math.log1p(math.exp(u))
+
+@numba.njit(**_SCALAR)
 def sigmoid(x, T):
     # 1/(1 + e^{-x}), with exp only of non-positive arguments
     if x >= T(0):
@@ -36,28 +43,32 @@ def sigmoid(x, T):
     return e / (T(1) + e)
 
 @numba.njit(**_SCALAR)
-def softplus(x, T):
-    # log(1 + e^x) = max(x, 0) + log1p(e^{-|x|}): exact for any finite x
-    if x > T(0):
-        return x + math.log1p(math.exp(-x))
-    return math.log1p(math.exp(x))
+def sigmoid_plus(u, k, T):
+    # sigmoid(u) + k; for u > 0 write sigmoid(u) = 1 - sigmoid(-u) so that
+    # k = -1 gives -sigmoid(-u) exactly instead of 1 - 1
+    if u > T(0):
+        e = math.exp(-u)
+        return (T(1) + k) - e / (T(1) + e)
+    e = math.exp(u)
+    return e / (T(1) + e) + k
 
 @numba.njit(**_SCALAR)
 def value_scalar(y, z, T):
-    loss = -y*z + softplus(z, T)
+    loss = logistic(z, -y, T)
     return loss
 
 
 @numba.njit(**_SCALAR)
 def grad_scalar(y, z, T):
-    d_z = -y + sigmoid(z, T)
+    d_z = sigmoid_plus(z, -y, T)
     return d_z
 
 
 @numba.njit(**_SCALAR)
 def value_and_grad_scalar(y, z, T):
-    loss = -y*z + softplus(z, T)
-    d_z = -y + sigmoid(z, T)
+    t0 = -y
+    loss = logistic(z, t0, T)
+    d_z = sigmoid_plus(z, t0, T)
     return loss, d_z
 
 
@@ -69,9 +80,8 @@ def hessian_scalar(y, z, T):
 
 @numba.njit(**_SCALAR)
 def grad_hessian_scalar(y, z, T):
-    t0 = sigmoid(z, T)
-    d_z = t0 - y
-    h_z_z = (t0*sigmoid(-z, T) + T(0) * (y - y))
+    d_z = sigmoid_plus(z, -y, T)
+    h_z_z = (sigmoid(-z, T)*sigmoid(z, T) + T(0) * (y - y))
     return d_z, h_z_z
 
 

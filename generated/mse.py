@@ -35,14 +35,15 @@ def value_scalar(y, yhat, T):
 
 @numba.njit(**_SCALAR)
 def grad_scalar(y, yhat, T):
-    d_yhat = -T(2)*y + T(2)*yhat
+    d_yhat = T(2)*(-y + yhat)
     return d_yhat
 
 
 @numba.njit(**_SCALAR)
 def value_and_grad_scalar(y, yhat, T):
-    loss = ((-y + yhat)*(-y + yhat))
-    d_yhat = -T(2)*y + T(2)*yhat
+    t0 = -y + yhat
+    loss = (t0*t0)
+    d_yhat = T(2)*t0
     return loss, d_yhat
 
 
@@ -54,7 +55,7 @@ def hessian_scalar(y, yhat, T):
 
 @numba.njit(**_SCALAR)
 def grad_hessian_scalar(y, yhat, T):
-    d_yhat = -T(2)*y + T(2)*yhat
+    d_yhat = T(2)*(-y + yhat)
     h_yhat_yhat = (T(2) + T(0) * (y - y + yhat - yhat))
     return d_yhat, h_yhat_yhat
 

@@ -17,7 +17,7 @@ def test_list_and_show():
     assert all(name in out.stdout for name in CATALOG)
     show = run("show", "bce_logits")
     assert show.returncode == 0
-    assert "d/dz:           -y + sigmoid(z)" in show.stdout and "softplus" in show.stdout
+    assert "d/dz:           sigmoid_plus(z, -y)" in show.stdout and "logistic" in show.stdout
     assert "\\frac{\\partial L}{\\partial z}" in show.stdout
 
 

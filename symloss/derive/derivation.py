@@ -8,7 +8,7 @@ import sympy as sp
 
 from ..spec.model import LossSpec
 from . import nonsmooth
-from .rewrites import stabilize
+from .rewrites import finish, stabilize
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,6 @@ def _derive(loss: sp.Basic, wrt: tuple[sp.Symbol, ...], post=lambda e: e) -> Der
     return Derivatives(loss, grads, hessian)
 
 
-def _restabilize(expr: sp.Basic) -> sp.Basic:
-    return stabilize(expr)[0]
 
 
 class Derivation:
@@ -40,12 +38,28 @@ class Derivation:
         self.wrt = tuple(spec.symbols[i.name] for i in spec.predictions)
         prepared = nonsmooth.prepare(spec.loss)
         self._prepared = prepared
-        self.stable_loss, self.rewrites = stabilize(prepared)
+        self.stable_loss, self._fired = stabilize(prepared)
 
     @cached_property
     def stable(self) -> Derivatives:
         """What the kernels compute: rewritten for stability, then differentiated."""
-        return _derive(self.stable_loss, self.wrt, _restabilize)
+        fired = []
+
+        def post(expr):
+            expr, names = finish(expr)
+            fired.extend(n for n in names if n not in fired)
+            return expr
+
+        d = _derive(self.stable_loss, self.wrt, post)
+        d = Derivatives(post(d.loss), d.grads, d.hessian)
+        self._fired.extend(n for n in fired if n not in self._fired)
+        return d
+
+    @property
+    def rewrites(self) -> list[str]:
+        """Names of the stability rewrites that fired, before and after differentiation."""
+        self.stable  # noqa: B018 (the post pass records its rules)
+        return list(self._fired)
 
     @cached_property
     def naive(self) -> Derivatives:

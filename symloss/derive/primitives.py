@@ -26,8 +26,9 @@ class Primitive(sp.Function):
     def mp(*args):  # value in mpmath at the working precision
         raise NotImplementedError
 
-    def _latex(self, printer) -> str:
-        return self.latex_template.format(*(printer._print(a) for a in self.args))
+    def _latex(self, printer, exp=None) -> str:
+        tex = self.latex_template.format(*(printer._print(a) for a in self.args))
+        return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
 
     def _eval_is_real(self):
         return all(a.is_real for a in self.args) or None
@@ -294,8 +295,151 @@ def kinkmax(a, b, T):
         return sp.Piecewise((da, gap > 0), (db, gap < 0), (tie, True))
 
 
+class sqrt1pm1(Primitive):
+    """sqrt(1 + u) - 1 without the cancellation near u = 0 (pseudo-Huber)."""
+
+    nargs = 1
+    latex_template = r"\left(\sqrt{{1 + {0}}} - 1\right)"
+    helper = '''
+def sqrt1pm1(u, T):
+    # sqrt(1 + u) - 1 = u / (sqrt(1 + u) + 1): no cancellation for small u
+    return u / (math.sqrt(T(1) + u) + T(1))
+'''
+
+    @classmethod
+    def naive(cls, u):
+        return sp.sqrt(1 + u) - 1
+
+    @staticmethod
+    def mp(u):
+        return mpmath.sqrt(1 + u) - 1
+
+    def fdiff(self, argindex=1):
+        return 1 / (2 * sp.sqrt(1 + self.args[0]))
+
+
+class xmlog1p(Primitive):
+    """x - log(1 + x), which cancels to garbage near x = 0 if written directly (Fair loss)."""
+
+    nargs = 1
+    latex_template = r"\left({0} - \log\left(1 + {0}\right)\right)"
+    helper = '''
+def xmlog1p(x, T):
+    # x - log1p(x).  Near 0, with s = x/(2 + x): log1p(x) = 2 atanh(s), and
+    # x - 2s = x^2/(2 + x) exactly, so x - log1p(x) = x^2/(2+x) - 2(s^3/3 + s^5/5 + ...)
+    if abs(x) > T(0.3):
+        return x - math.log1p(x)
+    s = x / (T(2) + x)
+    s2 = s * s
+    acc = T(0)
+    k = 27
+    while k >= 3:
+        acc = acc * s2 + T(1) / T(k)
+        k -= 2
+    return x * x / (T(2) + x) - T(2) * s * s2 * acc
+'''
+
+    @classmethod
+    def naive(cls, x):
+        return x - sp.log(1 + x)
+
+    @staticmethod
+    def mp(x):
+        return x - mpmath.log1p(x)
+
+    def fdiff(self, argindex=1):
+        x = self.args[0]
+        return x / (1 + x)
+
+
+class logistic(Primitive):
+    """softplus(u) + k u: the logistic loss, with no cancellation between its two terms.
+
+    For u > 0 it is (1 + k) u + log1p(e^-u), else k u + log1p(e^u); with
+    k = -y and y in [0, 1] both are sums of non-negative terms.
+    """
+
+    nargs = 2
+    latex_template = r"\left(\log\left(1 + e^{{{0}}}\right) + {1} {0}\right)"
+    helper = '''
+def logistic(u, k, T):
+    # softplus(u) + k*u, grouped so the linear parts never cancel the softplus
+    if u > T(0):
+        return (T(1) + k) * u + math.log1p(math.exp(-u))
+    return k * u + math.log1p(math.exp(u))
+'''
+
+    @classmethod
+    def naive(cls, u, k):
+        return sp.log(1 + sp.exp(u)) + k * u
+
+    @staticmethod
+    def mp(u, k):
+        return mpmath.log1p(mpmath.exp(u)) + k * u
+
+    def fdiff(self, argindex=1):
+        u, k = self.args
+        return sigmoid_plus(u, k) if argindex == 1 else u
+
+
+class sigmoid_plus(Primitive):
+    """sigmoid(u) + k, as (1 + k) - sigmoid(-u) for u > 0: exact when k = -1 (y = 1)."""
+
+    nargs = 2
+    latex_template = r"\left(\sigma\left({0}\right) + {1}\right)"
+    helper = '''
+def sigmoid_plus(u, k, T):
+    # sigmoid(u) + k; for u > 0 write sigmoid(u) = 1 - sigmoid(-u) so that
+    # k = -1 gives -sigmoid(-u) exactly instead of 1 - 1
+    if u > T(0):
+        e = math.exp(-u)
+        return (T(1) + k) - e / (T(1) + e)
+    e = math.exp(u)
+    return e / (T(1) + e) + k
+'''
+
+    @classmethod
+    def naive(cls, u, k):
+        return 1 / (1 + sp.exp(-u)) + k
+
+    @staticmethod
+    def mp(u, k):
+        return 1 / (1 + mpmath.exp(-u)) + k
+
+    def fdiff(self, argindex=1):
+        u, _ = self.args
+        return sigmoid(u) * sigmoid(-u) if argindex == 1 else sp.S.One
+
+
+class powm1(Primitive):
+    """(1 + u)^a - 1 = expm1(a log1p(u)): exact when the power is close to 1."""
+
+    nargs = 2
+    latex_template = r"\left(\left(1 + {0}\right)^{{{1}}} - 1\right)"
+    helper = '''
+def powm1(u, a, T):
+    # (1 + u)**a - 1 without cancellation when a*log1p(u) is small
+    return math.expm1(a * math.log1p(u))
+'''
+
+    @classmethod
+    def naive(cls, u, a):
+        return (1 + u) ** a - 1
+
+    @staticmethod
+    def mp(u, a):
+        return mpmath.expm1(a * mpmath.log1p(u))
+
+    def fdiff(self, argindex=1):
+        u, a = self.args
+        if argindex == 1:
+            return a * (1 + u) ** (a - 1)
+        return (1 + u) ** a * log1p(u)
+
+
 ALL: tuple[type[Primitive], ...] = (
     log1p, expm1, Tanh, sech2, sigmoid, softplus, logcosh, xlogy, xlog1py, xdivy, kinkmax,
+    sqrt1pm1, xmlog1p, logistic, sigmoid_plus, powm1,
 )
 BY_NAME: dict[str, type[Primitive]] = {p.__name__: p for p in ALL}
 

@@ -49,6 +49,7 @@ _COMPARES = {
     ast.LtE: sp.LessThan,
     ast.Gt: sp.StrictGreaterThan,
     ast.GtE: sp.GreaterThan,
+    ast.Eq: sp.Eq,  # for a parameter's limiting case, e.g. Piecewise((..., alpha == 0), ...)
 }
 
 
@@ -93,7 +94,7 @@ class _Walker:
             return sp.true
         if isinstance(node, ast.Compare):
             if len(node.ops) != 1 or type(node.ops[0]) not in _COMPARES:
-                raise self.fail(node, "use one comparison of <, <=, > or >= at a time")
+                raise self.fail(node, "use one comparison of <, <=, >, >= or == at a time")
             return _COMPARES[type(node.ops[0])](self.expr(node.left), self.expr(node.comparators[0]))
         if isinstance(node, ast.BoolOp):
             parts = [self.condition(v) for v in node.values]
