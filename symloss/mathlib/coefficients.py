@@ -4,6 +4,15 @@ Each entry: (c0, c1, ..., cn) lowest degree first, rounded to the float type,
 and the minimax error of the unrounded fit (absolute, on the reduced function).
 """
 
+LN2_HI_F64 = 0.6931471806019545
+LN2_LO_F64 = -4.2009150726810846e-11
+LN2_F64 = 0.6931471805599453
+LOG2E_F64 = 1.4426950408889634
+LN2_HI_F32 = 0.693145751953125
+LN2_LO_F32 = 1.428606765330187e-06
+LN2_F32 = 0.6931471824645996
+LOG2E_F32 = 1.4426950216293335
+
 EXPM1_Q_F32 = (
     0.5,
     0.16666576266288757,

@@ -1,0 +1,144 @@
+"""Math library speed: libm vs symloss.mathlib inside generated-style kernels.
+
+    python bench/bench_mathlib.py [--n 10000000] [--threads 2] [--repeat 7]
+
+Kernels are shaped like the generated ones (templates/cpu/module.py.j2): a
+scalar kernel called in a numba.prange loop that sums the loss and writes the
+scaled gradient.  Each loss is timed with libm math (math.exp/log1p, the
+branchy helpers of symloss/derive/primitives.py) and with the math library,
+next to numpy.add(a, b, out=c) on arrays of the same size (the bandwidth
+floor: two reads and one write, as a loss+gradient pass).  Prints times
+(best of --repeat) and floor/time ratios (1.0 = at memory bandwidth).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numba
+import numpy as np
+
+from symloss.mathlib.kernels import fexp, flogcosh, fsigmoid, fsoftplus, ftanh
+
+SCALAR = dict(error_model="numpy")  # the template's _SCALAR, minus cache
+INLINE = dict(error_model="numpy", forceinline=True)
+LOOP = dict(error_model="numpy", fastmath={"reassoc"}, parallel=True)
+
+
+# --- libm helpers, as primitives.py emits them ---------------------------------
+@numba.njit(**SCALAR)
+def sigmoid(x, T):
+    if x >= T(0):
+        return T(1) / (T(1) + math.exp(-x))
+    e = math.exp(x)
+    return e / (T(1) + e)
+
+
+@numba.njit(**SCALAR)
+def softplus(x, T):
+    if x > T(0):
+        return x + math.log1p(math.exp(-x))
+    return math.log1p(math.exp(x))
+
+
+@numba.njit(**SCALAR)
+def logcosh(x, T):
+    a = abs(x)
+    if a < T(1):
+        s = math.sinh(T(0.5) * a)
+        return math.log1p(T(2) * s * s)
+    return a + math.log1p(math.exp(T(-2) * a)) - T(0.6931471805599453)
+
+
+# --- scalar kernels (value_and_grad_scalar of each loss) -----------------------
+def bce_libm(y, z, T):
+    return -y * z + softplus(z, T), -y + sigmoid(z, T)
+
+
+def bce_ml(y, z, T):
+    return -y * z + fsoftplus(z, T), -y + fsigmoid(z, T)
+
+
+def poisson_libm(y, z, T):
+    e = math.exp(z)
+    return e - y * z, e - y
+
+
+def poisson_ml(y, z, T):
+    e = fexp(z, T)
+    return e - y * z, e - y
+
+
+def logcosh_libm(y, yhat, T):
+    r = yhat - y
+    return logcosh(r, T), math.tanh(r)
+
+
+def logcosh_ml(y, yhat, T):
+    r = yhat - y
+    return flogcosh(r, T), ftanh(r, T)
+
+
+def make_loop(scalar_py, inline):
+    scalar = numba.njit(**(INLINE if inline else SCALAR))(scalar_py)
+
+    @numba.njit(**LOOP)
+    def value_and_grad(y, z, scale, g, T):
+        total = 0.0
+        for i in numba.prange(z.size):
+            loss, d = scalar(y[i], z[i], T)
+            total += loss
+            g[i] = scale * d
+        return total
+
+    return value_and_grad
+
+
+def best(f, repeat):
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - t)
+    return min(ts)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=10_000_000)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--float32", action="store_true", help="also time float32")
+    args = ap.parse_args(argv)
+    numba.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    dtypes = [np.float64] + ([np.float32] if args.float32 else [])
+    print(f"n={args.n:,} threads={args.threads} numba {numba.__version__} numpy {np.__version__}")
+    for dt in dtypes:
+        z = rng.normal(0, 4, args.n).astype(dt)
+        y = (rng.random(args.n) < 0.5).astype(dt)
+        g = np.empty_like(z)
+        c = np.empty_like(z)
+        floor = best(lambda: np.add(y, z, out=c), args.repeat)
+        print(f"\n{dt.__name__}: numpy.add floor {floor * 1e3:.2f} ms")
+        print(f"  {'loss':10s} {'math':18s} {'ms':>8s} {'floor/t':>8s} {'max rel diff vs libm':>21s}")
+        for loss, libm, ml in (("bce_logits", bce_libm, bce_ml), ("poisson", poisson_libm, poisson_ml),
+                               ("log_cosh", logcosh_libm, logcosh_ml)):
+            zz = np.clip(z, -30, 30) if loss == "poisson" else z
+            ref = None
+            for label, fn, inline in (("libm", libm, False), ("mathlib", ml, False), ("mathlib+inline", ml, True)):
+                k = make_loop(fn, inline)
+                k(y[:16], zz[:16], 1.0, g[:16], dt)  # compile
+                t = best(lambda: k(y, zz, 1.0, g, dt), args.repeat)
+                if ref is None:
+                    ref = g.copy()
+                    diff = ""
+                else:
+                    den = np.maximum(np.abs(ref), np.finfo(dt).tiny)
+                    diff = f"{np.max(np.abs(g - ref) / den):.2e}"
+                print(f"  {loss:10s} {label:18s} {t * 1e3:8.2f} {floor / t:8.2f} {diff:>21s}")
+
+
+if __name__ == "__main__":
+    main()
