@@ -10,9 +10,10 @@ import sympy as sp
 
 from ..errors import SpecError
 from .expr_parser import CONSTANTS, FUNCTIONS, parse_expression
-from .model import DOMAINS, KINDS, ROLES, Input, LossSpec, Param
+from .model import DOMAINS, KINDS, ROLES, SHAPES, Input, LossSpec, Param
 
-_TOP_KEYS = {"name", "title", "kind", "description", "references", "inputs", "params", "let", "loss"}
+_TOP_KEYS = {"name", "title", "kind", "description", "references", "inputs", "params", "let", "loss", "row"}
+_ROW_INPUT_KEYS = {"role", "domain", "shape", "indices", "default"}  # kind = "row" only
 _PARAM_KEYS = {"default", "positive", "nonnegative", "min", "max", "description"}
 _RESERVED = {"T", "out", "reduction", "sample_weight", "math", "np", "numba", "i", "n", "total", "scale"}
 
@@ -48,7 +49,7 @@ def _number(value: Any, source: str, field: str) -> float:
     return float(value)
 
 
-def _inputs(raw: Any, source: str) -> tuple[Input, ...]:
+def _inputs(raw: Any, source: str, kind: str = "elementwise") -> tuple[Input, ...]:
     if not isinstance(raw, dict) or not raw:
         raise SpecError(source, "inputs", "expected a table of symbol = role")
     inputs = []
@@ -59,7 +60,7 @@ def _inputs(raw: Any, source: str) -> tuple[Input, ...]:
             value = {"role": value}
         if not isinstance(value, dict):
             raise SpecError(source, field, "expected a role string or a table {role, domain}")
-        unknown = set(value) - {"role", "domain"}
+        unknown = set(value) - (_ROW_INPUT_KEYS if kind == "row" else {"role", "domain"})
         if unknown:
             raise SpecError(source, field, f"unknown key(s) {sorted(unknown)}")
         role = value.get("role")
@@ -68,10 +69,38 @@ def _inputs(raw: Any, source: str) -> tuple[Input, ...]:
         domain = value.get("domain", "real")
         if domain not in DOMAINS:
             raise SpecError(source, field, f"domain must be one of {DOMAINS}, got {domain!r}")
+        if kind == "row":
+            inputs.append(_row_input(name, role, domain, value, source, field))
+            continue
+        if domain == "simplex":
+            raise SpecError(source, field, "domain 'simplex' is for vector inputs of row losses")
         inputs.append(Input(name, role, domain))
     if not any(i.differentiable for i in inputs):
         raise SpecError(source, "inputs", "at least one input must have role 'prediction'")
     return tuple(inputs)
+
+
+def _row_input(name: str, role: str, domain: str, value: dict, source: str, field: str) -> Input:
+    shape = value.get("shape", "vector")
+    if shape not in SHAPES:
+        raise SpecError(source, f"{field}.shape", f"must be one of {SHAPES}, got {shape!r}")
+    indices = value.get("indices", False)
+    if not isinstance(indices, bool):
+        raise SpecError(source, f"{field}.indices", "expected true or false")
+    if indices and (shape != "vector" or role != "target"):
+        raise SpecError(source, f"{field}.indices", "only a vector target can be given as class indices")
+    if domain == "simplex" and shape != "vector":
+        raise SpecError(source, f"{field}.domain", "'simplex' is for vector inputs")
+    if shape != "vector" and role != "target":
+        raise SpecError(source, f"{field}.role", f"a {shape} input must be a target (gradients are per class)")
+    default = None
+    if shape == "class":
+        if "default" not in value:
+            raise SpecError(source, field, "a class input needs a 'default' (its value when omitted)")
+        default = _number(value["default"], source, f"{field}.default")
+    elif "default" in value:
+        raise SpecError(source, f"{field}.default", "only class inputs have a default")
+    return Input(name, role, domain, shape=shape, indices=indices, default=default)
 
 
 def _params(raw: Any, source: str) -> tuple[Param, ...]:
@@ -134,12 +163,23 @@ def spec_from_table(table: dict, *, source: str) -> LossSpec:
     if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
         raise SpecError(source, "references", "expected a list of strings")
 
-    inputs = _inputs(table["inputs"], source)
+    inputs = _inputs(table["inputs"], source, kind)
     params = _params(table.get("params", {}), source)
     names = [i.name for i in inputs] + [p.name for p in params]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise SpecError(source, "params", f"name(s) {sorted(dupes)} declared twice")
+    if kind == "row":
+        from .row_parser import parse_row
+
+        loss, symbols, row = parse_row(table, inputs, params, source=source, symbol=_symbol, identifier=_identifier)
+        return LossSpec(
+            name=name, title=title, kind=kind, inputs=inputs, params=params, loss_text=table["loss"], loss=loss,
+            symbols=symbols, description=table.get("description", "").strip(), references=tuple(refs),
+            source=source, row=row,
+        )
+    if "row" in table:
+        raise SpecError(source, "row", "only kind = \"row\" specs have a [row] table")
 
     scope: dict[str, sp.Basic] = {i.name: _symbol(i.name) for i in inputs}
     scope.update({p.name: _symbol(p.name, p) for p in params})

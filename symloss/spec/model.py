@@ -7,8 +7,12 @@ import sympy as sp
 
 ROLES = ("target", "prediction")
 # How the checker samples an input, and what values it may take.
-DOMAINS = ("real", "positive", "unit", "unit_closed", "binary", "sign")
-KINDS = ("elementwise",)
+DOMAINS = ("real", "positive", "unit", "unit_closed", "binary", "sign", "simplex")
+KINDS = ("elementwise", "row")
+# Row losses: how an input is laid out.  "vector": one value per row and class
+# (N, K); "scalar": one value per row (N,); "class": one value per class, shared
+# by every row (K,), an optional keyword argument.  Elementwise inputs: "element".
+SHAPES = ("vector", "scalar", "class")
 
 
 @dataclass(frozen=True)
@@ -16,6 +20,9 @@ class Input:
     name: str
     role: str
     domain: str = "real"
+    shape: str = "element"  # "element" (elementwise kind) or one of SHAPES (row kind)
+    indices: bool = False  # a row target that may also be given as integer class indices (N,)
+    default: float | None = None  # class inputs: the value of every entry when omitted
 
     @property
     def differentiable(self) -> bool:
@@ -45,6 +52,16 @@ class Param:
 
 
 @dataclass(frozen=True)
+class RowInfo:
+    """What a row spec adds: the class index, the class-count symbol, per-class lets."""
+
+    index: str = "k"  # the summation index, written z[k] and Sum(..., k)
+    size: str = "K"  # the number of classes, usable in expressions
+    mean_weight: str | None = None  # class input weighing rows given as indices in the mean
+    symbols: dict = field(default_factory=dict, compare=False)  # index/size/IndexedBase objects
+
+
+@dataclass(frozen=True)
 class LossSpec:
     name: str
     title: str
@@ -57,6 +74,7 @@ class LossSpec:
     description: str = ""
     references: tuple[str, ...] = ()
     source: str = "<expr>"
+    row: RowInfo | None = None  # set for kind = "row"
 
     @property
     def targets(self) -> tuple[Input, ...]:
