@@ -7,6 +7,7 @@ from pathlib import Path
 from ..catalog import spec_paths
 from ..derive import Derivation
 from ..spec import load_spec
+from . import cuda
 from .cpu import render_module
 from .write import write_tree
 
@@ -19,6 +20,8 @@ def render_catalog(specs_dir: Path, progress: Callable[[str], None] = lambda s: 
         progress(f"[{k}/{len(paths)}] {path.stem}")
         derivation = Derivation(load_spec(path))
         files[f"{derivation.spec.name}.py"] = render_module(derivation)
+        if cuda.supports(derivation.spec):
+            files[f"cuda/{derivation.spec.name}.py"] = cuda.render_module(derivation)
     return files
 
 

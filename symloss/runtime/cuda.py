@@ -1,0 +1,547 @@
+"""Device arrays in, numba-cuda kernels underneath: the GPU side of ``Loss``.
+
+``Loss`` methods given device arrays (PyTorch CUDA tensors, CuPy arrays, numba
+device arrays: anything with ``__cuda_array_interface__``) come here instead
+of the CPU kernels.  Nothing is copied to the host and the host never waits:
+
+- PyTorch tensors: outputs come from PyTorch's caching allocator and every
+  kernel runs on PyTorch's current stream, so the calls order with the
+  caller's own work exactly like a PyTorch operation.  Results are tensors.
+- CuPy arrays: likewise with CuPy's allocator and current stream.
+- numba device arrays (and any other ``__cuda_array_interface__`` object):
+  numba allocations on the default stream; results are numba device arrays.
+
+A reduced value is a 0-d array of the caller's kind, still on the device.
+Under numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) the simulator's
+arrays are device arrays, which is how the tests run without a GPU.
+
+This module imports numba.cuda only when a device array first arrives, so
+``is_device_array`` costs the CPU path nothing.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from .._paths import cache_dir, generated_dir
+from ..errors import InputError
+from ..spec.model import LossSpec
+from . import arrays as A
+
+THREADS = 256  # threads per block (a power of two, at most the modules' BLOCK)
+BLOCKS_PER_SM = 8  # 8 x 256 threads fill an SM; grid-stride loops cover the rest
+
+_SIMULATOR_ARRAYS = ("FakeCUDAArray", "FakeWithinKernelCUDAArray")
+
+
+# --- telling device arrays apart, cheaply ------------------------------------------------
+def _torch_tensor(x) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _simulated(x) -> bool:
+    cls = type(x)
+    return cls.__name__ in _SIMULATOR_ARRAYS and cls.__module__.startswith(("numba.", "numba_cuda."))
+
+
+def is_device_array(x) -> bool:
+    """True for an array that lives on a CUDA device (or in numba's CUDA simulator)."""
+    if x is None or isinstance(x, (np.ndarray, np.generic, int, float, list, tuple)):
+        return False
+    if _torch_tensor(x):
+        return x.is_cuda
+    if _simulated(x):
+        return True
+    try:
+        return hasattr(x, "__cuda_array_interface__")
+    except Exception:  # a property that refuses (e.g. a tensor that requires grad)
+        return False
+
+
+def on_device(arrays, sample_weight=None) -> bool:
+    return any(is_device_array(a) for a in arrays) or is_device_array(sample_weight)
+
+
+# --- numba.cuda, imported once and patched once ---------------------------------------------
+@functools.cache
+def _cuda():
+    from numba.core import config
+
+    if not hasattr(np, "row_stack"):
+        # numba-cuda 0.30 still calls numpy.row_stack, which numpy 2.5 removed; the
+        # first kernel compile fails without this alias.  It must exist before any compile.
+        np.row_stack = np.vstack
+    from numba import cuda
+
+    if not config.ENABLE_CUDASIM:
+        # Our small launches (one block to finish a sum) and small inputs would warn on
+        # every call; the grid sizes are chosen here, not by the user.
+        config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
+    return cuda
+
+
+def simulator() -> bool:
+    from numba.core import config
+
+    return bool(config.ENABLE_CUDASIM)
+
+
+@functools.cache
+def _sm_count(device_id: int | None) -> int:
+    if simulator():
+        return 1
+    cuda = _cuda()
+    if device_id is None:
+        return cuda.get_current_device().MULTIPROCESSOR_COUNT
+    with cuda.gpus[device_id]:
+        return cuda.get_current_device().MULTIPROCESSOR_COUNT
+
+
+# --- the caller's array library ----------------------------------------------------------------
+class _Numba:
+    """numba device arrays and any other ``__cuda_array_interface__`` object (and the simulator's).
+
+    Each kind says how to view, convert and allocate its arrays, on which
+    device and stream the kernels run, and what a result looks like.
+    """
+
+    name = "numba"
+
+    def __init__(self, sample, module, launch):
+        self.cuda = _cuda()
+        self.module, self.launch = module, launch  # for the cast kernel
+        self.device_id = None  # numba arrays live in the current context
+        self.stream = 0  # the default stream, as numba uses
+
+    def context(self):
+        return contextlib.nullcontext()
+
+    def is_same_kind(self, x) -> bool:
+        return is_device_array(x) and not _torch_tensor(x) and not _is_cupy(x)
+
+    def dtype_of(self, x) -> np.dtype:
+        return np.dtype(x.dtype)
+
+    def shape_of(self, x) -> tuple[int, ...]:
+        return tuple(x.shape)
+
+    def _array(self, x):
+        if _simulated(x) or isinstance(x, self.cuda.cudadrv.devicearray.DeviceNDArray):
+            return x
+        return self.cuda.as_cuda_array(x)
+
+    def contiguous(self, x) -> bool:
+        return self._array(x).is_c_contiguous()
+
+    def view(self, x):
+        """A flat numba device view of a C-contiguous array (no copy)."""
+        return self._array(x).reshape(-1)
+
+    def convert(self, x, dtype: np.dtype, what: str):
+        """(owner, flat view) of ``x`` as a C-contiguous array of ``dtype``."""
+        if not self.contiguous(x):
+            raise InputError(f"{what} must be C-contiguous")
+        view = self.view(x)
+        if view.dtype == dtype:
+            return x, view
+        owner, out = self.empty((view.size,), dtype)
+        self.module.cast[_grid(view.size, self, self.launch), self.launch.threads, self.stream](view, out)
+        return owner, out
+
+    def empty(self, shape, dtype):
+        arr = self.cuda.device_array(shape, dtype=dtype, stream=self.stream)
+        return arr, arr.reshape(-1)
+
+    def result(self, arr, shape):
+        return arr.reshape(shape)
+
+
+class _Torch(_Numba):
+    name = "torch"
+
+    def __init__(self, sample, module, launch):
+        import torch
+
+        self.torch = torch
+        self.cuda = _cuda()
+        self.module, self.launch = module, launch
+        self.device = sample.device
+        self.device_id = self.device.index if self.device.index is not None else torch.cuda.current_device()
+        self.stream = _external_stream(torch.cuda.current_stream(self.device).cuda_stream)
+
+    def context(self):
+        return self.cuda.gpus[self.device_id]
+
+    def is_same_kind(self, x):
+        return _torch_tensor(x) and x.is_cuda
+
+    def dtype_of(self, x):
+        try:
+            return np.dtype(str(x.dtype).removeprefix("torch."))
+        except TypeError:  # bfloat16 and other types numpy lacks
+            raise InputError(f"unsupported tensor dtype {x.dtype}; use float32 or float64") from None
+
+    def contiguous(self, x):
+        return x.is_contiguous()
+
+    def view(self, x):
+        # torch's interface (version 2) names no stream, so numba does not synchronise
+        return self.cuda.as_cuda_array(x.detach().reshape(-1))
+
+    def convert(self, x, dtype, what):
+        if x.device != self.device:
+            raise InputError(f"{what} is on {x.device}, the predictions on {self.device}")
+        t = x.detach().to(dtype=_TORCH_DTYPES[np.dtype(dtype)]).contiguous().reshape(-1)
+        return t, self.cuda.as_cuda_array(t)
+
+    def empty(self, shape, dtype):
+        t = self.torch.empty(shape, dtype=_TORCH_DTYPES[np.dtype(dtype)], device=self.device)
+        return t, self.view(t)
+
+
+class _CuPy(_Numba):
+    name = "cupy"
+
+    def __init__(self, sample, module, launch):
+        import cupy
+
+        self.cupy = cupy
+        self.cuda = _cuda()
+        self.module, self.launch = module, launch
+        self.device_id = sample.device.id
+        self.stream = _external_stream(cupy.cuda.get_current_stream().ptr)
+
+    def context(self):
+        return self.cuda.gpus[self.device_id]
+
+    def is_same_kind(self, x):
+        return _is_cupy(x)
+
+    def contiguous(self, x):
+        return x.flags.c_contiguous
+
+    def view(self, x):
+        # CuPy's interface names its current stream; the kernels run on it, so no sync
+        flat = x.reshape(-1)
+        return self.cuda.from_cuda_array_interface(flat.__cuda_array_interface__, owner=flat, sync=False)
+
+    def convert(self, x, dtype, what):
+        with self.cupy.cuda.Device(self.device_id):
+            arr = self.cupy.ascontiguousarray(x, dtype=dtype).reshape(-1)
+        return arr, self.view(arr)
+
+    def empty(self, shape, dtype):
+        with self.cupy.cuda.Device(self.device_id):
+            arr = self.cupy.empty(shape, dtype=dtype)
+        return arr, self.view(arr)
+
+
+def _is_cupy(x) -> bool:
+    cupy = sys.modules.get("cupy")
+    return cupy is not None and isinstance(x, cupy.ndarray)
+
+
+class _TorchDtypes(dict):
+    def __missing__(self, key):
+        import torch
+
+        self.update({np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64})
+        return self[key]
+
+
+_TORCH_DTYPES = _TorchDtypes()
+_STREAMS: dict[int, object] = {}
+
+
+def _external_stream(ptr: int):
+    cuda = _cuda()
+    if not ptr:
+        return cuda.default_stream()
+    if ptr not in _STREAMS:
+        _STREAMS[ptr] = cuda.external_stream(ptr)
+    return _STREAMS[ptr]
+
+
+def _kind_of(x, module: ModuleType, launch: Launch) -> _Numba:
+    if _torch_tensor(x):
+        return _Torch(x, module, launch)
+    if _is_cupy(x):
+        return _CuPy(x, module, launch)
+    return _Numba(x, module, launch)
+
+
+# --- launch geometry ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Launch:
+    """Threads per block and the grid cap; ``max_blocks=None`` means BLOCKS_PER_SM per SM."""
+
+    threads: int = THREADS
+    max_blocks: int | None = None
+
+    def __post_init__(self):
+        if self.threads < 1 or self.threads & (self.threads - 1) or self.threads > 1024:
+            raise ValueError(f"threads must be a power of two <= 1024, got {self.threads}")
+
+
+def _grid(n: int, kind: _Numba, launch: Launch) -> int:
+    cap = launch.max_blocks or BLOCKS_PER_SM * _sm_count(kind.device_id)
+    return max(1, min(cap, -(-n // launch.threads)))
+
+
+# --- finding the kernel module -------------------------------------------------------------------
+def module_path_for(spec: LossSpec, cpu_module: ModuleType | None = None) -> Path:
+    """The generated CUDA module beside a catalog loss's CPU module, else one rendered into the cache."""
+    if cpu_module is not None and getattr(cpu_module, "__file__", None):
+        cpu_path = Path(cpu_module.__file__).resolve()
+        if cpu_path.parent == generated_dir().resolve():
+            candidate = cpu_path.parent / "cuda" / cpu_path.name
+            if candidate.is_file():
+                return candidate
+    from ..derive import Derivation
+    from ..render.cuda import render_module
+    from ..render.write import write_atomic
+
+    source = render_module(Derivation(spec))
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    path = cache_dir() / "cuda" / f"{spec.name}_{digest}.py"
+    if not path.exists():
+        write_atomic(path, source)
+    return path
+
+
+def load_module(spec: LossSpec, cpu_module: ModuleType | None = None) -> ModuleType:
+    from .modules import import_path
+
+    _cuda()  # numpy alias and numba config before the module's decorators run
+    return import_path(module_path_for(spec, cpu_module))
+
+
+# --- the device side of Loss --------------------------------------------------------------------------
+@dataclass
+class _Call:
+    kind: _Numba
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    n: int
+    data: list  # flat numba views of the inputs
+    keep: list  # owners of converted inputs, alive until the call returns
+    params: list
+    w: object  # flat view of the weights, or the prediction (never read) when unweighted
+    weighted: bool
+    grid: int
+
+
+class DeviceLoss:
+    """``value``, ``grad``, ``value_and_grad``, ``hessian``, ``grad_hessian`` on device arrays.
+
+    Same signatures, defaults and results as ``Loss``; the arrays are device
+    arrays and so are the results.
+    """
+
+    def __init__(self, spec: LossSpec, module: ModuleType, launch: Launch | None = None):
+        self.spec = spec
+        self.module = module
+        self.name = spec.name
+        self.predictions = tuple(i.name for i in spec.predictions)
+        self.launch = launch or Launch()
+        if self.launch.threads > module.BLOCK:
+            raise ValueError(f"threads must be at most the module's BLOCK ({module.BLOCK})")
+
+    # plumbing ---------------------------------------------------------------------------------
+    def _setup(self, arrays, reduction, sample_weight, params) -> _Call:
+        A.check_reduction(reduction)
+        spec = self.spec
+        names = [i.name for i in spec.inputs]
+        if len(arrays) != len(names):
+            raise InputError(f"{spec.name} takes {len(names)} arrays ({', '.join(names)}), got {len(arrays)}")
+        first = next(a for a, i in zip(arrays, spec.inputs) if i.differentiable)
+        if not is_device_array(first):
+            first = next(a for a in arrays if is_device_array(a))
+        kind = _kind_of(first, self.module, self.launch)
+        for a, name in zip(arrays, names):
+            if not kind.is_same_kind(a):
+                raise InputError(
+                    f"{spec.name}: '{name}' must be a {kind.name} device array like the others, got {type(a).__name__}"
+                )
+        dtypes = [kind.dtype_of(a) for a in arrays]
+        for d, name in zip(dtypes, names):
+            if d.kind not in "biuf":
+                raise InputError(f"{spec.name}: '{name}' must be numeric, got dtype {d}")
+        pred_dtypes = [d for d, i in zip(dtypes, spec.inputs) if i.differentiable]
+        dtype = np.result_type(*pred_dtypes)
+        if dtype.kind in "biu":
+            dtype = np.dtype(np.float64)
+        if dtype not in (np.float32, np.float64):
+            raise InputError(f"{spec.name}: predictions must be float32 or float64 arrays, got {dtype}")
+        shape = kind.shape_of(arrays[[i.differentiable for i in spec.inputs].index(True)])
+        for a, name in zip(arrays, names):
+            if kind.shape_of(a) != shape:
+                raise InputError(
+                    f"{spec.name}: '{name}' has shape {kind.shape_of(a)}, expected {shape} like the predictions"
+                )
+        keep, data = [], []
+        for a, name in zip(arrays, names):
+            owner, view = kind.convert(a, dtype, f"{spec.name}: '{name}'")
+            keep.append(owner)
+            data.append(view)
+        pred_view = data[[i.differentiable for i in spec.inputs].index(True)]
+        weighted = sample_weight is not None
+        w = pred_view  # a placeholder of the right type; kernels read w only when weighted
+        if weighted:
+            if not kind.is_same_kind(sample_weight):
+                raise InputError(f"sample_weight must be a {kind.name} device array like the inputs")
+            if kind.shape_of(sample_weight) != shape:
+                raise InputError(f"sample_weight has shape {kind.shape_of(sample_weight)}, expected {shape}")
+            if kind.dtype_of(sample_weight).kind not in "biuf":
+                raise InputError(f"sample_weight must be numeric, got dtype {kind.dtype_of(sample_weight)}")
+            owner, w = kind.convert(sample_weight, dtype, "sample_weight")
+            keep.append(owner)
+        pvals = A.prepare_params(spec, params, dtype)
+        n = int(np.prod(shape, dtype=np.int64))
+        return _Call(kind, shape, dtype, n, data, keep, pvals, w, weighted, _grid(n, kind, self.launch))
+
+    def _launch(self, c: _Call, kernel, grid: int | None = None, threads: int | None = None):
+        return kernel[grid or c.grid, threads or self.launch.threads, c.kind.stream]
+
+    def _scale(self, c: _Call, reduction: str):
+        """A one-element float64 device array: 1 (sum, none), 1/N or 1/sum(w) (mean)."""
+        _, scale = c.kind.empty((1,), np.float64)
+        m = self.module
+        if reduction == "mean" and c.weighted:
+            partials = c.kind.empty((c.grid,), np.float64)[1]
+            self._launch(c, m.weight_sum)(c.w, partials)
+            self._launch(c, m.finish_reciprocal, 1)(partials, scale)
+        else:
+            value = 1.0 if reduction != "mean" else (1.0 / c.n if c.n else math.nan)
+            self._launch(c, m.fill, 1, 1)(scale, value)
+        return scale
+
+    def _finish(self, c: _Call, partials, scale):
+        owner, view = c.kind.empty((1,), c.dtype)
+        self._launch(c, self.module.finish_sum, 1)(partials, scale, view)
+        return c.kind.result(owner, ())
+
+    def _out(self, c: _Call, out, shape, what):
+        if out is None:
+            return c.kind.empty(shape, c.dtype)
+        if not c.kind.is_same_kind(out):
+            raise InputError(f"{what}: out must be a {c.kind.name} device array like the inputs")
+        if c.kind.shape_of(out) != tuple(shape) or c.kind.dtype_of(out) != c.dtype:
+            raise InputError(
+                f"{what}: out must have shape {tuple(shape)} and dtype {c.dtype}, "
+                f"got {c.kind.shape_of(out)} {c.kind.dtype_of(out)}"
+            )
+        if not c.kind.contiguous(out):
+            raise InputError(f"{what}: out must be C-contiguous")
+        return out, c.kind.view(out)
+
+    def _grad_buffers(self, c: _Call, out):
+        k = len(self.predictions)
+        if k == 1:
+            outs = (out,)
+        else:
+            outs = (None,) * k if out is None else tuple(out)
+            if len(outs) != k:
+                raise InputError(f"{self.name}: out must be a tuple of {k} arrays")
+        pairs = [self._out(c, o, c.shape, f"{self.name}.grad") for o in outs]
+        result = pairs[0][0] if k == 1 else tuple(p[0] for p in pairs)
+        return result, [p[1] for p in pairs]
+
+    def _hess_buffers(self, c: _Call, out):
+        k = len(self.predictions)
+        full = c.shape if k == 1 else (k, k) + c.shape
+        arr, flat = self._out(c, out, full, f"{self.name}.hessian")
+        # row-major (i, j) blocks of n elements, in the module's HESSIAN_OUTPUTS order
+        views = [flat[m * c.n:(m + 1) * c.n] for m in range(len(self.module.HESSIAN_OUTPUTS))]
+        return arr, views
+
+    # the API --------------------------------------------------------------------------------------
+    def value(self, *arrays, reduction="mean", sample_weight=None, out=None, **params):
+        c = self._setup(arrays, reduction, sample_weight, params)
+        with c.kind.context():
+            if reduction == "none":
+                arr, view = self._out(c, out, c.shape, f"{self.name}.value")
+            else:
+                arr, view = None, c.data[0]  # placeholder, never written (keep=False)
+            partials = c.kind.empty((c.grid,), np.float64)[1]
+            self._launch(c, self.module.value)(*c.data, *c.params, c.w, c.weighted, view, arr is not None, partials)
+            if reduction == "none":
+                return arr
+            return self._finish(c, partials, self._scale(c, reduction))
+
+    def grad(self, *arrays, reduction="mean", sample_weight=None, out=None, **params):
+        c = self._setup(arrays, reduction, sample_weight, params)
+        with c.kind.context():
+            result, views = self._grad_buffers(c, out)
+            scale = self._scale(c, reduction)
+            self._launch(c, self.module.grad)(*c.data, *c.params, c.w, c.weighted, scale, *views)
+            return result
+
+    def value_and_grad(self, *arrays, reduction="mean", sample_weight=None, out=None, **params):
+        """(value, gradient) in one fused pass; ``out`` is the gradient buffer."""
+        c = self._setup(arrays, reduction, sample_weight, params)
+        with c.kind.context():
+            result, views = self._grad_buffers(c, out)
+            scale = self._scale(c, reduction)
+            if reduction == "none":
+                values, vview = c.kind.empty(c.shape, c.dtype)
+            else:
+                values, vview = None, c.data[0]  # placeholder, never written (keep=False)
+            partials = c.kind.empty((c.grid,), np.float64)[1]
+            self._launch(c, self.module.value_and_grad)(
+                *c.data, *c.params, c.w, c.weighted, scale, vview, values is not None, *views, partials
+            )
+            if reduction == "none":
+                return values, result
+            return self._finish(c, partials, scale), result
+
+    def hessian(self, *arrays, reduction="none", sample_weight=None, out=None, **params):
+        """Per-element second derivatives: the prediction's shape, or (P, P, *shape) for P > 1."""
+        c = self._setup(arrays, reduction, sample_weight, params)
+        with c.kind.context():
+            arr, views = self._hess_buffers(c, out)
+            scale = self._scale(c, reduction)
+            self._launch(c, self.module.hessian)(*c.data, *c.params, c.w, c.weighted, scale, *views)
+            return arr
+
+    def grad_hessian(self, *arrays, reduction="none", sample_weight=None, **params):
+        """(gradient, Hessian) in one fused pass."""
+        c = self._setup(arrays, reduction, sample_weight, params)
+        with c.kind.context():
+            g, gviews = self._grad_buffers(c, None)
+            h, hviews = self._hess_buffers(c, None)
+            scale = self._scale(c, reduction)
+            self._launch(c, self.module.grad_hessian)(*c.data, *c.params, c.w, c.weighted, scale, *gviews, *hviews)
+            return g, h
+
+
+# --- the hook for Loss ---------------------------------------------------------------------------------
+def device_loss(loss) -> DeviceLoss:
+    """The DeviceLoss of a ``Loss``, built once (the CUDA module is imported on first use)."""
+    dev = loss.__dict__.get("_device_loss")
+    if dev is None:
+        dev = DeviceLoss(loss.spec, load_module(loss.spec, loss.module))
+        loss.__dict__["_device_loss"] = dev
+    return dev
+
+
+def dispatch(method):
+    """Decorate a ``Loss`` method: device arrays go to the CUDA kernels, the rest to ``method``."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def wrapper(self, *arrays, **kwargs):
+        if on_device(arrays, kwargs.get("sample_weight")):
+            return getattr(device_loss(self), name)(*arrays, **kwargs)
+        return method(self, *arrays, **kwargs)
+
+    return wrapper

@@ -1,0 +1,206 @@
+"""The CUDA kernels against the CPU kernels, under numba's CUDA simulator (no GPU needed).
+
+numba reads NUMBA_ENABLE_CUDASIM when it is first imported, so in a normal
+`pytest` run the single test below starts a fresh interpreter with the
+simulator switched on and runs this file's checks there; numba in the main
+process (and the CPU tests) never see the setting.  With the variable already
+set (`NUMBA_ENABLE_CUDASIM=1 pytest tests/test_cuda_sim.py`) the checks run
+directly.
+
+The simulator runs every thread as a Python thread, so sizes stay tiny: 37
+elements and blocks of 4 threads, so each thread loops over several elements
+and every block reduction takes two steps.  The sweep over the catalog uses
+one block per grid (the simulator's cost is per block); the reductions across
+blocks are checked on a few losses with every case.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+N = 37
+
+if not SIMULATED:
+
+    def test_cuda_kernels_under_the_simulator():
+        env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+        cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", __file__]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+        assert proc.returncode == 0, (proc.stdout[-6000:] + "\n" + proc.stderr[-3000:]).strip()
+        summary = proc.stdout.strip().splitlines()[-1]
+        if " passed" not in summary:
+            pytest.skip(f"the simulator checks did not run: {summary}")
+
+else:
+    pytest.importorskip("numba.cuda", reason="neither numba's built-in CUDA target nor numba-cuda is installed")
+
+    from numba import cuda
+
+    import symloss
+    from symloss import catalog
+    from symloss.errors import InputError
+    from symloss.runtime import cuda as C
+
+    ONE_BLOCK = C.Launch(threads=4, max_blocks=1)
+    BLOCKS = C.Launch(threads=4, max_blocks=3)
+    DTYPES = (np.float32, np.float64)
+
+    def sample(domain: str, rng, dtype):
+        draws = {
+            "real": lambda: rng.uniform(-3, 3, N),
+            "positive": lambda: rng.uniform(0.1, 3, N),
+            "unit": lambda: rng.uniform(0.05, 0.95, N),
+            "unit_closed": lambda: np.where(rng.random(N) < 0.3, rng.integers(0, 2, N), rng.uniform(0, 1, N)),
+            "binary": lambda: rng.integers(0, 2, N).astype(float),
+            "sign": lambda: rng.choice([-1.0, 1.0], N),
+        }
+        return draws[domain]().astype(dtype)
+
+    def device_loss(loss, launch=BLOCKS) -> "C.DeviceLoss":
+        return C.DeviceLoss(loss.spec, C.load_module(loss.spec, loss.module), launch)
+
+    def host(x):
+        if isinstance(x, tuple):
+            return tuple(host(a) for a in x)
+        return x.copy_to_host()
+
+    def close(got, want, dtype, what):
+        got, want = np.asarray(got), np.asarray(want)
+        assert got.shape == want.shape, (what, got.shape, want.shape)
+        assert got.dtype == dtype, (what, got.dtype)
+        if dtype == np.float32:  # the simulator evaluates math functions in double
+            np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6, err_msg=what)
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14, err_msg=what)
+
+    def inputs(loss, dtype, seed=0):
+        rng = np.random.default_rng(seed)
+        arrays = [sample(i.domain, rng, dtype) for i in loss.spec.inputs]
+        weights = rng.uniform(0.2, 2.0, N).astype(dtype)
+        return arrays, weights
+
+    # (method, reduction, weighted): every reduction and weighting each method takes
+    ALL_CASES = [
+        ("value", "mean", False), ("value", "sum", True), ("value", "none", True), ("value", "mean", True),
+        ("grad", "mean", True), ("grad", "sum", False), ("grad", "none", False),
+        ("value_and_grad", "mean", False), ("value_and_grad", "mean", True),
+        ("value_and_grad", "sum", True), ("value_and_grad", "none", False),
+        ("hessian", "none", False), ("hessian", "mean", True),
+        ("grad_hessian", "none", False), ("grad_hessian", "sum", True),
+    ]
+    # every method, reduction and weighting at least once
+    CASES = [
+        ("value", "mean", False), ("value", "sum", True), ("value", "none", True),
+        ("grad", "mean", True), ("grad", "none", False),
+        ("value_and_grad", "mean", False), ("value_and_grad", "mean", True), ("value_and_grad", "none", False),
+        ("hessian", "mean", True), ("grad_hessian", "none", False),
+    ]
+
+    def check_against_cpu(loss, dev, dtype, cases):
+        arrays, weights = inputs(loss, dtype)
+        d_arrays = [cuda.to_device(a) for a in arrays]
+        d_weights = cuda.to_device(weights)
+        for method, reduction, weighted in cases:
+            what = f"{loss.name}.{method}({reduction}, weighted={weighted})"
+            want = getattr(loss, method)(*arrays, reduction=reduction, sample_weight=weights if weighted else None)
+            got = getattr(dev, method)(*d_arrays, reduction=reduction, sample_weight=d_weights if weighted else None)
+            if not isinstance(want, tuple):
+                want, got = (want,), (got,)
+            assert len(got) == len(want), what
+            for g, w in zip(got, want):
+                close(host(g), w, dtype, what)
+
+    @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+    @pytest.mark.parametrize("name", catalog.names())
+    def test_every_catalog_loss_matches_cpu(name, dtype):
+        loss = symloss.load(name)
+        check_against_cpu(loss, device_loss(loss, ONE_BLOCK), dtype, CASES)
+
+    @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+    @pytest.mark.parametrize("name", ["huber", "bce_logits"])
+    def test_sums_across_blocks_match_cpu(name, dtype):
+        loss = symloss.load(name)
+        check_against_cpu(loss, device_loss(loss, BLOCKS), dtype, ALL_CASES)
+
+    def test_parameters_and_out_buffers():
+        loss = symloss.load("huber")
+        dev = device_loss(loss)
+        (y, yhat), _ = inputs(loss, np.float64, seed=1)
+        dy, dyhat = cuda.to_device(y), cuda.to_device(yhat)
+        out = cuda.device_array(N, np.float64)
+        got = dev.grad(dy, dyhat, delta=0.3, out=out)
+        assert got is out
+        close(out.copy_to_host(), loss.grad(y, yhat, delta=0.3), np.float64, "grad(out=)")
+        v, g = dev.value_and_grad(dy, dyhat, reduction="sum", delta=2.5)
+        want_v, want_g = loss.value_and_grad(y, yhat, reduction="sum", delta=2.5)
+        close(v.copy_to_host(), want_v, np.float64, "value")
+        close(g.copy_to_host(), want_g, np.float64, "grad")
+
+    def test_shapes_are_kept_and_targets_are_cast():
+        loss = symloss.load("mse")
+        dev = device_loss(loss)
+        rng = np.random.default_rng(2)
+        yhat = rng.normal(size=(3, 5)).astype(np.float32)
+        y = rng.integers(-2, 3, size=(3, 5))  # integer targets become float32
+        v, g = dev.value_and_grad(cuda.to_device(y), cuda.to_device(yhat), reduction="none")
+        want_v, want_g = loss.value_and_grad(y, yhat, reduction="none")
+        close(v.copy_to_host(), want_v, np.float32, "value")
+        close(g.copy_to_host(), want_g, np.float32, "grad")
+
+    def test_several_predictions_fill_the_symmetric_hessian():
+        loss = symloss.Loss.from_expr(
+            "(y - mu)**2 / (2 * v) + log(v) / 2",
+            name="gaussian_nll_sim",
+            inputs={"y": "target", "mu": "prediction", "v": {"role": "prediction", "domain": "positive"}},
+        )
+        dev = device_loss(loss)
+        rng = np.random.default_rng(3)
+        y, mu = rng.normal(size=N), rng.normal(size=N)
+        v = rng.uniform(0.5, 2.0, N)
+        w = rng.uniform(0.2, 2.0, N)
+        d = [cuda.to_device(a) for a in (y, mu, v)]
+        g, h = dev.grad_hessian(*d, reduction="mean", sample_weight=cuda.to_device(w))
+        want_g, want_h = loss.grad_hessian(y, mu, v, reduction="mean", sample_weight=w)
+        for a, b in zip(host(g), want_g):
+            close(a, b, np.float64, "grad")
+        close(host(h), want_h, np.float64, "hessian")
+        assert host(h).shape == (2, 2, N)
+
+    def test_generated_catalog_modules_are_used():
+        loss = symloss.load("huber")
+        path = C.module_path_for(loss.spec, loss.module)
+        assert path.parent.name == "cuda" and path.name == "huber.py"
+
+    def test_dispatch_sends_device_arrays_to_the_kernels():
+        loss = symloss.load("mse")
+
+        class Host:
+            spec, module, name = loss.spec, loss.module, loss.name
+
+            @C.dispatch
+            def value(self, *arrays, **kwargs):
+                return "cpu"
+
+        h = Host()
+        h._device_loss = device_loss(loss)
+        y, yhat = np.zeros(N), np.ones(N)
+        assert h.value(y, yhat) == "cpu"
+        got = h.value(cuda.to_device(y), cuda.to_device(yhat))
+        assert float(got.copy_to_host()) == 1.0
+        assert C.is_device_array(cuda.to_device(y)) and not C.is_device_array(y)
+
+    def test_bad_input_is_a_clear_error():
+        loss = symloss.load("mse")
+        dev = device_loss(loss)
+        y = cuda.to_device(np.zeros(N))
+        with pytest.raises(InputError, match="shape"):
+            dev.value(y, cuda.to_device(np.zeros(N + 1)))
+        with pytest.raises(InputError, match="device array"):
+            dev.value(np.zeros(N), y)
+        with pytest.raises(InputError, match="takes 2 arrays"):
+            dev.value(y)
+        with pytest.raises(InputError, match="unknown parameter"):
+            dev.value(y, y, delta=1.0)
