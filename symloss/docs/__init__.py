@@ -1,0 +1,1 @@
+"""docs: derived properties of each loss (``docs.properties``) and the rendered catalog (``docs.render``)."""
