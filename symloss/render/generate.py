@@ -18,7 +18,14 @@ def render_catalog(specs_dir: Path, progress: Callable[[str], None] = lambda s: 
     paths = spec_paths(specs_dir)
     for k, path in enumerate(paths, 1):
         progress(f"[{k}/{len(paths)}] {path.stem}")
-        derivation = Derivation(load_spec(path))
+        spec = load_spec(path)
+        if spec.kind == "row":  # one loss per row: render/cpu_row.py
+            from ..derive.row import RowDerivation
+            from .cpu_row import render_row_module
+
+            files[f"{spec.name}.py"] = render_row_module(RowDerivation(spec))
+            continue
+        derivation = Derivation(spec)
         files[f"{derivation.spec.name}.py"] = render_module(derivation)
         if cuda.supports(derivation.spec):
             files[f"cuda/{derivation.spec.name}.py"] = cuda.render_module(derivation)

@@ -42,6 +42,10 @@ class Loss:
     # construction ---------------------------------------------------------------
     @classmethod
     def from_spec(cls, spec: LossSpec) -> "Loss":
+        if spec.kind == "row":  # one loss per row of (..., K) arrays: runtime/row_loss.py
+            from .row_loss import RowLoss
+
+            return RowLoss.from_spec(spec)
         return cls(spec, import_path(cached_module(Derivation(spec))))
 
     @classmethod
@@ -52,10 +56,17 @@ class Loss:
         params: dict | None = None,
         inputs: dict | None = None,
         let: dict | None = None,
+        kind: str = "elementwise",
     ) -> "Loss":
-        """A loss from one expression; symbols ``y`` (target) and ``yhat`` (prediction) by default."""
+        """A loss from one expression; symbols ``y`` (target) and ``yhat`` (prediction) by default.
+
+        ``kind="row"``: one loss per row, written with ``Sum(..., k)`` over the
+        class index (inputs are then vectors ``y[k]``, ``yhat[k]`` by default);
+        returns a :class:`~symloss.runtime.row_loss.RowLoss`.
+        """
         table = {
             "name": name,
+            "kind": kind,
             "inputs": inputs or {"y": "target", "yhat": "prediction"},
             "params": params or {},
             "let": let or {},
@@ -185,7 +196,11 @@ def load(name_or_path: str | Path) -> Loss:
     if text not in _BUILTIN:
         spec = load_spec(catalog.spec_path(text))
         module_path = catalog.module_path(text)
-        if module_path.is_file():
+        if module_path.is_file() and spec.kind == "row":
+            from .row_loss import RowLoss
+
+            _BUILTIN[text] = RowLoss(spec, import_path(module_path))
+        elif module_path.is_file():
             _BUILTIN[text] = Loss(spec, import_path(module_path))
         else:  # generated/ not built (e.g. a spec added without `symloss generate`)
             _BUILTIN[text] = Loss.from_spec(spec)

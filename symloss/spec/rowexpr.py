@@ -24,11 +24,12 @@ class RowReduction(sp.Function):
     def index(self) -> sp.Symbol:
         return self.args[1]
 
-    def _latex(self, printer) -> str:
+    def _latex(self, printer, exp=None) -> str:
         body = printer._print(self.summand)
         if isinstance(self.summand, (sp.Add, sp.Mul)) and isinstance(self, RowSum):
             body = rf"\left({body}\right)"
-        return rf"{self._latex_op}_{{{printer._print(self.index)}}} {body}"
+        tex = rf"{self._latex_op}_{{{printer._print(self.index)}}} {body}"
+        return rf"\left({tex}\right)^{{{exp}}}" if exp is not None else tex
 
     def _eval_is_real(self):
         return self.summand.is_real

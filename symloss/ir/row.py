@@ -1,0 +1,230 @@
+"""The IR of a row kernel: per-row steps and loops over the classes.
+
+A row kernel runs, for each row, a fixed sequence of *steps*:
+
+* ``max``   a loop over classes tracking the maximum of one or more
+            per-class expressions (softmax shifts, and ``Max(..., k)`` with
+            its argmax);
+* ``sum``   a loop over classes accumulating one or more sums;
+* ``pick``  one evaluation at the argmax class of a ``max`` step;
+* ``row``   per-row arithmetic on what is known so far (including every
+            per-row subexpression of the next loop, hoisted out of it);
+* ``out``   the final loop, writing the per-class outputs.
+
+Reductions are scheduled into the fewest alternating max/sum loops their
+dependencies allow (softmax cross-entropy: one max loop, one sum loop, the
+output loop).  Each step carries one :class:`RowFunction`: its argument names
+and CSE'd assignments, printed as a small ``njit`` function by the backend.
+Templates only loop over this.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ..derive.row import KERNELS, RowDerivation
+from ..errors import DerivationError
+from ..ir.nan import guard_branches, keepnan
+from .kernels import Assignment
+
+
+@dataclass(frozen=True)
+class RowFunction:
+    name: str
+    args: tuple[str, ...]  # symbol names, in a fixed order; the backend appends T
+    temporaries: tuple[Assignment, ...]
+    outputs: tuple[Assignment, ...]
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str  # "row" | "max" | "sum" | "pick" | "out"
+    fn: RowFunction
+    targets: tuple[str, ...]  # variables assigned: reductions, row temporaries, or output names
+    argmax: tuple[str, ...] = ()  # max: per target, the argmax variable ("" when not tracked)
+    at: str = ""  # pick: the argmax variable whose class is read
+
+
+@dataclass(frozen=True)
+class RowKernelIR:
+    name: str
+    steps: tuple[Step, ...]
+    row_outputs: tuple[str, ...]  # per-row results (the loss), assigned by the last row step
+    class_outputs: tuple[str, ...]  # per-class results, written by the out step
+
+
+@dataclass(frozen=True)
+class RowIR:
+    name: str
+    inputs: tuple[str, ...]  # vector and scalar inputs, declared order (positional arrays)
+    class_inputs: tuple[str, ...]  # class inputs (keyword arrays of shape (K,))
+    index_input: str | None  # the vector target that may be given as class indices
+    predictions: tuple[str, ...]
+    params: tuple[str, ...]
+    size: str  # the class-count symbol
+    rank: int  # low-rank terms of the per-row Hessian
+    kernels: dict[str, RowKernelIR]
+    sel: dict[str, str]  # "_selN" symbol -> argmax variable of its max reduction
+
+
+def _cse(name: str, args: tuple[str, ...], outputs: list[tuple[str, sp.Basic]], counter: list[int]) -> RowFunction:
+    exprs = [e for _, e in outputs]
+    start = counter[0]
+    symbols = (sp.Symbol(f"_t{start + n}") for n in range(10**6))
+    replacements, reduced = sp.cse(exprs, symbols=symbols, order="canonical")
+    counter[0] += len(replacements)
+    temps = tuple(Assignment(str(s), e) for s, e in replacements)
+    outs = tuple(Assignment(n, e) for (n, _), e in zip(outputs, reduced))
+    return RowFunction(name, args, temps, outs)
+
+
+class _Builder:
+    def __init__(self, d: RowDerivation, kernel: str):
+        self.d = d
+        self.kernel = kernel
+        calc = d.calculus
+        self.reductions = calc.reductions
+        self.sel_of = {s: m for m, s in calc.sel.items()}  # sel symbol -> max reduction
+        self.class_syms = set(d.class_syms) | set(d.tangents.values()) | set(self.sel_of)
+        self.steps: list[Step] = []
+        self.hoisted: list[tuple[sp.Symbol, sp.Basic]] = []  # pending row temporaries
+        self.n_hoist = 0
+        self.counter = [0]
+        inputs = {d.spec.symbols[i.name] for i in d.spec.inputs if i.shape == "scalar"}
+        self.data = set(d.class_syms) | set(d.tangents.values()) | inputs | set(self.reductions)
+
+    # naming and ordering ---------------------------------------------------------
+    def _order(self, syms) -> tuple[str, ...]:
+        return tuple(sorted((s.name for s in syms), key=_natural))
+
+    def argmax_var(self, m: sp.Symbol) -> str:
+        return f"_a{m.name[2:]}"
+
+    def deps(self, sym: sp.Symbol) -> set[sp.Symbol]:
+        red = self.reductions[sym]
+        out = {s for s in red.expr.free_symbols if s in self.reductions}
+        out |= {self.sel_of[s] for s in red.expr.free_symbols if s in self.sel_of}
+        if red.of is not None:
+            out.add(red.of)
+        return out
+
+    def closure(self, exprs) -> list[sp.Symbol]:
+        need: set[sp.Symbol] = set()
+        stack = [s for e in exprs for s in e.free_symbols]
+        while stack:
+            s = stack.pop()
+            if s in self.sel_of:
+                s = self.sel_of[s]
+            if s in self.reductions and s not in need:
+                need.add(s)
+                stack.extend(self.deps(s))
+        order = list(self.reductions)
+        return sorted(need, key=order.index)
+
+    # NaN and hoisting -------------------------------------------------------------
+    def guard(self, expr: sp.Basic, output: bool = True) -> sp.Basic:
+        expr = guard_branches(expr, self.data & expr.free_symbols)
+        preds = [s for s in self.d.preds]
+        if output and not (expr.free_symbols & (set(preds) | set(self.reductions))):
+            expr = keepnan(expr, *preds)  # a constant output is still NaN where its row is
+        return expr
+
+    def hoist(self, expr: sp.Basic) -> sp.Basic:
+        """Replace maximal per-row subtrees of a per-class expression by row temporaries."""
+        cache = {e: s for s, e in self.hoisted}
+
+        def walk(node):
+            if not (node.free_symbols & self.class_syms):
+                if node.is_Atom or not node.free_symbols or isinstance(node, sp.Rel) or node.is_Boolean:
+                    return node
+                if node not in cache:
+                    sym = sp.Symbol(f"_h{self.n_hoist}")
+                    self.n_hoist += 1
+                    self.hoisted.append((sym, node))
+                    cache[node] = sym
+                return cache[node]
+            if not node.args:
+                return node
+            args = tuple(walk(a) for a in node.args)
+            return node.func(*args) if args != node.args else node
+
+        return walk(expr)
+
+    def flush_row(self, extra: list[tuple[str, sp.Basic]] = ()) -> None:
+        """A row step computing the pending hoisted temporaries (and ``extra`` outputs)."""
+        outputs = [(s.name, e) for s, e in self.hoisted] + list(extra)
+        self.hoisted = []
+        if not outputs:
+            return
+        args = self._order(set().union(*(e.free_symbols for _, e in outputs)))
+        fn = _cse(f"{self.kernel}_s{len(self.steps)}", args, outputs, self.counter)
+        self.steps.append(Step("row", fn, tuple(n for n, _ in outputs)))
+
+    def loop(self, kind: str, targets: list[tuple[str, sp.Basic]], **extra) -> None:
+        exprs = [(n, self.hoist(e)) for n, e in targets]
+        self.flush_row()
+        args = self._order(set().union(*(e.free_symbols for _, e in exprs)))
+        fn = _cse(f"{self.kernel}_s{len(self.steps)}", args, exprs, self.counter)
+        self.steps.append(Step(kind, fn, tuple(n for n, _ in targets), **extra))
+
+    # scheduling -------------------------------------------------------------------
+    def build(self) -> RowKernelIR:
+        exprs = self.d.kernel(self.kernel)
+        # outputs are "_"-prefixed, like every kernel-internal name
+        row_out = [(f"_{n}", self.guard(e)) for n, e in exprs.row]
+        cls_out = [(f"_{n}", self.guard(e)) for n, e in exprs.cls]
+        need = self.closure([e for _, e in row_out + cls_out])
+        done: set[sp.Symbol] = set()
+        while need:
+            progressed = False
+            for kinds in (("max", "shift"), ("pick",), ("sum",), ("pick",)):
+                ready = [r for r in need if self.reductions[r].kind in kinds and self.deps(r) <= done]
+                if not ready:
+                    continue
+                progressed = True
+                if kinds == ("pick",):
+                    for r in ready:  # one lookup each
+                        red = self.reductions[r]
+                        self.loop("pick", [(r.name, self.guard(red.expr, False))], at=self.argmax_var(red.of))
+                else:
+                    kind = "max" if "max" in kinds else "sum"
+                    targets = [(r.name, self.guard(self.reductions[r].expr, False)) for r in ready]
+                    argmax = tuple(self.argmax_var(r) if self.reductions[r].kind == "max" else "" for r in ready)
+                    self.loop(kind, targets, **({"argmax": argmax} if kind == "max" else {}))
+                done |= set(ready)
+                need = [r for r in need if r not in done]
+            if not progressed:
+                raise DerivationError(f"{self.d.spec.name}: reductions depend on each other in a cycle")
+        if cls_out:
+            self.loop("out", cls_out)  # hoists into a row step before it
+        if row_out:
+            self.flush_row(row_out)
+        return RowKernelIR(self.kernel, tuple(self.steps), tuple(n for n, _ in row_out),
+                           tuple(n for n, _ in cls_out))
+
+
+def _natural(name: str):
+    """Sort _t10 after _t9, inputs (no underscore) first."""
+    head = name.rstrip("0123456789")
+    tail = name[len(head):]
+    return (name.startswith("_"), head, int(tail) if tail else -1)
+
+
+def build_row_ir(d: RowDerivation, kernels=KERNELS) -> RowIR:
+    spec = d.spec
+    index_input = next((i.name for i in spec.inputs if i.indices), None)
+    built = {k: _Builder(d, k).build() for k in kernels}
+    sel = {s.name: f"_a{m.name[2:]}" for m, s in d.calculus.sel.items()}
+    return RowIR(
+        name=spec.name,
+        inputs=tuple(i.name for i in spec.inputs if i.shape in ("vector", "scalar")),
+        class_inputs=tuple(i.name for i in spec.inputs if i.shape == "class"),
+        index_input=index_input,
+        predictions=tuple(i.name for i in spec.predictions),
+        params=tuple(p.name for p in spec.params),
+        size=spec.row.size,
+        rank=d.rank,
+        kernels=built,
+        sel=sel,
+    )

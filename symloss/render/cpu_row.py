@@ -1,0 +1,224 @@
+"""The CPU backend for row losses: print the row IR and fill templates/cpu/row_module.py.j2.
+
+Every step of a row kernel becomes a small ``njit`` function of scalars
+(compiled without fast-math, so no rewrite can undo a stable formula); the
+template's loops call them, load the per-class arguments and accumulate.
+Transcendental functions print as the math library's branch-free ``fexp``,
+``flog``... so the class loops vectorise.
+
+Names inside generated kernels start with ``_`` (spec names cannot), so they
+never clash with inputs or parameters: ``_i`` row, ``_k`` class, ``_n`` rows,
+``_nk`` classes, ``_rN`` reductions, ``_mN`` softmax shifts, ``_aN`` argmaxes,
+``_hN`` hoisted per-row values, ``_tN`` common subexpressions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .. import mathlib
+from ..derive import primitives as P
+from ..derive.row import KERNELS, RowDerivation
+from ..ir.row import RowIR, RowKernelIR, Step, build_row_ir
+from .environment import environment
+from .printer import NumbaPrinter
+
+TEMPLATE = "cpu/row_module.py.j2"
+
+# SymPy function (or primitive) -> math-library function, called as name(x, T)
+_LIBRARY = {sp.exp: "fexp", sp.log: "flog", P.log1p: "flog1p", P.expm1: "fexpm1", P.Tanh: "ftanh"}
+
+
+class RowPrinter(NumbaPrinter):
+    """The Numba printer, with exp/log/log1p/expm1/tanh from the vectorisable math library."""
+
+    def __init__(self, settings=None):
+        super().__init__(settings)
+        self.library: set[str] = set()
+
+    def _print_Function(self, expr):
+        name = _LIBRARY.get(type(expr))
+        if name is not None and name in mathlib.FUNCTIONS:
+            self.library.add(name)
+            return f"{name}({self._print(expr.args[0])}, T)"
+        return super()._print_Function(expr)
+
+    def _print_Pow(self, expr, rational=False):
+        if expr.base == sp.E:
+            return self._print_Function(sp.exp(expr.exp))
+        return super()._print_Pow(expr, rational)
+
+
+@dataclass(frozen=True)
+class PrintedFunction:
+    name: str
+    args: str
+    body: tuple[str, ...]
+    returns: str
+
+
+@dataclass(frozen=True)
+class PrintedStep:
+    kind: str
+    fn: str  # function name
+    targets: str  # "a, b" on the left of the call
+    row_args: str  # call arguments when evaluated once per row
+    class_args: dict  # variant -> call arguments inside the class loop (index _k)
+    pick_args: dict  # variant -> call arguments at the argmax class
+    inits: tuple[str, ...]  # lines before a loop
+    updates: tuple[str, ...]  # lines inside a loop after the call
+    locals: str  # "_x0, _x1" the call's results inside a loop
+
+
+@dataclass(frozen=True)
+class PrintedKernel:
+    name: str
+    steps: tuple[PrintedStep, ...]
+    row_outputs: tuple[str, ...]
+    class_outputs: tuple[str, ...]
+    extra_args: str  # kernel-specific array arguments (tangents), with trailing ", "
+    out_args: str  # output buffers, with trailing ", " (possibly empty)
+    stores: tuple[str, ...]  # inside the out loop: writes of the class outputs
+    zero_stores: tuple[str, ...]  # for an ignored row: zero every output of the row
+    returns_total: bool
+
+
+def _function(fn, printer: NumbaPrinter) -> PrintedFunction:
+    lines = tuple(f"{a.name} = {printer.doprint(a.expr)}" for a in fn.temporaries + fn.outputs)
+    return PrintedFunction(fn.name, ", ".join(fn.args + ("T",)), lines, ", ".join(a.name for a in fn.outputs))
+
+
+class _Names:
+    """How each symbol name is read inside a kernel, per variant ("" arrays, "_idx" class indices)."""
+
+    def __init__(self, ir: RowIR, d: RowDerivation):
+        spec = d.spec
+        self.ir = ir
+        self.vector = {i.name for i in spec.inputs if i.shape == "vector"}
+        self.scalar = {i.name for i in spec.inputs if i.shape == "scalar"}
+        self.cls = {i.name: i.default for i in spec.inputs if i.shape == "class"}
+        self.tangents = {f"_v_{p}" for p in ir.predictions}
+        self.sel = ir.sel
+
+    def at(self, name: str, variant: str, k: str) -> str:
+        """The code for ``name`` at class ``k`` of row ``_i``."""
+        if variant == "_idx" and name == self.ir.index_input:
+            return f"(T(1) if {k} == _ti else T(0))"
+        if name in self.vector or name in self.tangents:
+            return f"{name}[_i, {k}]"
+        if name in self.cls:
+            return f"({name}[{k}] if {name} is not None else T({float(self.cls[name])!r}))"
+        if name in self.sel:
+            return f"(T(1) if {k} == {self.sel[name]} else T(0))"
+        return self.row(name)
+
+    def row(self, name: str) -> str:
+        if name in self.scalar:
+            return f"{name}[_i]"
+        return name
+
+
+def _step(st: Step, names: _Names, variants) -> PrintedStep:
+    args = st.fn.args
+    class_args = {v: ", ".join([names.at(a, v, "_k") for a in args] + ["T"]) for v in variants}
+    pick_args = {v: ", ".join([names.at(a, v, st.at) for a in args] + ["T"]) for v in variants} if st.at else {}
+    row_args = ", ".join([names.row(a) for a in args] + ["T"])
+    locals_ = [f"_x{n}" for n in range(len(st.targets))]
+    inits, updates = [], []
+    if st.kind == "max":
+        for t, x, am in zip(st.targets, locals_, st.argmax):
+            inits.append(f"{t} = -T(math.inf)")
+            if am:
+                # NaN-propagating argmax: a NaN class wins and stays
+                inits.append(f"{am} = 0")
+                updates += [f"if {x} > {t} or ({x} != {x} and {t} == {t}):", f"    {t} = {x}", f"    {am} = _k"]
+            else:
+                # the softmax shift may skip NaN: it then flows through the sums
+                updates.append(f"{t} = {x} if {x} > {t} else {t}")
+    elif st.kind == "sum":
+        for t, x in zip(st.targets, locals_):
+            inits.append(f"{t} = T(0)")
+            updates.append(f"{t} += {x}")
+    return PrintedStep(st.kind, st.fn.name, ", ".join(st.targets), row_args, class_args, pick_args,
+                       tuple(inits), tuple(updates), ", ".join(locals_))
+
+
+def _outputs(kernel: str, ir: RowIR):
+    """(extra array args, output args, stores in the out loop, zero stores, returns total)."""
+    preds = ir.predictions
+    P = len(preds)
+    if kernel == "value":
+        return "", "_out, ", (), (), True
+    if kernel in ("grad", "value_and_grad"):
+        outs = [f"_G_{p}" for p in preds]
+        stores = tuple(f"{o}[_i, _k] = _s * _d_{p}" for o, p in zip(outs, preds))
+        zero = tuple(f"{o}[_i, :] = T(0)" for o in outs)
+        lead = "_out, " if kernel == "value_and_grad" else ""
+        return "", lead + "".join(f"{o}, " for o in outs), stores, zero, kernel == "value_and_grad"
+    if kernel == "hessian_diag":
+        outs = [f"_HD_{p}" for p in preds]
+        return ("", "".join(f"{o}, " for o in outs), tuple(f"{o}[_i, _k] = _s * _h_{p}" for o, p in zip(outs, preds)),
+                tuple(f"{o}[_i, :] = T(0)" for o in outs), False)
+    if kernel == "hvp":
+        outs = [f"_HV_{p}" for p in preds]
+        return ("".join(f"_v_{p}, " for p in preds), "".join(f"{o}, " for o in outs),
+                tuple(f"{o}[_i, _k] = _s * _hv_{p}" for o, p in zip(outs, preds)),
+                tuple(f"{o}[_i, :] = T(0)" for o in outs), False)
+    if kernel == "hessian":
+        stores = []
+        for p in range(P):
+            for q in range(P):
+                stores.append(f"_E[{p * P + q}, _k] = _e_{preds[p]}_{preds[q]}")
+        for p in range(P):
+            for r in range(ir.rank):
+                stores.append(f"_A[{p * ir.rank + r}, _k] = _a_{preds[p]}_{r}")
+                stores.append(f"_B[{p * ir.rank + r}, _k] = _b_{preds[p]}_{r}")
+        return "", "_H, ", tuple(stores), ("_H[_i, :, :] = T(0)",), False
+    raise ValueError(kernel)
+
+
+def module_model(d: RowDerivation, ir: RowIR | None = None) -> dict:
+    spec = d.spec
+    ir = ir or build_row_ir(d)
+    printer = RowPrinter()
+    variants = ("", "_idx") if ir.index_input else ("",)
+    names = _Names(ir, d)
+    functions, kernels = [], []
+    for kname in KERNELS:
+        k: RowKernelIR = ir.kernels[kname]
+        functions += [_function(st.fn, printer) for st in k.steps]
+        extra, outs, stores, zero, total = _outputs(kname, ir)
+        kernels.append(PrintedKernel(kname, tuple(_step(st, names, variants) for st in k.steps), k.row_outputs,
+                                     k.class_outputs, extra, outs, stores, zero, total))
+    shape_of = ir.predictions[0]  # never given as class indices
+    index_arrays = [(v, ", ".join(("_ti_arr" if (v == "_idx" and x == ir.index_input) else x) for x in ir.inputs))
+                    for v in variants]
+    return {
+        "name": spec.name,
+        "title": spec.title,
+        "source": spec.source if spec.source.startswith("<") else f"specs/{spec.name}.toml",
+        "formula": sp.sstr(spec.loss),
+        "inputs_tuple": repr(ir.inputs),
+        "class_inputs": repr({i.name: i.default for i in spec.inputs if i.shape == "class"}),
+        "index_input": repr(ir.index_input),
+        "predictions_tuple": repr(ir.predictions),
+        "params_dict": "{" + ", ".join(f"{p.name!r}: {p.default!r}" for p in spec.params) + "}",
+        "rank": ir.rank,
+        "helpers": [printer.helpers[h].strip() for h in sorted(printer.helpers)],
+        "library": mathlib.source(sorted(printer.library)) if printer.library else "",
+        "functions": functions,
+        "kernels": kernels,
+        "variants": [{"suffix": v, "arrays": a} for v, a in index_arrays],
+        "class_args": "".join(f"{c}, " for c in ir.class_inputs),
+        "param_args": "".join(f"{p}, " for p in ir.params),
+        "shape_of": shape_of,
+        "signature": ", ".join(ir.inputs + ir.class_inputs + ir.params),
+        "size": ir.size,
+        "n_preds": len(ir.predictions),
+        "index_name": ir.index_input or "",
+    }
+
+
+def render_row_module(d: RowDerivation) -> str:
+    return environment().get_template(TEMPLATE).render(m=module_model(d))
