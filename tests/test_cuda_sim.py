@@ -42,7 +42,9 @@ else:
     import symloss
     from symloss import catalog
     from symloss.errors import InputError
+    from symloss.render import cuda as backend
     from symloss.runtime import cuda as C
+    from symloss.spec import load_spec
 
     ONE_BLOCK = C.Launch(threads=4, max_blocks=1)
     BLOCKS = C.Launch(threads=4, max_blocks=3)
@@ -113,8 +115,11 @@ else:
             for g, w in zip(got, want):
                 close(host(g), w, dtype, what)
 
+    # the kinds the CUDA backend emits kernels for (row losses have no CUDA kernels yet)
+    CUDA_CATALOG = [n for n in catalog.names() if backend.supports(load_spec(catalog.spec_path(n)))]
+
     @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-    @pytest.mark.parametrize("name", catalog.names())
+    @pytest.mark.parametrize("name", CUDA_CATALOG)
     def test_every_catalog_loss_matches_cpu(name, dtype):
         loss = symloss.load(name)
         check_against_cpu(loss, device_loss(loss, ONE_BLOCK), dtype, CASES)

@@ -6,7 +6,8 @@ of the CPU kernels.  Nothing is copied to the host and the host never waits:
 
 - PyTorch tensors: outputs come from PyTorch's caching allocator and every
   kernel runs on PyTorch's current stream, so the calls order with the
-  caller's own work exactly like a PyTorch operation.  Results are tensors.
+  caller's own work exactly like a PyTorch operation.  Results are tensors
+  (detached: the kernels compute the gradient themselves).
 - CuPy arrays: likewise with CuPy's allocator and current stream.
 - numba device arrays (and any other ``__cuda_array_interface__`` object):
   numba allocations on the default stream; results are numba device arrays.
@@ -15,7 +16,7 @@ A reduced value is a 0-d array of the caller's kind, still on the device.
 Under numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) the simulator's
 arrays are device arrays, which is how the tests run without a GPU.
 
-This module imports numba.cuda only when a device array first arrives, so
+numba.cuda is imported only when a device array first arrives, so
 ``is_device_array`` costs the CPU path nothing.
 """
 from __future__ import annotations
@@ -37,7 +38,7 @@ from ..spec.model import LossSpec
 from . import arrays as A
 
 THREADS = 256  # threads per block (a power of two, at most the modules' BLOCK)
-BLOCKS_PER_SM = 8  # 8 x 256 threads fill an SM; grid-stride loops cover the rest
+BLOCKS_PER_SM = 8  # the grid before a kernel's occupancy is known (simulator)
 
 _SIMULATOR_ARRAYS = ("FakeCUDAArray", "FakeWithinKernelCUDAArray")
 
@@ -46,6 +47,11 @@ _SIMULATOR_ARRAYS = ("FakeCUDAArray", "FakeWithinKernelCUDAArray")
 def _torch_tensor(x) -> bool:
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _cupy_array(x) -> bool:
+    cupy = sys.modules.get("cupy")
+    return cupy is not None and isinstance(x, cupy.ndarray)
 
 
 def _simulated(x) -> bool:
@@ -63,7 +69,7 @@ def is_device_array(x) -> bool:
         return True
     try:
         return hasattr(x, "__cuda_array_interface__")
-    except Exception:  # a property that refuses (e.g. a tensor that requires grad)
+    except Exception:  # a property that refuses to answer
         return False
 
 
@@ -83,8 +89,8 @@ def _cuda():
     from numba import cuda
 
     if not config.ENABLE_CUDASIM:
-        # Our small launches (one block to finish a sum) and small inputs would warn on
-        # every call; the grid sizes are chosen here, not by the user.
+        # The one-block launches that finish a sum, and any small input, would warn
+        # on every call; the grid sizes are chosen here, not by the user.
         config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
     return cuda
 
@@ -93,17 +99,6 @@ def simulator() -> bool:
     from numba.core import config
 
     return bool(config.ENABLE_CUDASIM)
-
-
-@functools.cache
-def _sm_count(device_id: int | None) -> int:
-    if simulator():
-        return 1
-    cuda = _cuda()
-    if device_id is None:
-        return cuda.get_current_device().MULTIPROCESSOR_COUNT
-    with cuda.gpus[device_id]:
-        return cuda.get_current_device().MULTIPROCESSOR_COUNT
 
 
 # --- the caller's array library ----------------------------------------------------------------
@@ -116,17 +111,16 @@ class _Numba:
 
     name = "numba"
 
-    def __init__(self, sample, module, launch):
+    def __init__(self, sample, module: ModuleType, threads: int):
         self.cuda = _cuda()
-        self.module, self.launch = module, launch  # for the cast kernel
-        self.device_id = None  # numba arrays live in the current context
+        self.module, self.threads = module, threads  # for the cast kernel
         self.stream = 0  # the default stream, as numba uses
 
     def context(self):
-        return contextlib.nullcontext()
+        return contextlib.nullcontext()  # numba arrays live in the current context
 
     def is_same_kind(self, x) -> bool:
-        return is_device_array(x) and not _torch_tensor(x) and not _is_cupy(x)
+        return is_device_array(x) and not _torch_tensor(x) and not _cupy_array(x)
 
     def dtype_of(self, x) -> np.dtype:
         return np.dtype(x.dtype)
@@ -154,7 +148,8 @@ class _Numba:
         if view.dtype == dtype:
             return x, view
         owner, out = self.empty((view.size,), dtype)
-        self.module.cast[_grid(view.size, self, self.launch), self.launch.threads, self.stream](view, out)
+        blocks = max(1, min(1024, -(-view.size // self.threads)))
+        self.module.cast[blocks, self.threads, self.stream](view, out)
         return owner, out
 
     def empty(self, shape, dtype):
@@ -168,18 +163,19 @@ class _Numba:
 class _Torch(_Numba):
     name = "torch"
 
-    def __init__(self, sample, module, launch):
+    def __init__(self, sample, module, threads):
         import torch
 
         self.torch = torch
         self.cuda = _cuda()
-        self.module, self.launch = module, launch
+        self.module, self.threads = module, threads
         self.device = sample.device
-        self.device_id = self.device.index if self.device.index is not None else torch.cuda.current_device()
-        self.stream = _external_stream(torch.cuda.current_stream(self.device).cuda_stream)
+        self.stream = _stream(torch.cuda.current_stream(self.device).cuda_stream)
+        self.other_device = self.device.index not in (None, torch.cuda.current_device())
 
     def context(self):
-        return self.cuda.gpus[self.device_id]
+        # torch has made the primary context of its current device current; numba uses it
+        return self.cuda.gpus[self.device.index] if self.other_device else contextlib.nullcontext()
 
     def is_same_kind(self, x):
         return _torch_tensor(x) and x.is_cuda
@@ -200,31 +196,32 @@ class _Torch(_Numba):
     def convert(self, x, dtype, what):
         if x.device != self.device:
             raise InputError(f"{what} is on {x.device}, the predictions on {self.device}")
-        t = x.detach().to(dtype=_TORCH_DTYPES[np.dtype(dtype)]).contiguous().reshape(-1)
+        t = x.detach().to(dtype=_torch_dtype(dtype)).contiguous().reshape(-1)
         return t, self.cuda.as_cuda_array(t)
 
     def empty(self, shape, dtype):
-        t = self.torch.empty(shape, dtype=_TORCH_DTYPES[np.dtype(dtype)], device=self.device)
+        t = self.torch.empty(shape, dtype=_torch_dtype(dtype), device=self.device)
         return t, self.view(t)
 
 
 class _CuPy(_Numba):
     name = "cupy"
 
-    def __init__(self, sample, module, launch):
+    def __init__(self, sample, module, threads):
         import cupy
 
         self.cupy = cupy
         self.cuda = _cuda()
-        self.module, self.launch = module, launch
+        self.module, self.threads = module, threads
         self.device_id = sample.device.id
-        self.stream = _external_stream(cupy.cuda.get_current_stream().ptr)
+        self.stream = _stream(cupy.cuda.get_current_stream().ptr)
+        self.other_device = self.device_id != cupy.cuda.runtime.getDevice()
 
     def context(self):
-        return self.cuda.gpus[self.device_id]
+        return self.cuda.gpus[self.device_id] if self.other_device else contextlib.nullcontext()
 
     def is_same_kind(self, x):
-        return _is_cupy(x)
+        return _cupy_array(x)
 
     def contiguous(self, x):
         return x.flags.c_contiguous
@@ -245,44 +242,37 @@ class _CuPy(_Numba):
         return arr, self.view(arr)
 
 
-def _is_cupy(x) -> bool:
-    cupy = sys.modules.get("cupy")
-    return cupy is not None and isinstance(x, cupy.ndarray)
+def _torch_dtype(dtype: np.dtype):
+    import torch
+
+    return {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[np.dtype(dtype)]
 
 
-class _TorchDtypes(dict):
-    def __missing__(self, key):
-        import torch
-
-        self.update({np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64})
-        return self[key]
-
-
-_TORCH_DTYPES = _TorchDtypes()
 _STREAMS: dict[int, object] = {}
 
 
-def _external_stream(ptr: int):
+def _stream(handle: int):
+    """numba's stream object for a CUDA stream handle that another library owns."""
     cuda = _cuda()
-    if not ptr:
+    if not handle:
         return cuda.default_stream()
-    if ptr not in _STREAMS:
-        _STREAMS[ptr] = cuda.external_stream(ptr)
-    return _STREAMS[ptr]
+    if handle not in _STREAMS:
+        _STREAMS[handle] = cuda.external_stream(handle)
+    return _STREAMS[handle]
 
 
-def _kind_of(x, module: ModuleType, launch: Launch) -> _Numba:
+def _kind_of(x, module: ModuleType, threads: int) -> _Numba:
     if _torch_tensor(x):
-        return _Torch(x, module, launch)
-    if _is_cupy(x):
-        return _CuPy(x, module, launch)
-    return _Numba(x, module, launch)
+        return _Torch(x, module, threads)
+    if _cupy_array(x):
+        return _CuPy(x, module, threads)
+    return _Numba(x, module, threads)
 
 
 # --- launch geometry ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Launch:
-    """Threads per block and the grid cap; ``max_blocks=None`` means BLOCKS_PER_SM per SM."""
+    """Threads per block, and a fixed grid cap (``None``: as many blocks as the GPU holds at once)."""
 
     threads: int = THREADS
     max_blocks: int | None = None
@@ -292,9 +282,21 @@ class Launch:
             raise ValueError(f"threads must be a power of two <= 1024, got {self.threads}")
 
 
-def _grid(n: int, kind: _Numba, launch: Launch) -> int:
-    cap = launch.max_blocks or BLOCKS_PER_SM * _sm_count(kind.device_id)
-    return max(1, min(cap, -(-n // launch.threads)))
+_RESIDENT: dict[tuple, int] = {}
+
+
+def _resident_blocks(kernel, args, threads: int) -> int:
+    """How many blocks of ``kernel`` (compiled for these arguments) the whole GPU runs at once.
+
+    A grid-stride loop gives every block the same work, so the grid should be
+    exactly one wave: a grid that leaves some blocks for a second wave takes
+    nearly twice as long.  Registers decide the wave, so ask the compiled kernel.
+    """
+    argtypes = tuple(kernel.typeof_pyval(a) for a in args)
+    key = (kernel, argtypes, threads)
+    if key not in _RESIDENT:
+        _RESIDENT[key] = max(1, kernel.compile(argtypes).max_cooperative_grid_blocks(threads))
+    return _RESIDENT[key]
 
 
 # --- finding the kernel module -------------------------------------------------------------------
@@ -321,7 +323,7 @@ def module_path_for(spec: LossSpec, cpu_module: ModuleType | None = None) -> Pat
 def load_module(spec: LossSpec, cpu_module: ModuleType | None = None) -> ModuleType:
     from .modules import import_path
 
-    _cuda()  # numpy alias and numba config before the module's decorators run
+    _cuda()  # the numpy alias and numba's settings before the module's decorators run
     return import_path(module_path_for(spec, cpu_module))
 
 
@@ -333,11 +335,10 @@ class _Call:
     dtype: np.dtype
     n: int
     data: list  # flat numba views of the inputs
-    keep: list  # owners of converted inputs, alive until the call returns
+    owners: list  # converted inputs, kept alive until the launches are queued
     params: list
     w: object  # flat view of the weights, or the prediction (never read) when unweighted
     weighted: bool
-    grid: int
 
 
 class DeviceLoss:
@@ -356,17 +357,17 @@ class DeviceLoss:
         if self.launch.threads > module.BLOCK:
             raise ValueError(f"threads must be at most the module's BLOCK ({module.BLOCK})")
 
-    # plumbing ---------------------------------------------------------------------------------
+    # checking and converting the inputs ------------------------------------------------------------
     def _setup(self, arrays, reduction, sample_weight, params) -> _Call:
         A.check_reduction(reduction)
         spec = self.spec
         names = [i.name for i in spec.inputs]
         if len(arrays) != len(names):
             raise InputError(f"{spec.name} takes {len(names)} arrays ({', '.join(names)}), got {len(arrays)}")
-        first = next(a for a, i in zip(arrays, spec.inputs) if i.differentiable)
-        if not is_device_array(first):
-            first = next(a for a in arrays if is_device_array(a))
-        kind = _kind_of(first, self.module, self.launch)
+        first_pred = [i.differentiable for i in spec.inputs].index(True)
+        sample = arrays[first_pred] if is_device_array(arrays[first_pred]) else next(a for a in arrays
+                                                                                    if is_device_array(a))
+        kind = _kind_of(sample, self.module, self.launch.threads)
         for a, name in zip(arrays, names):
             if not kind.is_same_kind(a):
                 raise InputError(
@@ -376,60 +377,84 @@ class DeviceLoss:
         for d, name in zip(dtypes, names):
             if d.kind not in "biuf":
                 raise InputError(f"{spec.name}: '{name}' must be numeric, got dtype {d}")
-        pred_dtypes = [d for d, i in zip(dtypes, spec.inputs) if i.differentiable]
-        dtype = np.result_type(*pred_dtypes)
+        dtype = np.result_type(*[d for d, i in zip(dtypes, spec.inputs) if i.differentiable])
         if dtype.kind in "biu":
             dtype = np.dtype(np.float64)
         if dtype not in (np.float32, np.float64):
             raise InputError(f"{spec.name}: predictions must be float32 or float64 arrays, got {dtype}")
-        shape = kind.shape_of(arrays[[i.differentiable for i in spec.inputs].index(True)])
+        shape = kind.shape_of(arrays[first_pred])
         for a, name in zip(arrays, names):
             if kind.shape_of(a) != shape:
                 raise InputError(
                     f"{spec.name}: '{name}' has shape {kind.shape_of(a)}, expected {shape} like the predictions"
                 )
-        keep, data = [], []
-        for a, name in zip(arrays, names):
-            owner, view = kind.convert(a, dtype, f"{spec.name}: '{name}'")
-            keep.append(owner)
-            data.append(view)
-        pred_view = data[[i.differentiable for i in spec.inputs].index(True)]
-        weighted = sample_weight is not None
-        w = pred_view  # a placeholder of the right type; kernels read w only when weighted
-        if weighted:
-            if not kind.is_same_kind(sample_weight):
-                raise InputError(f"sample_weight must be a {kind.name} device array like the inputs")
-            if kind.shape_of(sample_weight) != shape:
-                raise InputError(f"sample_weight has shape {kind.shape_of(sample_weight)}, expected {shape}")
-            if kind.dtype_of(sample_weight).kind not in "biuf":
-                raise InputError(f"sample_weight must be numeric, got dtype {kind.dtype_of(sample_weight)}")
-            owner, w = kind.convert(sample_weight, dtype, "sample_weight")
-            keep.append(owner)
         pvals = A.prepare_params(spec, params, dtype)
-        n = int(np.prod(shape, dtype=np.int64))
-        return _Call(kind, shape, dtype, n, data, keep, pvals, w, weighted, _grid(n, kind, self.launch))
+        owners, data = [], []
+        with kind.context():
+            for a, name in zip(arrays, names):
+                owner, view = kind.convert(a, dtype, f"{spec.name}: '{name}'")
+                owners.append(owner)
+                data.append(view)
+            weighted = sample_weight is not None
+            w = data[first_pred]  # a placeholder of the right type; kernels read w only when weighted
+            if weighted:
+                if not kind.is_same_kind(sample_weight):
+                    raise InputError(f"sample_weight must be a {kind.name} device array like the inputs")
+                if kind.shape_of(sample_weight) != shape:
+                    raise InputError(f"sample_weight has shape {kind.shape_of(sample_weight)}, expected {shape}")
+                if kind.dtype_of(sample_weight).kind not in "biuf":
+                    raise InputError(f"sample_weight must be numeric, got dtype {kind.dtype_of(sample_weight)}")
+                owner, w = kind.convert(sample_weight, dtype, "sample_weight")
+                owners.append(owner)
+        n = math.prod(shape)
+        return _Call(kind, shape, dtype, n, data, owners, pvals, w, weighted)
 
-    def _launch(self, c: _Call, kernel, grid: int | None = None, threads: int | None = None):
-        return kernel[grid or c.grid, threads or self.launch.threads, c.kind.stream]
+    # launching ---------------------------------------------------------------------------------------
+    def _grid(self, c: _Call, kernel, args) -> int:
+        threads = self.launch.threads
+        if self.launch.max_blocks:
+            cap = self.launch.max_blocks
+        elif simulator():
+            cap = BLOCKS_PER_SM
+        else:
+            cap = _resident_blocks(kernel, args, threads)
+        return max(1, min(cap, -(-c.n // threads)))
+
+    def _map(self, c: _Call, kernel, *args) -> None:
+        """Launch an elementwise kernel over the c.n elements."""
+        grid = self._grid(c, kernel, args)
+        kernel[grid, self.launch.threads, c.kind.stream](*args)
+
+    def _reduce(self, c: _Call, kernel, *args, like):
+        """Launch a reducing kernel; returns its per-block float64 sums (its last argument).
+
+        ``like`` is any flat float64 device array: it stands in for the sums
+        while the kernel's signature decides the grid, and so their size.
+        """
+        grid = self._grid(c, kernel, args + (like,))
+        _, partials = c.kind.empty((grid,), np.float64)
+        kernel[grid, self.launch.threads, c.kind.stream](*args, partials)
+        return partials
 
     def _scale(self, c: _Call, reduction: str):
         """A one-element float64 device array: 1 (sum, none), 1/N or 1/sum(w) (mean)."""
         _, scale = c.kind.empty((1,), np.float64)
         m = self.module
         if reduction == "mean" and c.weighted:
-            partials = c.kind.empty((c.grid,), np.float64)[1]
-            self._launch(c, m.weight_sum)(c.w, partials)
-            self._launch(c, m.finish_reciprocal, 1)(partials, scale)
+            partials = self._reduce(c, m.weight_sum, c.w, like=scale)
+            m.finish_reciprocal[1, self.launch.threads, c.kind.stream](partials, scale)
         else:
             value = 1.0 if reduction != "mean" else (1.0 / c.n if c.n else math.nan)
-            self._launch(c, m.fill, 1, 1)(scale, value)
+            m.fill[1, 1, c.kind.stream](scale, value)
         return scale
 
     def _finish(self, c: _Call, partials, scale):
+        """The reduced value, scale[0] * sum(partials), as a 0-d array of the inputs' dtype."""
         owner, view = c.kind.empty((1,), c.dtype)
-        self._launch(c, self.module.finish_sum, 1)(partials, scale, view)
+        self.module.finish_sum[1, self.launch.threads, c.kind.stream](partials, scale, view)
         return c.kind.result(owner, ())
 
+    # output buffers -------------------------------------------------------------------------------------
     def _out(self, c: _Call, out, shape, what):
         if out is None:
             return c.kind.empty(shape, c.dtype)
@@ -460,30 +485,29 @@ class DeviceLoss:
         k = len(self.predictions)
         full = c.shape if k == 1 else (k, k) + c.shape
         arr, flat = self._out(c, out, full, f"{self.name}.hessian")
-        # row-major (i, j) blocks of n elements, in the module's HESSIAN_OUTPUTS order
+        # row-major (i, j) blocks of n elements, the order of the module's HESSIAN_OUTPUTS
         views = [flat[m * c.n:(m + 1) * c.n] for m in range(len(self.module.HESSIAN_OUTPUTS))]
         return arr, views
 
-    # the API --------------------------------------------------------------------------------------
+    # the API --------------------------------------------------------------------------------------------
     def value(self, *arrays, reduction="mean", sample_weight=None, out=None, **params):
         c = self._setup(arrays, reduction, sample_weight, params)
         with c.kind.context():
-            if reduction == "none":
-                arr, view = self._out(c, out, c.shape, f"{self.name}.value")
-            else:
-                arr, view = None, c.data[0]  # placeholder, never written (keep=False)
-            partials = c.kind.empty((c.grid,), np.float64)[1]
-            self._launch(c, self.module.value)(*c.data, *c.params, c.w, c.weighted, view, arr is not None, partials)
-            if reduction == "none":
-                return arr
-            return self._finish(c, partials, self._scale(c, reduction))
+            scale = self._scale(c, reduction)
+            keep = reduction == "none"
+            # without per-element output, the prediction is a placeholder never written
+            arr, view = self._out(c, out, c.shape, f"{self.name}.value") if keep else (None, c.data[0])
+            partials = self._reduce(
+                c, self.module.value, *c.data, *c.params, c.w, c.weighted, view, keep, like=scale
+            )
+            return arr if keep else self._finish(c, partials, scale)
 
     def grad(self, *arrays, reduction="mean", sample_weight=None, out=None, **params):
         c = self._setup(arrays, reduction, sample_weight, params)
         with c.kind.context():
             result, views = self._grad_buffers(c, out)
             scale = self._scale(c, reduction)
-            self._launch(c, self.module.grad)(*c.data, *c.params, c.w, c.weighted, scale, *views)
+            self._map(c, self.module.grad, *c.data, *c.params, c.w, c.weighted, scale, *views)
             return result
 
     def value_and_grad(self, *arrays, reduction="mean", sample_weight=None, out=None, **params):
@@ -492,17 +516,13 @@ class DeviceLoss:
         with c.kind.context():
             result, views = self._grad_buffers(c, out)
             scale = self._scale(c, reduction)
-            if reduction == "none":
-                values, vview = c.kind.empty(c.shape, c.dtype)
-            else:
-                values, vview = None, c.data[0]  # placeholder, never written (keep=False)
-            partials = c.kind.empty((c.grid,), np.float64)[1]
-            self._launch(c, self.module.value_and_grad)(
-                *c.data, *c.params, c.w, c.weighted, scale, vview, values is not None, *views, partials
+            keep = reduction == "none"
+            values, vview = c.kind.empty(c.shape, c.dtype) if keep else (None, c.data[0])
+            partials = self._reduce(
+                c, self.module.value_and_grad,
+                *c.data, *c.params, c.w, c.weighted, scale, vview, keep, *views, like=scale,
             )
-            if reduction == "none":
-                return values, result
-            return self._finish(c, partials, scale), result
+            return (values if keep else self._finish(c, partials, scale)), result
 
     def hessian(self, *arrays, reduction="none", sample_weight=None, out=None, **params):
         """Per-element second derivatives: the prediction's shape, or (P, P, *shape) for P > 1."""
@@ -510,7 +530,7 @@ class DeviceLoss:
         with c.kind.context():
             arr, views = self._hess_buffers(c, out)
             scale = self._scale(c, reduction)
-            self._launch(c, self.module.hessian)(*c.data, *c.params, c.w, c.weighted, scale, *views)
+            self._map(c, self.module.hessian, *c.data, *c.params, c.w, c.weighted, scale, *views)
             return arr
 
     def grad_hessian(self, *arrays, reduction="none", sample_weight=None, **params):
@@ -520,13 +540,13 @@ class DeviceLoss:
             g, gviews = self._grad_buffers(c, None)
             h, hviews = self._hess_buffers(c, None)
             scale = self._scale(c, reduction)
-            self._launch(c, self.module.grad_hessian)(*c.data, *c.params, c.w, c.weighted, scale, *gviews, *hviews)
+            self._map(c, self.module.grad_hessian, *c.data, *c.params, c.w, c.weighted, scale, *gviews, *hviews)
             return g, h
 
 
 # --- the hook for Loss ---------------------------------------------------------------------------------
 def device_loss(loss) -> DeviceLoss:
-    """The DeviceLoss of a ``Loss``, built once (the CUDA module is imported on first use)."""
+    """The DeviceLoss of a ``Loss``, built once (its CUDA module is imported on first use)."""
     dev = loss.__dict__.get("_device_loss")
     if dev is None:
         dev = DeviceLoss(loss.spec, load_module(loss.spec, loss.module))

@@ -1,0 +1,447 @@
+"""The CUDA backend on a GPU: build, check against PyTorch in float64, time against PyTorch.
+
+    python bench/gpu.py [--out DIR] [--log2n 28] [--reps 15] [--inner 10] [--no-compile]
+
+DIR (default: $OUT, else bench/) receives gpu_bench.json, rewritten after every
+section so a run cut short still leaves its numbers.  Sections, in order, each
+printed as it finishes; one that fails is reported with its traceback and the
+rest still run:
+
+  environment  GPU, driver-side versions, SM count
+  checks       every method, reduction and weighting on small inputs (torch
+               tensors, float32 and float64, and numba device arrays) against
+               the CPU kernels: compiles the kernels and proves the device path
+  copy         device copy bandwidth: torch copy_ of 2^log2n float32 (read + write)
+  elementwise  huber and bce_logits value_and_grad (mean) on 2^log2n float32:
+               symloss (the launch geometry swept, then the default), PyTorch
+               eager forward + backward, torch.compile of forward + autograd
+               backward, and torch.compile of the explicit loss + gradient
+               formulas; value and gradient errors against float64 PyTorch
+  rows         cross_entropy at (65536, 1024), (16384, 8192), (4096, 131072):
+               skipped while the catalog has no cross_entropy with CUDA kernels
+
+Times are medians over `reps` CUDA-event measurements of `inner` back-to-back
+calls each (so host launch overhead overlaps device work, as in training).
+The table of ratios is printed last.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import symloss  # noqa: E402
+from symloss.runtime import cuda as C  # noqa: E402
+
+RESULTS: dict = {"date": datetime.date.today().isoformat(), "sections": {}}
+OUT_FILE: Path | None = None
+DEVICE = "cuda"
+START = time.perf_counter()
+BUDGET_S = 400.0  # --budget-s: the slow torch.compile baselines are dropped when time runs short
+
+
+def time_left() -> float:
+    return BUDGET_S - (time.perf_counter() - START)
+
+
+def save() -> None:
+    if OUT_FILE is not None:
+        tmp = OUT_FILE.with_suffix(".tmp")
+        tmp.write_text(json.dumps(RESULTS, indent=2, default=str))
+        tmp.replace(OUT_FILE)
+
+
+def section(name):
+    def wrap(fn):
+        def run(*args, **kwargs):
+            print(f"\n== {name} ==", flush=True)
+            t0 = time.perf_counter()
+            try:
+                RESULTS["sections"][name] = fn(*args, **kwargs)
+            except Exception as exc:  # report and go on: one run must give as much as it can
+                traceback.print_exc()
+                RESULTS["sections"][name] = {"error": f"{type(exc).__name__}: {exc}"}
+            RESULTS["sections"].setdefault(name, {})
+            if isinstance(RESULTS["sections"][name], dict):
+                RESULTS["sections"][name]["seconds"] = round(time.perf_counter() - t0, 1)
+            print(f"   ({time.perf_counter() - t0:.1f} s)", flush=True)
+            save()
+            return RESULTS["sections"][name]
+        return run
+    return wrap
+
+
+def cuda_time_ms(torch, fn, reps: int, inner: int) -> float:
+    """Median per-call milliseconds of `fn`, by CUDA events around `inner` calls."""
+    fn()
+    fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(inner):
+            fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / inner)
+    return statistics.median(times)
+
+
+# --- sections -------------------------------------------------------------------------------------
+@section("environment")
+def environment(torch):
+    import numba
+
+    cuda = C._cuda()
+    dev = cuda.get_current_device()
+    info = {
+        "gpu": torch.cuda.get_device_name(),
+        "sm_count": dev.MULTIPROCESSOR_COUNT,
+        "compute_capability": list(dev.compute_capability),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "numba": numba.__version__,
+        "numba_cuda": getattr(cuda, "implementation", "?"),
+        "numpy": np.__version__,
+    }
+    try:
+        from importlib.metadata import version
+
+        info["numba_cuda"] = version("numba-cuda")
+    except Exception:
+        pass
+    for k, v in info.items():
+        print(f"   {k}: {v}")
+    return info
+
+
+def _close(got, want, rtol) -> float:
+    """Normwise relative error max|got - want| / max|want| (0 for two zero arrays)."""
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    if got.shape != want.shape:
+        raise AssertionError(f"shape {got.shape} != {want.shape}")
+    scale = max(float(np.max(np.abs(want))) if want.size else 0.0, 1e-300)
+    err = float(np.max(np.abs(got - want))) / scale if want.size else 0.0
+    return err
+
+
+def _inputs(spec, n, dtype, rng):
+    draws = {
+        "real": lambda: rng.uniform(-3, 3, n),
+        "positive": lambda: rng.uniform(0.1, 3, n),
+        "unit": lambda: rng.uniform(0.02, 0.98, n),
+        "unit_closed": lambda: np.where(rng.random(n) < 0.3, rng.integers(0, 2, n), rng.uniform(0, 1, n)),
+        "binary": lambda: rng.integers(0, 2, n).astype(float),
+        "sign": lambda: rng.choice([-1.0, 1.0], n),
+    }
+    return [draws[i.domain]().astype(dtype) for i in spec.inputs]
+
+
+CASES = [
+    ("value", "mean", False), ("value", "sum", True), ("value", "none", True), ("value", "mean", True),
+    ("grad", "mean", True), ("grad", "sum", False), ("grad", "none", False),
+    ("value_and_grad", "mean", False), ("value_and_grad", "mean", True), ("value_and_grad", "none", False),
+    ("hessian", "none", False), ("hessian", "mean", True),
+    ("grad_hessian", "none", False), ("grad_hessian", "sum", True),
+]
+
+
+@section("checks")
+def checks(torch, n: int):
+    """Device results against the CPU kernels; float32 allows 1e-5 (normwise), float64 1e-10."""
+    rng = np.random.default_rng(0)
+    out, worst, failures = {}, {}, []
+    plan = [("huber", np.float32, CASES), ("huber", np.float64, CASES),
+            ("bce_logits", np.float32, CASES[7:10]), ("gaussian_nll", np.float64, CASES[7:8] + CASES[12:])]
+    for name, dtype, cases in plan:
+        loss = symloss.load(name)
+        dev = C.device_loss(loss)
+        arrays = _inputs(loss.spec, n, dtype, rng)
+        weights = rng.uniform(0.2, 2.0, n).astype(dtype)
+        t_arrays = [torch.from_numpy(a).cuda() for a in arrays]
+        t_weights = torch.from_numpy(weights).cuda()
+        tol = 1e-5 if dtype == np.float32 else 1e-10
+        key = f"{name}/{np.dtype(dtype).name}"
+        worst[key] = 0.0
+        for method, reduction, weighted in cases:
+            want = getattr(loss, method)(*arrays, reduction=reduction, sample_weight=weights if weighted else None)
+            got = getattr(dev, method)(*t_arrays, reduction=reduction,
+                                       sample_weight=t_weights if weighted else None)
+            want = want if isinstance(want, tuple) else (want,)
+            got = got if isinstance(got, tuple) else (got,)
+            flat_w = [w for item in want for w in (item if isinstance(item, tuple) else (item,))]
+            flat_g = [g for item in got for g in (item if isinstance(item, tuple) else (item,))]
+            for g, w in zip(flat_g, flat_w):
+                assert isinstance(g, torch.Tensor) and g.device.type == DEVICE, f"{key} {method}: result {type(g)}"
+                assert g.dtype == torch.from_numpy(np.zeros(1, dtype)).dtype, f"{key} {method}: dtype {g.dtype}"
+                err = _close(g.cpu().numpy(), w, tol)
+                worst[key] = max(worst[key], err)
+                if not err <= tol:
+                    failures.append(f"{key} {method}({reduction}, weighted={weighted}): error {err:.2e}")
+        print(f"   {key}: {len(cases)} cases, worst normwise error {worst[key]:.2e}", flush=True)
+    # numba device arrays, and torch's current stream when it is not the default one
+    cuda = C._cuda()
+    loss = symloss.load("huber")
+    y, yhat = _inputs(loss.spec, n, np.float32, rng)
+    v, g = C.device_loss(loss).value_and_grad(cuda.to_device(y), cuda.to_device(yhat))
+    want_v, want_g = loss.value_and_grad(y, yhat)
+    err = max(_close(v.copy_to_host(), want_v, 1e-5), _close(g.copy_to_host(), want_g, 1e-5))
+    worst["huber/float32/numba-arrays"] = err
+    if not err <= 1e-5:
+        failures.append(f"numba device arrays: error {err:.2e}")
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        ty, tyhat = torch.from_numpy(y).cuda(), torch.from_numpy(yhat).cuda()
+        v, g = C.device_loss(loss).value_and_grad(ty, tyhat)
+    side.synchronize()
+    err = max(_close(v.cpu().numpy(), want_v, 1e-5), _close(g.cpu().numpy(), want_g, 1e-5))
+    worst["huber/float32/side-stream"] = err
+    if not err <= 1e-5:
+        failures.append(f"side stream: error {err:.2e}")
+    print(f"   numba device arrays and a side stream: worst error {max(worst['huber/float32/numba-arrays'], err):.2e}")
+    for f in failures:
+        print("   FAIL", f)
+    print(f"   {'all checks passed' if not failures else f'{len(failures)} checks FAILED'}", flush=True)
+    out.update(worst=worst, failures=failures, n=n)
+    return out
+
+
+@section("copy")
+def copy_bandwidth(torch, n: int, reps: int, inner: int):
+    src = torch.randn(n, device=DEVICE, dtype=torch.float32)
+    dst = torch.empty_like(src)
+    ms = cuda_time_ms(torch, lambda: dst.copy_(src), reps, inner)
+    tbps = 2 * 4 * n / (ms * 1e-3) / 1e12
+    print(f"   copy of {n} float32: {ms:.3f} ms, {tbps:.2f} TB/s (read + write)")
+    return {"ms": ms, "tb_per_s": tbps, "n": n}
+
+
+def _torch_math(torch, name):
+    F = torch.nn.functional
+    if name == "huber":
+        def forward(y, yhat):
+            return F.huber_loss(yhat, y, delta=1.0)
+
+        def explicit(y, yhat):
+            r = yhat - y
+            a = r.abs()
+            quad = a <= 1.0
+            loss = torch.where(quad, 0.5 * r * r, a - 0.5).mean()
+            grad = torch.where(quad, r, torch.sign(r)) / r.numel()
+            return loss, grad
+    else:  # bce_logits: (y, z)
+        def forward(y, z):
+            return F.binary_cross_entropy_with_logits(z, y)
+
+        def explicit(y, z):
+            loss = (torch.clamp(z, min=0) - z * y + torch.log1p(torch.exp(-z.abs()))).mean()
+            grad = (torch.sigmoid(z) - y) / z.numel()
+            return loss, grad
+    return forward, explicit
+
+
+def _data(torch, name, n):
+    g = torch.Generator(device=DEVICE).manual_seed(1)
+    if name == "huber":
+        y = torch.randn(n, device=DEVICE, generator=g)
+        yhat = y + 1.5 * torch.randn(n, device=DEVICE, generator=g)
+        return y, yhat
+    z = 3 * torch.randn(n, device=DEVICE, generator=g)
+    y = torch.bernoulli(torch.sigmoid(z), generator=g)
+    return y, z
+
+
+@section("elementwise")
+def elementwise(torch, n: int, reps: int, inner: int, compile_: bool, copy_tbps: float | None):
+    results = {}
+    for name in ("huber", "bce_logits"):
+        r = results[name] = {"n": n}
+        loss = symloss.load(name)
+        dev = C.device_loss(loss)
+        y, x = _data(torch, name, n)
+        forward, explicit = _torch_math(torch, name)
+
+        # accuracy against float64 PyTorch
+        v, g = dev.value_and_grad(y, x)
+        y64, x64 = y.double(), x.double().requires_grad_()
+        ref = forward(y64, x64)
+        (gref,) = torch.autograd.grad(ref, x64)
+        ref = ref.detach()
+        r["value_rel_err"] = abs(float(v) - float(ref)) / abs(float(ref))
+        r["grad_rel_err"] = float((g.double() - gref).abs().max() / gref.abs().max())
+        xr = x.detach().requires_grad_()
+        ev = forward(y, xr)
+        (eg,) = torch.autograd.grad(ev, xr)
+        ev = ev.detach()
+        r["eager_value_rel_err"] = abs(float(ev) - float(ref)) / abs(float(ref))
+        r["eager_grad_rel_err"] = float((eg.double() - gref).abs().max() / gref.abs().max())
+        del y64, x64, ref, gref, ev, eg
+        print(f"   {name}: value error {r['value_rel_err']:.1e}, gradient error {r['grad_rel_err']:.1e} "
+              f"(eager: {r['eager_value_rel_err']:.1e}, {r['eager_grad_rel_err']:.1e})", flush=True)
+
+        # the launch geometry: the default grid is one wave of resident blocks
+        sms = C._cuda().get_current_device().MULTIPROCESSOR_COUNT
+        resident = {k[2]: b for k, b in C._RESIDENT.items() if k[0] is dev.module.value_and_grad}
+        r["resident_blocks"] = resident
+        regs = dev.module.value_and_grad.get_regs_per_thread()
+        r["registers"] = sorted(set(regs.values())) if isinstance(regs, dict) else regs
+        sweep = {}
+        for per_sm in (2, 4, 8, 16, 64):
+            d = C.DeviceLoss(loss.spec, dev.module, C.Launch(max_blocks=per_sm * sms))
+            sweep[per_sm] = cuda_time_ms(torch, lambda: d.value_and_grad(y, x), max(3, reps // 3), inner)
+        r["sweep_ms_by_blocks_per_sm"] = sweep
+        print(f"   {name}: registers {r['registers']}, resident blocks {resident}; "
+              f"ms by blocks/SM {', '.join(f'{k}: {t:.3f}' for k, t in sweep.items())}", flush=True)
+
+        r["symloss_ms"] = cuda_time_ms(torch, lambda: dev.value_and_grad(y, x), reps, inner)
+        xr = x.detach().requires_grad_()
+
+        def eager():
+            out = forward(y, xr)
+            return out, torch.autograd.grad(out, xr)[0]
+
+        r["eager_ms"] = cuda_time_ms(torch, eager, reps, inner)
+        print(f"   {name}: symloss {r['symloss_ms']:.3f} ms, eager {r['eager_ms']:.3f} ms", flush=True)
+        if compile_ and time_left() < 150:
+            print(f"   {name}: torch.compile skipped, {time_left():.0f} s of the budget left", flush=True)
+            r["compile_skipped"] = f"{time_left():.0f} s of the budget left"
+        elif compile_:
+            t0 = time.perf_counter()
+            cf = torch.compile(forward)
+
+            def compiled_autograd():
+                out = cf(y, xr)
+                return out, torch.autograd.grad(out, xr)[0]
+
+            compiled_autograd()
+            r["compile_s_autograd"] = time.perf_counter() - t0
+            r["compile_autograd_ms"] = cuda_time_ms(torch, compiled_autograd, reps, inner)
+            t0 = time.perf_counter()
+            ce = torch.compile(explicit)
+            ce(y, x)
+            r["compile_s_explicit"] = time.perf_counter() - t0
+            r["compile_explicit_ms"] = cuda_time_ms(torch, lambda: ce(y, x), reps, inner)
+            r["compile_ms"] = min(r["compile_autograd_ms"], r["compile_explicit_ms"])
+            print(f"   {name}: torch.compile fwd+autograd {r['compile_autograd_ms']:.3f} ms "
+                  f"(compiled in {r['compile_s_autograd']:.0f} s), explicit loss+grad "
+                  f"{r['compile_explicit_ms']:.3f} ms ({r['compile_s_explicit']:.0f} s)", flush=True)
+        if copy_tbps:
+            r["fraction_of_copy"] = 3 * 4 * n / (r["symloss_ms"] * 1e-3) / 1e12 / copy_tbps
+        del y, x, xr
+        torch.cuda.empty_cache()
+        save()
+    return results
+
+
+@section("rows")
+def rows():
+    try:
+        loss = symloss.load("cross_entropy")
+    except Exception as exc:
+        msg = f"cross_entropy skipped: not in the catalog yet ({type(exc).__name__}: {exc})"
+        print("  ", msg)
+        return {"skipped": msg}
+    from symloss.render import cuda as backend
+
+    if not backend.supports(loss.spec):
+        msg = f"cross_entropy skipped: the CUDA backend has no kernels for '{loss.spec.kind}' losses yet"
+        print("  ", msg)
+        return {"skipped": msg}
+    msg = "cross_entropy skipped: row-loss timing is not written yet"
+    print("  ", msg)
+    return {"skipped": msg}
+
+
+# --- the table ------------------------------------------------------------------------------------
+def table() -> str:
+    sec = RESULTS["sections"]
+    lines = [f"GPU benchmark {RESULTS['date']}: {sec.get('environment', {}).get('gpu', '?')}"]
+    copy = sec.get("copy", {})
+    if "tb_per_s" in copy:
+        lines.append(f"device copy: {copy['tb_per_s']:.2f} TB/s (read + write, {copy['ms']:.3f} ms for 2^"
+                     f"{int(np.log2(copy['n']))} float32)")
+    chk = sec.get("checks", {})
+    if "failures" in chk:
+        lines.append(f"checks against the CPU kernels: {'all passed' if not chk['failures'] else chk['failures']}")
+    head = ("case", "symloss ms", "eager ms", "compile ms", "eager/symloss", "compile/symloss",
+            "% of copy", "value err", "grad err")
+    rows_ = []
+    for name, r in sec.get("elementwise", {}).items():
+        if not isinstance(r, dict) or "symloss_ms" not in r:
+            continue
+        comp = r.get("compile_ms")
+        rows_.append((
+            f"{name} value_and_grad 2^{int(np.log2(r['n']))} f32",
+            f"{r['symloss_ms']:.3f}", f"{r['eager_ms']:.3f}", f"{comp:.3f}" if comp else "-",
+            f"{r['eager_ms'] / r['symloss_ms']:.2f}x",
+            f"{comp / r['symloss_ms']:.2f}x" if comp else "-",
+            f"{100 * r['fraction_of_copy']:.0f}%" if "fraction_of_copy" in r else "-",
+            f"{r['value_rel_err']:.1e}", f"{r['grad_rel_err']:.1e}",
+        ))
+    if "skipped" in sec.get("rows", {}):
+        rows_.append(("cross_entropy (3 shapes)", "skipped", "-", "-", "-", "-", "-", "-", "-"))
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows_)]
+    fmt = " | ".join(f"{{:{w}}}" for w in widths)
+    lines.append(fmt.format(*head))
+    lines.append("-+-".join("-" * w for w in widths))
+    lines += [fmt.format(*r) for r in rows_]
+    lines.append("goals: eager/symloss >= 2.2x, compile/symloss >= 1.0x, >= 78% of copy, errors <= 1e-5")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    global OUT_FILE, BUDGET_S
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=os.environ.get("OUT") or str(Path(__file__).resolve().parent))
+    p.add_argument("--log2n", type=int, default=28)
+    p.add_argument("--check-n", type=int, default=50_001)
+    p.add_argument("--reps", type=int, default=15)
+    p.add_argument("--inner", type=int, default=10)
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile baselines")
+    p.add_argument("--budget-s", type=float, default=BUDGET_S, help="drop torch.compile when this runs short")
+    args = p.parse_args(argv)
+    BUDGET_S = args.budget_s
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    OUT_FILE = out_dir / "gpu_bench.json"
+    RESULTS["args"] = vars(args)
+
+    try:
+        import torch
+    except ImportError:
+        print("bench/gpu.py needs PyTorch with CUDA")
+        return 2
+    if not torch.cuda.is_available() or C.simulator():
+        print("bench/gpu.py needs a CUDA GPU (and NUMBA_ENABLE_CUDASIM unset)")
+        return 2
+    torch.cuda.init()
+    n = 1 << args.log2n
+    environment(torch)
+    checks(torch, args.check_n)
+    copy = copy_bandwidth(torch, n, args.reps, args.inner)
+    elementwise(torch, n, args.reps, args.inner, not args.no_compile, copy.get("tb_per_s"))
+    rows()
+    text = table()
+    RESULTS["table"] = text
+    save()
+    print("\n" + text)
+    print(f"\nnumbers: {OUT_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
