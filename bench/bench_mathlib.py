@@ -8,7 +8,12 @@ scaled gradient.  Each loss is timed with libm math (math.exp/log1p, the
 branchy helpers of symloss/derive/primitives.py) and with the math library,
 next to numpy.add(a, b, out=c) on arrays of the same size (the bandwidth
 floor: two reads and one write, as a loss+gradient pass).  Prints times
-(best of --repeat) and floor/time ratios (1.0 = at memory bandwidth).
+(best of --repeat) and floor/time ratios (1.0 = at memory bandwidth), and
+the largest gradient difference from the libm kernel, max |dg| / max(|g|, 1).
+
+"mathlib" compiles the scalar kernel like the template's _SCALAR today;
+"mathlib+inline" adds forceinline=True to it, which the loop needs to vectorise
+once the scalar kernel is too big for LLVM's inliner (softplus + sigmoid is).
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import time
 import numba
 import numpy as np
 
+from symloss.mathlib import kernels as K
 from symloss.mathlib.kernels import fexp, flogcosh, fsigmoid, fsoftplus, ftanh
 
 SCALAR = dict(error_model="numpy")  # the template's _SCALAR, minus cache
@@ -49,6 +55,62 @@ def logcosh(x, T):
         s = math.sinh(T(0.5) * a)
         return math.log1p(T(2) * s * s)
     return a + math.log1p(math.exp(T(-2) * a)) - T(0.6931471805599453)
+
+
+@numba.njit(**SCALAR)
+def sech2(x, T):
+    e = math.exp(T(-2) * abs(x))
+    d = T(1) + e
+    return T(4) * e / (d * d)
+
+
+# --- one function per element: libm (or the libm helper) vs the math library ---
+LIBM = {
+    "fexp": (lambda x, T: math.exp(x), (-700, 700)),
+    "fexpm1": (lambda x, T: math.expm1(x), (-5, 5)),
+    "flog": (lambda x, T: math.log(x), (1e-3, 1e3)),
+    "flog1p": (lambda x, T: math.log1p(x), (-0.9, 10)),
+    "ftanh": (lambda x, T: math.tanh(x), (-5, 5)),
+    "fsigmoid": (lambda x, T: sigmoid(x, T), (-20, 20)),
+    "fsoftplus": (lambda x, T: softplus(x, T), (-20, 20)),
+    "flogcosh": (lambda x, T: logcosh(x, T), (-5, 5)),
+    "fsech2": (lambda x, T: sech2(x, T), (-5, 5)),
+}
+
+
+def _call(stub):
+    def fn(x, T):
+        return stub(x, T)
+
+    return fn
+
+
+def make_map(fn):
+    scalar = numba.njit(**INLINE)(fn)
+
+    @numba.njit(**LOOP)
+    def apply(x, out, T):
+        for i in numba.prange(x.size):
+            out[i] = scalar(x[i], T)
+
+    return apply
+
+
+def bench_functions(n, dt, repeat, rng):
+    x0 = rng.random(n)
+    out = np.empty(n, dt)
+    a = x0.astype(dt)
+    floor = best(lambda: np.multiply(a, 2, out=out), repeat)
+    print(f"\n{dt.__name__}, one function per element (numpy.multiply(a, 2, out=c): {floor * 1e3:.2f} ms)")
+    print(f"  {'function':10s} {'libm ms':>8s} {'mathlib ms':>10s} {'speedup':>8s}")
+    for name, (libm, (lo, hi)) in LIBM.items():
+        x = (lo + (hi - lo) * x0).astype(dt)
+        times = []
+        for fn in (libm, _call(getattr(K, name))):
+            k = make_map(fn)
+            k(x[:16], out[:16], dt)
+            times.append(best(lambda: k(x, out, dt), repeat))
+        print(f"  {name:10s} {times[0] * 1e3:8.2f} {times[1] * 1e3:10.2f} {times[0] / times[1]:8.1f}")
 
 
 # --- scalar kernels (value_and_grad_scalar of each loss) -----------------------
@@ -110,6 +172,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--float32", action="store_true", help="also time float32")
+    ap.add_argument("--functions", action="store_true", help="also time each function alone")
     args = ap.parse_args(argv)
     numba.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -122,7 +185,7 @@ def main(argv=None):
         c = np.empty_like(z)
         floor = best(lambda: np.add(y, z, out=c), args.repeat)
         print(f"\n{dt.__name__}: numpy.add floor {floor * 1e3:.2f} ms")
-        print(f"  {'loss':10s} {'math':18s} {'ms':>8s} {'floor/t':>8s} {'max rel diff vs libm':>21s}")
+        print(f"  {'loss':10s} {'math':18s} {'ms':>8s} {'floor/t':>8s} {'grad diff vs libm':>21s}")
         for loss, libm, ml in (("bce_logits", bce_libm, bce_ml), ("poisson", poisson_libm, poisson_ml),
                                ("log_cosh", logcosh_libm, logcosh_ml)):
             zz = np.clip(z, -30, 30) if loss == "poisson" else z
@@ -135,9 +198,11 @@ def main(argv=None):
                     ref = g.copy()
                     diff = ""
                 else:
-                    den = np.maximum(np.abs(ref), np.finfo(dt).tiny)
+                    den = np.maximum(np.abs(ref), 1)  # gradients like sigmoid(z) - y cancel
                     diff = f"{np.max(np.abs(g - ref) / den):.2e}"
                 print(f"  {loss:10s} {label:18s} {t * 1e3:8.2f} {floor / t:8.2f} {diff:>21s}")
+        if args.functions:
+            bench_functions(args.n, dt, args.repeat, rng)
 
 
 if __name__ == "__main__":

@@ -87,13 +87,45 @@ def _poly(name: str, var: str) -> str:
     return f"({expr})"
 
 
-_PLACEHOLDER = re.compile(r"\{\{(poly|const) (\w+)(?: (\w+))?\}\}")
+def _estrin(name: str, powers: list[str]) -> str:
+    """Estrin's scheme: pairs c_i + c_{i+1} x combined with x^2, x^4, x^8...
+
+    Its dependency chain is log2(n) multiply-adds long instead of Horner's n,
+    which is what bounds these loops (many independent elements, long chains).
+    ``powers`` names x, x^2, x^4, ... (the template computes them).
+    """
+    coeffs = getattr(_C, name)
+    f32 = name.endswith("_F32")
+    lit = [f"T({_f32_repr(c)})" if f32 else repr(float(c)) for c in coeffs]
+
+    def rec(cs: list[str], level: int) -> str:
+        if len(cs) == 1:
+            return cs[0]
+        half = 1 << level
+        while half * 2 < len(cs):
+            level += 1
+            half <<= 1
+        if level >= len(powers):
+            raise ValueError(f"{name}: needs x^{half}; give more power names")
+        lo, hi = rec(cs[:half], 0), rec(cs[half:], 0)
+        hi = hi if len(cs) - half == 1 else f"({hi})"
+        return f"{lo} + {powers[level]} * {hi}"
+
+    return f"({rec(lit, 0)})"
+
+
+_PLACEHOLDER = re.compile(r"\{\{(poly|const|estrin) (\w+)((?: \w+)*)\}\}")
 
 
 def _expand(template: str) -> str:
     def sub(m: re.Match) -> str:
-        kind, name, var = m.groups()
-        return _poly(name, var) if kind == "poly" else _literal(name)
+        kind, name, args = m.groups()
+        args = args.split()
+        if kind == "poly":
+            return _poly(name, args[0])
+        if kind == "estrin":
+            return _estrin(name, args)
+        return _literal(name)
 
     text = _PLACEHOLDER.sub(sub, template).strip("\n") + "\n"
     if "{{" in text:

@@ -12,6 +12,8 @@ the polynomial only supplies a small correction:
 * ``EXPM1_Q`` - exp and expm1 after the Cody-Waite reduction x = k ln2 + r,
   |r| <= ln2/2:  expm1(r) = r + r^2 q(r),  q(r) = (expm1(r) - r) / r^2.
   exp(r) = 1 + (r + r^2 q(r)).
+* ``LOGCOSH_G`` - log cosh for |x| < 3/4, where |x| - log 2 + log1p(e^-2|x|)
+  cancels: log cosh(x) = w g(w), w = x^2, g(w) = log(cosh(sqrt w))/w.
 * ``LOG_H`` - log after the reduction x = 2^e (1 + f), 1 + f in [sqrt(1/2), sqrt(2)):
   with s = f/(2+f), z = s^2:  log(1+f) = 2 atanh(s) = 2s + s z h(z),
   h(z) = (2 atanh(s)/s - 2)/z = sum_{k>=1} 2 z^(k-1)/(2k+1).
@@ -57,6 +59,14 @@ def _h_log(z):
             return total
         zk *= z
         k += 1
+
+
+def _g_logcosh(w):
+    """log(cosh(sqrt w)) / w (1/2 at 0); log1p(2 sinh^2(a/2)) keeps every digit."""
+    if w == 0:
+        return mpmath.mpf(1) / 2
+    a = mpmath.sqrt(w)
+    return mpmath.log1p(2 * mpmath.sinh(a / 2) ** 2) / w
 
 
 def remez(g, a, b, degree, iterations=40, grid=3000):
@@ -121,9 +131,11 @@ def remez(g, a, b, degree, iterations=40, grid=3000):
 # name -> (function, interval, {float type: degree})
 HALF_LN2 = mpmath.log(2) / 2
 ZMAX = (3 - 2 * mpmath.sqrt(2)) ** 2
+LOGCOSH_SMALL = mpmath.mpf(3) / 4  # flogcosh's polynomial branch: |x| < 3/4
 FITS = {
     "EXPM1_Q": (_q_expm1, (-HALF_LN2 * MARGIN, HALF_LN2 * MARGIN), {"f64": 9, "f32": 4}),
     "LOG_H": (_h_log, (0, ZMAX * MARGIN), {"f64": 6, "f32": 2}),
+    "LOGCOSH_G": (_g_logcosh, (0, LOGCOSH_SMALL**2), {"f64": 11, "f32": 5}),
 }
 
 

@@ -2,10 +2,12 @@
 
 Each entry is the source text of one top-level definition group, emitted
 verbatim into generated modules (which import ``math``, ``numpy as np`` and
-``numba``).  Two placeholders are expanded from ``coefficients.py``:
+``numba``).  Placeholders are expanded from ``coefficients.py``:
 
-* ``{{poly NAME var}}``  -> a Horner expression in ``var`` with NAME's
-  coefficients (``NAME`` ends in ``_F64``: plain literals; ``_F32``: ``T(c)``).
+* ``{{estrin NAME x x2 x4 ...}}`` -> NAME's polynomial by Estrin's scheme, given
+  the names of x, x^2, x^4... (which the template computes); coefficients are
+  plain literals for ``_F64`` names and ``T(c)`` for ``_F32`` names.
+* ``{{poly NAME x}}``    -> the same by Horner's scheme.
 * ``{{const NAME}}``     -> the constant's literal (``T(c)`` for ``_F32`` names).
 
 Scheme.  A public function ``fexp(x, T)`` is a stub with a Numba overload that
@@ -88,36 +90,50 @@ def {base}_ol(x, T):
 # x log2e + 1.5 * 2^52, no float->int conversion); r by Cody-Waite with a split
 # ln 2; exp(r) = 1 + (r + r^2 q(r)); 2^k = 2^(k>>1) * 2^(k - k>>1), each factor
 # built by bit cast and normal, so results down to the smallest subnormal round
-# once.  Clamping x first keeps k in range; overflow then yields inf, underflow 0,
-# and NaN flows through the arithmetic.
+# once.  Arguments past the overflow/underflow thresholds are computed as exp(0)
+# and replaced by inf/0 afterwards: k stays in range and no lane produces an
+# underflow (which costs a slow microcode assist on x86); NaN flows through.
 ENTRIES["fexp"] = _public(
     "fexp",
     "e**x",
     '''
 def _ml_fexp_f64(x, T):
     x = np.float64(x)
-    x = 710.0 if x > 710.0 else x
-    x = -746.0 if x < -746.0 else x
-    t = x * {{const LOG2E_F64}} + 6755399441055744.0
+    under = x < -745.2
+    over = x > 709.8
+    y = 0.0 if under else x
+    y = 0.0 if over else y
+    t = y * {{const LOG2E_F64}} + 6755399441055744.0
     k = _ml_f64_as_i64(t) - 0x4338000000000000
     kf = t - 6755399441055744.0
-    r = (x - kf * {{const LN2_HI_F64}}) - kf * {{const LN2_LO_F64}}
-    p = 1.0 + (r + (r * r) * {{poly EXPM1_Q_F64 r}})
+    r = (y - kf * {{const LN2_HI_F64}}) - kf * {{const LN2_LO_F64}}
+    r2 = r * r
+    r4 = r2 * r2
+    r8 = r4 * r4
+    p = 1.0 + (r + r2 * {{estrin EXPM1_Q_F64 r r2 r4 r8}})
     k1 = k >> 1
-    return p * _ml_i64_as_f64((k1 + 1023) << 52) * _ml_i64_as_f64((k - k1 + 1023) << 52)
+    res = p * _ml_i64_as_f64((k1 + 1023) << 52) * _ml_i64_as_f64((k - k1 + 1023) << 52)
+    res = 0.0 if under else res
+    return math.inf if over else res
 ''',
     '''
 def _ml_fexp_f32(x, T):
     x = T(x)
-    x = T(89.0) if x > T(89.0) else x
-    x = T(-104.0) if x < T(-104.0) else x
-    t = x * {{const LOG2E_F32}} + T(12582912.0)
+    under = x < T(-104.0)
+    over = x > T(88.8)
+    y = T(0.0) if under else x
+    y = T(0.0) if over else y
+    t = y * {{const LOG2E_F32}} + T(12582912.0)
     k = _ml_f32_as_i32(t) - 0x4B400000
     kf = t - T(12582912.0)
-    r = (x - kf * {{const LN2_HI_F32}}) - kf * {{const LN2_LO_F32}}
-    p = T(1.0) + (r + (r * r) * {{poly EXPM1_Q_F32 r}})
+    r = (y - kf * {{const LN2_HI_F32}}) - kf * {{const LN2_LO_F32}}
+    r2 = r * r
+    r4 = r2 * r2
+    p = T(1.0) + (r + r2 * {{estrin EXPM1_Q_F32 r r2 r4}})
     k1 = k >> 1
-    return p * _ml_i32_as_f32((k1 + 127) << 23) * _ml_i32_as_f32((k - k1 + 127) << 23)
+    res = p * _ml_i32_as_f32((k1 + 127) << 23) * _ml_i32_as_f32((k - k1 + 127) << 23)
+    res = T(0.0) if under else res
+    return T(math.inf) if over else res
 ''',
 )
 
@@ -137,7 +153,10 @@ def _ml_fexpm1_f64(x, T):
     k = _ml_f64_as_i64(t) - 0x4338000000000000
     kf = t - 6755399441055744.0
     r = (y - kf * {{const LN2_HI_F64}}) - kf * {{const LN2_LO_F64}}
-    em = r + (r * r) * {{poly EXPM1_Q_F64 r}}
+    r2 = r * r
+    r4 = r2 * r2
+    r8 = r4 * r4
+    em = r + r2 * {{estrin EXPM1_Q_F64 r r2 r4 r8}}
     kc = k if k < 64 else 64
     k1 = k >> 1
     res = (em + (1.0 - _ml_i64_as_f64((1023 - kc) << 52))) * _ml_i64_as_f64((k1 + 1023) << 52) * _ml_i64_as_f64((k - k1 + 1023) << 52)
@@ -152,7 +171,9 @@ def _ml_fexpm1_f32(x, T):
     k = _ml_f32_as_i32(t) - 0x4B400000
     kf = t - T(12582912.0)
     r = (y - kf * {{const LN2_HI_F32}}) - kf * {{const LN2_LO_F32}}
-    em = r + (r * r) * {{poly EXPM1_Q_F32 r}}
+    r2 = r * r
+    r4 = r2 * r2
+    em = r + r2 * {{estrin EXPM1_Q_F32 r r2 r4}}
     kc = k if k < 32 else 32
     k1 = k >> 1
     res = (em + (T(1.0) - _ml_i32_as_f32((127 - kc) << 23))) * _ml_i32_as_f32((k1 + 127) << 23) * _ml_i32_as_f32((k - k1 + 127) << 23)
@@ -171,14 +192,17 @@ _LOG_F64_CORE = '''
     s = f / (2.0 + f)
     z = s * s
     hfsq = 0.5 * (f * f)
-    R = z * {{poly LOG_H_F64 z}}'''
+    z2 = z * z
+    z4 = z2 * z2
+    R = z * {{estrin LOG_H_F64 z z2 z4}}'''
 _LOG_F32_CORE = '''
     ef = _ml_i32_as_f32(e + 0x4B400000) - T(12582912.0)
     f = m - T(1.0)
     s = f / (T(2.0) + f)
     z = s * s
+    z2 = z * z
     hfsq = T(0.5) * (f * f)
-    R = z * {{poly LOG_H_F32 z}}'''
+    R = z * {{estrin LOG_H_F32 z z2}}'''
 
 ENTRIES["flog"] = _public(
     "flog",
@@ -277,7 +301,9 @@ def _ml_log1pu_f64(x, T):
     s = f / (2.0 + f)
     z = s * s
     hfsq = 0.5 * (f * f)
-    R = z * {{poly LOG_H_F64 z}}
+    z2 = z * z
+    z4 = z2 * z2
+    R = z * {{estrin LOG_H_F64 z z2 z4}}
     cs = c * (0.5 if big else 1.0) * (1.0 - s) * ((1.0 - s) + z)
     return ef * {{const LN2_HI_F64}} - ((hfsq - (s * (hfsq + R) + (ef * {{const LN2_LO_F64}} + cs))) - f)
 ''',
@@ -292,8 +318,9 @@ def _ml_log1pu_f32(x, T):
     f = m - T(1.0)
     s = f / (T(2.0) + f)
     z = s * s
+    z2 = z * z
     hfsq = T(0.5) * (f * f)
-    R = z * {{poly LOG_H_F32 z}}
+    R = z * {{estrin LOG_H_F32 z z2}}
     cs = c * (T(0.5) if big else T(1.0)) * (T(1.0) - s) * ((T(1.0) - s) + z)
     return ef * {{const LN2_HI_F32}} - ((hfsq - (s * (hfsq + R) + (ef * {{const LN2_LO_F32}} + cs))) - f)
 ''',
@@ -364,9 +391,9 @@ def _ml_fsoftplus_f32(x, T):
 ''',
 )
 
-# log cosh x: |x| < 1: log1p(cosh x - 1), cosh x - 1 = v^2 / (2 (1 + v)),
-# v = expm1|x| (exact near 0, where |x| + log1p(e^-2|x|) - log 2 cancels);
-# |x| >= 1: |x| - log 2 + log1p(e^-2|x|).  One expm1 serves both.
+# log cosh x: |x| >= 3/4: |x| - log 2 + log1p(e^-2|x|), e^-2|x| = 1 + expm1(-2|x|)
+# (the expm1 that ftanh(x) computes too: inlined side by side, LLVM shares it);
+# |x| < 3/4, where that cancels: x^2 g(x^2), a minimax polynomial.
 ENTRIES["flogcosh"] = _public(
     "flogcosh",
     "log(cosh(x))",
@@ -374,23 +401,26 @@ ENTRIES["flogcosh"] = _public(
 def _ml_flogcosh_f64(x, T):
     x = np.float64(x)
     a = abs(x)
-    small = a < 1.0
-    v = fexpm1(a if small else -2.0 * a, T)
-    t_small = (v * v) / (2.0 * (1.0 + v))
-    t_large = 1.0 + v
-    base = 0.0 if small else a - {{const LN2_F64}}
-    return base + _ml_log1pu(t_small if small else t_large, T)
+    w = a * a
+    w2 = w * w
+    w4 = w2 * w2
+    w8 = w4 * w4
+    small = w * {{estrin LOGCOSH_G_F64 w w2 w4 w8}}
+    v = fexpm1(-2.0 * a, T)
+    large = (a - {{const LN2_F64}}) + _ml_log1pu(1.0 + v, T)
+    return small if a < 0.75 else large
 ''',
     '''
 def _ml_flogcosh_f32(x, T):
     x = T(x)
     a = abs(x)
-    small = a < T(1.0)
-    v = fexpm1(a if small else T(-2.0) * a, T)
-    t_small = (v * v) / (T(2.0) * (T(1.0) + v))
-    t_large = T(1.0) + v
-    base = T(0.0) if small else a - {{const LN2_F32}}
-    return base + _ml_log1pu(t_small if small else t_large, T)
+    w = a * a
+    w2 = w * w
+    w4 = w2 * w2
+    small = w * {{estrin LOGCOSH_G_F32 w w2 w4}}
+    v = fexpm1(T(-2.0) * a, T)
+    large = (a - {{const LN2_F32}}) + _ml_log1pu(T(1.0) + v, T)
+    return small if a < T(0.75) else large
 ''',
 )
 
