@@ -300,8 +300,9 @@ def elementwise(torch, n: int, reps: int, inner: int, compile_: bool, copy_tbps:
         regs = dev.module.value_and_grad.get_regs_per_thread()
         r["registers"] = sorted(set(regs.values())) if isinstance(regs, dict) else regs
         sweep = {}
-        for per_sm in (2, 4, 8, 16, 64):
-            d = C.DeviceLoss(loss.spec, dev.module, C.Launch(max_blocks=per_sm * sms))
+        for per_sm in (2, 4, 8, 16, 64, "one element per thread"):
+            blocks = per_sm * sms if isinstance(per_sm, int) else -(-n // C.THREADS)
+            d = C.DeviceLoss(loss.spec, dev.module, C.Launch(max_blocks=blocks))
             sweep[per_sm] = cuda_time_ms(torch, lambda: d.value_and_grad(y, x), max(3, reps // 3), inner)
         r["sweep_ms_by_blocks_per_sm"] = sweep
         print(f"   {name}: registers {r['registers']}, resident blocks {resident}; "
