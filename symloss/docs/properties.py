@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import sympy as sp
+from sympy.printing.str import StrPrinter
 
 from ..derive import nonsmooth
 from ..derive import primitives as P
@@ -77,6 +78,7 @@ class Kink:
     text: str  # the same in plain text
     order: int  # -1: the value jumps; k >= 0: C^k there (derivative k+1 jumps)
     method: str
+    where: tuple = ()  # SymPy relations, for other printers
 
     @property
     def what_jumps(self) -> str:
@@ -110,6 +112,7 @@ class Properties:
     hessian_zero_latex: str  # where, as LaTeX ("" if nowhere)
     hessian_zero_text: str
     hessian_method: str
+    hessian_zero_where: tuple  # (prediction name or "", SymPy region or None, text) per entry
     residual_based: bool
     symmetric: bool | None  # only for residual losses
 
@@ -179,7 +182,7 @@ def plot_axis(spec: LossSpec) -> Axis:
     return Axis("prediction", xs, -3.0, 3.0, tuple(fixed), f"${xt}$ ({held})", f"{xs} ({held_text})")
 
 
-CATEGORICAL = {"binary", "unit_closed", "unit", "sign"}
+CATEGORICAL = {"binary", "unit_closed", "unit", "sign", "simplex"}
 
 
 def family(spec: LossSpec) -> str:
@@ -207,6 +210,19 @@ def _naive(expr: sp.Basic) -> sp.Basic:
         lambda e: isinstance(e, P.Primitive) and not isinstance(e, P.kinkmax),
         lambda e: type(e).naive(*e.args),
     )
+
+
+class _TextPrinter(StrPrinter):
+    def _print_Abs(self, e):
+        return "|" + self._print(e.args[0]) + "|"
+
+    def _print_kinkmax(self, e):
+        return "max(" + ", ".join(self._print(a) for a in e.args) + ")"
+
+
+def plain(expr: sp.Basic) -> str:
+    """Plain text of an expression or relation, with |x| for absolute values."""
+    return _TextPrinter().doprint(expr)
 
 
 def _d(expr: sp.Basic, x: sp.Symbol) -> sp.Basic:
@@ -503,7 +519,9 @@ def _loss_object(spec: LossSpec):
     return Loss.from_spec(spec)
 
 
-class _Kernels:
+class Kernels:
+    """The generated kernels on dicts of named inputs; parameters default to the spec's."""
+
     def __init__(self, spec: LossSpec, loss):
         self.spec = spec
         self.loss = loss
@@ -573,7 +591,7 @@ class _Analysis:
         self.expr = _naive(nonsmooth.prepare(spec.loss))
         self.xs = [spec.symbols[i.name] for i in spec.predictions]
         self.axis = plot_axis(spec)
-        self.kernels = _Kernels(spec, loss if loss is not None else _loss_object(spec))
+        self.kernels = Kernels(spec, loss if loss is not None else _loss_object(spec))
         self.modes = [True, False] if spec.params else [True]
 
     def _sols(self, u: sp.Basic, x: sp.Symbol) -> list[sp.Basic] | None:
@@ -613,14 +631,16 @@ class _Analysis:
                     if order > 6:
                         return None
                     latex = ", \\quad ".join(sp.latex(sp.Eq(x, s)) for s in sols)
-                    text = " or ".join(f"{name} = {sp.sstr(s)}" for s in sols)
+                    text = " or ".join(f"{name} = {plain(s)}" for s in sols)
                     scope = ALL_PARAMS if symbolic or not self.spec.params else DEFAULT_PARAMS
-                    return Kink(name, latex, text, order, f"{SYMBOLIC}|{scope}")
+                    where = tuple(sp.Eq(x, s) for s in sols)
+                    return Kink(name, latex, text, order, f"{SYMBOLIC}|{scope}", where)
         order = self._numeric_jump(x, name, site)
         if order is None:
             return None
         latex = sp.latex(sp.Eq(site.u, 0))
-        return Kink(name, latex, f"{sp.sstr(site.u)} = 0", order, f"{NUMERIC}|{DEFAULT_PARAMS}")
+        return Kink(name, latex, f"{plain(site.u)} = 0", order, f"{NUMERIC}|{DEFAULT_PARAMS}",
+                    (sp.Eq(site.u, 0),))
 
     def _numeric_jump(self, x, name, site) -> int | None:
         """Find where u changes sign on a grid, then compare the kernels just either side."""
@@ -829,9 +849,10 @@ class _Analysis:
         return True, ""
 
     # Hessian -------------------------------------------------------------------------
-    def hessian_zero(self) -> tuple[bool, str, str, str]:
+    def hessian_zero(self) -> tuple[bool, str, str, str, tuple]:
         """Does d²L/dx² vanish on a set of positive measure (per prediction)?"""
-        found, latex, text, methods = False, [], [], set()
+        found, latex, text, methods, where_all = False, [], [], set(), []
+        multi = len(self.xs) > 1
         for j, (x, inp) in enumerate(zip(self.xs, self.spec.predictions)):
             h = _d(_d(self.expr, x), x)
             label = f"∂²L/∂{inp.name}²" if len(self.xs) > 1 else ""
@@ -846,6 +867,7 @@ class _Analysis:
                     f.label for f, v in zip(frames, verdicts) if v)
                 latex.append(ltex + f"\\text{{everywhere{when}}}" if ltex else f"\\text{{everywhere{when} (a.e.)}}")
                 text.append(f"{label} = 0 everywhere{when}" if label else f"everywhere{when} (a.e.)")
+                where_all.append((inp.name if multi else "", None, f"everywhere{when}"))
                 continue
             pieces = _branches(h, x)
             if pieces is not None and all(_zero(piece, f) is False for piece in pieces for f in frames):
@@ -861,13 +883,15 @@ class _Analysis:
             if where is not None:
                 methods.add(f"{SYMBOLIC}, measure checked {NUMERIC}ally")
                 latex.append(ltex + sp.latex(where))
-                text.append((f"{label} = 0 where " if label else "") + sp.sstr(where))
+                text.append((f"{label} = 0 where " if label else "") + plain(where))
+                where_all.append((inp.name if multi else "", where, plain(where)))
             else:
                 methods.add(NUMERIC)
                 latex.append(ltex + f"\\text{{on {100 * fraction:.0f}\\% of sampled points}}")
                 text.append((f"{label} = 0 " if label else "") + f"on {100 * fraction:.0f}% of sampled points")
+                where_all.append((inp.name if multi else "", None, f"on {100 * fraction:.0f}% of sampled points"))
         method = NUMERIC if NUMERIC in methods else sorted(methods)[-1] if methods else SYMBOLIC
-        return found, "; ".join(latex), "; ".join(text), method
+        return found, "; ".join(latex), "; ".join(text), method, tuple(where_all)
 
     def _zero_fraction(self, j: int) -> float:
         inp = self.spec.predictions[j]
@@ -1020,7 +1044,7 @@ def properties(spec: LossSpec, loss=None) -> Properties:
     convex, cmethod, cscope, cdetail = a.convexity(kinks)
     growth, by_dir = a.growth()
     bounded, gdetail = a.bounded_gradient(kinks)
-    vanishes, zlatex, ztext, zmethod = a.hessian_zero()
+    vanishes, zlatex, ztext, zmethod, zwhere = a.hessian_zero()
     residual, symmetric = a.residual()
     result = Properties(
         name=spec.name,
@@ -1042,6 +1066,7 @@ def properties(spec: LossSpec, loss=None) -> Properties:
         hessian_zero_latex=zlatex,
         hessian_zero_text=ztext,
         hessian_method=zmethod,
+        hessian_zero_where=zwhere,
         residual_based=residual,
         symmetric=symmetric,
     )
