@@ -42,12 +42,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+import mpmath
 import sympy as sp
 
 from ..errors import DerivationError
 from ..spec.model import LossSpec
 from ..spec.rowexpr import RowMax, RowReduction, RowSum
 from . import nonsmooth
+from . import primitives as P
 from .rewrites import POST_RULES, RULES, stabilize
 
 KERNELS = ("value", "grad", "value_and_grad", "hessian_diag", "hvp", "hessian")
@@ -59,6 +61,7 @@ class Reduction:
 
     symbol: sp.Symbol
     kind: str  # "sum" | "max" (tracks its argmax) | "shift" (a max, no argmax) | "pick" (expr at of's argmax)
+    #            | "sqrt" (sqrt of the reduction ``expr``: a norm, computed per row)
     expr: sp.Basic  # per-class expression: summand, maximand or the picked value
     of: sp.Symbol | None = None  # pick: the max reduction whose argmax it reads
 
@@ -142,6 +145,43 @@ def shift_exp_sums(expr: sp.Basic, class_syms: set[sp.Symbol]) -> tuple[sp.Basic
 _POST = RULES + tuple(r for r in POST_RULES if r.name in ("sign_squared", "pow_quotient"))
 
 
+class quotient0(P.Primitive):
+    """a / b with 0 where a = 0 (and b is not NaN), differentiated as a quotient of that kind.
+
+    Norms: d sqrt(R) / dx = (dR/dx) / (2 sqrt(R)) is 0/0 where the vector
+    whose norm R is vanishes (x1 = x2 in the contrastive loss); the minimum-norm
+    subgradient there is 0.  The derivative keeps the convention:
+    d(a/b) = da/b - a db/b^2, each a quotient0 again, so a coefficient that is
+    exactly 0 (a similar pair) gives 0, never 0 * inf.
+    """
+
+    nargs = 2
+    latex_template = r"\frac{{{0}}}{{{1}}}"
+    helper = '''
+def quotient0(x, y, T):
+    # x / y, defined as 0 where x = 0 (a norm's derivative where the vector vanishes)
+    if x == T(0) and y == y:
+        return T(0)
+    return x / y
+'''
+
+    @classmethod
+    def naive(cls, x, y):
+        return x / y
+
+    @staticmethod
+    def mp(x, y):
+        return mpmath.mpf(0) if x == 0 and not mpmath.isnan(y) else x / y
+
+    def _eval_derivative(self, s):
+        a, b = self.args
+        da, db = sp.diff(a, s), sp.diff(b, s)
+        out = quotient0(da, b) if da != 0 else sp.S.Zero
+        if db != 0:
+            out -= quotient0(a * db, b**2)
+        return out
+
+
 def _restabilize(expr: sp.Basic) -> sp.Basic:
     return stabilize(expr, _POST)[0]
 
@@ -201,6 +241,8 @@ class RowCalculus:
                 out = self._sel(at) * derivative(h, x)
                 for q in self.differentiable(h):
                     out += self.new("pick", derivative(h, q), of=at) * self.u(q, x)
+            elif red.kind == "sqrt":  # D = sqrt(R): dD = dR / (2 D), 0 where the vector vanishes
+                out = quotient0(self.u(red.expr, x), 2 * r)
             else:
                 raise DerivationError(f"cannot differentiate a {red.kind} reduction")
             self._u[key] = self.post(out)
@@ -210,11 +252,18 @@ class RowCalculus:
         """d expr / d x_j for the same class j: the explicit part (if asked) plus the chain through reductions."""
         out = derivative(expr, x) if explicit else sp.S.Zero
         for r in self.differentiable(expr):
-            out += derivative(expr, r) * self.u(r, x)
+            red = self.reductions[r]
+            if red.kind == "sqrt":  # the coefficient goes inside the quotient: 0 stays 0
+                out += quotient0(derivative(expr, r) * self.u(red.expr, x), 2 * r)
+            else:
+                out += derivative(expr, r) * self.u(r, x)
         return self.post(out)
 
     def tangent(self, r: sp.Symbol, v: dict[sp.Symbol, sp.Symbol]) -> sp.Basic:
         """Rdot = sum_x sum_k dR/dx_k v_x(k): a sum, plus one pick per argmax the derivative reads."""
+        red = self.reductions[r]
+        if red.kind == "sqrt":
+            return quotient0(self.tangent(red.expr, v), 2 * r)
         summand = sp.Add(*(self.u(r, x) * vx for x, vx in v.items()))
         sels = [s for s in self.sel.values() if summand.has(s)]
         out = self.new("sum", summand.subs({s: 0 for s in sels}))
@@ -274,7 +323,23 @@ class RowDerivation:
                 return keys[key]
             return node
 
-        return _rebuild(expr, fn), reductions
+        G = _rebuild(expr, fn)
+        sums = {r.symbol for r in reductions if r.kind == "sum"}
+        norms: dict[sp.Symbol, sp.Symbol] = {}
+
+        def norm(node):
+            if isinstance(node, sp.Pow) and node.base in sums and node.exp.is_Rational and not node.exp.is_Integer:
+                if node.base not in norms:
+                    norms[node.base] = sp.Symbol(f"_d{len(norms)}", nonnegative=True)
+                    reductions.append(Reduction(norms[node.base], "sqrt", node.base))
+                return norms[node.base] ** (2 * node.exp)
+            return node
+
+        G = _rebuild(G, norm)
+        for i, r in enumerate(reductions):
+            if r.kind in ("sum", "max"):
+                reductions[i] = Reduction(r.symbol, r.kind, _rebuild(r.expr, norm), r.of)
+        return G, reductions
 
     # the kernels ------------------------------------------------------------------
     @cached_property

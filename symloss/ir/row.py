@@ -153,10 +153,17 @@ class _Builder:
 
     def flush_row(self, extra: list[tuple[str, sp.Basic]] = ()) -> None:
         """A row step computing the pending hoisted temporaries (and ``extra`` outputs)."""
-        outputs = [(s.name, e) for s, e in self.hoisted] + list(extra)
+        pending = list(self.hoisted) + [(sp.Symbol(n), e) for n, e in extra]
         self.hoisted = []
-        if not outputs:
+        if not pending:
             return
+        # a later output may use an earlier one (a norm in a hoisted term): inline it, CSE shares it
+        known: dict[sp.Symbol, sp.Basic] = {}
+        outputs = []
+        for sym, e in pending:
+            e = e.xreplace(known)
+            known[sym] = e
+            outputs.append((sym.name, e))
         args = self._order(set().union(*(e.free_symbols for _, e in outputs)))
         fn = _cse(f"{self.kernel}_s{len(self.steps)}", args, outputs, self.counter)
         self.steps.append(Step("row", fn, tuple(n for n, _ in outputs)))
@@ -178,13 +185,16 @@ class _Builder:
         done: set[sp.Symbol] = set()
         while need:
             progressed = False
-            for kinds in (("max", "shift"), ("pick",), ("sum",), ("pick",)):
+            for kinds in (("max", "shift"), ("pick", "sqrt"), ("sum",), ("pick", "sqrt")):
                 ready = [r for r in need if self.reductions[r].kind in kinds and self.deps(r) <= done]
                 if not ready:
                     continue
                 progressed = True
-                if kinds == ("pick",):
-                    for r in ready:  # one lookup each
+                if kinds == ("pick", "sqrt"):
+                    for r in [r for r in ready if self.reductions[r].kind == "sqrt"]:  # a row value
+                        self.hoisted.append((r, sp.sqrt(self.reductions[r].expr)))
+                    ready_picks = [r for r in ready if self.reductions[r].kind == "pick"]
+                    for r in ready_picks:  # one lookup each
                         red = self.reductions[r]
                         self.loop("pick", [(r.name, self.guard(red.expr, False))], at=self.argmax_var(red.of))
                 else:
