@@ -19,124 +19,32 @@ import numpy as np
 import pytest
 
 from symloss import mathlib
-from symloss.mathlib import fit
+from symloss.mathlib import accuracy, fit
 from symloss.mathlib import kernels as K
 
-mpmath.mp.dps = 50
 MP = mpmath.mpf
+REF = accuracy.REF
 
 # relative-error bounds asserted (measured maxima are in bench/README.md)
 BOUND = {np.float64: 1e-15, np.float32: 2.5e-7}
 # where the exact result is subnormal in the dtype: absolute error allowed, in
 # units of the smallest subnormal
-SUB_ULPS = 4
-
-
-def _logcosh(x):
-    return mpmath.log1p(2 * mpmath.sinh(x / 2) ** 2)  # exact near 0, unlike log(cosh)
-
-
-REF = {
-    "fexp": mpmath.exp,
-    "fexpm1": mpmath.expm1,
-    "flog": mpmath.log,
-    "flog1p": mpmath.log1p,
-    "ftanh": mpmath.tanh,
-    "fsigmoid": lambda x: 1 / (1 + mpmath.exp(-x)),
-    "fsoftplus": lambda x: mpmath.log1p(mpmath.exp(x)),
-    "flogcosh": _logcosh,
-    "fsech2": lambda x: mpmath.sech(x) ** 2,
-}
-
-
-def _points(name, dt, rng):
-    """Log-spaced magnitudes of both signs, uniform points in the interesting
-    range, and the function's edges."""
-    f64 = dt == np.float64
-    emin, emax = (-323.5, 308.2) if f64 else (-44.8, 38.5)
-    big = 709.8 if f64 else 88.8
-    tiny, sub = (np.finfo(dt).tiny, np.finfo(dt).smallest_subnormal)
-    n = 1500
-    logs = 10.0 ** rng.uniform(emin, emax, n)
-    both = np.concatenate([logs, -logs])
-    common = [0.0, -0.0, sub, -sub, tiny, -tiny, 1.0, -1.0, np.inf, -np.inf, np.nan, np.finfo(dt).max]
-    if name in ("fexp", "fexpm1"):
-        lo = -745.2 if f64 else -104.0
-        extra = [big, 709.782712893384, 709.7827128933841, -745.1332191019411, -745.1332191019412,
-                 -708.39641853226408, 88.72283, 88.72284, -103.27893, -103.97208, -87.33654]
-        pts = np.concatenate([both, rng.uniform(lo, big, n), rng.uniform(-1, 1, 500), extra])
-    elif name in ("flog", "flog1p"):
-        near = 10.0 ** rng.uniform(-17 if f64 else -8, 0, 500)
-        pts = np.concatenate([both, 1 + near, 1 - near, -1 + near, rng.uniform(-1, 4, n), [-1 - 2e-16, 2.0, 0.5]])
-    else:
-        lim = {"ftanh": 25, "fsigmoid": 760, "fsoftplus": 760, "flogcosh": 40, "fsech2": 380}[name]
-        lim = lim if f64 else min(lim, 110)
-        pts = np.concatenate([both, rng.uniform(-lim, lim, n), rng.uniform(-2, 2, 500)])
-    with np.errstate(over="ignore"):
-        return np.concatenate([pts, common]).astype(dt)
-
-
-def _reference(name, x):
-    """Exact values as (hi, lo) float64 pairs; inf where the value overflows float64."""
-    ref = REF[name]
-    hi = np.empty(x.size)
-    lo = np.empty(x.size)
-    for i, v in enumerate(x.tolist()):
-        if math.isnan(v) or math.isinf(v):
-            hi[i], lo[i] = np.nan, 0.0  # checked separately against the special-value table
-            continue
-        if name == "flog" and v <= 0 or name == "flog1p" and v <= -1:
-            hi[i], lo[i] = np.nan, 0.0
-            continue
-        r = ref(MP(v))
-        h = float(r)
-        hi[i] = h
-        lo[i] = float(r - MP(h)) if math.isfinite(h) else 0.0
-    return hi, lo
-
-
-def _loop(fn):
-    @numba.njit(error_model="numpy")
-    def loop(x, out, T):
-        for i in range(x.size):
-            out[i] = fn(x[i], T)
-
-    return loop
-
-
-LOOPS = {name: _loop(getattr(K, name)) for name in mathlib.FUNCTIONS}
+SUB_UNITS = 4
 
 
 def run(name, x):
-    out = np.empty_like(x)
-    LOOPS[name](x, out, x.dtype.type)
-    return out
+    return accuracy.evaluate(name, x)
 
 
 @pytest.mark.parametrize("dt", [np.float64, np.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("name", sorted(mathlib.FUNCTIONS))
 def test_accuracy(name, dt):
-    rng = np.random.default_rng(sorted(mathlib.FUNCTIONS).index(name))
-    x = _points(name, dt, rng)
-    out = run(name, x).astype(np.float64)
-    hi, lo = _reference(name, x.astype(np.float64))
-    ok = np.isfinite(hi)
-    dmax = float(np.finfo(dt).max)
-    sub = float(np.finfo(dt).smallest_subnormal)
-    tiny = float(np.finfo(dt).tiny)
-    mag = np.abs(hi)
-    overflow = ok & (mag > dmax * (1 + 2.0 ** -(np.finfo(dt).nmant + 1)))
-    # overflowing results are inf with the right sign
-    assert np.all(np.isinf(out[overflow]) & (np.sign(out[overflow]) == np.sign(hi[overflow]))), x[overflow]
-    ok &= ~overflow
-    normal = ok & (mag >= tiny)
-    with np.errstate(invalid="ignore", over="ignore"):
-        rel = np.abs((out - hi) - lo) / mag
-    worst = int(np.argmax(np.where(normal, rel, -1)))
-    assert rel[worst] <= BOUND[dt], f"{name} {dt.__name__}: rel err {rel[worst]:.3g} at x={x[worst]!r}"
-    small = ok & (mag < tiny)
-    abserr = np.abs(out[small] - hi[small])
-    assert np.all(abserr <= SUB_ULPS * sub + BOUND[dt] * mag[small]), (x[small][abserr.argmax()], abserr.max())
+    """Whole range, thresholds and edges against mpmath at 50 digits."""
+    e = accuracy.measure(name, dt)
+    assert e["n"] > 3000
+    assert e["overflow_wrong"].size == 0, e["overflow_wrong"]
+    assert e["max_rel"] <= BOUND[dt], f"{name} {dt.__name__}: rel err {e['max_rel']:.3g} at x={e['worst_x']!r}"
+    assert e["max_sub_units"] <= SUB_UNITS, e
 
 
 INF, NAN = math.inf, math.nan
@@ -173,7 +81,7 @@ def test_special_values(name, dt):
 def test_loop_vectorises(name, dt):
     """The loop body is inlined (no calls left) and runs on SIMD vectors."""
     run(name, np.ones(4, dt))
-    loop = LOOPS[name]
+    loop = accuracy._LOOPS[name]
     sig = next(s for s in loop.signatures if s[0].dtype == numba.from_dtype(np.dtype(dt)))
     ir = loop.inspect_llvm(sig)
     body = ir[ir.index("define"):]
@@ -186,24 +94,45 @@ def test_loop_vectorises(name, dt):
     assert calls == [], f"{name} {dt.__name__}: calls left in the loop: {calls}"
 
 
+def _free_globals(text):
+    """Global names the text's functions read, minus builtins and the header's modules."""
+    import builtins
+    import symtable
+
+    out = set()
+
+    def walk(table):
+        for sym in table.get_symbols():
+            if sym.is_global() and sym.is_referenced():
+                out.add(sym.get_name())
+        for child in table.get_children():
+            walk(child)
+
+    walk(symtable.symtable(text, "<mathlib>", "exec"))
+    return out - set(dir(builtins)) - {"math", "numba", "np"}
+
+
 def test_source_subsets_are_self_contained():
-    """Each function's emitted text (with its dependencies) compiles and runs alone."""
+    """Each function's emitted text defines every global it reads; one subset
+    is also compiled and run alone, in both float types."""
     for name in mathlib.FUNCTIONS:
         text = mathlib.source([name])
         assert text.count(f"\ndef {name}(") + text.startswith(f"def {name}(") == 1
         mod = types.ModuleType(f"mathlib_subset_{name}")
         exec(compile(mathlib.HEADER + text, f"<mathlib {name}>", "exec"), mod.__dict__)
-        fn = getattr(mod, name)
+        missing = {g for g in _free_globals(text) if g not in mod.__dict__}
+        assert not missing, f"{name}: emitted source lacks {missing}"
+    fn = mod.__dict__[name]  # the last one, with its dependencies only
 
-        @numba.njit(error_model="numpy")
-        def one(x, T):
-            return fn(x, T)
+    @numba.njit(error_model="numpy")
+    def one(x, T):
+        return fn(x, T)
 
-        want = float(REF[name](MP("0.75")))
-        for dt in (np.float64, np.float32):
-            got = one(dt(0.75), dt)
-            assert one.nopython_signatures[-1].return_type == numba.from_dtype(np.dtype(dt))
-            assert abs(got - want) <= 4 * np.finfo(dt).eps * abs(want)
+    want = float(REF[name](MP("0.75")))
+    for dt in (np.float64, np.float32):
+        got = one(dt(0.75), dt)
+        assert one.nopython_signatures[-1].return_type == numba.from_dtype(np.dtype(dt))
+        assert abs(got - want) <= 4 * np.finfo(dt).eps * abs(want)
     assert mathlib.source(["fexp", "fexp"]) == mathlib.source(["fexp"])
     with pytest.raises(KeyError, match="no function"):
         mathlib.source(["nope"])

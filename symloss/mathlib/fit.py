@@ -69,7 +69,7 @@ def _g_logcosh(w):
     return mpmath.log1p(2 * mpmath.sinh(a / 2) ** 2) / w
 
 
-def remez(g, a, b, degree, iterations=40, grid=3000):
+def remez(g, a, b, degree, iterations=40, grid=1000):
     """Minimax polynomial of ``degree`` for g on [a, b] in absolute error.
 
     Returns (coefficients c0..cn as mpf, levelled error |E|).
