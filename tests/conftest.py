@@ -7,7 +7,10 @@ import pytest
 # the subprocesses it starts, out of the user's home.
 os.environ.setdefault("SYMLOSS_CACHE_DIR", os.path.join(tempfile.gettempdir(), "symloss-test-cache"))
 
-CATALOG = ["mse", "mae", "huber", "quantile", "log_cosh", "bce", "bce_logits", "hinge"]
+from symloss import catalog  # noqa: E402
+
+CATALOG = catalog.names()
+ELEMENTWISE = [n for n in CATALOG if "kind = \"row\"" not in catalog.spec_path(n).read_text()]
 
 
 def pytest_addoption(parser):

@@ -133,10 +133,13 @@ def check_fused(loss: Loss, n: int = 40, seed: int = 3) -> list[Result]:
     return [Result(loss.name, "fused kernels and reductions agree", float(max(errs)), 1e-12)]
 
 
-def check_loss(loss: Loss) -> list[Result]:
+def check_loss(loss: Loss, grid: bool = True) -> list[Result]:
+    from .grid import check_grid  # imports this module
+
     return (
         check_finite_differences(loss)
         + check_reference(loss, np.float64)
         + check_reference(loss, np.float32)
         + check_fused(loss)
+        + (check_grid(loss) if grid else [])
     )

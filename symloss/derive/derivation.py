@@ -8,7 +8,12 @@ import sympy as sp
 
 from ..spec.model import LossSpec
 from . import nonsmooth
-from .rewrites import finish, stabilize
+from .rewrites import POLICY_RULES, finish, stabilize
+
+
+def policy(expr: sp.Basic) -> sp.Basic:
+    """The a.e. conventions both derivations share (not stability rewrites)."""
+    return stabilize(expr, POLICY_RULES)[0]
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,7 @@ class Derivation:
     @cached_property
     def naive(self) -> Derivatives:
         """The textbook form, for high-precision reference evaluation."""
-        return _derive(self._prepared, self.wrt)
+        return _derive(self._prepared, self.wrt, policy)
 
     @cached_property
     def latex(self) -> dict[str, str]:

@@ -246,7 +246,7 @@ def xdivy(x, y, T):
 
     def fdiff(self, argindex=1):
         x, y = self.args
-        return xdivy(1, y) if argindex == 1 else -xdivy(x, y**2)
+        return 1 / y if argindex == 1 else -xdivy(x, y**2)
 
 
 class kinkmax(Primitive):
@@ -437,9 +437,27 @@ def powm1(u, a, T):
         return (1 + u) ** a * log1p(u)
 
 
+class grouped(Primitive):
+    """Identity that keeps its sum together: (1 - y) + x must not become (x - y) + 1."""
+
+    nargs = 1
+    latex_template = r"\left({0}\right)"
+
+    @classmethod
+    def naive(cls, x):
+        return x
+
+    @staticmethod
+    def mp(x):
+        return x
+
+    def fdiff(self, argindex=1):
+        return sp.S.One
+
+
 ALL: tuple[type[Primitive], ...] = (
     log1p, expm1, Tanh, sech2, sigmoid, softplus, logcosh, xlogy, xlog1py, xdivy, kinkmax,
-    sqrt1pm1, xmlog1p, logistic, sigmoid_plus, powm1,
+    sqrt1pm1, xmlog1p, logistic, sigmoid_plus, powm1, grouped,
 )
 BY_NAME: dict[str, type[Primitive]] = {p.__name__: p for p in ALL}
 

@@ -171,18 +171,59 @@ def _cancel_constant(node):
 
 
 def _pow_quotient(node):
-    # b**g / b -> b**(g - 1): the derivative of b**g comes out as g*b**g*b'/b,
-    # which is 0/0 where b underflows to 0 (focal loss at extreme logits)
+    # x * b**g / b**k -> xdivy(x * b**g, b**k): the derivative of b**g comes out
+    # as g*b**g*b'/b, which is 0/0 where b underflows to 0 or where g = 0
+    # (focal loss at extreme logits, or with gamma = 0); the limit there is 0
     if not isinstance(node, sp.Mul):
         return None
     factors = list(node.args)
+
+    def has_power_of(term, base):
+        return any((isinstance(g, sp.Pow) and g.base == base and not g.exp.is_Number)
+                   or (isinstance(g, P.xdivy) and has_power_of(g.args[0], base))
+                   for g in sp.Mul.make_args(term))
+
     for i, f in enumerate(factors):
         if isinstance(f, sp.Pow) and f.exp.is_Integer and f.exp < 0:
-            for j, g in enumerate(factors):
-                if j != i and isinstance(g, sp.Pow) and g.base == f.base and not g.exp.is_Number:
-                    rest = [h for k, h in enumerate(factors) if k not in (i, j)]
-                    return sp.Mul(*rest) * sp.Pow(g.base, g.exp + f.exp)
+            rest = [h for k, h in enumerate(factors) if k != i]
+            quotients = [h for h in rest if isinstance(h, P.xdivy)]
+            if quotients:  # xdivy(x, d) * c / b**k -> xdivy(x * c, d * b**k)
+                q = quotients[0]
+                c = sp.Mul(*[h for h in rest if h is not q])
+                return P.xdivy(q.args[0] * c, q.args[1] * f.base ** (-f.exp))
+            if has_power_of(sp.Mul(*rest), f.base):
+                return P.xdivy(sp.Mul(*rest), f.base ** (-f.exp))
+            # (A + B) / b with b**g inside every term: divide term by term
+            for j, g in enumerate(rest):
+                if isinstance(g, sp.Add) and all(has_power_of(t, f.base) for t in g.args):
+                    others = sp.Mul(*[h for k, h in enumerate(rest) if k != j])
+                    return sp.Add(*[_pow_quotient(t * others * f) or t * others * f for t in g.args])
     return None
+
+
+def _expm1_shift(node):
+    # k*exp(u) + R -> (k + R) + k*expm1(u): exact where u ~ 0 and k ~ -R
+    # (the Poisson/gamma/Tweedie gradients 1 - y*exp(-z) at z ~ 0, y = 1)
+    if not isinstance(node, sp.Add):
+        return None
+    # Only where every |u| < 1/2: far from 0, e^u is not near 1 and the
+    # shift would add the rounding of (k + R) for nothing (Poisson at z << 0).
+    exps = [t for t in node.args if any(isinstance(f, sp.exp) for f in sp.Mul.make_args(t))]
+    rest = [t for t in node.args if t not in exps]
+    arguments = {next(f for f in sp.Mul.make_args(t) if isinstance(f, sp.exp)) for t in exps}
+    if not exps or (not rest and len(arguments) < 2):
+        return None
+    constant, shifted, near = sp.Add(*rest), [], []
+    for term in exps:
+        e = next(f for f in sp.Mul.make_args(term) if isinstance(f, sp.exp))
+        k = term / e
+        if k.has(sp.exp):
+            return None
+        constant += k
+        shifted.append(k * P.expm1(e.args[0]))
+        near.append(sp.Abs(e.args[0]) < sp.S.Half)
+    exact = P.grouped(constant) + sp.Add(*shifted) if constant != 0 else sp.Add(*shifted)
+    return sp.Piecewise((exact, sp.And(*near)), (node, True))
 
 
 def _sign_squared(node):
@@ -212,8 +253,10 @@ RULES: tuple[Rule, ...] = (
 POST_RULES: tuple[Rule, ...] = (
     Rule("expand_cancel", "c - c(1-u)^n -> its expansion, exact for small u", _cancel_constant),
     Rule("sign_squared", "sign(u)^2 -> 1", _sign_squared),
-    Rule("pow_quotient", "b^g / b -> b^(g-1), finite where b underflows to 0", _pow_quotient),
+    Rule("pow_quotient", "x b^g / b -> xdivy(x b^g, b): 0, not 0/0, where b underflows or g = 0", _pow_quotient),
+    Rule("expm1_shift", "k e^u + R -> (k + R) + k expm1(u), exact near u = 0", _expm1_shift),
 )
+POLICY_RULES: tuple[Rule, ...] = (POST_RULES[1],)
 
 
 def _rewrite_once(expr: sp.Basic, rule: Rule, fired: list[str]) -> sp.Basic:
@@ -242,7 +285,9 @@ def finish(expr: sp.Basic) -> tuple[sp.Basic, list[str]]:
     their patterns), post rules, then a common denominator where that is shorter
     (d/dr r/sqrt(1+r^2) = 1/(1+r^2)^(3/2), not a difference of two near-equal terms)."""
     expr, fired = stabilize(expr, RULES + POST_RULES)
-    combined = sp.together(expr)
+    # signsimp makes (y - yhat) and (yhat - y) one form, so r^2 - r^2 cancels
+    # symbolically instead of in floating point (pseudo-Huber's Hessian)
+    combined = sp.together(sp.signsimp(expr))
     if sp.count_ops(combined) < sp.count_ops(expr):
         expr = combined
     return expr, fired

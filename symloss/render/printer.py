@@ -116,6 +116,18 @@ class NumbaPrinter(PythonCodePrinter):
             return f"math.exp({self._print(e)})"
         return f"({b}**{self.parenthesize(e, precedence(expr), strict=False)})"
 
+    def _print_Mul(self, expr):
+        # x / b**k is printed as x/b/.../b: dividing step by step cannot
+        # overflow where b**k would (the Cauchy Hessian at |r| = 1e150)
+        den = [f for f in expr.args if isinstance(f, sp.Pow) and f.exp.is_Integer and f.exp <= -2]
+        if not den:
+            return super()._print_Mul(expr)
+        num = sp.Mul(*[f for f in expr.args if f not in den])
+        out = self.parenthesize(num, precedence(expr), strict=False)
+        for d in sorted(den, key=sp.default_sort_key):
+            out += f"/{self.parenthesize(d.base, precedence(expr), strict=True)}" * int(-d.exp)
+        return f"({out})"
+
     def _print_Abs(self, expr):
         return f"abs({self._print(expr.args[0])})"
 
@@ -161,6 +173,8 @@ class NumbaPrinter(PythonCodePrinter):
             return self._print_keepnan(expr)
         args = ", ".join(self._print(a) for a in expr.args)
         if isinstance(expr, P.Primitive):
+            if func is P.grouped:
+                return f"({args})"
             if func.math_name:
                 return f"math.{func.math_name}({args})"
             self.helpers[func.__name__] = func.helper

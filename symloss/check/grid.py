@@ -1,0 +1,175 @@
+"""The extreme-input accuracy grid: every kernel against 50-digit mpmath.
+
+Predictions sweep many orders of magnitude (logits to ±1e4, residuals to
+±1e150, probabilities down to 1e-300); targets take a few typical and exact
+values; parameters take their default and their limits.  A kernel output
+must be within ``rtol`` relative of the reference wherever the reference is a
+finite float, relaxed only by the output's condition number with respect to
+the *predictions* (a result that is a cancellation inherent in the function,
+e.g. the Poisson loss at its zero crossing, cannot be more accurate than its
+inputs' last bit).  Cancellations that a better formula avoids are not
+excused: the grid holds targets fixed and exact.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from ..derive import nonsmooth
+from ..derive.primitives import mpmath_namespace
+from ..runtime.loss import Loss
+from .verify import Result
+
+_MAG = [0.0, 1e-300, 1e-150, 1e-20, 1e-8, 1e-3, 0.5, 1.0, 3.0, 30.0, 700.0, 1e4, 1e20, 1e150]
+PREDICTION_GRID = {
+    "real": sorted({s * m for m in _MAG for s in (1.0, -1.0)}),
+    "positive": [1e-300, 1e-20, 1e-3, 0.5, 1.0, 7.0, 1e3, 1e20, 1e150],
+    "unit": [1e-300, 1e-20, 1e-8, 0.1, 0.5, 0.9, 1 - 1e-8, 1 - 2.0**-53],
+}
+PREDICTION_GRID["unit_closed"] = PREDICTION_GRID["unit"]
+PREDICTION_GRID["binary"] = [0.0, 1.0]
+PREDICTION_GRID["sign"] = [-1.0, 1.0]
+TARGET_GRID = {
+    "real": [0.0, 1.5, -2.0],
+    "positive": [1e-3, 1.0, 7.0],
+    "unit": [0.25, 0.5],
+    "unit_closed": [0.0, 0.25, 1.0],
+    "binary": [0.0, 1.0],
+    "sign": [-1.0, 1.0],
+}
+# Several predictions multiply the grid; thin each axis.
+SMALL_GRID = {
+    "real": [-1e150, -1e4, -3.0, -1e-3, 0.0, 1e-8, 0.5, 30.0, 1e20],
+    "positive": [1e-20, 1e-3, 1.0, 7.0, 1e20],
+}
+RTOL = {np.float64: 1e-12, np.float32: 1e-5}
+DIGITS = 50
+# float32 covers the same relative span of its exponent range: 1e150 is about
+# sqrt(float64 max), 1e18 about sqrt(float32 max)
+FLOAT32_CLIP = 1e18
+
+
+def _dps(xs: tuple[float, ...]) -> int:
+    """Working digits for a point: 1 - 1e-300 or log(1 + e^700) - 700 need hundreds."""
+    spread = max((abs(np.log10(abs(x))) for x in xs if x != 0), default=0.0)
+    growth = max((min(abs(x), 1e4) * 0.4343 for x in xs if abs(x) > 1), default=0.0)
+    return int(DIGITS + min(700, 2 * spread + growth))
+
+
+def _for_dtype(x: float, dtype) -> float:
+    if dtype == np.float32 and x != 0:
+        return float(np.sign(x) * min(max(abs(x), 1 / FLOAT32_CLIP), FLOAT32_CLIP))
+    return x
+
+
+def _param_sets(loss: Loss) -> list[dict[str, float]]:
+    sets = [dict(loss.params)]
+    for p in loss.spec.params:
+        for limit in (p.min, p.max, 0.0 if p.nonnegative else None):
+            if limit is not None and limit != p.default:
+                sets.append({**loss.params, p.name: float(limit)})
+    return sets
+
+
+def grid_points(loss: Loss) -> list[tuple[float, ...]]:
+    spec = loss.spec
+    several = len(spec.predictions) > 1
+    axes = []
+    for i in spec.inputs:
+        if i.differentiable:
+            axes.append(SMALL_GRID.get(i.domain, PREDICTION_GRID[i.domain]) if several else PREDICTION_GRID[i.domain])
+        else:
+            axes.append(TARGET_GRID[i.domain])
+    return list(itertools.product(*axes))
+
+
+@dataclass
+class _Reference:
+    """Outputs (loss, grads, Hessian entries) and, for each, its derivatives wrt the predictions."""
+
+    outputs: list[tuple[str, object, list]]  # (label, fn, [d fn / d pred_k])
+
+    @classmethod
+    def build(cls, loss: Loss) -> "_Reference":
+        spec = loss.spec
+        d = loss.derivation.naive
+        args = [spec.symbols[i.name] for i in spec.inputs] + [spec.symbols[p.name] for p in spec.params]
+        preds = [spec.symbols[i.name] for i in spec.predictions]
+        modules = [mpmath_namespace(), {"sign": mpmath.sign}, "mpmath"]
+
+        def entry(label, expr):
+            return (label, sp.lambdify(args, expr, modules=modules),
+                    [sp.lambdify(args, nonsmooth.derivative(expr, x), modules=modules) for x in preds])
+
+        names = [i.name for i in spec.predictions]
+        out = [entry("value", d.loss)]
+        out += [entry(f"grad[{n}]", g) for n, g in zip(names, d.grads)]
+        out += [entry(f"hessian[{names[i]},{names[j]}]", h) for (i, j), h in d.hessian.items()]
+        return cls(out)
+
+
+def _kernel_outputs(loss: Loss, cols: list[np.ndarray], params: dict) -> list[np.ndarray]:
+    value, grads = loss.value_and_grad(*cols, reduction="none", **params)
+    grads = list(grads) if isinstance(grads, tuple) else [grads]
+    hess = loss.hessian(*cols, **params)
+    pairs = list(loss.derivation.naive.hessian)
+    hs = [hess] if len(loss.predictions) == 1 else [hess[i, j] for i, j in pairs]
+    return [value] + grads + hs
+
+
+def check_grid(loss: Loss, dtypes=(np.float64, np.float32)) -> list[Result]:
+    ref = _Reference.build(loss)
+    points = grid_points(loss)
+    pred_pos = [k for k, i in enumerate(loss.spec.inputs) if i.differentiable]
+    worst = {(label, np.dtype(dt).name): 0.0 for label, _, _ in ref.outputs for dt in dtypes}
+    where = {}
+    for n_set, params in enumerate(_param_sets(loss)):
+        for dtype in dtypes:
+            pts = sorted({tuple(_for_dtype(x, dtype) for x in p) for p in points})
+            if n_set:  # parameters at a limit: every third point is enough
+                pts = pts[::3]
+            cols = [np.array(c, dtype=dtype) for c in zip(*pts)]
+            pvals = {k: float(dtype(v)) for k, v in params.items()}
+            got = _kernel_outputs(loss, cols, pvals)
+            tag = np.dtype(dtype).name
+            for n in range(len(pts)):
+                point = tuple(float(c[n]) for c in cols)
+                with mpmath.workdps(_dps(point + tuple(pvals.values()))):
+                    pm = [mpmath.mpf(v) for v in pvals.values()]
+                    xs = [mpmath.mpf(x) for x in point]
+                    for (label, fn, dfns), out in zip(ref.outputs, got):
+                        err = _point_error(fn, dfns, xs, pm, pred_pos, float(out[n]), dtype)
+                        if err > worst[(label, tag)]:
+                            worst[(label, tag)] = err
+                            where[(label, tag)] = (point, pvals)
+    results = []
+    for (label, tag), err in worst.items():
+        note = f" at {where[(label, tag)]}" if (label, tag) in where and err > 1 else ""
+        results.append(Result(loss.name, f"grid {label} {tag}{note}", err, 1.0))
+    return results
+
+
+def _point_error(fn, dfns, xs, params, pred_pos, got: float, dtype) -> float:
+    """Error in units of the allowed tolerance (<= 1 passes)."""
+    try:
+        want = fn(*xs, *params)
+    except (ZeroDivisionError, ValueError):
+        return 0.0  # undefined at this point: nothing to compare
+    if not mpmath.isfinite(want) or abs(want) > float(np.finfo(dtype).max):
+        return 0.0  # the true value is not a finite float: inf or NaN are right
+    if not np.isfinite(got):
+        return float("inf")
+    eps = float(np.finfo(dtype).eps)
+    cond = mpmath.mpf(0)
+    for k, dfn in zip(pred_pos, dfns):
+        try:
+            cond += abs(xs[k] * dfn(*xs, *params))
+        except (ZeroDivisionError, ValueError):
+            pass
+    # relative down to the smallest normal number; below it, absolute
+    allowed = RTOL[np.dtype(dtype).type] * abs(want) + 8 * eps * cond + float(np.finfo(dtype).tiny)
+    return float(abs(mpmath.mpf(got) - want) / allowed)
