@@ -37,28 +37,25 @@ def value_scalar(y, yhat, c, T):
 @numba.njit(**_SCALAR)
 def grad_scalar(y, yhat, c, T):
     t0 = (c*c)
-    t1 = -y + yhat
-    d_yhat = t0*t1/(t0 + (t1*t1))
+    t1 = y - yhat
+    d_yhat = -t0*t1/(t0 + (t1*t1))
     return d_yhat
 
 
 @numba.njit(**_SCALAR)
 def value_and_grad_scalar(y, yhat, c, T):
     t0 = (c*c)
-    t1 = -y + yhat
-    t2 = (t1*t1)
-    loss = (T(0.5))*t0*math.log1p(t2/t0)
-    d_yhat = t0*t1/(t0 + t2)
+    t1 = y - yhat
+    loss = (T(0.5))*t0*math.log1p((t1*t1)/t0)
+    d_yhat = -t0*t1/(t0 + (t1*t1))
     return loss, d_yhat
 
 
 @numba.njit(**_SCALAR)
 def hessian_scalar(y, yhat, c, T):
     t0 = (c*c)
-    t1 = y - yhat
-    t2 = -t1
-    t3 = t0 + (t2*t2)
-    h_yhat_yhat = t0*(T(2)*t1*t2 + t3)/(t3*t3)
+    t1 = ((y - yhat)*(y - yhat))
+    h_yhat_yhat = ((t0*(t0 - t1))/(t0 + t1)/(t0 + t1))
     return h_yhat_yhat
 
 
@@ -66,10 +63,10 @@ def hessian_scalar(y, yhat, c, T):
 def grad_hessian_scalar(y, yhat, c, T):
     t0 = (c*c)
     t1 = y - yhat
-    t2 = -t1
-    t3 = t0 + (t2*t2)
-    d_yhat = t0*t2/t3
-    h_yhat_yhat = t0*(T(2)*t1*t2 + t3)/(t3*t3)
+    t2 = (t1*t1)
+    t3 = t0 + t2
+    d_yhat = -t0*t1/t3
+    h_yhat_yhat = ((t0*(t0 - t2))/t3/t3)
     return d_yhat, h_yhat_yhat
 
 

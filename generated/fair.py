@@ -77,7 +77,7 @@ def value_and_grad_scalar(y, yhat, c, T):
 
 @numba.njit(**_SCALAR)
 def hessian_scalar(y, yhat, c, T):
-    h_yhat_yhat = (c*c)/((c + abs(y - yhat))*(c + abs(y - yhat)))
+    h_yhat_yhat = ((c*c)/(c + abs(y - yhat))/(c + abs(y - yhat)))
     return h_yhat_yhat
 
 
@@ -86,7 +86,7 @@ def grad_hessian_scalar(y, yhat, c, T):
     t0 = y - yhat
     t1 = abs(t0)
     d_yhat = -t1*sign(t0, T)/(T(1) + t1/c)
-    h_yhat_yhat = (c*c)/((c + t1)*(c + t1))
+    h_yhat_yhat = ((c*c)/(c + t1)/(c + t1))
     return d_yhat, h_yhat_yhat
 
 

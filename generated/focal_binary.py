@@ -53,6 +53,13 @@ def sigmoid_plus(u, k, T):
     return e / (T(1) + e) + k
 
 @numba.njit(**_SCALAR)
+def xdivy(x, y, T):
+    # x / y, defined as 0 where x = 0 (the derivative of x log y at x = 0)
+    if x == T(0) and y == y:
+        return T(0)
+    return x / y
+
+@numba.njit(**_SCALAR)
 def value_scalar(y, z, gamma, alpha, T):
     t0 = T(1) - y
     loss = (alpha*y + t0*(T(1) - alpha))*((t0*sigmoid(z, T) + y*sigmoid(-z, T))**gamma)*logistic(z, -y, T)
@@ -61,65 +68,81 @@ def value_scalar(y, z, gamma, alpha, T):
 
 @numba.njit(**_SCALAR)
 def grad_scalar(y, z, gamma, alpha, T):
-    t0 = T(1) - y
-    t1 = -y
-    t2 = sigmoid(-z, T)
+    t0 = -y
+    t1 = sigmoid(-z, T)
+    t2 = t1*y
     t3 = sigmoid(z, T)
-    t4 = t0*t3 + t2*y
-    d_z = (alpha*y + t0*(T(1) - alpha))*(gamma*t2*t3*(t4**(gamma - T(1)))*(T(1) - T(2)*y)*logistic(z, t1, T) + (t4**gamma)*sigmoid_plus(z, t1, T))
+    t4 = T(1) - y
+    t5 = t2 + t3*t4
+    t6 = (t5**gamma)*(alpha*y + t4*(T(1) - alpha))
+    d_z = t6*sigmoid_plus(z, t0, T) + xdivy(gamma*t6*(t1*t3*t4 - t2*t3)*logistic(z, t0, T), t5, T)
     return d_z
 
 
 @numba.njit(**_SCALAR)
 def value_and_grad_scalar(y, z, gamma, alpha, T):
     t0 = -y
-    t1 = logistic(z, t0, T)
-    t2 = T(1) - y
-    t3 = alpha*y + t2*(T(1) - alpha)
-    t4 = sigmoid(-z, T)
-    t5 = sigmoid(z, T)
-    t6 = t2*t5 + t4*y
-    t7 = (t6**gamma)
-    loss = t1*t3*t7
-    d_z = t3*(gamma*t1*t4*t5*(t6**(gamma - T(1)))*(T(1) - T(2)*y) + t7*sigmoid_plus(z, t0, T))
+    t1 = sigmoid(-z, T)
+    t2 = t1*y
+    t3 = sigmoid(z, T)
+    t4 = T(1) - y
+    t5 = t2 + t3*t4
+    t6 = (t5**gamma)*(alpha*y + t4*(T(1) - alpha))
+    t7 = t6*logistic(z, t0, T)
+    loss = t7
+    d_z = t6*sigmoid_plus(z, t0, T) + xdivy(gamma*t7*(t1*t3*t4 - t2*t3), t5, T)
     return loss, d_z
 
 
 @numba.njit(**_SCALAR)
 def hessian_scalar(y, z, gamma, alpha, T):
-    t0 = T(1) - y
-    t1 = sigmoid(-z, T)
-    t2 = sigmoid(z, T)
-    t3 = t0*t2 + t1*y
-    t4 = -y
-    t5 = gamma - T(1)
-    t6 = T(1) - T(2)*y
-    t7 = gamma*(t3**t5)*t6
-    t8 = logistic(z, t4, T)
-    t9 = t7*t8
-    t10 = t1*t2
-    h_z_z = t10*(alpha*y + t0*(T(1) - alpha))*(gamma*t10*(t3**(gamma - T(2)))*t5*(t6*t6)*t8 + t1*t9 - t2*t9 + (t3**gamma) + T(2)*t7*sigmoid_plus(z, t4, T))
+    t0 = sigmoid(-z, T)
+    t1 = sigmoid(z, T)
+    t2 = t0*t1
+    t3 = t0*y
+    t4 = y - T(1)
+    t5 = t1*t4
+    t6 = t3 - t5
+    t7 = (t6**gamma)*(alpha*y + t4*(alpha - T(1)))
+    t8 = -y
+    t9 = t0*t5 + t1*t3
+    t10 = gamma*t7
+    t11 = t10*t9
+    t12 = logistic(z, t8, T)
+    t13 = (t6*t6)
+    t14 = (t0*t0)
+    t15 = (t1*t1)
+    h_z_z = t2*t7 + t2*(T(2)*y - T(1))*xdivy(-t11*t12, t13, T) + T(2)*xdivy(-t11*sigmoid_plus(z, t8, T), t6, T) + xdivy(-t10*t12*(-t0*t15*t4 + t1*t14*y + t14*t5 - t15*t3), t6, T) + xdivy((gamma*gamma)*t12*t7*(t9*t9), t13, T)
     return h_z_z
 
 
 @numba.njit(**_SCALAR)
 def grad_hessian_scalar(y, z, gamma, alpha, T):
-    t0 = T(1) - y
-    t1 = alpha*y + t0*(T(1) - alpha)
-    t2 = -y
-    t3 = sigmoid_plus(z, t2, T)
-    t4 = sigmoid(-z, T)
-    t5 = sigmoid(z, T)
-    t6 = t0*t5 + t4*y
-    t7 = (t6**gamma)
-    t8 = t4*t5
-    t9 = logistic(z, t2, T)
-    t10 = gamma - T(1)
-    t11 = T(1) - T(2)*y
-    t12 = gamma*t11*(t6**t10)
-    t13 = t12*t9
-    d_z = t1*(t13*t8 + t3*t7)
-    h_z_z = t1*t8*(gamma*t10*(t11*t11)*(t6**(gamma - T(2)))*t8*t9 + T(2)*t12*t3 + t13*t4 - t13*t5 + t7)
+    t0 = -y
+    t1 = sigmoid_plus(z, t0, T)
+    t2 = sigmoid(-z, T)
+    t3 = t2*y
+    t4 = sigmoid(z, T)
+    t5 = y - T(1)
+    t6 = -t5
+    t7 = t3 + t4*t6
+    t8 = alpha*y
+    t9 = alpha - T(1)
+    t10 = (t7**gamma)*(-t6*t9 + t8)
+    t11 = t3*t4
+    t12 = logistic(z, t0, T)
+    t13 = gamma*t12
+    t14 = t2*t4
+    t15 = t4*t5
+    t16 = -t15 + t3
+    t17 = (t16**gamma)*(t5*t9 + t8)
+    t18 = t11 + t15*t2
+    t19 = t17*t18
+    t20 = (t16*t16)
+    t21 = (t2*t2)
+    t22 = (t4*t4)
+    d_z = t1*t10 + xdivy(t10*t13*(-t11 + t2*t4*t6), t7, T)
+    h_z_z = t14*t17 + t14*(T(2)*y - T(1))*xdivy(-t13*t19, t20, T) + T(2)*xdivy(-gamma*t1*t19, t16, T) + xdivy(-t13*t17*(t15*t21 - t2*t22*t5 + t21*t4*y - t22*t3), t16, T) + xdivy((gamma*gamma)*t12*t17*(t18*t18), t20, T)
     return d_z, h_z_z
 
 

@@ -29,21 +29,26 @@ _LOOP = dict(cache=True, error_model="numpy", fastmath={"reassoc"})
 
 @numba.njit(**_SCALAR)
 def value_scalar(y, z, T):
-    loss = y*math.exp(-z) + z
+    t0 = -z
+    loss = (y*math.expm1(t0) + (y + z) if (abs(z) < T(0.5)) else y*math.exp(t0) + z)
     return loss
 
 
 @numba.njit(**_SCALAR)
 def grad_scalar(y, z, T):
-    d_z = -y*math.exp(-z) + T(1)
+    t0 = -z
+    d_z = (-y*math.expm1(t0) + (T(1) - y) if (abs(z) < T(0.5)) else -y*math.exp(t0) + T(1))
     return d_z
 
 
 @numba.njit(**_SCALAR)
 def value_and_grad_scalar(y, z, T):
-    t0 = y*math.exp(-z)
-    loss = t0 + z
-    d_z = T(1) - t0
+    t0 = -z
+    t1 = y*math.expm1(t0)
+    t2 = (abs(z) < T(0.5))
+    t3 = y*math.exp(t0)
+    loss = (t1 + (y + z) if t2 else t3 + z)
+    d_z = (-t1 + (T(1) - y) if t2 else T(1) - t3)
     return loss, d_z
 
 
@@ -55,9 +60,10 @@ def hessian_scalar(y, z, T):
 
 @numba.njit(**_SCALAR)
 def grad_hessian_scalar(y, z, T):
-    t0 = y*math.exp(-z)
-    d_z = T(1) - t0
-    h_z_z = t0
+    t0 = -z
+    t1 = y*math.exp(t0)
+    d_z = (-y*math.expm1(t0) + (T(1) - y) if (abs(z) < T(0.5)) else T(1) - t1)
+    h_z_z = t1
     return d_z, h_z_z
 
 

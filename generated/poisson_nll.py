@@ -29,21 +29,25 @@ _LOOP = dict(cache=True, error_model="numpy", fastmath={"reassoc"})
 
 @numba.njit(**_SCALAR)
 def value_scalar(y, z, T):
-    loss = -y*z + math.exp(z)
+    t0 = y*z
+    loss = (math.expm1(z) + (T(1) - t0) if (abs(z) < T(0.5)) else -t0 + math.exp(z))
     return loss
 
 
 @numba.njit(**_SCALAR)
 def grad_scalar(y, z, T):
-    d_z = -y + math.exp(z)
+    d_z = (math.expm1(z) + (T(1) - y) if (abs(z) < T(0.5)) else -y + math.exp(z))
     return d_z
 
 
 @numba.njit(**_SCALAR)
 def value_and_grad_scalar(y, z, T):
-    t0 = -math.exp(z)
-    loss = -t0 - y*z
-    d_z = -t0 - y
+    t0 = math.expm1(z)
+    t1 = y*z
+    t2 = (abs(z) < T(0.5))
+    t3 = -math.exp(z)
+    loss = (t0 + (T(1) - t1) if t2 else -t1 - t3)
+    d_z = (t0 + (T(1) - y) if t2 else -t3 - y)
     return loss, d_z
 
 
@@ -56,7 +60,7 @@ def hessian_scalar(y, z, T):
 @numba.njit(**_SCALAR)
 def grad_hessian_scalar(y, z, T):
     t0 = math.exp(z)
-    d_z = t0 - y
+    d_z = (math.expm1(z) + (T(1) - y) if (abs(z) < T(0.5)) else t0 - y)
     h_z_z = (t0 + T(0) * (y - y))
     return d_z, h_z_z
 

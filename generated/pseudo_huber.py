@@ -41,37 +41,32 @@ def value_scalar(y, yhat, delta, T):
 
 @numba.njit(**_SCALAR)
 def grad_scalar(y, yhat, delta, T):
-    t0 = -y + yhat
-    d_yhat = delta*t0/math.sqrt((delta*delta) + (t0*t0))
+    t0 = y - yhat
+    d_yhat = -delta*t0/math.sqrt((delta*delta) + (t0*t0))
     return d_yhat
 
 
 @numba.njit(**_SCALAR)
 def value_and_grad_scalar(y, yhat, delta, T):
     t0 = (delta*delta)
-    t1 = -y + yhat
-    t2 = (t1*t1)
-    loss = t0*sqrt1pm1(t2/t0, T)
-    d_yhat = delta*t1/math.sqrt(t0 + t2)
+    t1 = y - yhat
+    loss = t0*sqrt1pm1((t1*t1)/t0, T)
+    d_yhat = -delta*t1/math.sqrt(t0 + (t1*t1))
     return loss, d_yhat
 
 
 @numba.njit(**_SCALAR)
 def hessian_scalar(y, yhat, delta, T):
-    t0 = y - yhat
-    t1 = -t0
-    t2 = (delta*delta) + (t1*t1)
-    h_yhat_yhat = delta*(t0*t1 + t2)/(t2**(T(1.5)))
+    h_yhat_yhat = (delta*delta*delta)/(((delta*delta) + ((y - yhat)*(y - yhat)))**(T(1.5)))
     return h_yhat_yhat
 
 
 @numba.njit(**_SCALAR)
 def grad_hessian_scalar(y, yhat, delta, T):
     t0 = y - yhat
-    t1 = -t0
-    t2 = (delta*delta) + (t1*t1)
-    d_yhat = delta*t1/math.sqrt(t2)
-    h_yhat_yhat = delta*(t0*t1 + t2)/(t2**(T(1.5)))
+    t1 = (delta*delta) + (t0*t0)
+    d_yhat = -delta*t0/math.sqrt(t1)
+    h_yhat_yhat = (delta*delta*delta)/(t1**(T(1.5)))
     return d_yhat, h_yhat_yhat
 
 

@@ -49,7 +49,7 @@ def value_scalar(y, yhat, c, T):
 @numba.njit(**_SCALAR)
 def grad_scalar(y, yhat, c, T):
     t0 = y - yhat
-    d_yhat = ((T(0.5))*((T(1) - (t0*t0)/(c*c))*(T(1) - (t0*t0)/(c*c)))*(-T(2)*y + T(2)*yhat) if (c >= abs(t0)) else (T(0) + T(0) * (y - y + yhat - yhat)))
+    d_yhat = ((T(0.5))*((T(1) + ((-(t0*t0))/c/c))*(T(1) + ((-(t0*t0))/c/c)))*(-T(2)*y + T(2)*yhat) if (c >= abs(t0)) else (T(0) + T(0) * (y - y + yhat - yhat)))
     return d_yhat
 
 
