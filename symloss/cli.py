@@ -61,6 +61,20 @@ def cmd_show(args) -> int:
     print("latex:")
     for key, tex in d.latex.items():
         print(f"  {d.latex_labels[key]} = {tex}")
+    if spec.kind == "elementwise":
+        from .docs.properties import properties
+
+        print("properties:")
+        for label, value in properties(spec).lines():
+            print(f"  {label}: {value}")
+    return 0
+
+
+def cmd_docs(args) -> int:
+    from .docs.render import write_docs
+
+    changed = write_docs(Path(args.out), progress=_progress)
+    print(f"docs {args.out}: {len(changed)} file(s) changed")
     return 0
 
 
@@ -138,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="formulas, gradient, Hessian and rewrites of a loss")
     p.add_argument("name", help="a built-in name or a path to a spec file")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("docs", help="render formula docs, properties and plots for every spec")
+    p.add_argument("--out", default=str(generated_dir() / "docs"), help="output folder (default: generated/docs)")
+    p.set_defaults(func=cmd_docs)
 
     p = sub.add_parser("check", help="verify kernels against finite differences and mpmath")
     p.add_argument("names", nargs="*", help="losses to check (default: all built-in)")
