@@ -1,0 +1,68 @@
+"""Cold compile time and cached start-up per loss.
+
+For each generated module, a copy goes into an empty folder (so Numba's
+cache beside it starts empty) and two fresh processes run the same script:
+the first compiles ``value`` then ``value_and_grad`` (float64, no weights)
+and writes the cache, the second imports the module and makes the same calls
+from the cache.  The first call in any process also pays Numba's one-time
+initialisation (its registries import SciPy's BLAS bindings when SciPy is
+installed), so the second kernel's time is the cache load alone.
+Goal: import + first cached call <= 0.5 s.
+
+Usage: python bench/bench_compile.py [NAME ...]
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SCRIPT = r"""
+import time, sys, json
+t0 = time.perf_counter()
+import importlib.util, numpy as np
+spec = importlib.util.spec_from_file_location("m", sys.argv[1])
+m = importlib.util.module_from_spec(spec); sys.modules["m"] = m; spec.loader.exec_module(m)
+t1 = time.perf_counter()
+n = len(m.INPUTS); cols = [np.full(8, 0.5) for _ in range(n)]
+params = [float(v) for v in m.PARAMS.values()]
+grads = [np.empty(8) for _ in m.PREDICTIONS]
+m.value(*cols, *params, None, None, np.float64)
+t2 = time.perf_counter()
+m.value_and_grad(*cols, *params, None, 1.0, None, *grads, np.float64)
+t3 = time.perf_counter()
+print(json.dumps({"import": t1 - t0, "first_call": t2 - t1, "second_kernel": t3 - t2}))
+"""
+
+
+def run(path: Path) -> dict:
+    out = subprocess.run([sys.executable, "-c", SCRIPT, str(path)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def main() -> None:
+    from symloss import catalog
+    from symloss.spec import load_spec
+
+    names = sys.argv[1:] or [n for n in catalog.names() if load_spec(catalog.spec_path(n)).kind == "elementwise"]
+    print("cold: first process (compiles value, then value_and_grad); cached: second process (loads both)")
+    print(f"{'loss':<16} {'cold value s':>13} {'cold v&g s':>11} {'import s':>9} {'1st cached call s':>18} "
+          f"{'2nd cached kernel s':>20}")
+    for name in names:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{name}.py"
+            shutil.copy(catalog.module_path(name), path)
+            cold = run(path)
+            warm = run(path)
+        print(f"{name:<16} {cold['first_call']:13.2f} {cold['second_kernel']:11.2f} {warm['import']:9.2f} "
+              f"{warm['first_call']:18.3f} {warm['second_kernel']:20.3f}")
+
+
+if __name__ == "__main__":
+    main()
