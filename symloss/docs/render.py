@@ -141,7 +141,7 @@ def loss_plot(spec: LossSpec, props: Properties, K: Kernels) -> bytes:
             ax.axhline(0.0, color="black", lw=0.6)
         if len(curves) > 1:
             axes[0].legend(loc="best")
-        fig.tight_layout()
+        fig.subplots_adjust(left=0.05, right=0.99, bottom=0.16, top=0.9, wspace=0.22)
         return fig
 
     return _png(draw, _mark(f"specs/{spec.name}.toml"))
@@ -190,7 +190,7 @@ def _regression_figure(group: list[_Entry], comment: str) -> bytes:
             ax.set_xlabel("residual $\\hat{y} - y$")
             ax.axhline(0.0, color="black", lw=0.6)
         axes[1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
-        fig.tight_layout()
+        fig.subplots_adjust(left=0.05, right=0.8, bottom=0.14, top=0.91, wspace=0.2)
         return fig
 
     return _png(draw, comment)
@@ -217,7 +217,7 @@ def _classification_figure(group: list[_Entry], comment: str) -> bytes:
             ax.set_xlabel("margin $m$ ($m > 0$: correct side)")
             ax.axhline(0.0, color="black", lw=0.6)
         axes[1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
-        fig.tight_layout()
+        fig.subplots_adjust(left=0.05, right=0.8, bottom=0.14, top=0.91, wspace=0.2)
         return fig
 
     return _png(draw, comment)
@@ -409,6 +409,11 @@ def _summary_cells(p: Properties | None) -> dict:
 # ---------------------------------------------------------------------------
 # the selection guide: pros, cons and "best for", from the properties
 # ---------------------------------------------------------------------------
+def _smooth_enough(p: Properties) -> bool:
+    """C2 or smoother: the Hessian is continuous."""
+    return p.smoothness == "C∞" or (p.smoothness[1:].isdigit() and int(p.smoothness[1:]) >= 2)
+
+
 def _kink_words(p: Properties) -> str:
     return ", ".join(k.text for k in p.kinks)
 
@@ -424,7 +429,7 @@ def advice(spec: LossSpec, p: Properties) -> dict[str, list[str]]:
     elif p.smoothness in ("C1", "C2") or p.smoothness.startswith("C"):
         order = int(p.smoothness[1:]) if p.smoothness[1:].isdigit() else 0
         if order >= 1:
-            pros.append(f"{p.smoothness}: continuous gradient")
+            pros.append(f"{p.smoothness}: continuous gradient" + (" and Hessian" if order >= 2 else ""))
         else:
             cons.append(f"kink at {_kink_words(p)}: only a subgradient there, so step sizes must decay")
     else:
@@ -445,7 +450,7 @@ def advice(spec: LossSpec, p: Properties) -> dict[str, list[str]]:
     if p.hessian_vanishes:
         where = "; ".join(t for _, _, t in p.hessian_zero_where)
         cons.append(f"Hessian is 0 ({where}): Newton steps and gradient boosting need a fallback there")
-    elif p.smoothness == "C∞" or p.smoothness.startswith("C") and p.smoothness[1:].isdigit() and int(p.smoothness[1:]) >= 2:
+    elif p.convex and _smooth_enough(p):
         pros.append("Hessian never vanishes on an open set: second-order methods work directly")
     if p.residual_based and p.symmetric is False:
         pros.append("asymmetric: over- and under-prediction cost differently")
@@ -510,8 +515,8 @@ def _picks(entries: list[_Entry]) -> list[dict]:
     picks = [
         ("Outliers in the targets (bounded gradient)", names(e for e in reg if e.props.bounded_gradient)),
         ("Outliers, and you need convexity", names(e for e in reg if e.props.bounded_gradient and e.props.convex)),
-        ("Newton steps or gradient boosting (smooth, Hessian never 0 on an open set)",
-         names(e for e in el if not e.props.hessian_vanishes and e.props.smoothness in ("C∞", "C2", "C3", "C4"))),
+        ("Newton steps or gradient boosting (convex, C2 or smoother, Hessian never 0 on an open set)",
+         names(e for e in el if e.props.convex and not e.props.hessian_vanishes and _smooth_enough(e.props))),
         ("Avoid with second-order methods (Hessian 0 on an open set)", names(e for e in el if e.props.hessian_vanishes)),
         ("Non-convex: start from a good initial fit", names(e for e in el if not e.props.convex)),
     ]
