@@ -265,6 +265,20 @@ def _data(torch, name, n):
     return y, z
 
 
+def _items_variant(module, items: int):
+    """The same generated module with another ITEMS, imported from a temporary file."""
+    import tempfile
+
+    from symloss.runtime.modules import import_path
+
+    text = Path(module.__file__).read_text()
+    line = f"ITEMS = {module.ITEMS}  #"
+    assert line in text, "generated module without an ITEMS constant"
+    path = Path(tempfile.mkdtemp(prefix="symloss-items-")) / f"{module.NAME}_items{items}.py"
+    path.write_text(text.replace(line, f"ITEMS = {items}  #"))
+    return import_path(path)
+
+
 @section("elementwise")
 def elementwise(torch, n: int, reps: int, inner: int, compile_: bool, copy_tbps: float | None):
     results = {}
@@ -307,6 +321,17 @@ def elementwise(torch, n: int, reps: int, inner: int, compile_: bool, copy_tbps:
         r["sweep_ms_by_blocks_per_sm"] = sweep
         print(f"   {name}: registers {r['registers']}, resident blocks {resident}; "
               f"ms by blocks/SM {', '.join(f'{k}: {t:.3f}' for k, t in sweep.items())}", flush=True)
+
+        # the kernel shape: elements per thread and step (ITEMS, a module constant), threads per block
+        variants = {}
+        for items in (1, 2, 8):
+            d = C.DeviceLoss(loss.spec, _items_variant(dev.module, items))
+            variants[f"ITEMS={items}"] = cuda_time_ms(torch, lambda: d.value_and_grad(y, x), max(3, reps // 3), inner)
+        d = C.DeviceLoss(loss.spec, dev.module, C.Launch(threads=128))
+        variants["threads=128"] = cuda_time_ms(torch, lambda: d.value_and_grad(y, x), max(3, reps // 3), inner)
+        r["variants_ms"] = variants
+        print(f"   {name}: variants (default ITEMS={dev.module.ITEMS}, 256 threads): "
+              f"{', '.join(f'{k}: {t:.3f}' for k, t in variants.items())}", flush=True)
 
         r["symloss_ms"] = cuda_time_ms(torch, lambda: dev.value_and_grad(y, x), reps, inner)
         xr = x.detach().requires_grad_()

@@ -25,6 +25,37 @@ N = 37
 
 if not SIMULATED:
 
+    def test_device_helpers_return_what_the_primitives_helpers_return():
+        """The GPU's branch-free helper sources, compiled for the CPU, agree bit for bit."""
+        import math
+
+        import numba
+
+        from symloss.derive import primitives as P
+        from symloss.render.cuda import DEVICE_HELPERS
+        from symloss.render.printer import SIGN_HELPER
+
+        generic = {p.__name__: p.helper for p in P.ALL if p.helper}
+        generic["sign"] = SIGN_HELPER
+        specials = [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 1e-30, -1e-30, 88.0, -88.0, 800.0, -800.0]
+        for dtype in (np.float32, np.float64):
+            x = np.concatenate([np.linspace(-40, 40, 2001), specials]).astype(dtype)
+            ks = np.array([-1.0, -0.5, 0.0, 0.3, 2.0], dtype=dtype)
+            for name, source in DEVICE_HELPERS.items():
+                assert name in generic, f"{name} is no longer a helper"
+                fns = []
+                for text in (generic[name], source):
+                    scope = {"math": math}
+                    exec(text, scope)
+                    fns.append(numba.njit(scope[name]))
+                nargs = fns[0].py_func.__code__.co_argcount - 1
+                for k in (ks if nargs == 2 else [None]):
+                    args = (x,) if k is None else (x, np.full_like(x, k))
+                    got = [np.array([f(*(a[i] for a in args), dtype) for i in range(x.size)]) for f in fns]
+                    nan = np.isnan(got[0]) & np.isnan(got[1])
+                    same = nan | ((got[0] == got[1]) & (np.signbit(got[0]) == np.signbit(got[1])))
+                    assert same.all(), (name, dtype, k, x[~same], got[0][~same], got[1][~same])
+
     def test_cuda_kernels_under_the_simulator():
         env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
         cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", __file__]

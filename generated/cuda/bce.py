@@ -28,6 +28,7 @@ HESSIAN_PAIRS = ((0, 0),)
 # The order of the Hessian output arguments: every (i, j), both halves written.
 HESSIAN_OUTPUTS = ((0, 0),)
 BLOCK = 256  # the largest block the reductions accept (shared memory per block)
+ITEMS = 4  # elements per thread and step, all loaded before any result is stored
 
 _KERNEL = dict(cache=True)
 
@@ -111,14 +112,29 @@ def block_sum(x):
 @cuda.jit(**_KERNEL)
 def value(y, p, w, weighted, out, keep, partials):
     T = p.dtype.type
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    p_ = cuda.local.array(ITEMS, p.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
     total = 0.0
-    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        loss = value_scalar(y[i], p[i], T)
-        if weighted:
-            loss = w[i] * loss
-        if keep:
-            out[i] = loss
-        total += loss
+    n = numba.uint64(p.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                p_[k] = p[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                loss = value_scalar(y_[k], p_[k], T)
+                if weighted:
+                    loss = w_[k] * loss
+                if keep:
+                    out[j] = loss
+                total += loss
     total = block_sum(total)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
@@ -128,26 +144,56 @@ def value(y, p, w, weighted, out, keep, partials):
 def grad(y, p, w, weighted, scale, g_p):
     T = p.dtype.type
     s0 = T(scale[0])
-    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        d_p = grad_scalar(y[i], p[i], T)
-        s = s0 * w[i] if weighted else s0
-        g_p[i] = s * d_p
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    p_ = cuda.local.array(ITEMS, p.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
+    n = numba.uint64(p.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                p_[k] = p[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                d_p = grad_scalar(y_[k], p_[k], T)
+                s = s0 * w_[k] if weighted else s0
+                g_p[j] = s * d_p
 
 
 @cuda.jit(**_KERNEL)
 def value_and_grad(y, p, w, weighted, scale, out, keep, g_p, partials):
     T = p.dtype.type
     s0 = T(scale[0])
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    p_ = cuda.local.array(ITEMS, p.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
     total = 0.0
-    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        loss, d_p = value_and_grad_scalar(y[i], p[i], T)
-        if weighted:
-            loss = w[i] * loss
-        if keep:
-            out[i] = loss
-        total += loss
-        s = s0 * w[i] if weighted else s0
-        g_p[i] = s * d_p
+    n = numba.uint64(p.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                p_[k] = p[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                loss, d_p = value_and_grad_scalar(y_[k], p_[k], T)
+                if weighted:
+                    loss = w_[k] * loss
+                if keep:
+                    out[j] = loss
+                total += loss
+                s = s0 * w_[k] if weighted else s0
+                g_p[j] = s * d_p
     total = block_sum(total)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
@@ -157,21 +203,51 @@ def value_and_grad(y, p, w, weighted, scale, out, keep, g_p, partials):
 def hessian(y, p, w, weighted, scale, h_p_p_out):
     T = p.dtype.type
     s0 = T(scale[0])
-    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        h_p_p = hessian_scalar(y[i], p[i], T)
-        s = s0 * w[i] if weighted else s0
-        h_p_p_out[i] = s * h_p_p
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    p_ = cuda.local.array(ITEMS, p.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
+    n = numba.uint64(p.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                p_[k] = p[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                h_p_p = hessian_scalar(y_[k], p_[k], T)
+                s = s0 * w_[k] if weighted else s0
+                h_p_p_out[j] = s * h_p_p
 
 
 @cuda.jit(**_KERNEL)
 def grad_hessian(y, p, w, weighted, scale, g_p, h_p_p_out):
     T = p.dtype.type
     s0 = T(scale[0])
-    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        d_p, h_p_p = grad_hessian_scalar(y[i], p[i], T)
-        s = s0 * w[i] if weighted else s0
-        g_p[i] = s * d_p
-        h_p_p_out[i] = s * h_p_p
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    p_ = cuda.local.array(ITEMS, p.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
+    n = numba.uint64(p.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                p_[k] = p[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                d_p, h_p_p = grad_hessian_scalar(y_[k], p_[k], T)
+                s = s0 * w_[k] if weighted else s0
+                g_p[j] = s * d_p
+                h_p_p_out[j] = s * h_p_p
 
 
 @cuda.jit(**_KERNEL)

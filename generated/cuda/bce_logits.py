@@ -28,6 +28,7 @@ HESSIAN_PAIRS = ((0, 0),)
 # The order of the Hessian output arguments: every (i, j), both halves written.
 HESSIAN_OUTPUTS = ((0, 0),)
 BLOCK = 256  # the largest block the reductions accept (shared memory per block)
+ITEMS = 4  # elements per thread and step, all loaded before any result is stored
 
 _KERNEL = dict(cache=True)
 
@@ -35,29 +36,24 @@ _KERNEL = dict(cache=True)
 @cuda.jit(device=True)
 def logistic(u, k, T):
     # softplus(u) + k*u, grouped so the linear parts never cancel the softplus
-    if u > T(0):
-        return (T(1) + k) * u + math.log1p(math.exp(-u))
-    return k * u + math.log1p(math.exp(u))
+    a = math.log1p(math.exp(-abs(u)))
+    return (T(1) + k) * u + a if u > T(0) else k * u + a
 
 
 @cuda.jit(device=True)
 def sigmoid(x, T):
-    # 1/(1 + e^{-x}), with exp only of non-positive arguments
-    if x >= T(0):
-        return T(1) / (T(1) + math.exp(-x))
-    e = math.exp(x)
-    return e / (T(1) + e)
+    # 1/(1 + e^{-x}) = (1 or e^{-|x|}) / (1 + e^{-|x|}): one exp, no branch
+    e = math.exp(-abs(x))
+    num = T(1) if x >= T(0) else e
+    return num / (T(1) + e)
 
 
 @cuda.jit(device=True)
 def sigmoid_plus(u, k, T):
-    # sigmoid(u) + k; for u > 0 write sigmoid(u) = 1 - sigmoid(-u) so that
-    # k = -1 gives -sigmoid(-u) exactly instead of 1 - 1
-    if u > T(0):
-        e = math.exp(-u)
-        return (T(1) + k) - e / (T(1) + e)
-    e = math.exp(u)
-    return e / (T(1) + e) + k
+    # sigmoid(u) + k, as (1 + k) - sigmoid(-u) for u > 0 (exact for k = -1)
+    e = math.exp(-abs(u))
+    s = e / (T(1) + e)
+    return (T(1) + k) - s if u > T(0) else s + k
 
 
 @cuda.jit(device=True)
@@ -113,14 +109,29 @@ def block_sum(x):
 @cuda.jit(**_KERNEL)
 def value(y, z, w, weighted, out, keep, partials):
     T = z.dtype.type
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    z_ = cuda.local.array(ITEMS, z.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
     total = 0.0
-    for i in range(cuda.grid(1), z.size, cuda.gridsize(1)):
-        loss = value_scalar(y[i], z[i], T)
-        if weighted:
-            loss = w[i] * loss
-        if keep:
-            out[i] = loss
-        total += loss
+    n = numba.uint64(z.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                z_[k] = z[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                loss = value_scalar(y_[k], z_[k], T)
+                if weighted:
+                    loss = w_[k] * loss
+                if keep:
+                    out[j] = loss
+                total += loss
     total = block_sum(total)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
@@ -130,26 +141,56 @@ def value(y, z, w, weighted, out, keep, partials):
 def grad(y, z, w, weighted, scale, g_z):
     T = z.dtype.type
     s0 = T(scale[0])
-    for i in range(cuda.grid(1), z.size, cuda.gridsize(1)):
-        d_z = grad_scalar(y[i], z[i], T)
-        s = s0 * w[i] if weighted else s0
-        g_z[i] = s * d_z
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    z_ = cuda.local.array(ITEMS, z.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
+    n = numba.uint64(z.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                z_[k] = z[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                d_z = grad_scalar(y_[k], z_[k], T)
+                s = s0 * w_[k] if weighted else s0
+                g_z[j] = s * d_z
 
 
 @cuda.jit(**_KERNEL)
 def value_and_grad(y, z, w, weighted, scale, out, keep, g_z, partials):
     T = z.dtype.type
     s0 = T(scale[0])
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    z_ = cuda.local.array(ITEMS, z.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
     total = 0.0
-    for i in range(cuda.grid(1), z.size, cuda.gridsize(1)):
-        loss, d_z = value_and_grad_scalar(y[i], z[i], T)
-        if weighted:
-            loss = w[i] * loss
-        if keep:
-            out[i] = loss
-        total += loss
-        s = s0 * w[i] if weighted else s0
-        g_z[i] = s * d_z
+    n = numba.uint64(z.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                z_[k] = z[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                loss, d_z = value_and_grad_scalar(y_[k], z_[k], T)
+                if weighted:
+                    loss = w_[k] * loss
+                if keep:
+                    out[j] = loss
+                total += loss
+                s = s0 * w_[k] if weighted else s0
+                g_z[j] = s * d_z
     total = block_sum(total)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
@@ -159,21 +200,51 @@ def value_and_grad(y, z, w, weighted, scale, out, keep, g_z, partials):
 def hessian(y, z, w, weighted, scale, h_z_z_out):
     T = z.dtype.type
     s0 = T(scale[0])
-    for i in range(cuda.grid(1), z.size, cuda.gridsize(1)):
-        h_z_z = hessian_scalar(y[i], z[i], T)
-        s = s0 * w[i] if weighted else s0
-        h_z_z_out[i] = s * h_z_z
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    z_ = cuda.local.array(ITEMS, z.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
+    n = numba.uint64(z.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                z_[k] = z[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                h_z_z = hessian_scalar(y_[k], z_[k], T)
+                s = s0 * w_[k] if weighted else s0
+                h_z_z_out[j] = s * h_z_z
 
 
 @cuda.jit(**_KERNEL)
 def grad_hessian(y, z, w, weighted, scale, g_z, h_z_z_out):
     T = z.dtype.type
     s0 = T(scale[0])
-    for i in range(cuda.grid(1), z.size, cuda.gridsize(1)):
-        d_z, h_z_z = grad_hessian_scalar(y[i], z[i], T)
-        s = s0 * w[i] if weighted else s0
-        g_z[i] = s * d_z
-        h_z_z_out[i] = s * h_z_z
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    z_ = cuda.local.array(ITEMS, z.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
+    n = numba.uint64(z.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                z_[k] = z[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                d_z, h_z_z = grad_hessian_scalar(y_[k], z_[k], T)
+                s = s0 * w_[k] if weighted else s0
+                g_z[j] = s * d_z
+                h_z_z_out[j] = s * h_z_z
 
 
 @cuda.jit(**_KERNEL)

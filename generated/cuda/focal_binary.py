@@ -28,6 +28,7 @@ HESSIAN_PAIRS = ((0, 0),)
 # The order of the Hessian output arguments: every (i, j), both halves written.
 HESSIAN_OUTPUTS = ((0, 0),)
 BLOCK = 256  # the largest block the reductions accept (shared memory per block)
+ITEMS = 4  # elements per thread and step, all loaded before any result is stored
 
 _KERNEL = dict(cache=True)
 
@@ -35,29 +36,32 @@ _KERNEL = dict(cache=True)
 @cuda.jit(device=True)
 def logistic(u, k, T):
     # softplus(u) + k*u, grouped so the linear parts never cancel the softplus
-    if u > T(0):
-        return (T(1) + k) * u + math.log1p(math.exp(-u))
-    return k * u + math.log1p(math.exp(u))
+    a = math.log1p(math.exp(-abs(u)))
+    return (T(1) + k) * u + a if u > T(0) else k * u + a
 
 
 @cuda.jit(device=True)
 def sigmoid(x, T):
-    # 1/(1 + e^{-x}), with exp only of non-positive arguments
-    if x >= T(0):
-        return T(1) / (T(1) + math.exp(-x))
-    e = math.exp(x)
-    return e / (T(1) + e)
+    # 1/(1 + e^{-x}) = (1 or e^{-|x|}) / (1 + e^{-|x|}): one exp, no branch
+    e = math.exp(-abs(x))
+    num = T(1) if x >= T(0) else e
+    return num / (T(1) + e)
 
 
 @cuda.jit(device=True)
 def sigmoid_plus(u, k, T):
-    # sigmoid(u) + k; for u > 0 write sigmoid(u) = 1 - sigmoid(-u) so that
-    # k = -1 gives -sigmoid(-u) exactly instead of 1 - 1
-    if u > T(0):
-        e = math.exp(-u)
-        return (T(1) + k) - e / (T(1) + e)
-    e = math.exp(u)
-    return e / (T(1) + e) + k
+    # sigmoid(u) + k, as (1 + k) - sigmoid(-u) for u > 0 (exact for k = -1)
+    e = math.exp(-abs(u))
+    s = e / (T(1) + e)
+    return (T(1) + k) - s if u > T(0) else s + k
+
+
+@cuda.jit(device=True)
+def xdivy(x, y, T):
+    # x / y, defined as 0 where x = 0 (the derivative of x log y at x = 0)
+    if x == T(0) and y == y:
+        return T(0)
+    return x / y
 
 
 @cuda.jit(device=True)
@@ -69,65 +73,81 @@ def value_scalar(y, z, gamma, alpha, T):
 
 @cuda.jit(device=True)
 def grad_scalar(y, z, gamma, alpha, T):
-    t0 = T(1) - y
-    t1 = -y
-    t2 = sigmoid(-z, T)
+    t0 = -y
+    t1 = sigmoid(-z, T)
+    t2 = t1*y
     t3 = sigmoid(z, T)
-    t4 = t0*t3 + t2*y
-    d_z = (alpha*y + t0*(T(1) - alpha))*(gamma*t2*t3*(t4**(gamma - T(1)))*(T(1) - T(2)*y)*logistic(z, t1, T) + (t4**gamma)*sigmoid_plus(z, t1, T))
+    t4 = T(1) - y
+    t5 = t2 + t3*t4
+    t6 = (t5**gamma)*(alpha*y + t4*(T(1) - alpha))
+    d_z = t6*sigmoid_plus(z, t0, T) + xdivy(gamma*t6*(t1*t3*t4 - t2*t3)*logistic(z, t0, T), t5, T)
     return d_z
 
 
 @cuda.jit(device=True)
 def value_and_grad_scalar(y, z, gamma, alpha, T):
     t0 = -y
-    t1 = logistic(z, t0, T)
-    t2 = T(1) - y
-    t3 = alpha*y + t2*(T(1) - alpha)
-    t4 = sigmoid(-z, T)
-    t5 = sigmoid(z, T)
-    t6 = t2*t5 + t4*y
-    t7 = (t6**gamma)
-    loss = t1*t3*t7
-    d_z = t3*(gamma*t1*t4*t5*(t6**(gamma - T(1)))*(T(1) - T(2)*y) + t7*sigmoid_plus(z, t0, T))
+    t1 = sigmoid(-z, T)
+    t2 = t1*y
+    t3 = sigmoid(z, T)
+    t4 = T(1) - y
+    t5 = t2 + t3*t4
+    t6 = (t5**gamma)*(alpha*y + t4*(T(1) - alpha))
+    t7 = t6*logistic(z, t0, T)
+    loss = t7
+    d_z = t6*sigmoid_plus(z, t0, T) + xdivy(gamma*t7*(t1*t3*t4 - t2*t3), t5, T)
     return loss, d_z
 
 
 @cuda.jit(device=True)
 def hessian_scalar(y, z, gamma, alpha, T):
-    t0 = T(1) - y
-    t1 = sigmoid(-z, T)
-    t2 = sigmoid(z, T)
-    t3 = t0*t2 + t1*y
-    t4 = -y
-    t5 = gamma - T(1)
-    t6 = T(1) - T(2)*y
-    t7 = gamma*(t3**t5)*t6
-    t8 = logistic(z, t4, T)
-    t9 = t7*t8
-    t10 = t1*t2
-    h_z_z = t10*(alpha*y + t0*(T(1) - alpha))*(gamma*t10*(t3**(gamma - T(2)))*t5*(t6*t6)*t8 + t1*t9 - t2*t9 + (t3**gamma) + T(2)*t7*sigmoid_plus(z, t4, T))
+    t0 = sigmoid(-z, T)
+    t1 = sigmoid(z, T)
+    t2 = t0*t1
+    t3 = t0*y
+    t4 = y - T(1)
+    t5 = t1*t4
+    t6 = t3 - t5
+    t7 = (t6**gamma)*(alpha*y + t4*(alpha - T(1)))
+    t8 = -y
+    t9 = t0*t5 + t1*t3
+    t10 = gamma*t7
+    t11 = t10*t9
+    t12 = logistic(z, t8, T)
+    t13 = (t6*t6)
+    t14 = (t0*t0)
+    t15 = (t1*t1)
+    h_z_z = t2*t7 + t2*(T(2)*y - T(1))*xdivy(-t11*t12, t13, T) + T(2)*xdivy(-t11*sigmoid_plus(z, t8, T), t6, T) + xdivy(-t10*t12*(-t0*t15*t4 + t1*t14*y + t14*t5 - t15*t3), t6, T) + xdivy((gamma*gamma)*t12*t7*(t9*t9), t13, T)
     return h_z_z
 
 
 @cuda.jit(device=True)
 def grad_hessian_scalar(y, z, gamma, alpha, T):
-    t0 = T(1) - y
-    t1 = alpha*y + t0*(T(1) - alpha)
-    t2 = -y
-    t3 = sigmoid_plus(z, t2, T)
-    t4 = sigmoid(-z, T)
-    t5 = sigmoid(z, T)
-    t6 = t0*t5 + t4*y
-    t7 = (t6**gamma)
-    t8 = t4*t5
-    t9 = logistic(z, t2, T)
-    t10 = gamma - T(1)
-    t11 = T(1) - T(2)*y
-    t12 = gamma*t11*(t6**t10)
-    t13 = t12*t9
-    d_z = t1*(t13*t8 + t3*t7)
-    h_z_z = t1*t8*(gamma*t10*(t11*t11)*(t6**(gamma - T(2)))*t8*t9 + T(2)*t12*t3 + t13*t4 - t13*t5 + t7)
+    t0 = -y
+    t1 = sigmoid_plus(z, t0, T)
+    t2 = sigmoid(-z, T)
+    t3 = t2*y
+    t4 = sigmoid(z, T)
+    t5 = y - T(1)
+    t6 = -t5
+    t7 = t3 + t4*t6
+    t8 = alpha*y
+    t9 = alpha - T(1)
+    t10 = (t7**gamma)*(-t6*t9 + t8)
+    t11 = t3*t4
+    t12 = logistic(z, t0, T)
+    t13 = gamma*t12
+    t14 = t2*t4
+    t15 = t4*t5
+    t16 = -t15 + t3
+    t17 = (t16**gamma)*(t5*t9 + t8)
+    t18 = t11 + t15*t2
+    t19 = t17*t18
+    t20 = (t16*t16)
+    t21 = (t2*t2)
+    t22 = (t4*t4)
+    d_z = t1*t10 + xdivy(t10*t13*(-t11 + t2*t4*t6), t7, T)
+    h_z_z = t14*t17 + t14*(T(2)*y - T(1))*xdivy(-t13*t19, t20, T) + T(2)*xdivy(-gamma*t1*t19, t16, T) + xdivy(-t13*t17*(t15*t21 - t2*t22*t5 + t21*t4*y - t22*t3), t16, T) + xdivy((gamma*gamma)*t12*t17*(t18*t18), t20, T)
     return d_z, h_z_z
 
 
@@ -151,14 +171,29 @@ def block_sum(x):
 @cuda.jit(**_KERNEL)
 def value(y, z, gamma, alpha, w, weighted, out, keep, partials):
     T = z.dtype.type
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    z_ = cuda.local.array(ITEMS, z.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
     total = 0.0
-    for i in range(cuda.grid(1), z.size, cuda.gridsize(1)):
-        loss = value_scalar(y[i], z[i], gamma, alpha, T)
-        if weighted:
-            loss = w[i] * loss
-        if keep:
-            out[i] = loss
-        total += loss
+    n = numba.uint64(z.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                z_[k] = z[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                loss = value_scalar(y_[k], z_[k], gamma, alpha, T)
+                if weighted:
+                    loss = w_[k] * loss
+                if keep:
+                    out[j] = loss
+                total += loss
     total = block_sum(total)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
@@ -168,26 +203,56 @@ def value(y, z, gamma, alpha, w, weighted, out, keep, partials):
 def grad(y, z, gamma, alpha, w, weighted, scale, g_z):
     T = z.dtype.type
     s0 = T(scale[0])
-    for i in range(cuda.grid(1), z.size, cuda.gridsize(1)):
-        d_z = grad_scalar(y[i], z[i], gamma, alpha, T)
-        s = s0 * w[i] if weighted else s0
-        g_z[i] = s * d_z
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    z_ = cuda.local.array(ITEMS, z.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
+    n = numba.uint64(z.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                z_[k] = z[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                d_z = grad_scalar(y_[k], z_[k], gamma, alpha, T)
+                s = s0 * w_[k] if weighted else s0
+                g_z[j] = s * d_z
 
 
 @cuda.jit(**_KERNEL)
 def value_and_grad(y, z, gamma, alpha, w, weighted, scale, out, keep, g_z, partials):
     T = z.dtype.type
     s0 = T(scale[0])
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    z_ = cuda.local.array(ITEMS, z.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
     total = 0.0
-    for i in range(cuda.grid(1), z.size, cuda.gridsize(1)):
-        loss, d_z = value_and_grad_scalar(y[i], z[i], gamma, alpha, T)
-        if weighted:
-            loss = w[i] * loss
-        if keep:
-            out[i] = loss
-        total += loss
-        s = s0 * w[i] if weighted else s0
-        g_z[i] = s * d_z
+    n = numba.uint64(z.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                z_[k] = z[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                loss, d_z = value_and_grad_scalar(y_[k], z_[k], gamma, alpha, T)
+                if weighted:
+                    loss = w_[k] * loss
+                if keep:
+                    out[j] = loss
+                total += loss
+                s = s0 * w_[k] if weighted else s0
+                g_z[j] = s * d_z
     total = block_sum(total)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
@@ -197,21 +262,51 @@ def value_and_grad(y, z, gamma, alpha, w, weighted, scale, out, keep, g_z, parti
 def hessian(y, z, gamma, alpha, w, weighted, scale, h_z_z_out):
     T = z.dtype.type
     s0 = T(scale[0])
-    for i in range(cuda.grid(1), z.size, cuda.gridsize(1)):
-        h_z_z = hessian_scalar(y[i], z[i], gamma, alpha, T)
-        s = s0 * w[i] if weighted else s0
-        h_z_z_out[i] = s * h_z_z
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    z_ = cuda.local.array(ITEMS, z.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
+    n = numba.uint64(z.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                z_[k] = z[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                h_z_z = hessian_scalar(y_[k], z_[k], gamma, alpha, T)
+                s = s0 * w_[k] if weighted else s0
+                h_z_z_out[j] = s * h_z_z
 
 
 @cuda.jit(**_KERNEL)
 def grad_hessian(y, z, gamma, alpha, w, weighted, scale, g_z, h_z_z_out):
     T = z.dtype.type
     s0 = T(scale[0])
-    for i in range(cuda.grid(1), z.size, cuda.gridsize(1)):
-        d_z, h_z_z = grad_hessian_scalar(y[i], z[i], gamma, alpha, T)
-        s = s0 * w[i] if weighted else s0
-        g_z[i] = s * d_z
-        h_z_z_out[i] = s * h_z_z
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    z_ = cuda.local.array(ITEMS, z.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
+    n = numba.uint64(z.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                z_[k] = z[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                d_z, h_z_z = grad_hessian_scalar(y_[k], z_[k], gamma, alpha, T)
+                s = s0 * w_[k] if weighted else s0
+                g_z[j] = s * d_z
+                h_z_z_out[j] = s * h_z_z
 
 
 @cuda.jit(**_KERNEL)

@@ -28,6 +28,7 @@ HESSIAN_PAIRS = ((0, 0), (0, 1), (1, 1))
 # The order of the Hessian output arguments: every (i, j), both halves written.
 HESSIAN_OUTPUTS = ((0, 0), (0, 1), (1, 0), (1, 1))
 BLOCK = 256  # the largest block the reductions accept (shared memory per block)
+ITEMS = 4  # elements per thread and step, all loaded before any result is stored
 
 _KERNEL = dict(cache=True)
 
@@ -55,7 +56,7 @@ def grad_scalar(y, mu, var, eps, T):
     t1 = kinkmax(eps, var, T)
     t2 = eps - var
     d_mu = t0/t1
-    d_var = (T(0.5))*(-(t0*t0) + t1)*(T(0) if (t2 > T(0)) else (T(1) if (t2 < T(0)) else (T(0) + T(0) * (var - var))))/(t1*t1)
+    d_var = (((T(0.5))*(-(t0*t0) + t1)*(T(0) if (t2 > T(0)) else (T(1) if (t2 < T(0)) else (T(0) + T(0) * (var - var)))))/t1/t1)
     return d_mu, d_var
 
 
@@ -64,11 +65,10 @@ def value_and_grad_scalar(y, mu, var, eps, T):
     t0 = kinkmax(eps, var, T)
     t1 = (T(1)/(t0))
     t2 = mu - y
-    t3 = (t2*t2)
-    t4 = eps - var
-    loss = (T(0.5))*t1*t3 + (T(0.5))*math.log(t0)
+    t3 = eps - var
+    loss = (T(0.5))*t1*(t2*t2) + (T(0.5))*math.log(t0)
     d_mu = t1*t2
-    d_var = (T(0.5))*(t0 - t3)*(T(0) if (t4 > T(0)) else (T(1) if (t4 < T(0)) else (T(0) + T(0) * (var - var))))/(t0*t0)
+    d_var = (((T(0.5))*(t0 - (t2*t2))*(T(0) if (t3 > T(0)) else (T(1) if (t3 < T(0)) else (T(0) + T(0) * (var - var)))))/t0/t0)
     return loss, d_mu, d_var
 
 
@@ -79,8 +79,8 @@ def hessian_scalar(y, mu, var, eps, T):
     t2 = eps - var
     t3 = (T(0) if (t2 > T(0)) else (T(1) if (t2 < T(0)) else (T(0) + T(0) * (var - var))))
     h_mu_mu = ((T(1)/(t0)) + T(0) * (mu - mu + y - y))
-    h_mu_var = -t1*t3/(t0*t0)
-    h_var_var = (T(0.5))*t3*(-t0 + T(2)*(t1*t1))/(t0*t0*t0)
+    h_mu_var = ((-t1*t3)/t0/t0)
+    h_var_var = (((T(0.5))*t3*(-t0 + T(2)*(t1*t1)))/t0/t0/t0)
     return h_mu_mu, h_mu_var, h_var_var
 
 
@@ -93,12 +93,12 @@ def grad_hessian_scalar(y, mu, var, eps, T):
     t4 = (t0*t0)
     t5 = eps - var
     t6 = (T(0) if (t5 > T(0)) else (T(1) if (t5 < T(0)) else (T(0) + T(0) * (var - var))))
-    t7 = t6/(t1*t1)
+    t7 = (t6/t1/t1)
     d_mu = t0*t2
     d_var = (T(0.5))*t7*(-t3 - t4)
     h_mu_mu = (t2 + T(0) * (mu - mu + y - y))
     h_mu_var = -t0*t7
-    h_var_var = (T(0.5))*t6*(t3 + T(2)*t4)/(t1*t1*t1)
+    h_var_var = (((T(0.5))*t6*(t3 + T(2)*t4))/t1/t1/t1)
     return d_mu, d_var, h_mu_mu, h_mu_var, h_var_var
 
 
@@ -122,14 +122,31 @@ def block_sum(x):
 @cuda.jit(**_KERNEL)
 def value(y, mu, var, eps, w, weighted, out, keep, partials):
     T = mu.dtype.type
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    mu_ = cuda.local.array(ITEMS, mu.dtype)
+    var_ = cuda.local.array(ITEMS, var.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
     total = 0.0
-    for i in range(cuda.grid(1), mu.size, cuda.gridsize(1)):
-        loss = value_scalar(y[i], mu[i], var[i], eps, T)
-        if weighted:
-            loss = w[i] * loss
-        if keep:
-            out[i] = loss
-        total += loss
+    n = numba.uint64(mu.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                mu_[k] = mu[j]
+                var_[k] = var[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                loss = value_scalar(y_[k], mu_[k], var_[k], eps, T)
+                if weighted:
+                    loss = w_[k] * loss
+                if keep:
+                    out[j] = loss
+                total += loss
     total = block_sum(total)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
@@ -139,28 +156,62 @@ def value(y, mu, var, eps, w, weighted, out, keep, partials):
 def grad(y, mu, var, eps, w, weighted, scale, g_mu, g_var):
     T = mu.dtype.type
     s0 = T(scale[0])
-    for i in range(cuda.grid(1), mu.size, cuda.gridsize(1)):
-        d_mu, d_var = grad_scalar(y[i], mu[i], var[i], eps, T)
-        s = s0 * w[i] if weighted else s0
-        g_mu[i] = s * d_mu
-        g_var[i] = s * d_var
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    mu_ = cuda.local.array(ITEMS, mu.dtype)
+    var_ = cuda.local.array(ITEMS, var.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
+    n = numba.uint64(mu.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                mu_[k] = mu[j]
+                var_[k] = var[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                d_mu, d_var = grad_scalar(y_[k], mu_[k], var_[k], eps, T)
+                s = s0 * w_[k] if weighted else s0
+                g_mu[j] = s * d_mu
+                g_var[j] = s * d_var
 
 
 @cuda.jit(**_KERNEL)
 def value_and_grad(y, mu, var, eps, w, weighted, scale, out, keep, g_mu, g_var, partials):
     T = mu.dtype.type
     s0 = T(scale[0])
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    mu_ = cuda.local.array(ITEMS, mu.dtype)
+    var_ = cuda.local.array(ITEMS, var.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
     total = 0.0
-    for i in range(cuda.grid(1), mu.size, cuda.gridsize(1)):
-        loss, d_mu, d_var = value_and_grad_scalar(y[i], mu[i], var[i], eps, T)
-        if weighted:
-            loss = w[i] * loss
-        if keep:
-            out[i] = loss
-        total += loss
-        s = s0 * w[i] if weighted else s0
-        g_mu[i] = s * d_mu
-        g_var[i] = s * d_var
+    n = numba.uint64(mu.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                mu_[k] = mu[j]
+                var_[k] = var[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                loss, d_mu, d_var = value_and_grad_scalar(y_[k], mu_[k], var_[k], eps, T)
+                if weighted:
+                    loss = w_[k] * loss
+                if keep:
+                    out[j] = loss
+                total += loss
+                s = s0 * w_[k] if weighted else s0
+                g_mu[j] = s * d_mu
+                g_var[j] = s * d_var
     total = block_sum(total)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
@@ -170,28 +221,62 @@ def value_and_grad(y, mu, var, eps, w, weighted, scale, out, keep, g_mu, g_var, 
 def hessian(y, mu, var, eps, w, weighted, scale, h_mu_mu_out, h_mu_var_out, h_var_mu_out, h_var_var_out):
     T = mu.dtype.type
     s0 = T(scale[0])
-    for i in range(cuda.grid(1), mu.size, cuda.gridsize(1)):
-        h_mu_mu, h_mu_var, h_var_var = hessian_scalar(y[i], mu[i], var[i], eps, T)
-        s = s0 * w[i] if weighted else s0
-        h_mu_mu_out[i] = s * h_mu_mu
-        h_mu_var_out[i] = s * h_mu_var
-        h_var_mu_out[i] = s * h_mu_var
-        h_var_var_out[i] = s * h_var_var
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    mu_ = cuda.local.array(ITEMS, mu.dtype)
+    var_ = cuda.local.array(ITEMS, var.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
+    n = numba.uint64(mu.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                mu_[k] = mu[j]
+                var_[k] = var[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                h_mu_mu, h_mu_var, h_var_var = hessian_scalar(y_[k], mu_[k], var_[k], eps, T)
+                s = s0 * w_[k] if weighted else s0
+                h_mu_mu_out[j] = s * h_mu_mu
+                h_mu_var_out[j] = s * h_mu_var
+                h_var_mu_out[j] = s * h_mu_var
+                h_var_var_out[j] = s * h_var_var
 
 
 @cuda.jit(**_KERNEL)
 def grad_hessian(y, mu, var, eps, w, weighted, scale, g_mu, g_var, h_mu_mu_out, h_mu_var_out, h_var_mu_out, h_var_var_out):
     T = mu.dtype.type
     s0 = T(scale[0])
-    for i in range(cuda.grid(1), mu.size, cuda.gridsize(1)):
-        d_mu, d_var, h_mu_mu, h_mu_var, h_var_var = grad_hessian_scalar(y[i], mu[i], var[i], eps, T)
-        s = s0 * w[i] if weighted else s0
-        g_mu[i] = s * d_mu
-        g_var[i] = s * d_var
-        h_mu_mu_out[i] = s * h_mu_mu
-        h_mu_var_out[i] = s * h_mu_var
-        h_var_mu_out[i] = s * h_mu_var
-        h_var_var_out[i] = s * h_var_var
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    mu_ = cuda.local.array(ITEMS, mu.dtype)
+    var_ = cuda.local.array(ITEMS, var.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
+    n = numba.uint64(mu.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                mu_[k] = mu[j]
+                var_[k] = var[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                d_mu, d_var, h_mu_mu, h_mu_var, h_var_var = grad_hessian_scalar(y_[k], mu_[k], var_[k], eps, T)
+                s = s0 * w_[k] if weighted else s0
+                g_mu[j] = s * d_mu
+                g_var[j] = s * d_var
+                h_mu_mu_out[j] = s * h_mu_mu
+                h_mu_var_out[j] = s * h_mu_var
+                h_var_mu_out[j] = s * h_mu_var
+                h_var_var_out[j] = s * h_var_var
 
 
 @cuda.jit(**_KERNEL)

@@ -28,18 +28,15 @@ HESSIAN_PAIRS = ((0, 0),)
 # The order of the Hessian output arguments: every (i, j), both halves written.
 HESSIAN_OUTPUTS = ((0, 0),)
 BLOCK = 256  # the largest block the reductions accept (shared memory per block)
+ITEMS = 4  # elements per thread and step, all loaded before any result is stored
 
 _KERNEL = dict(cache=True)
 
 
 @cuda.jit(device=True)
 def sign(x, T):
-    # sign with sign(0) = 0 and sign(NaN) = NaN
-    if x > T(0):
-        return T(1)
-    if x < T(0):
-        return T(-1)
-    return x * T(0)
+    # sign with sign(0) = 0 and sign(NaN) = NaN, as selects
+    return T(1) if x > T(0) else (T(-1) if x < T(0) else x * T(0))
 
 
 @cuda.jit(device=True)
@@ -95,14 +92,29 @@ def block_sum(x):
 @cuda.jit(**_KERNEL)
 def value(y, yhat, w, weighted, out, keep, partials):
     T = yhat.dtype.type
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    yhat_ = cuda.local.array(ITEMS, yhat.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
     total = 0.0
-    for i in range(cuda.grid(1), yhat.size, cuda.gridsize(1)):
-        loss = value_scalar(y[i], yhat[i], T)
-        if weighted:
-            loss = w[i] * loss
-        if keep:
-            out[i] = loss
-        total += loss
+    n = numba.uint64(yhat.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                yhat_[k] = yhat[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                loss = value_scalar(y_[k], yhat_[k], T)
+                if weighted:
+                    loss = w_[k] * loss
+                if keep:
+                    out[j] = loss
+                total += loss
     total = block_sum(total)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
@@ -112,26 +124,56 @@ def value(y, yhat, w, weighted, out, keep, partials):
 def grad(y, yhat, w, weighted, scale, g_yhat):
     T = yhat.dtype.type
     s0 = T(scale[0])
-    for i in range(cuda.grid(1), yhat.size, cuda.gridsize(1)):
-        d_yhat = grad_scalar(y[i], yhat[i], T)
-        s = s0 * w[i] if weighted else s0
-        g_yhat[i] = s * d_yhat
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    yhat_ = cuda.local.array(ITEMS, yhat.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
+    n = numba.uint64(yhat.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                yhat_[k] = yhat[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                d_yhat = grad_scalar(y_[k], yhat_[k], T)
+                s = s0 * w_[k] if weighted else s0
+                g_yhat[j] = s * d_yhat
 
 
 @cuda.jit(**_KERNEL)
 def value_and_grad(y, yhat, w, weighted, scale, out, keep, g_yhat, partials):
     T = yhat.dtype.type
     s0 = T(scale[0])
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    yhat_ = cuda.local.array(ITEMS, yhat.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
     total = 0.0
-    for i in range(cuda.grid(1), yhat.size, cuda.gridsize(1)):
-        loss, d_yhat = value_and_grad_scalar(y[i], yhat[i], T)
-        if weighted:
-            loss = w[i] * loss
-        if keep:
-            out[i] = loss
-        total += loss
-        s = s0 * w[i] if weighted else s0
-        g_yhat[i] = s * d_yhat
+    n = numba.uint64(yhat.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                yhat_[k] = yhat[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                loss, d_yhat = value_and_grad_scalar(y_[k], yhat_[k], T)
+                if weighted:
+                    loss = w_[k] * loss
+                if keep:
+                    out[j] = loss
+                total += loss
+                s = s0 * w_[k] if weighted else s0
+                g_yhat[j] = s * d_yhat
     total = block_sum(total)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
@@ -141,21 +183,51 @@ def value_and_grad(y, yhat, w, weighted, scale, out, keep, g_yhat, partials):
 def hessian(y, yhat, w, weighted, scale, h_yhat_yhat_out):
     T = yhat.dtype.type
     s0 = T(scale[0])
-    for i in range(cuda.grid(1), yhat.size, cuda.gridsize(1)):
-        h_yhat_yhat = hessian_scalar(y[i], yhat[i], T)
-        s = s0 * w[i] if weighted else s0
-        h_yhat_yhat_out[i] = s * h_yhat_yhat
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    yhat_ = cuda.local.array(ITEMS, yhat.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
+    n = numba.uint64(yhat.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                yhat_[k] = yhat[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                h_yhat_yhat = hessian_scalar(y_[k], yhat_[k], T)
+                s = s0 * w_[k] if weighted else s0
+                h_yhat_yhat_out[j] = s * h_yhat_yhat
 
 
 @cuda.jit(**_KERNEL)
 def grad_hessian(y, yhat, w, weighted, scale, g_yhat, h_yhat_yhat_out):
     T = yhat.dtype.type
     s0 = T(scale[0])
-    for i in range(cuda.grid(1), yhat.size, cuda.gridsize(1)):
-        d_yhat, h_yhat_yhat = grad_hessian_scalar(y[i], yhat[i], T)
-        s = s0 * w[i] if weighted else s0
-        g_yhat[i] = s * d_yhat
-        h_yhat_yhat_out[i] = s * h_yhat_yhat
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    yhat_ = cuda.local.array(ITEMS, yhat.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
+    n = numba.uint64(yhat.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                yhat_[k] = yhat[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                d_yhat, h_yhat_yhat = grad_hessian_scalar(y_[k], yhat_[k], T)
+                s = s0 * w_[k] if weighted else s0
+                g_yhat[j] = s * d_yhat
+                h_yhat_yhat_out[j] = s * h_yhat_yhat
 
 
 @cuda.jit(**_KERNEL)

@@ -28,27 +28,32 @@ HESSIAN_PAIRS = ((0, 0),)
 # The order of the Hessian output arguments: every (i, j), both halves written.
 HESSIAN_OUTPUTS = ((0, 0),)
 BLOCK = 256  # the largest block the reductions accept (shared memory per block)
+ITEMS = 4  # elements per thread and step, all loaded before any result is stored
 
 _KERNEL = dict(cache=True)
 
 
 @cuda.jit(device=True)
 def value_scalar(y, z, T):
-    loss = -y*z + math.exp(z)
+    t0 = y*z
+    loss = (math.expm1(z) + (T(1) - t0) if (abs(z) < T(0.5)) else -t0 + math.exp(z))
     return loss
 
 
 @cuda.jit(device=True)
 def grad_scalar(y, z, T):
-    d_z = -y + math.exp(z)
+    d_z = (math.expm1(z) + (T(1) - y) if (abs(z) < T(0.5)) else -y + math.exp(z))
     return d_z
 
 
 @cuda.jit(device=True)
 def value_and_grad_scalar(y, z, T):
-    t0 = -math.exp(z)
-    loss = -t0 - y*z
-    d_z = -t0 - y
+    t0 = math.expm1(z)
+    t1 = y*z
+    t2 = (abs(z) < T(0.5))
+    t3 = -math.exp(z)
+    loss = (t0 + (T(1) - t1) if t2 else -t1 - t3)
+    d_z = (t0 + (T(1) - y) if t2 else -t3 - y)
     return loss, d_z
 
 
@@ -61,7 +66,7 @@ def hessian_scalar(y, z, T):
 @cuda.jit(device=True)
 def grad_hessian_scalar(y, z, T):
     t0 = math.exp(z)
-    d_z = t0 - y
+    d_z = (math.expm1(z) + (T(1) - y) if (abs(z) < T(0.5)) else t0 - y)
     h_z_z = (t0 + T(0) * (y - y))
     return d_z, h_z_z
 
@@ -86,14 +91,29 @@ def block_sum(x):
 @cuda.jit(**_KERNEL)
 def value(y, z, w, weighted, out, keep, partials):
     T = z.dtype.type
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    z_ = cuda.local.array(ITEMS, z.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
     total = 0.0
-    for i in range(cuda.grid(1), z.size, cuda.gridsize(1)):
-        loss = value_scalar(y[i], z[i], T)
-        if weighted:
-            loss = w[i] * loss
-        if keep:
-            out[i] = loss
-        total += loss
+    n = numba.uint64(z.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                z_[k] = z[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                loss = value_scalar(y_[k], z_[k], T)
+                if weighted:
+                    loss = w_[k] * loss
+                if keep:
+                    out[j] = loss
+                total += loss
     total = block_sum(total)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
@@ -103,26 +123,56 @@ def value(y, z, w, weighted, out, keep, partials):
 def grad(y, z, w, weighted, scale, g_z):
     T = z.dtype.type
     s0 = T(scale[0])
-    for i in range(cuda.grid(1), z.size, cuda.gridsize(1)):
-        d_z = grad_scalar(y[i], z[i], T)
-        s = s0 * w[i] if weighted else s0
-        g_z[i] = s * d_z
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    z_ = cuda.local.array(ITEMS, z.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
+    n = numba.uint64(z.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                z_[k] = z[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                d_z = grad_scalar(y_[k], z_[k], T)
+                s = s0 * w_[k] if weighted else s0
+                g_z[j] = s * d_z
 
 
 @cuda.jit(**_KERNEL)
 def value_and_grad(y, z, w, weighted, scale, out, keep, g_z, partials):
     T = z.dtype.type
     s0 = T(scale[0])
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    z_ = cuda.local.array(ITEMS, z.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
     total = 0.0
-    for i in range(cuda.grid(1), z.size, cuda.gridsize(1)):
-        loss, d_z = value_and_grad_scalar(y[i], z[i], T)
-        if weighted:
-            loss = w[i] * loss
-        if keep:
-            out[i] = loss
-        total += loss
-        s = s0 * w[i] if weighted else s0
-        g_z[i] = s * d_z
+    n = numba.uint64(z.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                z_[k] = z[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                loss, d_z = value_and_grad_scalar(y_[k], z_[k], T)
+                if weighted:
+                    loss = w_[k] * loss
+                if keep:
+                    out[j] = loss
+                total += loss
+                s = s0 * w_[k] if weighted else s0
+                g_z[j] = s * d_z
     total = block_sum(total)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
@@ -132,21 +182,51 @@ def value_and_grad(y, z, w, weighted, scale, out, keep, g_z, partials):
 def hessian(y, z, w, weighted, scale, h_z_z_out):
     T = z.dtype.type
     s0 = T(scale[0])
-    for i in range(cuda.grid(1), z.size, cuda.gridsize(1)):
-        h_z_z = hessian_scalar(y[i], z[i], T)
-        s = s0 * w[i] if weighted else s0
-        h_z_z_out[i] = s * h_z_z
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    z_ = cuda.local.array(ITEMS, z.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
+    n = numba.uint64(z.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                z_[k] = z[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                h_z_z = hessian_scalar(y_[k], z_[k], T)
+                s = s0 * w_[k] if weighted else s0
+                h_z_z_out[j] = s * h_z_z
 
 
 @cuda.jit(**_KERNEL)
 def grad_hessian(y, z, w, weighted, scale, g_z, h_z_z_out):
     T = z.dtype.type
     s0 = T(scale[0])
-    for i in range(cuda.grid(1), z.size, cuda.gridsize(1)):
-        d_z, h_z_z = grad_hessian_scalar(y[i], z[i], T)
-        s = s0 * w[i] if weighted else s0
-        g_z[i] = s * d_z
-        h_z_z_out[i] = s * h_z_z
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    z_ = cuda.local.array(ITEMS, z.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
+    n = numba.uint64(z.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                z_[k] = z[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                d_z, h_z_z = grad_hessian_scalar(y_[k], z_[k], T)
+                s = s0 * w_[k] if weighted else s0
+                g_z[j] = s * d_z
+                h_z_z_out[j] = s * h_z_z
 
 
 @cuda.jit(**_KERNEL)

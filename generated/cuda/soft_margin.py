@@ -28,25 +28,24 @@ HESSIAN_PAIRS = ((0, 0),)
 # The order of the Hessian output arguments: every (i, j), both halves written.
 HESSIAN_OUTPUTS = ((0, 0),)
 BLOCK = 256  # the largest block the reductions accept (shared memory per block)
+ITEMS = 4  # elements per thread and step, all loaded before any result is stored
 
 _KERNEL = dict(cache=True)
 
 
 @cuda.jit(device=True)
 def sigmoid(x, T):
-    # 1/(1 + e^{-x}), with exp only of non-positive arguments
-    if x >= T(0):
-        return T(1) / (T(1) + math.exp(-x))
-    e = math.exp(x)
-    return e / (T(1) + e)
+    # 1/(1 + e^{-x}) = (1 or e^{-|x|}) / (1 + e^{-|x|}): one exp, no branch
+    e = math.exp(-abs(x))
+    num = T(1) if x >= T(0) else e
+    return num / (T(1) + e)
 
 
 @cuda.jit(device=True)
 def softplus(x, T):
-    # log(1 + e^x) = max(x, 0) + log1p(e^{-|x|}): exact for any finite x
-    if x > T(0):
-        return x + math.log1p(math.exp(-x))
-    return math.log1p(math.exp(x))
+    # log(1 + e^x) = max(x, 0) + log1p(e^{-|x|}): one exp, one log1p, no branch
+    a = math.log1p(math.exp(-abs(x)))
+    return x + a if x > T(0) else a
 
 
 @cuda.jit(device=True)
@@ -105,14 +104,29 @@ def block_sum(x):
 @cuda.jit(**_KERNEL)
 def value(y, yhat, w, weighted, out, keep, partials):
     T = yhat.dtype.type
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    yhat_ = cuda.local.array(ITEMS, yhat.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
     total = 0.0
-    for i in range(cuda.grid(1), yhat.size, cuda.gridsize(1)):
-        loss = value_scalar(y[i], yhat[i], T)
-        if weighted:
-            loss = w[i] * loss
-        if keep:
-            out[i] = loss
-        total += loss
+    n = numba.uint64(yhat.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                yhat_[k] = yhat[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                loss = value_scalar(y_[k], yhat_[k], T)
+                if weighted:
+                    loss = w_[k] * loss
+                if keep:
+                    out[j] = loss
+                total += loss
     total = block_sum(total)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
@@ -122,26 +136,56 @@ def value(y, yhat, w, weighted, out, keep, partials):
 def grad(y, yhat, w, weighted, scale, g_yhat):
     T = yhat.dtype.type
     s0 = T(scale[0])
-    for i in range(cuda.grid(1), yhat.size, cuda.gridsize(1)):
-        d_yhat = grad_scalar(y[i], yhat[i], T)
-        s = s0 * w[i] if weighted else s0
-        g_yhat[i] = s * d_yhat
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    yhat_ = cuda.local.array(ITEMS, yhat.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
+    n = numba.uint64(yhat.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                yhat_[k] = yhat[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                d_yhat = grad_scalar(y_[k], yhat_[k], T)
+                s = s0 * w_[k] if weighted else s0
+                g_yhat[j] = s * d_yhat
 
 
 @cuda.jit(**_KERNEL)
 def value_and_grad(y, yhat, w, weighted, scale, out, keep, g_yhat, partials):
     T = yhat.dtype.type
     s0 = T(scale[0])
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    yhat_ = cuda.local.array(ITEMS, yhat.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
     total = 0.0
-    for i in range(cuda.grid(1), yhat.size, cuda.gridsize(1)):
-        loss, d_yhat = value_and_grad_scalar(y[i], yhat[i], T)
-        if weighted:
-            loss = w[i] * loss
-        if keep:
-            out[i] = loss
-        total += loss
-        s = s0 * w[i] if weighted else s0
-        g_yhat[i] = s * d_yhat
+    n = numba.uint64(yhat.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                yhat_[k] = yhat[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                loss, d_yhat = value_and_grad_scalar(y_[k], yhat_[k], T)
+                if weighted:
+                    loss = w_[k] * loss
+                if keep:
+                    out[j] = loss
+                total += loss
+                s = s0 * w_[k] if weighted else s0
+                g_yhat[j] = s * d_yhat
     total = block_sum(total)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
@@ -151,21 +195,51 @@ def value_and_grad(y, yhat, w, weighted, scale, out, keep, g_yhat, partials):
 def hessian(y, yhat, w, weighted, scale, h_yhat_yhat_out):
     T = yhat.dtype.type
     s0 = T(scale[0])
-    for i in range(cuda.grid(1), yhat.size, cuda.gridsize(1)):
-        h_yhat_yhat = hessian_scalar(y[i], yhat[i], T)
-        s = s0 * w[i] if weighted else s0
-        h_yhat_yhat_out[i] = s * h_yhat_yhat
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    yhat_ = cuda.local.array(ITEMS, yhat.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
+    n = numba.uint64(yhat.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                yhat_[k] = yhat[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                h_yhat_yhat = hessian_scalar(y_[k], yhat_[k], T)
+                s = s0 * w_[k] if weighted else s0
+                h_yhat_yhat_out[j] = s * h_yhat_yhat
 
 
 @cuda.jit(**_KERNEL)
 def grad_hessian(y, yhat, w, weighted, scale, g_yhat, h_yhat_yhat_out):
     T = yhat.dtype.type
     s0 = T(scale[0])
-    for i in range(cuda.grid(1), yhat.size, cuda.gridsize(1)):
-        d_yhat, h_yhat_yhat = grad_hessian_scalar(y[i], yhat[i], T)
-        s = s0 * w[i] if weighted else s0
-        g_yhat[i] = s * d_yhat
-        h_yhat_yhat_out[i] = s * h_yhat_yhat
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    yhat_ = cuda.local.array(ITEMS, yhat.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
+    n = numba.uint64(yhat.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                yhat_[k] = yhat[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                d_yhat, h_yhat_yhat = grad_hessian_scalar(y_[k], yhat_[k], T)
+                s = s0 * w_[k] if weighted else s0
+                g_yhat[j] = s * d_yhat
+                h_yhat_yhat_out[j] = s * h_yhat_yhat
 
 
 @cuda.jit(**_KERNEL)

@@ -28,59 +28,106 @@ HESSIAN_PAIRS = ((0, 0),)
 # The order of the Hessian output arguments: every (i, j), both halves written.
 HESSIAN_OUTPUTS = ((0, 0),)
 BLOCK = 256  # the largest block the reductions accept (shared memory per block)
+ITEMS = 4  # elements per thread and step, all loaded before any result is stored
 
 _KERNEL = dict(cache=True)
 
 
 @cuda.jit(device=True)
 def value_scalar(y, z, power, T):
-    t0 = T(2) - power
-    t1 = T(1) - power
-    loss = (-y*z + math.exp(z) if (power == T(1)) else (y*math.exp(-z) + z if (power == T(2)) else -y*math.exp(t1*z)/t1 + math.exp(t0*z)/t0))
+    t0 = y*z
+    t1 = (abs(z) < T(0.5))
+    t2 = -z
+    t3 = power - T(2)
+    t4 = -t3
+    t5 = (T(1)/(t4))
+    t6 = t4*z
+    t7 = power - T(1)
+    t8 = -t7
+    t9 = t8*z
+    t10 = y/t8
+    loss = ((math.expm1(z) + (T(1) - t0) if t1 else -t0 + math.exp(z)) if (power == T(1)) else ((y*math.expm1(t2) + (y + z) if t1 else y*math.exp(t2) + z) if (power == T(2)) else (-t10*math.expm1(t9) + t5*math.expm1(t6) + (-t10 + t5) if ((abs(t3*z) < T(0.5)) and (abs(t7*z) < T(0.5))) else -t10*math.exp(t9) + t5*math.exp(t6))))
     return loss
 
 
 @cuda.jit(device=True)
 def grad_scalar(y, z, power, T):
-    d_z = (-y + math.exp(z) if (power == T(1)) else (-y*math.exp(-z) + T(1) if (power == T(2)) else -y*math.exp(z*(T(1) - power)) + math.exp(z*(T(2) - power))))
+    t0 = (T(1) - y)
+    t1 = (abs(z) < T(0.5))
+    t2 = -z
+    t3 = power - T(2)
+    t4 = -t3*z
+    t5 = power - T(1)
+    t6 = -t5*z
+    d_z = ((t0 + math.expm1(z) if t1 else -y + math.exp(z)) if (power == T(1)) else ((t0 - y*math.expm1(t2) if t1 else -y*math.exp(t2) + T(1)) if (power == T(2)) else (t0 - y*math.expm1(t6) + math.expm1(t4) if ((abs(t3*z) < T(0.5)) and (abs(t5*z) < T(0.5))) else -y*math.exp(t6) + math.exp(t4))))
     return d_z
 
 
 @cuda.jit(device=True)
 def value_and_grad_scalar(y, z, power, T):
-    t0 = -math.exp(z)
-    t1 = (power == T(1))
-    t2 = y*math.exp(-z)
-    t3 = (power == T(2))
-    t4 = T(2) - power
-    t5 = math.exp(t4*z)
-    t6 = T(1) - power
-    t7 = y*math.exp(t6*z)
-    loss = (-t0 - y*z if t1 else (t2 + z if t3 else -t7/t6 + t5/t4))
-    d_z = (-t0 - y if t1 else (T(1) - t2 if t3 else t5 - t7))
+    t0 = math.expm1(z)
+    t1 = y*z
+    t2 = (abs(z) < T(0.5))
+    t3 = -math.exp(z)
+    t4 = (power == T(1))
+    t5 = -z
+    t6 = y*math.expm1(t5)
+    t7 = y*math.exp(t5)
+    t8 = (power == T(2))
+    t9 = power - T(2)
+    t10 = -t9
+    t11 = (T(1)/(t10))
+    t12 = t10*z
+    t13 = math.expm1(t12)
+    t14 = power - T(1)
+    t15 = -t14
+    t16 = t15*z
+    t17 = math.expm1(t16)
+    t18 = y/t15
+    t19 = ((abs(t14*z) < T(0.5)) and (abs(t9*z) < T(0.5)))
+    t20 = math.exp(t12)
+    t21 = math.exp(t16)
+    t22 = (T(1) - y)
+    loss = ((t0 + (T(1) - t1) if t2 else -t1 - t3) if t4 else ((t6 + (y + z) if t2 else t7 + z) if t8 else (t11*t13 - t17*t18 + (t11 - t18) if t19 else t11*t20 - t18*t21)))
+    d_z = ((t0 + t22 if t2 else -t3 - y) if t4 else ((t22 - t6 if t2 else T(1) - t7) if t8 else (t13 - t17*y + t22 if t19 else t20 - t21*y)))
     return loss, d_z
 
 
 @cuda.jit(device=True)
 def hessian_scalar(y, z, power, T):
-    t0 = T(2) - power
-    t1 = T(1) - power
-    h_z_z = (math.exp(z) if (power == T(1)) else (y*math.exp(-z) if (power == T(2)) else t0*math.exp(t0*z) - t1*y*math.exp(t1*z)))
+    t0 = power - T(2)
+    t1 = -t0
+    t2 = t1*z
+    t3 = power - T(1)
+    t4 = -t3
+    t5 = t4*y
+    t6 = t4*z
+    h_z_z = (math.exp(z) if (power == T(1)) else (y*math.exp(-z) if (power == T(2)) else (t1*math.expm1(t2) - t5*math.expm1(t6) + (-t0 - t5) if ((abs(t0*z) < T(0.5)) and (abs(t3*z) < T(0.5))) else t1*math.exp(t2) - t5*math.exp(t6))))
     return h_z_z
 
 
 @cuda.jit(device=True)
 def grad_hessian_scalar(y, z, power, T):
-    t0 = math.exp(z)
-    t1 = (power == T(1))
-    t2 = y*math.exp(-z)
-    t3 = (power == T(2))
-    t4 = T(1) - power
-    t5 = y*math.exp(t4*z)
-    t6 = T(2) - power
-    t7 = math.exp(t6*z)
-    d_z = (t0 - y if t1 else (T(1) - t2 if t3 else -t5 + t7))
-    h_z_z = (t0 if t1 else (t2 if t3 else -t4*t5 + t6*t7))
+    t0 = (T(1) - y)
+    t1 = (abs(z) < T(0.5))
+    t2 = math.exp(z)
+    t3 = (power == T(1))
+    t4 = -z
+    t5 = y*math.exp(t4)
+    t6 = (power == T(2))
+    t7 = power - T(2)
+    t8 = -t7
+    t9 = t8*z
+    t10 = math.expm1(t9)
+    t11 = power - T(1)
+    t12 = -t11
+    t13 = t12*z
+    t14 = y*math.expm1(t13)
+    t15 = ((abs(t11*z) < T(0.5)) and (abs(t7*z) < T(0.5)))
+    t16 = y*math.exp(t13)
+    t17 = math.exp(t9)
+    d_z = ((t0 + math.expm1(z) if t1 else t2 - y) if t3 else ((t0 - y*math.expm1(t4) if t1 else T(1) - t5) if t6 else (t0 + t10 - t14 if t15 else -t16 + t17)))
+    h_z_z = (t2 if t3 else (t5 if t6 else (t10*t8 - t12*t14 + (-t12*y - t7) if t15 else -t12*t16 + t17*t8)))
     return d_z, h_z_z
 
 
@@ -104,14 +151,29 @@ def block_sum(x):
 @cuda.jit(**_KERNEL)
 def value(y, z, power, w, weighted, out, keep, partials):
     T = z.dtype.type
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    z_ = cuda.local.array(ITEMS, z.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
     total = 0.0
-    for i in range(cuda.grid(1), z.size, cuda.gridsize(1)):
-        loss = value_scalar(y[i], z[i], power, T)
-        if weighted:
-            loss = w[i] * loss
-        if keep:
-            out[i] = loss
-        total += loss
+    n = numba.uint64(z.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                z_[k] = z[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                loss = value_scalar(y_[k], z_[k], power, T)
+                if weighted:
+                    loss = w_[k] * loss
+                if keep:
+                    out[j] = loss
+                total += loss
     total = block_sum(total)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
@@ -121,26 +183,56 @@ def value(y, z, power, w, weighted, out, keep, partials):
 def grad(y, z, power, w, weighted, scale, g_z):
     T = z.dtype.type
     s0 = T(scale[0])
-    for i in range(cuda.grid(1), z.size, cuda.gridsize(1)):
-        d_z = grad_scalar(y[i], z[i], power, T)
-        s = s0 * w[i] if weighted else s0
-        g_z[i] = s * d_z
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    z_ = cuda.local.array(ITEMS, z.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
+    n = numba.uint64(z.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                z_[k] = z[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                d_z = grad_scalar(y_[k], z_[k], power, T)
+                s = s0 * w_[k] if weighted else s0
+                g_z[j] = s * d_z
 
 
 @cuda.jit(**_KERNEL)
 def value_and_grad(y, z, power, w, weighted, scale, out, keep, g_z, partials):
     T = z.dtype.type
     s0 = T(scale[0])
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    z_ = cuda.local.array(ITEMS, z.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
     total = 0.0
-    for i in range(cuda.grid(1), z.size, cuda.gridsize(1)):
-        loss, d_z = value_and_grad_scalar(y[i], z[i], power, T)
-        if weighted:
-            loss = w[i] * loss
-        if keep:
-            out[i] = loss
-        total += loss
-        s = s0 * w[i] if weighted else s0
-        g_z[i] = s * d_z
+    n = numba.uint64(z.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                z_[k] = z[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                loss, d_z = value_and_grad_scalar(y_[k], z_[k], power, T)
+                if weighted:
+                    loss = w_[k] * loss
+                if keep:
+                    out[j] = loss
+                total += loss
+                s = s0 * w_[k] if weighted else s0
+                g_z[j] = s * d_z
     total = block_sum(total)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
@@ -150,21 +242,51 @@ def value_and_grad(y, z, power, w, weighted, scale, out, keep, g_z, partials):
 def hessian(y, z, power, w, weighted, scale, h_z_z_out):
     T = z.dtype.type
     s0 = T(scale[0])
-    for i in range(cuda.grid(1), z.size, cuda.gridsize(1)):
-        h_z_z = hessian_scalar(y[i], z[i], power, T)
-        s = s0 * w[i] if weighted else s0
-        h_z_z_out[i] = s * h_z_z
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    z_ = cuda.local.array(ITEMS, z.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
+    n = numba.uint64(z.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                z_[k] = z[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                h_z_z = hessian_scalar(y_[k], z_[k], power, T)
+                s = s0 * w_[k] if weighted else s0
+                h_z_z_out[j] = s * h_z_z
 
 
 @cuda.jit(**_KERNEL)
 def grad_hessian(y, z, power, w, weighted, scale, g_z, h_z_z_out):
     T = z.dtype.type
     s0 = T(scale[0])
-    for i in range(cuda.grid(1), z.size, cuda.gridsize(1)):
-        d_z, h_z_z = grad_hessian_scalar(y[i], z[i], power, T)
-        s = s0 * w[i] if weighted else s0
-        g_z[i] = s * d_z
-        h_z_z_out[i] = s * h_z_z
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    z_ = cuda.local.array(ITEMS, z.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
+    n = numba.uint64(z.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                z_[k] = z[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                d_z, h_z_z = grad_hessian_scalar(y_[k], z_[k], power, T)
+                s = s0 * w_[k] if weighted else s0
+                g_z[j] = s * d_z
+                h_z_z_out[j] = s * h_z_z
 
 
 @cuda.jit(**_KERNEL)

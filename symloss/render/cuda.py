@@ -2,8 +2,14 @@
 
 The per-element math is the CPU backend's: the same printer, the same
 ``T``-typed constants and the same helper sources, compiled as numba-cuda
-device functions instead of ``numba.njit`` functions.  Only the loops differ:
+device functions instead of ``numba.njit`` functions.  The loops differ:
 grid-stride kernels with a block reduction (see templates/cuda/module.py.j2).
+
+One more difference: a helper that branches on its argument with costly math
+on both sides makes a warp run both sides whenever its lanes disagree.  For
+those, ``DEVICE_HELPERS`` has a GPU source that computes the shared costly
+part once and picks between cheap values (a select, not a branch).  Each
+returns bit for bit what the primitive's own helper returns (tested).
 """
 from __future__ import annotations
 
@@ -20,6 +26,51 @@ from .printer import NumbaPrinter
 
 TEMPLATE = "cuda/module.py.j2"
 KINDS = ("elementwise",)  # loss kinds this backend emits kernels for
+
+# name -> GPU source of a helper (same name, arguments and results as the primitive's)
+DEVICE_HELPERS = {
+    "sign": '''
+def sign(x, T):
+    # sign with sign(0) = 0 and sign(NaN) = NaN, as selects
+    return T(1) if x > T(0) else (T(-1) if x < T(0) else x * T(0))
+''',
+    "sigmoid": '''
+def sigmoid(x, T):
+    # 1/(1 + e^{-x}) = (1 or e^{-|x|}) / (1 + e^{-|x|}): one exp, no branch
+    e = math.exp(-abs(x))
+    num = T(1) if x >= T(0) else e
+    return num / (T(1) + e)
+''',
+    "softplus": '''
+def softplus(x, T):
+    # log(1 + e^x) = max(x, 0) + log1p(e^{-|x|}): one exp, one log1p, no branch
+    a = math.log1p(math.exp(-abs(x)))
+    return x + a if x > T(0) else a
+''',
+    "logistic": '''
+def logistic(u, k, T):
+    # softplus(u) + k*u, grouped so the linear parts never cancel the softplus
+    a = math.log1p(math.exp(-abs(u)))
+    return (T(1) + k) * u + a if u > T(0) else k * u + a
+''',
+    "sigmoid_plus": '''
+def sigmoid_plus(u, k, T):
+    # sigmoid(u) + k, as (1 + k) - sigmoid(-u) for u > 0 (exact for k = -1)
+    e = math.exp(-abs(u))
+    s = e / (T(1) + e)
+    return (T(1) + k) - s if u > T(0) else s + k
+''',
+    "logcosh": '''
+def logcosh(x, T):
+    # near 0: log1p(2 sinh(x/2)^2); beyond: |x| + log1p(e^{-2|x|}) - log 2;
+    # both arguments computed, one log1p
+    a = abs(x)
+    small = a < T(1)
+    s = math.sinh(T(0.5) * a)
+    r = math.log1p(T(2) * s * s if small else math.exp(T(-2) * a))
+    return r if small else a + r - T(0.6931471805599453)
+''',
+}
 
 
 @dataclass(frozen=True)
@@ -81,10 +132,11 @@ def module_model(derivation: Derivation, ir: LossIR | None = None) -> dict:
         "params_dict": "{" + ", ".join(f"{p.name!r}: {p.default!r}" for p in spec.params) + "}",
         "hessian_pairs": repr(ir.hessian_pairs),
         "hessian_outputs": repr(hessian_outputs(ir)),
-        "helpers": [printer.helpers[k].strip() for k in sorted(printer.helpers)],
+        "helpers": [DEVICE_HELPERS.get(k, printer.helpers[k]).strip() for k in sorted(printer.helpers)],
         "functions": functions,
         "data_args": ", ".join(ir.inputs),
-        "data_items": ", ".join(f"{x}[i]" for x in ir.inputs),
+        "inputs": list(ir.inputs),
+        "local_items": ", ".join(f"{x}_[k]" for x in ir.inputs),
         "param_args": "".join(f"{p}, " for p in ir.params),
         "size_of": preds[0],
         "grad_stores": grad_stores,
