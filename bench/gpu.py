@@ -314,13 +314,15 @@ def elementwise(torch, n: int, reps: int, inner: int, compile_: bool, copy_tbps:
         regs = dev.module.value_and_grad.get_regs_per_thread()
         r["registers"] = sorted(set(regs.values())) if isinstance(regs, dict) else regs
         sweep = {}
-        for per_sm in (2, 4, 8, 16, 64, "one element per thread"):
-            blocks = per_sm * sms if isinstance(per_sm, int) else -(-n // C.THREADS)
+        wave = resident.get(C.THREADS, 8 * sms)
+        grids = {f"{k}/SM": k * sms for k in (4, 16, 64)}
+        grids.update({"1 wave": wave, "4 waves": 4 * wave, "one element per thread": -(-n // C.THREADS)})
+        for label, blocks in grids.items():
             d = C.DeviceLoss(loss.spec, dev.module, C.Launch(max_blocks=blocks))
-            sweep[per_sm] = cuda_time_ms(torch, lambda: d.value_and_grad(y, x), max(3, reps // 3), inner)
-        r["sweep_ms_by_blocks_per_sm"] = sweep
-        print(f"   {name}: registers {r['registers']}, resident blocks {resident}; "
-              f"ms by blocks/SM {', '.join(f'{k}: {t:.3f}' for k, t in sweep.items())}", flush=True)
+            sweep[label] = cuda_time_ms(torch, lambda: d.value_and_grad(y, x), max(3, reps // 3), inner)
+        r["sweep_ms_by_grid"] = sweep
+        print(f"   {name}: registers {r['registers']}, resident blocks {resident}, default grid "
+              f"{C.WAVES} waves; ms by grid {', '.join(f'{k}: {t:.3f}' for k, t in sweep.items())}", flush=True)
 
         # the kernel shape: elements per thread and step (ITEMS, a module constant), threads per block
         variants = {}
