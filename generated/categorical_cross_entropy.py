@@ -3,8 +3,8 @@
 
     L(y, p) = -RowSum(log(p[k])*y[k], k)
 
-Each kernel loops over rows (`_parallel`: with prange) and, per row, runs the
-steps of the row IR: loops over the K classes that take maxima (softmax
+Each kernel loops over rows (`_parallel`: with prange) and calls its `_*_row`
+function, which runs the steps of the row IR: loops over the K classes that take maxima (softmax
 shifts, argmax) and sums, then a loop writing per-class outputs.  The math
 sits in the small `*_sN` functions (compiled without fast-math).
 
@@ -104,6 +104,90 @@ def hessian_s0(p, y, T):
     return _e_p_p
 
 
+@numba.njit(**_LOOP)
+def _value_row(_i, y, p, _sw, _scale, _out, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    for _k in range(_nk):
+        _x0 = value_s0(p[_i, _k], y[_i, _k], T)
+        _r0 += _x0
+    _loss = value_s1(_r0, T)
+
+    return _loss
+
+
+@numba.njit(**_LOOP)
+def _grad_row(_i, y, p, _sw, _scale, _G_p, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    for _k in range(_nk):
+        _d_p = grad_s0(p[_i, _k], y[_i, _k], T)
+        _G_p[_i, _k] = _s * _d_p
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _value_and_grad_row(_i, y, p, _sw, _scale, _out, _G_p, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    for _k in range(_nk):
+        _x0 = value_and_grad_s0(p[_i, _k], y[_i, _k], T)
+        _r0 += _x0
+    for _k in range(_nk):
+        _d_p = value_and_grad_s1(p[_i, _k], y[_i, _k], T)
+        _G_p[_i, _k] = _s * _d_p
+    _loss = value_and_grad_s2(_r0, T)
+
+    return _loss
+
+
+@numba.njit(**_LOOP)
+def _hessian_diag_row(_i, y, p, _sw, _scale, _HD_p, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    for _k in range(_nk):
+        _h_p = hessian_diag_s0(p[_i, _k], y[_i, _k], T)
+        _HD_p[_i, _k] = _s * _h_p
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _hvp_row(_i, y, p, _v_p, _sw, _scale, _HV_p, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    for _k in range(_nk):
+        _hv_p = hvp_s0(p[_i, _k], y[_i, _k], _v_p[_i, _k], T)
+        _HV_p[_i, _k] = _s * _hv_p
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _hessian_row(_i, y, p, _sw, _scale, _H, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _E = np.empty((1, _nk), p.dtype)
+    _A = np.empty((0, _nk), p.dtype)
+    _B = np.empty((0, _nk), p.dtype)
+    for _k in range(_nk):
+        _e_p_p = hessian_s0(p[_i, _k], y[_i, _k], T)
+        _E[0, _k] = _e_p_p
+    for _p in range(1):
+        for _q in range(1):
+            for _j in range(_nk):
+                for _k in range(_nk):
+                    _acc = _E[_p * 1 + _q, _j] if _j == _k else T(0)
+                    for _r in range(0):
+                        _acc += _A[_p * 0 + _r, _j] * _B[_q * 0 + _r, _k]
+                    _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
+
+    return T(0)
+
+
 @numba.njit(parallel=False, **_LOOP)
 def value(y, p, _sw, _scale, _out, T):
     _n = p.shape[0]
@@ -111,14 +195,7 @@ def value(y, p, _sw, _scale, _out, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = value_s0(p[_i, _k], y[_i, _k], T)
-            _r0 += _x0
-        _loss = value_s1(_r0, T)
-
+        _loss = _value_row(_i, y, p, _sw, _scale, _out, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -133,11 +210,7 @@ def grad(y, p, _sw, _scale, _G_p, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        for _k in range(_nk):
-            _d_p = grad_s0(p[_i, _k], y[_i, _k], T)
-            _G_p[_i, _k] = _s * _d_p
-
+        _loss = _grad_row(_i, y, p, _sw, _scale, _G_p, _nk, K, T)
     return _total
 
 
@@ -148,17 +221,7 @@ def value_and_grad(y, p, _sw, _scale, _out, _G_p, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = value_and_grad_s0(p[_i, _k], y[_i, _k], T)
-            _r0 += _x0
-        for _k in range(_nk):
-            _d_p = value_and_grad_s1(p[_i, _k], y[_i, _k], T)
-            _G_p[_i, _k] = _s * _d_p
-        _loss = value_and_grad_s2(_r0, T)
-
+        _loss = _value_and_grad_row(_i, y, p, _sw, _scale, _out, _G_p, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -173,11 +236,7 @@ def hessian_diag(y, p, _sw, _scale, _HD_p, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        for _k in range(_nk):
-            _h_p = hessian_diag_s0(p[_i, _k], y[_i, _k], T)
-            _HD_p[_i, _k] = _s * _h_p
-
+        _loss = _hessian_diag_row(_i, y, p, _sw, _scale, _HD_p, _nk, K, T)
     return _total
 
 
@@ -188,11 +247,7 @@ def hvp(y, p, _v_p, _sw, _scale, _HV_p, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        for _k in range(_nk):
-            _hv_p = hvp_s0(p[_i, _k], y[_i, _k], _v_p[_i, _k], T)
-            _HV_p[_i, _k] = _s * _hv_p
-
+        _loss = _hvp_row(_i, y, p, _v_p, _sw, _scale, _HV_p, _nk, K, T)
     return _total
 
 
@@ -203,22 +258,7 @@ def hessian(y, p, _sw, _scale, _H, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _E = np.empty((1, _nk), p.dtype)
-        _A = np.empty((0, _nk), p.dtype)
-        _B = np.empty((0, _nk), p.dtype)
-        for _k in range(_nk):
-            _e_p_p = hessian_s0(p[_i, _k], y[_i, _k], T)
-            _E[0, _k] = _e_p_p
-        for _p in range(1):
-            for _q in range(1):
-                for _j in range(_nk):
-                    for _k in range(_nk):
-                        _acc = _E[_p * 1 + _q, _j] if _j == _k else T(0)
-                        for _r in range(0):
-                            _acc += _A[_p * 0 + _r, _j] * _B[_q * 0 + _r, _k]
-                        _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
-
+        _loss = _hessian_row(_i, y, p, _sw, _scale, _H, _nk, K, T)
     return _total
 
 
@@ -229,14 +269,7 @@ def value_parallel(y, p, _sw, _scale, _out, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = value_s0(p[_i, _k], y[_i, _k], T)
-            _r0 += _x0
-        _loss = value_s1(_r0, T)
-
+        _loss = _value_row(_i, y, p, _sw, _scale, _out, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -251,11 +284,7 @@ def grad_parallel(y, p, _sw, _scale, _G_p, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        for _k in range(_nk):
-            _d_p = grad_s0(p[_i, _k], y[_i, _k], T)
-            _G_p[_i, _k] = _s * _d_p
-
+        _loss = _grad_row(_i, y, p, _sw, _scale, _G_p, _nk, K, T)
     return _total
 
 
@@ -266,17 +295,7 @@ def value_and_grad_parallel(y, p, _sw, _scale, _out, _G_p, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = value_and_grad_s0(p[_i, _k], y[_i, _k], T)
-            _r0 += _x0
-        for _k in range(_nk):
-            _d_p = value_and_grad_s1(p[_i, _k], y[_i, _k], T)
-            _G_p[_i, _k] = _s * _d_p
-        _loss = value_and_grad_s2(_r0, T)
-
+        _loss = _value_and_grad_row(_i, y, p, _sw, _scale, _out, _G_p, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -291,11 +310,7 @@ def hessian_diag_parallel(y, p, _sw, _scale, _HD_p, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        for _k in range(_nk):
-            _h_p = hessian_diag_s0(p[_i, _k], y[_i, _k], T)
-            _HD_p[_i, _k] = _s * _h_p
-
+        _loss = _hessian_diag_row(_i, y, p, _sw, _scale, _HD_p, _nk, K, T)
     return _total
 
 
@@ -306,11 +321,7 @@ def hvp_parallel(y, p, _v_p, _sw, _scale, _HV_p, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        for _k in range(_nk):
-            _hv_p = hvp_s0(p[_i, _k], y[_i, _k], _v_p[_i, _k], T)
-            _HV_p[_i, _k] = _s * _hv_p
-
+        _loss = _hvp_row(_i, y, p, _v_p, _sw, _scale, _HV_p, _nk, K, T)
     return _total
 
 
@@ -321,20 +332,5 @@ def hessian_parallel(y, p, _sw, _scale, _H, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _E = np.empty((1, _nk), p.dtype)
-        _A = np.empty((0, _nk), p.dtype)
-        _B = np.empty((0, _nk), p.dtype)
-        for _k in range(_nk):
-            _e_p_p = hessian_s0(p[_i, _k], y[_i, _k], T)
-            _E[0, _k] = _e_p_p
-        for _p in range(1):
-            for _q in range(1):
-                for _j in range(_nk):
-                    for _k in range(_nk):
-                        _acc = _E[_p * 1 + _q, _j] if _j == _k else T(0)
-                        for _r in range(0):
-                            _acc += _A[_p * 0 + _r, _j] * _B[_q * 0 + _r, _k]
-                        _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
-
+        _loss = _hessian_row(_i, y, p, _sw, _scale, _H, _nk, K, T)
     return _total

@@ -3,8 +3,8 @@
 
     L(y, z) = Max(0, RowMax((1 - y[k])*z[k], k) - RowSum(y[k]*z[k], k) + 1)
 
-Each kernel loops over rows (`_parallel`: with prange) and, per row, runs the
-steps of the row IR: loops over the K classes that take maxima (softmax
+Each kernel loops over rows (`_parallel`: with prange) and calls its `_*_row`
+function, which runs the steps of the row IR: loops over the K classes that take maxima (softmax
 shifts, argmax) and sums, then a loop writing per-class outputs.  The math
 sits in the small `*_sN` functions (compiled without fast-math).
 
@@ -156,6 +156,128 @@ def hessian_s1(y, z, _sel1, T):
     return _e_z_z, _a_z_0, _a_z_1, _b_z_0, _b_z_1
 
 
+@numba.njit(**_LOOP)
+def _value_row(_i, y, z, _sw, _scale, _out, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r1 = -T(math.inf)
+    _a1 = 0
+    for _k in range(_nk):
+        _x0 = value_s0(y[_i, _k], z[_i, _k], T)
+        if _x0 > _r1 or (_x0 != _x0 and _r1 == _r1):
+            _r1 = _x0
+            _a1 = _k
+    _r0 = T(0)
+    for _k in range(_nk):
+        _x0 = value_s1(y[_i, _k], z[_i, _k], T)
+        _r0 += _x0
+    _loss = value_s2(_r0, _r1, T)
+
+    return _loss
+
+
+@numba.njit(**_LOOP)
+def _grad_row(_i, y, z, _sw, _scale, _G_z, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r1 = -T(math.inf)
+    _a1 = 0
+    for _k in range(_nk):
+        _x0 = grad_s0(y[_i, _k], z[_i, _k], T)
+        if _x0 > _r1 or (_x0 != _x0 and _r1 == _r1):
+            _r1 = _x0
+            _a1 = _k
+    _r0 = T(0)
+    for _k in range(_nk):
+        _x0 = grad_s1(y[_i, _k], z[_i, _k], T)
+        _r0 += _x0
+    _h0, _h1 = grad_s2(_r0, _r1, T)
+    for _k in range(_nk):
+        _d_z = grad_s3(y[_i, _k], _h0, _h1, (T(1) if _k == _a1 else T(0)), T)
+        _G_z[_i, _k] = _s * _d_z
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _value_and_grad_row(_i, y, z, _sw, _scale, _out, _G_z, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r1 = -T(math.inf)
+    _a1 = 0
+    for _k in range(_nk):
+        _x0 = value_and_grad_s0(y[_i, _k], z[_i, _k], T)
+        if _x0 > _r1 or (_x0 != _x0 and _r1 == _r1):
+            _r1 = _x0
+            _a1 = _k
+    _r0 = T(0)
+    for _k in range(_nk):
+        _x0 = value_and_grad_s1(y[_i, _k], z[_i, _k], T)
+        _r0 += _x0
+    _h0, _h1 = value_and_grad_s2(_r0, _r1, T)
+    for _k in range(_nk):
+        _d_z = value_and_grad_s3(y[_i, _k], _h0, _h1, (T(1) if _k == _a1 else T(0)), T)
+        _G_z[_i, _k] = _s * _d_z
+    _loss = value_and_grad_s4(_r0, _r1, T)
+
+    return _loss
+
+
+@numba.njit(**_LOOP)
+def _hessian_diag_row(_i, y, z, _sw, _scale, _HD_z, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    for _k in range(_nk):
+        _h_z = hessian_diag_s0(z[_i, _k], T)
+        _HD_z[_i, _k] = _s * _h_z
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _hvp_row(_i, y, z, _v_z, _sw, _scale, _HV_z, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    for _k in range(_nk):
+        _hv_z = hvp_s0(z[_i, _k], T)
+        _HV_z[_i, _k] = _s * _hv_z
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _hessian_row(_i, y, z, _sw, _scale, _H, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r1 = -T(math.inf)
+    _a1 = 0
+    for _k in range(_nk):
+        _x0 = hessian_s0(y[_i, _k], z[_i, _k], T)
+        if _x0 > _r1 or (_x0 != _x0 and _r1 == _r1):
+            _r1 = _x0
+            _a1 = _k
+    _E = np.empty((1, _nk), z.dtype)
+    _A = np.empty((2, _nk), z.dtype)
+    _B = np.empty((2, _nk), z.dtype)
+    for _k in range(_nk):
+        _e_z_z, _a_z_0, _a_z_1, _b_z_0, _b_z_1 = hessian_s1(y[_i, _k], z[_i, _k], (T(1) if _k == _a1 else T(0)), T)
+        _E[0, _k] = _e_z_z
+        _A[0, _k] = _a_z_0
+        _B[0, _k] = _b_z_0
+        _A[1, _k] = _a_z_1
+        _B[1, _k] = _b_z_1
+    for _p in range(1):
+        for _q in range(1):
+            for _j in range(_nk):
+                for _k in range(_nk):
+                    _acc = _E[_p * 1 + _q, _j] if _j == _k else T(0)
+                    for _r in range(2):
+                        _acc += _A[_p * 2 + _r, _j] * _B[_q * 2 + _r, _k]
+                    _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
+
+    return T(0)
+
+
 @numba.njit(parallel=False, **_LOOP)
 def value(y, z, _sw, _scale, _out, T):
     _n = z.shape[0]
@@ -163,21 +285,7 @@ def value(y, z, _sw, _scale, _out, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r1 = -T(math.inf)
-        _a1 = 0
-        for _k in range(_nk):
-            _x0 = value_s0(y[_i, _k], z[_i, _k], T)
-            if _x0 > _r1 or (_x0 != _x0 and _r1 == _r1):
-                _r1 = _x0
-                _a1 = _k
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = value_s1(y[_i, _k], z[_i, _k], T)
-            _r0 += _x0
-        _loss = value_s2(_r0, _r1, T)
-
+        _loss = _value_row(_i, y, z, _sw, _scale, _out, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -192,23 +300,7 @@ def grad(y, z, _sw, _scale, _G_z, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r1 = -T(math.inf)
-        _a1 = 0
-        for _k in range(_nk):
-            _x0 = grad_s0(y[_i, _k], z[_i, _k], T)
-            if _x0 > _r1 or (_x0 != _x0 and _r1 == _r1):
-                _r1 = _x0
-                _a1 = _k
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = grad_s1(y[_i, _k], z[_i, _k], T)
-            _r0 += _x0
-        _h0, _h1 = grad_s2(_r0, _r1, T)
-        for _k in range(_nk):
-            _d_z = grad_s3(y[_i, _k], _h0, _h1, (T(1) if _k == _a1 else T(0)), T)
-            _G_z[_i, _k] = _s * _d_z
-
+        _loss = _grad_row(_i, y, z, _sw, _scale, _G_z, _nk, K, T)
     return _total
 
 
@@ -219,25 +311,7 @@ def value_and_grad(y, z, _sw, _scale, _out, _G_z, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r1 = -T(math.inf)
-        _a1 = 0
-        for _k in range(_nk):
-            _x0 = value_and_grad_s0(y[_i, _k], z[_i, _k], T)
-            if _x0 > _r1 or (_x0 != _x0 and _r1 == _r1):
-                _r1 = _x0
-                _a1 = _k
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = value_and_grad_s1(y[_i, _k], z[_i, _k], T)
-            _r0 += _x0
-        _h0, _h1 = value_and_grad_s2(_r0, _r1, T)
-        for _k in range(_nk):
-            _d_z = value_and_grad_s3(y[_i, _k], _h0, _h1, (T(1) if _k == _a1 else T(0)), T)
-            _G_z[_i, _k] = _s * _d_z
-        _loss = value_and_grad_s4(_r0, _r1, T)
-
+        _loss = _value_and_grad_row(_i, y, z, _sw, _scale, _out, _G_z, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -252,11 +326,7 @@ def hessian_diag(y, z, _sw, _scale, _HD_z, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        for _k in range(_nk):
-            _h_z = hessian_diag_s0(z[_i, _k], T)
-            _HD_z[_i, _k] = _s * _h_z
-
+        _loss = _hessian_diag_row(_i, y, z, _sw, _scale, _HD_z, _nk, K, T)
     return _total
 
 
@@ -267,11 +337,7 @@ def hvp(y, z, _v_z, _sw, _scale, _HV_z, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        for _k in range(_nk):
-            _hv_z = hvp_s0(z[_i, _k], T)
-            _HV_z[_i, _k] = _s * _hv_z
-
+        _loss = _hvp_row(_i, y, z, _v_z, _sw, _scale, _HV_z, _nk, K, T)
     return _total
 
 
@@ -282,33 +348,7 @@ def hessian(y, z, _sw, _scale, _H, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r1 = -T(math.inf)
-        _a1 = 0
-        for _k in range(_nk):
-            _x0 = hessian_s0(y[_i, _k], z[_i, _k], T)
-            if _x0 > _r1 or (_x0 != _x0 and _r1 == _r1):
-                _r1 = _x0
-                _a1 = _k
-        _E = np.empty((1, _nk), z.dtype)
-        _A = np.empty((2, _nk), z.dtype)
-        _B = np.empty((2, _nk), z.dtype)
-        for _k in range(_nk):
-            _e_z_z, _a_z_0, _a_z_1, _b_z_0, _b_z_1 = hessian_s1(y[_i, _k], z[_i, _k], (T(1) if _k == _a1 else T(0)), T)
-            _E[0, _k] = _e_z_z
-            _A[0, _k] = _a_z_0
-            _B[0, _k] = _b_z_0
-            _A[1, _k] = _a_z_1
-            _B[1, _k] = _b_z_1
-        for _p in range(1):
-            for _q in range(1):
-                for _j in range(_nk):
-                    for _k in range(_nk):
-                        _acc = _E[_p * 1 + _q, _j] if _j == _k else T(0)
-                        for _r in range(2):
-                            _acc += _A[_p * 2 + _r, _j] * _B[_q * 2 + _r, _k]
-                        _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
-
+        _loss = _hessian_row(_i, y, z, _sw, _scale, _H, _nk, K, T)
     return _total
 
 
@@ -319,21 +359,7 @@ def value_parallel(y, z, _sw, _scale, _out, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r1 = -T(math.inf)
-        _a1 = 0
-        for _k in range(_nk):
-            _x0 = value_s0(y[_i, _k], z[_i, _k], T)
-            if _x0 > _r1 or (_x0 != _x0 and _r1 == _r1):
-                _r1 = _x0
-                _a1 = _k
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = value_s1(y[_i, _k], z[_i, _k], T)
-            _r0 += _x0
-        _loss = value_s2(_r0, _r1, T)
-
+        _loss = _value_row(_i, y, z, _sw, _scale, _out, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -348,23 +374,7 @@ def grad_parallel(y, z, _sw, _scale, _G_z, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r1 = -T(math.inf)
-        _a1 = 0
-        for _k in range(_nk):
-            _x0 = grad_s0(y[_i, _k], z[_i, _k], T)
-            if _x0 > _r1 or (_x0 != _x0 and _r1 == _r1):
-                _r1 = _x0
-                _a1 = _k
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = grad_s1(y[_i, _k], z[_i, _k], T)
-            _r0 += _x0
-        _h0, _h1 = grad_s2(_r0, _r1, T)
-        for _k in range(_nk):
-            _d_z = grad_s3(y[_i, _k], _h0, _h1, (T(1) if _k == _a1 else T(0)), T)
-            _G_z[_i, _k] = _s * _d_z
-
+        _loss = _grad_row(_i, y, z, _sw, _scale, _G_z, _nk, K, T)
     return _total
 
 
@@ -375,25 +385,7 @@ def value_and_grad_parallel(y, z, _sw, _scale, _out, _G_z, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r1 = -T(math.inf)
-        _a1 = 0
-        for _k in range(_nk):
-            _x0 = value_and_grad_s0(y[_i, _k], z[_i, _k], T)
-            if _x0 > _r1 or (_x0 != _x0 and _r1 == _r1):
-                _r1 = _x0
-                _a1 = _k
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = value_and_grad_s1(y[_i, _k], z[_i, _k], T)
-            _r0 += _x0
-        _h0, _h1 = value_and_grad_s2(_r0, _r1, T)
-        for _k in range(_nk):
-            _d_z = value_and_grad_s3(y[_i, _k], _h0, _h1, (T(1) if _k == _a1 else T(0)), T)
-            _G_z[_i, _k] = _s * _d_z
-        _loss = value_and_grad_s4(_r0, _r1, T)
-
+        _loss = _value_and_grad_row(_i, y, z, _sw, _scale, _out, _G_z, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -408,11 +400,7 @@ def hessian_diag_parallel(y, z, _sw, _scale, _HD_z, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        for _k in range(_nk):
-            _h_z = hessian_diag_s0(z[_i, _k], T)
-            _HD_z[_i, _k] = _s * _h_z
-
+        _loss = _hessian_diag_row(_i, y, z, _sw, _scale, _HD_z, _nk, K, T)
     return _total
 
 
@@ -423,11 +411,7 @@ def hvp_parallel(y, z, _v_z, _sw, _scale, _HV_z, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        for _k in range(_nk):
-            _hv_z = hvp_s0(z[_i, _k], T)
-            _HV_z[_i, _k] = _s * _hv_z
-
+        _loss = _hvp_row(_i, y, z, _v_z, _sw, _scale, _HV_z, _nk, K, T)
     return _total
 
 
@@ -438,31 +422,5 @@ def hessian_parallel(y, z, _sw, _scale, _H, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r1 = -T(math.inf)
-        _a1 = 0
-        for _k in range(_nk):
-            _x0 = hessian_s0(y[_i, _k], z[_i, _k], T)
-            if _x0 > _r1 or (_x0 != _x0 and _r1 == _r1):
-                _r1 = _x0
-                _a1 = _k
-        _E = np.empty((1, _nk), z.dtype)
-        _A = np.empty((2, _nk), z.dtype)
-        _B = np.empty((2, _nk), z.dtype)
-        for _k in range(_nk):
-            _e_z_z, _a_z_0, _a_z_1, _b_z_0, _b_z_1 = hessian_s1(y[_i, _k], z[_i, _k], (T(1) if _k == _a1 else T(0)), T)
-            _E[0, _k] = _e_z_z
-            _A[0, _k] = _a_z_0
-            _B[0, _k] = _b_z_0
-            _A[1, _k] = _a_z_1
-            _B[1, _k] = _b_z_1
-        for _p in range(1):
-            for _q in range(1):
-                for _j in range(_nk):
-                    for _k in range(_nk):
-                        _acc = _E[_p * 1 + _q, _j] if _j == _k else T(0)
-                        for _r in range(2):
-                            _acc += _A[_p * 2 + _r, _j] * _B[_q * 2 + _r, _k]
-                        _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
-
+        _loss = _hessian_row(_i, y, z, _sw, _scale, _H, _nk, K, T)
     return _total

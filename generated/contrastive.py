@@ -3,8 +3,8 @@
 
     L(y, x1, x2, margin) = y*Max(0, margin - sqrt(RowSum((x1[k] - x2[k])**2, k)))**2 + (1 - y)*RowSum((x1[k] - x2[k])**2, k)
 
-Each kernel loops over rows (`_parallel`: with prange) and, per row, runs the
-steps of the row IR: loops over the K classes that take maxima (softmax
+Each kernel loops over rows (`_parallel`: with prange) and calls its `_*_row`
+function, which runs the steps of the row IR: loops over the K classes that take maxima (softmax
 shifts, argmax) and sums, then a loop writing per-class outputs.  The math
 sits in the small `*_sN` functions (compiled without fast-math).
 
@@ -261,6 +261,124 @@ def hessian_s2(x1, x2, y, _h0, _h1, _h2, _h3, _h4, _h5, _h6, T):
     return _e_x1_x1, _e_x1_x2, _e_x2_x1, _e_x2_x2, _a_x1_0, _a_x2_0, _b_x1_0, _b_x2_0
 
 
+@numba.njit(**_LOOP)
+def _value_row(_i, y, x1, x2, margin, _sw, _scale, _out, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    for _k in range(_nk):
+        _x0 = value_s0(x1[_i, _k], x2[_i, _k], T)
+        _r0 += _x0
+    _d0, _loss = value_s1(margin, y[_i], _r0, T)
+
+    return _loss
+
+
+@numba.njit(**_LOOP)
+def _grad_row(_i, y, x1, x2, margin, _sw, _scale, _G_x1, _G_x2, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    for _k in range(_nk):
+        _x0 = grad_s0(x1[_i, _k], x2[_i, _k], T)
+        _r0 += _x0
+    _d0, _h0, _h1, _h2, _h3 = grad_s1(margin, y[_i], _r0, T)
+    for _k in range(_nk):
+        _d_x1, _d_x2 = grad_s2(x1[_i, _k], x2[_i, _k], y[_i], _h0, _h1, _h2, _h3, T)
+        _G_x1[_i, _k] = _s * _d_x1
+        _G_x2[_i, _k] = _s * _d_x2
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _value_and_grad_row(_i, y, x1, x2, margin, _sw, _scale, _out, _G_x1, _G_x2, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    for _k in range(_nk):
+        _x0 = value_and_grad_s0(x1[_i, _k], x2[_i, _k], T)
+        _r0 += _x0
+    _d0, _h0, _h1, _h2, _h3 = value_and_grad_s1(margin, y[_i], _r0, T)
+    for _k in range(_nk):
+        _d_x1, _d_x2 = value_and_grad_s2(x1[_i, _k], x2[_i, _k], y[_i], _h0, _h1, _h2, _h3, T)
+        _G_x1[_i, _k] = _s * _d_x1
+        _G_x2[_i, _k] = _s * _d_x2
+    _loss = value_and_grad_s3(margin, y[_i], _d0, _r0, T)
+
+    return _loss
+
+
+@numba.njit(**_LOOP)
+def _hessian_diag_row(_i, y, x1, x2, margin, _sw, _scale, _HD_x1, _HD_x2, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    for _k in range(_nk):
+        _x0 = hessian_diag_s0(x1[_i, _k], x2[_i, _k], T)
+        _r0 += _x0
+    _d0, _h0, _h1, _h2, _h3, _h4, _h5, _h6 = hessian_diag_s1(margin, y[_i], _r0, T)
+    for _k in range(_nk):
+        _h_x1, _h_x2 = hessian_diag_s2(x1[_i, _k], x2[_i, _k], y[_i], _h0, _h1, _h2, _h3, _h4, _h5, _h6, T)
+        _HD_x1[_i, _k] = _s * _h_x1
+        _HD_x2[_i, _k] = _s * _h_x2
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _hvp_row(_i, y, x1, x2, margin, _v_x1, _v_x2, _sw, _scale, _HV_x1, _HV_x2, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    _r2 = T(0)
+    for _k in range(_nk):
+        _x0, _x1 = hvp_s0(x1[_i, _k], x2[_i, _k], _v_x1[_i, _k], _v_x2[_i, _k], T)
+        _r0 += _x0
+        _r2 += _x1
+    _d0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7 = hvp_s1(margin, y[_i], _r0, _r2, T)
+    for _k in range(_nk):
+        _hv_x1, _hv_x2 = hvp_s2(x1[_i, _k], x2[_i, _k], y[_i], _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _v_x1[_i, _k], _v_x2[_i, _k], T)
+        _HV_x1[_i, _k] = _s * _hv_x1
+        _HV_x2[_i, _k] = _s * _hv_x2
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _hessian_row(_i, y, x1, x2, margin, _sw, _scale, _H, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    for _k in range(_nk):
+        _x0 = hessian_s0(x1[_i, _k], x2[_i, _k], T)
+        _r0 += _x0
+    _d0, _h0, _h1, _h2, _h3, _h4, _h5, _h6 = hessian_s1(margin, y[_i], _r0, T)
+    _E = np.empty((4, _nk), x1.dtype)
+    _A = np.empty((2, _nk), x1.dtype)
+    _B = np.empty((2, _nk), x1.dtype)
+    for _k in range(_nk):
+        _e_x1_x1, _e_x1_x2, _e_x2_x1, _e_x2_x2, _a_x1_0, _a_x2_0, _b_x1_0, _b_x2_0 = hessian_s2(x1[_i, _k], x2[_i, _k], y[_i], _h0, _h1, _h2, _h3, _h4, _h5, _h6, T)
+        _E[0, _k] = _e_x1_x1
+        _E[1, _k] = _e_x1_x2
+        _E[2, _k] = _e_x2_x1
+        _E[3, _k] = _e_x2_x2
+        _A[0, _k] = _a_x1_0
+        _B[0, _k] = _b_x1_0
+        _A[1, _k] = _a_x2_0
+        _B[1, _k] = _b_x2_0
+    for _p in range(2):
+        for _q in range(2):
+            for _j in range(_nk):
+                for _k in range(_nk):
+                    _acc = _E[_p * 2 + _q, _j] if _j == _k else T(0)
+                    for _r in range(1):
+                        _acc += _A[_p * 1 + _r, _j] * _B[_q * 1 + _r, _k]
+                    _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
+
+    return T(0)
+
+
 @numba.njit(parallel=False, **_LOOP)
 def value(y, x1, x2, margin, _sw, _scale, _out, T):
     _n = x1.shape[0]
@@ -268,14 +386,7 @@ def value(y, x1, x2, margin, _sw, _scale, _out, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = value_s0(x1[_i, _k], x2[_i, _k], T)
-            _r0 += _x0
-        _d0, _loss = value_s1(margin, y[_i], _r0, T)
-
+        _loss = _value_row(_i, y, x1, x2, margin, _sw, _scale, _out, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -290,17 +401,7 @@ def grad(y, x1, x2, margin, _sw, _scale, _G_x1, _G_x2, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = grad_s0(x1[_i, _k], x2[_i, _k], T)
-            _r0 += _x0
-        _d0, _h0, _h1, _h2, _h3 = grad_s1(margin, y[_i], _r0, T)
-        for _k in range(_nk):
-            _d_x1, _d_x2 = grad_s2(x1[_i, _k], x2[_i, _k], y[_i], _h0, _h1, _h2, _h3, T)
-            _G_x1[_i, _k] = _s * _d_x1
-            _G_x2[_i, _k] = _s * _d_x2
-
+        _loss = _grad_row(_i, y, x1, x2, margin, _sw, _scale, _G_x1, _G_x2, _nk, K, T)
     return _total
 
 
@@ -311,19 +412,7 @@ def value_and_grad(y, x1, x2, margin, _sw, _scale, _out, _G_x1, _G_x2, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = value_and_grad_s0(x1[_i, _k], x2[_i, _k], T)
-            _r0 += _x0
-        _d0, _h0, _h1, _h2, _h3 = value_and_grad_s1(margin, y[_i], _r0, T)
-        for _k in range(_nk):
-            _d_x1, _d_x2 = value_and_grad_s2(x1[_i, _k], x2[_i, _k], y[_i], _h0, _h1, _h2, _h3, T)
-            _G_x1[_i, _k] = _s * _d_x1
-            _G_x2[_i, _k] = _s * _d_x2
-        _loss = value_and_grad_s3(margin, y[_i], _d0, _r0, T)
-
+        _loss = _value_and_grad_row(_i, y, x1, x2, margin, _sw, _scale, _out, _G_x1, _G_x2, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -338,17 +427,7 @@ def hessian_diag(y, x1, x2, margin, _sw, _scale, _HD_x1, _HD_x2, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = hessian_diag_s0(x1[_i, _k], x2[_i, _k], T)
-            _r0 += _x0
-        _d0, _h0, _h1, _h2, _h3, _h4, _h5, _h6 = hessian_diag_s1(margin, y[_i], _r0, T)
-        for _k in range(_nk):
-            _h_x1, _h_x2 = hessian_diag_s2(x1[_i, _k], x2[_i, _k], y[_i], _h0, _h1, _h2, _h3, _h4, _h5, _h6, T)
-            _HD_x1[_i, _k] = _s * _h_x1
-            _HD_x2[_i, _k] = _s * _h_x2
-
+        _loss = _hessian_diag_row(_i, y, x1, x2, margin, _sw, _scale, _HD_x1, _HD_x2, _nk, K, T)
     return _total
 
 
@@ -359,19 +438,7 @@ def hvp(y, x1, x2, margin, _v_x1, _v_x2, _sw, _scale, _HV_x1, _HV_x2, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r0 = T(0)
-        _r2 = T(0)
-        for _k in range(_nk):
-            _x0, _x1 = hvp_s0(x1[_i, _k], x2[_i, _k], _v_x1[_i, _k], _v_x2[_i, _k], T)
-            _r0 += _x0
-            _r2 += _x1
-        _d0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7 = hvp_s1(margin, y[_i], _r0, _r2, T)
-        for _k in range(_nk):
-            _hv_x1, _hv_x2 = hvp_s2(x1[_i, _k], x2[_i, _k], y[_i], _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _v_x1[_i, _k], _v_x2[_i, _k], T)
-            _HV_x1[_i, _k] = _s * _hv_x1
-            _HV_x2[_i, _k] = _s * _hv_x2
-
+        _loss = _hvp_row(_i, y, x1, x2, margin, _v_x1, _v_x2, _sw, _scale, _HV_x1, _HV_x2, _nk, K, T)
     return _total
 
 
@@ -382,34 +449,7 @@ def hessian(y, x1, x2, margin, _sw, _scale, _H, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = hessian_s0(x1[_i, _k], x2[_i, _k], T)
-            _r0 += _x0
-        _d0, _h0, _h1, _h2, _h3, _h4, _h5, _h6 = hessian_s1(margin, y[_i], _r0, T)
-        _E = np.empty((4, _nk), x1.dtype)
-        _A = np.empty((2, _nk), x1.dtype)
-        _B = np.empty((2, _nk), x1.dtype)
-        for _k in range(_nk):
-            _e_x1_x1, _e_x1_x2, _e_x2_x1, _e_x2_x2, _a_x1_0, _a_x2_0, _b_x1_0, _b_x2_0 = hessian_s2(x1[_i, _k], x2[_i, _k], y[_i], _h0, _h1, _h2, _h3, _h4, _h5, _h6, T)
-            _E[0, _k] = _e_x1_x1
-            _E[1, _k] = _e_x1_x2
-            _E[2, _k] = _e_x2_x1
-            _E[3, _k] = _e_x2_x2
-            _A[0, _k] = _a_x1_0
-            _B[0, _k] = _b_x1_0
-            _A[1, _k] = _a_x2_0
-            _B[1, _k] = _b_x2_0
-        for _p in range(2):
-            for _q in range(2):
-                for _j in range(_nk):
-                    for _k in range(_nk):
-                        _acc = _E[_p * 2 + _q, _j] if _j == _k else T(0)
-                        for _r in range(1):
-                            _acc += _A[_p * 1 + _r, _j] * _B[_q * 1 + _r, _k]
-                        _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
-
+        _loss = _hessian_row(_i, y, x1, x2, margin, _sw, _scale, _H, _nk, K, T)
     return _total
 
 
@@ -420,14 +460,7 @@ def value_parallel(y, x1, x2, margin, _sw, _scale, _out, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = value_s0(x1[_i, _k], x2[_i, _k], T)
-            _r0 += _x0
-        _d0, _loss = value_s1(margin, y[_i], _r0, T)
-
+        _loss = _value_row(_i, y, x1, x2, margin, _sw, _scale, _out, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -442,17 +475,7 @@ def grad_parallel(y, x1, x2, margin, _sw, _scale, _G_x1, _G_x2, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = grad_s0(x1[_i, _k], x2[_i, _k], T)
-            _r0 += _x0
-        _d0, _h0, _h1, _h2, _h3 = grad_s1(margin, y[_i], _r0, T)
-        for _k in range(_nk):
-            _d_x1, _d_x2 = grad_s2(x1[_i, _k], x2[_i, _k], y[_i], _h0, _h1, _h2, _h3, T)
-            _G_x1[_i, _k] = _s * _d_x1
-            _G_x2[_i, _k] = _s * _d_x2
-
+        _loss = _grad_row(_i, y, x1, x2, margin, _sw, _scale, _G_x1, _G_x2, _nk, K, T)
     return _total
 
 
@@ -463,19 +486,7 @@ def value_and_grad_parallel(y, x1, x2, margin, _sw, _scale, _out, _G_x1, _G_x2, 
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = value_and_grad_s0(x1[_i, _k], x2[_i, _k], T)
-            _r0 += _x0
-        _d0, _h0, _h1, _h2, _h3 = value_and_grad_s1(margin, y[_i], _r0, T)
-        for _k in range(_nk):
-            _d_x1, _d_x2 = value_and_grad_s2(x1[_i, _k], x2[_i, _k], y[_i], _h0, _h1, _h2, _h3, T)
-            _G_x1[_i, _k] = _s * _d_x1
-            _G_x2[_i, _k] = _s * _d_x2
-        _loss = value_and_grad_s3(margin, y[_i], _d0, _r0, T)
-
+        _loss = _value_and_grad_row(_i, y, x1, x2, margin, _sw, _scale, _out, _G_x1, _G_x2, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -490,17 +501,7 @@ def hessian_diag_parallel(y, x1, x2, margin, _sw, _scale, _HD_x1, _HD_x2, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = hessian_diag_s0(x1[_i, _k], x2[_i, _k], T)
-            _r0 += _x0
-        _d0, _h0, _h1, _h2, _h3, _h4, _h5, _h6 = hessian_diag_s1(margin, y[_i], _r0, T)
-        for _k in range(_nk):
-            _h_x1, _h_x2 = hessian_diag_s2(x1[_i, _k], x2[_i, _k], y[_i], _h0, _h1, _h2, _h3, _h4, _h5, _h6, T)
-            _HD_x1[_i, _k] = _s * _h_x1
-            _HD_x2[_i, _k] = _s * _h_x2
-
+        _loss = _hessian_diag_row(_i, y, x1, x2, margin, _sw, _scale, _HD_x1, _HD_x2, _nk, K, T)
     return _total
 
 
@@ -511,19 +512,7 @@ def hvp_parallel(y, x1, x2, margin, _v_x1, _v_x2, _sw, _scale, _HV_x1, _HV_x2, T
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r0 = T(0)
-        _r2 = T(0)
-        for _k in range(_nk):
-            _x0, _x1 = hvp_s0(x1[_i, _k], x2[_i, _k], _v_x1[_i, _k], _v_x2[_i, _k], T)
-            _r0 += _x0
-            _r2 += _x1
-        _d0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7 = hvp_s1(margin, y[_i], _r0, _r2, T)
-        for _k in range(_nk):
-            _hv_x1, _hv_x2 = hvp_s2(x1[_i, _k], x2[_i, _k], y[_i], _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _v_x1[_i, _k], _v_x2[_i, _k], T)
-            _HV_x1[_i, _k] = _s * _hv_x1
-            _HV_x2[_i, _k] = _s * _hv_x2
-
+        _loss = _hvp_row(_i, y, x1, x2, margin, _v_x1, _v_x2, _sw, _scale, _HV_x1, _HV_x2, _nk, K, T)
     return _total
 
 
@@ -534,32 +523,5 @@ def hessian_parallel(y, x1, x2, margin, _sw, _scale, _H, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = hessian_s0(x1[_i, _k], x2[_i, _k], T)
-            _r0 += _x0
-        _d0, _h0, _h1, _h2, _h3, _h4, _h5, _h6 = hessian_s1(margin, y[_i], _r0, T)
-        _E = np.empty((4, _nk), x1.dtype)
-        _A = np.empty((2, _nk), x1.dtype)
-        _B = np.empty((2, _nk), x1.dtype)
-        for _k in range(_nk):
-            _e_x1_x1, _e_x1_x2, _e_x2_x1, _e_x2_x2, _a_x1_0, _a_x2_0, _b_x1_0, _b_x2_0 = hessian_s2(x1[_i, _k], x2[_i, _k], y[_i], _h0, _h1, _h2, _h3, _h4, _h5, _h6, T)
-            _E[0, _k] = _e_x1_x1
-            _E[1, _k] = _e_x1_x2
-            _E[2, _k] = _e_x2_x1
-            _E[3, _k] = _e_x2_x2
-            _A[0, _k] = _a_x1_0
-            _B[0, _k] = _b_x1_0
-            _A[1, _k] = _a_x2_0
-            _B[1, _k] = _b_x2_0
-        for _p in range(2):
-            for _q in range(2):
-                for _j in range(_nk):
-                    for _k in range(_nk):
-                        _acc = _E[_p * 2 + _q, _j] if _j == _k else T(0)
-                        for _r in range(1):
-                            _acc += _A[_p * 1 + _r, _j] * _B[_q * 1 + _r, _k]
-                        _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
-
+        _loss = _hessian_row(_i, y, x1, x2, margin, _sw, _scale, _H, _nk, K, T)
     return _total

@@ -3,8 +3,8 @@
 
     L(y, z, weight, label_smoothing) = log(RowSum(exp(z[k]), k))*RowSum(((1 - label_smoothing)*y[k] + label_smoothing/K)*weight[k], k) - RowSum(((1 - label_smoothing)*y[k] + label_smoothing/K)*weight[k]*z[k], k)
 
-Each kernel loops over rows (`_parallel`: with prange) and, per row, runs the
-steps of the row IR: loops over the K classes that take maxima (softmax
+Each kernel loops over rows (`_parallel`: with prange) and calls its `_*_row`
+function, which runs the steps of the row IR: loops over the K classes that take maxima (softmax
 shifts, argmax) and sums, then a loop writing per-class outputs.  The math
 sits in the small `*_sN` functions (compiled without fast-math).
 
@@ -28,7 +28,7 @@ CLASS_INPUTS = {'weight': 1.0}
 INDEX_INPUT = 'y'
 PREDICTIONS = ('z',)
 PARAMS = {'label_smoothing': 0.0}
-RANK = 2
+RANK = 1
 
 _SCALAR = dict(cache=True, error_model="numpy")
 # reassoc lets the class sums vectorise (partial sums); the math itself sits
@@ -123,7 +123,7 @@ def _ml_fexp_f64(x, T):
     r2 = r * r
     r4 = r2 * r2
     r8 = r4 * r4
-    p = 1.0 + (r + r2 * (0.5000000000000001 + r * 0.16666666666666674 + r2 * (0.04166666666662407 + r * 0.008333333333322195) + r4 * (0.0013888888917239946 + r * 0.00019841269886632372 + r2 * (2.4801521255579876e-05 + r * 2.7557242289974626e-06)) + r8 * (2.7620107513137405e-07 + r * 2.5110067467175827e-08)))
+    p = 1.0 + (r + r2 * (0.5000000000000001 + r * 0.16666666666666674 + r2 * (0.04166666666662407 + r * 0.00833333333332219) + r4 * (0.0013888888917240126 + r * 0.00019841269886641222 + r2 * (2.480152125534934e-05 + r * 2.7557242285140456e-06)) + r8 * (2.762010760913474e-07 + r * 2.511006799814818e-08)))
     k1 = k >> 1
     res = p * _ml_i64_as_f64((k1 + 1023) << 52) * _ml_i64_as_f64((k - k1 + 1023) << 52)
     res = 0.0 if under else res
@@ -142,7 +142,7 @@ def _ml_fexp_f32(x, T):
     r = (y - kf * T(0.69314575)) - kf * T(1.4286068e-06)
     r2 = r * r
     r4 = r2 * r2
-    p = T(1.0) + (r + r2 * (T(0.5) + r * T(0.16666576) + r2 * (T(0.041666374) + r * T(0.00836319)) + r4 * T(0.001394114)))
+    p = T(1.0) + (r + r2 * (T(0.5) + r * T(0.16666576) + r2 * (T(0.041666374) + r * T(0.00836319)) + r4 * T(0.0013941141)))
     k1 = k >> 1
     res = p * _ml_i32_as_f32((k1 + 127) << 23) * _ml_i32_as_f32((k - k1 + 127) << 23)
     res = T(0.0) if under else res
@@ -174,7 +174,7 @@ def _ml_flog_f64(x, T):
     hfsq = 0.5 * (f * f)
     z2 = z * z
     z4 = z2 * z2
-    R = z * (0.666666666666667 + z * 0.39999999999898356 + z2 * (0.28571428626439654 + z * 0.2222221106625914) + z4 * (0.18182893697346267 + z * 0.15331581076521633 + z2 * 0.14618068738838538))
+    R = z * (0.666666666666667 + z * 0.39999999999898356 + z2 * (0.28571428626439194 + z * 0.2222221106632336) + z4 * (0.18182893693373084 + z * 0.15331581190240257 + z2 * 0.14618067509549135))
     res = ef * 0.6931471806019545 - ((hfsq - (s * (hfsq + R) + ef * -4.2009150726810846e-11)) - f)
     res = -math.inf if x == 0.0 else res
     res = math.nan if x < 0.0 else res
@@ -417,13 +417,344 @@ def hessian_s3(_m0, _r1, T):
 @numba.njit(**_SCALAR)
 def hessian_s4(z, _h3, _h4, _h5, _r2, T):
     _t0 = fexp(_h4 + z, T)
-    _t1 = _h3*_t0
-    _e_z_z = _r2*_t1
-    _a_z_0 = -_h5*_r2*_t0
-    _a_z_1 = _t1
+    _t1 = _r2*_t0
+    _e_z_z = _h3*_t1
+    _a_z_0 = -_h5*_t1
     _b_z_0 = _t0
-    _b_z_1 = (T(0) + T(0) * (z - z))
-    return _e_z_z, _a_z_0, _a_z_1, _b_z_0, _b_z_1
+    return _e_z_z, _a_z_0, _b_z_0
+
+
+@numba.njit(**_LOOP)
+def _value_row(_i, y, z, weight, label_smoothing, _sw, _scale, _out, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _m0 = -T(math.inf)
+    for _k in range(_nk):
+        _x0 = value_s0(z[_i, _k], T)
+        _m0 = _x0 if _x0 > _m0 else _m0
+    _h0, _h1, _h2 = value_s1(K, label_smoothing, _m0, T)
+    _r0 = T(0)
+    _r1 = T(0)
+    _r2 = T(0)
+    for _k in range(_nk):
+        _x0, _x1, _x2 = value_s2((weight[_k] if weight is not None else T(1.0)), y[_i, _k], z[_i, _k], _h0, _h1, _h2, T)
+        _r0 += _x0
+        _r1 += _x1
+        _r2 += _x2
+    _loss = value_s3(_m0, _r0, _r1, _r2, T)
+
+    return _loss
+
+
+@numba.njit(**_LOOP)
+def _grad_row(_i, y, z, weight, label_smoothing, _sw, _scale, _G_z, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _m0 = -T(math.inf)
+    for _k in range(_nk):
+        _x0 = grad_s0(z[_i, _k], T)
+        _m0 = _x0 if _x0 > _m0 else _m0
+    _h0, _h1, _h2 = grad_s1(K, label_smoothing, _m0, T)
+    _r1 = T(0)
+    _r2 = T(0)
+    for _k in range(_nk):
+        _x0, _x1 = grad_s2((weight[_k] if weight is not None else T(1.0)), y[_i, _k], z[_i, _k], _h0, _h1, _h2, T)
+        _r1 += _x0
+        _r2 += _x1
+    _h3, _h4, _h5, _h6 = grad_s3(K, label_smoothing, _m0, _r1, T)
+    for _k in range(_nk):
+        _d_z = grad_s4((weight[_k] if weight is not None else T(1.0)), y[_i, _k], z[_i, _k], _h3, _h4, _h5, _h6, _r2, T)
+        _G_z[_i, _k] = _s * _d_z
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _value_and_grad_row(_i, y, z, weight, label_smoothing, _sw, _scale, _out, _G_z, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _m0 = -T(math.inf)
+    for _k in range(_nk):
+        _x0 = value_and_grad_s0(z[_i, _k], T)
+        _m0 = _x0 if _x0 > _m0 else _m0
+    _h0, _h1, _h2 = value_and_grad_s1(K, label_smoothing, _m0, T)
+    _r0 = T(0)
+    _r1 = T(0)
+    _r2 = T(0)
+    for _k in range(_nk):
+        _x0, _x1, _x2 = value_and_grad_s2((weight[_k] if weight is not None else T(1.0)), y[_i, _k], z[_i, _k], _h0, _h1, _h2, T)
+        _r0 += _x0
+        _r1 += _x1
+        _r2 += _x2
+    _h3, _h4, _h5, _h6 = value_and_grad_s3(K, label_smoothing, _m0, _r1, T)
+    for _k in range(_nk):
+        _d_z = value_and_grad_s4((weight[_k] if weight is not None else T(1.0)), y[_i, _k], z[_i, _k], _h3, _h4, _h5, _h6, _r2, T)
+        _G_z[_i, _k] = _s * _d_z
+    _loss = value_and_grad_s5(_m0, _r0, _r1, _r2, T)
+
+    return _loss
+
+
+@numba.njit(**_LOOP)
+def _hessian_diag_row(_i, y, z, weight, label_smoothing, _sw, _scale, _HD_z, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _m0 = -T(math.inf)
+    for _k in range(_nk):
+        _x0 = hessian_diag_s0(z[_i, _k], T)
+        _m0 = _x0 if _x0 > _m0 else _m0
+    _h0, _h1, _h2 = hessian_diag_s1(K, label_smoothing, _m0, T)
+    _r1 = T(0)
+    _r2 = T(0)
+    for _k in range(_nk):
+        _x0, _x1 = hessian_diag_s2((weight[_k] if weight is not None else T(1.0)), y[_i, _k], z[_i, _k], _h0, _h1, _h2, T)
+        _r1 += _x0
+        _r2 += _x1
+    _h3, _h4, _h5, _h6 = hessian_diag_s3(_m0, _r1, T)
+    for _k in range(_nk):
+        _h_z = hessian_diag_s4(z[_i, _k], _h3, _h4, _h5, _h6, _r2, T)
+        _HD_z[_i, _k] = _s * _h_z
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _hvp_row(_i, y, z, weight, label_smoothing, _v_z, _sw, _scale, _HV_z, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _m0 = -T(math.inf)
+    for _k in range(_nk):
+        _x0 = hvp_s0(z[_i, _k], T)
+        _m0 = _x0 if _x0 > _m0 else _m0
+    _h0, _h1, _h2 = hvp_s1(K, label_smoothing, _m0, T)
+    _r1 = T(0)
+    _r2 = T(0)
+    _r4 = T(0)
+    for _k in range(_nk):
+        _x0, _x1, _x2 = hvp_s2((weight[_k] if weight is not None else T(1.0)), y[_i, _k], z[_i, _k], _h0, _h1, _h2, _v_z[_i, _k], T)
+        _r1 += _x0
+        _r2 += _x1
+        _r4 += _x2
+    _h3, _h4, _h5 = hvp_s3(_m0, _r1, T)
+    for _k in range(_nk):
+        _hv_z = hvp_s4(z[_i, _k], _h3, _h4, _h5, _r2, _r4, _v_z[_i, _k], T)
+        _HV_z[_i, _k] = _s * _hv_z
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _hessian_row(_i, y, z, weight, label_smoothing, _sw, _scale, _H, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _m0 = -T(math.inf)
+    for _k in range(_nk):
+        _x0 = hessian_s0(z[_i, _k], T)
+        _m0 = _x0 if _x0 > _m0 else _m0
+    _h0, _h1, _h2 = hessian_s1(K, label_smoothing, _m0, T)
+    _r1 = T(0)
+    _r2 = T(0)
+    for _k in range(_nk):
+        _x0, _x1 = hessian_s2((weight[_k] if weight is not None else T(1.0)), y[_i, _k], z[_i, _k], _h0, _h1, _h2, T)
+        _r1 += _x0
+        _r2 += _x1
+    _h3, _h4, _h5 = hessian_s3(_m0, _r1, T)
+    _E = np.empty((1, _nk), z.dtype)
+    _A = np.empty((1, _nk), z.dtype)
+    _B = np.empty((1, _nk), z.dtype)
+    for _k in range(_nk):
+        _e_z_z, _a_z_0, _b_z_0 = hessian_s4(z[_i, _k], _h3, _h4, _h5, _r2, T)
+        _E[0, _k] = _e_z_z
+        _A[0, _k] = _a_z_0
+        _B[0, _k] = _b_z_0
+    for _p in range(1):
+        for _q in range(1):
+            for _j in range(_nk):
+                for _k in range(_nk):
+                    _acc = _E[_p * 1 + _q, _j] if _j == _k else T(0)
+                    for _r in range(1):
+                        _acc += _A[_p * 1 + _r, _j] * _B[_q * 1 + _r, _k]
+                    _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _value_idx_row(_i, _ti_arr, z, weight, label_smoothing, _sw, _scale, _ignore, _out, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _ti = _ti_arr[_i]
+    if _ti == _ignore:
+        return T(0)
+    _m0 = -T(math.inf)
+    for _k in range(_nk):
+        _x0 = value_s0(z[_i, _k], T)
+        _m0 = _x0 if _x0 > _m0 else _m0
+    _h0, _h1, _h2 = value_s1(K, label_smoothing, _m0, T)
+    _r0 = T(0)
+    _r1 = T(0)
+    _r2 = T(0)
+    for _k in range(_nk):
+        _x0, _x1, _x2 = value_s2((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), z[_i, _k], _h0, _h1, _h2, T)
+        _r0 += _x0
+        _r1 += _x1
+        _r2 += _x2
+    _loss = value_s3(_m0, _r0, _r1, _r2, T)
+
+    return _loss
+
+
+@numba.njit(**_LOOP)
+def _grad_idx_row(_i, _ti_arr, z, weight, label_smoothing, _sw, _scale, _ignore, _G_z, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _ti = _ti_arr[_i]
+    if _ti == _ignore:
+        _G_z[_i, :] = T(0)
+        return T(0)
+    _m0 = -T(math.inf)
+    for _k in range(_nk):
+        _x0 = grad_s0(z[_i, _k], T)
+        _m0 = _x0 if _x0 > _m0 else _m0
+    _h0, _h1, _h2 = grad_s1(K, label_smoothing, _m0, T)
+    _r1 = T(0)
+    _r2 = T(0)
+    for _k in range(_nk):
+        _x0, _x1 = grad_s2((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), z[_i, _k], _h0, _h1, _h2, T)
+        _r1 += _x0
+        _r2 += _x1
+    _h3, _h4, _h5, _h6 = grad_s3(K, label_smoothing, _m0, _r1, T)
+    for _k in range(_nk):
+        _d_z = grad_s4((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), z[_i, _k], _h3, _h4, _h5, _h6, _r2, T)
+        _G_z[_i, _k] = _s * _d_z
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _value_and_grad_idx_row(_i, _ti_arr, z, weight, label_smoothing, _sw, _scale, _ignore, _out, _G_z, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _ti = _ti_arr[_i]
+    if _ti == _ignore:
+        _G_z[_i, :] = T(0)
+        return T(0)
+    _m0 = -T(math.inf)
+    for _k in range(_nk):
+        _x0 = value_and_grad_s0(z[_i, _k], T)
+        _m0 = _x0 if _x0 > _m0 else _m0
+    _h0, _h1, _h2 = value_and_grad_s1(K, label_smoothing, _m0, T)
+    _r0 = T(0)
+    _r1 = T(0)
+    _r2 = T(0)
+    for _k in range(_nk):
+        _x0, _x1, _x2 = value_and_grad_s2((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), z[_i, _k], _h0, _h1, _h2, T)
+        _r0 += _x0
+        _r1 += _x1
+        _r2 += _x2
+    _h3, _h4, _h5, _h6 = value_and_grad_s3(K, label_smoothing, _m0, _r1, T)
+    for _k in range(_nk):
+        _d_z = value_and_grad_s4((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), z[_i, _k], _h3, _h4, _h5, _h6, _r2, T)
+        _G_z[_i, _k] = _s * _d_z
+    _loss = value_and_grad_s5(_m0, _r0, _r1, _r2, T)
+
+    return _loss
+
+
+@numba.njit(**_LOOP)
+def _hessian_diag_idx_row(_i, _ti_arr, z, weight, label_smoothing, _sw, _scale, _ignore, _HD_z, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _ti = _ti_arr[_i]
+    if _ti == _ignore:
+        _HD_z[_i, :] = T(0)
+        return T(0)
+    _m0 = -T(math.inf)
+    for _k in range(_nk):
+        _x0 = hessian_diag_s0(z[_i, _k], T)
+        _m0 = _x0 if _x0 > _m0 else _m0
+    _h0, _h1, _h2 = hessian_diag_s1(K, label_smoothing, _m0, T)
+    _r1 = T(0)
+    _r2 = T(0)
+    for _k in range(_nk):
+        _x0, _x1 = hessian_diag_s2((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), z[_i, _k], _h0, _h1, _h2, T)
+        _r1 += _x0
+        _r2 += _x1
+    _h3, _h4, _h5, _h6 = hessian_diag_s3(_m0, _r1, T)
+    for _k in range(_nk):
+        _h_z = hessian_diag_s4(z[_i, _k], _h3, _h4, _h5, _h6, _r2, T)
+        _HD_z[_i, _k] = _s * _h_z
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _hvp_idx_row(_i, _ti_arr, z, weight, label_smoothing, _v_z, _sw, _scale, _ignore, _HV_z, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _ti = _ti_arr[_i]
+    if _ti == _ignore:
+        _HV_z[_i, :] = T(0)
+        return T(0)
+    _m0 = -T(math.inf)
+    for _k in range(_nk):
+        _x0 = hvp_s0(z[_i, _k], T)
+        _m0 = _x0 if _x0 > _m0 else _m0
+    _h0, _h1, _h2 = hvp_s1(K, label_smoothing, _m0, T)
+    _r1 = T(0)
+    _r2 = T(0)
+    _r4 = T(0)
+    for _k in range(_nk):
+        _x0, _x1, _x2 = hvp_s2((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), z[_i, _k], _h0, _h1, _h2, _v_z[_i, _k], T)
+        _r1 += _x0
+        _r2 += _x1
+        _r4 += _x2
+    _h3, _h4, _h5 = hvp_s3(_m0, _r1, T)
+    for _k in range(_nk):
+        _hv_z = hvp_s4(z[_i, _k], _h3, _h4, _h5, _r2, _r4, _v_z[_i, _k], T)
+        _HV_z[_i, _k] = _s * _hv_z
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _hessian_idx_row(_i, _ti_arr, z, weight, label_smoothing, _sw, _scale, _ignore, _H, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _ti = _ti_arr[_i]
+    if _ti == _ignore:
+        _H[_i, :, :] = T(0)
+        return T(0)
+    _m0 = -T(math.inf)
+    for _k in range(_nk):
+        _x0 = hessian_s0(z[_i, _k], T)
+        _m0 = _x0 if _x0 > _m0 else _m0
+    _h0, _h1, _h2 = hessian_s1(K, label_smoothing, _m0, T)
+    _r1 = T(0)
+    _r2 = T(0)
+    for _k in range(_nk):
+        _x0, _x1 = hessian_s2((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), z[_i, _k], _h0, _h1, _h2, T)
+        _r1 += _x0
+        _r2 += _x1
+    _h3, _h4, _h5 = hessian_s3(_m0, _r1, T)
+    _E = np.empty((1, _nk), z.dtype)
+    _A = np.empty((1, _nk), z.dtype)
+    _B = np.empty((1, _nk), z.dtype)
+    for _k in range(_nk):
+        _e_z_z, _a_z_0, _b_z_0 = hessian_s4(z[_i, _k], _h3, _h4, _h5, _r2, T)
+        _E[0, _k] = _e_z_z
+        _A[0, _k] = _a_z_0
+        _B[0, _k] = _b_z_0
+    for _p in range(1):
+        for _q in range(1):
+            for _j in range(_nk):
+                for _k in range(_nk):
+                    _acc = _E[_p * 1 + _q, _j] if _j == _k else T(0)
+                    for _r in range(1):
+                        _acc += _A[_p * 1 + _r, _j] * _B[_q * 1 + _r, _k]
+                    _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
+
+    return T(0)
 
 
 @numba.njit(parallel=False, **_LOOP)
@@ -433,23 +764,7 @@ def value(y, z, weight, label_smoothing, _sw, _scale, _out, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _m0 = -T(math.inf)
-        for _k in range(_nk):
-            _x0 = value_s0(z[_i, _k], T)
-            _m0 = _x0 if _x0 > _m0 else _m0
-        _h0, _h1, _h2 = value_s1(K, label_smoothing, _m0, T)
-        _r0 = T(0)
-        _r1 = T(0)
-        _r2 = T(0)
-        for _k in range(_nk):
-            _x0, _x1, _x2 = value_s2((weight[_k] if weight is not None else T(1.0)), y[_i, _k], z[_i, _k], _h0, _h1, _h2, T)
-            _r0 += _x0
-            _r1 += _x1
-            _r2 += _x2
-        _loss = value_s3(_m0, _r0, _r1, _r2, T)
-
+        _loss = _value_row(_i, y, z, weight, label_smoothing, _sw, _scale, _out, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -464,23 +779,7 @@ def grad(y, z, weight, label_smoothing, _sw, _scale, _G_z, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _m0 = -T(math.inf)
-        for _k in range(_nk):
-            _x0 = grad_s0(z[_i, _k], T)
-            _m0 = _x0 if _x0 > _m0 else _m0
-        _h0, _h1, _h2 = grad_s1(K, label_smoothing, _m0, T)
-        _r1 = T(0)
-        _r2 = T(0)
-        for _k in range(_nk):
-            _x0, _x1 = grad_s2((weight[_k] if weight is not None else T(1.0)), y[_i, _k], z[_i, _k], _h0, _h1, _h2, T)
-            _r1 += _x0
-            _r2 += _x1
-        _h3, _h4, _h5, _h6 = grad_s3(K, label_smoothing, _m0, _r1, T)
-        for _k in range(_nk):
-            _d_z = grad_s4((weight[_k] if weight is not None else T(1.0)), y[_i, _k], z[_i, _k], _h3, _h4, _h5, _h6, _r2, T)
-            _G_z[_i, _k] = _s * _d_z
-
+        _loss = _grad_row(_i, y, z, weight, label_smoothing, _sw, _scale, _G_z, _nk, K, T)
     return _total
 
 
@@ -491,27 +790,7 @@ def value_and_grad(y, z, weight, label_smoothing, _sw, _scale, _out, _G_z, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _m0 = -T(math.inf)
-        for _k in range(_nk):
-            _x0 = value_and_grad_s0(z[_i, _k], T)
-            _m0 = _x0 if _x0 > _m0 else _m0
-        _h0, _h1, _h2 = value_and_grad_s1(K, label_smoothing, _m0, T)
-        _r0 = T(0)
-        _r1 = T(0)
-        _r2 = T(0)
-        for _k in range(_nk):
-            _x0, _x1, _x2 = value_and_grad_s2((weight[_k] if weight is not None else T(1.0)), y[_i, _k], z[_i, _k], _h0, _h1, _h2, T)
-            _r0 += _x0
-            _r1 += _x1
-            _r2 += _x2
-        _h3, _h4, _h5, _h6 = value_and_grad_s3(K, label_smoothing, _m0, _r1, T)
-        for _k in range(_nk):
-            _d_z = value_and_grad_s4((weight[_k] if weight is not None else T(1.0)), y[_i, _k], z[_i, _k], _h3, _h4, _h5, _h6, _r2, T)
-            _G_z[_i, _k] = _s * _d_z
-        _loss = value_and_grad_s5(_m0, _r0, _r1, _r2, T)
-
+        _loss = _value_and_grad_row(_i, y, z, weight, label_smoothing, _sw, _scale, _out, _G_z, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -526,23 +805,7 @@ def hessian_diag(y, z, weight, label_smoothing, _sw, _scale, _HD_z, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _m0 = -T(math.inf)
-        for _k in range(_nk):
-            _x0 = hessian_diag_s0(z[_i, _k], T)
-            _m0 = _x0 if _x0 > _m0 else _m0
-        _h0, _h1, _h2 = hessian_diag_s1(K, label_smoothing, _m0, T)
-        _r1 = T(0)
-        _r2 = T(0)
-        for _k in range(_nk):
-            _x0, _x1 = hessian_diag_s2((weight[_k] if weight is not None else T(1.0)), y[_i, _k], z[_i, _k], _h0, _h1, _h2, T)
-            _r1 += _x0
-            _r2 += _x1
-        _h3, _h4, _h5, _h6 = hessian_diag_s3(_m0, _r1, T)
-        for _k in range(_nk):
-            _h_z = hessian_diag_s4(z[_i, _k], _h3, _h4, _h5, _h6, _r2, T)
-            _HD_z[_i, _k] = _s * _h_z
-
+        _loss = _hessian_diag_row(_i, y, z, weight, label_smoothing, _sw, _scale, _HD_z, _nk, K, T)
     return _total
 
 
@@ -553,25 +816,7 @@ def hvp(y, z, weight, label_smoothing, _v_z, _sw, _scale, _HV_z, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _m0 = -T(math.inf)
-        for _k in range(_nk):
-            _x0 = hvp_s0(z[_i, _k], T)
-            _m0 = _x0 if _x0 > _m0 else _m0
-        _h0, _h1, _h2 = hvp_s1(K, label_smoothing, _m0, T)
-        _r1 = T(0)
-        _r2 = T(0)
-        _r4 = T(0)
-        for _k in range(_nk):
-            _x0, _x1, _x2 = hvp_s2((weight[_k] if weight is not None else T(1.0)), y[_i, _k], z[_i, _k], _h0, _h1, _h2, _v_z[_i, _k], T)
-            _r1 += _x0
-            _r2 += _x1
-            _r4 += _x2
-        _h3, _h4, _h5 = hvp_s3(_m0, _r1, T)
-        for _k in range(_nk):
-            _hv_z = hvp_s4(z[_i, _k], _h3, _h4, _h5, _r2, _r4, _v_z[_i, _k], T)
-            _HV_z[_i, _k] = _s * _hv_z
-
+        _loss = _hvp_row(_i, y, z, weight, label_smoothing, _v_z, _sw, _scale, _HV_z, _nk, K, T)
     return _total
 
 
@@ -582,38 +827,7 @@ def hessian(y, z, weight, label_smoothing, _sw, _scale, _H, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _m0 = -T(math.inf)
-        for _k in range(_nk):
-            _x0 = hessian_s0(z[_i, _k], T)
-            _m0 = _x0 if _x0 > _m0 else _m0
-        _h0, _h1, _h2 = hessian_s1(K, label_smoothing, _m0, T)
-        _r1 = T(0)
-        _r2 = T(0)
-        for _k in range(_nk):
-            _x0, _x1 = hessian_s2((weight[_k] if weight is not None else T(1.0)), y[_i, _k], z[_i, _k], _h0, _h1, _h2, T)
-            _r1 += _x0
-            _r2 += _x1
-        _h3, _h4, _h5 = hessian_s3(_m0, _r1, T)
-        _E = np.empty((1, _nk), z.dtype)
-        _A = np.empty((2, _nk), z.dtype)
-        _B = np.empty((2, _nk), z.dtype)
-        for _k in range(_nk):
-            _e_z_z, _a_z_0, _a_z_1, _b_z_0, _b_z_1 = hessian_s4(z[_i, _k], _h3, _h4, _h5, _r2, T)
-            _E[0, _k] = _e_z_z
-            _A[0, _k] = _a_z_0
-            _B[0, _k] = _b_z_0
-            _A[1, _k] = _a_z_1
-            _B[1, _k] = _b_z_1
-        for _p in range(1):
-            for _q in range(1):
-                for _j in range(_nk):
-                    for _k in range(_nk):
-                        _acc = _E[_p * 1 + _q, _j] if _j == _k else T(0)
-                        for _r in range(2):
-                            _acc += _A[_p * 2 + _r, _j] * _B[_q * 2 + _r, _k]
-                        _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
-
+        _loss = _hessian_row(_i, y, z, weight, label_smoothing, _sw, _scale, _H, _nk, K, T)
     return _total
 
 
@@ -624,27 +838,7 @@ def value_idx(_ti_arr, z, weight, label_smoothing, _sw, _scale, _ignore, _out, T
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _ti = _ti_arr[_i]
-        if _ti != _ignore:
-            _m0 = -T(math.inf)
-            for _k in range(_nk):
-                _x0 = value_s0(z[_i, _k], T)
-                _m0 = _x0 if _x0 > _m0 else _m0
-            _h0, _h1, _h2 = value_s1(K, label_smoothing, _m0, T)
-            _r0 = T(0)
-            _r1 = T(0)
-            _r2 = T(0)
-            for _k in range(_nk):
-                _x0, _x1, _x2 = value_s2((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), z[_i, _k], _h0, _h1, _h2, T)
-                _r0 += _x0
-                _r1 += _x1
-                _r2 += _x2
-            _loss = value_s3(_m0, _r0, _r1, _r2, T)
-
-        else:
-            pass
+        _loss = _value_idx_row(_i, _ti_arr, z, weight, label_smoothing, _sw, _scale, _ignore, _out, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -659,27 +853,7 @@ def grad_idx(_ti_arr, z, weight, label_smoothing, _sw, _scale, _ignore, _G_z, T)
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _ti = _ti_arr[_i]
-        if _ti != _ignore:
-            _m0 = -T(math.inf)
-            for _k in range(_nk):
-                _x0 = grad_s0(z[_i, _k], T)
-                _m0 = _x0 if _x0 > _m0 else _m0
-            _h0, _h1, _h2 = grad_s1(K, label_smoothing, _m0, T)
-            _r1 = T(0)
-            _r2 = T(0)
-            for _k in range(_nk):
-                _x0, _x1 = grad_s2((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), z[_i, _k], _h0, _h1, _h2, T)
-                _r1 += _x0
-                _r2 += _x1
-            _h3, _h4, _h5, _h6 = grad_s3(K, label_smoothing, _m0, _r1, T)
-            for _k in range(_nk):
-                _d_z = grad_s4((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), z[_i, _k], _h3, _h4, _h5, _h6, _r2, T)
-                _G_z[_i, _k] = _s * _d_z
-
-        else:
-            _G_z[_i, :] = T(0)
+        _loss = _grad_idx_row(_i, _ti_arr, z, weight, label_smoothing, _sw, _scale, _ignore, _G_z, _nk, K, T)
     return _total
 
 
@@ -690,31 +864,7 @@ def value_and_grad_idx(_ti_arr, z, weight, label_smoothing, _sw, _scale, _ignore
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _ti = _ti_arr[_i]
-        if _ti != _ignore:
-            _m0 = -T(math.inf)
-            for _k in range(_nk):
-                _x0 = value_and_grad_s0(z[_i, _k], T)
-                _m0 = _x0 if _x0 > _m0 else _m0
-            _h0, _h1, _h2 = value_and_grad_s1(K, label_smoothing, _m0, T)
-            _r0 = T(0)
-            _r1 = T(0)
-            _r2 = T(0)
-            for _k in range(_nk):
-                _x0, _x1, _x2 = value_and_grad_s2((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), z[_i, _k], _h0, _h1, _h2, T)
-                _r0 += _x0
-                _r1 += _x1
-                _r2 += _x2
-            _h3, _h4, _h5, _h6 = value_and_grad_s3(K, label_smoothing, _m0, _r1, T)
-            for _k in range(_nk):
-                _d_z = value_and_grad_s4((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), z[_i, _k], _h3, _h4, _h5, _h6, _r2, T)
-                _G_z[_i, _k] = _s * _d_z
-            _loss = value_and_grad_s5(_m0, _r0, _r1, _r2, T)
-
-        else:
-            _G_z[_i, :] = T(0)
+        _loss = _value_and_grad_idx_row(_i, _ti_arr, z, weight, label_smoothing, _sw, _scale, _ignore, _out, _G_z, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -729,27 +879,7 @@ def hessian_diag_idx(_ti_arr, z, weight, label_smoothing, _sw, _scale, _ignore, 
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _ti = _ti_arr[_i]
-        if _ti != _ignore:
-            _m0 = -T(math.inf)
-            for _k in range(_nk):
-                _x0 = hessian_diag_s0(z[_i, _k], T)
-                _m0 = _x0 if _x0 > _m0 else _m0
-            _h0, _h1, _h2 = hessian_diag_s1(K, label_smoothing, _m0, T)
-            _r1 = T(0)
-            _r2 = T(0)
-            for _k in range(_nk):
-                _x0, _x1 = hessian_diag_s2((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), z[_i, _k], _h0, _h1, _h2, T)
-                _r1 += _x0
-                _r2 += _x1
-            _h3, _h4, _h5, _h6 = hessian_diag_s3(_m0, _r1, T)
-            for _k in range(_nk):
-                _h_z = hessian_diag_s4(z[_i, _k], _h3, _h4, _h5, _h6, _r2, T)
-                _HD_z[_i, _k] = _s * _h_z
-
-        else:
-            _HD_z[_i, :] = T(0)
+        _loss = _hessian_diag_idx_row(_i, _ti_arr, z, weight, label_smoothing, _sw, _scale, _ignore, _HD_z, _nk, K, T)
     return _total
 
 
@@ -760,29 +890,7 @@ def hvp_idx(_ti_arr, z, weight, label_smoothing, _v_z, _sw, _scale, _ignore, _HV
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _ti = _ti_arr[_i]
-        if _ti != _ignore:
-            _m0 = -T(math.inf)
-            for _k in range(_nk):
-                _x0 = hvp_s0(z[_i, _k], T)
-                _m0 = _x0 if _x0 > _m0 else _m0
-            _h0, _h1, _h2 = hvp_s1(K, label_smoothing, _m0, T)
-            _r1 = T(0)
-            _r2 = T(0)
-            _r4 = T(0)
-            for _k in range(_nk):
-                _x0, _x1, _x2 = hvp_s2((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), z[_i, _k], _h0, _h1, _h2, _v_z[_i, _k], T)
-                _r1 += _x0
-                _r2 += _x1
-                _r4 += _x2
-            _h3, _h4, _h5 = hvp_s3(_m0, _r1, T)
-            for _k in range(_nk):
-                _hv_z = hvp_s4(z[_i, _k], _h3, _h4, _h5, _r2, _r4, _v_z[_i, _k], T)
-                _HV_z[_i, _k] = _s * _hv_z
-
-        else:
-            _HV_z[_i, :] = T(0)
+        _loss = _hvp_idx_row(_i, _ti_arr, z, weight, label_smoothing, _v_z, _sw, _scale, _ignore, _HV_z, _nk, K, T)
     return _total
 
 
@@ -793,42 +901,7 @@ def hessian_idx(_ti_arr, z, weight, label_smoothing, _sw, _scale, _ignore, _H, T
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _ti = _ti_arr[_i]
-        if _ti != _ignore:
-            _m0 = -T(math.inf)
-            for _k in range(_nk):
-                _x0 = hessian_s0(z[_i, _k], T)
-                _m0 = _x0 if _x0 > _m0 else _m0
-            _h0, _h1, _h2 = hessian_s1(K, label_smoothing, _m0, T)
-            _r1 = T(0)
-            _r2 = T(0)
-            for _k in range(_nk):
-                _x0, _x1 = hessian_s2((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), z[_i, _k], _h0, _h1, _h2, T)
-                _r1 += _x0
-                _r2 += _x1
-            _h3, _h4, _h5 = hessian_s3(_m0, _r1, T)
-            _E = np.empty((1, _nk), z.dtype)
-            _A = np.empty((2, _nk), z.dtype)
-            _B = np.empty((2, _nk), z.dtype)
-            for _k in range(_nk):
-                _e_z_z, _a_z_0, _a_z_1, _b_z_0, _b_z_1 = hessian_s4(z[_i, _k], _h3, _h4, _h5, _r2, T)
-                _E[0, _k] = _e_z_z
-                _A[0, _k] = _a_z_0
-                _B[0, _k] = _b_z_0
-                _A[1, _k] = _a_z_1
-                _B[1, _k] = _b_z_1
-            for _p in range(1):
-                for _q in range(1):
-                    for _j in range(_nk):
-                        for _k in range(_nk):
-                            _acc = _E[_p * 1 + _q, _j] if _j == _k else T(0)
-                            for _r in range(2):
-                                _acc += _A[_p * 2 + _r, _j] * _B[_q * 2 + _r, _k]
-                            _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
-
-        else:
-            _H[_i, :, :] = T(0)
+        _loss = _hessian_idx_row(_i, _ti_arr, z, weight, label_smoothing, _sw, _scale, _ignore, _H, _nk, K, T)
     return _total
 
 
@@ -839,23 +912,7 @@ def value_parallel(y, z, weight, label_smoothing, _sw, _scale, _out, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _m0 = -T(math.inf)
-        for _k in range(_nk):
-            _x0 = value_s0(z[_i, _k], T)
-            _m0 = _x0 if _x0 > _m0 else _m0
-        _h0, _h1, _h2 = value_s1(K, label_smoothing, _m0, T)
-        _r0 = T(0)
-        _r1 = T(0)
-        _r2 = T(0)
-        for _k in range(_nk):
-            _x0, _x1, _x2 = value_s2((weight[_k] if weight is not None else T(1.0)), y[_i, _k], z[_i, _k], _h0, _h1, _h2, T)
-            _r0 += _x0
-            _r1 += _x1
-            _r2 += _x2
-        _loss = value_s3(_m0, _r0, _r1, _r2, T)
-
+        _loss = _value_row(_i, y, z, weight, label_smoothing, _sw, _scale, _out, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -870,23 +927,7 @@ def grad_parallel(y, z, weight, label_smoothing, _sw, _scale, _G_z, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _m0 = -T(math.inf)
-        for _k in range(_nk):
-            _x0 = grad_s0(z[_i, _k], T)
-            _m0 = _x0 if _x0 > _m0 else _m0
-        _h0, _h1, _h2 = grad_s1(K, label_smoothing, _m0, T)
-        _r1 = T(0)
-        _r2 = T(0)
-        for _k in range(_nk):
-            _x0, _x1 = grad_s2((weight[_k] if weight is not None else T(1.0)), y[_i, _k], z[_i, _k], _h0, _h1, _h2, T)
-            _r1 += _x0
-            _r2 += _x1
-        _h3, _h4, _h5, _h6 = grad_s3(K, label_smoothing, _m0, _r1, T)
-        for _k in range(_nk):
-            _d_z = grad_s4((weight[_k] if weight is not None else T(1.0)), y[_i, _k], z[_i, _k], _h3, _h4, _h5, _h6, _r2, T)
-            _G_z[_i, _k] = _s * _d_z
-
+        _loss = _grad_row(_i, y, z, weight, label_smoothing, _sw, _scale, _G_z, _nk, K, T)
     return _total
 
 
@@ -897,27 +938,7 @@ def value_and_grad_parallel(y, z, weight, label_smoothing, _sw, _scale, _out, _G
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _m0 = -T(math.inf)
-        for _k in range(_nk):
-            _x0 = value_and_grad_s0(z[_i, _k], T)
-            _m0 = _x0 if _x0 > _m0 else _m0
-        _h0, _h1, _h2 = value_and_grad_s1(K, label_smoothing, _m0, T)
-        _r0 = T(0)
-        _r1 = T(0)
-        _r2 = T(0)
-        for _k in range(_nk):
-            _x0, _x1, _x2 = value_and_grad_s2((weight[_k] if weight is not None else T(1.0)), y[_i, _k], z[_i, _k], _h0, _h1, _h2, T)
-            _r0 += _x0
-            _r1 += _x1
-            _r2 += _x2
-        _h3, _h4, _h5, _h6 = value_and_grad_s3(K, label_smoothing, _m0, _r1, T)
-        for _k in range(_nk):
-            _d_z = value_and_grad_s4((weight[_k] if weight is not None else T(1.0)), y[_i, _k], z[_i, _k], _h3, _h4, _h5, _h6, _r2, T)
-            _G_z[_i, _k] = _s * _d_z
-        _loss = value_and_grad_s5(_m0, _r0, _r1, _r2, T)
-
+        _loss = _value_and_grad_row(_i, y, z, weight, label_smoothing, _sw, _scale, _out, _G_z, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -932,23 +953,7 @@ def hessian_diag_parallel(y, z, weight, label_smoothing, _sw, _scale, _HD_z, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _m0 = -T(math.inf)
-        for _k in range(_nk):
-            _x0 = hessian_diag_s0(z[_i, _k], T)
-            _m0 = _x0 if _x0 > _m0 else _m0
-        _h0, _h1, _h2 = hessian_diag_s1(K, label_smoothing, _m0, T)
-        _r1 = T(0)
-        _r2 = T(0)
-        for _k in range(_nk):
-            _x0, _x1 = hessian_diag_s2((weight[_k] if weight is not None else T(1.0)), y[_i, _k], z[_i, _k], _h0, _h1, _h2, T)
-            _r1 += _x0
-            _r2 += _x1
-        _h3, _h4, _h5, _h6 = hessian_diag_s3(_m0, _r1, T)
-        for _k in range(_nk):
-            _h_z = hessian_diag_s4(z[_i, _k], _h3, _h4, _h5, _h6, _r2, T)
-            _HD_z[_i, _k] = _s * _h_z
-
+        _loss = _hessian_diag_row(_i, y, z, weight, label_smoothing, _sw, _scale, _HD_z, _nk, K, T)
     return _total
 
 
@@ -959,25 +964,7 @@ def hvp_parallel(y, z, weight, label_smoothing, _v_z, _sw, _scale, _HV_z, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _m0 = -T(math.inf)
-        for _k in range(_nk):
-            _x0 = hvp_s0(z[_i, _k], T)
-            _m0 = _x0 if _x0 > _m0 else _m0
-        _h0, _h1, _h2 = hvp_s1(K, label_smoothing, _m0, T)
-        _r1 = T(0)
-        _r2 = T(0)
-        _r4 = T(0)
-        for _k in range(_nk):
-            _x0, _x1, _x2 = hvp_s2((weight[_k] if weight is not None else T(1.0)), y[_i, _k], z[_i, _k], _h0, _h1, _h2, _v_z[_i, _k], T)
-            _r1 += _x0
-            _r2 += _x1
-            _r4 += _x2
-        _h3, _h4, _h5 = hvp_s3(_m0, _r1, T)
-        for _k in range(_nk):
-            _hv_z = hvp_s4(z[_i, _k], _h3, _h4, _h5, _r2, _r4, _v_z[_i, _k], T)
-            _HV_z[_i, _k] = _s * _hv_z
-
+        _loss = _hvp_row(_i, y, z, weight, label_smoothing, _v_z, _sw, _scale, _HV_z, _nk, K, T)
     return _total
 
 
@@ -988,38 +975,7 @@ def hessian_parallel(y, z, weight, label_smoothing, _sw, _scale, _H, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _m0 = -T(math.inf)
-        for _k in range(_nk):
-            _x0 = hessian_s0(z[_i, _k], T)
-            _m0 = _x0 if _x0 > _m0 else _m0
-        _h0, _h1, _h2 = hessian_s1(K, label_smoothing, _m0, T)
-        _r1 = T(0)
-        _r2 = T(0)
-        for _k in range(_nk):
-            _x0, _x1 = hessian_s2((weight[_k] if weight is not None else T(1.0)), y[_i, _k], z[_i, _k], _h0, _h1, _h2, T)
-            _r1 += _x0
-            _r2 += _x1
-        _h3, _h4, _h5 = hessian_s3(_m0, _r1, T)
-        _E = np.empty((1, _nk), z.dtype)
-        _A = np.empty((2, _nk), z.dtype)
-        _B = np.empty((2, _nk), z.dtype)
-        for _k in range(_nk):
-            _e_z_z, _a_z_0, _a_z_1, _b_z_0, _b_z_1 = hessian_s4(z[_i, _k], _h3, _h4, _h5, _r2, T)
-            _E[0, _k] = _e_z_z
-            _A[0, _k] = _a_z_0
-            _B[0, _k] = _b_z_0
-            _A[1, _k] = _a_z_1
-            _B[1, _k] = _b_z_1
-        for _p in range(1):
-            for _q in range(1):
-                for _j in range(_nk):
-                    for _k in range(_nk):
-                        _acc = _E[_p * 1 + _q, _j] if _j == _k else T(0)
-                        for _r in range(2):
-                            _acc += _A[_p * 2 + _r, _j] * _B[_q * 2 + _r, _k]
-                        _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
-
+        _loss = _hessian_row(_i, y, z, weight, label_smoothing, _sw, _scale, _H, _nk, K, T)
     return _total
 
 
@@ -1030,27 +986,7 @@ def value_idx_parallel(_ti_arr, z, weight, label_smoothing, _sw, _scale, _ignore
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _ti = _ti_arr[_i]
-        if _ti != _ignore:
-            _m0 = -T(math.inf)
-            for _k in range(_nk):
-                _x0 = value_s0(z[_i, _k], T)
-                _m0 = _x0 if _x0 > _m0 else _m0
-            _h0, _h1, _h2 = value_s1(K, label_smoothing, _m0, T)
-            _r0 = T(0)
-            _r1 = T(0)
-            _r2 = T(0)
-            for _k in range(_nk):
-                _x0, _x1, _x2 = value_s2((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), z[_i, _k], _h0, _h1, _h2, T)
-                _r0 += _x0
-                _r1 += _x1
-                _r2 += _x2
-            _loss = value_s3(_m0, _r0, _r1, _r2, T)
-
-        else:
-            pass
+        _loss = _value_idx_row(_i, _ti_arr, z, weight, label_smoothing, _sw, _scale, _ignore, _out, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -1065,27 +1001,7 @@ def grad_idx_parallel(_ti_arr, z, weight, label_smoothing, _sw, _scale, _ignore,
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _ti = _ti_arr[_i]
-        if _ti != _ignore:
-            _m0 = -T(math.inf)
-            for _k in range(_nk):
-                _x0 = grad_s0(z[_i, _k], T)
-                _m0 = _x0 if _x0 > _m0 else _m0
-            _h0, _h1, _h2 = grad_s1(K, label_smoothing, _m0, T)
-            _r1 = T(0)
-            _r2 = T(0)
-            for _k in range(_nk):
-                _x0, _x1 = grad_s2((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), z[_i, _k], _h0, _h1, _h2, T)
-                _r1 += _x0
-                _r2 += _x1
-            _h3, _h4, _h5, _h6 = grad_s3(K, label_smoothing, _m0, _r1, T)
-            for _k in range(_nk):
-                _d_z = grad_s4((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), z[_i, _k], _h3, _h4, _h5, _h6, _r2, T)
-                _G_z[_i, _k] = _s * _d_z
-
-        else:
-            _G_z[_i, :] = T(0)
+        _loss = _grad_idx_row(_i, _ti_arr, z, weight, label_smoothing, _sw, _scale, _ignore, _G_z, _nk, K, T)
     return _total
 
 
@@ -1096,31 +1012,7 @@ def value_and_grad_idx_parallel(_ti_arr, z, weight, label_smoothing, _sw, _scale
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _ti = _ti_arr[_i]
-        if _ti != _ignore:
-            _m0 = -T(math.inf)
-            for _k in range(_nk):
-                _x0 = value_and_grad_s0(z[_i, _k], T)
-                _m0 = _x0 if _x0 > _m0 else _m0
-            _h0, _h1, _h2 = value_and_grad_s1(K, label_smoothing, _m0, T)
-            _r0 = T(0)
-            _r1 = T(0)
-            _r2 = T(0)
-            for _k in range(_nk):
-                _x0, _x1, _x2 = value_and_grad_s2((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), z[_i, _k], _h0, _h1, _h2, T)
-                _r0 += _x0
-                _r1 += _x1
-                _r2 += _x2
-            _h3, _h4, _h5, _h6 = value_and_grad_s3(K, label_smoothing, _m0, _r1, T)
-            for _k in range(_nk):
-                _d_z = value_and_grad_s4((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), z[_i, _k], _h3, _h4, _h5, _h6, _r2, T)
-                _G_z[_i, _k] = _s * _d_z
-            _loss = value_and_grad_s5(_m0, _r0, _r1, _r2, T)
-
-        else:
-            _G_z[_i, :] = T(0)
+        _loss = _value_and_grad_idx_row(_i, _ti_arr, z, weight, label_smoothing, _sw, _scale, _ignore, _out, _G_z, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -1135,27 +1027,7 @@ def hessian_diag_idx_parallel(_ti_arr, z, weight, label_smoothing, _sw, _scale, 
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _ti = _ti_arr[_i]
-        if _ti != _ignore:
-            _m0 = -T(math.inf)
-            for _k in range(_nk):
-                _x0 = hessian_diag_s0(z[_i, _k], T)
-                _m0 = _x0 if _x0 > _m0 else _m0
-            _h0, _h1, _h2 = hessian_diag_s1(K, label_smoothing, _m0, T)
-            _r1 = T(0)
-            _r2 = T(0)
-            for _k in range(_nk):
-                _x0, _x1 = hessian_diag_s2((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), z[_i, _k], _h0, _h1, _h2, T)
-                _r1 += _x0
-                _r2 += _x1
-            _h3, _h4, _h5, _h6 = hessian_diag_s3(_m0, _r1, T)
-            for _k in range(_nk):
-                _h_z = hessian_diag_s4(z[_i, _k], _h3, _h4, _h5, _h6, _r2, T)
-                _HD_z[_i, _k] = _s * _h_z
-
-        else:
-            _HD_z[_i, :] = T(0)
+        _loss = _hessian_diag_idx_row(_i, _ti_arr, z, weight, label_smoothing, _sw, _scale, _ignore, _HD_z, _nk, K, T)
     return _total
 
 
@@ -1166,29 +1038,7 @@ def hvp_idx_parallel(_ti_arr, z, weight, label_smoothing, _v_z, _sw, _scale, _ig
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _ti = _ti_arr[_i]
-        if _ti != _ignore:
-            _m0 = -T(math.inf)
-            for _k in range(_nk):
-                _x0 = hvp_s0(z[_i, _k], T)
-                _m0 = _x0 if _x0 > _m0 else _m0
-            _h0, _h1, _h2 = hvp_s1(K, label_smoothing, _m0, T)
-            _r1 = T(0)
-            _r2 = T(0)
-            _r4 = T(0)
-            for _k in range(_nk):
-                _x0, _x1, _x2 = hvp_s2((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), z[_i, _k], _h0, _h1, _h2, _v_z[_i, _k], T)
-                _r1 += _x0
-                _r2 += _x1
-                _r4 += _x2
-            _h3, _h4, _h5 = hvp_s3(_m0, _r1, T)
-            for _k in range(_nk):
-                _hv_z = hvp_s4(z[_i, _k], _h3, _h4, _h5, _r2, _r4, _v_z[_i, _k], T)
-                _HV_z[_i, _k] = _s * _hv_z
-
-        else:
-            _HV_z[_i, :] = T(0)
+        _loss = _hvp_idx_row(_i, _ti_arr, z, weight, label_smoothing, _v_z, _sw, _scale, _ignore, _HV_z, _nk, K, T)
     return _total
 
 
@@ -1199,40 +1049,5 @@ def hessian_idx_parallel(_ti_arr, z, weight, label_smoothing, _sw, _scale, _igno
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _ti = _ti_arr[_i]
-        if _ti != _ignore:
-            _m0 = -T(math.inf)
-            for _k in range(_nk):
-                _x0 = hessian_s0(z[_i, _k], T)
-                _m0 = _x0 if _x0 > _m0 else _m0
-            _h0, _h1, _h2 = hessian_s1(K, label_smoothing, _m0, T)
-            _r1 = T(0)
-            _r2 = T(0)
-            for _k in range(_nk):
-                _x0, _x1 = hessian_s2((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), z[_i, _k], _h0, _h1, _h2, T)
-                _r1 += _x0
-                _r2 += _x1
-            _h3, _h4, _h5 = hessian_s3(_m0, _r1, T)
-            _E = np.empty((1, _nk), z.dtype)
-            _A = np.empty((2, _nk), z.dtype)
-            _B = np.empty((2, _nk), z.dtype)
-            for _k in range(_nk):
-                _e_z_z, _a_z_0, _a_z_1, _b_z_0, _b_z_1 = hessian_s4(z[_i, _k], _h3, _h4, _h5, _r2, T)
-                _E[0, _k] = _e_z_z
-                _A[0, _k] = _a_z_0
-                _B[0, _k] = _b_z_0
-                _A[1, _k] = _a_z_1
-                _B[1, _k] = _b_z_1
-            for _p in range(1):
-                for _q in range(1):
-                    for _j in range(_nk):
-                        for _k in range(_nk):
-                            _acc = _E[_p * 1 + _q, _j] if _j == _k else T(0)
-                            for _r in range(2):
-                                _acc += _A[_p * 2 + _r, _j] * _B[_q * 2 + _r, _k]
-                            _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
-
-        else:
-            _H[_i, :, :] = T(0)
+        _loss = _hessian_idx_row(_i, _ti_arr, z, weight, label_smoothing, _sw, _scale, _ignore, _H, _nk, K, T)
     return _total

@@ -3,8 +3,8 @@
 
     L(p, q) = RowSum(log(p[k]/q[k])*p[k], k)
 
-Each kernel loops over rows (`_parallel`: with prange) and, per row, runs the
-steps of the row IR: loops over the K classes that take maxima (softmax
+Each kernel loops over rows (`_parallel`: with prange) and calls its `_*_row`
+function, which runs the steps of the row IR: loops over the K classes that take maxima (softmax
 shifts, argmax) and sums, then a loop writing per-class outputs.  The math
 sits in the small `*_sN` functions (compiled without fast-math).
 
@@ -107,6 +107,90 @@ def hessian_s0(p, q, T):
     return _e_q_q
 
 
+@numba.njit(**_LOOP)
+def _value_row(_i, p, q, _sw, _scale, _out, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    for _k in range(_nk):
+        _x0 = value_s0(p[_i, _k], q[_i, _k], T)
+        _r0 += _x0
+    _loss = value_s1(_r0, T)
+
+    return _loss
+
+
+@numba.njit(**_LOOP)
+def _grad_row(_i, p, q, _sw, _scale, _G_q, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    for _k in range(_nk):
+        _d_q = grad_s0(p[_i, _k], q[_i, _k], T)
+        _G_q[_i, _k] = _s * _d_q
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _value_and_grad_row(_i, p, q, _sw, _scale, _out, _G_q, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    for _k in range(_nk):
+        _x0 = value_and_grad_s0(p[_i, _k], q[_i, _k], T)
+        _r0 += _x0
+    for _k in range(_nk):
+        _d_q = value_and_grad_s1(p[_i, _k], q[_i, _k], T)
+        _G_q[_i, _k] = _s * _d_q
+    _loss = value_and_grad_s2(_r0, T)
+
+    return _loss
+
+
+@numba.njit(**_LOOP)
+def _hessian_diag_row(_i, p, q, _sw, _scale, _HD_q, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    for _k in range(_nk):
+        _h_q = hessian_diag_s0(p[_i, _k], q[_i, _k], T)
+        _HD_q[_i, _k] = _s * _h_q
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _hvp_row(_i, p, q, _v_q, _sw, _scale, _HV_q, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    for _k in range(_nk):
+        _hv_q = hvp_s0(p[_i, _k], q[_i, _k], _v_q[_i, _k], T)
+        _HV_q[_i, _k] = _s * _hv_q
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _hessian_row(_i, p, q, _sw, _scale, _H, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _E = np.empty((1, _nk), q.dtype)
+    _A = np.empty((0, _nk), q.dtype)
+    _B = np.empty((0, _nk), q.dtype)
+    for _k in range(_nk):
+        _e_q_q = hessian_s0(p[_i, _k], q[_i, _k], T)
+        _E[0, _k] = _e_q_q
+    for _p in range(1):
+        for _q in range(1):
+            for _j in range(_nk):
+                for _k in range(_nk):
+                    _acc = _E[_p * 1 + _q, _j] if _j == _k else T(0)
+                    for _r in range(0):
+                        _acc += _A[_p * 0 + _r, _j] * _B[_q * 0 + _r, _k]
+                    _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
+
+    return T(0)
+
+
 @numba.njit(parallel=False, **_LOOP)
 def value(p, q, _sw, _scale, _out, T):
     _n = q.shape[0]
@@ -114,14 +198,7 @@ def value(p, q, _sw, _scale, _out, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = value_s0(p[_i, _k], q[_i, _k], T)
-            _r0 += _x0
-        _loss = value_s1(_r0, T)
-
+        _loss = _value_row(_i, p, q, _sw, _scale, _out, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -136,11 +213,7 @@ def grad(p, q, _sw, _scale, _G_q, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        for _k in range(_nk):
-            _d_q = grad_s0(p[_i, _k], q[_i, _k], T)
-            _G_q[_i, _k] = _s * _d_q
-
+        _loss = _grad_row(_i, p, q, _sw, _scale, _G_q, _nk, K, T)
     return _total
 
 
@@ -151,17 +224,7 @@ def value_and_grad(p, q, _sw, _scale, _out, _G_q, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = value_and_grad_s0(p[_i, _k], q[_i, _k], T)
-            _r0 += _x0
-        for _k in range(_nk):
-            _d_q = value_and_grad_s1(p[_i, _k], q[_i, _k], T)
-            _G_q[_i, _k] = _s * _d_q
-        _loss = value_and_grad_s2(_r0, T)
-
+        _loss = _value_and_grad_row(_i, p, q, _sw, _scale, _out, _G_q, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -176,11 +239,7 @@ def hessian_diag(p, q, _sw, _scale, _HD_q, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        for _k in range(_nk):
-            _h_q = hessian_diag_s0(p[_i, _k], q[_i, _k], T)
-            _HD_q[_i, _k] = _s * _h_q
-
+        _loss = _hessian_diag_row(_i, p, q, _sw, _scale, _HD_q, _nk, K, T)
     return _total
 
 
@@ -191,11 +250,7 @@ def hvp(p, q, _v_q, _sw, _scale, _HV_q, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        for _k in range(_nk):
-            _hv_q = hvp_s0(p[_i, _k], q[_i, _k], _v_q[_i, _k], T)
-            _HV_q[_i, _k] = _s * _hv_q
-
+        _loss = _hvp_row(_i, p, q, _v_q, _sw, _scale, _HV_q, _nk, K, T)
     return _total
 
 
@@ -206,22 +261,7 @@ def hessian(p, q, _sw, _scale, _H, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _E = np.empty((1, _nk), q.dtype)
-        _A = np.empty((0, _nk), q.dtype)
-        _B = np.empty((0, _nk), q.dtype)
-        for _k in range(_nk):
-            _e_q_q = hessian_s0(p[_i, _k], q[_i, _k], T)
-            _E[0, _k] = _e_q_q
-        for _p in range(1):
-            for _q in range(1):
-                for _j in range(_nk):
-                    for _k in range(_nk):
-                        _acc = _E[_p * 1 + _q, _j] if _j == _k else T(0)
-                        for _r in range(0):
-                            _acc += _A[_p * 0 + _r, _j] * _B[_q * 0 + _r, _k]
-                        _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
-
+        _loss = _hessian_row(_i, p, q, _sw, _scale, _H, _nk, K, T)
     return _total
 
 
@@ -232,14 +272,7 @@ def value_parallel(p, q, _sw, _scale, _out, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = value_s0(p[_i, _k], q[_i, _k], T)
-            _r0 += _x0
-        _loss = value_s1(_r0, T)
-
+        _loss = _value_row(_i, p, q, _sw, _scale, _out, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -254,11 +287,7 @@ def grad_parallel(p, q, _sw, _scale, _G_q, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        for _k in range(_nk):
-            _d_q = grad_s0(p[_i, _k], q[_i, _k], T)
-            _G_q[_i, _k] = _s * _d_q
-
+        _loss = _grad_row(_i, p, q, _sw, _scale, _G_q, _nk, K, T)
     return _total
 
 
@@ -269,17 +298,7 @@ def value_and_grad_parallel(p, q, _sw, _scale, _out, _G_q, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = value_and_grad_s0(p[_i, _k], q[_i, _k], T)
-            _r0 += _x0
-        for _k in range(_nk):
-            _d_q = value_and_grad_s1(p[_i, _k], q[_i, _k], T)
-            _G_q[_i, _k] = _s * _d_q
-        _loss = value_and_grad_s2(_r0, T)
-
+        _loss = _value_and_grad_row(_i, p, q, _sw, _scale, _out, _G_q, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -294,11 +313,7 @@ def hessian_diag_parallel(p, q, _sw, _scale, _HD_q, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        for _k in range(_nk):
-            _h_q = hessian_diag_s0(p[_i, _k], q[_i, _k], T)
-            _HD_q[_i, _k] = _s * _h_q
-
+        _loss = _hessian_diag_row(_i, p, q, _sw, _scale, _HD_q, _nk, K, T)
     return _total
 
 
@@ -309,11 +324,7 @@ def hvp_parallel(p, q, _v_q, _sw, _scale, _HV_q, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        for _k in range(_nk):
-            _hv_q = hvp_s0(p[_i, _k], q[_i, _k], _v_q[_i, _k], T)
-            _HV_q[_i, _k] = _s * _hv_q
-
+        _loss = _hvp_row(_i, p, q, _v_q, _sw, _scale, _HV_q, _nk, K, T)
     return _total
 
 
@@ -324,20 +335,5 @@ def hessian_parallel(p, q, _sw, _scale, _H, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _E = np.empty((1, _nk), q.dtype)
-        _A = np.empty((0, _nk), q.dtype)
-        _B = np.empty((0, _nk), q.dtype)
-        for _k in range(_nk):
-            _e_q_q = hessian_s0(p[_i, _k], q[_i, _k], T)
-            _E[0, _k] = _e_q_q
-        for _p in range(1):
-            for _q in range(1):
-                for _j in range(_nk):
-                    for _k in range(_nk):
-                        _acc = _E[_p * 1 + _q, _j] if _j == _k else T(0)
-                        for _r in range(0):
-                            _acc += _A[_p * 0 + _r, _j] * _B[_q * 0 + _r, _k]
-                        _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
-
+        _loss = _hessian_row(_i, p, q, _sw, _scale, _H, _nk, K, T)
     return _total

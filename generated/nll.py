@@ -3,8 +3,8 @@
 
     L(y, logp, weight) = -RowSum(logp[k]*weight[k]*y[k], k)
 
-Each kernel loops over rows (`_parallel`: with prange) and, per row, runs the
-steps of the row IR: loops over the K classes that take maxima (softmax
+Each kernel loops over rows (`_parallel`: with prange) and calls its `_*_row`
+function, which runs the steps of the row IR: loops over the K classes that take maxima (softmax
 shifts, argmax) and sums, then a loop writing per-class outputs.  The math
 sits in the small `*_sN` functions (compiled without fast-math).
 
@@ -90,6 +90,197 @@ def hessian_s0(logp, T):
     return _e_logp_logp
 
 
+@numba.njit(**_LOOP)
+def _value_row(_i, y, logp, weight, _sw, _scale, _out, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    for _k in range(_nk):
+        _x0 = value_s0(logp[_i, _k], (weight[_k] if weight is not None else T(1.0)), y[_i, _k], T)
+        _r0 += _x0
+    _loss = value_s1(_r0, T)
+
+    return _loss
+
+
+@numba.njit(**_LOOP)
+def _grad_row(_i, y, logp, weight, _sw, _scale, _G_logp, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    for _k in range(_nk):
+        _d_logp = grad_s0(logp[_i, _k], (weight[_k] if weight is not None else T(1.0)), y[_i, _k], T)
+        _G_logp[_i, _k] = _s * _d_logp
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _value_and_grad_row(_i, y, logp, weight, _sw, _scale, _out, _G_logp, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    for _k in range(_nk):
+        _x0 = value_and_grad_s0(logp[_i, _k], (weight[_k] if weight is not None else T(1.0)), y[_i, _k], T)
+        _r0 += _x0
+    for _k in range(_nk):
+        _d_logp = value_and_grad_s1(logp[_i, _k], (weight[_k] if weight is not None else T(1.0)), y[_i, _k], T)
+        _G_logp[_i, _k] = _s * _d_logp
+    _loss = value_and_grad_s2(_r0, T)
+
+    return _loss
+
+
+@numba.njit(**_LOOP)
+def _hessian_diag_row(_i, y, logp, weight, _sw, _scale, _HD_logp, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    for _k in range(_nk):
+        _h_logp = hessian_diag_s0(logp[_i, _k], T)
+        _HD_logp[_i, _k] = _s * _h_logp
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _hvp_row(_i, y, logp, weight, _v_logp, _sw, _scale, _HV_logp, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    for _k in range(_nk):
+        _hv_logp = hvp_s0(logp[_i, _k], T)
+        _HV_logp[_i, _k] = _s * _hv_logp
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _hessian_row(_i, y, logp, weight, _sw, _scale, _H, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _E = np.empty((1, _nk), logp.dtype)
+    _A = np.empty((0, _nk), logp.dtype)
+    _B = np.empty((0, _nk), logp.dtype)
+    for _k in range(_nk):
+        _e_logp_logp = hessian_s0(logp[_i, _k], T)
+        _E[0, _k] = _e_logp_logp
+    for _p in range(1):
+        for _q in range(1):
+            for _j in range(_nk):
+                for _k in range(_nk):
+                    _acc = _E[_p * 1 + _q, _j] if _j == _k else T(0)
+                    for _r in range(0):
+                        _acc += _A[_p * 0 + _r, _j] * _B[_q * 0 + _r, _k]
+                    _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _value_idx_row(_i, _ti_arr, logp, weight, _sw, _scale, _ignore, _out, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _ti = _ti_arr[_i]
+    if _ti == _ignore:
+        return T(0)
+    _r0 = T(0)
+    for _k in range(_nk):
+        _x0 = value_s0(logp[_i, _k], (weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), T)
+        _r0 += _x0
+    _loss = value_s1(_r0, T)
+
+    return _loss
+
+
+@numba.njit(**_LOOP)
+def _grad_idx_row(_i, _ti_arr, logp, weight, _sw, _scale, _ignore, _G_logp, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _ti = _ti_arr[_i]
+    if _ti == _ignore:
+        _G_logp[_i, :] = T(0)
+        return T(0)
+    for _k in range(_nk):
+        _d_logp = grad_s0(logp[_i, _k], (weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), T)
+        _G_logp[_i, _k] = _s * _d_logp
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _value_and_grad_idx_row(_i, _ti_arr, logp, weight, _sw, _scale, _ignore, _out, _G_logp, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _ti = _ti_arr[_i]
+    if _ti == _ignore:
+        _G_logp[_i, :] = T(0)
+        return T(0)
+    _r0 = T(0)
+    for _k in range(_nk):
+        _x0 = value_and_grad_s0(logp[_i, _k], (weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), T)
+        _r0 += _x0
+    for _k in range(_nk):
+        _d_logp = value_and_grad_s1(logp[_i, _k], (weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), T)
+        _G_logp[_i, _k] = _s * _d_logp
+    _loss = value_and_grad_s2(_r0, T)
+
+    return _loss
+
+
+@numba.njit(**_LOOP)
+def _hessian_diag_idx_row(_i, _ti_arr, logp, weight, _sw, _scale, _ignore, _HD_logp, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _ti = _ti_arr[_i]
+    if _ti == _ignore:
+        _HD_logp[_i, :] = T(0)
+        return T(0)
+    for _k in range(_nk):
+        _h_logp = hessian_diag_s0(logp[_i, _k], T)
+        _HD_logp[_i, _k] = _s * _h_logp
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _hvp_idx_row(_i, _ti_arr, logp, weight, _v_logp, _sw, _scale, _ignore, _HV_logp, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _ti = _ti_arr[_i]
+    if _ti == _ignore:
+        _HV_logp[_i, :] = T(0)
+        return T(0)
+    for _k in range(_nk):
+        _hv_logp = hvp_s0(logp[_i, _k], T)
+        _HV_logp[_i, _k] = _s * _hv_logp
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _hessian_idx_row(_i, _ti_arr, logp, weight, _sw, _scale, _ignore, _H, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _ti = _ti_arr[_i]
+    if _ti == _ignore:
+        _H[_i, :, :] = T(0)
+        return T(0)
+    _E = np.empty((1, _nk), logp.dtype)
+    _A = np.empty((0, _nk), logp.dtype)
+    _B = np.empty((0, _nk), logp.dtype)
+    for _k in range(_nk):
+        _e_logp_logp = hessian_s0(logp[_i, _k], T)
+        _E[0, _k] = _e_logp_logp
+    for _p in range(1):
+        for _q in range(1):
+            for _j in range(_nk):
+                for _k in range(_nk):
+                    _acc = _E[_p * 1 + _q, _j] if _j == _k else T(0)
+                    for _r in range(0):
+                        _acc += _A[_p * 0 + _r, _j] * _B[_q * 0 + _r, _k]
+                    _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
+
+    return T(0)
+
+
 @numba.njit(parallel=False, **_LOOP)
 def value(y, logp, weight, _sw, _scale, _out, T):
     _n = logp.shape[0]
@@ -97,14 +288,7 @@ def value(y, logp, weight, _sw, _scale, _out, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = value_s0(logp[_i, _k], (weight[_k] if weight is not None else T(1.0)), y[_i, _k], T)
-            _r0 += _x0
-        _loss = value_s1(_r0, T)
-
+        _loss = _value_row(_i, y, logp, weight, _sw, _scale, _out, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -119,11 +303,7 @@ def grad(y, logp, weight, _sw, _scale, _G_logp, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        for _k in range(_nk):
-            _d_logp = grad_s0(logp[_i, _k], (weight[_k] if weight is not None else T(1.0)), y[_i, _k], T)
-            _G_logp[_i, _k] = _s * _d_logp
-
+        _loss = _grad_row(_i, y, logp, weight, _sw, _scale, _G_logp, _nk, K, T)
     return _total
 
 
@@ -134,17 +314,7 @@ def value_and_grad(y, logp, weight, _sw, _scale, _out, _G_logp, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = value_and_grad_s0(logp[_i, _k], (weight[_k] if weight is not None else T(1.0)), y[_i, _k], T)
-            _r0 += _x0
-        for _k in range(_nk):
-            _d_logp = value_and_grad_s1(logp[_i, _k], (weight[_k] if weight is not None else T(1.0)), y[_i, _k], T)
-            _G_logp[_i, _k] = _s * _d_logp
-        _loss = value_and_grad_s2(_r0, T)
-
+        _loss = _value_and_grad_row(_i, y, logp, weight, _sw, _scale, _out, _G_logp, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -159,11 +329,7 @@ def hessian_diag(y, logp, weight, _sw, _scale, _HD_logp, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        for _k in range(_nk):
-            _h_logp = hessian_diag_s0(logp[_i, _k], T)
-            _HD_logp[_i, _k] = _s * _h_logp
-
+        _loss = _hessian_diag_row(_i, y, logp, weight, _sw, _scale, _HD_logp, _nk, K, T)
     return _total
 
 
@@ -174,11 +340,7 @@ def hvp(y, logp, weight, _v_logp, _sw, _scale, _HV_logp, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        for _k in range(_nk):
-            _hv_logp = hvp_s0(logp[_i, _k], T)
-            _HV_logp[_i, _k] = _s * _hv_logp
-
+        _loss = _hvp_row(_i, y, logp, weight, _v_logp, _sw, _scale, _HV_logp, _nk, K, T)
     return _total
 
 
@@ -189,22 +351,7 @@ def hessian(y, logp, weight, _sw, _scale, _H, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _E = np.empty((1, _nk), logp.dtype)
-        _A = np.empty((0, _nk), logp.dtype)
-        _B = np.empty((0, _nk), logp.dtype)
-        for _k in range(_nk):
-            _e_logp_logp = hessian_s0(logp[_i, _k], T)
-            _E[0, _k] = _e_logp_logp
-        for _p in range(1):
-            for _q in range(1):
-                for _j in range(_nk):
-                    for _k in range(_nk):
-                        _acc = _E[_p * 1 + _q, _j] if _j == _k else T(0)
-                        for _r in range(0):
-                            _acc += _A[_p * 0 + _r, _j] * _B[_q * 0 + _r, _k]
-                        _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
-
+        _loss = _hessian_row(_i, y, logp, weight, _sw, _scale, _H, _nk, K, T)
     return _total
 
 
@@ -215,18 +362,7 @@ def value_idx(_ti_arr, logp, weight, _sw, _scale, _ignore, _out, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _ti = _ti_arr[_i]
-        if _ti != _ignore:
-            _r0 = T(0)
-            for _k in range(_nk):
-                _x0 = value_s0(logp[_i, _k], (weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), T)
-                _r0 += _x0
-            _loss = value_s1(_r0, T)
-
-        else:
-            pass
+        _loss = _value_idx_row(_i, _ti_arr, logp, weight, _sw, _scale, _ignore, _out, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -241,15 +377,7 @@ def grad_idx(_ti_arr, logp, weight, _sw, _scale, _ignore, _G_logp, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _ti = _ti_arr[_i]
-        if _ti != _ignore:
-            for _k in range(_nk):
-                _d_logp = grad_s0(logp[_i, _k], (weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), T)
-                _G_logp[_i, _k] = _s * _d_logp
-
-        else:
-            _G_logp[_i, :] = T(0)
+        _loss = _grad_idx_row(_i, _ti_arr, logp, weight, _sw, _scale, _ignore, _G_logp, _nk, K, T)
     return _total
 
 
@@ -260,21 +388,7 @@ def value_and_grad_idx(_ti_arr, logp, weight, _sw, _scale, _ignore, _out, _G_log
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _ti = _ti_arr[_i]
-        if _ti != _ignore:
-            _r0 = T(0)
-            for _k in range(_nk):
-                _x0 = value_and_grad_s0(logp[_i, _k], (weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), T)
-                _r0 += _x0
-            for _k in range(_nk):
-                _d_logp = value_and_grad_s1(logp[_i, _k], (weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), T)
-                _G_logp[_i, _k] = _s * _d_logp
-            _loss = value_and_grad_s2(_r0, T)
-
-        else:
-            _G_logp[_i, :] = T(0)
+        _loss = _value_and_grad_idx_row(_i, _ti_arr, logp, weight, _sw, _scale, _ignore, _out, _G_logp, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -289,15 +403,7 @@ def hessian_diag_idx(_ti_arr, logp, weight, _sw, _scale, _ignore, _HD_logp, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _ti = _ti_arr[_i]
-        if _ti != _ignore:
-            for _k in range(_nk):
-                _h_logp = hessian_diag_s0(logp[_i, _k], T)
-                _HD_logp[_i, _k] = _s * _h_logp
-
-        else:
-            _HD_logp[_i, :] = T(0)
+        _loss = _hessian_diag_idx_row(_i, _ti_arr, logp, weight, _sw, _scale, _ignore, _HD_logp, _nk, K, T)
     return _total
 
 
@@ -308,15 +414,7 @@ def hvp_idx(_ti_arr, logp, weight, _v_logp, _sw, _scale, _ignore, _HV_logp, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _ti = _ti_arr[_i]
-        if _ti != _ignore:
-            for _k in range(_nk):
-                _hv_logp = hvp_s0(logp[_i, _k], T)
-                _HV_logp[_i, _k] = _s * _hv_logp
-
-        else:
-            _HV_logp[_i, :] = T(0)
+        _loss = _hvp_idx_row(_i, _ti_arr, logp, weight, _v_logp, _sw, _scale, _ignore, _HV_logp, _nk, K, T)
     return _total
 
 
@@ -327,26 +425,7 @@ def hessian_idx(_ti_arr, logp, weight, _sw, _scale, _ignore, _H, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _ti = _ti_arr[_i]
-        if _ti != _ignore:
-            _E = np.empty((1, _nk), logp.dtype)
-            _A = np.empty((0, _nk), logp.dtype)
-            _B = np.empty((0, _nk), logp.dtype)
-            for _k in range(_nk):
-                _e_logp_logp = hessian_s0(logp[_i, _k], T)
-                _E[0, _k] = _e_logp_logp
-            for _p in range(1):
-                for _q in range(1):
-                    for _j in range(_nk):
-                        for _k in range(_nk):
-                            _acc = _E[_p * 1 + _q, _j] if _j == _k else T(0)
-                            for _r in range(0):
-                                _acc += _A[_p * 0 + _r, _j] * _B[_q * 0 + _r, _k]
-                            _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
-
-        else:
-            _H[_i, :, :] = T(0)
+        _loss = _hessian_idx_row(_i, _ti_arr, logp, weight, _sw, _scale, _ignore, _H, _nk, K, T)
     return _total
 
 
@@ -357,14 +436,7 @@ def value_parallel(y, logp, weight, _sw, _scale, _out, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = value_s0(logp[_i, _k], (weight[_k] if weight is not None else T(1.0)), y[_i, _k], T)
-            _r0 += _x0
-        _loss = value_s1(_r0, T)
-
+        _loss = _value_row(_i, y, logp, weight, _sw, _scale, _out, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -379,11 +451,7 @@ def grad_parallel(y, logp, weight, _sw, _scale, _G_logp, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        for _k in range(_nk):
-            _d_logp = grad_s0(logp[_i, _k], (weight[_k] if weight is not None else T(1.0)), y[_i, _k], T)
-            _G_logp[_i, _k] = _s * _d_logp
-
+        _loss = _grad_row(_i, y, logp, weight, _sw, _scale, _G_logp, _nk, K, T)
     return _total
 
 
@@ -394,17 +462,7 @@ def value_and_grad_parallel(y, logp, weight, _sw, _scale, _out, _G_logp, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r0 = T(0)
-        for _k in range(_nk):
-            _x0 = value_and_grad_s0(logp[_i, _k], (weight[_k] if weight is not None else T(1.0)), y[_i, _k], T)
-            _r0 += _x0
-        for _k in range(_nk):
-            _d_logp = value_and_grad_s1(logp[_i, _k], (weight[_k] if weight is not None else T(1.0)), y[_i, _k], T)
-            _G_logp[_i, _k] = _s * _d_logp
-        _loss = value_and_grad_s2(_r0, T)
-
+        _loss = _value_and_grad_row(_i, y, logp, weight, _sw, _scale, _out, _G_logp, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -419,11 +477,7 @@ def hessian_diag_parallel(y, logp, weight, _sw, _scale, _HD_logp, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        for _k in range(_nk):
-            _h_logp = hessian_diag_s0(logp[_i, _k], T)
-            _HD_logp[_i, _k] = _s * _h_logp
-
+        _loss = _hessian_diag_row(_i, y, logp, weight, _sw, _scale, _HD_logp, _nk, K, T)
     return _total
 
 
@@ -434,11 +488,7 @@ def hvp_parallel(y, logp, weight, _v_logp, _sw, _scale, _HV_logp, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        for _k in range(_nk):
-            _hv_logp = hvp_s0(logp[_i, _k], T)
-            _HV_logp[_i, _k] = _s * _hv_logp
-
+        _loss = _hvp_row(_i, y, logp, weight, _v_logp, _sw, _scale, _HV_logp, _nk, K, T)
     return _total
 
 
@@ -449,22 +499,7 @@ def hessian_parallel(y, logp, weight, _sw, _scale, _H, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _E = np.empty((1, _nk), logp.dtype)
-        _A = np.empty((0, _nk), logp.dtype)
-        _B = np.empty((0, _nk), logp.dtype)
-        for _k in range(_nk):
-            _e_logp_logp = hessian_s0(logp[_i, _k], T)
-            _E[0, _k] = _e_logp_logp
-        for _p in range(1):
-            for _q in range(1):
-                for _j in range(_nk):
-                    for _k in range(_nk):
-                        _acc = _E[_p * 1 + _q, _j] if _j == _k else T(0)
-                        for _r in range(0):
-                            _acc += _A[_p * 0 + _r, _j] * _B[_q * 0 + _r, _k]
-                        _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
-
+        _loss = _hessian_row(_i, y, logp, weight, _sw, _scale, _H, _nk, K, T)
     return _total
 
 
@@ -475,18 +510,7 @@ def value_idx_parallel(_ti_arr, logp, weight, _sw, _scale, _ignore, _out, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _ti = _ti_arr[_i]
-        if _ti != _ignore:
-            _r0 = T(0)
-            for _k in range(_nk):
-                _x0 = value_s0(logp[_i, _k], (weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), T)
-                _r0 += _x0
-            _loss = value_s1(_r0, T)
-
-        else:
-            pass
+        _loss = _value_idx_row(_i, _ti_arr, logp, weight, _sw, _scale, _ignore, _out, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -501,15 +525,7 @@ def grad_idx_parallel(_ti_arr, logp, weight, _sw, _scale, _ignore, _G_logp, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _ti = _ti_arr[_i]
-        if _ti != _ignore:
-            for _k in range(_nk):
-                _d_logp = grad_s0(logp[_i, _k], (weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), T)
-                _G_logp[_i, _k] = _s * _d_logp
-
-        else:
-            _G_logp[_i, :] = T(0)
+        _loss = _grad_idx_row(_i, _ti_arr, logp, weight, _sw, _scale, _ignore, _G_logp, _nk, K, T)
     return _total
 
 
@@ -520,21 +536,7 @@ def value_and_grad_idx_parallel(_ti_arr, logp, weight, _sw, _scale, _ignore, _ou
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _ti = _ti_arr[_i]
-        if _ti != _ignore:
-            _r0 = T(0)
-            for _k in range(_nk):
-                _x0 = value_and_grad_s0(logp[_i, _k], (weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), T)
-                _r0 += _x0
-            for _k in range(_nk):
-                _d_logp = value_and_grad_s1(logp[_i, _k], (weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), T)
-                _G_logp[_i, _k] = _s * _d_logp
-            _loss = value_and_grad_s2(_r0, T)
-
-        else:
-            _G_logp[_i, :] = T(0)
+        _loss = _value_and_grad_idx_row(_i, _ti_arr, logp, weight, _sw, _scale, _ignore, _out, _G_logp, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -549,15 +551,7 @@ def hessian_diag_idx_parallel(_ti_arr, logp, weight, _sw, _scale, _ignore, _HD_l
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _ti = _ti_arr[_i]
-        if _ti != _ignore:
-            for _k in range(_nk):
-                _h_logp = hessian_diag_s0(logp[_i, _k], T)
-                _HD_logp[_i, _k] = _s * _h_logp
-
-        else:
-            _HD_logp[_i, :] = T(0)
+        _loss = _hessian_diag_idx_row(_i, _ti_arr, logp, weight, _sw, _scale, _ignore, _HD_logp, _nk, K, T)
     return _total
 
 
@@ -568,15 +562,7 @@ def hvp_idx_parallel(_ti_arr, logp, weight, _v_logp, _sw, _scale, _ignore, _HV_l
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _ti = _ti_arr[_i]
-        if _ti != _ignore:
-            for _k in range(_nk):
-                _hv_logp = hvp_s0(logp[_i, _k], T)
-                _HV_logp[_i, _k] = _s * _hv_logp
-
-        else:
-            _HV_logp[_i, :] = T(0)
+        _loss = _hvp_idx_row(_i, _ti_arr, logp, weight, _v_logp, _sw, _scale, _ignore, _HV_logp, _nk, K, T)
     return _total
 
 
@@ -587,24 +573,5 @@ def hessian_idx_parallel(_ti_arr, logp, weight, _sw, _scale, _ignore, _H, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _ti = _ti_arr[_i]
-        if _ti != _ignore:
-            _E = np.empty((1, _nk), logp.dtype)
-            _A = np.empty((0, _nk), logp.dtype)
-            _B = np.empty((0, _nk), logp.dtype)
-            for _k in range(_nk):
-                _e_logp_logp = hessian_s0(logp[_i, _k], T)
-                _E[0, _k] = _e_logp_logp
-            for _p in range(1):
-                for _q in range(1):
-                    for _j in range(_nk):
-                        for _k in range(_nk):
-                            _acc = _E[_p * 1 + _q, _j] if _j == _k else T(0)
-                            for _r in range(0):
-                                _acc += _A[_p * 0 + _r, _j] * _B[_q * 0 + _r, _k]
-                            _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
-
-        else:
-            _H[_i, :, :] = T(0)
+        _loss = _hessian_idx_row(_i, _ti_arr, logp, weight, _sw, _scale, _ignore, _H, _nk, K, T)
     return _total

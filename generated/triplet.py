@@ -3,8 +3,8 @@
 
     L(anchor, positive, negative, margin) = Max(0, margin - RowSum((anchor[k] - negative[k])**2, k) + RowSum((anchor[k] - positive[k])**2, k))
 
-Each kernel loops over rows (`_parallel`: with prange) and, per row, runs the
-steps of the row IR: loops over the K classes that take maxima (softmax
+Each kernel loops over rows (`_parallel`: with prange) and calls its `_*_row`
+function, which runs the steps of the row IR: loops over the K classes that take maxima (softmax
 shifts, argmax) and sums, then a loop writing per-class outputs.  The math
 sits in the small `*_sN` functions (compiled without fast-math).
 
@@ -237,6 +237,151 @@ def hessian_s2(anchor, negative, positive, _h0, _h1, _h2, _h3, _h4, T):
     return _e_anchor_anchor, _e_anchor_positive, _e_anchor_negative, _e_positive_anchor, _e_positive_positive, _e_positive_negative, _e_negative_anchor, _e_negative_positive, _e_negative_negative, _a_anchor_0, _a_anchor_1, _a_positive_0, _a_positive_1, _a_negative_0, _a_negative_1, _b_anchor_0, _b_anchor_1, _b_positive_0, _b_positive_1, _b_negative_0, _b_negative_1
 
 
+@numba.njit(**_LOOP)
+def _value_row(_i, anchor, positive, negative, margin, _sw, _scale, _out, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    _r1 = T(0)
+    for _k in range(_nk):
+        _x0, _x1 = value_s0(anchor[_i, _k], negative[_i, _k], positive[_i, _k], T)
+        _r0 += _x0
+        _r1 += _x1
+    _loss = value_s1(margin, _r0, _r1, T)
+
+    return _loss
+
+
+@numba.njit(**_LOOP)
+def _grad_row(_i, anchor, positive, negative, margin, _sw, _scale, _G_anchor, _G_positive, _G_negative, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    _r1 = T(0)
+    for _k in range(_nk):
+        _x0, _x1 = grad_s0(anchor[_i, _k], negative[_i, _k], positive[_i, _k], T)
+        _r0 += _x0
+        _r1 += _x1
+    _h0, _h1 = grad_s1(margin, _r0, _r1, T)
+    for _k in range(_nk):
+        _d_anchor, _d_positive, _d_negative = grad_s2(anchor[_i, _k], negative[_i, _k], positive[_i, _k], _h0, _h1, T)
+        _G_anchor[_i, _k] = _s * _d_anchor
+        _G_positive[_i, _k] = _s * _d_positive
+        _G_negative[_i, _k] = _s * _d_negative
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _value_and_grad_row(_i, anchor, positive, negative, margin, _sw, _scale, _out, _G_anchor, _G_positive, _G_negative, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    _r1 = T(0)
+    for _k in range(_nk):
+        _x0, _x1 = value_and_grad_s0(anchor[_i, _k], negative[_i, _k], positive[_i, _k], T)
+        _r0 += _x0
+        _r1 += _x1
+    _h0, _h1 = value_and_grad_s1(margin, _r0, _r1, T)
+    for _k in range(_nk):
+        _d_anchor, _d_positive, _d_negative = value_and_grad_s2(anchor[_i, _k], negative[_i, _k], positive[_i, _k], _h0, _h1, T)
+        _G_anchor[_i, _k] = _s * _d_anchor
+        _G_positive[_i, _k] = _s * _d_positive
+        _G_negative[_i, _k] = _s * _d_negative
+    _loss = value_and_grad_s3(margin, _r0, _r1, T)
+
+    return _loss
+
+
+@numba.njit(**_LOOP)
+def _hessian_diag_row(_i, anchor, positive, negative, margin, _sw, _scale, _HD_anchor, _HD_positive, _HD_negative, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    _r1 = T(0)
+    for _k in range(_nk):
+        _x0, _x1 = hessian_diag_s0(anchor[_i, _k], negative[_i, _k], positive[_i, _k], T)
+        _r0 += _x0
+        _r1 += _x1
+    _h0, _h1, _h2 = hessian_diag_s1(margin, _r0, _r1, T)
+    for _k in range(_nk):
+        _h_anchor, _h_positive, _h_negative = hessian_diag_s2(_h0, _h1, _h2, T)
+        _HD_anchor[_i, _k] = _s * _h_anchor
+        _HD_positive[_i, _k] = _s * _h_positive
+        _HD_negative[_i, _k] = _s * _h_negative
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _hvp_row(_i, anchor, positive, negative, margin, _v_anchor, _v_positive, _v_negative, _sw, _scale, _HV_anchor, _HV_positive, _HV_negative, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    _r1 = T(0)
+    for _k in range(_nk):
+        _x0, _x1 = hvp_s0(anchor[_i, _k], negative[_i, _k], positive[_i, _k], T)
+        _r0 += _x0
+        _r1 += _x1
+    _h0, _h1, _h2 = hvp_s1(margin, _r0, _r1, T)
+    for _k in range(_nk):
+        _hv_anchor, _hv_positive, _hv_negative = hvp_s2(_h0, _h1, _h2, _v_anchor[_i, _k], _v_negative[_i, _k], _v_positive[_i, _k], T)
+        _HV_anchor[_i, _k] = _s * _hv_anchor
+        _HV_positive[_i, _k] = _s * _hv_positive
+        _HV_negative[_i, _k] = _s * _hv_negative
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _hessian_row(_i, anchor, positive, negative, margin, _sw, _scale, _H, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    _r1 = T(0)
+    for _k in range(_nk):
+        _x0, _x1 = hessian_s0(anchor[_i, _k], negative[_i, _k], positive[_i, _k], T)
+        _r0 += _x0
+        _r1 += _x1
+    _h0, _h1, _h2, _h3, _h4 = hessian_s1(margin, _r0, _r1, T)
+    _E = np.empty((9, _nk), anchor.dtype)
+    _A = np.empty((6, _nk), anchor.dtype)
+    _B = np.empty((6, _nk), anchor.dtype)
+    for _k in range(_nk):
+        _e_anchor_anchor, _e_anchor_positive, _e_anchor_negative, _e_positive_anchor, _e_positive_positive, _e_positive_negative, _e_negative_anchor, _e_negative_positive, _e_negative_negative, _a_anchor_0, _a_anchor_1, _a_positive_0, _a_positive_1, _a_negative_0, _a_negative_1, _b_anchor_0, _b_anchor_1, _b_positive_0, _b_positive_1, _b_negative_0, _b_negative_1 = hessian_s2(anchor[_i, _k], negative[_i, _k], positive[_i, _k], _h0, _h1, _h2, _h3, _h4, T)
+        _E[0, _k] = _e_anchor_anchor
+        _E[1, _k] = _e_anchor_positive
+        _E[2, _k] = _e_anchor_negative
+        _E[3, _k] = _e_positive_anchor
+        _E[4, _k] = _e_positive_positive
+        _E[5, _k] = _e_positive_negative
+        _E[6, _k] = _e_negative_anchor
+        _E[7, _k] = _e_negative_positive
+        _E[8, _k] = _e_negative_negative
+        _A[0, _k] = _a_anchor_0
+        _B[0, _k] = _b_anchor_0
+        _A[1, _k] = _a_anchor_1
+        _B[1, _k] = _b_anchor_1
+        _A[2, _k] = _a_positive_0
+        _B[2, _k] = _b_positive_0
+        _A[3, _k] = _a_positive_1
+        _B[3, _k] = _b_positive_1
+        _A[4, _k] = _a_negative_0
+        _B[4, _k] = _b_negative_0
+        _A[5, _k] = _a_negative_1
+        _B[5, _k] = _b_negative_1
+    for _p in range(3):
+        for _q in range(3):
+            for _j in range(_nk):
+                for _k in range(_nk):
+                    _acc = _E[_p * 3 + _q, _j] if _j == _k else T(0)
+                    for _r in range(2):
+                        _acc += _A[_p * 2 + _r, _j] * _B[_q * 2 + _r, _k]
+                    _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
+
+    return T(0)
+
+
 @numba.njit(parallel=False, **_LOOP)
 def value(anchor, positive, negative, margin, _sw, _scale, _out, T):
     _n = anchor.shape[0]
@@ -244,16 +389,7 @@ def value(anchor, positive, negative, margin, _sw, _scale, _out, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r0 = T(0)
-        _r1 = T(0)
-        for _k in range(_nk):
-            _x0, _x1 = value_s0(anchor[_i, _k], negative[_i, _k], positive[_i, _k], T)
-            _r0 += _x0
-            _r1 += _x1
-        _loss = value_s1(margin, _r0, _r1, T)
-
+        _loss = _value_row(_i, anchor, positive, negative, margin, _sw, _scale, _out, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -268,20 +404,7 @@ def grad(anchor, positive, negative, margin, _sw, _scale, _G_anchor, _G_positive
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r0 = T(0)
-        _r1 = T(0)
-        for _k in range(_nk):
-            _x0, _x1 = grad_s0(anchor[_i, _k], negative[_i, _k], positive[_i, _k], T)
-            _r0 += _x0
-            _r1 += _x1
-        _h0, _h1 = grad_s1(margin, _r0, _r1, T)
-        for _k in range(_nk):
-            _d_anchor, _d_positive, _d_negative = grad_s2(anchor[_i, _k], negative[_i, _k], positive[_i, _k], _h0, _h1, T)
-            _G_anchor[_i, _k] = _s * _d_anchor
-            _G_positive[_i, _k] = _s * _d_positive
-            _G_negative[_i, _k] = _s * _d_negative
-
+        _loss = _grad_row(_i, anchor, positive, negative, margin, _sw, _scale, _G_anchor, _G_positive, _G_negative, _nk, K, T)
     return _total
 
 
@@ -292,22 +415,7 @@ def value_and_grad(anchor, positive, negative, margin, _sw, _scale, _out, _G_anc
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r0 = T(0)
-        _r1 = T(0)
-        for _k in range(_nk):
-            _x0, _x1 = value_and_grad_s0(anchor[_i, _k], negative[_i, _k], positive[_i, _k], T)
-            _r0 += _x0
-            _r1 += _x1
-        _h0, _h1 = value_and_grad_s1(margin, _r0, _r1, T)
-        for _k in range(_nk):
-            _d_anchor, _d_positive, _d_negative = value_and_grad_s2(anchor[_i, _k], negative[_i, _k], positive[_i, _k], _h0, _h1, T)
-            _G_anchor[_i, _k] = _s * _d_anchor
-            _G_positive[_i, _k] = _s * _d_positive
-            _G_negative[_i, _k] = _s * _d_negative
-        _loss = value_and_grad_s3(margin, _r0, _r1, T)
-
+        _loss = _value_and_grad_row(_i, anchor, positive, negative, margin, _sw, _scale, _out, _G_anchor, _G_positive, _G_negative, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -322,20 +430,7 @@ def hessian_diag(anchor, positive, negative, margin, _sw, _scale, _HD_anchor, _H
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r0 = T(0)
-        _r1 = T(0)
-        for _k in range(_nk):
-            _x0, _x1 = hessian_diag_s0(anchor[_i, _k], negative[_i, _k], positive[_i, _k], T)
-            _r0 += _x0
-            _r1 += _x1
-        _h0, _h1, _h2 = hessian_diag_s1(margin, _r0, _r1, T)
-        for _k in range(_nk):
-            _h_anchor, _h_positive, _h_negative = hessian_diag_s2(_h0, _h1, _h2, T)
-            _HD_anchor[_i, _k] = _s * _h_anchor
-            _HD_positive[_i, _k] = _s * _h_positive
-            _HD_negative[_i, _k] = _s * _h_negative
-
+        _loss = _hessian_diag_row(_i, anchor, positive, negative, margin, _sw, _scale, _HD_anchor, _HD_positive, _HD_negative, _nk, K, T)
     return _total
 
 
@@ -346,20 +441,7 @@ def hvp(anchor, positive, negative, margin, _v_anchor, _v_positive, _v_negative,
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r0 = T(0)
-        _r1 = T(0)
-        for _k in range(_nk):
-            _x0, _x1 = hvp_s0(anchor[_i, _k], negative[_i, _k], positive[_i, _k], T)
-            _r0 += _x0
-            _r1 += _x1
-        _h0, _h1, _h2 = hvp_s1(margin, _r0, _r1, T)
-        for _k in range(_nk):
-            _hv_anchor, _hv_positive, _hv_negative = hvp_s2(_h0, _h1, _h2, _v_anchor[_i, _k], _v_negative[_i, _k], _v_positive[_i, _k], T)
-            _HV_anchor[_i, _k] = _s * _hv_anchor
-            _HV_positive[_i, _k] = _s * _hv_positive
-            _HV_negative[_i, _k] = _s * _hv_negative
-
+        _loss = _hvp_row(_i, anchor, positive, negative, margin, _v_anchor, _v_positive, _v_negative, _sw, _scale, _HV_anchor, _HV_positive, _HV_negative, _nk, K, T)
     return _total
 
 
@@ -370,49 +452,7 @@ def hessian(anchor, positive, negative, margin, _sw, _scale, _H, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r0 = T(0)
-        _r1 = T(0)
-        for _k in range(_nk):
-            _x0, _x1 = hessian_s0(anchor[_i, _k], negative[_i, _k], positive[_i, _k], T)
-            _r0 += _x0
-            _r1 += _x1
-        _h0, _h1, _h2, _h3, _h4 = hessian_s1(margin, _r0, _r1, T)
-        _E = np.empty((9, _nk), anchor.dtype)
-        _A = np.empty((6, _nk), anchor.dtype)
-        _B = np.empty((6, _nk), anchor.dtype)
-        for _k in range(_nk):
-            _e_anchor_anchor, _e_anchor_positive, _e_anchor_negative, _e_positive_anchor, _e_positive_positive, _e_positive_negative, _e_negative_anchor, _e_negative_positive, _e_negative_negative, _a_anchor_0, _a_anchor_1, _a_positive_0, _a_positive_1, _a_negative_0, _a_negative_1, _b_anchor_0, _b_anchor_1, _b_positive_0, _b_positive_1, _b_negative_0, _b_negative_1 = hessian_s2(anchor[_i, _k], negative[_i, _k], positive[_i, _k], _h0, _h1, _h2, _h3, _h4, T)
-            _E[0, _k] = _e_anchor_anchor
-            _E[1, _k] = _e_anchor_positive
-            _E[2, _k] = _e_anchor_negative
-            _E[3, _k] = _e_positive_anchor
-            _E[4, _k] = _e_positive_positive
-            _E[5, _k] = _e_positive_negative
-            _E[6, _k] = _e_negative_anchor
-            _E[7, _k] = _e_negative_positive
-            _E[8, _k] = _e_negative_negative
-            _A[0, _k] = _a_anchor_0
-            _B[0, _k] = _b_anchor_0
-            _A[1, _k] = _a_anchor_1
-            _B[1, _k] = _b_anchor_1
-            _A[2, _k] = _a_positive_0
-            _B[2, _k] = _b_positive_0
-            _A[3, _k] = _a_positive_1
-            _B[3, _k] = _b_positive_1
-            _A[4, _k] = _a_negative_0
-            _B[4, _k] = _b_negative_0
-            _A[5, _k] = _a_negative_1
-            _B[5, _k] = _b_negative_1
-        for _p in range(3):
-            for _q in range(3):
-                for _j in range(_nk):
-                    for _k in range(_nk):
-                        _acc = _E[_p * 3 + _q, _j] if _j == _k else T(0)
-                        for _r in range(2):
-                            _acc += _A[_p * 2 + _r, _j] * _B[_q * 2 + _r, _k]
-                        _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
-
+        _loss = _hessian_row(_i, anchor, positive, negative, margin, _sw, _scale, _H, _nk, K, T)
     return _total
 
 
@@ -423,16 +463,7 @@ def value_parallel(anchor, positive, negative, margin, _sw, _scale, _out, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r0 = T(0)
-        _r1 = T(0)
-        for _k in range(_nk):
-            _x0, _x1 = value_s0(anchor[_i, _k], negative[_i, _k], positive[_i, _k], T)
-            _r0 += _x0
-            _r1 += _x1
-        _loss = value_s1(margin, _r0, _r1, T)
-
+        _loss = _value_row(_i, anchor, positive, negative, margin, _sw, _scale, _out, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -447,20 +478,7 @@ def grad_parallel(anchor, positive, negative, margin, _sw, _scale, _G_anchor, _G
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r0 = T(0)
-        _r1 = T(0)
-        for _k in range(_nk):
-            _x0, _x1 = grad_s0(anchor[_i, _k], negative[_i, _k], positive[_i, _k], T)
-            _r0 += _x0
-            _r1 += _x1
-        _h0, _h1 = grad_s1(margin, _r0, _r1, T)
-        for _k in range(_nk):
-            _d_anchor, _d_positive, _d_negative = grad_s2(anchor[_i, _k], negative[_i, _k], positive[_i, _k], _h0, _h1, T)
-            _G_anchor[_i, _k] = _s * _d_anchor
-            _G_positive[_i, _k] = _s * _d_positive
-            _G_negative[_i, _k] = _s * _d_negative
-
+        _loss = _grad_row(_i, anchor, positive, negative, margin, _sw, _scale, _G_anchor, _G_positive, _G_negative, _nk, K, T)
     return _total
 
 
@@ -471,22 +489,7 @@ def value_and_grad_parallel(anchor, positive, negative, margin, _sw, _scale, _ou
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r0 = T(0)
-        _r1 = T(0)
-        for _k in range(_nk):
-            _x0, _x1 = value_and_grad_s0(anchor[_i, _k], negative[_i, _k], positive[_i, _k], T)
-            _r0 += _x0
-            _r1 += _x1
-        _h0, _h1 = value_and_grad_s1(margin, _r0, _r1, T)
-        for _k in range(_nk):
-            _d_anchor, _d_positive, _d_negative = value_and_grad_s2(anchor[_i, _k], negative[_i, _k], positive[_i, _k], _h0, _h1, T)
-            _G_anchor[_i, _k] = _s * _d_anchor
-            _G_positive[_i, _k] = _s * _d_positive
-            _G_negative[_i, _k] = _s * _d_negative
-        _loss = value_and_grad_s3(margin, _r0, _r1, T)
-
+        _loss = _value_and_grad_row(_i, anchor, positive, negative, margin, _sw, _scale, _out, _G_anchor, _G_positive, _G_negative, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -501,20 +504,7 @@ def hessian_diag_parallel(anchor, positive, negative, margin, _sw, _scale, _HD_a
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r0 = T(0)
-        _r1 = T(0)
-        for _k in range(_nk):
-            _x0, _x1 = hessian_diag_s0(anchor[_i, _k], negative[_i, _k], positive[_i, _k], T)
-            _r0 += _x0
-            _r1 += _x1
-        _h0, _h1, _h2 = hessian_diag_s1(margin, _r0, _r1, T)
-        for _k in range(_nk):
-            _h_anchor, _h_positive, _h_negative = hessian_diag_s2(_h0, _h1, _h2, T)
-            _HD_anchor[_i, _k] = _s * _h_anchor
-            _HD_positive[_i, _k] = _s * _h_positive
-            _HD_negative[_i, _k] = _s * _h_negative
-
+        _loss = _hessian_diag_row(_i, anchor, positive, negative, margin, _sw, _scale, _HD_anchor, _HD_positive, _HD_negative, _nk, K, T)
     return _total
 
 
@@ -525,20 +515,7 @@ def hvp_parallel(anchor, positive, negative, margin, _v_anchor, _v_positive, _v_
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r0 = T(0)
-        _r1 = T(0)
-        for _k in range(_nk):
-            _x0, _x1 = hvp_s0(anchor[_i, _k], negative[_i, _k], positive[_i, _k], T)
-            _r0 += _x0
-            _r1 += _x1
-        _h0, _h1, _h2 = hvp_s1(margin, _r0, _r1, T)
-        for _k in range(_nk):
-            _hv_anchor, _hv_positive, _hv_negative = hvp_s2(_h0, _h1, _h2, _v_anchor[_i, _k], _v_negative[_i, _k], _v_positive[_i, _k], T)
-            _HV_anchor[_i, _k] = _s * _hv_anchor
-            _HV_positive[_i, _k] = _s * _hv_positive
-            _HV_negative[_i, _k] = _s * _hv_negative
-
+        _loss = _hvp_row(_i, anchor, positive, negative, margin, _v_anchor, _v_positive, _v_negative, _sw, _scale, _HV_anchor, _HV_positive, _HV_negative, _nk, K, T)
     return _total
 
 
@@ -549,47 +526,5 @@ def hessian_parallel(anchor, positive, negative, margin, _sw, _scale, _H, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r0 = T(0)
-        _r1 = T(0)
-        for _k in range(_nk):
-            _x0, _x1 = hessian_s0(anchor[_i, _k], negative[_i, _k], positive[_i, _k], T)
-            _r0 += _x0
-            _r1 += _x1
-        _h0, _h1, _h2, _h3, _h4 = hessian_s1(margin, _r0, _r1, T)
-        _E = np.empty((9, _nk), anchor.dtype)
-        _A = np.empty((6, _nk), anchor.dtype)
-        _B = np.empty((6, _nk), anchor.dtype)
-        for _k in range(_nk):
-            _e_anchor_anchor, _e_anchor_positive, _e_anchor_negative, _e_positive_anchor, _e_positive_positive, _e_positive_negative, _e_negative_anchor, _e_negative_positive, _e_negative_negative, _a_anchor_0, _a_anchor_1, _a_positive_0, _a_positive_1, _a_negative_0, _a_negative_1, _b_anchor_0, _b_anchor_1, _b_positive_0, _b_positive_1, _b_negative_0, _b_negative_1 = hessian_s2(anchor[_i, _k], negative[_i, _k], positive[_i, _k], _h0, _h1, _h2, _h3, _h4, T)
-            _E[0, _k] = _e_anchor_anchor
-            _E[1, _k] = _e_anchor_positive
-            _E[2, _k] = _e_anchor_negative
-            _E[3, _k] = _e_positive_anchor
-            _E[4, _k] = _e_positive_positive
-            _E[5, _k] = _e_positive_negative
-            _E[6, _k] = _e_negative_anchor
-            _E[7, _k] = _e_negative_positive
-            _E[8, _k] = _e_negative_negative
-            _A[0, _k] = _a_anchor_0
-            _B[0, _k] = _b_anchor_0
-            _A[1, _k] = _a_anchor_1
-            _B[1, _k] = _b_anchor_1
-            _A[2, _k] = _a_positive_0
-            _B[2, _k] = _b_positive_0
-            _A[3, _k] = _a_positive_1
-            _B[3, _k] = _b_positive_1
-            _A[4, _k] = _a_negative_0
-            _B[4, _k] = _b_negative_0
-            _A[5, _k] = _a_negative_1
-            _B[5, _k] = _b_negative_1
-        for _p in range(3):
-            for _q in range(3):
-                for _j in range(_nk):
-                    for _k in range(_nk):
-                        _acc = _E[_p * 3 + _q, _j] if _j == _k else T(0)
-                        for _r in range(2):
-                            _acc += _A[_p * 2 + _r, _j] * _B[_q * 2 + _r, _k]
-                        _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
-
+        _loss = _hessian_row(_i, anchor, positive, negative, margin, _sw, _scale, _H, _nk, K, T)
     return _total

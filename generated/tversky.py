@@ -3,8 +3,8 @@
 
     L(y, p, alpha, beta, smooth) = -(smooth + RowSum(p[k]*y[k], k))/(alpha*RowSum((1 - y[k])*p[k], k) + beta*RowSum((1 - p[k])*y[k], k) + smooth + RowSum(p[k]*y[k], k)) + 1
 
-Each kernel loops over rows (`_parallel`: with prange) and, per row, runs the
-steps of the row IR: loops over the K classes that take maxima (softmax
+Each kernel loops over rows (`_parallel`: with prange) and calls its `_*_row`
+function, which runs the steps of the row IR: loops over the K classes that take maxima (softmax
 shifts, argmax) and sums, then a loop writing per-class outputs.  The math
 sits in the small `*_sN` functions (compiled without fast-math).
 
@@ -235,6 +235,147 @@ def hessian_s2(alpha, beta, p, y, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, T):
     return _e_p_p, _a_p_0, _a_p_1, _a_p_2, _b_p_0, _b_p_1, _b_p_2
 
 
+@numba.njit(**_LOOP)
+def _value_row(_i, y, p, alpha, beta, smooth, _sw, _scale, _out, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    _r1 = T(0)
+    _r2 = T(0)
+    for _k in range(_nk):
+        _x0, _x1, _x2 = value_s0(p[_i, _k], y[_i, _k], T)
+        _r0 += _x0
+        _r1 += _x1
+        _r2 += _x2
+    _loss = value_s1(alpha, beta, smooth, _r0, _r1, _r2, T)
+
+    return _loss
+
+
+@numba.njit(**_LOOP)
+def _grad_row(_i, y, p, alpha, beta, smooth, _sw, _scale, _G_p, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    _r1 = T(0)
+    _r2 = T(0)
+    for _k in range(_nk):
+        _x0, _x1, _x2 = grad_s0(p[_i, _k], y[_i, _k], T)
+        _r0 += _x0
+        _r1 += _x1
+        _r2 += _x2
+    _h0, _h1, _h2 = grad_s1(alpha, beta, smooth, _r0, _r1, _r2, T)
+    for _k in range(_nk):
+        _d_p = grad_s2(alpha, beta, y[_i, _k], _h0, _h1, _h2, T)
+        _G_p[_i, _k] = _s * _d_p
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _value_and_grad_row(_i, y, p, alpha, beta, smooth, _sw, _scale, _out, _G_p, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    _r1 = T(0)
+    _r2 = T(0)
+    for _k in range(_nk):
+        _x0, _x1, _x2 = value_and_grad_s0(p[_i, _k], y[_i, _k], T)
+        _r0 += _x0
+        _r1 += _x1
+        _r2 += _x2
+    _h0, _h1, _h2 = value_and_grad_s1(alpha, beta, smooth, _r0, _r1, _r2, T)
+    for _k in range(_nk):
+        _d_p = value_and_grad_s2(alpha, beta, y[_i, _k], _h0, _h1, _h2, T)
+        _G_p[_i, _k] = _s * _d_p
+    _loss = value_and_grad_s3(alpha, beta, smooth, _r0, _r1, _r2, T)
+
+    return _loss
+
+
+@numba.njit(**_LOOP)
+def _hessian_diag_row(_i, y, p, alpha, beta, smooth, _sw, _scale, _HD_p, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    _r1 = T(0)
+    _r2 = T(0)
+    for _k in range(_nk):
+        _x0, _x1, _x2 = hessian_diag_s0(p[_i, _k], y[_i, _k], T)
+        _r0 += _x0
+        _r1 += _x1
+        _r2 += _x2
+    _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7 = hessian_diag_s1(alpha, beta, smooth, _r0, _r1, _r2, T)
+    for _k in range(_nk):
+        _h_p = hessian_diag_s2(alpha, beta, y[_i, _k], _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, T)
+        _HD_p[_i, _k] = _s * _h_p
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _hvp_row(_i, y, p, alpha, beta, smooth, _v_p, _sw, _scale, _HV_p, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    _r1 = T(0)
+    _r2 = T(0)
+    _r3 = T(0)
+    _r4 = T(0)
+    _r5 = T(0)
+    for _k in range(_nk):
+        _x0, _x1, _x2, _x3, _x4, _x5 = hvp_s0(p[_i, _k], y[_i, _k], _v_p[_i, _k], T)
+        _r0 += _x0
+        _r1 += _x1
+        _r2 += _x2
+        _r3 += _x3
+        _r4 += _x4
+        _r5 += _x5
+    _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7 = hvp_s1(alpha, beta, smooth, _r0, _r1, _r2, T)
+    for _k in range(_nk):
+        _hv_p = hvp_s2(alpha, beta, y[_i, _k], _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _r3, _r4, _r5, T)
+        _HV_p[_i, _k] = _s * _hv_p
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _hessian_row(_i, y, p, alpha, beta, smooth, _sw, _scale, _H, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    _r1 = T(0)
+    _r2 = T(0)
+    for _k in range(_nk):
+        _x0, _x1, _x2 = hessian_s0(p[_i, _k], y[_i, _k], T)
+        _r0 += _x0
+        _r1 += _x1
+        _r2 += _x2
+    _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7 = hessian_s1(alpha, beta, smooth, _r0, _r1, _r2, T)
+    _E = np.empty((1, _nk), p.dtype)
+    _A = np.empty((3, _nk), p.dtype)
+    _B = np.empty((3, _nk), p.dtype)
+    for _k in range(_nk):
+        _e_p_p, _a_p_0, _a_p_1, _a_p_2, _b_p_0, _b_p_1, _b_p_2 = hessian_s2(alpha, beta, p[_i, _k], y[_i, _k], _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, T)
+        _E[0, _k] = _e_p_p
+        _A[0, _k] = _a_p_0
+        _B[0, _k] = _b_p_0
+        _A[1, _k] = _a_p_1
+        _B[1, _k] = _b_p_1
+        _A[2, _k] = _a_p_2
+        _B[2, _k] = _b_p_2
+    for _p in range(1):
+        for _q in range(1):
+            for _j in range(_nk):
+                for _k in range(_nk):
+                    _acc = _E[_p * 1 + _q, _j] if _j == _k else T(0)
+                    for _r in range(3):
+                        _acc += _A[_p * 3 + _r, _j] * _B[_q * 3 + _r, _k]
+                    _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
+
+    return T(0)
+
+
 @numba.njit(parallel=False, **_LOOP)
 def value(y, p, alpha, beta, smooth, _sw, _scale, _out, T):
     _n = p.shape[0]
@@ -242,18 +383,7 @@ def value(y, p, alpha, beta, smooth, _sw, _scale, _out, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r0 = T(0)
-        _r1 = T(0)
-        _r2 = T(0)
-        for _k in range(_nk):
-            _x0, _x1, _x2 = value_s0(p[_i, _k], y[_i, _k], T)
-            _r0 += _x0
-            _r1 += _x1
-            _r2 += _x2
-        _loss = value_s1(alpha, beta, smooth, _r0, _r1, _r2, T)
-
+        _loss = _value_row(_i, y, p, alpha, beta, smooth, _sw, _scale, _out, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -268,20 +398,7 @@ def grad(y, p, alpha, beta, smooth, _sw, _scale, _G_p, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r0 = T(0)
-        _r1 = T(0)
-        _r2 = T(0)
-        for _k in range(_nk):
-            _x0, _x1, _x2 = grad_s0(p[_i, _k], y[_i, _k], T)
-            _r0 += _x0
-            _r1 += _x1
-            _r2 += _x2
-        _h0, _h1, _h2 = grad_s1(alpha, beta, smooth, _r0, _r1, _r2, T)
-        for _k in range(_nk):
-            _d_p = grad_s2(alpha, beta, y[_i, _k], _h0, _h1, _h2, T)
-            _G_p[_i, _k] = _s * _d_p
-
+        _loss = _grad_row(_i, y, p, alpha, beta, smooth, _sw, _scale, _G_p, _nk, K, T)
     return _total
 
 
@@ -292,22 +409,7 @@ def value_and_grad(y, p, alpha, beta, smooth, _sw, _scale, _out, _G_p, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r0 = T(0)
-        _r1 = T(0)
-        _r2 = T(0)
-        for _k in range(_nk):
-            _x0, _x1, _x2 = value_and_grad_s0(p[_i, _k], y[_i, _k], T)
-            _r0 += _x0
-            _r1 += _x1
-            _r2 += _x2
-        _h0, _h1, _h2 = value_and_grad_s1(alpha, beta, smooth, _r0, _r1, _r2, T)
-        for _k in range(_nk):
-            _d_p = value_and_grad_s2(alpha, beta, y[_i, _k], _h0, _h1, _h2, T)
-            _G_p[_i, _k] = _s * _d_p
-        _loss = value_and_grad_s3(alpha, beta, smooth, _r0, _r1, _r2, T)
-
+        _loss = _value_and_grad_row(_i, y, p, alpha, beta, smooth, _sw, _scale, _out, _G_p, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -322,20 +424,7 @@ def hessian_diag(y, p, alpha, beta, smooth, _sw, _scale, _HD_p, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r0 = T(0)
-        _r1 = T(0)
-        _r2 = T(0)
-        for _k in range(_nk):
-            _x0, _x1, _x2 = hessian_diag_s0(p[_i, _k], y[_i, _k], T)
-            _r0 += _x0
-            _r1 += _x1
-            _r2 += _x2
-        _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7 = hessian_diag_s1(alpha, beta, smooth, _r0, _r1, _r2, T)
-        for _k in range(_nk):
-            _h_p = hessian_diag_s2(alpha, beta, y[_i, _k], _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, T)
-            _HD_p[_i, _k] = _s * _h_p
-
+        _loss = _hessian_diag_row(_i, y, p, alpha, beta, smooth, _sw, _scale, _HD_p, _nk, K, T)
     return _total
 
 
@@ -346,26 +435,7 @@ def hvp(y, p, alpha, beta, smooth, _v_p, _sw, _scale, _HV_p, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r0 = T(0)
-        _r1 = T(0)
-        _r2 = T(0)
-        _r3 = T(0)
-        _r4 = T(0)
-        _r5 = T(0)
-        for _k in range(_nk):
-            _x0, _x1, _x2, _x3, _x4, _x5 = hvp_s0(p[_i, _k], y[_i, _k], _v_p[_i, _k], T)
-            _r0 += _x0
-            _r1 += _x1
-            _r2 += _x2
-            _r3 += _x3
-            _r4 += _x4
-            _r5 += _x5
-        _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7 = hvp_s1(alpha, beta, smooth, _r0, _r1, _r2, T)
-        for _k in range(_nk):
-            _hv_p = hvp_s2(alpha, beta, y[_i, _k], _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _r3, _r4, _r5, T)
-            _HV_p[_i, _k] = _s * _hv_p
-
+        _loss = _hvp_row(_i, y, p, alpha, beta, smooth, _v_p, _sw, _scale, _HV_p, _nk, K, T)
     return _total
 
 
@@ -376,37 +446,7 @@ def hessian(y, p, alpha, beta, smooth, _sw, _scale, _H, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r0 = T(0)
-        _r1 = T(0)
-        _r2 = T(0)
-        for _k in range(_nk):
-            _x0, _x1, _x2 = hessian_s0(p[_i, _k], y[_i, _k], T)
-            _r0 += _x0
-            _r1 += _x1
-            _r2 += _x2
-        _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7 = hessian_s1(alpha, beta, smooth, _r0, _r1, _r2, T)
-        _E = np.empty((1, _nk), p.dtype)
-        _A = np.empty((3, _nk), p.dtype)
-        _B = np.empty((3, _nk), p.dtype)
-        for _k in range(_nk):
-            _e_p_p, _a_p_0, _a_p_1, _a_p_2, _b_p_0, _b_p_1, _b_p_2 = hessian_s2(alpha, beta, p[_i, _k], y[_i, _k], _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, T)
-            _E[0, _k] = _e_p_p
-            _A[0, _k] = _a_p_0
-            _B[0, _k] = _b_p_0
-            _A[1, _k] = _a_p_1
-            _B[1, _k] = _b_p_1
-            _A[2, _k] = _a_p_2
-            _B[2, _k] = _b_p_2
-        for _p in range(1):
-            for _q in range(1):
-                for _j in range(_nk):
-                    for _k in range(_nk):
-                        _acc = _E[_p * 1 + _q, _j] if _j == _k else T(0)
-                        for _r in range(3):
-                            _acc += _A[_p * 3 + _r, _j] * _B[_q * 3 + _r, _k]
-                        _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
-
+        _loss = _hessian_row(_i, y, p, alpha, beta, smooth, _sw, _scale, _H, _nk, K, T)
     return _total
 
 
@@ -417,18 +457,7 @@ def value_parallel(y, p, alpha, beta, smooth, _sw, _scale, _out, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r0 = T(0)
-        _r1 = T(0)
-        _r2 = T(0)
-        for _k in range(_nk):
-            _x0, _x1, _x2 = value_s0(p[_i, _k], y[_i, _k], T)
-            _r0 += _x0
-            _r1 += _x1
-            _r2 += _x2
-        _loss = value_s1(alpha, beta, smooth, _r0, _r1, _r2, T)
-
+        _loss = _value_row(_i, y, p, alpha, beta, smooth, _sw, _scale, _out, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -443,20 +472,7 @@ def grad_parallel(y, p, alpha, beta, smooth, _sw, _scale, _G_p, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r0 = T(0)
-        _r1 = T(0)
-        _r2 = T(0)
-        for _k in range(_nk):
-            _x0, _x1, _x2 = grad_s0(p[_i, _k], y[_i, _k], T)
-            _r0 += _x0
-            _r1 += _x1
-            _r2 += _x2
-        _h0, _h1, _h2 = grad_s1(alpha, beta, smooth, _r0, _r1, _r2, T)
-        for _k in range(_nk):
-            _d_p = grad_s2(alpha, beta, y[_i, _k], _h0, _h1, _h2, T)
-            _G_p[_i, _k] = _s * _d_p
-
+        _loss = _grad_row(_i, y, p, alpha, beta, smooth, _sw, _scale, _G_p, _nk, K, T)
     return _total
 
 
@@ -467,22 +483,7 @@ def value_and_grad_parallel(y, p, alpha, beta, smooth, _sw, _scale, _out, _G_p, 
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _loss = T(0)
-        _r0 = T(0)
-        _r1 = T(0)
-        _r2 = T(0)
-        for _k in range(_nk):
-            _x0, _x1, _x2 = value_and_grad_s0(p[_i, _k], y[_i, _k], T)
-            _r0 += _x0
-            _r1 += _x1
-            _r2 += _x2
-        _h0, _h1, _h2 = value_and_grad_s1(alpha, beta, smooth, _r0, _r1, _r2, T)
-        for _k in range(_nk):
-            _d_p = value_and_grad_s2(alpha, beta, y[_i, _k], _h0, _h1, _h2, T)
-            _G_p[_i, _k] = _s * _d_p
-        _loss = value_and_grad_s3(alpha, beta, smooth, _r0, _r1, _r2, T)
-
+        _loss = _value_and_grad_row(_i, y, p, alpha, beta, smooth, _sw, _scale, _out, _G_p, _nk, K, T)
         _w = _loss if _sw is None else _sw[_i] * _loss
         if _out is not None:
             _out[_i] = _w
@@ -497,20 +498,7 @@ def hessian_diag_parallel(y, p, alpha, beta, smooth, _sw, _scale, _HD_p, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r0 = T(0)
-        _r1 = T(0)
-        _r2 = T(0)
-        for _k in range(_nk):
-            _x0, _x1, _x2 = hessian_diag_s0(p[_i, _k], y[_i, _k], T)
-            _r0 += _x0
-            _r1 += _x1
-            _r2 += _x2
-        _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7 = hessian_diag_s1(alpha, beta, smooth, _r0, _r1, _r2, T)
-        for _k in range(_nk):
-            _h_p = hessian_diag_s2(alpha, beta, y[_i, _k], _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, T)
-            _HD_p[_i, _k] = _s * _h_p
-
+        _loss = _hessian_diag_row(_i, y, p, alpha, beta, smooth, _sw, _scale, _HD_p, _nk, K, T)
     return _total
 
 
@@ -521,26 +509,7 @@ def hvp_parallel(y, p, alpha, beta, smooth, _v_p, _sw, _scale, _HV_p, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r0 = T(0)
-        _r1 = T(0)
-        _r2 = T(0)
-        _r3 = T(0)
-        _r4 = T(0)
-        _r5 = T(0)
-        for _k in range(_nk):
-            _x0, _x1, _x2, _x3, _x4, _x5 = hvp_s0(p[_i, _k], y[_i, _k], _v_p[_i, _k], T)
-            _r0 += _x0
-            _r1 += _x1
-            _r2 += _x2
-            _r3 += _x3
-            _r4 += _x4
-            _r5 += _x5
-        _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7 = hvp_s1(alpha, beta, smooth, _r0, _r1, _r2, T)
-        for _k in range(_nk):
-            _hv_p = hvp_s2(alpha, beta, y[_i, _k], _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _r3, _r4, _r5, T)
-            _HV_p[_i, _k] = _s * _hv_p
-
+        _loss = _hvp_row(_i, y, p, alpha, beta, smooth, _v_p, _sw, _scale, _HV_p, _nk, K, T)
     return _total
 
 
@@ -551,35 +520,5 @@ def hessian_parallel(y, p, alpha, beta, smooth, _sw, _scale, _H, T):
     K = T(_nk)
     _total = 0.0
     for _i in numba.prange(_n):
-        _s = _scale if _sw is None else _scale * _sw[_i]
-        _r0 = T(0)
-        _r1 = T(0)
-        _r2 = T(0)
-        for _k in range(_nk):
-            _x0, _x1, _x2 = hessian_s0(p[_i, _k], y[_i, _k], T)
-            _r0 += _x0
-            _r1 += _x1
-            _r2 += _x2
-        _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7 = hessian_s1(alpha, beta, smooth, _r0, _r1, _r2, T)
-        _E = np.empty((1, _nk), p.dtype)
-        _A = np.empty((3, _nk), p.dtype)
-        _B = np.empty((3, _nk), p.dtype)
-        for _k in range(_nk):
-            _e_p_p, _a_p_0, _a_p_1, _a_p_2, _b_p_0, _b_p_1, _b_p_2 = hessian_s2(alpha, beta, p[_i, _k], y[_i, _k], _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, T)
-            _E[0, _k] = _e_p_p
-            _A[0, _k] = _a_p_0
-            _B[0, _k] = _b_p_0
-            _A[1, _k] = _a_p_1
-            _B[1, _k] = _b_p_1
-            _A[2, _k] = _a_p_2
-            _B[2, _k] = _b_p_2
-        for _p in range(1):
-            for _q in range(1):
-                for _j in range(_nk):
-                    for _k in range(_nk):
-                        _acc = _E[_p * 1 + _q, _j] if _j == _k else T(0)
-                        for _r in range(3):
-                            _acc += _A[_p * 3 + _r, _j] * _B[_q * 3 + _r, _k]
-                        _H[_i, _p * _nk + _j, _q * _nk + _k] = _s * _acc
-
+        _loss = _hessian_row(_i, y, p, alpha, beta, smooth, _sw, _scale, _H, _nk, K, T)
     return _total

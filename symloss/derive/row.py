@@ -221,10 +221,18 @@ class RowCalculus:
             self.reductions[sym] = Reduction(sym, kind, expr, of)
         return self._keys[key]
 
+    def live(self, r: sp.Symbol) -> bool:
+        """Does reduction ``r`` depend on a prediction (directly or through other reductions)?"""
+        red = self.reductions[r]
+        if red.kind == "shift":
+            return False  # a constant for differentiation (see the module docstring)
+        syms = red.expr.free_symbols
+        return bool(syms & set(self.preds)) or any(self.live(q) for q in syms if q in self.reductions)
+
     def differentiable(self, expr: sp.Basic) -> list[sp.Symbol]:
-        """Reductions in ``expr`` that depend on the inputs (shifts are constants), in order."""
+        """Reductions in ``expr`` that depend on the predictions, in order."""
         syms = expr.free_symbols
-        return [s for s in self.reductions if s in syms and self.reductions[s].kind != "shift"]
+        return [s for s in self.reductions if s in syms and self.live(s)]
 
     def u(self, r: sp.Symbol, x: sp.Symbol) -> sp.Basic:
         """dR/dx_j: the total derivative of reduction ``r`` w.r.t. class j of ``x`` (per-class)."""

@@ -1,0 +1,141 @@
+"""Every row kernel: finite differences, the Hessian's three forms, 50-digit mpmath, reductions,
+float32 kept float32, NaN propagation, serial = parallel, extreme logits."""
+import mpmath
+import numpy as np
+import pytest
+
+import symloss
+from symloss import catalog
+from symloss.check.verify_row import (check_finite_differences, check_fused, check_reference,
+                                      sample_class_inputs, sample_row_inputs)
+from symloss.runtime import row_loss
+
+ROW = [n for n in catalog.names() if symloss.load(n).spec.kind == "row"]
+
+
+def assert_ok(results):
+    bad = [str(r) for r in results if not r.ok]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_catalog_has_the_row_losses():
+    assert {"cross_entropy", "categorical_cross_entropy", "nll", "kl_divergence", "categorical_hinge", "focal",
+            "poly1_cross_entropy", "dice", "tversky", "triplet", "contrastive", "cosine_embedding"} <= set(ROW)
+
+
+@pytest.mark.parametrize("name", ROW)
+def test_finite_differences_and_hessian_forms(name):
+    assert_ok(check_finite_differences(symloss.load(name)))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", ROW)
+def test_against_mpmath(name, dtype):
+    assert_ok(check_reference(symloss.load(name), dtype))
+
+
+@pytest.mark.parametrize("name", ROW)
+def test_fused_reductions_and_class_indices_agree(name):
+    assert_ok(check_fused(symloss.load(name)))
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "triplet", "focal"])
+def test_float32_stays_float32(name):
+    L = symloss.load(name)
+    cols = [c.astype(np.float32) for c in sample_row_inputs(L, 4, 3)]
+    v, g = L.value_and_grad(*cols)
+    assert v.dtype == np.float32 and all(a.dtype == np.float32 for a in (g if isinstance(g, tuple) else (g,)))
+    hd = L.hessian_diag(*cols)
+    assert all(a.dtype == np.float32 for a in (hd if isinstance(hd, tuple) else (hd,)))
+    import numba
+
+    for sig in L.module.value_and_grad.nopython_signatures:
+        if sig.args[-1].instance_type == numba.float32:
+            assert str(sig.return_type) == "float64"  # the row total accumulates in float64
+    # every step function called with float32 returns float32
+    for fname in dir(L.module):
+        fn = getattr(L.module, fname)
+        if fname.startswith("value_and_grad_s") and hasattr(fn, "nopython_signatures"):
+            for sig in fn.nopython_signatures:
+                if sig.args[-1].instance_type == numba.float32:
+                    rt = sig.return_type
+                    assert all(str(t) == "float32" for t in (rt if hasattr(rt, "__iter__") else (rt,))), (fname, rt)
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "dice", "triplet", "categorical_hinge", "contrastive"])
+def test_nan_in_a_row_stays_in_that_row(name):
+    L = symloss.load(name)
+    cols = sample_row_inputs(L, 5, 4, seed=9)
+    k = [i.name for i in L.spec_inputs].index(L.predictions[0])
+    cols[k][2, 1] = np.nan
+    per = L.value(*cols, reduction="none")
+    assert np.isnan(per[2]) and np.isfinite(np.delete(per, 2)).all()
+    g = L.grad(*cols, reduction="none")
+    g = g[0] if isinstance(g, tuple) else g
+    assert np.isnan(g[2]).any() and np.isfinite(np.delete(g, 2, axis=0)).all()
+    assert np.isnan(L.value(*cols))
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "triplet"])
+def test_parallel_kernels_equal_serial(name, monkeypatch):
+    L = symloss.load(name)
+    cols = sample_row_inputs(L, 300, 7, seed=5)
+    w = np.linspace(0.5, 1.5, 300)
+
+    def run():
+        v = L.value(*cols, sample_weight=w)
+        _, g = L.value_and_grad(*cols)
+        g = g[0] if isinstance(g, tuple) else g
+        hd = L.hessian_diag(*cols)
+        hd = hd[0] if isinstance(hd, tuple) else hd
+        return v, g, hd, L.value(*cols, reduction="none")
+
+    serial = run()
+    monkeypatch.setattr(row_loss, "PARALLEL_THRESHOLD", 1)
+    for a, b in zip(serial, run()):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=0)
+
+
+def mp_cross_entropy(z, t, smoothing=0.0):
+    """Value and gradient of cross-entropy with class index t, 50 digits."""
+    with mpmath.workdps(50):
+        zs = [mpmath.mpf(float(x)) for x in z]
+        k = len(zs)
+        lse = mpmath.log(mpmath.fsum(mpmath.exp(x) for x in zs))
+        y = [(1 - smoothing) * (j == t) + mpmath.mpf(smoothing) / k for j in range(k)]
+        value = mpmath.fsum(yj * (lse - x) for yj, x in zip(y, zs))
+        grad = [mpmath.exp(x - lse) - yj for yj, x in zip(y, zs)]
+        return float(value), np.array([float(g) for g in grad])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("scale", [1.0, 1e2, 1e3, 1e4, 1e5])
+def test_cross_entropy_at_extreme_logits(dtype, scale):
+    L = symloss.load("cross_entropy")
+    rng = np.random.default_rng(int(scale))
+    z = (rng.normal(size=(6, 7)) * scale).astype(dtype)
+    z[0, 3] = z[0].max() + 1e-3 * scale  # one confident row
+    z[1, :] = z[1, 0]  # a row of ties
+    t = rng.integers(0, 7, 6)
+    t[0] = 3
+    for smoothing in (0.0, 0.1):
+        v, g = L.value_and_grad(t, z, reduction="none", label_smoothing=smoothing)
+        assert np.isfinite(v).all() and np.isfinite(g).all()
+        eps = np.finfo(dtype).eps
+        for r in range(6):
+            want_v, want_g = mp_cross_entropy(z[r], t[r], smoothing)
+            # log-sum-exp minus a logit: O(|z|) terms cancel, so the error is relative to |z|
+            atol = 8 * eps * max(1.0, float(np.abs(z[r]).max()))
+            assert abs(v[r] - want_v) <= 8 * eps * abs(want_v) + atol, (r, v[r], want_v)
+            np.testing.assert_allclose(g[r], want_g, rtol=16 * eps, atol=8 * eps)
+    hd = L.hessian_diag(t, z)
+    assert np.isfinite(hd).all() and (hd >= 0).all()
+
+
+def test_class_inputs_default_and_given():
+    L = symloss.load("cross_entropy")
+    cols = sample_row_inputs(L, 4, 3)
+    cls = sample_class_inputs(L, 3)
+    ones = L.value(*cols, weight=np.ones(3), reduction="none")
+    np.testing.assert_allclose(L.value(*cols, reduction="none"), ones)
+    assert not np.allclose(L.value(*cols, reduction="none", **cls), ones)
