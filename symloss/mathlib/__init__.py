@@ -133,11 +133,6 @@ def _expand(template: str) -> str:
     return text
 
 
-SOURCES: dict[str, str] = {name: _expand(t) for name, t in _ENTRIES.items()}
-
-_ORDER = list(SOURCES)
-
-
 def _defined(text: str) -> set[str]:
     tree = ast.parse(text)
     out = set()
@@ -149,28 +144,45 @@ def _defined(text: str) -> set[str]:
     return out
 
 
-_OWNER = {defined: name for name, text in SOURCES.items() for defined in _defined(text)}
+_TABLES: tuple | None = None
 
 
-def _direct(name: str) -> tuple[str, ...]:
-    used = {n.id for n in ast.walk(ast.parse(SOURCES[name])) if isinstance(n, ast.Name)}
-    deps = {_OWNER[u] for u in used if u in _OWNER} - {name}
-    return tuple(sorted(deps, key=_ORDER.index))
+def _tables():
+    """(SOURCES, DEPENDS, order), expanded on first use (so that fit.py can
+    run, and write new coefficients, before the templates that need them)."""
+    global _TABLES
+    if _TABLES is None:
+        sources = {name: _expand(t) for name, t in _ENTRIES.items()}
+        order = list(sources)
+        owner = {d: name for name, text in sources.items() for d in _defined(text)}
+        depends = {}
+        for name, text in sources.items():
+            used = {n.id for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Name)}
+            deps = {owner[u] for u in used if u in owner} - {name}
+            depends[name] = tuple(sorted(deps, key=order.index))
+        _TABLES = (sources, depends, order)
+    return _TABLES
 
 
-DEPENDS: dict[str, tuple[str, ...]] = {name: _direct(name) for name in SOURCES}
+def __getattr__(name):  # SOURCES and DEPENDS, lazily
+    if name == "SOURCES":
+        return _tables()[0]
+    if name == "DEPENDS":
+        return _tables()[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def dependencies(name: str) -> tuple[str, ...]:
     """Every entry ``name`` needs (transitively), in emission order, without itself."""
+    _, depends, order = _tables()
     seen: set[str] = set()
     stack = [name]
     while stack:
-        for d in DEPENDS[stack.pop()]:
+        for d in depends[stack.pop()]:
             if d not in seen:
                 seen.add(d)
                 stack.append(d)
-    return tuple(sorted(seen, key=_ORDER.index))
+    return tuple(sorted(seen, key=order.index))
 
 
 def source(names) -> str:
@@ -179,13 +191,14 @@ def source(names) -> str:
     Unknown names raise KeyError.  The text assumes ``math``, ``numba``,
     ``numba.extending`` and ``numpy as np`` are imported (see HEADER).
     """
+    sources, _, order = _tables()
     wanted: set[str] = set()
     for name in names:
-        if name not in SOURCES:
+        if name not in sources:
             raise KeyError(f"the math library has no function {name!r}; it has {sorted(FUNCTIONS)}")
         wanted.add(name)
         wanted.update(dependencies(name))
-    return "\n\n".join(SOURCES[n] for n in _ORDER if n in wanted)
+    return "\n\n".join(sources[n] for n in order if n in wanted)
 
 
 def module_text() -> str:

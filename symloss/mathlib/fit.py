@@ -14,6 +14,9 @@ the polynomial only supplies a small correction:
   exp(r) = 1 + (r + r^2 q(r)).
 * ``LOGCOSH_G`` - log cosh for |x| < 3/4, where |x| - log 2 + log1p(e^-2|x|)
   cancels: log cosh(x) = w g(w), w = x^2, g(w) = log(cosh(sqrt w))/w.
+* ``LOGCOSH_L`` - log cosh for |x| >= 3/4: |x| - log 2 + log1p(t), t = e^-2|x|
+  <= e^-1.5, with log1p(t) = t + t^2 q(t), q(t) = (log1p(t) - t)/t^2; a
+  polynomial, no division (unlike the general log1p).
 * ``LOG_H`` - log after the reduction x = 2^e (1 + f), 1 + f in [sqrt(1/2), sqrt(2)):
   with s = f/(2+f), z = s^2:  log(1+f) = 2 atanh(s) = 2s + s z h(z),
   h(z) = (2 atanh(s)/s - 2)/z = sum_{k>=1} 2 z^(k-1)/(2k+1).
@@ -67,6 +70,13 @@ def _g_logcosh(w):
         return mpmath.mpf(1) / 2
     a = mpmath.sqrt(w)
     return mpmath.log1p(2 * mpmath.sinh(a / 2) ** 2) / w
+
+
+def _q_log1p(t):
+    """(log1p(t) - t) / t^2 (-1/2 at 0)."""
+    if t == 0:
+        return -mpmath.mpf(1) / 2
+    return (mpmath.log1p(t) - t) / t**2
 
 
 def remez(g, a, b, degree, iterations=40, grid=1000):
@@ -136,6 +146,7 @@ FITS = {
     "EXPM1_Q": (_q_expm1, (-HALF_LN2 * MARGIN, HALF_LN2 * MARGIN), {"f64": 9, "f32": 4}),
     "LOG_H": (_h_log, (0, ZMAX * MARGIN), {"f64": 6, "f32": 2}),
     "LOGCOSH_G": (_g_logcosh, (0, LOGCOSH_SMALL**2), {"f64": 11, "f32": 5}),
+    "LOGCOSH_L": (_q_log1p, (0, mpmath.exp(-2 * LOGCOSH_SMALL) * MARGIN), {"f64": 11, "f32": 4}),
 }
 
 

@@ -391,9 +391,10 @@ def _ml_fsoftplus_f32(x, T):
 ''',
 )
 
-# log cosh x: |x| >= 3/4: |x| - log 2 + log1p(e^-2|x|), e^-2|x| = 1 + expm1(-2|x|)
-# (the expm1 that ftanh(x) computes too: inlined side by side, LLVM shares it);
-# |x| < 3/4, where that cancels: x^2 g(x^2), a minimax polynomial.
+# log cosh x: |x| >= 3/4: |x| - log 2 + log1p(t), t = e^-2|x| = 1 + expm1(-2|x|)
+# (the expm1 that ftanh(x) computes too: inlined side by side, LLVM shares it)
+# and log1p(t), t <= e^-1.5, by a polynomial; |x| < 3/4, where that cancels:
+# x^2 g(x^2), a minimax polynomial.  No division.
 ENTRIES["flogcosh"] = _public(
     "flogcosh",
     "log(cosh(x))",
@@ -406,8 +407,11 @@ def _ml_flogcosh_f64(x, T):
     w4 = w2 * w2
     w8 = w4 * w4
     small = w * {{estrin LOGCOSH_G_F64 w w2 w4 w8}}
-    v = fexpm1(-2.0 * a, T)
-    large = (a - {{const LN2_F64}}) + _ml_log1pu(1.0 + v, T)
+    t = 1.0 + fexpm1(-2.0 * a, T)
+    t2 = t * t
+    t4 = t2 * t2
+    t8 = t4 * t4
+    large = (a - {{const LN2_F64}}) + (t + t2 * {{estrin LOGCOSH_L_F64 t t2 t4 t8}})
     return small if a < 0.75 else large
 ''',
     '''
@@ -418,8 +422,10 @@ def _ml_flogcosh_f32(x, T):
     w2 = w * w
     w4 = w2 * w2
     small = w * {{estrin LOGCOSH_G_F32 w w2 w4}}
-    v = fexpm1(T(-2.0) * a, T)
-    large = (a - {{const LN2_F32}}) + _ml_log1pu(T(1.0) + v, T)
+    t = T(1.0) + fexpm1(T(-2.0) * a, T)
+    t2 = t * t
+    t4 = t2 * t2
+    large = (a - {{const LN2_F32}}) + (t + t2 * {{estrin LOGCOSH_L_F32 t t2 t4}})
     return small if a < T(0.75) else large
 ''',
 )
