@@ -207,6 +207,7 @@ def test_usage_snippets_run(name):
     namespace: dict = {}
     exec(compile(snippet, f"<{name} usage>", "exec"), namespace)
     assert "value" in namespace and namespace["h"].shape in ((3,), (2, 2, 3))
+    assert len(namespace["out"]) == 1 + len(load_spec(catalog.spec_path(name)).predictions)
 
 
 def test_show_prints_derived_properties():

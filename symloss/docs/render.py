@@ -330,12 +330,18 @@ def _usage(spec: LossSpec) -> str:
     preds = [i.name for i in spec.predictions]
     wrt = preds[0] if len(preds) == 1 else "(" + ", ".join(preds) + ")"
     grad_name = "grad" if len(preds) == 1 else "grads"
+    first = {i.name: (EXAMPLE_TARGET if i.role == "target" else EXAMPLE_PREDICTION).get(
+        i.domain, EXAMPLE_TARGET[i.domain]).strip("[]").split(",")[0].strip() for i in spec.inputs}
+    scalars = ", ".join([first[i.name] for i in spec.inputs] + [repr(p.default) for p in spec.params])
     lines += [
         f"value = loss.value({args}{kw})  # mean over elements",
         f"{grad_name} = loss.grad({args}{kw})  # d(mean loss) / d{wrt}",
         f"g, h = loss.grad_hessian({args}{kw})  # per element, for Newton steps and gradient boosting",
         "",
-        f"# generated/{spec.name}.py imports only numpy and numba: it can be vendored as it is.",
+        f"# The kernels underneath: generated/{spec.name}.py imports only numpy and numba, so it can be",
+        "# vendored as it is.  Scalar kernels take one element, the parameters, then the float type:",
+        "kernels = loss.module",
+        f"out = kernels.value_and_grad_scalar({scalars}, np.float64)  # (loss, d/d{', d/d'.join(preds)})",
     ]
     return "\n".join(lines) + "\n"
 
@@ -608,7 +614,8 @@ def render_docs(specs_dir: Path | None = None, progress: Callable[[str], None] =
         if e.props:
             files[f"losses/{e.spec.name}.png"] = loss_plot(e.spec, e.props, e.kernels)
     rows = [{"name": e.spec.name, "title": e.spec.title, "kind": e.spec.kind,
-             "summary": _first_sentence(e.spec.description) or e.spec.title, **_summary_cells(e.props)}
+             "summary": _first_sentence(e.spec.description) or e.spec.title, **_summary_cells(e.props),
+             "family": family(e.spec)}
             for e in entries]
     groups = []
     for fam in FAMILIES:
