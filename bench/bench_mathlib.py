@@ -157,6 +157,87 @@ def make_loop(scalar_py, inline):
     return value_and_grad
 
 
+# --- compile cost: a generated-style module (cache=True) in a fresh process ----
+_MODULE_TAIL = '''
+
+_SCALAR = dict(cache=True, error_model="numpy", fastmath=False, forceinline=True)
+_LOOP = dict(cache=True, error_model="numpy", fastmath={"reassoc"})
+
+
+@numba.njit(**_SCALAR)
+def value_and_grad_scalar(y, z, T):
+    return -y * z + SOFTPLUS(z, T), -y + SIGMOID(z, T)
+
+
+@numba.njit(parallel=True, **_LOOP)
+def value_and_grad_parallel(y, z, scale, g, T):
+    total = 0.0
+    for i in numba.prange(z.size):
+        loss, d = value_and_grad_scalar(y[i], z[i], T)
+        total += loss
+        g[i] = scale * d
+    return total
+'''
+
+_LIBM_HELPERS = '''
+@numba.njit(cache=True, error_model="numpy", fastmath=False)
+def sigmoid(x, T):
+    if x >= T(0):
+        return T(1) / (T(1) + math.exp(-x))
+    e = math.exp(x)
+    return e / (T(1) + e)
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath=False)
+def softplus(x, T):
+    if x > T(0):
+        return x + math.log1p(math.exp(-x))
+    return math.log1p(math.exp(x))
+'''
+
+_TIMER = '''
+import sys, time
+t0 = time.perf_counter()
+import numpy as np
+import numba
+t1 = time.perf_counter()
+import {mod}
+t2 = time.perf_counter()
+z = np.linspace(-5, 5, 64); y = (z > 0).astype(np.float64); g = np.empty_like(z)
+{mod}.value_and_grad_parallel(y, z, 1.0, g, np.float64)
+t3 = time.perf_counter()
+z32, y32, g32 = z.astype(np.float32), y.astype(np.float32), g.astype(np.float32)
+{mod}.value_and_grad_parallel(y32, z32, 1.0, g32, np.float32)
+t4 = time.perf_counter()
+print(f"{{t2 - t1:.3f}} {{t3 - t2:.3f}} {{t4 - t3:.3f}}")
+'''
+
+
+def bench_compile():
+    """Cold (empty cache) and warm (cached) import + first call, float64 then float32."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from symloss import mathlib
+
+    print("\ncompile: bce_logits value_and_grad module, import / first f64 call / first f32 call (s)")
+    with tempfile.TemporaryDirectory() as tmp:
+        texts = {
+            "bce_libm": mathlib.HEADER + _LIBM_HELPERS + _MODULE_TAIL.replace("SOFTPLUS", "softplus").replace("SIGMOID", "sigmoid"),
+            "bce_mathlib": mathlib.HEADER + "\n\n" + mathlib.source(["fsoftplus", "fsigmoid"])
+            + _MODULE_TAIL.replace("SOFTPLUS", "fsoftplus").replace("SIGMOID", "fsigmoid"),
+        }
+        for mod, text in texts.items():
+            Path(tmp, f"{mod}.py").write_text(text)
+            Path(tmp, f"time_{mod}.py").write_text(_TIMER.format(mod=mod))
+            for label in ("cold", "warm"):
+                r = subprocess.run([sys.executable, f"time_{mod}.py"], cwd=tmp, capture_output=True, text=True, check=True)
+                imp, f64, f32 = r.stdout.split()
+                print(f"  {mod:12s} {label}: import {imp}  first f64 call {f64}  first f32 call {f32}")
+
+
 def best(f, repeat):
     ts = []
     for _ in range(repeat):
@@ -173,6 +254,7 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--float32", action="store_true", help="also time float32")
     ap.add_argument("--functions", action="store_true", help="also time each function alone")
+    ap.add_argument("--compile", action="store_true", help="also time cold and cached compilation")
     args = ap.parse_args(argv)
     numba.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -203,6 +285,8 @@ def main(argv=None):
                 print(f"  {loss:10s} {label:18s} {t * 1e3:8.2f} {floor / t:8.2f} {diff:>21s}")
         if args.functions:
             bench_functions(args.n, dt, args.repeat, rng)
+    if args.compile:
+        bench_compile()
 
 
 if __name__ == "__main__":
