@@ -686,7 +686,7 @@ class _Analysis:
         return worst
 
     # convexity -----------------------------------------------------------------
-    def convexity(self, kinks: list[Kink]) -> tuple[bool, str, str, str]:
+    def convexity(self) -> tuple[bool, str, str, str]:
         if len(self.xs) == 1:
             for symbolic in self.modes:
                 frames = _frames(self.spec, symbolic)
@@ -826,7 +826,7 @@ class _Analysis:
         overall = max((g.rate for g in out), key=lambda r: GROWTH_RANK[r.split()[0]])
         return overall, out
 
-    def bounded_gradient(self, kinks: list[Kink]) -> tuple[bool, str]:
+    def bounded_gradient(self) -> tuple[bool, str]:
         name = self.spec.predictions[0].name
         for setting in self._probe_settings():
             for label, xs in self._ends():
@@ -1046,9 +1046,9 @@ def properties(spec: LossSpec, loss=None) -> Properties:
         sscope = DEFAULT_PARAMS if DEFAULT_PARAMS in scopes else ALL_PARAMS
     else:
         smooth, smethod, sscope = "C∞", SYMBOLIC, ALL_PARAMS
-    convex, cmethod, cscope, cdetail = a.convexity(kinks)
+    convex, cmethod, cscope, cdetail = a.convexity()
     growth, by_dir = a.growth()
-    bounded, gdetail = a.bounded_gradient(kinks)
+    bounded, gdetail = a.bounded_gradient()
     vanishes, zlatex, ztext, zmethod, zwhere = a.hessian_zero()
     residual, symmetric = a.residual()
     result = Properties(
