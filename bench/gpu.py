@@ -375,6 +375,26 @@ def elementwise(torch, n: int, reps: int, inner: int, compile_: bool, copy_tbps:
     return results
 
 
+@section("overhead")
+def overhead(torch, reps: int):
+    """Per-call cost at 4096 elements, where the host's launch work is all there is to time."""
+    loss = symloss.load("huber")
+    dev = C.device_loss(loss)
+    y, x = _data(torch, "huber", 4096)
+    xr = x.detach().requires_grad_()
+    F = torch.nn.functional
+
+    def eager():
+        out = F.huber_loss(xr, y)
+        return out, torch.autograd.grad(out, xr)[0]
+
+    r = {"symloss_us": 1e3 * cuda_time_ms(torch, lambda: dev.value_and_grad(y, x), reps, 50),
+         "eager_us": 1e3 * cuda_time_ms(torch, eager, reps, 50)}
+    print(f"   huber value_and_grad on 4096 elements: symloss {r['symloss_us']:.0f} us/call, "
+          f"eager {r['eager_us']:.0f} us/call", flush=True)
+    return r
+
+
 @section("rows")
 def rows():
     try:
@@ -402,6 +422,10 @@ def table() -> str:
     if "tb_per_s" in copy:
         lines.append(f"device copy: {copy['tb_per_s']:.2f} TB/s (read + write, {copy['ms']:.3f} ms for 2^"
                      f"{int(np.log2(copy['n']))} float32)")
+    ovh = sec.get("overhead", {})
+    if "symloss_us" in ovh:
+        lines.append(f"per-call cost at 4096 elements (host launch work): symloss {ovh['symloss_us']:.0f} us, "
+                     f"eager {ovh['eager_us']:.0f} us")
     chk = sec.get("checks", {})
     if "failures" in chk:
         lines.append(f"checks against the CPU kernels: {'all passed' if not chk['failures'] else chk['failures']}")
@@ -462,6 +486,7 @@ def main(argv=None) -> int:
     checks(torch, args.check_n)
     copy = copy_bandwidth(torch, n, args.reps, args.inner)
     elementwise(torch, n, args.reps, args.inner, not args.no_compile, copy.get("tb_per_s"))
+    overhead(torch, args.reps)
     rows()
     text = table()
     RESULTS["table"] = text

@@ -7,12 +7,16 @@ Device functions (`*_scalar`) compute one element in the inputs' float type T,
 the same code as the CPU module's scalar kernels.  Kernels take flat
 C-contiguous device arrays of one dtype and loop grid-stride, so any grid
 covers any size; launch them with a power-of-two block of at most BLOCK
-threads.  `w` (sample weights) is read only where `weighted` is true and `out`
-(per-element loss) written only where `keep` is true; gradients and Hessians
-are multiplied by `scale[0]` (a one-element float64 array: 1 for sum, 1/N or
-1/sum(w) for mean), so no value ever has to come back to the host.  Each
-reducing kernel writes its block's float64 sum to `partials[blockIdx.x]`;
-`finish_sum` adds those in a fixed order, so sums are deterministic.
+threads.  Each thread takes ITEMS elements a step and loads them all before
+storing any result (the arrays may alias, so loads cannot move above stores).
+`w` (sample weights) is read only where `weighted` is true and `out`
+(per-element loss) written only where `keep` is true.  Gradients and Hessians
+are multiplied by `scale * norm[0]`: `scale` is 1 (sum) or 1/N (mean) and
+`norm` a one-element float64 array holding 1/sum(w) for a weighted mean (from
+`weight_sum` and `finish_reciprocal`) or 1, so no value has to come back to the
+host.  Each reducing kernel writes its block's float64 sum to
+`partials[blockIdx.x]`; `finish_sum` adds those in a fixed order, so sums are
+deterministic.
 """
 import math
 
@@ -153,9 +157,9 @@ def value(y, mu, var, eps, w, weighted, out, keep, partials):
 
 
 @cuda.jit(**_KERNEL)
-def grad(y, mu, var, eps, w, weighted, scale, g_mu, g_var):
+def grad(y, mu, var, eps, w, weighted, scale, norm, g_mu, g_var):
     T = mu.dtype.type
-    s0 = T(scale[0])
+    s0 = T(scale * norm[0])
     y_ = cuda.local.array(ITEMS, y.dtype)
     mu_ = cuda.local.array(ITEMS, mu.dtype)
     var_ = cuda.local.array(ITEMS, var.dtype)
@@ -181,9 +185,9 @@ def grad(y, mu, var, eps, w, weighted, scale, g_mu, g_var):
 
 
 @cuda.jit(**_KERNEL)
-def value_and_grad(y, mu, var, eps, w, weighted, scale, out, keep, g_mu, g_var, partials):
+def value_and_grad(y, mu, var, eps, w, weighted, scale, norm, out, keep, g_mu, g_var, partials):
     T = mu.dtype.type
-    s0 = T(scale[0])
+    s0 = T(scale * norm[0])
     y_ = cuda.local.array(ITEMS, y.dtype)
     mu_ = cuda.local.array(ITEMS, mu.dtype)
     var_ = cuda.local.array(ITEMS, var.dtype)
@@ -218,9 +222,9 @@ def value_and_grad(y, mu, var, eps, w, weighted, scale, out, keep, g_mu, g_var, 
 
 
 @cuda.jit(**_KERNEL)
-def hessian(y, mu, var, eps, w, weighted, scale, h_mu_mu_out, h_mu_var_out, h_var_mu_out, h_var_var_out):
+def hessian(y, mu, var, eps, w, weighted, scale, norm, h_mu_mu_out, h_mu_var_out, h_var_mu_out, h_var_var_out):
     T = mu.dtype.type
-    s0 = T(scale[0])
+    s0 = T(scale * norm[0])
     y_ = cuda.local.array(ITEMS, y.dtype)
     mu_ = cuda.local.array(ITEMS, mu.dtype)
     var_ = cuda.local.array(ITEMS, var.dtype)
@@ -248,9 +252,9 @@ def hessian(y, mu, var, eps, w, weighted, scale, h_mu_mu_out, h_mu_var_out, h_va
 
 
 @cuda.jit(**_KERNEL)
-def grad_hessian(y, mu, var, eps, w, weighted, scale, g_mu, g_var, h_mu_mu_out, h_mu_var_out, h_var_mu_out, h_var_var_out):
+def grad_hessian(y, mu, var, eps, w, weighted, scale, norm, g_mu, g_var, h_mu_mu_out, h_mu_var_out, h_var_mu_out, h_var_var_out):
     T = mu.dtype.type
-    s0 = T(scale[0])
+    s0 = T(scale * norm[0])
     y_ = cuda.local.array(ITEMS, y.dtype)
     mu_ = cuda.local.array(ITEMS, mu.dtype)
     var_ = cuda.local.array(ITEMS, var.dtype)
@@ -299,11 +303,11 @@ def ordered_sum(partials):
 
 
 @cuda.jit(**_KERNEL)
-def finish_sum(partials, scale, result):
-    # launch with one block: result[0] = scale[0] * sum(partials), in result's dtype
+def finish_sum(partials, scale, norm, result):
+    # launch with one block: result[0] = sum(partials) * scale * norm[0], in result's dtype
     total = ordered_sum(partials)
     if cuda.threadIdx.x == 0:
-        result[0] = result.dtype.type(total * scale[0])
+        result[0] = result.dtype.type(total * scale * norm[0])
 
 
 @cuda.jit(**_KERNEL)
@@ -319,9 +323,3 @@ def cast(src, dst):
     # dst[:] = src[:] in dst's dtype (integer targets, float64 weights for float32 data)
     for i in range(cuda.grid(1), dst.size, cuda.gridsize(1)):
         dst[i] = src[i]
-
-
-@cuda.jit(**_KERNEL)
-def fill(result, value):
-    # launch with one thread
-    result[0] = value

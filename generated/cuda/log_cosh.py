@@ -7,12 +7,16 @@ Device functions (`*_scalar`) compute one element in the inputs' float type T,
 the same code as the CPU module's scalar kernels.  Kernels take flat
 C-contiguous device arrays of one dtype and loop grid-stride, so any grid
 covers any size; launch them with a power-of-two block of at most BLOCK
-threads.  `w` (sample weights) is read only where `weighted` is true and `out`
-(per-element loss) written only where `keep` is true; gradients and Hessians
-are multiplied by `scale[0]` (a one-element float64 array: 1 for sum, 1/N or
-1/sum(w) for mean), so no value ever has to come back to the host.  Each
-reducing kernel writes its block's float64 sum to `partials[blockIdx.x]`;
-`finish_sum` adds those in a fixed order, so sums are deterministic.
+threads.  Each thread takes ITEMS elements a step and loads them all before
+storing any result (the arrays may alias, so loads cannot move above stores).
+`w` (sample weights) is read only where `weighted` is true and `out`
+(per-element loss) written only where `keep` is true.  Gradients and Hessians
+are multiplied by `scale * norm[0]`: `scale` is 1 (sum) or 1/N (mean) and
+`norm` a one-element float64 array holding 1/sum(w) for a weighted mean (from
+`weight_sum` and `finish_reciprocal`) or 1, so no value has to come back to the
+host.  Each reducing kernel writes its block's float64 sum to
+`partials[blockIdx.x]`; `finish_sum` adds those in a fixed order, so sums are
+deterministic.
 """
 import math
 
@@ -135,9 +139,9 @@ def value(y, yhat, w, weighted, out, keep, partials):
 
 
 @cuda.jit(**_KERNEL)
-def grad(y, yhat, w, weighted, scale, g_yhat):
+def grad(y, yhat, w, weighted, scale, norm, g_yhat):
     T = yhat.dtype.type
-    s0 = T(scale[0])
+    s0 = T(scale * norm[0])
     y_ = cuda.local.array(ITEMS, y.dtype)
     yhat_ = cuda.local.array(ITEMS, yhat.dtype)
     w_ = cuda.local.array(ITEMS, w.dtype)
@@ -160,9 +164,9 @@ def grad(y, yhat, w, weighted, scale, g_yhat):
 
 
 @cuda.jit(**_KERNEL)
-def value_and_grad(y, yhat, w, weighted, scale, out, keep, g_yhat, partials):
+def value_and_grad(y, yhat, w, weighted, scale, norm, out, keep, g_yhat, partials):
     T = yhat.dtype.type
-    s0 = T(scale[0])
+    s0 = T(scale * norm[0])
     y_ = cuda.local.array(ITEMS, y.dtype)
     yhat_ = cuda.local.array(ITEMS, yhat.dtype)
     w_ = cuda.local.array(ITEMS, w.dtype)
@@ -194,9 +198,9 @@ def value_and_grad(y, yhat, w, weighted, scale, out, keep, g_yhat, partials):
 
 
 @cuda.jit(**_KERNEL)
-def hessian(y, yhat, w, weighted, scale, h_yhat_yhat_out):
+def hessian(y, yhat, w, weighted, scale, norm, h_yhat_yhat_out):
     T = yhat.dtype.type
-    s0 = T(scale[0])
+    s0 = T(scale * norm[0])
     y_ = cuda.local.array(ITEMS, y.dtype)
     yhat_ = cuda.local.array(ITEMS, yhat.dtype)
     w_ = cuda.local.array(ITEMS, w.dtype)
@@ -219,9 +223,9 @@ def hessian(y, yhat, w, weighted, scale, h_yhat_yhat_out):
 
 
 @cuda.jit(**_KERNEL)
-def grad_hessian(y, yhat, w, weighted, scale, g_yhat, h_yhat_yhat_out):
+def grad_hessian(y, yhat, w, weighted, scale, norm, g_yhat, h_yhat_yhat_out):
     T = yhat.dtype.type
-    s0 = T(scale[0])
+    s0 = T(scale * norm[0])
     y_ = cuda.local.array(ITEMS, y.dtype)
     yhat_ = cuda.local.array(ITEMS, yhat.dtype)
     w_ = cuda.local.array(ITEMS, w.dtype)
@@ -264,11 +268,11 @@ def ordered_sum(partials):
 
 
 @cuda.jit(**_KERNEL)
-def finish_sum(partials, scale, result):
-    # launch with one block: result[0] = scale[0] * sum(partials), in result's dtype
+def finish_sum(partials, scale, norm, result):
+    # launch with one block: result[0] = sum(partials) * scale * norm[0], in result's dtype
     total = ordered_sum(partials)
     if cuda.threadIdx.x == 0:
-        result[0] = result.dtype.type(total * scale[0])
+        result[0] = result.dtype.type(total * scale * norm[0])
 
 
 @cuda.jit(**_KERNEL)
@@ -284,9 +288,3 @@ def cast(src, dst):
     # dst[:] = src[:] in dst's dtype (integer targets, float64 weights for float32 data)
     for i in range(cuda.grid(1), dst.size, cuda.gridsize(1)):
         dst[i] = src[i]
-
-
-@cuda.jit(**_KERNEL)
-def fill(result, value):
-    # launch with one thread
-    result[0] = value

@@ -164,6 +164,10 @@ class _Numba:
     def result(self, arr, shape):
         return arr.reshape(shape)
 
+    def ones(self):
+        """A flat one-element float64 array holding 1, never written (the unweighted ``norm``)."""
+        return self.cuda.to_device(np.ones(1), stream=self.stream)
+
 
 class _Torch(_Numba):
     name = "torch"
@@ -208,6 +212,13 @@ class _Torch(_Numba):
         t = self.torch.empty(shape, dtype=_torch_dtype(dtype), device=self.device)
         return t, self.view(t)
 
+    def ones(self):
+        if self.device not in _ONES:
+            t = self.torch.ones(1, dtype=self.torch.float64, device=self.device)
+            t.cpu()  # filled before any stream reads it: it is shared by every stream
+            _ONES[self.device] = self.view(t)
+        return _ONES[self.device]
+
 
 class _CuPy(_Numba):
     name = "cupy"
@@ -246,6 +257,15 @@ class _CuPy(_Numba):
             arr = self.cupy.empty(shape, dtype=dtype)
         return arr, self.view(arr)
 
+    def ones(self):
+        key = ("cupy", self.device_id)
+        if key not in _ONES:
+            with self.cupy.cuda.Device(self.device_id):
+                arr = self.cupy.ones(1, dtype=np.float64)
+                arr.get()  # filled before any stream reads it
+            _ONES[key] = self.view(arr)
+        return _ONES[key]
+
 
 def _torch_dtype(dtype: np.dtype):
     import torch
@@ -254,6 +274,7 @@ def _torch_dtype(dtype: np.dtype):
 
 
 _STREAMS: dict[int, object] = {}
+_ONES: dict[object, object] = {}  # per device: a read-only float64 [1.0]
 
 
 def _stream(handle: int):
@@ -290,16 +311,16 @@ class Launch:
 _RESIDENT: dict[tuple, int] = {}
 
 
-def _resident_blocks(kernel, args, threads: int) -> int:
+def _resident_blocks(kernel, dtype: np.dtype, args, threads: int) -> int:
     """How many blocks of ``kernel`` (compiled for these arguments) the whole GPU runs at once.
 
     A grid-stride loop gives every block the same work, so the grid must be a
     whole number of these waves, or the last one leaves SMs idle.  Registers
     decide the wave, so ask the compiled kernel.
     """
-    argtypes = tuple(kernel.typeof_pyval(a) for a in args)
-    key = (kernel, argtypes, threads)
+    key = (kernel, dtype, threads)  # the arguments' types follow from the dtype
     if key not in _RESIDENT:
+        argtypes = tuple(kernel.typeof_pyval(a) for a in args)
         _RESIDENT[key] = max(1, kernel.compile(argtypes).max_cooperative_grid_blocks(threads))
     return _RESIDENT[key]
 
@@ -422,7 +443,7 @@ class DeviceLoss:
         elif simulator():
             cap = BLOCKS_PER_SM
         else:
-            cap = WAVES * _resident_blocks(kernel, args, threads)
+            cap = WAVES * _resident_blocks(kernel, c.dtype, args, threads)
         return max(1, min(cap, -(-c.n // threads)))
 
     def _map(self, c: _Call, kernel, *args) -> None:
@@ -441,22 +462,26 @@ class DeviceLoss:
         kernel[grid, self.launch.threads, c.kind.stream](*args, partials)
         return partials
 
-    def _scale(self, c: _Call, reduction: str):
-        """A one-element float64 device array: 1 (sum, none), 1/N or 1/sum(w) (mean)."""
-        _, scale = c.kind.empty((1,), np.float64)
-        m = self.module
-        if reduction == "mean" and c.weighted:
-            partials = self._reduce(c, m.weight_sum, c.w, like=scale)
-            m.finish_reciprocal[1, self.launch.threads, c.kind.stream](partials, scale)
-        else:
-            value = 1.0 if reduction != "mean" else (1.0 / c.n if c.n else math.nan)
-            m.fill[1, 1, c.kind.stream](scale, value)
-        return scale
+    @staticmethod
+    def _scale(c: _Call, reduction: str) -> float:
+        """What the host knows of the reduction's factor: 1 (sum, none, weighted mean) or 1/N."""
+        if reduction != "mean" or c.weighted:
+            return 1.0
+        return 1.0 / c.n if c.n else math.nan
 
-    def _finish(self, c: _Call, partials, scale):
-        """The reduced value, scale[0] * sum(partials), as a 0-d array of the inputs' dtype."""
+    def _norm(self, c: _Call, reduction: str):
+        """The factor the device computes: 1/sum(w) for a weighted mean, else 1 (a one-element array)."""
+        if reduction == "mean" and c.weighted:
+            _, norm = c.kind.empty((1,), np.float64)
+            partials = self._reduce(c, self.module.weight_sum, c.w, like=norm)
+            self.module.finish_reciprocal[1, self.launch.threads, c.kind.stream](partials, norm)
+            return norm
+        return c.kind.ones()
+
+    def _finish(self, c: _Call, partials, scale, norm):
+        """The reduced value, sum(partials) * scale * norm[0], as a 0-d array of the inputs' dtype."""
         owner, view = c.kind.empty((1,), c.dtype)
-        self.module.finish_sum[1, self.launch.threads, c.kind.stream](partials, scale, view)
+        self.module.finish_sum[1, self.launch.threads, c.kind.stream](partials, scale, norm, view)
         return c.kind.result(owner, ())
 
     # output buffers -------------------------------------------------------------------------------------
@@ -498,21 +523,21 @@ class DeviceLoss:
     def value(self, *arrays, reduction="mean", sample_weight=None, out=None, **params):
         c = self._setup(arrays, reduction, sample_weight, params)
         with c.kind.context():
-            scale = self._scale(c, reduction)
+            norm = self._norm(c, reduction)
             keep = reduction == "none"
             # without per-element output, the prediction is a placeholder never written
             arr, view = self._out(c, out, c.shape, f"{self.name}.value") if keep else (None, c.data[0])
             partials = self._reduce(
-                c, self.module.value, *c.data, *c.params, c.w, c.weighted, view, keep, like=scale
+                c, self.module.value, *c.data, *c.params, c.w, c.weighted, view, keep, like=norm
             )
-            return arr if keep else self._finish(c, partials, scale)
+            return arr if keep else self._finish(c, partials, self._scale(c, reduction), norm)
 
     def grad(self, *arrays, reduction="mean", sample_weight=None, out=None, **params):
         c = self._setup(arrays, reduction, sample_weight, params)
         with c.kind.context():
             result, views = self._grad_buffers(c, out)
-            scale = self._scale(c, reduction)
-            self._map(c, self.module.grad, *c.data, *c.params, c.w, c.weighted, scale, *views)
+            scale, norm = self._scale(c, reduction), self._norm(c, reduction)
+            self._map(c, self.module.grad, *c.data, *c.params, c.w, c.weighted, scale, norm, *views)
             return result
 
     def value_and_grad(self, *arrays, reduction="mean", sample_weight=None, out=None, **params):
@@ -520,22 +545,22 @@ class DeviceLoss:
         c = self._setup(arrays, reduction, sample_weight, params)
         with c.kind.context():
             result, views = self._grad_buffers(c, out)
-            scale = self._scale(c, reduction)
+            scale, norm = self._scale(c, reduction), self._norm(c, reduction)
             keep = reduction == "none"
             values, vview = c.kind.empty(c.shape, c.dtype) if keep else (None, c.data[0])
             partials = self._reduce(
                 c, self.module.value_and_grad,
-                *c.data, *c.params, c.w, c.weighted, scale, vview, keep, *views, like=scale,
+                *c.data, *c.params, c.w, c.weighted, scale, norm, vview, keep, *views, like=norm,
             )
-            return (values if keep else self._finish(c, partials, scale)), result
+            return (values if keep else self._finish(c, partials, scale, norm)), result
 
     def hessian(self, *arrays, reduction="none", sample_weight=None, out=None, **params):
         """Per-element second derivatives: the prediction's shape, or (P, P, *shape) for P > 1."""
         c = self._setup(arrays, reduction, sample_weight, params)
         with c.kind.context():
             arr, views = self._hess_buffers(c, out)
-            scale = self._scale(c, reduction)
-            self._map(c, self.module.hessian, *c.data, *c.params, c.w, c.weighted, scale, *views)
+            scale, norm = self._scale(c, reduction), self._norm(c, reduction)
+            self._map(c, self.module.hessian, *c.data, *c.params, c.w, c.weighted, scale, norm, *views)
             return arr
 
     def grad_hessian(self, *arrays, reduction="none", sample_weight=None, **params):
@@ -544,8 +569,10 @@ class DeviceLoss:
         with c.kind.context():
             g, gviews = self._grad_buffers(c, None)
             h, hviews = self._hess_buffers(c, None)
-            scale = self._scale(c, reduction)
-            self._map(c, self.module.grad_hessian, *c.data, *c.params, c.w, c.weighted, scale, *gviews, *hviews)
+            scale, norm = self._scale(c, reduction), self._norm(c, reduction)
+            self._map(
+                c, self.module.grad_hessian, *c.data, *c.params, c.w, c.weighted, scale, norm, *gviews, *hviews
+            )
             return g, h
 
 
