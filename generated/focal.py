@@ -262,8 +262,10 @@ def grad_s1(_m0, T):
 
 @numba.njit(**_SCALAR)
 def grad_s2(z, _h0, T):
-    _r0 = fexp(_h0 + z, T)
-    return _r0
+    _t0 = fexp(_h0 + z, T)
+    _r0 = _t0
+    _st = _t0
+    return _r0, _st
 
 
 @numba.njit(**_SCALAR)
@@ -277,11 +279,11 @@ def grad_s3(_m0, _r0, T):
 
 @numba.njit(**_SCALAR)
 def grad_s4(gamma, y, z, _h1, _h2, _h3, _h4, T):
-    _t0 = _h2 + z
-    _t1 = fexp(_t0, T)
-    _t2 = -_h1*_t1 + T(1)
-    _t3 = (_t2**gamma)*y
-    _r3 = -_h1*_t3 + xdivy(_h3*_t1*_t3*gamma*(_h4 + _t0), _t2, T)
+    _t1 = _h2 + z
+    _t2 = fexp(_t1, T)
+    _t3 = -_h1*_t2 + T(1)
+    _t4 = (_t3**gamma)*y
+    _r3 = -_h1*_t4 + xdivy(_h3*_t2*_t4*gamma*(_h4 + _t1), _t3, T)
     return _r3
 
 
@@ -294,13 +296,11 @@ def grad_s5(_m0, _r0, T):
 
 
 @numba.njit(**_SCALAR)
-def grad_s6(gamma, y, z, _h5, _h6, _h7, _r3, T):
-    _t4 = _h6 + z
-    _t5 = fexp(_t4, T)
-    _t6 = _h5*_t5
-    _t7 = T(1) - _t6
-    _t8 = (_t7**gamma)*y
-    _d_z = -_r3*_t5 - _t8 - xdivy(-_t6*_t8*gamma*(_h7 + _t4), _t7, T)
+def grad_s6(gamma, y, z, _h5, _h6, _h7, _r3, _st, T):
+    _t5 = _h5*_st
+    _t6 = T(1) - _t5
+    _t7 = (_t6**gamma)*y
+    _d_z = -_r3*_st - _t7 - xdivy(-_t5*_t7*gamma*(_h6 + _h7 + z), _t6, T)
     return _d_z
 
 
@@ -318,8 +318,10 @@ def value_and_grad_s1(_m0, T):
 
 @numba.njit(**_SCALAR)
 def value_and_grad_s2(z, _h0, T):
-    _r0 = fexp(_h0 + z, T)
-    return _r0
+    _t0 = fexp(_h0 + z, T)
+    _r0 = _t0
+    _st = _t0
+    return _r0, _st
 
 
 @numba.njit(**_SCALAR)
@@ -333,13 +335,13 @@ def value_and_grad_s3(_m0, _r0, T):
 
 @numba.njit(**_SCALAR)
 def value_and_grad_s4(gamma, y, z, _h1, _h2, _h3, _h4, T):
-    _t0 = _h2 + z
-    _t1 = fexp(_t0, T)
-    _t2 = -_h1*_t1 + T(1)
-    _t3 = (_t2**gamma)*y
-    _t4 = _t3*(_h3 + _t0)
-    _r1 = _t4
-    _r3 = -_h1*_t3 + xdivy(_h4*_t1*_t4*gamma, _t2, T)
+    _t1 = _h2 + z
+    _t2 = fexp(_t1, T)
+    _t3 = -_h1*_t2 + T(1)
+    _t4 = (_t3**gamma)*y
+    _t5 = _t4*(_h3 + _t1)
+    _r1 = _t5
+    _r3 = -_h1*_t4 + xdivy(_h4*_t2*_t5*gamma, _t3, T)
     return _r1, _r3
 
 
@@ -352,13 +354,11 @@ def value_and_grad_s5(_m0, _r0, T):
 
 
 @numba.njit(**_SCALAR)
-def value_and_grad_s6(gamma, y, z, _h5, _h6, _h7, _r3, T):
-    _t5 = _h6 + z
-    _t6 = fexp(_t5, T)
-    _t7 = _h5*_t6
-    _t8 = T(1) - _t7
-    _t9 = (_t8**gamma)*y
-    _d_z = -_r3*_t6 - _t9 - xdivy(-_t7*_t9*gamma*(_h7 + _t5), _t8, T)
+def value_and_grad_s6(gamma, y, z, _h5, _h6, _h7, _r3, _st, T):
+    _t6 = _h5*_st
+    _t7 = T(1) - _t6
+    _t8 = (_t7**gamma)*y
+    _d_z = -_r3*_st - _t8 - xdivy(-_t6*_t8*gamma*(_h6 + _h7 + z), _t7, T)
     return _d_z
 
 
@@ -416,7 +416,8 @@ def hessian_diag_s4(gamma, y, z, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, T)
     _t11 = (_t3*_t3)
     _r3 = -_h1*_t4 + xdivy(_t5*_t8, _t3, T)
     _r4 = _t7 + T(2)*xdivy(-_t9, _t3, T) + xdivy(-T(2)*_t6*_t9, _t3, T) + xdivy(-_t10*_t8*gamma, _h9*_t11, T) + xdivy(_h6*_h7*_t10*_t4*_t6, _t11, T)
-    return _r3, _r4
+    _st = _t10
+    return _r3, _r4, _st
 
 
 @numba.njit(**_SCALAR)
@@ -428,13 +429,12 @@ def hessian_diag_s5(gamma, _m0, _r0, T):
     _h13 = (T(1)/(_r0*_r0*_r0))
     _h14 = (gamma*gamma)
     _h15 = -flog(_r0, T)
-    _h16 = -T(2)*_m0
-    _h17 = _t12
-    return _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17
+    _h16 = _t12
+    return _h10, _h11, _h12, _h13, _h14, _h15, _h16
 
 
 @numba.njit(**_SCALAR)
-def hessian_diag_s6(gamma, y, z, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _r0, _r3, _r4, T):
+def hessian_diag_s6(gamma, y, z, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _r0, _r3, _r4, _st, T):
     _t13 = _h11 + z
     _t14 = fexp(_t13, T)
     _t15 = _h10*_t14
@@ -443,16 +443,16 @@ def hessian_diag_s6(gamma, y, z, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17,
     _t18 = _t17*gamma
     _t19 = _t15*_t18
     _t20 = _h15 + _t13
-    _t21 = _t20*fexp(_h16 + T(2)*z, T)
+    _t21 = _st*_t20
     _t22 = _h14*_t17*_t21
     _t23 = (_t16*_t16)
     _t24 = _h10*_t18*_t21
     _t25 = _r0*_t23
     _t26 = _h12*_t18
     _t27 = _t14*_t26
-    _t28 = _t20*_t27
-    _t29 = _h13*_t22
-    _h_z = -_r3*_t14 + _t14*(xdivy(-_t24, _h17*_t23, T) + T(2)*xdivy(-_t27, _t16, T) + xdivy(-_t28, _t16, T) + xdivy(_t29, _t23, T)) - _t14*(_r4*_t14 + T(2)*xdivy(_t27, _t16, T) + xdivy(_t28, _t16, T) + xdivy(-_t29, _t23, T) + xdivy(_t21*_t26, _t25, T)) + T(2)*xdivy(_t19, _t16, T) + xdivy(_t24, _t25, T) + xdivy(-_h12*_t22, _t23, T) + xdivy(_t19*_t20, _t16, T)
+    _t28 = _h13*_t22
+    _t29 = _t20*_t27
+    _h_z = -_r3*_t14 + _t14*(xdivy(-_t24, _h16*_t23, T) + T(2)*xdivy(-_t27, _t16, T) + xdivy(_t28, _t23, T) + xdivy(-_t29, _t16, T)) - _t14*(_r4*_t14 + T(2)*xdivy(_t27, _t16, T) + xdivy(-_t28, _t23, T) + xdivy(_t29, _t16, T) + xdivy(_t21*_t26, _t25, T)) + T(2)*xdivy(_t19, _t16, T) + xdivy(_t24, _t25, T) + xdivy(-_h12*_t22, _t23, T) + xdivy(_t19*_t20, _t16, T)
     return _h_z
 
 
@@ -506,7 +506,8 @@ def hvp_s4(gamma, y, z, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, T):
     _t12 = (_t4*_t4)
     _r3 = -_h1*_t5 + xdivy(_t6*_t9, _t4, T)
     _r4 = _t8 + T(2)*xdivy(-_t10, _t4, T) + xdivy(-T(2)*_t10*_t7, _t4, T) + xdivy(-_t11*_t9*gamma, _h9*_t12, T) + xdivy(_h6*_h7*_t11*_t5*_t7, _t12, T)
-    return _r3, _r4
+    _st = _t11
+    return _r3, _r4, _st
 
 
 @numba.njit(**_SCALAR)
@@ -545,13 +546,12 @@ def hvp_s7(gamma, _m0, _r0, T):
     _h20 = (T(1)/(_r0*_r0*_r0))
     _h21 = (gamma*gamma)
     _h22 = -flog(_r0, T)
-    _h23 = -T(2)*_m0
-    _h24 = _t22
-    return _h17, _h18, _h19, _h20, _h21, _h22, _h23, _h24
+    _h23 = _t22
+    return _h17, _h18, _h19, _h20, _h21, _h22, _h23
 
 
 @numba.njit(**_SCALAR)
-def hvp_s8(gamma, y, z, _h17, _h18, _h19, _h20, _h21, _h22, _h23, _h24, _r0, _r3, _r5, _r6, _v_z, T):
+def hvp_s8(gamma, y, z, _h17, _h18, _h19, _h20, _h21, _h22, _h23, _r0, _r3, _r5, _r6, _st, _v_z, T):
     _t23 = _h19 + z
     _t24 = fexp(_t23, T)
     _t25 = _h18*_t24
@@ -560,12 +560,12 @@ def hvp_s8(gamma, y, z, _h17, _h18, _h19, _h20, _h21, _h22, _h23, _h24, _r0, _r3
     _t28 = _t27*gamma
     _t29 = _h17*_t24*_t28
     _t30 = _h22 + _t23
-    _t31 = _t30*fexp(_h23 + T(2)*z, T)
+    _t31 = _st*_t30
     _t32 = _h21*_t27*_t31
     _t33 = (_t26*_t26)
     _t34 = _h18*_t28*_t31
     _t35 = _t25*_t28
-    _hv_z = _r5*(T(2)*xdivy(-_t29, _t26, T) + xdivy(-_t34, _h24*_t33, T) + xdivy(_h20*_t32, _t33, T) + xdivy(-_t29*_t30, _t26, T)) - _r6*_t24 + _v_z*(-_r3*_t24 + xdivy(_t34, _r0*_t33, T) + T(2)*xdivy(_t35, _t26, T) + xdivy(-_h17*_t32, _t33, T) + xdivy(_t30*_t35, _t26, T))
+    _hv_z = _r5*(T(2)*xdivy(-_t29, _t26, T) + xdivy(-_t34, _h23*_t33, T) + xdivy(_h20*_t32, _t33, T) + xdivy(-_t29*_t30, _t26, T)) - _r6*_t24 + _v_z*(-_r3*_t24 + xdivy(_t34, _r0*_t33, T) + T(2)*xdivy(_t35, _t26, T) + xdivy(-_h17*_t32, _t33, T) + xdivy(_t30*_t35, _t26, T))
     return _hv_z
 
 
@@ -665,8 +665,73 @@ def hessian_s6(gamma, y, z, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _r0,
 def _value_row(_i, y, z, gamma, _sw, _scale, _out, _nk, K, T):
     # one row: its loss (0 when the kernel computes none), outputs written in place
     _s = _scale if _sw is None else _scale * _sw[_i]
-    _m0 = -T(math.inf)
-    for _k in range(_nk):
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = value_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = value_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = value_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = value_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = value_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = value_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = value_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = value_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = value_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = value_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = value_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = value_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = value_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = value_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = value_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = value_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
         _x0 = value_s0(z[_i, _k], T)
         _m0 = _x0 if _x0 > _m0 else _m0
     _h0 = value_s1(_m0, T)
@@ -688,14 +753,80 @@ def _value_row(_i, y, z, gamma, _sw, _scale, _out, _nk, K, T):
 def _grad_row(_i, y, z, gamma, _sw, _scale, _G_z, _nk, K, T):
     # one row: its loss (0 when the kernel computes none), outputs written in place
     _s = _scale if _sw is None else _scale * _sw[_i]
-    _m0 = -T(math.inf)
-    for _k in range(_nk):
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = grad_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = grad_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = grad_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = grad_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = grad_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = grad_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = grad_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = grad_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = grad_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = grad_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = grad_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = grad_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = grad_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = grad_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = grad_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = grad_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
         _x0 = grad_s0(z[_i, _k], T)
         _m0 = _x0 if _x0 > _m0 else _m0
     _h0 = grad_s1(_m0, T)
     _r0 = T(0)
     for _k in range(_nk):
-        _x0 = grad_s2(z[_i, _k], _h0, T)
+        _x0, _x1 = grad_s2(z[_i, _k], _h0, T)
+        _G_z[_i, _k] = _x1
         _r0 += _x0
     _h1, _h2, _h3, _h4 = grad_s3(_m0, _r0, T)
     _r3 = T(0)
@@ -704,7 +835,7 @@ def _grad_row(_i, y, z, gamma, _sw, _scale, _G_z, _nk, K, T):
         _r3 += _x0
     _h5, _h6, _h7 = grad_s5(_m0, _r0, T)
     for _k in range(_nk):
-        _d_z = grad_s6(gamma, y[_i, _k], z[_i, _k], _h5, _h6, _h7, _r3, T)
+        _d_z = grad_s6(gamma, y[_i, _k], z[_i, _k], _h5, _h6, _h7, _r3, _G_z[_i, _k], T)
         _G_z[_i, _k] = _s * _d_z
 
     return T(0)
@@ -714,14 +845,80 @@ def _grad_row(_i, y, z, gamma, _sw, _scale, _G_z, _nk, K, T):
 def _value_and_grad_row(_i, y, z, gamma, _sw, _scale, _out, _G_z, _nk, K, T):
     # one row: its loss (0 when the kernel computes none), outputs written in place
     _s = _scale if _sw is None else _scale * _sw[_i]
-    _m0 = -T(math.inf)
-    for _k in range(_nk):
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = value_and_grad_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = value_and_grad_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = value_and_grad_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = value_and_grad_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = value_and_grad_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = value_and_grad_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = value_and_grad_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = value_and_grad_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = value_and_grad_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = value_and_grad_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = value_and_grad_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = value_and_grad_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = value_and_grad_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = value_and_grad_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = value_and_grad_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = value_and_grad_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
         _x0 = value_and_grad_s0(z[_i, _k], T)
         _m0 = _x0 if _x0 > _m0 else _m0
     _h0 = value_and_grad_s1(_m0, T)
     _r0 = T(0)
     for _k in range(_nk):
-        _x0 = value_and_grad_s2(z[_i, _k], _h0, T)
+        _x0, _x1 = value_and_grad_s2(z[_i, _k], _h0, T)
+        _G_z[_i, _k] = _x1
         _r0 += _x0
     _h1, _h2, _h3, _h4 = value_and_grad_s3(_m0, _r0, T)
     _r1 = T(0)
@@ -732,7 +929,7 @@ def _value_and_grad_row(_i, y, z, gamma, _sw, _scale, _out, _G_z, _nk, K, T):
         _r3 += _x1
     _h5, _h6, _h7 = value_and_grad_s5(_m0, _r0, T)
     for _k in range(_nk):
-        _d_z = value_and_grad_s6(gamma, y[_i, _k], z[_i, _k], _h5, _h6, _h7, _r3, T)
+        _d_z = value_and_grad_s6(gamma, y[_i, _k], z[_i, _k], _h5, _h6, _h7, _r3, _G_z[_i, _k], T)
         _G_z[_i, _k] = _s * _d_z
     _loss = value_and_grad_s7(_r1, T)
 
@@ -743,8 +940,73 @@ def _value_and_grad_row(_i, y, z, gamma, _sw, _scale, _out, _G_z, _nk, K, T):
 def _hessian_diag_row(_i, y, z, gamma, _sw, _scale, _HD_z, _nk, K, T):
     # one row: its loss (0 when the kernel computes none), outputs written in place
     _s = _scale if _sw is None else _scale * _sw[_i]
-    _m0 = -T(math.inf)
-    for _k in range(_nk):
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = hessian_diag_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = hessian_diag_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = hessian_diag_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = hessian_diag_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = hessian_diag_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = hessian_diag_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = hessian_diag_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = hessian_diag_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = hessian_diag_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = hessian_diag_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = hessian_diag_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = hessian_diag_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = hessian_diag_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = hessian_diag_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = hessian_diag_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = hessian_diag_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
         _x0 = hessian_diag_s0(z[_i, _k], T)
         _m0 = _x0 if _x0 > _m0 else _m0
     _h0 = hessian_diag_s1(_m0, T)
@@ -756,12 +1018,13 @@ def _hessian_diag_row(_i, y, z, gamma, _sw, _scale, _HD_z, _nk, K, T):
     _r3 = T(0)
     _r4 = T(0)
     for _k in range(_nk):
-        _x0, _x1 = hessian_diag_s4(gamma, y[_i, _k], z[_i, _k], _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, T)
+        _x0, _x1, _x2 = hessian_diag_s4(gamma, y[_i, _k], z[_i, _k], _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, T)
+        _HD_z[_i, _k] = _x2
         _r3 += _x0
         _r4 += _x1
-    _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17 = hessian_diag_s5(gamma, _m0, _r0, T)
+    _h10, _h11, _h12, _h13, _h14, _h15, _h16 = hessian_diag_s5(gamma, _m0, _r0, T)
     for _k in range(_nk):
-        _h_z = hessian_diag_s6(gamma, y[_i, _k], z[_i, _k], _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _r0, _r3, _r4, T)
+        _h_z = hessian_diag_s6(gamma, y[_i, _k], z[_i, _k], _h10, _h11, _h12, _h13, _h14, _h15, _h16, _r0, _r3, _r4, _HD_z[_i, _k], T)
         _HD_z[_i, _k] = _s * _h_z
 
     return T(0)
@@ -771,8 +1034,73 @@ def _hessian_diag_row(_i, y, z, gamma, _sw, _scale, _HD_z, _nk, K, T):
 def _hvp_row(_i, y, z, gamma, _v_z, _sw, _scale, _HV_z, _nk, K, T):
     # one row: its loss (0 when the kernel computes none), outputs written in place
     _s = _scale if _sw is None else _scale * _sw[_i]
-    _m0 = -T(math.inf)
-    for _k in range(_nk):
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = hvp_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = hvp_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = hvp_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = hvp_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = hvp_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = hvp_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = hvp_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = hvp_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = hvp_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = hvp_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = hvp_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = hvp_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = hvp_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = hvp_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = hvp_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = hvp_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
         _x0 = hvp_s0(z[_i, _k], T)
         _m0 = _x0 if _x0 > _m0 else _m0
     _h0 = hvp_s1(_m0, T)
@@ -786,7 +1114,8 @@ def _hvp_row(_i, y, z, gamma, _v_z, _sw, _scale, _HV_z, _nk, K, T):
     _r3 = T(0)
     _r4 = T(0)
     for _k in range(_nk):
-        _x0, _x1 = hvp_s4(gamma, y[_i, _k], z[_i, _k], _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, T)
+        _x0, _x1, _x2 = hvp_s4(gamma, y[_i, _k], z[_i, _k], _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, T)
+        _HV_z[_i, _k] = _x2
         _r3 += _x0
         _r4 += _x1
     _h10, _h11, _h12, _h13, _h14, _h15, _h16 = hvp_s5(gamma, _m0, _r0, T)
@@ -794,9 +1123,9 @@ def _hvp_row(_i, y, z, gamma, _v_z, _sw, _scale, _HV_z, _nk, K, T):
     for _k in range(_nk):
         _x0 = hvp_s6(gamma, y[_i, _k], z[_i, _k], _h10, _h11, _h12, _h13, _h14, _h15, _h16, _r0, _r4, _v_z[_i, _k], T)
         _r6 += _x0
-    _h17, _h18, _h19, _h20, _h21, _h22, _h23, _h24 = hvp_s7(gamma, _m0, _r0, T)
+    _h17, _h18, _h19, _h20, _h21, _h22, _h23 = hvp_s7(gamma, _m0, _r0, T)
     for _k in range(_nk):
-        _hv_z = hvp_s8(gamma, y[_i, _k], z[_i, _k], _h17, _h18, _h19, _h20, _h21, _h22, _h23, _h24, _r0, _r3, _r5, _r6, _v_z[_i, _k], T)
+        _hv_z = hvp_s8(gamma, y[_i, _k], z[_i, _k], _h17, _h18, _h19, _h20, _h21, _h22, _h23, _r0, _r3, _r5, _r6, _HV_z[_i, _k], _v_z[_i, _k], T)
         _HV_z[_i, _k] = _s * _hv_z
 
     return T(0)
@@ -806,8 +1135,73 @@ def _hvp_row(_i, y, z, gamma, _v_z, _sw, _scale, _HV_z, _nk, K, T):
 def _hessian_row(_i, y, z, gamma, _sw, _scale, _H, _nk, K, T):
     # one row: its loss (0 when the kernel computes none), outputs written in place
     _s = _scale if _sw is None else _scale * _sw[_i]
-    _m0 = -T(math.inf)
-    for _k in range(_nk):
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = hessian_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = hessian_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = hessian_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = hessian_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = hessian_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = hessian_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = hessian_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = hessian_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = hessian_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = hessian_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = hessian_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = hessian_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = hessian_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = hessian_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = hessian_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = hessian_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
         _x0 = hessian_s0(z[_i, _k], T)
         _m0 = _x0 if _x0 > _m0 else _m0
     _h0 = hessian_s1(_m0, T)
@@ -852,8 +1246,73 @@ def _value_idx_row(_i, _ti_arr, z, gamma, _sw, _scale, _ignore, _out, _nk, K, T)
     _ti = _ti_arr[_i]
     if _ti == _ignore:
         return T(0)
-    _m0 = -T(math.inf)
-    for _k in range(_nk):
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = value_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = value_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = value_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = value_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = value_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = value_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = value_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = value_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = value_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = value_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = value_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = value_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = value_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = value_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = value_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = value_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
         _x0 = value_s0(z[_i, _k], T)
         _m0 = _x0 if _x0 > _m0 else _m0
     _h0 = value_s1(_m0, T)
@@ -879,14 +1338,80 @@ def _grad_idx_row(_i, _ti_arr, z, gamma, _sw, _scale, _ignore, _G_z, _nk, K, T):
     if _ti == _ignore:
         _G_z[_i, :] = T(0)
         return T(0)
-    _m0 = -T(math.inf)
-    for _k in range(_nk):
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = grad_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = grad_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = grad_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = grad_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = grad_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = grad_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = grad_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = grad_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = grad_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = grad_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = grad_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = grad_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = grad_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = grad_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = grad_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = grad_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
         _x0 = grad_s0(z[_i, _k], T)
         _m0 = _x0 if _x0 > _m0 else _m0
     _h0 = grad_s1(_m0, T)
     _r0 = T(0)
     for _k in range(_nk):
-        _x0 = grad_s2(z[_i, _k], _h0, T)
+        _x0, _x1 = grad_s2(z[_i, _k], _h0, T)
+        _G_z[_i, _k] = _x1
         _r0 += _x0
     _h1, _h2, _h3, _h4 = grad_s3(_m0, _r0, T)
     _r3 = T(0)
@@ -895,7 +1420,7 @@ def _grad_idx_row(_i, _ti_arr, z, gamma, _sw, _scale, _ignore, _G_z, _nk, K, T):
         _r3 += _x0
     _h5, _h6, _h7 = grad_s5(_m0, _r0, T)
     for _k in range(_nk):
-        _d_z = grad_s6(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h5, _h6, _h7, _r3, T)
+        _d_z = grad_s6(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h5, _h6, _h7, _r3, _G_z[_i, _k], T)
         _G_z[_i, _k] = _s * _d_z
 
     return T(0)
@@ -909,14 +1434,80 @@ def _value_and_grad_idx_row(_i, _ti_arr, z, gamma, _sw, _scale, _ignore, _out, _
     if _ti == _ignore:
         _G_z[_i, :] = T(0)
         return T(0)
-    _m0 = -T(math.inf)
-    for _k in range(_nk):
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = value_and_grad_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = value_and_grad_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = value_and_grad_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = value_and_grad_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = value_and_grad_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = value_and_grad_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = value_and_grad_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = value_and_grad_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = value_and_grad_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = value_and_grad_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = value_and_grad_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = value_and_grad_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = value_and_grad_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = value_and_grad_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = value_and_grad_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = value_and_grad_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
         _x0 = value_and_grad_s0(z[_i, _k], T)
         _m0 = _x0 if _x0 > _m0 else _m0
     _h0 = value_and_grad_s1(_m0, T)
     _r0 = T(0)
     for _k in range(_nk):
-        _x0 = value_and_grad_s2(z[_i, _k], _h0, T)
+        _x0, _x1 = value_and_grad_s2(z[_i, _k], _h0, T)
+        _G_z[_i, _k] = _x1
         _r0 += _x0
     _h1, _h2, _h3, _h4 = value_and_grad_s3(_m0, _r0, T)
     _r1 = T(0)
@@ -927,7 +1518,7 @@ def _value_and_grad_idx_row(_i, _ti_arr, z, gamma, _sw, _scale, _ignore, _out, _
         _r3 += _x1
     _h5, _h6, _h7 = value_and_grad_s5(_m0, _r0, T)
     for _k in range(_nk):
-        _d_z = value_and_grad_s6(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h5, _h6, _h7, _r3, T)
+        _d_z = value_and_grad_s6(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h5, _h6, _h7, _r3, _G_z[_i, _k], T)
         _G_z[_i, _k] = _s * _d_z
     _loss = value_and_grad_s7(_r1, T)
 
@@ -942,8 +1533,73 @@ def _hessian_diag_idx_row(_i, _ti_arr, z, gamma, _sw, _scale, _ignore, _HD_z, _n
     if _ti == _ignore:
         _HD_z[_i, :] = T(0)
         return T(0)
-    _m0 = -T(math.inf)
-    for _k in range(_nk):
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = hessian_diag_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = hessian_diag_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = hessian_diag_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = hessian_diag_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = hessian_diag_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = hessian_diag_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = hessian_diag_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = hessian_diag_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = hessian_diag_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = hessian_diag_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = hessian_diag_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = hessian_diag_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = hessian_diag_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = hessian_diag_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = hessian_diag_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = hessian_diag_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
         _x0 = hessian_diag_s0(z[_i, _k], T)
         _m0 = _x0 if _x0 > _m0 else _m0
     _h0 = hessian_diag_s1(_m0, T)
@@ -955,12 +1611,13 @@ def _hessian_diag_idx_row(_i, _ti_arr, z, gamma, _sw, _scale, _ignore, _HD_z, _n
     _r3 = T(0)
     _r4 = T(0)
     for _k in range(_nk):
-        _x0, _x1 = hessian_diag_s4(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, T)
+        _x0, _x1, _x2 = hessian_diag_s4(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, T)
+        _HD_z[_i, _k] = _x2
         _r3 += _x0
         _r4 += _x1
-    _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17 = hessian_diag_s5(gamma, _m0, _r0, T)
+    _h10, _h11, _h12, _h13, _h14, _h15, _h16 = hessian_diag_s5(gamma, _m0, _r0, T)
     for _k in range(_nk):
-        _h_z = hessian_diag_s6(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _r0, _r3, _r4, T)
+        _h_z = hessian_diag_s6(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h10, _h11, _h12, _h13, _h14, _h15, _h16, _r0, _r3, _r4, _HD_z[_i, _k], T)
         _HD_z[_i, _k] = _s * _h_z
 
     return T(0)
@@ -974,8 +1631,73 @@ def _hvp_idx_row(_i, _ti_arr, z, gamma, _v_z, _sw, _scale, _ignore, _HV_z, _nk, 
     if _ti == _ignore:
         _HV_z[_i, :] = T(0)
         return T(0)
-    _m0 = -T(math.inf)
-    for _k in range(_nk):
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = hvp_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = hvp_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = hvp_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = hvp_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = hvp_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = hvp_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = hvp_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = hvp_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = hvp_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = hvp_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = hvp_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = hvp_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = hvp_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = hvp_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = hvp_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = hvp_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
         _x0 = hvp_s0(z[_i, _k], T)
         _m0 = _x0 if _x0 > _m0 else _m0
     _h0 = hvp_s1(_m0, T)
@@ -989,7 +1711,8 @@ def _hvp_idx_row(_i, _ti_arr, z, gamma, _v_z, _sw, _scale, _ignore, _HV_z, _nk, 
     _r3 = T(0)
     _r4 = T(0)
     for _k in range(_nk):
-        _x0, _x1 = hvp_s4(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, T)
+        _x0, _x1, _x2 = hvp_s4(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, T)
+        _HV_z[_i, _k] = _x2
         _r3 += _x0
         _r4 += _x1
     _h10, _h11, _h12, _h13, _h14, _h15, _h16 = hvp_s5(gamma, _m0, _r0, T)
@@ -997,9 +1720,9 @@ def _hvp_idx_row(_i, _ti_arr, z, gamma, _v_z, _sw, _scale, _ignore, _HV_z, _nk, 
     for _k in range(_nk):
         _x0 = hvp_s6(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h10, _h11, _h12, _h13, _h14, _h15, _h16, _r0, _r4, _v_z[_i, _k], T)
         _r6 += _x0
-    _h17, _h18, _h19, _h20, _h21, _h22, _h23, _h24 = hvp_s7(gamma, _m0, _r0, T)
+    _h17, _h18, _h19, _h20, _h21, _h22, _h23 = hvp_s7(gamma, _m0, _r0, T)
     for _k in range(_nk):
-        _hv_z = hvp_s8(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h17, _h18, _h19, _h20, _h21, _h22, _h23, _h24, _r0, _r3, _r5, _r6, _v_z[_i, _k], T)
+        _hv_z = hvp_s8(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h17, _h18, _h19, _h20, _h21, _h22, _h23, _r0, _r3, _r5, _r6, _HV_z[_i, _k], _v_z[_i, _k], T)
         _HV_z[_i, _k] = _s * _hv_z
 
     return T(0)
@@ -1013,8 +1736,73 @@ def _hessian_idx_row(_i, _ti_arr, z, gamma, _sw, _scale, _ignore, _H, _nk, K, T)
     if _ti == _ignore:
         _H[_i, :, :] = T(0)
         return T(0)
-    _m0 = -T(math.inf)
-    for _k in range(_nk):
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = hessian_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = hessian_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = hessian_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = hessian_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = hessian_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = hessian_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = hessian_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = hessian_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = hessian_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = hessian_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = hessian_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = hessian_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = hessian_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = hessian_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = hessian_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = hessian_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
         _x0 = hessian_s0(z[_i, _k], T)
         _m0 = _x0 if _x0 > _m0 else _m0
     _h0 = hessian_s1(_m0, T)

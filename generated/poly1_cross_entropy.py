@@ -248,22 +248,21 @@ def grad_s2(y, z, _h0, T):
     _r1 = _t0
     _r2 = _t0*y
     _r3 = y
-    return _r1, _r2, _r3
+    _st = _t0
+    return _r1, _r2, _r3, _st
 
 
 @numba.njit(**_SCALAR)
-def grad_s3(epsilon, _m0, _r1, _r2, _r3, T):
+def grad_s3(epsilon, _r1, _r2, _r3, T):
     _t1 = (T(1)/(_r1))
     _h1 = _r3*_t1 + ((_r2*epsilon)/_r1/_r1)
-    _h2 = -_m0
-    _h3 = _t1
-    return _h1, _h2, _h3
+    _h2 = _t1
+    return _h1, _h2
 
 
 @numba.njit(**_SCALAR)
-def grad_s4(epsilon, y, z, _h1, _h2, _h3, T):
-    _t2 = fexp(_h2 + z, T)
-    _d_z = _h1*_t2 - _h3*_t2*epsilon*y - y
+def grad_s4(epsilon, y, _h1, _h2, _st, T):
+    _d_z = _h1*_st - _h2*_st*epsilon*y - y
     return _d_z
 
 
@@ -286,22 +285,21 @@ def value_and_grad_s2(y, z, _h0, T):
     _r1 = _t0
     _r2 = _t0*y
     _r3 = y
-    return _r0, _r1, _r2, _r3
+    _st = _t0
+    return _r0, _r1, _r2, _r3, _st
 
 
 @numba.njit(**_SCALAR)
-def value_and_grad_s3(epsilon, _m0, _r1, _r2, _r3, T):
+def value_and_grad_s3(epsilon, _r1, _r2, _r3, T):
     _t1 = (T(1)/(_r1))
     _h1 = _r3*_t1 + ((_r2*epsilon)/_r1/_r1)
-    _h2 = -_m0
-    _h3 = _t1
-    return _h1, _h2, _h3
+    _h2 = _t1
+    return _h1, _h2
 
 
 @numba.njit(**_SCALAR)
-def value_and_grad_s4(epsilon, y, z, _h1, _h2, _h3, T):
-    _t2 = fexp(_h2 + z, T)
-    _d_z = _h1*_t2 - _h3*_t2*epsilon*y - y
+def value_and_grad_s4(epsilon, y, _h1, _h2, _st, T):
+    _d_z = _h1*_st - _h2*_st*epsilon*y - y
     return _d_z
 
 
@@ -329,28 +327,27 @@ def hessian_diag_s2(y, z, _h0, T):
     _r1 = _t0
     _r2 = _t0*y
     _r3 = y
-    return _r1, _r2, _r3
+    _st = _t0
+    return _r1, _r2, _r3, _st
 
 
 @numba.njit(**_SCALAR)
 def hessian_diag_s3(epsilon, _m0, _r1, _r2, _r3, T):
-    _t1 = (T(1)/(_r1))
-    _t2 = (T(1)/(_r1*_r1))
-    _t3 = _r2*epsilon
-    _h1 = _r3*_t1 + _t2*_t3
-    _h2 = -_m0
-    _h3 = -_r3*_t2 + ((-T(2)*_t3)/_r1/_r1/_r1)
-    _h4 = _t2
-    _h5 = -T(2)*_m0
-    _h6 = _t1
-    return _h1, _h2, _h3, _h4, _h5, _h6
+    _t1 = (T(1)/(_r1*_r1))
+    _t2 = _r2*epsilon
+    _t3 = (T(1)/(_r1))
+    _h1 = -_r3*_t1 + ((-T(2)*_t2)/_r1/_r1/_r1)
+    _h2 = _t1
+    _h3 = _r3*_t3 + _t1*_t2
+    _h4 = -T(2)*_m0
+    _h5 = _t3
+    return _h1, _h2, _h3, _h4, _h5
 
 
 @numba.njit(**_SCALAR)
-def hessian_diag_s4(epsilon, y, z, _h1, _h2, _h3, _h4, _h5, _h6, T):
-    _t4 = fexp(_h2 + z, T)
-    _t5 = _h4*epsilon*y
-    _h_z = _h1*_t4 - _h6*_t4*epsilon*y + _t4*(_h3*_t4 + _t4*_t5) + _t5*fexp(_h5 + T(2)*z, T)
+def hessian_diag_s4(epsilon, y, z, _h1, _h2, _h3, _h4, _h5, _st, T):
+    _t4 = _h2*epsilon*y
+    _h_z = _h3*_st - _h5*_st*epsilon*y + _st*(_h1*_st + _st*_t4) + _t4*fexp(_h4 + T(2)*z, T)
     return _h_z
 
 
@@ -375,27 +372,26 @@ def hvp_s2(y, z, _h0, _v_z, T):
     _r3 = y
     _r5 = _t0*_v_z
     _r6 = _t1*_v_z
-    return _r1, _r2, _r3, _r5, _r6
+    _st = _t0
+    return _r1, _r2, _r3, _r5, _r6, _st
 
 
 @numba.njit(**_SCALAR)
-def hvp_s3(epsilon, _m0, _r1, _r2, _r3, T):
+def hvp_s3(epsilon, _r1, _r2, _r3, T):
     _t2 = (T(1)/(_r1*_r1))
     _t3 = _r2*epsilon
     _t4 = (T(1)/(_r1))
     _h1 = -_r3*_t2 + ((-T(2)*_t3)/_r1/_r1/_r1)
-    _h2 = -_m0
-    _h3 = _t2
-    _h4 = _r3*_t4 + _t2*_t3
-    _h5 = _t4
-    return _h1, _h2, _h3, _h4, _h5
+    _h2 = _t2
+    _h3 = _r3*_t4 + _t2*_t3
+    _h4 = _t4
+    return _h1, _h2, _h3, _h4
 
 
 @numba.njit(**_SCALAR)
-def hvp_s4(epsilon, y, z, _h1, _h2, _h3, _h4, _h5, _r5, _r6, _v_z, T):
-    _t5 = fexp(_h2 + z, T)
-    _t6 = _t5*epsilon*y
-    _hv_z = _h3*_r6*_t5*epsilon + _r5*(_h1*_t5 + _h3*_t6) + _v_z*(_h4*_t5 - _h5*_t6)
+def hvp_s4(epsilon, y, _h1, _h2, _h3, _h4, _r5, _r6, _st, _v_z, T):
+    _t5 = _st*epsilon*y
+    _hv_z = _h2*_r6*_st*epsilon + _r5*(_h1*_st + _h2*_t5) + _v_z*(_h3*_st - _h4*_t5)
     return _hv_z
 
 
@@ -450,8 +446,73 @@ def hessian_s4(epsilon, y, z, _h1, _h2, _h3, _h4, _h5, T):
 def _value_row(_i, y, z, epsilon, _sw, _scale, _out, _nk, K, T):
     # one row: its loss (0 when the kernel computes none), outputs written in place
     _s = _scale if _sw is None else _scale * _sw[_i]
-    _m0 = -T(math.inf)
-    for _k in range(_nk):
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = value_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = value_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = value_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = value_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = value_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = value_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = value_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = value_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = value_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = value_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = value_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = value_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = value_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = value_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = value_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = value_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
         _x0 = value_s0(z[_i, _k], T)
         _m0 = _x0 if _x0 > _m0 else _m0
     _h0 = value_s1(_m0, T)
@@ -474,8 +535,73 @@ def _value_row(_i, y, z, epsilon, _sw, _scale, _out, _nk, K, T):
 def _grad_row(_i, y, z, epsilon, _sw, _scale, _G_z, _nk, K, T):
     # one row: its loss (0 when the kernel computes none), outputs written in place
     _s = _scale if _sw is None else _scale * _sw[_i]
-    _m0 = -T(math.inf)
-    for _k in range(_nk):
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = grad_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = grad_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = grad_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = grad_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = grad_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = grad_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = grad_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = grad_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = grad_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = grad_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = grad_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = grad_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = grad_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = grad_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = grad_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = grad_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
         _x0 = grad_s0(z[_i, _k], T)
         _m0 = _x0 if _x0 > _m0 else _m0
     _h0 = grad_s1(_m0, T)
@@ -483,13 +609,14 @@ def _grad_row(_i, y, z, epsilon, _sw, _scale, _G_z, _nk, K, T):
     _r2 = T(0)
     _r3 = T(0)
     for _k in range(_nk):
-        _x0, _x1, _x2 = grad_s2(y[_i, _k], z[_i, _k], _h0, T)
+        _x0, _x1, _x2, _x3 = grad_s2(y[_i, _k], z[_i, _k], _h0, T)
+        _G_z[_i, _k] = _x3
         _r1 += _x0
         _r2 += _x1
         _r3 += _x2
-    _h1, _h2, _h3 = grad_s3(epsilon, _m0, _r1, _r2, _r3, T)
+    _h1, _h2 = grad_s3(epsilon, _r1, _r2, _r3, T)
     for _k in range(_nk):
-        _d_z = grad_s4(epsilon, y[_i, _k], z[_i, _k], _h1, _h2, _h3, T)
+        _d_z = grad_s4(epsilon, y[_i, _k], _h1, _h2, _G_z[_i, _k], T)
         _G_z[_i, _k] = _s * _d_z
 
     return T(0)
@@ -499,8 +626,73 @@ def _grad_row(_i, y, z, epsilon, _sw, _scale, _G_z, _nk, K, T):
 def _value_and_grad_row(_i, y, z, epsilon, _sw, _scale, _out, _G_z, _nk, K, T):
     # one row: its loss (0 when the kernel computes none), outputs written in place
     _s = _scale if _sw is None else _scale * _sw[_i]
-    _m0 = -T(math.inf)
-    for _k in range(_nk):
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = value_and_grad_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = value_and_grad_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = value_and_grad_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = value_and_grad_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = value_and_grad_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = value_and_grad_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = value_and_grad_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = value_and_grad_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = value_and_grad_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = value_and_grad_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = value_and_grad_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = value_and_grad_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = value_and_grad_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = value_and_grad_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = value_and_grad_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = value_and_grad_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
         _x0 = value_and_grad_s0(z[_i, _k], T)
         _m0 = _x0 if _x0 > _m0 else _m0
     _h0 = value_and_grad_s1(_m0, T)
@@ -509,14 +701,15 @@ def _value_and_grad_row(_i, y, z, epsilon, _sw, _scale, _out, _G_z, _nk, K, T):
     _r2 = T(0)
     _r3 = T(0)
     for _k in range(_nk):
-        _x0, _x1, _x2, _x3 = value_and_grad_s2(y[_i, _k], z[_i, _k], _h0, T)
+        _x0, _x1, _x2, _x3, _x4 = value_and_grad_s2(y[_i, _k], z[_i, _k], _h0, T)
+        _G_z[_i, _k] = _x4
         _r0 += _x0
         _r1 += _x1
         _r2 += _x2
         _r3 += _x3
-    _h1, _h2, _h3 = value_and_grad_s3(epsilon, _m0, _r1, _r2, _r3, T)
+    _h1, _h2 = value_and_grad_s3(epsilon, _r1, _r2, _r3, T)
     for _k in range(_nk):
-        _d_z = value_and_grad_s4(epsilon, y[_i, _k], z[_i, _k], _h1, _h2, _h3, T)
+        _d_z = value_and_grad_s4(epsilon, y[_i, _k], _h1, _h2, _G_z[_i, _k], T)
         _G_z[_i, _k] = _s * _d_z
     _loss = value_and_grad_s5(epsilon, _m0, _r0, _r1, _r2, _r3, T)
 
@@ -527,8 +720,73 @@ def _value_and_grad_row(_i, y, z, epsilon, _sw, _scale, _out, _G_z, _nk, K, T):
 def _hessian_diag_row(_i, y, z, epsilon, _sw, _scale, _HD_z, _nk, K, T):
     # one row: its loss (0 when the kernel computes none), outputs written in place
     _s = _scale if _sw is None else _scale * _sw[_i]
-    _m0 = -T(math.inf)
-    for _k in range(_nk):
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = hessian_diag_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = hessian_diag_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = hessian_diag_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = hessian_diag_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = hessian_diag_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = hessian_diag_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = hessian_diag_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = hessian_diag_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = hessian_diag_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = hessian_diag_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = hessian_diag_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = hessian_diag_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = hessian_diag_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = hessian_diag_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = hessian_diag_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = hessian_diag_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
         _x0 = hessian_diag_s0(z[_i, _k], T)
         _m0 = _x0 if _x0 > _m0 else _m0
     _h0 = hessian_diag_s1(_m0, T)
@@ -536,13 +794,14 @@ def _hessian_diag_row(_i, y, z, epsilon, _sw, _scale, _HD_z, _nk, K, T):
     _r2 = T(0)
     _r3 = T(0)
     for _k in range(_nk):
-        _x0, _x1, _x2 = hessian_diag_s2(y[_i, _k], z[_i, _k], _h0, T)
+        _x0, _x1, _x2, _x3 = hessian_diag_s2(y[_i, _k], z[_i, _k], _h0, T)
+        _HD_z[_i, _k] = _x3
         _r1 += _x0
         _r2 += _x1
         _r3 += _x2
-    _h1, _h2, _h3, _h4, _h5, _h6 = hessian_diag_s3(epsilon, _m0, _r1, _r2, _r3, T)
+    _h1, _h2, _h3, _h4, _h5 = hessian_diag_s3(epsilon, _m0, _r1, _r2, _r3, T)
     for _k in range(_nk):
-        _h_z = hessian_diag_s4(epsilon, y[_i, _k], z[_i, _k], _h1, _h2, _h3, _h4, _h5, _h6, T)
+        _h_z = hessian_diag_s4(epsilon, y[_i, _k], z[_i, _k], _h1, _h2, _h3, _h4, _h5, _HD_z[_i, _k], T)
         _HD_z[_i, _k] = _s * _h_z
 
     return T(0)
@@ -552,8 +811,73 @@ def _hessian_diag_row(_i, y, z, epsilon, _sw, _scale, _HD_z, _nk, K, T):
 def _hvp_row(_i, y, z, epsilon, _v_z, _sw, _scale, _HV_z, _nk, K, T):
     # one row: its loss (0 when the kernel computes none), outputs written in place
     _s = _scale if _sw is None else _scale * _sw[_i]
-    _m0 = -T(math.inf)
-    for _k in range(_nk):
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = hvp_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = hvp_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = hvp_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = hvp_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = hvp_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = hvp_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = hvp_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = hvp_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = hvp_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = hvp_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = hvp_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = hvp_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = hvp_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = hvp_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = hvp_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = hvp_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
         _x0 = hvp_s0(z[_i, _k], T)
         _m0 = _x0 if _x0 > _m0 else _m0
     _h0 = hvp_s1(_m0, T)
@@ -563,15 +887,16 @@ def _hvp_row(_i, y, z, epsilon, _v_z, _sw, _scale, _HV_z, _nk, K, T):
     _r5 = T(0)
     _r6 = T(0)
     for _k in range(_nk):
-        _x0, _x1, _x2, _x3, _x4 = hvp_s2(y[_i, _k], z[_i, _k], _h0, _v_z[_i, _k], T)
+        _x0, _x1, _x2, _x3, _x4, _x5 = hvp_s2(y[_i, _k], z[_i, _k], _h0, _v_z[_i, _k], T)
+        _HV_z[_i, _k] = _x5
         _r1 += _x0
         _r2 += _x1
         _r3 += _x2
         _r5 += _x3
         _r6 += _x4
-    _h1, _h2, _h3, _h4, _h5 = hvp_s3(epsilon, _m0, _r1, _r2, _r3, T)
+    _h1, _h2, _h3, _h4 = hvp_s3(epsilon, _r1, _r2, _r3, T)
     for _k in range(_nk):
-        _hv_z = hvp_s4(epsilon, y[_i, _k], z[_i, _k], _h1, _h2, _h3, _h4, _h5, _r5, _r6, _v_z[_i, _k], T)
+        _hv_z = hvp_s4(epsilon, y[_i, _k], _h1, _h2, _h3, _h4, _r5, _r6, _HV_z[_i, _k], _v_z[_i, _k], T)
         _HV_z[_i, _k] = _s * _hv_z
 
     return T(0)
@@ -581,8 +906,73 @@ def _hvp_row(_i, y, z, epsilon, _v_z, _sw, _scale, _HV_z, _nk, K, T):
 def _hessian_row(_i, y, z, epsilon, _sw, _scale, _H, _nk, K, T):
     # one row: its loss (0 when the kernel computes none), outputs written in place
     _s = _scale if _sw is None else _scale * _sw[_i]
-    _m0 = -T(math.inf)
-    for _k in range(_nk):
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = hessian_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = hessian_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = hessian_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = hessian_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = hessian_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = hessian_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = hessian_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = hessian_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = hessian_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = hessian_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = hessian_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = hessian_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = hessian_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = hessian_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = hessian_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = hessian_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
         _x0 = hessian_s0(z[_i, _k], T)
         _m0 = _x0 if _x0 > _m0 else _m0
     _h0 = hessian_s1(_m0, T)
@@ -624,8 +1014,73 @@ def _value_idx_row(_i, _ti_arr, z, epsilon, _sw, _scale, _ignore, _out, _nk, K, 
     _ti = _ti_arr[_i]
     if _ti == _ignore:
         return T(0)
-    _m0 = -T(math.inf)
-    for _k in range(_nk):
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = value_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = value_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = value_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = value_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = value_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = value_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = value_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = value_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = value_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = value_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = value_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = value_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = value_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = value_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = value_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = value_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
         _x0 = value_s0(z[_i, _k], T)
         _m0 = _x0 if _x0 > _m0 else _m0
     _h0 = value_s1(_m0, T)
@@ -652,8 +1107,73 @@ def _grad_idx_row(_i, _ti_arr, z, epsilon, _sw, _scale, _ignore, _G_z, _nk, K, T
     if _ti == _ignore:
         _G_z[_i, :] = T(0)
         return T(0)
-    _m0 = -T(math.inf)
-    for _k in range(_nk):
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = grad_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = grad_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = grad_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = grad_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = grad_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = grad_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = grad_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = grad_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = grad_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = grad_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = grad_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = grad_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = grad_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = grad_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = grad_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = grad_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
         _x0 = grad_s0(z[_i, _k], T)
         _m0 = _x0 if _x0 > _m0 else _m0
     _h0 = grad_s1(_m0, T)
@@ -661,13 +1181,14 @@ def _grad_idx_row(_i, _ti_arr, z, epsilon, _sw, _scale, _ignore, _G_z, _nk, K, T
     _r2 = T(0)
     _r3 = T(0)
     for _k in range(_nk):
-        _x0, _x1, _x2 = grad_s2((T(1) if _k == _ti else T(0)), z[_i, _k], _h0, T)
+        _x0, _x1, _x2, _x3 = grad_s2((T(1) if _k == _ti else T(0)), z[_i, _k], _h0, T)
+        _G_z[_i, _k] = _x3
         _r1 += _x0
         _r2 += _x1
         _r3 += _x2
-    _h1, _h2, _h3 = grad_s3(epsilon, _m0, _r1, _r2, _r3, T)
+    _h1, _h2 = grad_s3(epsilon, _r1, _r2, _r3, T)
     for _k in range(_nk):
-        _d_z = grad_s4(epsilon, (T(1) if _k == _ti else T(0)), z[_i, _k], _h1, _h2, _h3, T)
+        _d_z = grad_s4(epsilon, (T(1) if _k == _ti else T(0)), _h1, _h2, _G_z[_i, _k], T)
         _G_z[_i, _k] = _s * _d_z
 
     return T(0)
@@ -681,8 +1202,73 @@ def _value_and_grad_idx_row(_i, _ti_arr, z, epsilon, _sw, _scale, _ignore, _out,
     if _ti == _ignore:
         _G_z[_i, :] = T(0)
         return T(0)
-    _m0 = -T(math.inf)
-    for _k in range(_nk):
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = value_and_grad_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = value_and_grad_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = value_and_grad_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = value_and_grad_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = value_and_grad_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = value_and_grad_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = value_and_grad_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = value_and_grad_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = value_and_grad_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = value_and_grad_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = value_and_grad_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = value_and_grad_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = value_and_grad_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = value_and_grad_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = value_and_grad_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = value_and_grad_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
         _x0 = value_and_grad_s0(z[_i, _k], T)
         _m0 = _x0 if _x0 > _m0 else _m0
     _h0 = value_and_grad_s1(_m0, T)
@@ -691,14 +1277,15 @@ def _value_and_grad_idx_row(_i, _ti_arr, z, epsilon, _sw, _scale, _ignore, _out,
     _r2 = T(0)
     _r3 = T(0)
     for _k in range(_nk):
-        _x0, _x1, _x2, _x3 = value_and_grad_s2((T(1) if _k == _ti else T(0)), z[_i, _k], _h0, T)
+        _x0, _x1, _x2, _x3, _x4 = value_and_grad_s2((T(1) if _k == _ti else T(0)), z[_i, _k], _h0, T)
+        _G_z[_i, _k] = _x4
         _r0 += _x0
         _r1 += _x1
         _r2 += _x2
         _r3 += _x3
-    _h1, _h2, _h3 = value_and_grad_s3(epsilon, _m0, _r1, _r2, _r3, T)
+    _h1, _h2 = value_and_grad_s3(epsilon, _r1, _r2, _r3, T)
     for _k in range(_nk):
-        _d_z = value_and_grad_s4(epsilon, (T(1) if _k == _ti else T(0)), z[_i, _k], _h1, _h2, _h3, T)
+        _d_z = value_and_grad_s4(epsilon, (T(1) if _k == _ti else T(0)), _h1, _h2, _G_z[_i, _k], T)
         _G_z[_i, _k] = _s * _d_z
     _loss = value_and_grad_s5(epsilon, _m0, _r0, _r1, _r2, _r3, T)
 
@@ -713,8 +1300,73 @@ def _hessian_diag_idx_row(_i, _ti_arr, z, epsilon, _sw, _scale, _ignore, _HD_z, 
     if _ti == _ignore:
         _HD_z[_i, :] = T(0)
         return T(0)
-    _m0 = -T(math.inf)
-    for _k in range(_nk):
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = hessian_diag_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = hessian_diag_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = hessian_diag_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = hessian_diag_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = hessian_diag_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = hessian_diag_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = hessian_diag_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = hessian_diag_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = hessian_diag_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = hessian_diag_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = hessian_diag_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = hessian_diag_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = hessian_diag_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = hessian_diag_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = hessian_diag_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = hessian_diag_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
         _x0 = hessian_diag_s0(z[_i, _k], T)
         _m0 = _x0 if _x0 > _m0 else _m0
     _h0 = hessian_diag_s1(_m0, T)
@@ -722,13 +1374,14 @@ def _hessian_diag_idx_row(_i, _ti_arr, z, epsilon, _sw, _scale, _ignore, _HD_z, 
     _r2 = T(0)
     _r3 = T(0)
     for _k in range(_nk):
-        _x0, _x1, _x2 = hessian_diag_s2((T(1) if _k == _ti else T(0)), z[_i, _k], _h0, T)
+        _x0, _x1, _x2, _x3 = hessian_diag_s2((T(1) if _k == _ti else T(0)), z[_i, _k], _h0, T)
+        _HD_z[_i, _k] = _x3
         _r1 += _x0
         _r2 += _x1
         _r3 += _x2
-    _h1, _h2, _h3, _h4, _h5, _h6 = hessian_diag_s3(epsilon, _m0, _r1, _r2, _r3, T)
+    _h1, _h2, _h3, _h4, _h5 = hessian_diag_s3(epsilon, _m0, _r1, _r2, _r3, T)
     for _k in range(_nk):
-        _h_z = hessian_diag_s4(epsilon, (T(1) if _k == _ti else T(0)), z[_i, _k], _h1, _h2, _h3, _h4, _h5, _h6, T)
+        _h_z = hessian_diag_s4(epsilon, (T(1) if _k == _ti else T(0)), z[_i, _k], _h1, _h2, _h3, _h4, _h5, _HD_z[_i, _k], T)
         _HD_z[_i, _k] = _s * _h_z
 
     return T(0)
@@ -742,8 +1395,73 @@ def _hvp_idx_row(_i, _ti_arr, z, epsilon, _v_z, _sw, _scale, _ignore, _HV_z, _nk
     if _ti == _ignore:
         _HV_z[_i, :] = T(0)
         return T(0)
-    _m0 = -T(math.inf)
-    for _k in range(_nk):
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = hvp_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = hvp_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = hvp_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = hvp_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = hvp_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = hvp_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = hvp_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = hvp_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = hvp_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = hvp_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = hvp_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = hvp_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = hvp_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = hvp_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = hvp_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = hvp_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
         _x0 = hvp_s0(z[_i, _k], T)
         _m0 = _x0 if _x0 > _m0 else _m0
     _h0 = hvp_s1(_m0, T)
@@ -753,15 +1471,16 @@ def _hvp_idx_row(_i, _ti_arr, z, epsilon, _v_z, _sw, _scale, _ignore, _HV_z, _nk
     _r5 = T(0)
     _r6 = T(0)
     for _k in range(_nk):
-        _x0, _x1, _x2, _x3, _x4 = hvp_s2((T(1) if _k == _ti else T(0)), z[_i, _k], _h0, _v_z[_i, _k], T)
+        _x0, _x1, _x2, _x3, _x4, _x5 = hvp_s2((T(1) if _k == _ti else T(0)), z[_i, _k], _h0, _v_z[_i, _k], T)
+        _HV_z[_i, _k] = _x5
         _r1 += _x0
         _r2 += _x1
         _r3 += _x2
         _r5 += _x3
         _r6 += _x4
-    _h1, _h2, _h3, _h4, _h5 = hvp_s3(epsilon, _m0, _r1, _r2, _r3, T)
+    _h1, _h2, _h3, _h4 = hvp_s3(epsilon, _r1, _r2, _r3, T)
     for _k in range(_nk):
-        _hv_z = hvp_s4(epsilon, (T(1) if _k == _ti else T(0)), z[_i, _k], _h1, _h2, _h3, _h4, _h5, _r5, _r6, _v_z[_i, _k], T)
+        _hv_z = hvp_s4(epsilon, (T(1) if _k == _ti else T(0)), _h1, _h2, _h3, _h4, _r5, _r6, _HV_z[_i, _k], _v_z[_i, _k], T)
         _HV_z[_i, _k] = _s * _hv_z
 
     return T(0)
@@ -775,8 +1494,73 @@ def _hessian_idx_row(_i, _ti_arr, z, epsilon, _sw, _scale, _ignore, _H, _nk, K, 
     if _ti == _ignore:
         _H[_i, :, :] = T(0)
         return T(0)
-    _m0 = -T(math.inf)
-    for _k in range(_nk):
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = hessian_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = hessian_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = hessian_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = hessian_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = hessian_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = hessian_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = hessian_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = hessian_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = hessian_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = hessian_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = hessian_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = hessian_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = hessian_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = hessian_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = hessian_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = hessian_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
         _x0 = hessian_s0(z[_i, _k], T)
         _m0 = _x0 if _x0 > _m0 else _m0
     _h0 = hessian_s1(_m0, T)

@@ -44,6 +44,11 @@ class Step:
     targets: tuple[str, ...]  # variables assigned: reductions, row temporaries, or output names
     argmax: tuple[str, ...] = ()  # max: per target, the argmax variable ("" when not tracked)
     at: str = ""  # pick: the argmax variable whose class is read
+    stash: bool = False  # sum: the function's last output is stored per class for the out loop
+
+
+STASH = "_st"  # the class symbol of a stashed value (read back from the first output buffer)
+STASH_KERNELS = ("grad", "value_and_grad", "hessian_diag", "hvp")
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,7 @@ class _Builder:
         calc = d.calculus
         self.reductions = calc.reductions
         self.sel_of = {s: m for m, s in calc.sel.items()}  # sel symbol -> max reduction
-        self.class_syms = set(d.class_syms) | set(d.tangents.values()) | set(self.sel_of)
+        self.class_syms = set(d.class_syms) | set(d.tangents.values()) | set(self.sel_of) | {sp.Symbol(STASH)}
         self.steps: list[Step] = []
         self.hoisted: list[tuple[sp.Symbol, sp.Basic]] = []  # pending row temporaries
         self.n_hoist = 0
@@ -168,12 +173,25 @@ class _Builder:
         fn = _cse(f"{self.kernel}_s{len(self.steps)}", args, outputs, self.counter)
         self.steps.append(Step("row", fn, tuple(n for n, _ in outputs)))
 
+    def stash_candidate(self, cls_out, need) -> sp.Basic | None:
+        """An exponential both a sum loop and the out loop compute: the sum loop stores it in
+        the output buffer (overwritten later anyway) and the out loop reads it back, so the
+        softmax's exp is evaluated once per class, not twice."""
+        if self.kernel not in STASH_KERNELS:
+            return None
+        wanted = {e for _, x in cls_out for e in x.atoms(sp.exp) if e.free_symbols & self.class_syms}
+        summed = {e for r in need if self.reductions[r].kind == "sum"
+                  for e in self.reductions[r].expr.atoms(sp.exp)}
+        found = sorted(wanted & summed, key=sp.default_sort_key)
+        return found[0] if found else None
+
     def loop(self, kind: str, targets: list[tuple[str, sp.Basic]], **extra) -> None:
         exprs = [(n, self.hoist(e)) for n, e in targets]
         self.flush_row()
         args = self._order(set().union(*(e.free_symbols for _, e in exprs)))
         fn = _cse(f"{self.kernel}_s{len(self.steps)}", args, exprs, self.counter)
-        self.steps.append(Step(kind, fn, tuple(n for n, _ in targets), **extra))
+        names = tuple(n for n, _ in targets)
+        self.steps.append(Step(kind, fn, names[:-1] if extra.get("stash") else names, **extra))
 
     # scheduling -------------------------------------------------------------------
     def build(self) -> RowKernelIR:
@@ -182,6 +200,7 @@ class _Builder:
         row_out = [(f"_{n}", self.guard(e)) for n, e in exprs.row]
         cls_out = [(f"_{n}", self.guard(e)) for n, e in exprs.cls]
         need = self.closure([e for _, e in row_out + cls_out])
+        stash = self.stash_candidate(cls_out, need)
         done: set[sp.Symbol] = set()
         while need:
             progressed = False
@@ -201,7 +220,13 @@ class _Builder:
                     kind = "max" if "max" in kinds else "sum"
                     targets = [(r.name, self.guard(self.reductions[r].expr, False)) for r in ready]
                     argmax = tuple(self.argmax_var(r) if self.reductions[r].kind == "max" else "" for r in ready)
-                    self.loop(kind, targets, **({"argmax": argmax} if kind == "max" else {}))
+                    extra = {"argmax": argmax} if kind == "max" else {}
+                    if kind == "sum" and stash is not None and any(e.has(stash) for _, e in targets):
+                        self.loop(kind, targets + [(STASH, stash)], stash=True)
+                        cls_out = [(n, e.xreplace({stash: sp.Symbol(STASH)})) for n, e in cls_out]
+                        stash = None
+                    else:
+                        self.loop(kind, targets, **extra)
                 done |= set(ready)
                 need = [r for r in need if r not in done]
             if not progressed:

@@ -20,7 +20,7 @@ import sympy as sp
 from .. import mathlib
 from ..derive import primitives as P
 from ..derive.row import KERNELS, RowDerivation
-from ..ir.row import RowIR, RowKernelIR, Step, build_row_ir
+from ..ir.row import STASH, RowIR, RowKernelIR, Step, build_row_ir
 from .environment import environment
 from .printer import NumbaPrinter
 
@@ -69,6 +69,9 @@ class PrintedStep:
     inits: tuple[str, ...]  # lines before a loop
     updates: tuple[str, ...]  # lines inside a loop after the call
     locals: str  # "_x0, _x1" the call's results inside a loop
+    lanes: tuple = ()  # max steps without argmax: per lane (variant -> call args, updates); see LANES
+    lane_inits: tuple[str, ...] = ()
+    lane_combine: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -100,9 +103,12 @@ class _Names:
         self.cls = {i.name: i.default for i in spec.inputs if i.shape == "class"}
         self.tangents = {f"_v_{p}" for p in ir.predictions}
         self.sel = ir.sel
+        self.stash_buffer = ""  # the kernel's first per-class output buffer (set per kernel)
 
     def at(self, name: str, variant: str, k: str) -> str:
         """The code for ``name`` at class ``k`` of row ``_i``."""
+        if name == STASH:
+            return f"{self.stash_buffer}[_i, {k}]"
         if variant == "_idx" and name == self.ir.index_input:
             return f"(T(1) if {k} == _ti else T(0))"
         if name in self.vector or name in self.tangents:
@@ -119,13 +125,39 @@ class _Names:
         return name
 
 
+# A maximum over classes does not vectorise as one running max (LLVM needs
+# fast-math to reorder a max reduction); LANES independent running maxima over
+# consecutive classes do, and are merged after the loop.
+LANES = 16
+
+
+def _lanes(st: Step, names: _Names, variants, locals_):
+    """Unrolled lane code for a max step that tracks no argmax (softmax shifts)."""
+    if st.kind != "max" or any(st.argmax):
+        return (), (), ()
+    lanes, inits, combine = [], [], []
+    for lane in range(LANES):
+        k = f"_k0 + {lane}" if lane else "_k0"
+        args = {v: ", ".join([names.at(a, v, k) for a in st.fn.args] + ["T"]) for v in variants}
+        outs = [f"_x{n}_{lane}" for n in range(len(st.targets))]
+        ups = tuple(f"{t}_{lane} = {x} if {x} > {t}_{lane} else {t}_{lane}" for t, x in zip(st.targets, outs))
+        lanes.append((args, ", ".join(outs), ups))
+        inits += [f"{t}_{lane} = -T(math.inf)" for t in st.targets]
+    for t in st.targets:
+        combine.append(f"{t} = {t}_0")
+        combine += [f"{t} = {t}_{lane} if {t}_{lane} > {t} else {t}" for lane in range(1, LANES)]
+    return tuple(lanes), tuple(inits), tuple(combine)
+
+
 def _step(st: Step, names: _Names, variants) -> PrintedStep:
     args = st.fn.args
     class_args = {v: ", ".join([names.at(a, v, "_k") for a in args] + ["T"]) for v in variants}
     pick_args = {v: ", ".join([names.at(a, v, st.at) for a in args] + ["T"]) for v in variants} if st.at else {}
     row_args = ", ".join([names.row(a) for a in args] + ["T"])
-    locals_ = [f"_x{n}" for n in range(len(st.targets))]
+    locals_ = [f"_x{n}" for n in range(len(st.targets) + st.stash)]
     inits, updates = [], []
+    if st.stash:  # kept for the out loop in its output buffer
+        updates.append(f"{names.stash_buffer}[_i, _k] = {locals_[-1]}")
     if st.kind == "max":
         for t, x, am in zip(st.targets, locals_, st.argmax):
             inits.append(f"{t} = -T(math.inf)")
@@ -140,8 +172,9 @@ def _step(st: Step, names: _Names, variants) -> PrintedStep:
         for t, x in zip(st.targets, locals_):
             inits.append(f"{t} = T(0)")
             updates.append(f"{t} += {x}")
+    lanes, lane_inits, lane_combine = _lanes(st, names, variants, locals_)
     return PrintedStep(st.kind, st.fn.name, ", ".join(st.targets), row_args, class_args, pick_args,
-                       tuple(inits), tuple(updates), ", ".join(locals_))
+                       tuple(inits), tuple(updates), ", ".join(locals_), lanes, lane_inits, lane_combine)
 
 
 def _outputs(kernel: str, ir: RowIR):
@@ -189,6 +222,7 @@ def module_model(d: RowDerivation, ir: RowIR | None = None) -> dict:
         k: RowKernelIR = ir.kernels[kname]
         functions += [_function(st.fn, printer) for st in k.steps]
         extra, outs, stores, zero, total = _outputs(kname, ir)
+        names.stash_buffer = next((o for o in outs.split(", ") if o and o not in ("_out", "_H")), "")
         kernels.append(PrintedKernel(kname, tuple(_step(st, names, variants) for st in k.steps), k.row_outputs,
                                      k.class_outputs, extra, outs, stores, zero, total))
     shape_of = ir.predictions[0]  # never given as class indices
@@ -217,6 +251,7 @@ def module_model(d: RowDerivation, ir: RowIR | None = None) -> dict:
         "size": ir.size,
         "n_preds": len(ir.predictions),
         "index_name": ir.index_input or "",
+        "lanes": LANES,
     }
 
 

@@ -221,6 +221,11 @@ class RowLoss:
             if len(outs) != len(preds):
                 raise InputError(f"{self.name}: out must be a tuple of {len(preds)} arrays")
         pairs = [A.output_buffer(o, c.shape, c.dtype, f"{self.name}.{what}") for o in outs]
+        if out is not None:
+            # kernels read a row's inputs after writing its output (the softmax's exp is kept there)
+            for arr, _ in pairs:
+                if any(np.may_share_memory(arr, x) for x in c.arrays):
+                    raise InputError(f"{self.name}.{what}: out must not share memory with the inputs")
         views = [p[1].reshape(c.n, c.k) for p in pairs]
         result = pairs[0][0] if len(pairs) == 1 else tuple(p[0] for p in pairs)
         return result, views
