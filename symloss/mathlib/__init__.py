@@ -35,6 +35,15 @@ API for the code generator::
 
 ``symloss/mathlib/kernels.py`` is ``source(FUNCTIONS)`` as an importable module
 (regenerate with ``python -m symloss.mathlib``; tests check it is current).
+
+How a function is built (see ``library.py``): ``fexp(x, T)`` is a plain
+Python stub (numpy fallback, used only outside compiled code) with a
+``numba.extending.overload`` that returns ``_ml_fexp_f32`` or ``_ml_fexp_f64``
+according to ``T`` at typing time; the implementations are compiled with
+``_ML_JIT`` (``error_model="numpy"``, ``fastmath={"contract"}``,
+``forceinline=True``).  Callers need nothing else, but to vectorise, the
+functions must end up inlined into the loop: a caller's scalar kernel that
+is not small needs ``forceinline=True`` too.
 """
 from __future__ import annotations
 

@@ -71,8 +71,10 @@ def _ml_f32_as_i32(typingctx, v):
 
 
 def fexp(x, T):
-    """e**x (numba-compiled code only; x of float type T)."""
-    raise TypeError("fexp is only callable from numba-compiled code")
+    """e**x: in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(np.exp(x))
 
 
 @numba.extending.overload(fexp, jit_options=_ML_JIT)
@@ -120,8 +122,10 @@ def _ml_fexp_f32(x, T):
 
 
 def fexpm1(x, T):
-    """e**x - 1 (numba-compiled code only; x of float type T)."""
-    raise TypeError("fexpm1 is only callable from numba-compiled code")
+    """e**x - 1: in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(np.expm1(x))
 
 
 @numba.extending.overload(fexpm1, jit_options=_ML_JIT)
@@ -165,8 +169,10 @@ def _ml_fexpm1_f32(x, T):
 
 
 def flog(x, T):
-    """natural logarithm (numba-compiled code only; x of float type T)."""
-    raise TypeError("flog is only callable from numba-compiled code")
+    """natural logarithm: in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(np.log(x))
 
 
 @numba.extending.overload(flog, jit_options=_ML_JIT)
@@ -218,8 +224,10 @@ def _ml_flog_f32(x, T):
 
 
 def flog1p(x, T):
-    """log(1 + x) (numba-compiled code only; x of float type T)."""
-    raise TypeError("flog1p is only callable from numba-compiled code")
+    """log(1 + x): in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(np.log1p(x))
 
 
 @numba.extending.overload(flog1p, jit_options=_ML_JIT)
@@ -279,8 +287,10 @@ def _ml_flog1p_f32(x, T):
 
 
 def _ml_log1pu(x, T):
-    """log(1 + t) for t in [0, 1] or NaN (numba-compiled code only; x of float type T)."""
-    raise TypeError("_ml_log1pu is only callable from numba-compiled code")
+    """log(1 + t) for t in [0, 1] or NaN: in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(np.log1p(x))
 
 
 @numba.extending.overload(_ml_log1pu, jit_options=_ML_JIT)
@@ -324,8 +334,10 @@ def _ml_log1pu_f32(x, T):
 
 
 def ftanh(x, T):
-    """hyperbolic tangent (numba-compiled code only; x of float type T)."""
-    raise TypeError("ftanh is only callable from numba-compiled code")
+    """hyperbolic tangent: in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(np.tanh(x))
 
 
 @numba.extending.overload(ftanh, jit_options=_ML_JIT)
@@ -350,8 +362,10 @@ def _ml_ftanh_f32(x, T):
 
 
 def fsigmoid(x, T):
-    """1/(1 + e**-x) (numba-compiled code only; x of float type T)."""
-    raise TypeError("fsigmoid is only callable from numba-compiled code")
+    """1/(1 + e**-x): in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(T(1.0) / (T(1.0) + np.exp(-x)))
 
 
 @numba.extending.overload(fsigmoid, jit_options=_ML_JIT)
@@ -374,8 +388,10 @@ def _ml_fsigmoid_f32(x, T):
 
 
 def fsoftplus(x, T):
-    """log(1 + e**x) (numba-compiled code only; x of float type T)."""
-    raise TypeError("fsoftplus is only callable from numba-compiled code")
+    """log(1 + e**x): in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(np.logaddexp(T(0.0), x))
 
 
 @numba.extending.overload(fsoftplus, jit_options=_ML_JIT)
@@ -398,8 +414,10 @@ def _ml_fsoftplus_f32(x, T):
 
 
 def flogcosh(x, T):
-    """log(cosh(x)) (numba-compiled code only; x of float type T)."""
-    raise TypeError("flogcosh is only callable from numba-compiled code")
+    """log(cosh(x)): in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T((np.log1p(T(2.0) * np.sinh(x / T(2.0)) ** 2) if abs(x) < T(0.75) else abs(x) + np.log1p(np.exp(T(-2.0) * abs(x))) - T(0.6931471805599453)))
 
 
 @numba.extending.overload(flogcosh, jit_options=_ML_JIT)
@@ -438,8 +456,10 @@ def _ml_flogcosh_f32(x, T):
 
 
 def fsech2(x, T):
-    """1/cosh(x)**2 (numba-compiled code only; x of float type T)."""
-    raise TypeError("fsech2 is only callable from numba-compiled code")
+    """1/cosh(x)**2: in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(T(1.0) / np.cosh(x) ** 2)
 
 
 @numba.extending.overload(fsech2, jit_options=_ML_JIT)

@@ -64,6 +64,23 @@ ENTRIES["_ml_f32_as_i32"] = _BITCAST.format(
 )
 
 
+# Plain-Python bodies of the stubs (numpy, not the algorithms below): what runs
+# when the caller is not compiled, e.g. under NUMBA_DISABLE_JIT=1.
+_PYTHON = {
+    "fexp": "np.exp(x)",
+    "fexpm1": "np.expm1(x)",
+    "flog": "np.log(x)",
+    "flog1p": "np.log1p(x)",
+    "_ml_log1pu": "np.log1p(x)",
+    "ftanh": "np.tanh(x)",
+    "fsigmoid": "T(1.0) / (T(1.0) + np.exp(-x))",
+    "fsoftplus": "np.logaddexp(T(0.0), x)",
+    "flogcosh": "(np.log1p(T(2.0) * np.sinh(x / T(2.0)) ** 2) if abs(x) < T(0.75)"
+    " else abs(x) + np.log1p(np.exp(T(-2.0) * abs(x))) - T(0.6931471805599453))",
+    "fsech2": "T(1.0) / np.cosh(x) ** 2",
+}
+
+
 def _public(name: str, doc: str, f64: str, f32: str) -> str:
     """Stub + overload + the two implementations of one function of (x, T).
 
@@ -73,8 +90,10 @@ def _public(name: str, doc: str, f64: str, f32: str) -> str:
     base = name if name.startswith("_ml_") else f"_ml_{name}"
     return f'''
 def {name}(x, T):
-    """{doc} (numba-compiled code only; x of float type T)."""
-    raise TypeError("{name} is only callable from numba-compiled code")
+    """{doc}: in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T({_PYTHON[name]})
 
 
 @numba.extending.overload({name}, jit_options=_ML_JIT)
