@@ -44,6 +44,11 @@ def cmd_show(args) -> int:
 
     path = Path(args.name) if args.name.endswith(".toml") else catalog.spec_path(args.name)
     spec = load_spec(path)
+    if spec.kind == "row":  # one loss per row: derive/row.py describes it
+        from .derive.row import describe as describe_row
+
+        print("\n".join(describe_row(spec)))
+        return 0
     d = Derivation(spec)
     print(f"{spec.name}: {spec.title} [{spec.kind}]")
     if spec.description:

@@ -457,3 +457,33 @@ class RowDerivation:
         for x in self.preds:
             out[f"grad_{x.name}"] = rf"\frac{{\partial L}}{{\partial {sp.latex(x)}_{{j}}}}"
         return out
+
+
+def describe(spec: LossSpec) -> list[str]:
+    """What ``symloss show`` prints for a row loss."""
+    from .rewrites import RULES as _R, POST_RULES as _P
+
+    d = RowDerivation(spec)
+    notes = {r.name: r.description for r in _R + _P}
+    notes["logsumexp_shift"] = "sum_k e^(a_k) b_k -> e^m sum_k e^(a_k - m) b_k with m = max_k a_k: no overflow"
+    out = [f"{spec.name}: {spec.title} [row]"]
+    if spec.description:
+        out.append(f"  {spec.description}")
+    out.append("inputs:         " + ", ".join(
+        f"{i.name} ({i.role}, {i.shape}, {i.domain}{', or class indices' if i.indices else ''}"
+        f"{f', default {i.default:g}' if i.default is not None else ''})" for i in spec.inputs))
+    if spec.params:
+        out.append("params:         " + ", ".join(f"{p.name} = {p.default:g}" for p in spec.params))
+    out.append(f"loss:           {sp.sstr(spec.loss)}")
+    out.append("per row:        L = " + sp.sstr(d.G))
+    for r in d.calculus.reductions.values():
+        what = {"sum": "sum_k", "max": "max_k", "shift": "max_k (shift)", "sqrt": "sqrt of", "pick": "at argmax"}
+        out.append(f"  {r.symbol} = {what.get(r.kind, r.kind)} {sp.sstr(r.expr)}")
+    for x, g in zip(d.preds, d.grads):
+        out.append(f"d/d{x.name}_j:".ljust(16) + sp.sstr(g))
+    out.append(f"hessian:        diagonal + rank {d.rank} per row (hessian_diag and hvp in O(K))")
+    out.append("rewrites:       " + ("; ".join(f"{r} ({notes.get(r, r)})" for r in d.rewrites) or "none"))
+    out.append("latex:")
+    for key, tex in d.latex.items():
+        out.append(f"  {d.latex_labels[key]} = {tex}")
+    return out
