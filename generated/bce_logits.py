@@ -12,6 +12,7 @@ serial and a `_parallel` variant.  Sums accumulate in float64.
 import math
 
 import numba
+import numba.extending
 import numpy as np
 
 NAME = "bce_logits"
@@ -21,36 +22,230 @@ PREDICTIONS = ('z',)
 PARAMS = {}
 HESSIAN_PAIRS = ((0, 0),)
 
-_SCALAR = dict(cache=True, error_model="numpy")
-# reassoc lets the float64 sum vectorise; the math itself sits in the
-# scalar kernels, compiled without it, so no rewrite can undo its stability.
+# Scalar kernels are inlined into the loops (so the loops vectorise) and
+# compiled without fast-math: no reassociation can undo a stable formula.
+_SCALAR = dict(cache=True, error_model="numpy", fastmath=False, forceinline=True)
+# reassoc lets the float64 sum vectorise.
 _LOOP = dict(cache=True, error_model="numpy", fastmath={"reassoc"})
+
+# --- vectorisable math library (symloss.mathlib) ---
+# symloss math library: branch-free exp/log family that LLVM vectorises.
+# Options of the float32/float64 implementations behind each overload; "contract"
+# only lets LLVM fuse a*b + c into an FMA (one rounding instead of two).
+_ML_JIT = {"error_model": "numpy", "fastmath": {"contract"}, "forceinline": True}
+
+
+def _ml_is_f32(x, T):
+    # typing time: the float type asked for by T (a NumberClass), else x's own
+    t = getattr(T, "instance_type", x)
+    return t == numba.types.float32
+
+
+@numba.extending.intrinsic
+def _ml_i64_as_f64(typingctx, v):
+    # reinterpret the bits of int64 as float64 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Integer,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.int64)
+        return builder.bitcast(w, context.get_value_type(numba.types.float64))
+
+    return numba.types.float64(v), codegen
+
+
+@numba.extending.intrinsic
+def _ml_f64_as_i64(typingctx, v):
+    # reinterpret the bits of float64 as int64 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Float,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.float64)
+        return builder.bitcast(w, context.get_value_type(numba.types.int64))
+
+    return numba.types.int64(v), codegen
+
+
+@numba.extending.intrinsic
+def _ml_i32_as_f32(typingctx, v):
+    # reinterpret the bits of int32 as float32 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Integer,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.int32)
+        return builder.bitcast(w, context.get_value_type(numba.types.float32))
+
+    return numba.types.float32(v), codegen
+
+
+@numba.extending.intrinsic
+def _ml_f32_as_i32(typingctx, v):
+    # reinterpret the bits of float32 as int32 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Float,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.float32)
+        return builder.bitcast(w, context.get_value_type(numba.types.int32))
+
+    return numba.types.int32(v), codegen
+
+
+def fexp(x, T):
+    """e**x: in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(np.exp(x))
+
+
+@numba.extending.overload(fexp, jit_options=_ML_JIT)
+def _ml_fexp_ol(x, T):
+    return _ml_fexp_f32 if _ml_is_f32(x, T) else _ml_fexp_f64
+
+
+def _ml_fexp_f64(x, T):
+    x = np.float64(x)
+    under = x < -745.2
+    over = x > 709.8
+    y = 0.0 if under else x
+    y = 0.0 if over else y
+    t = y * 1.4426950408889634 + 6755399441055744.0
+    k = _ml_f64_as_i64(t) - 0x4338000000000000
+    kf = t - 6755399441055744.0
+    r = (y - kf * 0.6931471806019545) - kf * -4.2009150726810846e-11
+    r2 = r * r
+    r4 = r2 * r2
+    r8 = r4 * r4
+    p = 1.0 + (r + r2 * (0.5000000000000001 + r * 0.16666666666666674 + r2 * (0.04166666666662407 + r * 0.00833333333332219) + r4 * (0.0013888888917240126 + r * 0.00019841269886641222 + r2 * (2.480152125534934e-05 + r * 2.7557242285140456e-06)) + r8 * (2.762010760913474e-07 + r * 2.511006799814818e-08)))
+    k1 = k >> 1
+    res = p * _ml_i64_as_f64((k1 + 1023) << 52) * _ml_i64_as_f64((k - k1 + 1023) << 52)
+    res = 0.0 if under else res
+    return math.inf if over else res
+
+
+def _ml_fexp_f32(x, T):
+    x = T(x)
+    under = x < T(-104.0)
+    over = x > T(88.8)
+    y = T(0.0) if under else x
+    y = T(0.0) if over else y
+    t = y * T(1.442695) + T(12582912.0)
+    k = _ml_f32_as_i32(t) - 0x4B400000
+    kf = t - T(12582912.0)
+    r = (y - kf * T(0.69314575)) - kf * T(1.4286068e-06)
+    r2 = r * r
+    r4 = r2 * r2
+    p = T(1.0) + (r + r2 * (T(0.5) + r * T(0.16666576) + r2 * (T(0.041666374) + r * T(0.00836319)) + r4 * T(0.0013941141)))
+    k1 = k >> 1
+    res = p * _ml_i32_as_f32((k1 + 127) << 23) * _ml_i32_as_f32((k - k1 + 127) << 23)
+    res = T(0.0) if under else res
+    return T(math.inf) if over else res
+
+
+def flog1p(x, T):
+    """log(1 + x): in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(np.log1p(x))
+
+
+@numba.extending.overload(flog1p, jit_options=_ML_JIT)
+def _ml_flog1p_ol(x, T):
+    return _ml_flog1p_f32 if _ml_is_f32(x, T) else _ml_flog1p_f64
+
+
+def _ml_flog1p_f64(x, T):
+    x = np.float64(x)
+    u = 1.0 + x
+    c_small = x - (u - 1.0)
+    c_large = 1.0 - (u - x)
+    c = c_small if abs(x) <= 1.0 else c_large
+    iu = _ml_f64_as_i64(u)
+    e = (iu - 0x3FE6A09E667F3BCD) >> 52
+    m = _ml_i64_as_f64(iu - (e << 52))
+    ef = _ml_i64_as_f64(e + 0x4338000000000000) - 6755399441055744.0
+    f = m - 1.0
+    s = f / (2.0 + f)
+    z = s * s
+    hfsq = 0.5 * (f * f)
+    z2 = z * z
+    z4 = z2 * z2
+    R = z * (0.666666666666667 + z * 0.39999999999898356 + z2 * (0.28571428626439194 + z * 0.2222221106632336) + z4 * (0.18182893693373084 + z * 0.15331581190240257 + z2 * 0.14618067509549135))
+    ec = e if e < 1000 else 1000
+    cs = c * _ml_i64_as_f64((1023 - ec) << 52) * (1.0 - s) * ((1.0 - s) + z)
+    res = ef * 0.6931471806019545 - ((hfsq - (s * (hfsq + R) + (ef * -4.2009150726810846e-11 + cs))) - f)
+    res = -math.inf if x == -1.0 else res
+    res = math.nan if x < -1.0 else res
+    res = x if not (x < math.inf) else res
+    return x if x == 0.0 else res
+
+
+def _ml_flog1p_f32(x, T):
+    x = T(x)
+    u = T(1.0) + x
+    c_small = x - (u - T(1.0))
+    c_large = T(1.0) - (u - x)
+    c = c_small if abs(x) <= T(1.0) else c_large
+    iu = _ml_f32_as_i32(u)
+    e = (iu - 0x3F3504F3) >> 23
+    m = _ml_i32_as_f32(iu - (e << 23))
+    ef = _ml_i32_as_f32(e + 0x4B400000) - T(12582912.0)
+    f = m - T(1.0)
+    s = f / (T(2.0) + f)
+    z = s * s
+    z2 = z * z
+    hfsq = T(0.5) * (f * f)
+    R = z * (T(0.66666687) + z * T(0.39988714) + z2 * T(0.295823))
+    ec = e if e < 100 else 100
+    cs = c * _ml_i32_as_f32((127 - ec) << 23) * (T(1.0) - s) * ((T(1.0) - s) + z)
+    res = ef * T(0.69314575) - ((hfsq - (s * (hfsq + R) + (ef * T(1.4286068e-06) + cs))) - f)
+    res = -T(math.inf) if x == T(-1.0) else res
+    res = T(math.nan) if x < T(-1.0) else res
+    res = x if not (x < T(math.inf)) else res
+    return x if x == T(0.0) else res
+
+
+def fsigmoid(x, T):
+    """1/(1 + e**-x): in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(T(1.0) / (T(1.0) + np.exp(-x)))
+
+
+@numba.extending.overload(fsigmoid, jit_options=_ML_JIT)
+def _ml_fsigmoid_ol(x, T):
+    return _ml_fsigmoid_f32 if _ml_is_f32(x, T) else _ml_fsigmoid_f64
+
+
+def _ml_fsigmoid_f64(x, T):
+    x = np.float64(x)
+    e = fexp(-abs(x), T)
+    num = 1.0 if x >= 0.0 else e
+    return num / (1.0 + e)
+
+
+def _ml_fsigmoid_f32(x, T):
+    x = T(x)
+    e = fexp(-abs(x), T)
+    num = T(1.0) if x >= T(0.0) else e
+    return num / (T(1.0) + e)
+# --- end of math library ---
 
 
 @numba.njit(**_SCALAR)
 def logistic(u, k, T):
-    # softplus(u) + k*u, grouped so the linear parts never cancel the softplus
-    if u > T(0):
-        return (T(1) + k) * u + math.log1p(math.exp(-u))
-    return k * u + math.log1p(math.exp(u))
-
-@numba.njit(**_SCALAR)
-def sigmoid(x, T):
-    # 1/(1 + e^{-x}), with exp only of non-positive arguments
-    if x >= T(0):
-        return T(1) / (T(1) + math.exp(-x))
-    e = math.exp(x)
-    return e / (T(1) + e)
+    # softplus(u) + k*u = log1p(e^-|u|) + ((1 + k) u if u > 0 else k u)
+    tail = flog1p(fexp(-abs(u), T), T)
+    return tail + ((T(1) + k) * u if u > T(0) else k * u)
 
 @numba.njit(**_SCALAR)
 def sigmoid_plus(u, k, T):
-    # sigmoid(u) + k; for u > 0 write sigmoid(u) = 1 - sigmoid(-u) so that
-    # k = -1 gives -sigmoid(-u) exactly instead of 1 - 1
-    if u > T(0):
-        e = math.exp(-u)
-        return (T(1) + k) - e / (T(1) + e)
-    e = math.exp(u)
-    return e / (T(1) + e) + k
+    # sigmoid(u) + k with s = sigmoid(-|u|): (1 + k) - s for u > 0, else s + k
+    e = fexp(-abs(u), T)
+    s = e / (T(1) + e)
+    return ((T(1) + k) - s) if u > T(0) else (s + k)
 
 @numba.njit(**_SCALAR)
 def value_scalar(y, z, T):
@@ -74,14 +269,14 @@ def value_and_grad_scalar(y, z, T):
 
 @numba.njit(**_SCALAR)
 def hessian_scalar(y, z, T):
-    h_z_z = (sigmoid(-z, T)*sigmoid(z, T) + T(0) * (y - y))
+    h_z_z = (fsigmoid(-z, T)*fsigmoid(z, T) + T(0) * (y - y))
     return h_z_z
 
 
 @numba.njit(**_SCALAR)
 def grad_hessian_scalar(y, z, T):
     d_z = sigmoid_plus(z, -y, T)
-    h_z_z = (sigmoid(-z, T)*sigmoid(z, T) + T(0) * (y - y))
+    h_z_z = (fsigmoid(-z, T)*fsigmoid(z, T) + T(0) * (y - y))
     return d_z, h_z_z
 
 

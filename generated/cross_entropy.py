@@ -101,8 +101,10 @@ def _ml_f32_as_i32(typingctx, v):
 
 
 def fexp(x, T):
-    """e**x (numba-compiled code only; x of float type T)."""
-    raise TypeError("fexp is only callable from numba-compiled code")
+    """e**x: in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(np.exp(x))
 
 
 @numba.extending.overload(fexp, jit_options=_ML_JIT)
@@ -150,8 +152,10 @@ def _ml_fexp_f32(x, T):
 
 
 def flog(x, T):
-    """natural logarithm (numba-compiled code only; x of float type T)."""
-    raise TypeError("flog is only callable from numba-compiled code")
+    """natural logarithm: in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(np.log(x))
 
 
 @numba.extending.overload(flog, jit_options=_ML_JIT)

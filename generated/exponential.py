@@ -12,6 +12,7 @@ serial and a `_parallel` variant.  Sums accumulate in float64.
 import math
 
 import numba
+import numba.extending
 import numpy as np
 
 NAME = "exponential"
@@ -21,27 +22,144 @@ PREDICTIONS = ('yhat',)
 PARAMS = {}
 HESSIAN_PAIRS = ((0, 0),)
 
-_SCALAR = dict(cache=True, error_model="numpy")
-# reassoc lets the float64 sum vectorise; the math itself sits in the
-# scalar kernels, compiled without it, so no rewrite can undo its stability.
+# Scalar kernels are inlined into the loops (so the loops vectorise) and
+# compiled without fast-math: no reassociation can undo a stable formula.
+_SCALAR = dict(cache=True, error_model="numpy", fastmath=False, forceinline=True)
+# reassoc lets the float64 sum vectorise.
 _LOOP = dict(cache=True, error_model="numpy", fastmath={"reassoc"})
+
+# --- vectorisable math library (symloss.mathlib) ---
+# symloss math library: branch-free exp/log family that LLVM vectorises.
+# Options of the float32/float64 implementations behind each overload; "contract"
+# only lets LLVM fuse a*b + c into an FMA (one rounding instead of two).
+_ML_JIT = {"error_model": "numpy", "fastmath": {"contract"}, "forceinline": True}
+
+
+def _ml_is_f32(x, T):
+    # typing time: the float type asked for by T (a NumberClass), else x's own
+    t = getattr(T, "instance_type", x)
+    return t == numba.types.float32
+
+
+@numba.extending.intrinsic
+def _ml_i64_as_f64(typingctx, v):
+    # reinterpret the bits of int64 as float64 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Integer,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.int64)
+        return builder.bitcast(w, context.get_value_type(numba.types.float64))
+
+    return numba.types.float64(v), codegen
+
+
+@numba.extending.intrinsic
+def _ml_f64_as_i64(typingctx, v):
+    # reinterpret the bits of float64 as int64 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Float,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.float64)
+        return builder.bitcast(w, context.get_value_type(numba.types.int64))
+
+    return numba.types.int64(v), codegen
+
+
+@numba.extending.intrinsic
+def _ml_i32_as_f32(typingctx, v):
+    # reinterpret the bits of int32 as float32 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Integer,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.int32)
+        return builder.bitcast(w, context.get_value_type(numba.types.float32))
+
+    return numba.types.float32(v), codegen
+
+
+@numba.extending.intrinsic
+def _ml_f32_as_i32(typingctx, v):
+    # reinterpret the bits of float32 as int32 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Float,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.float32)
+        return builder.bitcast(w, context.get_value_type(numba.types.int32))
+
+    return numba.types.int32(v), codegen
+
+
+def fexp(x, T):
+    """e**x: in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(np.exp(x))
+
+
+@numba.extending.overload(fexp, jit_options=_ML_JIT)
+def _ml_fexp_ol(x, T):
+    return _ml_fexp_f32 if _ml_is_f32(x, T) else _ml_fexp_f64
+
+
+def _ml_fexp_f64(x, T):
+    x = np.float64(x)
+    under = x < -745.2
+    over = x > 709.8
+    y = 0.0 if under else x
+    y = 0.0 if over else y
+    t = y * 1.4426950408889634 + 6755399441055744.0
+    k = _ml_f64_as_i64(t) - 0x4338000000000000
+    kf = t - 6755399441055744.0
+    r = (y - kf * 0.6931471806019545) - kf * -4.2009150726810846e-11
+    r2 = r * r
+    r4 = r2 * r2
+    r8 = r4 * r4
+    p = 1.0 + (r + r2 * (0.5000000000000001 + r * 0.16666666666666674 + r2 * (0.04166666666662407 + r * 0.00833333333332219) + r4 * (0.0013888888917240126 + r * 0.00019841269886641222 + r2 * (2.480152125534934e-05 + r * 2.7557242285140456e-06)) + r8 * (2.762010760913474e-07 + r * 2.511006799814818e-08)))
+    k1 = k >> 1
+    res = p * _ml_i64_as_f64((k1 + 1023) << 52) * _ml_i64_as_f64((k - k1 + 1023) << 52)
+    res = 0.0 if under else res
+    return math.inf if over else res
+
+
+def _ml_fexp_f32(x, T):
+    x = T(x)
+    under = x < T(-104.0)
+    over = x > T(88.8)
+    y = T(0.0) if under else x
+    y = T(0.0) if over else y
+    t = y * T(1.442695) + T(12582912.0)
+    k = _ml_f32_as_i32(t) - 0x4B400000
+    kf = t - T(12582912.0)
+    r = (y - kf * T(0.69314575)) - kf * T(1.4286068e-06)
+    r2 = r * r
+    r4 = r2 * r2
+    p = T(1.0) + (r + r2 * (T(0.5) + r * T(0.16666576) + r2 * (T(0.041666374) + r * T(0.00836319)) + r4 * T(0.0013941141)))
+    k1 = k >> 1
+    res = p * _ml_i32_as_f32((k1 + 127) << 23) * _ml_i32_as_f32((k - k1 + 127) << 23)
+    res = T(0.0) if under else res
+    return T(math.inf) if over else res
+# --- end of math library ---
 
 
 @numba.njit(**_SCALAR)
 def value_scalar(y, yhat, T):
-    loss = math.exp(-y*yhat)
+    loss = fexp(-y*yhat, T)
     return loss
 
 
 @numba.njit(**_SCALAR)
 def grad_scalar(y, yhat, T):
-    d_yhat = -y*math.exp(-y*yhat)
+    d_yhat = -y*fexp(-y*yhat, T)
     return d_yhat
 
 
 @numba.njit(**_SCALAR)
 def value_and_grad_scalar(y, yhat, T):
-    t0 = math.exp(-y*yhat)
+    t0 = fexp(-y*yhat, T)
     loss = t0
     d_yhat = -t0*y
     return loss, d_yhat
@@ -49,13 +167,13 @@ def value_and_grad_scalar(y, yhat, T):
 
 @numba.njit(**_SCALAR)
 def hessian_scalar(y, yhat, T):
-    h_yhat_yhat = (y*y)*math.exp(-y*yhat)
+    h_yhat_yhat = (y*y)*fexp(-y*yhat, T)
     return h_yhat_yhat
 
 
 @numba.njit(**_SCALAR)
 def grad_hessian_scalar(y, yhat, T):
-    t0 = math.exp(-y*yhat)
+    t0 = fexp(-y*yhat, T)
     d_yhat = -t0*y
     h_yhat_yhat = t0*(y*y)
     return d_yhat, h_yhat_yhat

@@ -12,6 +12,7 @@ serial and a `_parallel` variant.  Sums accumulate in float64.
 import math
 
 import numba
+import numba.extending
 import numpy as np
 
 NAME = "log_cosh"
@@ -21,60 +22,303 @@ PREDICTIONS = ('yhat',)
 PARAMS = {}
 HESSIAN_PAIRS = ((0, 0),)
 
-_SCALAR = dict(cache=True, error_model="numpy")
-# reassoc lets the float64 sum vectorise; the math itself sits in the
-# scalar kernels, compiled without it, so no rewrite can undo its stability.
+# Scalar kernels are inlined into the loops (so the loops vectorise) and
+# compiled without fast-math: no reassociation can undo a stable formula.
+_SCALAR = dict(cache=True, error_model="numpy", fastmath=False, forceinline=True)
+# reassoc lets the float64 sum vectorise.
 _LOOP = dict(cache=True, error_model="numpy", fastmath={"reassoc"})
 
+# --- vectorisable math library (symloss.mathlib) ---
+# symloss math library: branch-free exp/log family that LLVM vectorises.
+# Options of the float32/float64 implementations behind each overload; "contract"
+# only lets LLVM fuse a*b + c into an FMA (one rounding instead of two).
+_ML_JIT = {"error_model": "numpy", "fastmath": {"contract"}, "forceinline": True}
 
-@numba.njit(**_SCALAR)
-def logcosh(x, T):
-    # near 0: cosh(x) - 1 = 2 sinh(x/2)^2 keeps every digit of the x^2/2 result;
-    # beyond: |x| + log1p(e^{-2|x|}) - log 2 never overflows
+
+def _ml_is_f32(x, T):
+    # typing time: the float type asked for by T (a NumberClass), else x's own
+    t = getattr(T, "instance_type", x)
+    return t == numba.types.float32
+
+
+@numba.extending.intrinsic
+def _ml_i64_as_f64(typingctx, v):
+    # reinterpret the bits of int64 as float64 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Integer,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.int64)
+        return builder.bitcast(w, context.get_value_type(numba.types.float64))
+
+    return numba.types.float64(v), codegen
+
+
+@numba.extending.intrinsic
+def _ml_f64_as_i64(typingctx, v):
+    # reinterpret the bits of float64 as int64 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Float,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.float64)
+        return builder.bitcast(w, context.get_value_type(numba.types.int64))
+
+    return numba.types.int64(v), codegen
+
+
+@numba.extending.intrinsic
+def _ml_i32_as_f32(typingctx, v):
+    # reinterpret the bits of int32 as float32 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Integer,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.int32)
+        return builder.bitcast(w, context.get_value_type(numba.types.float32))
+
+    return numba.types.float32(v), codegen
+
+
+@numba.extending.intrinsic
+def _ml_f32_as_i32(typingctx, v):
+    # reinterpret the bits of float32 as int32 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Float,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.float32)
+        return builder.bitcast(w, context.get_value_type(numba.types.int32))
+
+    return numba.types.int32(v), codegen
+
+
+def fexp(x, T):
+    """e**x: in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(np.exp(x))
+
+
+@numba.extending.overload(fexp, jit_options=_ML_JIT)
+def _ml_fexp_ol(x, T):
+    return _ml_fexp_f32 if _ml_is_f32(x, T) else _ml_fexp_f64
+
+
+def _ml_fexp_f64(x, T):
+    x = np.float64(x)
+    under = x < -745.2
+    over = x > 709.8
+    y = 0.0 if under else x
+    y = 0.0 if over else y
+    t = y * 1.4426950408889634 + 6755399441055744.0
+    k = _ml_f64_as_i64(t) - 0x4338000000000000
+    kf = t - 6755399441055744.0
+    r = (y - kf * 0.6931471806019545) - kf * -4.2009150726810846e-11
+    r2 = r * r
+    r4 = r2 * r2
+    r8 = r4 * r4
+    p = 1.0 + (r + r2 * (0.5000000000000001 + r * 0.16666666666666674 + r2 * (0.04166666666662407 + r * 0.00833333333332219) + r4 * (0.0013888888917240126 + r * 0.00019841269886641222 + r2 * (2.480152125534934e-05 + r * 2.7557242285140456e-06)) + r8 * (2.762010760913474e-07 + r * 2.511006799814818e-08)))
+    k1 = k >> 1
+    res = p * _ml_i64_as_f64((k1 + 1023) << 52) * _ml_i64_as_f64((k - k1 + 1023) << 52)
+    res = 0.0 if under else res
+    return math.inf if over else res
+
+
+def _ml_fexp_f32(x, T):
+    x = T(x)
+    under = x < T(-104.0)
+    over = x > T(88.8)
+    y = T(0.0) if under else x
+    y = T(0.0) if over else y
+    t = y * T(1.442695) + T(12582912.0)
+    k = _ml_f32_as_i32(t) - 0x4B400000
+    kf = t - T(12582912.0)
+    r = (y - kf * T(0.69314575)) - kf * T(1.4286068e-06)
+    r2 = r * r
+    r4 = r2 * r2
+    p = T(1.0) + (r + r2 * (T(0.5) + r * T(0.16666576) + r2 * (T(0.041666374) + r * T(0.00836319)) + r4 * T(0.0013941141)))
+    k1 = k >> 1
+    res = p * _ml_i32_as_f32((k1 + 127) << 23) * _ml_i32_as_f32((k - k1 + 127) << 23)
+    res = T(0.0) if under else res
+    return T(math.inf) if over else res
+
+
+def fexpm1(x, T):
+    """e**x - 1: in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(np.expm1(x))
+
+
+@numba.extending.overload(fexpm1, jit_options=_ML_JIT)
+def _ml_fexpm1_ol(x, T):
+    return _ml_fexpm1_f32 if _ml_is_f32(x, T) else _ml_fexpm1_f64
+
+
+def _ml_fexpm1_f64(x, T):
+    x = np.float64(x)
+    y = 710.0 if x > 710.0 else x
+    y = -60.0 if y < -60.0 else y
+    t = y * 1.4426950408889634 + 6755399441055744.0
+    k = _ml_f64_as_i64(t) - 0x4338000000000000
+    kf = t - 6755399441055744.0
+    r = (y - kf * 0.6931471806019545) - kf * -4.2009150726810846e-11
+    r2 = r * r
+    r4 = r2 * r2
+    r8 = r4 * r4
+    em = r + r2 * (0.5000000000000001 + r * 0.16666666666666674 + r2 * (0.04166666666662407 + r * 0.00833333333332219) + r4 * (0.0013888888917240126 + r * 0.00019841269886641222 + r2 * (2.480152125534934e-05 + r * 2.7557242285140456e-06)) + r8 * (2.762010760913474e-07 + r * 2.511006799814818e-08))
+    kc = k if k < 64 else 64
+    k1 = k >> 1
+    res = (em + (1.0 - _ml_i64_as_f64((1023 - kc) << 52))) * _ml_i64_as_f64((k1 + 1023) << 52) * _ml_i64_as_f64((k - k1 + 1023) << 52)
+    return x if x == 0.0 else res
+
+
+def _ml_fexpm1_f32(x, T):
+    x = T(x)
+    y = T(89.0) if x > T(89.0) else x
+    y = T(-20.0) if y < T(-20.0) else y
+    t = y * T(1.442695) + T(12582912.0)
+    k = _ml_f32_as_i32(t) - 0x4B400000
+    kf = t - T(12582912.0)
+    r = (y - kf * T(0.69314575)) - kf * T(1.4286068e-06)
+    r2 = r * r
+    r4 = r2 * r2
+    em = r + r2 * (T(0.5) + r * T(0.16666576) + r2 * (T(0.041666374) + r * T(0.00836319)) + r4 * T(0.0013941141))
+    kc = k if k < 32 else 32
+    k1 = k >> 1
+    res = (em + (T(1.0) - _ml_i32_as_f32((127 - kc) << 23))) * _ml_i32_as_f32((k1 + 127) << 23) * _ml_i32_as_f32((k - k1 + 127) << 23)
+    return x if x == T(0.0) else res
+
+
+def ftanh(x, T):
+    """hyperbolic tangent: in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(np.tanh(x))
+
+
+@numba.extending.overload(ftanh, jit_options=_ML_JIT)
+def _ml_ftanh_ol(x, T):
+    return _ml_ftanh_f32 if _ml_is_f32(x, T) else _ml_ftanh_f64
+
+
+def _ml_ftanh_f64(x, T):
+    x = np.float64(x)
+    em = fexpm1(-2.0 * abs(x), T)
+    r = -em / (2.0 + em)
+    res = r if x > 0.0 else -r
+    return x if x == 0.0 else res
+
+
+def _ml_ftanh_f32(x, T):
+    x = T(x)
+    em = fexpm1(T(-2.0) * abs(x), T)
+    r = -em / (T(2.0) + em)
+    res = r if x > T(0.0) else -r
+    return x if x == T(0.0) else res
+
+
+def flogcosh(x, T):
+    """log(cosh(x)): in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T((np.log1p(T(2.0) * np.sinh(x / T(2.0)) ** 2) if abs(x) < T(0.75) else abs(x) + np.log1p(np.exp(T(-2.0) * abs(x))) - T(0.6931471805599453)))
+
+
+@numba.extending.overload(flogcosh, jit_options=_ML_JIT)
+def _ml_flogcosh_ol(x, T):
+    return _ml_flogcosh_f32 if _ml_is_f32(x, T) else _ml_flogcosh_f64
+
+
+def _ml_flogcosh_f64(x, T):
+    x = np.float64(x)
     a = abs(x)
-    if a < T(1):
-        s = math.sinh(T(0.5) * a)
-        return math.log1p(T(2) * s * s)
-    return a + math.log1p(math.exp(T(-2) * a)) - T(0.6931471805599453)
+    w = a * a
+    w2 = w * w
+    w4 = w2 * w2
+    w8 = w4 * w4
+    small = w * (0.5 + w * -0.08333333333332262 + w2 * (0.022222222221298632 + w * -0.006746031714820146) + w4 * (0.0021869483075827112 + w * -0.0007385973058318497 + w2 * (0.00025654325104982164 + w * -9.082612304153672e-05)) + w8 * (3.2294606326611944e-05 + w * -1.0983466490646e-05 + w2 * (3.1031522885334422e-06 + w * -5.107550226018653e-07)))
+    t = 1.0 + fexpm1(-2.0 * a, T)
+    t2 = t * t
+    t4 = t2 * t2
+    t8 = t4 * t4
+    large = (a - 0.6931471805599453) + (t + t2 * (-0.49999999999999994 + t * 0.3333333333332845 + t2 * (-0.2499999999893942 + t * 0.19999999909692445) + t4 * (-0.16666662685991254 + t * 0.14285610418937109 + t2 * (-0.12498273006910583 + t * 0.11092051598202414)) + t8 * (-0.09857732612344354 + t * 0.0837199358935719 + t2 * (-0.05913440982099361 + t * 0.024388450681584434))))
+    return small if a < 0.75 else large
 
-@numba.njit(**_SCALAR)
-def sech2(x, T):
-    # 1/cosh(x)^2 = 4 e^{-2|x|} / (1 + e^{-2|x|})^2: no overflow, no cancellation
-    e = math.exp(T(-2) * abs(x))
-    d = T(1) + e
-    return T(4) * e / (d * d)
+
+def _ml_flogcosh_f32(x, T):
+    x = T(x)
+    a = abs(x)
+    w = a * a
+    w2 = w * w
+    w4 = w2 * w2
+    small = w * (T(0.5) + w * T(-0.08333306) + w2 * (T(0.022216313) + w * T(-0.0066991886)) + w4 * (T(0.0020151988) + w * T(-0.0004304798)))
+    t = T(1.0) + fexpm1(T(-2.0) * a, T)
+    t2 = t * t
+    t4 = t2 * t2
+    large = (a - T(0.6931472)) + (t + t2 * (T(-0.4999999) + t * T(0.33331242) + t2 * (T(-0.2492185) + t * T(0.1895957)) + t4 * T(-0.107243605)))
+    return small if a < T(0.75) else large
+
+
+def fsech2(x, T):
+    """1/cosh(x)**2: in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(T(1.0) / np.cosh(x) ** 2)
+
+
+@numba.extending.overload(fsech2, jit_options=_ML_JIT)
+def _ml_fsech2_ol(x, T):
+    return _ml_fsech2_f32 if _ml_is_f32(x, T) else _ml_fsech2_f64
+
+
+def _ml_fsech2_f64(x, T):
+    x = np.float64(x)
+    e = fexp(-2.0 * abs(x), T)
+    d = 1.0 + e
+    return (4.0 * e) / (d * d)
+
+
+def _ml_fsech2_f32(x, T):
+    x = T(x)
+    e = fexp(T(-2.0) * abs(x), T)
+    d = T(1.0) + e
+    return (T(4.0) * e) / (d * d)
+# --- end of math library ---
+
 
 @numba.njit(**_SCALAR)
 def value_scalar(y, yhat, T):
-    loss = logcosh(y - yhat, T)
+    loss = flogcosh(y - yhat, T)
     return loss
 
 
 @numba.njit(**_SCALAR)
 def grad_scalar(y, yhat, T):
-    d_yhat = -math.tanh(y - yhat)
+    d_yhat = -ftanh(y - yhat, T)
     return d_yhat
 
 
 @numba.njit(**_SCALAR)
 def value_and_grad_scalar(y, yhat, T):
     t0 = y - yhat
-    loss = logcosh(t0, T)
-    d_yhat = -math.tanh(t0)
+    loss = flogcosh(t0, T)
+    d_yhat = -ftanh(t0, T)
     return loss, d_yhat
 
 
 @numba.njit(**_SCALAR)
 def hessian_scalar(y, yhat, T):
-    h_yhat_yhat = sech2(y - yhat, T)
+    h_yhat_yhat = fsech2(y - yhat, T)
     return h_yhat_yhat
 
 
 @numba.njit(**_SCALAR)
 def grad_hessian_scalar(y, yhat, T):
     t0 = y - yhat
-    d_yhat = -math.tanh(t0)
-    h_yhat_yhat = sech2(t0, T)
+    d_yhat = -ftanh(t0, T)
+    h_yhat_yhat = fsech2(t0, T)
     return d_yhat, h_yhat_yhat
 
 

@@ -12,6 +12,7 @@ serial and a `_parallel` variant.  Sums accumulate in float64.
 import math
 
 import numba
+import numba.extending
 import numpy as np
 
 NAME = "soft_margin"
@@ -21,60 +22,261 @@ PREDICTIONS = ('yhat',)
 PARAMS = {}
 HESSIAN_PAIRS = ((0, 0),)
 
-_SCALAR = dict(cache=True, error_model="numpy")
-# reassoc lets the float64 sum vectorise; the math itself sits in the
-# scalar kernels, compiled without it, so no rewrite can undo its stability.
+# Scalar kernels are inlined into the loops (so the loops vectorise) and
+# compiled without fast-math: no reassociation can undo a stable formula.
+_SCALAR = dict(cache=True, error_model="numpy", fastmath=False, forceinline=True)
+# reassoc lets the float64 sum vectorise.
 _LOOP = dict(cache=True, error_model="numpy", fastmath={"reassoc"})
 
+# --- vectorisable math library (symloss.mathlib) ---
+# symloss math library: branch-free exp/log family that LLVM vectorises.
+# Options of the float32/float64 implementations behind each overload; "contract"
+# only lets LLVM fuse a*b + c into an FMA (one rounding instead of two).
+_ML_JIT = {"error_model": "numpy", "fastmath": {"contract"}, "forceinline": True}
 
-@numba.njit(**_SCALAR)
-def sigmoid(x, T):
-    # 1/(1 + e^{-x}), with exp only of non-positive arguments
-    if x >= T(0):
-        return T(1) / (T(1) + math.exp(-x))
-    e = math.exp(x)
-    return e / (T(1) + e)
 
-@numba.njit(**_SCALAR)
-def softplus(x, T):
-    # log(1 + e^x) = max(x, 0) + log1p(e^{-|x|}): exact for any finite x
-    if x > T(0):
-        return x + math.log1p(math.exp(-x))
-    return math.log1p(math.exp(x))
+def _ml_is_f32(x, T):
+    # typing time: the float type asked for by T (a NumberClass), else x's own
+    t = getattr(T, "instance_type", x)
+    return t == numba.types.float32
+
+
+@numba.extending.intrinsic
+def _ml_i64_as_f64(typingctx, v):
+    # reinterpret the bits of int64 as float64 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Integer,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.int64)
+        return builder.bitcast(w, context.get_value_type(numba.types.float64))
+
+    return numba.types.float64(v), codegen
+
+
+@numba.extending.intrinsic
+def _ml_f64_as_i64(typingctx, v):
+    # reinterpret the bits of float64 as int64 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Float,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.float64)
+        return builder.bitcast(w, context.get_value_type(numba.types.int64))
+
+    return numba.types.int64(v), codegen
+
+
+@numba.extending.intrinsic
+def _ml_i32_as_f32(typingctx, v):
+    # reinterpret the bits of int32 as float32 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Integer,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.int32)
+        return builder.bitcast(w, context.get_value_type(numba.types.float32))
+
+    return numba.types.float32(v), codegen
+
+
+@numba.extending.intrinsic
+def _ml_f32_as_i32(typingctx, v):
+    # reinterpret the bits of float32 as int32 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Float,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.float32)
+        return builder.bitcast(w, context.get_value_type(numba.types.int32))
+
+    return numba.types.int32(v), codegen
+
+
+def fexp(x, T):
+    """e**x: in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(np.exp(x))
+
+
+@numba.extending.overload(fexp, jit_options=_ML_JIT)
+def _ml_fexp_ol(x, T):
+    return _ml_fexp_f32 if _ml_is_f32(x, T) else _ml_fexp_f64
+
+
+def _ml_fexp_f64(x, T):
+    x = np.float64(x)
+    under = x < -745.2
+    over = x > 709.8
+    y = 0.0 if under else x
+    y = 0.0 if over else y
+    t = y * 1.4426950408889634 + 6755399441055744.0
+    k = _ml_f64_as_i64(t) - 0x4338000000000000
+    kf = t - 6755399441055744.0
+    r = (y - kf * 0.6931471806019545) - kf * -4.2009150726810846e-11
+    r2 = r * r
+    r4 = r2 * r2
+    r8 = r4 * r4
+    p = 1.0 + (r + r2 * (0.5000000000000001 + r * 0.16666666666666674 + r2 * (0.04166666666662407 + r * 0.00833333333332219) + r4 * (0.0013888888917240126 + r * 0.00019841269886641222 + r2 * (2.480152125534934e-05 + r * 2.7557242285140456e-06)) + r8 * (2.762010760913474e-07 + r * 2.511006799814818e-08)))
+    k1 = k >> 1
+    res = p * _ml_i64_as_f64((k1 + 1023) << 52) * _ml_i64_as_f64((k - k1 + 1023) << 52)
+    res = 0.0 if under else res
+    return math.inf if over else res
+
+
+def _ml_fexp_f32(x, T):
+    x = T(x)
+    under = x < T(-104.0)
+    over = x > T(88.8)
+    y = T(0.0) if under else x
+    y = T(0.0) if over else y
+    t = y * T(1.442695) + T(12582912.0)
+    k = _ml_f32_as_i32(t) - 0x4B400000
+    kf = t - T(12582912.0)
+    r = (y - kf * T(0.69314575)) - kf * T(1.4286068e-06)
+    r2 = r * r
+    r4 = r2 * r2
+    p = T(1.0) + (r + r2 * (T(0.5) + r * T(0.16666576) + r2 * (T(0.041666374) + r * T(0.00836319)) + r4 * T(0.0013941141)))
+    k1 = k >> 1
+    res = p * _ml_i32_as_f32((k1 + 127) << 23) * _ml_i32_as_f32((k - k1 + 127) << 23)
+    res = T(0.0) if under else res
+    return T(math.inf) if over else res
+
+
+def _ml_log1pu(x, T):
+    """log(1 + t) for t in [0, 1] or NaN: in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(np.log1p(x))
+
+
+@numba.extending.overload(_ml_log1pu, jit_options=_ML_JIT)
+def _ml_log1pu_ol(x, T):
+    return _ml_log1pu_f32 if _ml_is_f32(x, T) else _ml_log1pu_f64
+
+
+def _ml_log1pu_f64(x, T):
+    t = np.float64(x)
+    u = 1.0 + t
+    c = t - (u - 1.0)
+    big = u > 1.4142135623730951
+    m = 0.5 * u if big else u
+    ef = 1.0 if big else 0.0
+    f = m - 1.0
+    s = f / (2.0 + f)
+    z = s * s
+    hfsq = 0.5 * (f * f)
+    z2 = z * z
+    z4 = z2 * z2
+    R = z * (0.666666666666667 + z * 0.39999999999898356 + z2 * (0.28571428626439194 + z * 0.2222221106632336) + z4 * (0.18182893693373084 + z * 0.15331581190240257 + z2 * 0.14618067509549135))
+    cs = c * (0.5 if big else 1.0) * (1.0 - s) * ((1.0 - s) + z)
+    return ef * 0.6931471806019545 - ((hfsq - (s * (hfsq + R) + (ef * -4.2009150726810846e-11 + cs))) - f)
+
+
+def _ml_log1pu_f32(x, T):
+    t = T(x)
+    u = T(1.0) + t
+    c = t - (u - T(1.0))
+    big = u > T(1.4142135623730951)
+    m = T(0.5) * u if big else u
+    ef = T(1.0) if big else T(0.0)
+    f = m - T(1.0)
+    s = f / (T(2.0) + f)
+    z = s * s
+    z2 = z * z
+    hfsq = T(0.5) * (f * f)
+    R = z * (T(0.66666687) + z * T(0.39988714) + z2 * T(0.295823))
+    cs = c * (T(0.5) if big else T(1.0)) * (T(1.0) - s) * ((T(1.0) - s) + z)
+    return ef * T(0.69314575) - ((hfsq - (s * (hfsq + R) + (ef * T(1.4286068e-06) + cs))) - f)
+
+
+def fsigmoid(x, T):
+    """1/(1 + e**-x): in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(T(1.0) / (T(1.0) + np.exp(-x)))
+
+
+@numba.extending.overload(fsigmoid, jit_options=_ML_JIT)
+def _ml_fsigmoid_ol(x, T):
+    return _ml_fsigmoid_f32 if _ml_is_f32(x, T) else _ml_fsigmoid_f64
+
+
+def _ml_fsigmoid_f64(x, T):
+    x = np.float64(x)
+    e = fexp(-abs(x), T)
+    num = 1.0 if x >= 0.0 else e
+    return num / (1.0 + e)
+
+
+def _ml_fsigmoid_f32(x, T):
+    x = T(x)
+    e = fexp(-abs(x), T)
+    num = T(1.0) if x >= T(0.0) else e
+    return num / (T(1.0) + e)
+
+
+def fsoftplus(x, T):
+    """log(1 + e**x): in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(np.logaddexp(T(0.0), x))
+
+
+@numba.extending.overload(fsoftplus, jit_options=_ML_JIT)
+def _ml_fsoftplus_ol(x, T):
+    return _ml_fsoftplus_f32 if _ml_is_f32(x, T) else _ml_fsoftplus_f64
+
+
+def _ml_fsoftplus_f64(x, T):
+    x = np.float64(x)
+    e = fexp(-abs(x), T)
+    pos = x if x > 0.0 else 0.0
+    return pos + _ml_log1pu(e, T)
+
+
+def _ml_fsoftplus_f32(x, T):
+    x = T(x)
+    e = fexp(-abs(x), T)
+    pos = x if x > T(0.0) else T(0.0)
+    return pos + _ml_log1pu(e, T)
+# --- end of math library ---
+
 
 @numba.njit(**_SCALAR)
 def value_scalar(y, yhat, T):
-    loss = softplus(-y*yhat, T)
+    loss = fsoftplus(-y*yhat, T)
     return loss
 
 
 @numba.njit(**_SCALAR)
 def grad_scalar(y, yhat, T):
-    d_yhat = -y*sigmoid(-y*yhat, T)
+    d_yhat = -y*fsigmoid(-y*yhat, T)
     return d_yhat
 
 
 @numba.njit(**_SCALAR)
 def value_and_grad_scalar(y, yhat, T):
     t0 = -y*yhat
-    loss = softplus(t0, T)
-    d_yhat = -y*sigmoid(t0, T)
+    loss = fsoftplus(t0, T)
+    d_yhat = -y*fsigmoid(t0, T)
     return loss, d_yhat
 
 
 @numba.njit(**_SCALAR)
 def hessian_scalar(y, yhat, T):
     t0 = y*yhat
-    h_yhat_yhat = (y*y)*sigmoid(-t0, T)*sigmoid(t0, T)
+    h_yhat_yhat = (y*y)*fsigmoid(-t0, T)*fsigmoid(t0, T)
     return h_yhat_yhat
 
 
 @numba.njit(**_SCALAR)
 def grad_hessian_scalar(y, yhat, T):
     t0 = y*yhat
-    t1 = sigmoid(-t0, T)
+    t1 = fsigmoid(-t0, T)
     d_yhat = -t1*y
-    h_yhat_yhat = t1*(y*y)*sigmoid(t0, T)
+    h_yhat_yhat = t1*(y*y)*fsigmoid(t0, T)
     return d_yhat, h_yhat_yhat
 
 

@@ -12,6 +12,7 @@ serial and a `_parallel` variant.  Sums accumulate in float64.
 import math
 
 import numba
+import numba.extending
 import numpy as np
 
 NAME = "tukey"
@@ -21,9 +22,10 @@ PREDICTIONS = ('yhat',)
 PARAMS = {'c': 4.685}
 HESSIAN_PAIRS = ((0, 0),)
 
-_SCALAR = dict(cache=True, error_model="numpy")
-# reassoc lets the float64 sum vectorise; the math itself sits in the
-# scalar kernels, compiled without it, so no rewrite can undo its stability.
+# Scalar kernels are inlined into the loops (so the loops vectorise) and
+# compiled without fast-math: no reassociation can undo a stable formula.
+_SCALAR = dict(cache=True, error_model="numpy", fastmath=False, forceinline=True)
+# reassoc lets the float64 sum vectorise.
 _LOOP = dict(cache=True, error_model="numpy", fastmath={"reassoc"})
 
 

@@ -12,6 +12,7 @@ serial and a `_parallel` variant.  Sums accumulate in float64.
 import math
 
 import numba
+import numba.extending
 import numpy as np
 
 NAME = "tweedie"
@@ -21,10 +22,174 @@ PREDICTIONS = ('z',)
 PARAMS = {'power': 1.5}
 HESSIAN_PAIRS = ((0, 0),)
 
-_SCALAR = dict(cache=True, error_model="numpy")
-# reassoc lets the float64 sum vectorise; the math itself sits in the
-# scalar kernels, compiled without it, so no rewrite can undo its stability.
+# Scalar kernels are inlined into the loops (so the loops vectorise) and
+# compiled without fast-math: no reassociation can undo a stable formula.
+_SCALAR = dict(cache=True, error_model="numpy", fastmath=False, forceinline=True)
+# reassoc lets the float64 sum vectorise.
 _LOOP = dict(cache=True, error_model="numpy", fastmath={"reassoc"})
+
+# --- vectorisable math library (symloss.mathlib) ---
+# symloss math library: branch-free exp/log family that LLVM vectorises.
+# Options of the float32/float64 implementations behind each overload; "contract"
+# only lets LLVM fuse a*b + c into an FMA (one rounding instead of two).
+_ML_JIT = {"error_model": "numpy", "fastmath": {"contract"}, "forceinline": True}
+
+
+def _ml_is_f32(x, T):
+    # typing time: the float type asked for by T (a NumberClass), else x's own
+    t = getattr(T, "instance_type", x)
+    return t == numba.types.float32
+
+
+@numba.extending.intrinsic
+def _ml_i64_as_f64(typingctx, v):
+    # reinterpret the bits of int64 as float64 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Integer,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.int64)
+        return builder.bitcast(w, context.get_value_type(numba.types.float64))
+
+    return numba.types.float64(v), codegen
+
+
+@numba.extending.intrinsic
+def _ml_f64_as_i64(typingctx, v):
+    # reinterpret the bits of float64 as int64 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Float,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.float64)
+        return builder.bitcast(w, context.get_value_type(numba.types.int64))
+
+    return numba.types.int64(v), codegen
+
+
+@numba.extending.intrinsic
+def _ml_i32_as_f32(typingctx, v):
+    # reinterpret the bits of int32 as float32 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Integer,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.int32)
+        return builder.bitcast(w, context.get_value_type(numba.types.float32))
+
+    return numba.types.float32(v), codegen
+
+
+@numba.extending.intrinsic
+def _ml_f32_as_i32(typingctx, v):
+    # reinterpret the bits of float32 as int32 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Float,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.float32)
+        return builder.bitcast(w, context.get_value_type(numba.types.int32))
+
+    return numba.types.int32(v), codegen
+
+
+def fexp(x, T):
+    """e**x: in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(np.exp(x))
+
+
+@numba.extending.overload(fexp, jit_options=_ML_JIT)
+def _ml_fexp_ol(x, T):
+    return _ml_fexp_f32 if _ml_is_f32(x, T) else _ml_fexp_f64
+
+
+def _ml_fexp_f64(x, T):
+    x = np.float64(x)
+    under = x < -745.2
+    over = x > 709.8
+    y = 0.0 if under else x
+    y = 0.0 if over else y
+    t = y * 1.4426950408889634 + 6755399441055744.0
+    k = _ml_f64_as_i64(t) - 0x4338000000000000
+    kf = t - 6755399441055744.0
+    r = (y - kf * 0.6931471806019545) - kf * -4.2009150726810846e-11
+    r2 = r * r
+    r4 = r2 * r2
+    r8 = r4 * r4
+    p = 1.0 + (r + r2 * (0.5000000000000001 + r * 0.16666666666666674 + r2 * (0.04166666666662407 + r * 0.00833333333332219) + r4 * (0.0013888888917240126 + r * 0.00019841269886641222 + r2 * (2.480152125534934e-05 + r * 2.7557242285140456e-06)) + r8 * (2.762010760913474e-07 + r * 2.511006799814818e-08)))
+    k1 = k >> 1
+    res = p * _ml_i64_as_f64((k1 + 1023) << 52) * _ml_i64_as_f64((k - k1 + 1023) << 52)
+    res = 0.0 if under else res
+    return math.inf if over else res
+
+
+def _ml_fexp_f32(x, T):
+    x = T(x)
+    under = x < T(-104.0)
+    over = x > T(88.8)
+    y = T(0.0) if under else x
+    y = T(0.0) if over else y
+    t = y * T(1.442695) + T(12582912.0)
+    k = _ml_f32_as_i32(t) - 0x4B400000
+    kf = t - T(12582912.0)
+    r = (y - kf * T(0.69314575)) - kf * T(1.4286068e-06)
+    r2 = r * r
+    r4 = r2 * r2
+    p = T(1.0) + (r + r2 * (T(0.5) + r * T(0.16666576) + r2 * (T(0.041666374) + r * T(0.00836319)) + r4 * T(0.0013941141)))
+    k1 = k >> 1
+    res = p * _ml_i32_as_f32((k1 + 127) << 23) * _ml_i32_as_f32((k - k1 + 127) << 23)
+    res = T(0.0) if under else res
+    return T(math.inf) if over else res
+
+
+def fexpm1(x, T):
+    """e**x - 1: in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(np.expm1(x))
+
+
+@numba.extending.overload(fexpm1, jit_options=_ML_JIT)
+def _ml_fexpm1_ol(x, T):
+    return _ml_fexpm1_f32 if _ml_is_f32(x, T) else _ml_fexpm1_f64
+
+
+def _ml_fexpm1_f64(x, T):
+    x = np.float64(x)
+    y = 710.0 if x > 710.0 else x
+    y = -60.0 if y < -60.0 else y
+    t = y * 1.4426950408889634 + 6755399441055744.0
+    k = _ml_f64_as_i64(t) - 0x4338000000000000
+    kf = t - 6755399441055744.0
+    r = (y - kf * 0.6931471806019545) - kf * -4.2009150726810846e-11
+    r2 = r * r
+    r4 = r2 * r2
+    r8 = r4 * r4
+    em = r + r2 * (0.5000000000000001 + r * 0.16666666666666674 + r2 * (0.04166666666662407 + r * 0.00833333333332219) + r4 * (0.0013888888917240126 + r * 0.00019841269886641222 + r2 * (2.480152125534934e-05 + r * 2.7557242285140456e-06)) + r8 * (2.762010760913474e-07 + r * 2.511006799814818e-08))
+    kc = k if k < 64 else 64
+    k1 = k >> 1
+    res = (em + (1.0 - _ml_i64_as_f64((1023 - kc) << 52))) * _ml_i64_as_f64((k1 + 1023) << 52) * _ml_i64_as_f64((k - k1 + 1023) << 52)
+    return x if x == 0.0 else res
+
+
+def _ml_fexpm1_f32(x, T):
+    x = T(x)
+    y = T(89.0) if x > T(89.0) else x
+    y = T(-20.0) if y < T(-20.0) else y
+    t = y * T(1.442695) + T(12582912.0)
+    k = _ml_f32_as_i32(t) - 0x4B400000
+    kf = t - T(12582912.0)
+    r = (y - kf * T(0.69314575)) - kf * T(1.4286068e-06)
+    r2 = r * r
+    r4 = r2 * r2
+    em = r + r2 * (T(0.5) + r * T(0.16666576) + r2 * (T(0.041666374) + r * T(0.00836319)) + r4 * T(0.0013941141))
+    kc = k if k < 32 else 32
+    k1 = k >> 1
+    res = (em + (T(1.0) - _ml_i32_as_f32((127 - kc) << 23))) * _ml_i32_as_f32((k1 + 127) << 23) * _ml_i32_as_f32((k - k1 + 127) << 23)
+    return x if x == T(0.0) else res
+# --- end of math library ---
 
 
 @numba.njit(**_SCALAR)
@@ -40,7 +205,7 @@ def value_scalar(y, z, power, T):
     t8 = -t7
     t9 = t8*z
     t10 = y/t8
-    loss = ((math.expm1(z) + (T(1) - t0) if t1 else -t0 + math.exp(z)) if (power == T(1)) else ((y*math.expm1(t2) + (y + z) if t1 else y*math.exp(t2) + z) if (power == T(2)) else (-t10*math.expm1(t9) + t5*math.expm1(t6) + (-t10 + t5) if ((abs(t3*z) < T(0.5)) and (abs(t7*z) < T(0.5))) else -t10*math.exp(t9) + t5*math.exp(t6))))
+    loss = ((fexpm1(z, T) + (T(1) - t0) if t1 else -t0 + fexp(z, T)) if (power == T(1)) else ((y*fexpm1(t2, T) + (y + z) if t1 else y*fexp(t2, T) + z) if (power == T(2)) else (-t10*fexpm1(t9, T) + t5*fexpm1(t6, T) + (-t10 + t5) if ((abs(t3*z) < T(0.5)) and (abs(t7*z) < T(0.5))) else -t10*fexp(t9, T) + t5*fexp(t6, T))))
     return loss
 
 
@@ -53,34 +218,34 @@ def grad_scalar(y, z, power, T):
     t4 = -t3*z
     t5 = power - T(1)
     t6 = -t5*z
-    d_z = ((t0 + math.expm1(z) if t1 else -y + math.exp(z)) if (power == T(1)) else ((t0 - y*math.expm1(t2) if t1 else -y*math.exp(t2) + T(1)) if (power == T(2)) else (t0 - y*math.expm1(t6) + math.expm1(t4) if ((abs(t3*z) < T(0.5)) and (abs(t5*z) < T(0.5))) else -y*math.exp(t6) + math.exp(t4))))
+    d_z = ((t0 + fexpm1(z, T) if t1 else -y + fexp(z, T)) if (power == T(1)) else ((t0 - y*fexpm1(t2, T) if t1 else -y*fexp(t2, T) + T(1)) if (power == T(2)) else (t0 - y*fexpm1(t6, T) + fexpm1(t4, T) if ((abs(t3*z) < T(0.5)) and (abs(t5*z) < T(0.5))) else -y*fexp(t6, T) + fexp(t4, T))))
     return d_z
 
 
 @numba.njit(**_SCALAR)
 def value_and_grad_scalar(y, z, power, T):
-    t0 = math.expm1(z)
+    t0 = fexpm1(z, T)
     t1 = y*z
     t2 = (abs(z) < T(0.5))
-    t3 = -math.exp(z)
+    t3 = -fexp(z, T)
     t4 = (power == T(1))
     t5 = -z
-    t6 = y*math.expm1(t5)
-    t7 = y*math.exp(t5)
+    t6 = y*fexpm1(t5, T)
+    t7 = y*fexp(t5, T)
     t8 = (power == T(2))
     t9 = power - T(2)
     t10 = -t9
     t11 = (T(1)/(t10))
     t12 = t10*z
-    t13 = math.expm1(t12)
+    t13 = fexpm1(t12, T)
     t14 = power - T(1)
     t15 = -t14
     t16 = t15*z
-    t17 = math.expm1(t16)
+    t17 = fexpm1(t16, T)
     t18 = y/t15
     t19 = ((abs(t14*z) < T(0.5)) and (abs(t9*z) < T(0.5)))
-    t20 = math.exp(t12)
-    t21 = math.exp(t16)
+    t20 = fexp(t12, T)
+    t21 = fexp(t16, T)
     t22 = (T(1) - y)
     loss = ((t0 + (T(1) - t1) if t2 else -t1 - t3) if t4 else ((t6 + (y + z) if t2 else t7 + z) if t8 else (t11*t13 - t17*t18 + (t11 - t18) if t19 else t11*t20 - t18*t21)))
     d_z = ((t0 + t22 if t2 else -t3 - y) if t4 else ((t22 - t6 if t2 else T(1) - t7) if t8 else (t13 - t17*y + t22 if t19 else t20 - t21*y)))
@@ -96,7 +261,7 @@ def hessian_scalar(y, z, power, T):
     t4 = -t3
     t5 = t4*y
     t6 = t4*z
-    h_z_z = (math.exp(z) if (power == T(1)) else (y*math.exp(-z) if (power == T(2)) else (t1*math.expm1(t2) - t5*math.expm1(t6) + (-t0 - t5) if ((abs(t0*z) < T(0.5)) and (abs(t3*z) < T(0.5))) else t1*math.exp(t2) - t5*math.exp(t6))))
+    h_z_z = (fexp(z, T) if (power == T(1)) else (y*fexp(-z, T) if (power == T(2)) else (t1*fexpm1(t2, T) - t5*fexpm1(t6, T) + (-t0 - t5) if ((abs(t0*z) < T(0.5)) and (abs(t3*z) < T(0.5))) else t1*fexp(t2, T) - t5*fexp(t6, T))))
     return h_z_z
 
 
@@ -104,23 +269,23 @@ def hessian_scalar(y, z, power, T):
 def grad_hessian_scalar(y, z, power, T):
     t0 = (T(1) - y)
     t1 = (abs(z) < T(0.5))
-    t2 = math.exp(z)
+    t2 = fexp(z, T)
     t3 = (power == T(1))
     t4 = -z
-    t5 = y*math.exp(t4)
+    t5 = y*fexp(t4, T)
     t6 = (power == T(2))
     t7 = power - T(2)
     t8 = -t7
     t9 = t8*z
-    t10 = math.expm1(t9)
+    t10 = fexpm1(t9, T)
     t11 = power - T(1)
     t12 = -t11
     t13 = t12*z
-    t14 = y*math.expm1(t13)
+    t14 = y*fexpm1(t13, T)
     t15 = ((abs(t11*z) < T(0.5)) and (abs(t7*z) < T(0.5)))
-    t16 = y*math.exp(t13)
-    t17 = math.exp(t9)
-    d_z = ((t0 + math.expm1(z) if t1 else t2 - y) if t3 else ((t0 - y*math.expm1(t4) if t1 else T(1) - t5) if t6 else (t0 + t10 - t14 if t15 else -t16 + t17)))
+    t16 = y*fexp(t13, T)
+    t17 = fexp(t9, T)
+    d_z = ((t0 + fexpm1(z, T) if t1 else t2 - y) if t3 else ((t0 - y*fexpm1(t4, T) if t1 else T(1) - t5) if t6 else (t0 + t10 - t14 if t15 else -t16 + t17)))
     h_z_z = (t2 if t3 else (t5 if t6 else (t10*t8 - t12*t14 + (-t12*y - t7) if t15 else -t12*t16 + t17*t8)))
     return d_z, h_z_z
 

@@ -16,6 +16,10 @@ class Primitive(sp.Function):
 
     math_name: str | None = None  # printed as math.<name>(args)
     helper: str | None = None  # source of `def <name>(..., T)`, printed as name(args, T)
+    # CPU variant on the vectorisable math library (symloss.mathlib), branch-free
+    # so a loop calling it vectorises; falls back to `helper` when None
+    vector_helper: str | None = None
+    library_name: str | None = None  # printed as <name>(args, T) from the math library
     latex_template: str = ""  # str.format template over the arguments' LaTeX
 
     @classmethod
@@ -35,6 +39,7 @@ class Primitive(sp.Function):
 
 
 class log1p(Primitive):
+    library_name = "flog1p"
     nargs = 1
     math_name = "log1p"
     latex_template = r"\log\left(1 + {0}\right)"
@@ -50,6 +55,7 @@ class log1p(Primitive):
 
 
 class expm1(Primitive):
+    library_name = "fexpm1"
     nargs = 1
     math_name = "expm1"
     latex_template = r"\left(e^{{{0}}} - 1\right)"
@@ -65,6 +71,7 @@ class expm1(Primitive):
 
 
 class Tanh(Primitive):
+    library_name = "ftanh"
     nargs = 1
     math_name = "tanh"
     latex_template = r"\tanh\left({0}\right)"
@@ -80,6 +87,7 @@ class Tanh(Primitive):
 
 
 class sech2(Primitive):
+    library_name = "fsech2"
     nargs = 1
     latex_template = r"\operatorname{{sech}}^{{2}}\left({0}\right)"
     helper = '''
@@ -104,6 +112,7 @@ def sech2(x, T):
 
 
 class sigmoid(Primitive):
+    library_name = "fsigmoid"
     nargs = 1
     latex_template = r"\sigma\left({0}\right)"
     helper = '''
@@ -129,6 +138,7 @@ def sigmoid(x, T):
 
 
 class softplus(Primitive):
+    library_name = "fsoftplus"
     nargs = 1
     latex_template = r"\log\left(1 + e^{{{0}}}\right)"
     helper = '''
@@ -152,6 +162,7 @@ def softplus(x, T):
 
 
 class logcosh(Primitive):
+    library_name = "flogcosh"
     nargs = 1
     latex_template = r"\log\left(\cosh\left({0}\right)\right)"
     helper = '''
@@ -178,6 +189,11 @@ def logcosh(x, T):
 
 
 class xlogy(Primitive):
+    vector_helper = '''
+def xlogy(x, y, T):
+    # x log(y), 0 where x = 0 (NaN still propagates); a select, not a branch
+    return T(0) if (x == T(0)) & (y == y) else x * flog(y, T)
+'''
     nargs = 2
     latex_template = r"{0} \log\left({1}\right)"
     helper = '''
@@ -202,6 +218,11 @@ def xlogy(x, y, T):
 
 
 class xlog1py(Primitive):
+    vector_helper = '''
+def xlog1py(x, y, T):
+    # x log(1 + y), 0 where x = 0; a select, not a branch
+    return T(0) if (x == T(0)) & (y == y) else x * flog1p(y, T)
+'''
     nargs = 2
     latex_template = r"{0} \log\left(1 + {1}\right)"
     helper = '''
@@ -359,6 +380,12 @@ class logistic(Primitive):
     k = -y and y in [0, 1] both are sums of non-negative terms.
     """
 
+    vector_helper = '''
+def logistic(u, k, T):
+    # softplus(u) + k*u = log1p(e^-|u|) + ((1 + k) u if u > 0 else k u)
+    tail = flog1p(fexp(-abs(u), T), T)
+    return tail + ((T(1) + k) * u if u > T(0) else k * u)
+'''
     nargs = 2
     latex_template = r"\left(\log\left(1 + e^{{{0}}}\right) + {1} {0}\right)"
     helper = '''
@@ -385,6 +412,13 @@ def logistic(u, k, T):
 class sigmoid_plus(Primitive):
     """sigmoid(u) + k, as (1 + k) - sigmoid(-u) for u > 0: exact when k = -1 (y = 1)."""
 
+    vector_helper = '''
+def sigmoid_plus(u, k, T):
+    # sigmoid(u) + k with s = sigmoid(-|u|): (1 + k) - s for u > 0, else s + k
+    e = fexp(-abs(u), T)
+    s = e / (T(1) + e)
+    return ((T(1) + k) - s) if u > T(0) else (s + k)
+'''
     nargs = 2
     latex_template = r"\left(\sigma\left({0}\right) + {1}\right)"
     helper = '''
@@ -414,6 +448,11 @@ def sigmoid_plus(u, k, T):
 class powm1(Primitive):
     """(1 + u)^a - 1 = expm1(a log1p(u)): exact when the power is close to 1."""
 
+    vector_helper = '''
+def powm1(u, a, T):
+    # (1 + u)**a - 1 without cancellation when a*log1p(u) is small
+    return fexpm1(a * flog1p(u, T), T)
+'''
     nargs = 2
     latex_template = r"\left(\left(1 + {0}\right)^{{{1}}} - 1\right)"
     helper = '''

@@ -8,7 +8,8 @@ import sympy as sp
 from ..derive import Derivation
 from ..ir import KernelIR, LossIR, build_ir
 from .environment import environment
-from .printer import NumbaPrinter
+from .. import mathlib
+from .printer import NumbaPrinter, VectorPrinter
 
 TEMPLATE = "cpu/module.py.j2"
 
@@ -36,7 +37,7 @@ def module_model(derivation: Derivation, ir: LossIR | None = None) -> dict:
     """Everything templates/cpu needs, already printed."""
     spec = derivation.spec
     ir = ir or build_ir(derivation)
-    printer = NumbaPrinter()
+    printer = VectorPrinter()
     param_args = "".join(f"{p}, " for p in ir.params)
     scalar_args = ", ".join(ir.inputs + ir.params + ("T",))
     scalars = [_scalar_function(ir.kernels[k], scalar_args, printer) for k in ir.kernels]
@@ -55,6 +56,7 @@ def module_model(derivation: Derivation, ir: LossIR | None = None) -> dict:
         "params_dict": "{" + ", ".join(f"{p.name!r}: {p.default!r}" for p in spec.params) + "}",
         "hessian_pairs": repr(ir.hessian_pairs),
         "helpers": [printer.helpers[k].strip() for k in sorted(printer.helpers)],
+        "library": mathlib.source(sorted(printer.library)).strip() if printer.library else "",
         "scalars": scalars,
         "data_args": ", ".join(ir.inputs),
         "data_items": ", ".join(f"{x}[i]" for x in ir.inputs),

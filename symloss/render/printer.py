@@ -7,6 +7,8 @@ function, never silently wrong code.
 """
 from __future__ import annotations
 
+import re
+
 import sympy as sp
 from sympy.printing.precedence import precedence
 from sympy.printing.pycode import PythonCodePrinter
@@ -198,3 +200,45 @@ class NumbaPrinter(PythonCodePrinter):
 
     def _print_Heaviside(self, expr):
         return self.emptyPrinter(expr)
+
+
+class VectorPrinter(NumbaPrinter):
+    """The CPU printer: transcendental functions from the vectorisable math library.
+
+    libm calls keep a loop scalar; ``symloss.mathlib``'s functions inline and
+    vectorise.  ``library`` collects the names used, for ``mathlib.source``.
+    """
+
+    LIBRARY = {sp.exp: "fexp", sp.log: "flog", sp.tanh: "ftanh"}
+
+    def __init__(self, settings=None):
+        super().__init__(settings)
+        self.library: set[str] = set()
+
+    def _library_call(self, name: str, args) -> str:
+        self.library.add(name)
+        return f"{name}({', '.join(self._print(a) for a in args)}, T)"
+
+    def _print_Function(self, expr):
+        func = type(expr)
+        if func in self.LIBRARY:
+            return self._library_call(self.LIBRARY[func], expr.args)
+        if isinstance(expr, P.Primitive):
+            if func.library_name:
+                return self._library_call(func.library_name, expr.args)
+            if func.vector_helper:
+                self.helpers[func.__name__] = func.vector_helper
+                self.library.update(_library_names(func.vector_helper))
+                return f"{func.__name__}({', '.join(self._print(a) for a in expr.args)}, T)"
+        return super()._print_Function(expr)
+
+    def _print_Pow(self, expr, rational=False):
+        if expr.base == sp.E:
+            return self._library_call("fexp", [expr.exp])
+        return super()._print_Pow(expr, rational)
+
+
+def _library_names(source: str) -> set[str]:
+    from .. import mathlib
+
+    return {name for name in mathlib.FUNCTIONS if re.search(rf"\b{name}\(", source)}
