@@ -12,6 +12,7 @@ from ..derive import Derivation
 from ..errors import InputError
 from ..spec import LossSpec, load_spec, spec_from_table
 from . import arrays as A
+from . import cuda as _cuda
 from .modules import cached_module, import_path
 
 # Below this many elements the serial kernels win (no thread start-up).
@@ -131,6 +132,7 @@ class Loss:
         return dtype.type(total * scale if reduction == "mean" else total)
 
     # the API ------------------------------------------------------------------------
+    @_cuda.dispatch  # device arrays (torch CUDA, CuPy, numba) run the CUDA kernels
     def value(self, *arrays, reduction="mean", sample_weight=None, out=None, **params):
         flat, shape, dtype, w, pvals, scale = self._setup(arrays, reduction, sample_weight, params)
         T = dtype.type
@@ -141,12 +143,14 @@ class Loss:
         total = self._kernel("value", flat[0].size)(*flat, *pvals, w, None, T)
         return self._reduced(total, dtype, reduction, scale)
 
+    @_cuda.dispatch
     def grad(self, *arrays, reduction="mean", sample_weight=None, out=None, **params):
         flat, shape, dtype, w, pvals, scale = self._setup(arrays, reduction, sample_weight, params)
         result, views = self._grad_buffers(out, shape, dtype)
         self._kernel("grad", flat[0].size)(*flat, *pvals, w, dtype.type(scale), *views, dtype.type)
         return result
 
+    @_cuda.dispatch
     def value_and_grad(self, *arrays, reduction="mean", sample_weight=None, out=None, **params):
         """(value, gradient) in one fused pass; ``out`` is the gradient buffer."""
         flat, shape, dtype, w, pvals, scale = self._setup(arrays, reduction, sample_weight, params)
@@ -159,6 +163,7 @@ class Loss:
         total = kernel(*flat, *pvals, w, dtype.type(scale), None, *views, dtype.type)
         return self._reduced(total, dtype, reduction, scale), result
 
+    @_cuda.dispatch
     def hessian(self, *arrays, reduction="none", sample_weight=None, out=None, **params):
         """Per-element second derivatives (the Hessian of an elementwise loss is diagonal).
 
@@ -172,6 +177,7 @@ class Loss:
             self._symmetrize(arr, self.module.HESSIAN_PAIRS)
         return arr
 
+    @_cuda.dispatch
     def grad_hessian(self, *arrays, reduction="none", sample_weight=None, **params):
         """(gradient, Hessian) in one fused pass, for Newton steps and gradient boosting."""
         flat, shape, dtype, w, pvals, scale = self._setup(arrays, reduction, sample_weight, params)
