@@ -1,0 +1,20 @@
+"""README.md's usage example runs as written."""
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_usage_example_runs():
+    text = README.read_text()
+    code = re.search(r"## Use a loss\n\n```python\n(.*?)```", text, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 (our own README)
+    assert namespace["v"].shape == (64, 10)
+
+
+def test_readme_commands_match_ci():
+    ci = (README.parent / ".ci" / "run").read_text()
+    install = re.search(r"```bash\n(pip install torch.*?)\n```", README.read_text()).group(1)
+    assert install.replace("pip install", "python -m pip install") in ci
+    assert "python -m pytest -q" in README.read_text() and "python -m pytest -q" in ci
