@@ -139,3 +139,26 @@ def test_class_inputs_default_and_given():
     ones = L.value(*cols, weight=np.ones(3), reduction="none")
     np.testing.assert_allclose(L.value(*cols, reduction="none"), ones)
     assert not np.allclose(L.value(*cols, reduction="none", **cls), ones)
+
+
+FROM_EXPR = {
+    "abs_sum": ("Sum(abs(yhat[k] - y[k]), k)", {}),
+    "norm": ("sqrt(Sum((yhat[k] - y[k])**2, k))", {}),
+    "tempered_lse": ("tau * log(Sum(exp(yhat[k] / tau), k)) - Sum(y[k] * yhat[k], k)",
+                     {"tau": {"default": 0.5, "positive": True}}),
+    "max_margin": ("Max(yhat[k], k) - Sum(y[k] * yhat[k], k)", {}),
+    "squared_sum": ("Sum(yhat[k], k)**2", {}),
+    "relu_squares": ("Sum(Piecewise((yhat[k]**2, yhat[k] > 0), (0, True)), k)", {}),
+    "centered": ("Sum((yhat[k] - Max(yhat[k], k))**2, k)", {}),
+    "weighted_lse": ("log(Sum(y[k] * exp(yhat[k]), k)) + Sum(exp(yhat[k]), k) / K", {}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FROM_EXPR))
+def test_expressions_through_from_expr_pass_every_check(name):
+    from symloss.check.verify_row import check_row_loss
+
+    expr, params = FROM_EXPR[name]
+    L = symloss.Loss.from_expr(expr, name=name, kind="row", params=params,
+                               inputs={"y": {"role": "target", "domain": "simplex"}, "yhat": "prediction"})
+    assert_ok(check_row_loss(L))

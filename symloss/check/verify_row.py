@@ -56,7 +56,7 @@ class RowReference:
     def __init__(self, loss):
         spec = loss.spec
         d = RowDerivation(spec)
-        G, reductions = d._extract(d._to_class_symbols(spec.loss), {})
+        G, reductions = d._extract(d._to_class_symbols(spec.loss), {}, norms=False)
         self.class_names = [i.name for i in spec.inputs if i.shape in ("vector", "class")]
         self.row_names = [i.name for i in spec.inputs if i.shape == "scalar"] + [p.name for p in spec.params]
         cls = [spec.symbols[n] for n in self.class_names]

@@ -317,7 +317,8 @@ class RowDerivation:
         return expr.replace(lambda e: isinstance(e, sp.Indexed), lambda e: self.spec.symbols[e.base.label.name])
 
     @staticmethod
-    def _extract(expr: sp.Basic, shifts: dict) -> tuple[sp.Basic, list[Reduction]]:
+    def _extract(expr: sp.Basic, shifts: dict, norms: bool = True) -> tuple[sp.Basic, list[Reduction]]:
+        """G and the reductions; with ``norms``, sqrt of a sum becomes its own per-row value."""
         reductions = [Reduction(m, "shift", a) for a, m in shifts.items()]
         keys: dict[tuple[str, sp.Basic], sp.Symbol] = {}
 
@@ -332,6 +333,8 @@ class RowDerivation:
             return node
 
         G = _rebuild(expr, fn)
+        if not norms:
+            return G, reductions
         sums = {r.symbol for r in reductions if r.kind == "sum"}
         norms: dict[sp.Symbol, sp.Symbol] = {}
 
@@ -425,7 +428,7 @@ class RowDerivation:
     @cached_property
     def naive_calculus(self) -> tuple[sp.Basic, RowCalculus]:
         """The unrewritten loss (no shift, no stability rules) as G and reductions."""
-        G, reductions = self._extract(self._prepared, {})
+        G, reductions = self._extract(self._prepared, {}, norms=False)
         return G, RowCalculus(reductions, self.preds)
 
     def _latex_of(self, expr: sp.Basic, calc: RowCalculus) -> str:
