@@ -31,6 +31,7 @@ from .._paths import cache_dir
 from ..errors import InputError
 from ..spec import LossSpec
 from . import arrays as A
+from . import cuda_row as _cuda_row
 from .modules import import_path
 
 # Below this many entries (rows x classes) the serial kernels win.
@@ -234,6 +235,7 @@ class RowLoss:
         return c.dtype.type(total * c.scale if c.reduction == "mean" else total)
 
     # the API ------------------------------------------------------------------------
+    @_cuda_row.dispatch  # device arrays run the CUDA row kernels
     def value(self, *arrays, reduction="mean", sample_weight=None, out=None, ignore_index=IGNORE_INDEX, **params):
         """The loss: one per row (reduction="none", shape of the rows), or their mean or sum."""
         c = self._call(arrays, reduction, sample_weight, params, ignore_index)
@@ -244,6 +246,7 @@ class RowLoss:
             return arr
         return self._reduced(kernel(*c.args(), None, c.T), c)
 
+    @_cuda_row.dispatch
     def grad(self, *arrays, reduction="mean", sample_weight=None, out=None, ignore_index=IGNORE_INDEX, **params):
         """d(reduced loss)/d(prediction), the prediction's shape (a tuple for several)."""
         c = self._call(arrays, reduction, sample_weight, params, ignore_index)
@@ -251,6 +254,7 @@ class RowLoss:
         self._kernel("grad", c)(*c.args(), *views, c.T)
         return result
 
+    @_cuda_row.dispatch
     def value_and_grad(self, *arrays, reduction="mean", sample_weight=None, out=None, ignore_index=IGNORE_INDEX,
                        **params):
         """(value, gradient) in one fused kernel; ``out`` is the gradient buffer."""
@@ -263,6 +267,7 @@ class RowLoss:
             return values, result
         return self._reduced(kernel(*c.args(), None, *views, c.T), c), result
 
+    @_cuda_row.dispatch
     def hessian_diag(self, *arrays, reduction="none", sample_weight=None, out=None, ignore_index=IGNORE_INDEX,
                      **params):
         """The diagonal of each row's Hessian (O(K) per row), the prediction's shape."""
@@ -271,6 +276,7 @@ class RowLoss:
         self._kernel("hessian_diag", c)(*c.args(), *views, c.T)
         return result
 
+    @_cuda_row.dispatch
     def hvp(self, *arrays, v, reduction="none", sample_weight=None, out=None, ignore_index=IGNORE_INDEX, **params):
         """Hessian-vector product per row (O(K) per row): ``v`` has the prediction's shape (a tuple for several)."""
         c = self._call(arrays, reduction, sample_weight, params, ignore_index)
@@ -287,6 +293,7 @@ class RowLoss:
         self._kernel("hvp", c)(*c.args(*flat_v), *views, c.T)
         return result
 
+    @_cuda_row.dispatch
     def hessian(self, *arrays, reduction="none", sample_weight=None, ignore_index=IGNORE_INDEX, **params):
         """Each row's full Hessian, for small K: (..., K, K); with P predictions (P, P, ..., K, K)."""
         c = self._call(arrays, reduction, sample_weight, params, ignore_index)
