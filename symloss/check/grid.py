@@ -67,10 +67,17 @@ def _for_dtype(x: float, dtype) -> float:
 
 
 def _param_sets(loss: Loss) -> list[dict[str, float]]:
+    """Defaults, then each parameter at its limits and at the values the loss
+    special-cases (``Piecewise`` branches on ``alpha == 0``)."""
+    special = {}
+    for eq in loss.spec.loss.atoms(sp.Eq):
+        for a, b in ((eq.lhs, eq.rhs), (eq.rhs, eq.lhs)):
+            if isinstance(a, sp.Symbol) and a.name in loss.params and b.is_Number:
+                special.setdefault(a.name, []).append(float(b))
     sets = [dict(loss.params)]
     for p in loss.spec.params:
-        for limit in (p.min, p.max, 0.0 if p.nonnegative else None):
-            if limit is not None and limit != p.default:
+        for limit in (p.min, p.max, 0.0 if p.nonnegative else None, *special.get(p.name, [])):
+            if limit is not None and limit != p.default and {**loss.params, p.name: float(limit)} not in sets:
                 sets.append({**loss.params, p.name: float(limit)})
     return sets
 
