@@ -45,7 +45,9 @@ if not SIMULATED:
                 assert name in generic, f"{name} is no longer a helper"
                 fns = []
                 for text in (generic[name], source):
-                    scope = {"math": math}
+                    # the module's fexp/fdiv outside FAST_F32: math.exp and /
+                    scope = {"math": math, "fexp": numba.njit(lambda x, T: math.exp(x)),
+                             "fdiv": numba.njit(lambda a, b, T: a / b)}
                     exec(text, scope)
                     fns.append(numba.njit(scope[name]))
                 nargs = fns[0].py_func.__code__.co_argcount - 1

@@ -22,6 +22,7 @@ import math
 
 import numba
 from numba import cuda
+from numba.core import config
 
 NAME = "bce_logits"
 KIND = "elementwise"
@@ -33,30 +34,54 @@ HESSIAN_PAIRS = ((0, 0),)
 HESSIAN_OUTPUTS = ((0, 0),)
 BLOCK = 256  # the largest block the reductions accept (shared memory per block)
 ITEMS = 4  # elements per thread and step, all loaded before any result is stored
+# float32 only (float64 is never affected): the branch-free helpers' exp and division by
+# the hardware approximations (__expf, __fdividef: a few ulp), as torch.compile's kernels do
+FAST_F32 = False
+# each tile's ITEMS losses summed in T before the float64 running total (fewer float64 adds)
+TILE_SUMS = False
+# numba's CUDA simulator has no libdevice: the plain paths there
+SIMULATOR = bool(config.ENABLE_CUDASIM)
 
 _KERNEL = dict(cache=True)
 
 
 @cuda.jit(device=True)
+def fexp(x, T):
+    # e^x; with FAST_F32 in float32 the hardware's ex2.approx (T(0.1) == float32(0.1) only for
+    # float32, a constant comparison the compiler folds)
+    if FAST_F32 and not SIMULATOR and T(0.1) == numba.float32(0.1):
+        return T(cuda.libdevice.fast_expf(numba.float32(x)))
+    return math.exp(x)
+
+
+@cuda.jit(device=True)
+def fdiv(a, b, T):
+    # a / b; with FAST_F32 in float32 __fdividef (2 ulp for |b| < 2^126)
+    if FAST_F32 and not SIMULATOR and T(0.1) == numba.float32(0.1):
+        return T(cuda.libdevice.fast_fdividef(numba.float32(a), numba.float32(b)))
+    return a / b
+
+
+@cuda.jit(device=True)
 def logistic(u, k, T):
     # softplus(u) + k*u, grouped so the linear parts never cancel the softplus
-    a = math.log1p(math.exp(-abs(u)))
+    a = math.log1p(fexp(-abs(u), T))
     return (T(1) + k) * u + a if u > T(0) else k * u + a
 
 
 @cuda.jit(device=True)
 def sigmoid(x, T):
     # 1/(1 + e^{-x}) = (1 or e^{-|x|}) / (1 + e^{-|x|}): one exp, no branch
-    e = math.exp(-abs(x))
+    e = fexp(-abs(x), T)
     num = T(1) if x >= T(0) else e
-    return num / (T(1) + e)
+    return fdiv(num, T(1) + e, T)
 
 
 @cuda.jit(device=True)
 def sigmoid_plus(u, k, T):
     # sigmoid(u) + k, as (1 + k) - sigmoid(-u) for u > 0 (exact for k = -1)
-    e = math.exp(-abs(u))
-    s = e / (T(1) + e)
+    e = fexp(-abs(u), T)
+    s = fdiv(e, T(1) + e, T)
     return (T(1) + k) - s if u > T(0) else s + k
 
 
@@ -127,6 +152,7 @@ def value(y, z, w, weighted, out, keep, partials):
                 z_[k] = z[j]
                 if weighted:
                     w_[k] = w[j]
+        part = T(0)  # this tile's losses (TILE_SUMS: summed in T, then added to the float64 total)
         for k in range(ITEMS):
             j = base + numba.uint64(k) * stride
             if j < n:
@@ -135,7 +161,11 @@ def value(y, z, w, weighted, out, keep, partials):
                     loss = w_[k] * loss
                 if keep:
                     out[j] = loss
-                total += loss
+                if TILE_SUMS:
+                    part += loss
+                else:
+                    total += loss
+        total += part
     total = block_sum(total)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
@@ -184,6 +214,7 @@ def value_and_grad(y, z, w, weighted, scale, norm, out, keep, g_z, partials):
                 z_[k] = z[j]
                 if weighted:
                     w_[k] = w[j]
+        part = T(0)  # this tile's losses (TILE_SUMS: summed in T, then added to the float64 total)
         for k in range(ITEMS):
             j = base + numba.uint64(k) * stride
             if j < n:
@@ -192,9 +223,13 @@ def value_and_grad(y, z, w, weighted, scale, norm, out, keep, g_z, partials):
                     loss = w_[k] * loss
                 if keep:
                     out[j] = loss
-                total += loss
+                if TILE_SUMS:
+                    part += loss
+                else:
+                    total += loss
                 s = s0 * w_[k] if weighted else s0
                 g_z[j] = s * d_z
+        total += part
     total = block_sum(total)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total

@@ -5,6 +5,10 @@ The per-element math is the CPU backend's: the same printer, the same
 device functions instead of ``numba.njit`` functions.  The loops differ:
 grid-stride kernels with a block reduction (see templates/cuda/module.py.j2).
 
+The helpers below call the module's ``fexp`` and ``fdiv``: ``math.exp`` and
+``/`` unless the module's ``FAST_F32`` switches float32 to the hardware
+approximations (templates/cuda/module.py.j2).
+
 One more difference: a helper that branches on its argument with costly math
 on both sides makes a warp run both sides whenever its lanes disagree.  For
 those, ``DEVICE_HELPERS`` has a GPU source that computes the shared costly
@@ -37,27 +41,27 @@ def sign(x, T):
     "sigmoid": '''
 def sigmoid(x, T):
     # 1/(1 + e^{-x}) = (1 or e^{-|x|}) / (1 + e^{-|x|}): one exp, no branch
-    e = math.exp(-abs(x))
+    e = fexp(-abs(x), T)
     num = T(1) if x >= T(0) else e
-    return num / (T(1) + e)
+    return fdiv(num, T(1) + e, T)
 ''',
     "softplus": '''
 def softplus(x, T):
     # log(1 + e^x) = max(x, 0) + log1p(e^{-|x|}): one exp, one log1p, no branch
-    a = math.log1p(math.exp(-abs(x)))
+    a = math.log1p(fexp(-abs(x), T))
     return x + a if x > T(0) else a
 ''',
     "logistic": '''
 def logistic(u, k, T):
     # softplus(u) + k*u, grouped so the linear parts never cancel the softplus
-    a = math.log1p(math.exp(-abs(u)))
+    a = math.log1p(fexp(-abs(u), T))
     return (T(1) + k) * u + a if u > T(0) else k * u + a
 ''',
     "sigmoid_plus": '''
 def sigmoid_plus(u, k, T):
     # sigmoid(u) + k, as (1 + k) - sigmoid(-u) for u > 0 (exact for k = -1)
-    e = math.exp(-abs(u))
-    s = e / (T(1) + e)
+    e = fexp(-abs(u), T)
+    s = fdiv(e, T(1) + e, T)
     return (T(1) + k) - s if u > T(0) else s + k
 ''',
     "logcosh": '''
