@@ -30,10 +30,130 @@ PREDICTIONS = ('p',)
 PARAMS = {}
 RANK = 0
 
-_SCALAR = dict(cache=True, error_model="numpy")
+# forceinline: a step function too big for LLVM's inliner would keep its loop scalar
+_SCALAR = dict(cache=True, error_model="numpy", fastmath=False, forceinline=True)
 # reassoc lets the class sums vectorise (partial sums); the math itself sits
 # in the step functions, compiled without it.
 _LOOP = dict(cache=True, error_model="numpy", fastmath={"reassoc"})
+
+
+# symloss math library: branch-free exp/log family that LLVM vectorises.
+# Options of the float32/float64 implementations behind each overload; "contract"
+# only lets LLVM fuse a*b + c into an FMA (one rounding instead of two).
+_ML_JIT = {"error_model": "numpy", "fastmath": {"contract"}, "forceinline": True}
+
+
+def _ml_is_f32(x, T):
+    # typing time: the float type asked for by T (a NumberClass), else x's own
+    t = getattr(T, "instance_type", x)
+    return t == numba.types.float32
+
+
+@numba.extending.intrinsic
+def _ml_i64_as_f64(typingctx, v):
+    # reinterpret the bits of int64 as float64 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Integer,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.int64)
+        return builder.bitcast(w, context.get_value_type(numba.types.float64))
+
+    return numba.types.float64(v), codegen
+
+
+@numba.extending.intrinsic
+def _ml_f64_as_i64(typingctx, v):
+    # reinterpret the bits of float64 as int64 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Float,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.float64)
+        return builder.bitcast(w, context.get_value_type(numba.types.int64))
+
+    return numba.types.int64(v), codegen
+
+
+@numba.extending.intrinsic
+def _ml_i32_as_f32(typingctx, v):
+    # reinterpret the bits of int32 as float32 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Integer,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.int32)
+        return builder.bitcast(w, context.get_value_type(numba.types.float32))
+
+    return numba.types.float32(v), codegen
+
+
+@numba.extending.intrinsic
+def _ml_f32_as_i32(typingctx, v):
+    # reinterpret the bits of float32 as int32 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Float,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.float32)
+        return builder.bitcast(w, context.get_value_type(numba.types.int32))
+
+    return numba.types.int32(v), codegen
+
+
+def flog(x, T):
+    """natural logarithm: in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(np.log(x))
+
+
+@numba.extending.overload(flog, jit_options=_ML_JIT)
+def _ml_flog_ol(x, T):
+    return _ml_flog_f32 if _ml_is_f32(x, T) else _ml_flog_f64
+
+
+def _ml_flog_f64(x, T):
+    x = np.float64(x)
+    sub = x < 2.2250738585072014e-308
+    xs = x * 18014398509481984.0 if sub else x
+    ix = _ml_f64_as_i64(xs)
+    e = (ix - 0x3FE6A09E667F3BCD) >> 52
+    m = _ml_i64_as_f64(ix - (e << 52))
+    e = e - 54 if sub else e
+    ef = _ml_i64_as_f64(e + 0x4338000000000000) - 6755399441055744.0
+    f = m - 1.0
+    s = f / (2.0 + f)
+    z = s * s
+    hfsq = 0.5 * (f * f)
+    z2 = z * z
+    z4 = z2 * z2
+    R = z * (0.666666666666667 + z * 0.39999999999898356 + z2 * (0.28571428626439194 + z * 0.2222221106632336) + z4 * (0.18182893693373084 + z * 0.15331581190240257 + z2 * 0.14618067509549135))
+    res = ef * 0.6931471806019545 - ((hfsq - (s * (hfsq + R) + ef * -4.2009150726810846e-11)) - f)
+    res = -math.inf if x == 0.0 else res
+    res = math.nan if x < 0.0 else res
+    return x if not (x < math.inf) else res
+
+
+def _ml_flog_f32(x, T):
+    x = T(x)
+    sub = x < T(1.1754943508222875e-38)
+    xs = x * T(33554432.0) if sub else x
+    ix = _ml_f32_as_i32(xs)
+    e = (ix - 0x3F3504F3) >> 23
+    m = _ml_i32_as_f32(ix - (e << 23))
+    e = e - 25 if sub else e
+    ef = _ml_i32_as_f32(e + 0x4B400000) - T(12582912.0)
+    f = m - T(1.0)
+    s = f / (T(2.0) + f)
+    z = s * s
+    z2 = z * z
+    hfsq = T(0.5) * (f * f)
+    R = z * (T(0.66666687) + z * T(0.39988714) + z2 * T(0.295823))
+    res = ef * T(0.69314575) - ((hfsq - (s * (hfsq + R) + ef * T(1.4286068e-06))) - f)
+    res = -T(math.inf) if x == T(0.0) else res
+    res = T(math.nan) if x < T(0.0) else res
+    return x if not (x < T(math.inf)) else res
 
 
 @numba.njit(**_SCALAR)
@@ -45,10 +165,8 @@ def xdivy(x, y, T):
 
 @numba.njit(**_SCALAR)
 def xlogy(x, y, T):
-    # x log(y), defined as 0 where x = 0 (0 log 0 = 0); NaN still propagates
-    if x == T(0) and y == y:
-        return T(0)
-    return x * math.log(y)
+    # x log(y), 0 where x = 0 (NaN still propagates); a select, not a branch
+    return T(0) if (x == T(0)) & (y == y) else x * flog(y, T)
 
 @numba.njit(**_SCALAR)
 def value_s0(p, y, T):

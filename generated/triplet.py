@@ -30,7 +30,8 @@ PREDICTIONS = ('anchor', 'positive', 'negative')
 PARAMS = {'margin': 0.2}
 RANK = 2
 
-_SCALAR = dict(cache=True, error_model="numpy")
+# forceinline: a step function too big for LLVM's inliner would keep its loop scalar
+_SCALAR = dict(cache=True, error_model="numpy", fastmath=False, forceinline=True)
 # reassoc lets the class sums vectorise (partial sums); the math itself sits
 # in the step functions, compiled without it.
 _LOOP = dict(cache=True, error_model="numpy", fastmath={"reassoc"})

@@ -18,36 +18,15 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .. import mathlib
-from ..derive import primitives as P
 from ..derive.row import KERNELS, RowDerivation
 from ..ir.row import STASH, RowIR, RowKernelIR, Step, build_row_ir
 from .environment import environment
-from .printer import NumbaPrinter
+from .printer import NumbaPrinter, VectorPrinter
 
 TEMPLATE = "cpu/row_module.py.j2"
 
-# SymPy function (or primitive) -> math-library function, called as name(x, T)
-_LIBRARY = {sp.exp: "fexp", sp.log: "flog", P.log1p: "flog1p", P.expm1: "fexpm1", P.Tanh: "ftanh"}
-
-
-class RowPrinter(NumbaPrinter):
-    """The Numba printer, with exp/log/log1p/expm1/tanh from the vectorisable math library."""
-
-    def __init__(self, settings=None):
-        super().__init__(settings)
-        self.library: set[str] = set()
-
-    def _print_Function(self, expr):
-        name = _LIBRARY.get(type(expr))
-        if name is not None and name in mathlib.FUNCTIONS:
-            self.library.add(name)
-            return f"{name}({self._print(expr.args[0])}, T)"
-        return super()._print_Function(expr)
-
-    def _print_Pow(self, expr, rational=False):
-        if expr.base == sp.E:
-            return self._print_Function(sp.exp(expr.exp))
-        return super()._print_Pow(expr, rational)
+class RowPrinter(VectorPrinter):
+    """The CPU printer (math-library transcendental functions, vector helpers), for row kernels."""
 
 
 @dataclass(frozen=True)
