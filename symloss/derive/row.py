@@ -458,7 +458,7 @@ class RowDerivation:
     def latex_labels(self) -> dict[str, str]:
         out = {"loss": "L"}
         for x in self.preds:
-            out[f"grad_{x.name}"] = rf"\frac{{\partial L}}{{\partial {sp.latex(x)}_{{j}}}}"
+            out[f"grad_{x.name}"] = rf"\frac{{\partial L}}{{\partial {{{sp.latex(x)}}}_{{j}}}}"
         return out
 
 
