@@ -1,6 +1,6 @@
 """The CUDA backend on a GPU: build, check against PyTorch in float64, time against PyTorch.
 
-    python bench/gpu.py [--out DIR] [--log2n 28] [--reps 15] [--inner 10] [--no-compile]
+    python bench/gpu.py [--out DIR] [--log2n 28] [--reps 15] [--inner 10] [--no-compile] [--quick]
 
 DIR (default: $OUT, else bench/) receives gpu_bench.json, rewritten after every
 section so a run cut short still leaves its numbers.  Sections, in order, each
@@ -17,8 +17,11 @@ rest still run:
                eager forward + backward, torch.compile of forward + autograd
                backward, and torch.compile of the explicit loss + gradient
                formulas; value and gradient errors against float64 PyTorch
-  rows         cross_entropy at (65536, 1024), (16384, 8192), (4096, 131072):
-               skipped while the catalog has no cross_entropy with CUDA kernels
+  rows         cross_entropy value_and_grad (mean, class indices) at (65536, 1024),
+               (16384, 8192), (4096, 131072) float32: checks of every layout against
+               the CPU kernels, then symloss (and its other layouts), PyTorch eager
+               forward + backward and torch.compile (dynamic=False) of forward +
+               autograd backward; errors against float64 PyTorch
 
 Times are medians over `reps` CUDA-event measurements of `inner` back-to-back
 calls each (so host launch overhead overlaps device work, as in training).
@@ -49,6 +52,7 @@ OUT_FILE: Path | None = None
 DEVICE = "cuda"
 START = time.perf_counter()
 BUDGET_S = 400.0  # --budget-s: the slow torch.compile baselines are dropped when time runs short
+QUICK = False  # --quick: no grid sweep or ITEMS variants, fewer checks, no overhead section
 
 
 def time_left() -> float:
@@ -167,6 +171,8 @@ def checks(torch, n: int):
     out, worst, failures = {}, {}, []
     plan = [("huber", np.float32, CASES), ("huber", np.float64, CASES),
             ("bce_logits", np.float32, CASES[7:10]), ("gaussian_nll", np.float64, CASES[7:8] + CASES[12:])]
+    if QUICK:  # runs 1-4 passed the full plan; the kernels timed below
+        plan = [("huber", np.float32, CASES[7:8]), ("bce_logits", np.float32, CASES[7:10])]
     for name, dtype, cases in plan:
         loss = symloss.load(name)
         dev = C.device_loss(loss)
@@ -265,6 +271,23 @@ def _data(torch, name, n):
     return y, z
 
 
+def _const_variant(module, **consts):
+    """The same generated module with other module constants (``NAME = value  #`` or ``NAME = value``)."""
+    import tempfile
+
+    from symloss.runtime.modules import import_path
+
+    text = Path(module.__file__).read_text()
+    for name, value in consts.items():
+        old = f"{name} = {getattr(module, name)!r}\n"
+        assert old in text, f"generated module without a {name} constant"
+        text = text.replace(old, f"{name} = {value!r}\n")
+    tag = "_".join(f"{k}{v}" for k, v in consts.items())
+    path = Path(tempfile.mkdtemp(prefix="symloss-const-")) / f"{module.NAME}_{tag}.py"
+    path.write_text(text)
+    return import_path(path)
+
+
 def _items_variant(module, items: int):
     """The same generated module with another ITEMS, imported from a temporary file."""
     import tempfile
@@ -282,7 +305,7 @@ def _items_variant(module, items: int):
 @section("elementwise")
 def elementwise(torch, n: int, reps: int, inner: int, compile_: bool, copy_tbps: float | None):
     results = {}
-    for name in ("huber", "bce_logits"):
+    for name in (("bce_logits",) if QUICK else ("huber", "bce_logits")):  # quick: huber tied in runs 2-4
         r = results[name] = {"n": n}
         loss = symloss.load(name)
         dev = C.device_loss(loss)
@@ -295,6 +318,7 @@ def elementwise(torch, n: int, reps: int, inner: int, compile_: bool, copy_tbps:
         ref = forward(y64, x64)
         (gref,) = torch.autograd.grad(ref, x64)
         ref = ref.detach()
+        ref_v = float(ref)
         r["value_rel_err"] = abs(float(v) - float(ref)) / abs(float(ref))
         r["grad_rel_err"] = float((g.double() - gref).abs().max() / gref.abs().max())
         xr = x.detach().requires_grad_()
@@ -303,10 +327,30 @@ def elementwise(torch, n: int, reps: int, inner: int, compile_: bool, copy_tbps:
         ev = ev.detach()
         r["eager_value_rel_err"] = abs(float(ev) - float(ref)) / abs(float(ref))
         r["eager_grad_rel_err"] = float((eg.double() - gref).abs().max() / gref.abs().max())
-        del y64, x64, ref, gref, ev, eg
+        del y64, x64, ref, ev, eg
         print(f"   {name}: value error {r['value_rel_err']:.1e}, gradient error {r['grad_rel_err']:.1e} "
               f"(eager: {r['eager_value_rel_err']:.1e}, {r['eager_grad_rel_err']:.1e})", flush=True)
 
+        # FAST_F32 / TILE_SUMS module switches (float32 only), each checked against float64 PyTorch
+        switches = {}
+        for label, consts in (("FAST_F32", {"FAST_F32": True}), ("TILE_SUMS", {"TILE_SUMS": True}),
+                              ("FAST_F32+TILE_SUMS", {"FAST_F32": True, "TILE_SUMS": True})):
+            try:
+                d = C.DeviceLoss(loss.spec, _const_variant(dev.module, **consts))
+                sv, sg = d.value_and_grad(y, x)
+                ms = cuda_time_ms(torch, lambda: d.value_and_grad(y, x), reps, inner)
+                switches[label] = {"ms": ms, "value_rel_err": abs(float(sv) - ref_v) / abs(ref_v),
+                                   "grad_rel_err": float((sg.double() - gref).abs().max() / gref.abs().max())}
+            except Exception as exc:
+                switches[label] = {"error": f"{type(exc).__name__}: {exc}"}
+            sw_ = switches[label]
+            print(f"   {name}: {label}: " + (f"{sw_['ms']:.3f} ms, value error {sw_['value_rel_err']:.1e}, "
+                                             f"gradient error {sw_['grad_rel_err']:.1e}" if "ms" in sw_
+                                             else sw_["error"]), flush=True)
+        r["switches"] = switches
+        del gref
+        if QUICK:
+            r["symloss_ms"] = cuda_time_ms(torch, lambda: dev.value_and_grad(y, x), reps, inner)
         # the launch geometry: the default grid is one wave of resident blocks
         sms = C._cuda().get_current_device().MULTIPROCESSOR_COUNT
         resident = {k[2]: b for k, b in C._RESIDENT.items() if k[0] is dev.module.value_and_grad}
@@ -315,8 +359,11 @@ def elementwise(torch, n: int, reps: int, inner: int, compile_: bool, copy_tbps:
         r["registers"] = sorted(set(regs.values())) if isinstance(regs, dict) else regs
         sweep = {}
         wave = resident.get(C.THREADS, 8 * sms)
-        grids = {f"{k}/SM": k * sms for k in (4, 16, 64)}
-        grids.update({"1 wave": wave, "4 waves": 4 * wave, "one element per thread": -(-n // C.THREADS)})
+        if QUICK:
+            grids = {}
+        else:
+            grids = {f"{k}/SM": k * sms for k in (4, 16, 64)}
+            grids.update({"1 wave": wave, "4 waves": 4 * wave, "one element per thread": -(-n // C.THREADS)})
         for label, blocks in grids.items():
             d = C.DeviceLoss(loss.spec, dev.module, C.Launch(max_blocks=blocks))
             sweep[label] = cuda_time_ms(torch, lambda: d.value_and_grad(y, x), max(3, reps // 3), inner)
@@ -326,16 +373,18 @@ def elementwise(torch, n: int, reps: int, inner: int, compile_: bool, copy_tbps:
 
         # the kernel shape: elements per thread and step (ITEMS, a module constant), threads per block
         variants = {}
-        for items in (1, 2, 8):
+        for items in (() if QUICK else (1, 2, 8)):
             d = C.DeviceLoss(loss.spec, _items_variant(dev.module, items))
             variants[f"ITEMS={items}"] = cuda_time_ms(torch, lambda: d.value_and_grad(y, x), max(3, reps // 3), inner)
-        d = C.DeviceLoss(loss.spec, dev.module, C.Launch(threads=128))
-        variants["threads=128"] = cuda_time_ms(torch, lambda: d.value_and_grad(y, x), max(3, reps // 3), inner)
+        if not QUICK:
+            d = C.DeviceLoss(loss.spec, dev.module, C.Launch(threads=128))
+            variants["threads=128"] = cuda_time_ms(torch, lambda: d.value_and_grad(y, x), max(3, reps // 3), inner)
         r["variants_ms"] = variants
         print(f"   {name}: variants (default ITEMS={dev.module.ITEMS}, 256 threads): "
               f"{', '.join(f'{k}: {t:.3f}' for k, t in variants.items())}", flush=True)
 
-        r["symloss_ms"] = cuda_time_ms(torch, lambda: dev.value_and_grad(y, x), reps, inner)
+        if not QUICK:
+            r["symloss_ms"] = cuda_time_ms(torch, lambda: dev.value_and_grad(y, x), reps, inner)
         xr = x.detach().requires_grad_()
 
         def eager():
@@ -344,20 +393,23 @@ def elementwise(torch, n: int, reps: int, inner: int, compile_: bool, copy_tbps:
 
         r["eager_ms"] = cuda_time_ms(torch, eager, reps, inner)
         print(f"   {name}: symloss {r['symloss_ms']:.3f} ms, eager {r['eager_ms']:.3f} ms", flush=True)
-        if compile_ and time_left() < 150:
+        if compile_ and time_left() < (40 if QUICK else 150):
             print(f"   {name}: torch.compile skipped, {time_left():.0f} s of the budget left", flush=True)
             r["compile_skipped"] = f"{time_left():.0f} s of the budget left"
         elif compile_:
             t0 = time.perf_counter()
-            cf = torch.compile(forward)
+            if QUICK:  # runs 1-4: torch.compile of the explicit formulas was always the faster one
+                r["compile_s_autograd"], r["compile_autograd_ms"] = 0.0, float("inf")
+            else:
+                cf = torch.compile(forward)
 
-            def compiled_autograd():
-                out = cf(y, xr)
-                return out, torch.autograd.grad(out, xr)[0]
+                def compiled_autograd():
+                    out = cf(y, xr)
+                    return out, torch.autograd.grad(out, xr)[0]
 
-            compiled_autograd()
-            r["compile_s_autograd"] = time.perf_counter() - t0
-            r["compile_autograd_ms"] = cuda_time_ms(torch, compiled_autograd, reps, inner)
+                compiled_autograd()
+                r["compile_s_autograd"] = time.perf_counter() - t0
+                r["compile_autograd_ms"] = cuda_time_ms(torch, compiled_autograd, reps, inner)
             t0 = time.perf_counter()
             ce = torch.compile(explicit)
             ce(y, x)
@@ -395,23 +447,123 @@ def overhead(torch, reps: int):
     return r
 
 
-@section("rows")
-def rows():
-    try:
-        loss = symloss.load("cross_entropy")
-    except Exception as exc:
-        msg = f"cross_entropy skipped: not in the catalog yet ({type(exc).__name__}: {exc})"
-        print("  ", msg)
-        return {"skipped": msg}
-    from symloss.render import cuda as backend
+ROW_SHAPES = ((65536, 1024), (16384, 8192), (4096, 131072))
 
-    if not backend.supports(loss.spec):
-        msg = f"cross_entropy skipped: the CUDA backend has no kernels for '{loss.spec.kind}' losses yet"
-        print("  ", msg)
-        return {"skipped": msg}
-    msg = "cross_entropy skipped: row-loss timing is not written yet"
-    print("  ", msg)
-    return {"skipped": msg}
+
+@section("rows")
+def rows(torch, reps: int, inner: int, compile_: bool):
+    """cross_entropy value_and_grad (mean, class indices, float32): checks against the CPU
+    kernels on small inputs (every layout), then the three shapes against PyTorch."""
+    from symloss.runtime import cuda_row as R
+
+    F = torch.nn.functional
+    loss = symloss.load("cross_entropy")
+    dev = R.device_row_loss(loss)
+    out = {"checks": {}, "shapes": {}}
+    rng = np.random.default_rng(5)
+    failures = []
+    # (K, dtype, targets, method): K = 37 one warp per row, 1500 one block per row in shared
+    # memory, 20000 (float32: 80 KB a row) one streaming block per row
+    plan = [(37, np.float32, "idx", "value_and_grad"), (1500, np.float32, "idx", "value_and_grad"),
+            (20000, np.float32, "idx", "value_and_grad"), (37, np.float32, "prob", "value_and_grad"),
+            (1500, np.float64, "idx", "value_and_grad")]
+    if not QUICK:
+        plan += [(37, np.float32, "idx", "value"), (37, np.float32, "idx", "grad")]
+    for k, dtype, targets, method in plan:
+        nrows = 64
+        z = rng.normal(scale=2.0, size=(nrows, k)).astype(dtype)
+        if targets == "idx":
+            y = rng.integers(0, k, nrows)
+            y[3] = -100
+        else:
+            y = rng.dirichlet(np.ones(k), size=nrows).astype(dtype)
+        kw = {"label_smoothing": 0.1, "reduction": "mean"}
+        key = f"K={k} {np.dtype(dtype).name} {targets} {method}"
+        try:
+            want = getattr(loss, method)(y, z, **kw)
+            got = getattr(dev, method)(torch.from_numpy(y).cuda(), torch.from_numpy(z).cuda(), **kw)
+            want = want if isinstance(want, tuple) else (want,)
+            got = got if isinstance(got, tuple) else (got,)
+            err = max(_close(g.cpu().numpy(), w, 0) for g, w in zip(got, want))
+        except Exception as exc:
+            traceback.print_exc()
+            err = float("nan")
+            failures.append(f"{key}: {type(exc).__name__}: {exc}")
+        tol = 1e-5 if dtype == np.float32 else 1e-10
+        out["checks"][key] = err
+        if not err <= tol and err == err:
+            failures.append(f"{key}: error {err:.2e}")
+        print(f"   check {key}: error {err:.1e}", flush=True)
+    out["failures"] = failures
+    print(f"   {'row checks passed' if not failures else f'{len(failures)} row checks FAILED'}", flush=True)
+    save()
+
+    for n, k in ROW_SHAPES:
+        r = out["shapes"][f"{n}x{k}"] = {"n": n, "k": k}
+        try:
+            _row_shape(torch, F, loss, dev, R, r, n, k, reps, inner, compile_)
+        except Exception as exc:
+            traceback.print_exc()
+            r["error"] = f"{type(exc).__name__}: {exc}"
+        torch.cuda.empty_cache()
+        RESULTS["sections"]["rows"] = out
+        save()
+        print(table(), flush=True)
+    return out
+
+
+def _row_shape(torch, F, loss, dev, R, r, n, k, reps, inner, compile_):
+    g = torch.Generator(device=DEVICE).manual_seed(2)
+    z = 2.0 * torch.randn(n, k, device=DEVICE, generator=g)
+    t = torch.randint(0, k, (n,), device=DEVICE, generator=g)
+    p = R.plan(k, dev.module.CACHED["value_and_grad_idx"], 4)
+    r["layout"] = f"{p.layout}, {p.threads} threads, {p.shared} B shared"
+    v, gz = dev.value_and_grad(t, z)
+    z64 = z.double().requires_grad_()
+    ref = F.cross_entropy(z64, t)
+    (gref,) = torch.autograd.grad(ref, z64)
+    r["value_rel_err"] = abs(float(v) - float(ref)) / abs(float(ref))
+    r["grad_rel_err"] = float((gz.double() - gref).abs().max() / gref.abs().max())
+    del z64, ref, gref, gz
+    torch.cuda.empty_cache()
+    r["symloss_ms"] = cuda_time_ms(torch, lambda: dev.value_and_grad(t, z), reps, inner)
+    # the other layouts where they apply (the kernels are compiled by the checks above)
+    others = {}
+    for layout in ("block", "stream") if p.layout == "warp" else (("stream",) if p.layout == "block" else ()):
+        d = R.DeviceRowLoss(loss.spec, dev.module, layout=layout)
+        try:
+            others[layout] = cuda_time_ms(torch, lambda: d.value_and_grad(t, z), max(3, reps // 2), inner)
+        except Exception as exc:
+            others[layout] = f"{type(exc).__name__}: {exc}"
+    r["other_layouts_ms"] = others
+    zr = z.detach().requires_grad_()
+
+    def eager():
+        o = F.cross_entropy(zr, t)
+        return o, torch.autograd.grad(o, zr)[0]
+
+    r["eager_ms"] = cuda_time_ms(torch, eager, reps, inner)
+    print(f"   cross_entropy {n}x{k}: {r['layout']}: symloss {r['symloss_ms']:.3f} ms "
+          f"(other layouts {others}), eager {r['eager_ms']:.3f} ms, value error {r['value_rel_err']:.1e}, "
+          f"gradient error {r['grad_rel_err']:.1e}", flush=True)
+    save()
+    if compile_ and time_left() > 35:
+        t0 = time.perf_counter()
+        cf = torch.compile(lambda zz, tt: F.cross_entropy(zz, tt), dynamic=False)
+
+        def compiled():
+            o = cf(zr, t)
+            return o, torch.autograd.grad(o, zr)[0]
+
+        compiled()
+        r["compile_s"] = time.perf_counter() - t0
+        r["compile_ms"] = cuda_time_ms(torch, compiled, reps, inner)
+        print(f"   cross_entropy {n}x{k}: torch.compile fwd+autograd {r['compile_ms']:.3f} ms "
+              f"(compiled in {r['compile_s']:.0f} s)", flush=True)
+    elif compile_:
+        r["compile_skipped"] = f"{time_left():.0f} s of the budget left"
+        print(f"   cross_entropy {n}x{k}: torch.compile skipped, {time_left():.0f} s left", flush=True)
+    del z, t, zr
 
 
 # --- the table ------------------------------------------------------------------------------------
@@ -435,6 +587,10 @@ def table() -> str:
     for name, r in sec.get("elementwise", {}).items():
         if not isinstance(r, dict) or "symloss_ms" not in r:
             continue
+        for label, sw in r.get("switches", {}).items():
+            if "ms" in sw:
+                lines.append(f"{name} with {label}: {sw['ms']:.3f} ms (default {r['symloss_ms']:.3f} ms), "
+                             f"value err {sw['value_rel_err']:.1e}, grad err {sw['grad_rel_err']:.1e}")
         comp = r.get("compile_ms")
         rows_.append((
             f"{name} value_and_grad 2^{int(np.log2(r['n']))} f32",
@@ -444,8 +600,19 @@ def table() -> str:
             f"{100 * r['fraction_of_copy']:.0f}%" if "fraction_of_copy" in r else "-",
             f"{r['value_rel_err']:.1e}", f"{r['grad_rel_err']:.1e}",
         ))
-    if "skipped" in sec.get("rows", {}):
-        rows_.append(("cross_entropy (3 shapes)", "skipped", "-", "-", "-", "-", "-", "-", "-"))
+    for key, r in sec.get("rows", {}).get("shapes", {}).items():
+        if "symloss_ms" not in r:
+            continue
+        comp = r.get("compile_ms")
+        rows_.append((
+            f"cross_entropy value_and_grad {key} f32",
+            f"{r['symloss_ms']:.3f}", f"{r['eager_ms']:.3f}", f"{comp:.3f}" if comp else "-",
+            f"{r['eager_ms'] / r['symloss_ms']:.2f}x",
+            f"{comp / r['symloss_ms']:.2f}x" if comp else "-",
+            f"{100 * 2 * 4 * r['n'] * r['k'] / (r['symloss_ms'] * 1e-3) / 1e12 / sec['copy']['tb_per_s']:.0f}%"
+            if "tb_per_s" in sec.get("copy", {}) else "-",
+            f"{r['value_rel_err']:.1e}", f"{r['grad_rel_err']:.1e}",
+        ))
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows_)]
     fmt = " | ".join(f"{{:{w}}}" for w in widths)
     lines.append(fmt.format(*head))
@@ -456,7 +623,7 @@ def table() -> str:
 
 
 def main(argv=None) -> int:
-    global OUT_FILE, BUDGET_S
+    global OUT_FILE, BUDGET_S, QUICK
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=os.environ.get("OUT") or str(Path(__file__).resolve().parent))
     p.add_argument("--log2n", type=int, default=28)
@@ -465,8 +632,11 @@ def main(argv=None) -> int:
     p.add_argument("--inner", type=int, default=10)
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile baselines")
     p.add_argument("--budget-s", type=float, default=BUDGET_S, help="drop torch.compile when this runs short")
+    p.add_argument("--quick", action="store_true", help="no grid sweep, ITEMS variants or overhead; fewer checks")
+    p.add_argument("--skip-elementwise", action="store_true")
     args = p.parse_args(argv)
     BUDGET_S = args.budget_s
+    QUICK = args.quick
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     OUT_FILE = out_dir / "gpu_bench.json"
@@ -485,9 +655,12 @@ def main(argv=None) -> int:
     environment(torch)
     checks(torch, args.check_n)
     copy = copy_bandwidth(torch, n, args.reps, args.inner)
-    elementwise(torch, n, args.reps, args.inner, not args.no_compile, copy.get("tb_per_s"))
-    overhead(torch, args.reps)
-    rows()
+    print(table(), flush=True)
+    rows(torch, args.reps, args.inner, not args.no_compile)
+    if not args.skip_elementwise:
+        elementwise(torch, n, args.reps, args.inner, not args.no_compile, copy.get("tb_per_s"))
+    if not QUICK:
+        overhead(torch, args.reps)
     text = table()
     RESULTS["table"] = text
     save()

@@ -97,6 +97,16 @@ def plan(k: int, cached: int, itemsize: int, layout: str | None = None, threads:
     return Plan(layout, threads, 1, row_bytes if layout == "block" else 0)
 
 
+def _convert_indices(kind, x, what):
+    """(owner, flat int64 view) of integer class indices."""
+    if isinstance(kind, C._Torch):
+        if x.device != kind.device:
+            raise InputError(f"{what} is on {x.device}, the predictions on {kind.device}")
+        t = x.detach().to(dtype=kind.torch.int64).contiguous().reshape(-1)
+        return t, kind.cuda.as_cuda_array(t)
+    return kind.convert(x, np.dtype(np.int64), what)
+
+
 # --- the device side of RowLoss -----------------------------------------------------------------
 @dataclass
 class _Call:
@@ -199,7 +209,7 @@ class DeviceRowLoss:
                     if kind.dtype_of(a).kind not in "iu":
                         raise InputError(f"{spec.name}: '{inp.name}' of shape {s} is read as class indices, "
                                          f"which must be integers (got {kind.dtype_of(a)})")
-                    owner, view = kind.convert(a, np.dtype(np.int64), f"{spec.name}: '{inp.name}'")
+                    owner, view = _convert_indices(kind, a, f"{spec.name}: '{inp.name}'")
                     indices, targets = True, view
                 else:
                     if s != shape:
