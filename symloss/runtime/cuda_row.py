@@ -40,6 +40,10 @@ WARP_MAX_K = 1024  # one warp per row up to this many classes
 SHARED_BYTES = 48 * 1024  # dynamic shared memory a block may take without opting in
 ROWS_PER_WARP_BLOCK = 4  # rows (warps) per block of the warp layout
 IGNORE_INDEX = -100
+# What launches taught (see DeviceRowLoss._launch_with_fallbacks): (module, kernel, dtype) -> layout,
+# and (module, kernel, dtype, layout) -> threads
+_FALLBACK: dict[tuple, str] = {}
+_THREADS: dict[tuple, int] = {}
 
 
 # --- the module ---------------------------------------------------------------------------------
@@ -92,8 +96,9 @@ def plan(k: int, cached: int, itemsize: int, layout: str | None = None, threads:
         if threads is not None:
             rows = max(1, threads // WARP)
         return Plan("warp", WARP * rows, rows, rows * row_bytes)
-    if threads is None:  # about 8 classes per thread, 128 to 1024 threads
-        threads = min(1024, max(128, _pow2_floor(k // 8)))
+    if threads is None:  # about 8 classes per thread, 128 to 1024 threads (512 streaming: on the H200
+        # the streaming kernel had too many registers for 1024)
+        threads = min(1024 if layout == "block" else 512, max(128, _pow2_floor(k // 8)))
     return Plan(layout, threads, 1, row_bytes if layout == "block" else 0)
 
 
@@ -249,14 +254,36 @@ class DeviceRowLoss:
                      weighted, int(ignore_index), targets)
 
     # launching -------------------------------------------------------------------------------
-    def _launch(self, c: _Call, kname: str, args):
+    def _plan(self, c: _Call, kname: str) -> Plan:
         variant = "_idx" if c.indices else ""
         cached = self.module.CACHED[kname + variant]
-        p = plan(c.k, cached, c.dtype.itemsize, self.layout, self.threads)
-        kernel = getattr(self.module, f"{kname}{variant}_{p.layout}")
-        groups = -(-c.n // p.rows_per_block)
-        grid = max(1, min(groups, self.max_blocks or groups))
-        return kernel, grid, p
+        layout = self.layout or _FALLBACK.get((self.module.NAME, kname + variant, c.dtype.name))
+        threads = self.threads or _THREADS.get((self.module.NAME, kname + variant, c.dtype.name, layout))
+        return plan(c.k, cached, c.dtype.itemsize, layout, threads)
+
+    def _launch_with_fallbacks(self, c: _Call, kname: str, args_for):
+        """Launch; on a GPU, a kernel with too many registers for its block retries with half the
+        threads, and a shared-memory kernel that NVVM rejects (seen for float64 on numba-cuda 0.30.4)
+        retries as the streaming layout.  Either choice is remembered per kernel and dtype."""
+        variant = "_idx" if c.indices else ""
+        key = (self.module.NAME, kname + variant, c.dtype.name)
+        while True:
+            p = self._plan(c, kname)
+            kernel = getattr(self.module, f"{kname}{variant}_{p.layout}")
+            groups = -(-c.n // p.rows_per_block)
+            grid = max(1, min(groups, self.max_blocks or groups))
+            args = args_for(grid)
+            try:
+                kernel[grid, p.threads, c.kind.stream, p.shared](*args)
+                return args
+            except Exception as exc:
+                text = f"{type(exc).__name__}: {exc}"
+                if "OUT_OF_RESOURCES" in text and p.layout != "warp" and p.threads > WARP and not self.threads:
+                    _THREADS[key + (self.layout or _FALLBACK.get(key),)] = p.threads // 2
+                elif ("INVALID_IR" in text or "nvvm" in text.lower()) and p.layout != "stream" and not self.layout:
+                    _FALLBACK[key] = "stream"
+                else:
+                    raise
 
     def _norm(self, c: _Call, reduction: str):
         """(scale the host knows, one-element float64 device array the device computes)."""
@@ -290,17 +317,17 @@ class DeviceRowLoss:
         if c.indices:
             head.append(np.int64(c.ignore))
         head.append(np.int64(c.k))
-        kernel, grid, p = self._launch(c, kname, head)
-        partials = None
-        if keep is not None:
+
+        def args_for(grid):
+            if keep is None:
+                return head + list(outs)
             placeholder = c.arrays[self.inputs.index(self.predictions[0])]
             out_view = keep if keep is not False else placeholder
             _, partials = c.kind.empty((grid,), np.float64)
-            args = head + [out_view, keep is not False, *outs, partials]
-        else:
-            args = head + list(outs)
-        kernel[grid, p.threads, c.kind.stream, p.shared](*args)
-        return partials, scale, norm
+            return head + [out_view, keep is not False, *outs, partials]
+
+        args = self._launch_with_fallbacks(c, kname, args_for)
+        return (args[-1] if keep is not None else None), scale, norm
 
     def _finish(self, c: _Call, partials, scale, norm):
         owner, view = c.kind.empty((1,), c.dtype)
