@@ -16,6 +16,8 @@ TEMPLATE = "cpu/module.py.j2"
 
 @dataclass(frozen=True)
 class ScalarFunction:
+    """One kernel's printed body; the CPU and CUDA templates wrap it in a function."""
+
     name: str
     args: str
     body: tuple[str, ...]  # printed "name = code" lines
@@ -28,7 +30,7 @@ class Slot:
     out: str  # output array argument
 
 
-def _scalar_function(kernel: KernelIR, args: str, printer: NumbaPrinter) -> ScalarFunction:
+def print_function(kernel: KernelIR, args: str, printer: NumbaPrinter) -> ScalarFunction:
     body = tuple(f"{a.name} = {printer.doprint(a.expr)}" for a in kernel.temporaries + kernel.outputs)
     return ScalarFunction(kernel.name, args, body, ", ".join(a.name for a in kernel.outputs))
 
@@ -40,7 +42,7 @@ def module_model(derivation: Derivation, ir: LossIR | None = None) -> dict:
     printer = VectorPrinter()
     param_args = "".join(f"{p}, " for p in ir.params)
     scalar_args = ", ".join(ir.inputs + ir.params + ("T",))
-    scalars = [_scalar_function(ir.kernels[k], scalar_args, printer) for k in ir.kernels]
+    scalars = [print_function(ir.kernels[k], scalar_args, printer) for k in ir.kernels]
     grads = [Slot(f"d_{p}", f"g_{p}") for p in ir.predictions]
     hess = [Slot(f"h_{ir.predictions[i]}_{ir.predictions[j]}", f"h_{ir.predictions[i]}_{ir.predictions[j]}_out")
             for i, j in ir.hessian_pairs]

@@ -23,9 +23,10 @@ import sympy as sp
 
 from ..derive import Derivation
 from ..errors import DerivationError
-from ..ir import KernelIR, LossIR, build_ir
+from ..ir import LossIR, build_ir
 from ..spec.model import LossSpec
 from .environment import environment
+from .cpu import print_function
 from .printer import NumbaPrinter
 
 TEMPLATE = "cuda/module.py.j2"
@@ -78,14 +79,6 @@ def logcosh(x, T):
 
 
 @dataclass(frozen=True)
-class DeviceFunction:
-    name: str
-    args: str
-    body: tuple[str, ...]  # printed "name = code" lines
-    returns: str
-
-
-@dataclass(frozen=True)
 class Store:
     out: str  # output array argument
     value: str  # local variable holding the unscaled result
@@ -93,11 +86,6 @@ class Store:
 
 def supports(spec: LossSpec) -> bool:
     return spec.kind in KINDS
-
-
-def _device_function(kernel: KernelIR, args: str, printer: NumbaPrinter) -> DeviceFunction:
-    body = tuple(f"{a.name} = {printer.doprint(a.expr)}" for a in kernel.temporaries + kernel.outputs)
-    return DeviceFunction(kernel.name, args, body, ", ".join(a.name for a in kernel.outputs))
 
 
 def hessian_outputs(ir: LossIR) -> tuple[tuple[int, int], ...]:
@@ -116,7 +104,7 @@ def module_model(derivation: Derivation, ir: LossIR | None = None) -> dict:
     ir = ir or build_ir(derivation)
     printer = NumbaPrinter()
     scalar_args = ", ".join(ir.inputs + ir.params + ("T",))
-    functions = [_device_function(ir.kernels[k], scalar_args, printer) for k in ir.kernels]
+    functions = [print_function(ir.kernels[k], scalar_args, printer) for k in ir.kernels]
     preds = ir.predictions
     grad_stores = [Store(f"g_{p}", f"d_{p}") for p in preds]
     # The IR has the upper triangle (i <= j); the lower one repeats it.
