@@ -93,6 +93,8 @@ def test_rejects_everything_outside_the_row_whitelist(loss, needle):
         ({"row": {"colour": 1}}, "row", "unknown key"),
         ({"row": {"mean_weight": "z"}}, "row.mean_weight", "not a class input"),
         ({"let": {"z": "1"}}, "let.z", "already declared"),
+        ({"inputs": {"y": {"role": "target", "indices": True}, "z": "prediction",
+                     "u": {"role": "target", "indices": True}}}, "inputs.u.indices", "only one"),
     ],
 )
 def test_bad_row_tables_name_the_field(over, field, needle):

@@ -132,6 +132,9 @@ def parse_row(table: dict, inputs: tuple[Input, ...], params: tuple[Param, ...],
     names = {i.name for i in inputs} | {p.name for p in params}
     info = _row_names(table.get("row"), source, names, identifier)
     by_name = {i.name: i for i in inputs}
+    indexed = [i.name for i in inputs if i.indices]
+    if len(indexed) > 1:
+        raise SpecError(source, f"inputs.{indexed[1]}.indices", "only one input can be given as class indices")
     if info.mean_weight is not None and (info.mean_weight not in by_name
                                          or by_name[info.mean_weight].shape != "class"):
         raise SpecError(source, "row.mean_weight", f"'{info.mean_weight}' is not a class input")
