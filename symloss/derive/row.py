@@ -443,7 +443,7 @@ class RowDerivation:
             body = red.expr.xreplace(back).xreplace(to_k)
             back[s] = RowSum(body, k) if red.kind == "sum" else RowMax(body, k)
         for m, sel in calc.sel.items():
-            back[sel] = sp.Symbol(rf"[j = \arg\max]")
+            back[sel] = sp.Symbol(r"[j = \arg\max]")
         return sp.latex(expr.xreplace(to_j).xreplace(back))
 
     @cached_property

@@ -29,15 +29,18 @@ def import_path(path: Path) -> ModuleType:
     return module
 
 
-def cached_module(derivation: Derivation) -> Path:
-    """Render ``derivation`` into the cache folder, keyed by the code's own hash.
+def cache_source(name: str, source: str) -> Path:
+    """Write generated ``source`` into the cache folder, named by the code's own hash.
 
     The same expression gives the same file name in every process, so Numba's
     cache beside it is reused across runs.
     """
-    source = render_module(derivation)
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
-    path = cache_dir() / f"{derivation.spec.name}_{digest}.py"
+    path = cache_dir() / f"{name}_{digest}.py"
     if not path.exists():
         write_atomic(path, source)
     return path
+
+
+def cached_module(derivation: Derivation) -> Path:
+    return cache_source(derivation.spec.name, render_module(derivation))

@@ -20,19 +20,17 @@ methods default to reduction="none" (each row's own Hessian).
 """
 from __future__ import annotations
 
-import hashlib
 from functools import cached_property
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 
-from .._paths import cache_dir
 from ..errors import InputError
 from ..spec import LossSpec
 from . import arrays as A
 from . import cuda_row as _cuda_row
-from .modules import import_path
+from .modules import cache_source, import_path
 
 # Below this many entries (rows x classes) the serial kernels win.
 PARALLEL_THRESHOLD = 1 << 16
@@ -51,14 +49,7 @@ def render(spec: LossSpec) -> str:
 
 def cached_row_module(spec: LossSpec) -> Path:
     """Render ``spec`` into the cache folder, keyed by the code's hash (reused across processes)."""
-    from ..render.write import write_atomic
-
-    source = render(spec)
-    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
-    path = cache_dir() / f"{spec.name}_{digest}.py"
-    if not path.exists():
-        write_atomic(path, source)
-    return path
+    return cache_source(spec.name, render(spec))
 
 
 class _Call:

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 import sympy as sp
 
 from ..errors import SpecError
-from .expr_parser import _Walker
+from .expr_parser import _Walker, parse_expression
 from .model import Input, Param, RowInfo
 from .rowexpr import RowMax, RowSum, free_class_terms
 
@@ -90,16 +90,8 @@ class _RowWalker(_Walker):
 
 
 def _parse(text, scope, source, field, **row) -> sp.Basic:
-    if not isinstance(text, str) or not text.strip():
-        raise SpecError(source, field, "expected a non-empty expression string")
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError as exc:
-        raise SpecError(source, field, f"syntax error in expression: {exc.msg}") from None
-    result = _RowWalker(scope, source, field, text.strip(), **row).expr(tree.body)
-    if result.has(sp.zoo, sp.nan) or result.has(sp.oo, -sp.oo):
-        raise SpecError(source, field, "expression is undefined (division by zero or infinity)")
-    return result
+    return parse_expression(text, scope, source=source, field=field,
+                            walker=lambda *args: _RowWalker(*args, **row))
 
 
 def _row_names(raw, source: str, taken: set[str], identifier) -> RowInfo:
