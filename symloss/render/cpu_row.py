@@ -21,20 +21,10 @@ from .. import mathlib
 from ..derive.row import KERNELS, RowDerivation
 from ..ir.row import STASH, RowIR, RowKernelIR, Step, build_row_ir
 from .environment import environment
+from .cpu import ScalarFunction
 from .printer import NumbaPrinter, VectorPrinter
 
 TEMPLATE = "cpu/row_module.py.j2"
-
-class RowPrinter(VectorPrinter):
-    """The CPU printer (math-library transcendental functions, vector helpers), for row kernels."""
-
-
-@dataclass(frozen=True)
-class PrintedFunction:
-    name: str
-    args: str
-    body: tuple[str, ...]
-    returns: str
 
 
 @dataclass(frozen=True)
@@ -66,9 +56,9 @@ class PrintedKernel:
     returns_total: bool
 
 
-def _function(fn, printer: NumbaPrinter) -> PrintedFunction:
+def _function(fn, printer: NumbaPrinter) -> ScalarFunction:
     lines = tuple(f"{a.name} = {printer.doprint(a.expr)}" for a in fn.temporaries + fn.outputs)
-    return PrintedFunction(fn.name, ", ".join(fn.args + ("T",)), lines, ", ".join(a.name for a in fn.outputs))
+    return ScalarFunction(fn.name, ", ".join(fn.args + ("T",)), lines, ", ".join(a.name for a in fn.outputs))
 
 
 class _Names:
@@ -193,7 +183,7 @@ def _outputs(kernel: str, ir: RowIR):
 def module_model(d: RowDerivation, ir: RowIR | None = None) -> dict:
     spec = d.spec
     ir = ir or build_row_ir(d)
-    printer = RowPrinter()
+    printer = VectorPrinter()  # the CPU printer: math library and vector helpers
     variants = ("", "_idx") if ir.index_input else ("",)
     names = _Names(ir, d)
     functions, kernels = [], []
