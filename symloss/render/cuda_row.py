@@ -43,20 +43,13 @@ from ..ir.row import STASH, RowIR, RowKernelIR, Step, build_row_ir
 from ..spec.model import LossSpec
 from .cuda import DEVICE_HELPERS
 from .environment import environment
+from .cpu import ScalarFunction
 from .printer import NumbaPrinter
 
 TEMPLATE = "cuda/row_module.py.j2"
 KERNELS = ("value", "grad", "value_and_grad", "hessian_diag", "hvp")
 # (name, group shape, row kept in shared memory)
 LAYOUTS = (("warp", "warp", True), ("block", "block", True), ("stream", "block", False))
-
-
-@dataclass(frozen=True)
-class DeviceFunction:
-    name: str
-    args: str
-    body: tuple[str, ...]
-    returns: str
 
 
 @dataclass
@@ -269,10 +262,10 @@ def _stores(kname: str, preds) -> tuple[str, ...]:
                  for o, p in zip(_out_names(kname, preds), preds))
 
 
-def _device_function(fn, printer: NumbaPrinter) -> DeviceFunction:
+def _device_function(fn, printer: NumbaPrinter) -> ScalarFunction:
     lines = tuple(f"{a.name} = {printer.doprint(a.expr)}" for a in fn.temporaries + fn.outputs)
     ret = ", ".join(a.name for a in fn.outputs) + ("," if len(fn.outputs) == 1 else "")
-    return DeviceFunction(fn.name, ", ".join(fn.args + ("T",)), lines, ret)
+    return ScalarFunction(fn.name, ", ".join(fn.args + ("T",)), lines, ret)
 
 
 def module_model(d: RowDerivation, ir: RowIR | None = None) -> dict:
