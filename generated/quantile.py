@@ -50,23 +50,19 @@ def grad_scalar(y, yhat, tau, T):
     t0 = -tau
     t1 = y - yhat
     t2 = tau - T(1)
-    t3 = -t1*t2 + t1*tau
-    t4 = -t2
-    d_yhat = (t0 if (t3 > T(0)) else (t4 if (t3 < T(0)) else ((T(0) if (t4*tau >= T(0)) else (t0 if (abs(t2) >= abs(tau)) else t4)) + T(0) * (y - y + yhat - yhat))))
+    t3 = -t2
+    d_yhat = (t0 if (t1 > T(0)) else (t3 if (t1 < T(0)) else ((T(0) if (t3*tau >= T(0)) else (t0 if (abs(t2) >= abs(tau)) else t3)) + T(0) * (y - y + yhat - yhat))))
     return d_yhat
 
 
 @numba.njit(**_SCALAR)
 def value_and_grad_scalar(y, yhat, tau, T):
     t0 = y - yhat
-    t1 = t0*tau
-    t2 = tau - T(1)
-    t3 = t0*t2
-    t4 = -tau
-    t5 = t1 - t3
-    t6 = -t2
-    loss = kinkmax(t1, t3, T)
-    d_yhat = (t4 if (t5 > T(0)) else (t6 if (t5 < T(0)) else ((T(0) if (t6*tau >= T(0)) else (t4 if (abs(t2) >= abs(tau)) else t6)) + T(0) * (y - y + yhat - yhat))))
+    t1 = tau - T(1)
+    t2 = -tau
+    t3 = -t1
+    loss = kinkmax(t0*tau, t0*t1, T)
+    d_yhat = (t2 if (t0 > T(0)) else (t3 if (t0 < T(0)) else ((T(0) if (t3*tau >= T(0)) else (t2 if (abs(t1) >= abs(tau)) else t3)) + T(0) * (y - y + yhat - yhat))))
     return loss, d_yhat
 
 
@@ -81,9 +77,8 @@ def grad_hessian_scalar(y, yhat, tau, T):
     t0 = -tau
     t1 = y - yhat
     t2 = tau - T(1)
-    t3 = -t1*t2 + t1*tau
-    t4 = -t2
-    d_yhat = (t0 if (t3 > T(0)) else (t4 if (t3 < T(0)) else ((T(0) if (t4*tau >= T(0)) else (t0 if (abs(t2) >= abs(tau)) else t4)) + T(0) * (y - y + yhat - yhat))))
+    t3 = -t2
+    d_yhat = (t0 if (t1 > T(0)) else (t3 if (t1 < T(0)) else ((T(0) if (t3*tau >= T(0)) else (t0 if (abs(t2) >= abs(tau)) else t3)) + T(0) * (y - y + yhat - yhat))))
     h_yhat_yhat = (T(0) + T(0) * (y - y + yhat - yhat))
     return d_yhat, h_yhat_yhat
 

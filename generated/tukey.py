@@ -79,24 +79,22 @@ def value_and_grad_scalar(y, yhat, c, T):
 
 @numba.njit(**_SCALAR)
 def hessian_scalar(y, yhat, c, T):
-    t0 = (T(1)/(c*c))
+    t0 = (c*c)
     t1 = y - yhat
-    t2 = -t0*(t1*t1) + T(1)
-    h_yhat_yhat = (-t0*t2*((-T(2)*y + T(2)*yhat)*(-T(2)*y + T(2)*yhat)) + (t2*t2) if (c >= abs(t1)) else (T(0) + T(0) * (y - y + yhat - yhat)))
+    t2 = (t1*t1)
+    h_yhat_yhat = ((((t0 - T(5)*t2)*(t0 - t2))/c/c/c/c) if (c >= abs(t1)) else (T(0) + T(0) * (y - y + yhat - yhat)))
     return h_yhat_yhat
 
 
 @numba.njit(**_SCALAR)
 def grad_hessian_scalar(y, yhat, c, T):
-    t0 = -T(2)*y + T(2)*yhat
-    t1 = (T(1)/(c*c))
-    t2 = y - yhat
-    t3 = -t1*(t2*t2) + T(1)
-    t4 = (t3*t3)
-    t5 = (c >= abs(t2))
-    t6 = (T(0) + T(0) * (y - y + yhat - yhat))
-    d_yhat = ((T(0.5))*t0*t4 if t5 else t6)
-    h_yhat_yhat = (-(t0*t0)*t1*t3 + t4 if t5 else t6)
+    t0 = (c*c)
+    t1 = y - yhat
+    t2 = (c >= abs(t1))
+    t3 = (T(0) + T(0) * (y - y + yhat - yhat))
+    t4 = (t1*t1)
+    d_yhat = ((T(0.5))*((T(1) - (t1*t1)/t0)*(T(1) - (t1*t1)/t0))*(-T(2)*y + T(2)*yhat) if t2 else t3)
+    h_yhat_yhat = ((((t0 - T(5)*t4)*(t0 - t4))/c/c/c/c) if t2 else t3)
     return d_yhat, h_yhat_yhat
 
 

@@ -96,6 +96,23 @@ def test_rewrites_fire_and_preserve_the_function(loss, rule):
             assert abs(g(*args) - ref.grads[0](*args)) < mpmath.mpf(10) ** -30
 
 
+def test_collect_terms_merges_the_chain_rule_terms_without_expanding_the_residual():
+    """d2/dr2 (1 + r^2/k)^(a/2) has (a-2) r^2 + r^2 in it; in floating point that is 0 or garbage
+    for large r unless (a-1) r^2 is formed symbolically, and (yhat - y)^2 must stay one square."""
+    d = derivation("((yhat - y)**2 / k + 1)**(a / 2)", params={"a": 1.0, "k": {"default": 1.0, "positive": True}})
+    assert "collect_terms" in d.rewrites
+    h = d.stable.hessian[(0, 0)]
+    y, yhat, a = (d.spec.symbols[n] for n in ("y", "yhat", "a"))
+    assert not h.has(y * yhat) and not h.has(y**2)
+    assert any(f == a - 1 for f in h.atoms(sp.Add))
+    # a = 1, r = 1e20: 1/k (1 + r^2/k)^(-3/2) ~ 1e-60, not 0 (the naive form gives 0)
+    from symloss import Loss
+
+    loss = Loss.from_expr("((yhat - y)**2 / k + 1)**(a / 2)", params={"a": 1.0, "k": {"default": 1.0, "positive": True}})
+    got = loss.hessian(np.array([0.0]), np.array([1e20]))[0]
+    assert got == pytest.approx(1e-60, rel=1e-14)
+
+
 def test_piecewise_without_default_is_rejected_by_the_derivation():
     y = sp.Symbol("y", real=True)
     from symloss.derive import nonsmooth

@@ -32,6 +32,7 @@ KNOWN = {
     "fair": (True, "C2", "linear", True, False),
     "quantile": (True, "C0", "linear", True, True),
     "cauchy": (False, "C∞", "logarithmic", True, False),
+    "general_robust": (True, "C∞", "linear", True, False),  # alpha = 1: pseudo-Huber
     "tukey": (False, "C2", "bounded", True, True),
     "hinge": (True, "C0", "linear", True, True),
     "squared_hinge": (True, "C1", "quadratic", False, True),
@@ -48,7 +49,7 @@ KNOWN = {
 }
 # Convexity that SymPy must prove, not merely sample.
 PROVEN_CONVEX = {"mse", "mae", "huber", "log_cosh", "quantile", "hinge", "bce", "bce_logits", "fair",
-                 "pseudo_huber", "squared_hinge", "soft_margin", "exponential", "poisson_nll"}
+                 "pseudo_huber", "general_robust", "squared_hinge", "soft_margin", "exponential", "poisson_nll"}
 PRESENT = [n for n in KNOWN if n in catalog.names()]
 
 

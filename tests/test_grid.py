@@ -28,3 +28,11 @@ def test_grid_catches_a_cancelling_formula():
     naive = Loss.from_expr("cosh(yhat - y) - 1", name="cosh_minus_one")
     bad = [r for r in check_grid(naive, dtypes=(np.float64,)) if not r.ok]
     assert any("grid value" in r.check for r in bad)
+
+
+def test_general_robust_grid_across_its_shape_parameter():
+    """Barron's loss between and beyond its named cases, not only at alpha = 1 and its limits 0 and 2."""
+    loss = symloss.load("general_robust")
+    sets = [{"alpha": a, "c": c} for a, c in ((-2.0, 1.0), (0.0, 3.0), (0.5, 0.3), (1.5, 1.0), (2.0, 0.3), (3.0, 1.0))]
+    bad = [str(r) for r in check_grid(loss, param_sets=sets) if not r.ok]
+    assert not bad, "\n".join(bad)

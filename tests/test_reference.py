@@ -95,3 +95,39 @@ def test_weighted_mean_matches_numpy_average_and_sklearn_loss():
     per, g = L.value_and_grad(y, yhat, sample_weight=w, reduction="none")
     np.testing.assert_allclose(per, 2 * loss, rtol=1e-12)
     np.testing.assert_allclose(g, 2 * grad, rtol=1e-12)
+
+
+def _barron_torch(alpha, c):
+    """Barron's general loss written out directly (alpha not 0 or 2), for autograd."""
+    b = abs(alpha - 2)
+    return lambda p, t: (b / alpha * (((p - t) / c) ** 2 / b + 1) ** (alpha / 2) - b / alpha).mean()
+
+
+@pytest.mark.parametrize("alpha", [-2.0, 0.5, 1.0, 1.5, 4.0])
+def test_general_robust_matches_autograd_of_barrons_formula(alpha):
+    L = symloss.load("general_robust")
+    y, yhat = sample_inputs(L.spec, N, seed=5)
+    v, g, h = torch_grad_hess(_barron_torch(alpha, 0.7), y, yhat)
+    mine_v, mine_g = L.value_and_grad(y, yhat, alpha=alpha, c=0.7)
+    np.testing.assert_allclose(mine_v, v, rtol=1e-12)
+    np.testing.assert_allclose(mine_g, g, rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(L.hessian(y, yhat, reduction="mean", alpha=alpha, c=0.7), h, rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.parametrize("alpha, other, scale", [
+    (2.0, ("mse", {}), 0.5),                     # (r/c)^2 / 2 with c = 1
+    (1.0, ("pseudo_huber", {"delta": 0.7}), 1 / 0.49),  # c^2 rho = pseudo-Huber with delta = c
+    (0.0, ("cauchy", {"c": 0.7 * 2**0.5}), 1 / 0.49),   # c^2 rho = Cauchy with c' = sqrt(2) c
+])
+def test_general_robust_special_cases_are_the_named_losses(alpha, other, scale):
+    """Barron's alpha = 2, 1, 0 are L2, pseudo-Huber and Cauchy up to a scale (alpha = 2 and 0 are limits)."""
+    L = symloss.load("general_robust")
+    name, params = other
+    y, yhat = sample_inputs(L.spec, N, seed=9)
+    c = 1.0 if alpha == 2.0 else 0.7
+    got = L.value_and_grad(y, yhat, reduction="none", alpha=alpha, c=c)
+    want = symloss.load(name).value_and_grad(y, yhat, reduction="none", **params)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, scale * b, rtol=1e-13, atol=1e-300)
+    np.testing.assert_allclose(L.hessian(y, yhat, alpha=alpha, c=c),
+                               scale * symloss.load(name).hessian(y, yhat, **params), rtol=1e-12, atol=1e-300)

@@ -128,13 +128,14 @@ def _kernel_outputs(loss: Loss, cols: list[np.ndarray], params: dict) -> list[np
     return [value] + grads + hs
 
 
-def check_grid(loss: Loss, dtypes=(np.float64, np.float32)) -> list[Result]:
+def check_grid(loss: Loss, dtypes=(np.float64, np.float32), param_sets: list[dict] | None = None) -> list[Result]:
+    """``param_sets`` replaces the default parameter sets (defaults, limits, special values)."""
     ref = _Reference.build(loss)
     points = grid_points(loss)
     pred_pos = [k for k, i in enumerate(loss.spec.inputs) if i.differentiable]
     worst = {(label, np.dtype(dt).name): 0.0 for label, _, _ in ref.outputs for dt in dtypes}
     where = {}
-    for n_set, params in enumerate(_param_sets(loss)):
+    for n_set, params in enumerate(param_sets or _param_sets(loss)):
         for dtype in dtypes:
             pts = sorted({tuple(_for_dtype(x, dtype) for x in p) for p in points})
             if n_set:  # parameters at a limit: every third point is enough

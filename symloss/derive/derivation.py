@@ -49,9 +49,10 @@ class Derivation:
     def stable(self) -> Derivatives:
         """What the kernels compute: rewritten for stability, then differentiated."""
         fired = []
+        data = frozenset(self.spec.symbols[i.name] for i in self.spec.inputs)
 
         def post(expr):
-            expr, names = finish(expr)
+            expr, names = finish(expr, data)
             fired.extend(n for n in names if n not in fired)
             return expr
 

@@ -226,6 +226,115 @@ def _expm1_shift(node):
     return sp.Piecewise((exact, sp.And(*near)), (node, True))
 
 
+def _linear_atoms(expr: sp.Basic, data: frozenset) -> tuple[sp.Basic, dict]:
+    """Replace each linear form in the data (yhat - y, 2*y - 2*yhat) by a multiple
+    of one dummy per direction, so expanding a polynomial never expands a
+    residual into y**2 - 2*y*yhat + yhat**2 (which cancels in floating point)."""
+    atoms: dict = {}
+
+    def visit(node):
+        if isinstance(node, sp.Add) and node.free_symbols & data:
+            if all(t.as_independent(*data)[1] in data for t in node.args):
+                content, form = node.primitive()
+                if form.could_extract_minus_sign():
+                    content, form = -content, -form
+                if form not in atoms:
+                    atoms[form] = sp.Dummy(f"u{len(atoms)}", real=True)
+                return content * atoms[form]
+        if node.args:
+            return node.func(*(visit(a) for a in node.args))
+        return node
+
+    return visit(expr), {d: form for form, d in atoms.items()}
+
+
+def _common_powers(terms, data: frozenset) -> list[sp.Basic]:
+    """Candidates B^g to factor out of every term (g not a number, B with data in it),
+    up to integer powers of B: B^(a/2) and B^(a/2 - 2) share B^(a/2 - 2), B^(a/2 - 1)
+    and B^(a/2), each leaving a rational remainder in B."""
+    exps, symbolic = [], set()
+    for term in terms:
+        found = {}
+        for f in sp.Mul.make_args(term):
+            base, e = f.as_base_exp()
+            if base.free_symbols & data:
+                found[base] = found.get(base, 0) + e
+                if not e.is_Number:
+                    symbolic.add(base)
+        exps.append({b: e for b, e in found.items() if b in symbolic or not e.is_Number})
+    fixed, choices = sp.S.One, []
+    for base in sorted(set.intersection(*(set(e) for e in exps)), key=sp.default_sort_key):
+        options = [e[base] for e in exps]
+        low = next((g for g in options if all((h - g).is_Integer and h - g >= 0 for h in options)), None)
+        if low is None:
+            continue
+        span = int(max(h - low for h in options))
+        if not choices and span:
+            choices = [base**(low + k) for k in range(span + 1)]
+        else:
+            fixed *= base**low
+    return [fixed * c for c in choices] or [fixed]
+
+
+def _degree_gap(ratio: sp.Basic, dummies) -> int:
+    """|deg numerator - deg denominator| in the residuals: 0 when they grow alike."""
+    if not dummies:
+        return 0
+    num, den = sp.fraction(ratio)
+    deg = [sp.Poly(x, *dummies).total_degree() if x.is_polynomial(*dummies) else 0 for x in (num, den)]
+    return abs(deg[0] - deg[1])
+
+
+def _collect_terms(data: frozenset):
+    """A B^g + C B^(g-1) -> B^(g-1) (A B + C) over one denominator, its numerator
+    collected by powers of the data: the chain rule's (alpha-2)r^2 + r^2 becomes
+    (alpha-1)r^2 before any rounding (Barron's Hessian at large |r|)."""
+
+    def combine(work, factor):
+        """(factor, the rest over one denominator with collected numerator, whether
+        like terms merged, the rest with residuals as dummies, the dummies)."""
+        rest, back = _linear_atoms(sp.Add(*(sp.powsimp(t / factor, combine="exp") for t in work.args)), data)
+        dummies = sorted(back, key=sp.default_sort_key)
+        num, den = sp.fraction(sp.together(rest))
+        merged = False
+        factors = []
+        for f in sp.Mul.make_args(num):
+            if isinstance(f, sp.Add) and dummies and f.is_polynomial(*dummies):
+                expanded = sp.expand(f)
+                poly = sp.Poly(expanded, *dummies)
+                merged |= len(poly.terms()) < len(expanded.args)
+                f = sp.Add(*(sp.factor_terms(c) * sp.Mul(*(d**k for d, k in zip(dummies, m)))
+                             for m, c in poly.terms()))
+            factors.append(f)
+        return factor, sp.Mul(*factors) / den, merged, rest, back, dummies
+
+    def apply(node):
+        if not isinstance(node, sp.Add) or not data:
+            return None
+        # x/y guarded at y = 0 is a plain quotient where y cannot be 0; grouped is an
+        # inner collection, merged again here
+        work = node.replace(lambda e: isinstance(e, P.xdivy) and e.args[1].is_positive,
+                            lambda e: e.args[0] / e.args[1]).replace(P.grouped, lambda e: e)
+        if not isinstance(work, sp.Add):
+            return None
+        options = [combine(work, f) for f in _common_powers(work.args, data)]
+        # B^g times a ratio whose numerator and denominator grow alike: neither the
+        # ratio's parts nor B^g alone overflow or underflow where the result does not
+        factor, ratio, merged, rest, back, dummies = min(options, key=lambda o: _degree_gap(o[1], o[5]))
+        ratio = ratio.xreplace(back)
+        out = factor * P.grouped(ratio) if factor != 1 and sp.fraction(ratio)[1].free_symbols & data else factor * ratio
+        # Without merged terms, one denominator is only worth it for a rational
+        # function of residuals, shorter than before (4c^2 - 2r^2 over (r^2 + 2c^2)^2);
+        # over transcendental parts it can divide by a factor that underflows
+        # (focal loss's sigmoid at z = -700).
+        rational = not (rest.free_symbols & data) and rest.is_rational_function(*dummies)
+        if not merged and not (rational and sp.count_ops(out) < sp.count_ops(node)):
+            return None
+        return out
+
+    return apply
+
+
 def _sign_squared(node):
     # sign(u)^2 comes from differentiating |u| twice; it is 1 except at u = 0,
     # where a function smooth through the kink (Fair, |u|^3) needs 1 as well
@@ -280,11 +389,18 @@ def stabilize(expr: sp.Basic, rules: tuple[Rule, ...] = RULES) -> tuple[sp.Basic
     return expr, fired
 
 
-def finish(expr: sp.Basic) -> tuple[sp.Basic, list[str]]:
+def _post_rules(data: frozenset) -> tuple[Rule, ...]:
+    collect = Rule("collect_terms", "A B^g + C B^(g-1) -> B^(g-1) (A B + C) with like powers of the data merged "
+                   "symbolically", _collect_terms(data))
+    return (POST_RULES[0], POST_RULES[1], collect, *POST_RULES[2:])
+
+
+def finish(expr: sp.Basic, data: frozenset = frozenset()) -> tuple[sp.Basic, list[str]]:
     """The post-differentiation pass: pre rules again (derivatives can reintroduce
     their patterns), post rules, then a common denominator where that is shorter
-    (d/dr r/sqrt(1+r^2) = 1/(1+r^2)^(3/2), not a difference of two near-equal terms)."""
-    expr, fired = stabilize(expr, RULES + POST_RULES)
+    (d/dr r/sqrt(1+r^2) = 1/(1+r^2)^(3/2), not a difference of two near-equal terms).
+    ``data`` are the input symbols (not parameters), for rules that collect in them."""
+    expr, fired = stabilize(expr, RULES + _post_rules(data))
     # signsimp makes (y - yhat) and (yhat - y) one form, so r^2 - r^2 cancels
     # symbolically instead of in floating point (pseudo-Huber's Hessian)
     combined = sp.together(sp.signsimp(expr))
@@ -294,4 +410,4 @@ def finish(expr: sp.Basic) -> tuple[sp.Basic, list[str]]:
 
 
 def describe(name: str) -> str:
-    return next(r.description for r in RULES + POST_RULES if r.name == name)
+    return next(r.description for r in RULES + _post_rules(frozenset()) if r.name == name)
