@@ -160,7 +160,7 @@ def _ml_flog1p_f32(x, T):
 @numba.njit(**_SCALAR)
 def value_scalar(y, yhat, c, T):
     t0 = (c*c)
-    loss = (T(0.5))*t0*flog1p(((-y + yhat)*(-y + yhat))/t0, T)
+    loss = (T(0.5))*t0*flog1p(((y - yhat)*(y - yhat))/t0, T)
     return loss
 
 
@@ -176,8 +176,9 @@ def grad_scalar(y, yhat, c, T):
 def value_and_grad_scalar(y, yhat, c, T):
     t0 = (c*c)
     t1 = y - yhat
-    loss = (T(0.5))*t0*flog1p((t1*t1)/t0, T)
-    d_yhat = -t0*t1/(t0 + (t1*t1))
+    t2 = (t1*t1)
+    loss = (T(0.5))*t0*flog1p(t2/t0, T)
+    d_yhat = -t0*t1/(t0 + t2)
     return loss, d_yhat
 
 

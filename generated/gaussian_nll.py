@@ -161,7 +161,7 @@ def kinkmax(a, b, T):
 @numba.njit(**_SCALAR)
 def value_scalar(y, mu, var, eps, T):
     t0 = kinkmax(eps, var, T)
-    loss = (T(0.5))*flog(t0, T) + (T(0.5))*((-mu + y)*(-mu + y))/t0
+    loss = (T(0.5))*flog(t0, T) + (T(0.5))*((mu - y)*(mu - y))/t0
     return loss
 
 
@@ -180,10 +180,11 @@ def value_and_grad_scalar(y, mu, var, eps, T):
     t0 = kinkmax(eps, var, T)
     t1 = (T(1)/(t0))
     t2 = mu - y
-    t3 = eps - var
-    loss = (T(0.5))*t1*(t2*t2) + (T(0.5))*flog(t0, T)
+    t3 = (t2*t2)
+    t4 = eps - var
+    loss = (T(0.5))*t1*t3 + (T(0.5))*flog(t0, T)
     d_mu = t1*t2
-    d_var = (((T(0.5))*(t0 - (t2*t2))*(T(0) if (t3 > T(0)) else (T(1) if (t3 < T(0)) else (T(0) + T(0) * (var - var)))))/t0/t0)
+    d_var = (((T(0.5))*(t0 - t3)*(T(0) if (t4 > T(0)) else (T(1) if (t4 < T(0)) else (T(0) + T(0) * (var - var)))))/t0/t0)
     return loss, d_mu, d_var
 
 

@@ -31,7 +31,7 @@ _LOOP = dict(cache=True, error_model="numpy", fastmath={"reassoc"})
 
 @numba.njit(**_SCALAR)
 def value_scalar(y, yhat, T):
-    loss = ((-y + yhat)*(-y + yhat))
+    loss = ((y - yhat)*(y - yhat))
     return loss
 
 
@@ -43,9 +43,9 @@ def grad_scalar(y, yhat, T):
 
 @numba.njit(**_SCALAR)
 def value_and_grad_scalar(y, yhat, T):
-    t0 = -y + yhat
+    t0 = y - yhat
     loss = (t0*t0)
-    d_yhat = T(2)*t0
+    d_yhat = -T(2)*t0
     return loss, d_yhat
 
 

@@ -37,7 +37,7 @@ def sqrt1pm1(u, T):
 @numba.njit(**_SCALAR)
 def value_scalar(y, yhat, delta, T):
     t0 = (delta*delta)
-    loss = t0*sqrt1pm1(((-y + yhat)*(-y + yhat))/t0, T)
+    loss = t0*sqrt1pm1(((y - yhat)*(y - yhat))/t0, T)
     return loss
 
 
@@ -52,8 +52,9 @@ def grad_scalar(y, yhat, delta, T):
 def value_and_grad_scalar(y, yhat, delta, T):
     t0 = (delta*delta)
     t1 = y - yhat
-    loss = t0*sqrt1pm1((t1*t1)/t0, T)
-    d_yhat = -delta*t1/math.sqrt(t0 + (t1*t1))
+    t2 = (t1*t1)
+    loss = t0*sqrt1pm1(t2/t0, T)
+    d_yhat = -delta*t1/math.sqrt(t0 + t2)
     return loss, d_yhat
 
 

@@ -90,11 +90,11 @@ def hessian_scalar(y, yhat, c, T):
 def grad_hessian_scalar(y, yhat, c, T):
     t0 = (c*c)
     t1 = y - yhat
-    t2 = (c >= abs(t1))
-    t3 = (T(0) + T(0) * (y - y + yhat - yhat))
-    t4 = (t1*t1)
-    d_yhat = ((T(0.5))*((T(1) - (t1*t1)/t0)*(T(1) - (t1*t1)/t0))*(-T(2)*y + T(2)*yhat) if t2 else t3)
-    h_yhat_yhat = ((((t0 - T(5)*t4)*(t0 - t4))/c/c/c/c) if t2 else t3)
+    t2 = (t1*t1)
+    t3 = (c >= abs(t1))
+    t4 = (T(0) + T(0) * (y - y + yhat - yhat))
+    d_yhat = ((T(0.5))*((T(1) - t2/t0)*(T(1) - t2/t0))*(-T(2)*y + T(2)*yhat) if t3 else t4)
+    h_yhat_yhat = ((((t0 - T(5)*t2)*(t0 - t2))/c/c/c/c) if t3 else t4)
     return d_yhat, h_yhat_yhat
 
 

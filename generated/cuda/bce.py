@@ -108,15 +108,15 @@ def value_and_grad_scalar(y, p, T):
 
 @cuda.jit(device=True)
 def hessian_scalar(y, p, T):
-    h_p_p = xdivy(y, (p*p), T) - xdivy(y - T(1), ((T(1) - p)*(T(1) - p)), T)
+    h_p_p = xdivy(y, (p*p), T) - xdivy(y - T(1), ((p - T(1))*(p - T(1))), T)
     return h_p_p
 
 
 @cuda.jit(device=True)
 def grad_hessian_scalar(y, p, T):
     t0 = y - T(1)
-    t1 = T(1) - p
-    d_p = -xdivy(t0, t1, T) - xdivy(y, p, T)
+    t1 = p - T(1)
+    d_p = -xdivy(t0, -t1, T) - xdivy(y, p, T)
     h_p_p = -xdivy(t0, (t1*t1), T) + xdivy(y, (p*p), T)
     return d_p, h_p_p
 

@@ -65,7 +65,7 @@ def fdiv(a, b, T):
 @cuda.jit(device=True)
 def value_scalar(y, yhat, c, T):
     t0 = (c*c)
-    loss = (T(0.5))*t0*math.log1p(((-y + yhat)*(-y + yhat))/t0)
+    loss = (T(0.5))*t0*math.log1p(((y - yhat)*(y - yhat))/t0)
     return loss
 
 
@@ -81,8 +81,9 @@ def grad_scalar(y, yhat, c, T):
 def value_and_grad_scalar(y, yhat, c, T):
     t0 = (c*c)
     t1 = y - yhat
-    loss = (T(0.5))*t0*math.log1p((t1*t1)/t0)
-    d_yhat = -t0*t1/(t0 + (t1*t1))
+    t2 = (t1*t1)
+    loss = (T(0.5))*t0*math.log1p(t2/t0)
+    d_yhat = -t0*t1/(t0 + t2)
     return loss, d_yhat
 
 

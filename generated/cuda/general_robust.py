@@ -70,7 +70,7 @@ def powm1(u, a, T):
 
 @cuda.jit(device=True)
 def value_scalar(y, yhat, alpha, c, T):
-    t0 = (((-y + yhat)*(-y + yhat))/c/c)
+    t0 = (((y - yhat)*(y - yhat))/c/c)
     t1 = (T(0.5))*t0
     t2 = abs(alpha - T(2))
     loss = (t1 if (alpha == T(2)) else (math.log1p(t1) if (alpha == T(0)) else t2*powm1(t0/t2, (T(0.5))*alpha, T)/alpha))
@@ -82,7 +82,7 @@ def grad_scalar(y, yhat, alpha, c, T):
     t0 = (T(1)/(c*c))
     t1 = (T(0.5))*t0
     t2 = t1*(-T(2)*y + T(2)*yhat)
-    t3 = ((-y + yhat)*(-y + yhat))
+    t3 = ((y - yhat)*(y - yhat))
     d_yhat = (t2 if (alpha == T(2)) else (t2/(t1*t3 + T(1)) if (alpha == T(0)) else t2*((t0*t3/abs(alpha - T(2)) + T(1))**((T(0.5))*alpha - T(1)))))
     return d_yhat
 
@@ -90,7 +90,7 @@ def grad_scalar(y, yhat, alpha, c, T):
 @cuda.jit(device=True)
 def value_and_grad_scalar(y, yhat, alpha, c, T):
     t0 = (T(1)/(c*c))
-    t1 = t0*((-y + yhat)*(-y + yhat))
+    t1 = t0*((y - yhat)*(y - yhat))
     t2 = (T(0.5))*t1
     t3 = (alpha == T(2))
     t4 = (alpha == T(0))
@@ -107,11 +107,10 @@ def value_and_grad_scalar(y, yhat, alpha, c, T):
 def hessian_scalar(y, yhat, alpha, c, T):
     t0 = (c*c)
     t1 = (T(1)/(t0))
-    t2 = y - yhat
-    t3 = (t2*t2)
-    t4 = abs(alpha - T(2))
-    t5 = t0*t4
-    h_yhat_yhat = (t1 if (alpha == T(2)) else (((T(4)*t0 - T(2)*t3)/(T(2)*t0 + t3)/(T(2)*t0 + t3)) if (alpha == T(0)) else ((t1*(t2*t2)/t4 + T(1))**((T(0.5))*alpha - T(1)))*(t1*(t3*(alpha - T(1)) + t5)/(t3 + t5))))
+    t2 = ((y - yhat)*(y - yhat))
+    t3 = abs(alpha - T(2))
+    t4 = t0*t3
+    h_yhat_yhat = (t1 if (alpha == T(2)) else (((T(4)*t0 - T(2)*t2)/(T(2)*t0 + t2)/(T(2)*t0 + t2)) if (alpha == T(0)) else ((t1*t2/t3 + T(1))**((T(0.5))*alpha - T(1)))*(t1*(t2*(alpha - T(1)) + t4)/(t2 + t4))))
     return h_yhat_yhat
 
 
@@ -122,15 +121,13 @@ def grad_hessian_scalar(y, yhat, alpha, c, T):
     t2 = (T(0.5))*t1
     t3 = t2*(-T(2)*y + T(2)*yhat)
     t4 = (alpha == T(2))
-    t5 = y - yhat
-    t6 = (t5*t5)
-    t7 = (alpha == T(0))
-    t8 = abs(alpha - T(2))
-    t9 = ((t1*t6/t8 + T(1))**((T(0.5))*alpha - T(1)))
-    t10 = (t5*t5)
-    t11 = t0*t8
-    d_yhat = (t3 if t4 else (t3/(t2*t6 + T(1)) if t7 else t3*t9))
-    h_yhat_yhat = (t1 if t4 else (((T(4)*t0 - T(2)*t10)/(T(2)*t0 + t10)/(T(2)*t0 + t10)) if t7 else t9*(t1*(t10*(alpha - T(1)) + t11)/(t10 + t11))))
+    t5 = ((y - yhat)*(y - yhat))
+    t6 = (alpha == T(0))
+    t7 = abs(alpha - T(2))
+    t8 = ((t1*t5/t7 + T(1))**((T(0.5))*alpha - T(1)))
+    t9 = t0*t7
+    d_yhat = (t3 if t4 else (t3/(t2*t5 + T(1)) if t6 else t3*t8))
+    h_yhat_yhat = (t1 if t4 else (((T(4)*t0 - T(2)*t5)/(T(2)*t0 + t5)/(T(2)*t0 + t5)) if t6 else t8*(t1*(t5*(alpha - T(1)) + t9)/(t5 + t9))))
     return d_yhat, h_yhat_yhat
 
 

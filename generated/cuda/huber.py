@@ -86,11 +86,10 @@ def grad_scalar(y, yhat, delta, T):
 @cuda.jit(device=True)
 def value_and_grad_scalar(y, yhat, delta, T):
     t0 = y - yhat
-    t1 = -t0
-    t2 = abs(t0)
-    t3 = (delta >= t2)
-    loss = ((T(0.5))*(t1*t1) if t3 else delta*(-T(0.5)*delta + t2))
-    d_yhat = (t1 if t3 else -delta*sign(t0, T))
+    t1 = abs(t0)
+    t2 = (delta >= t1)
+    loss = ((T(0.5))*(t0*t0) if t2 else delta*(-T(0.5)*delta + t1))
+    d_yhat = (-t0 if t2 else -delta*sign(t0, T))
     return loss, d_yhat
 
 

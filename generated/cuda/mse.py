@@ -64,7 +64,7 @@ def fdiv(a, b, T):
 
 @cuda.jit(device=True)
 def value_scalar(y, yhat, T):
-    loss = ((-y + yhat)*(-y + yhat))
+    loss = ((y - yhat)*(y - yhat))
     return loss
 
 
@@ -76,9 +76,9 @@ def grad_scalar(y, yhat, T):
 
 @cuda.jit(device=True)
 def value_and_grad_scalar(y, yhat, T):
-    t0 = -y + yhat
+    t0 = y - yhat
     loss = (t0*t0)
-    d_yhat = T(2)*t0
+    d_yhat = -T(2)*t0
     return loss, d_yhat
 
 

@@ -71,7 +71,7 @@ def sqrt1pm1(u, T):
 @cuda.jit(device=True)
 def value_scalar(y, yhat, delta, T):
     t0 = (delta*delta)
-    loss = t0*sqrt1pm1(((-y + yhat)*(-y + yhat))/t0, T)
+    loss = t0*sqrt1pm1(((y - yhat)*(y - yhat))/t0, T)
     return loss
 
 
@@ -86,8 +86,9 @@ def grad_scalar(y, yhat, delta, T):
 def value_and_grad_scalar(y, yhat, delta, T):
     t0 = (delta*delta)
     t1 = y - yhat
-    loss = t0*sqrt1pm1((t1*t1)/t0, T)
-    d_yhat = -delta*t1/math.sqrt(t0 + (t1*t1))
+    t2 = (t1*t1)
+    loss = t0*sqrt1pm1(t2/t0, T)
+    d_yhat = -delta*t1/math.sqrt(t0 + t2)
     return loss, d_yhat
 
 

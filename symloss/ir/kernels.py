@@ -40,8 +40,17 @@ class LossIR:
     kernels: dict[str, KernelIR]
 
 
+def _even_powers(expr: sp.Basic) -> sp.Basic:
+    """(-y + yhat)^2 and (y - yhat)^2 as one expression, so CSE computes it once
+    (exact: a difference and its negative round alike)."""
+    return expr.replace(
+        lambda e: isinstance(e, sp.Pow) and e.exp.is_Integer and e.exp % 2 == 0 and e.base.could_extract_minus_sign(),
+        lambda e: sp.Pow(-e.base, e.exp),
+    )
+
+
 def _kernel(name: str, outputs: list[tuple[str, sp.Basic]]) -> KernelIR:
-    exprs = [e for _, e in outputs]
+    exprs = [_even_powers(e) for _, e in outputs]
     replacements, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("t"), order="canonical")
     temps = tuple(Assignment(str(s), e) for s, e in replacements)
     outs = tuple(Assignment(n, e) for (n, _), e in zip(outputs, reduced))
