@@ -113,6 +113,30 @@ def test_collect_terms_merges_the_chain_rule_terms_without_expanding_the_residua
     assert got == pytest.approx(1e-60, rel=1e-14)
 
 
+def test_collect_terms_within_a_sum_and_with_float_exponents():
+    """Only the terms sharing (1 + yhat^2)^0.25's powers collect (the sigmoid term stays
+    apart); the target factor 1 - y stays a factor; the Hessian at yhat = 1e150 is
+    -(1 - y)/4 |yhat|^-1.5, not the 0.5|yhat|^-1.5 left when the second term underflows."""
+    from symloss import Loss
+
+    loss = Loss.from_expr("y * log(1 + exp(-yhat)) + (1 - y) * (yhat**2 + 1)**0.25", name="collect_mix")
+    assert "collect_terms" in loss.derivation.rewrites
+    h = loss.hessian(np.array([0.0, 0.75]), np.array([1e150, -1e150]))
+    np.testing.assert_allclose(h, [-0.25e-225, -0.0625e-225], rtol=1e-14)
+
+
+def test_division_by_a_squared_sum_keeps_its_parentheses():
+    """-2r/(r^2 + 1)^2 printed stepwise as x/(r*r + 1)/(r*r + 1): the minus sign gives the
+    product an Add's precedence in SymPy, which once dropped the parentheses."""
+    from symloss import Loss
+
+    loss = Loss.from_expr("(yhat - y)**2 / (1 + (yhat - y)**2)", name="rational_bump")
+    y, yhat = np.array([0.5, 1.0, -2.0]), np.array([1.5, -1.0, 3.0])
+    r = yhat - y
+    np.testing.assert_allclose(loss.grad(y, yhat, reduction="none"), 2 * r / (1 + r**2) ** 2, rtol=1e-15)
+    np.testing.assert_allclose(loss.hessian(y, yhat), (2 - 6 * r**2) / (1 + r**2) ** 3, rtol=1e-14)
+
+
 def test_piecewise_without_default_is_rejected_by_the_derivation():
     y = sp.Symbol("y", real=True)
     from symloss.derive import nonsmooth

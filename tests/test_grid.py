@@ -36,3 +36,15 @@ def test_general_robust_grid_across_its_shape_parameter():
     sets = [{"alpha": a, "c": c} for a, c in ((-2.0, 1.0), (0.0, 3.0), (0.5, 0.3), (1.5, 1.0), (2.0, 0.3), (3.0, 1.0))]
     bad = [str(r) for r in check_grid(loss, param_sets=sets) if not r.ok]
     assert not bad, "\n".join(bad)
+
+
+def test_grid_catches_an_expanded_residual():
+    """y^2 - 2 y yhat + yhat^2 is (yhat - y)^2 with every digit lost where yhat ~ y; the grid has
+    predictions a hair from its targets (Tukey's loss was once generated expanded like this)."""
+    import numpy as np
+
+    from symloss import Loss
+
+    expanded = Loss.from_expr("yhat**2 - 2*y*yhat + y**2", name="expanded_square")
+    bad = [r for r in check_grid(expanded, dtypes=(np.float64,)) if not r.ok]
+    assert any("grid value" in r.check for r in bad)

@@ -64,20 +64,10 @@ def fdiv(a, b, T):
 
 @cuda.jit(device=True)
 def value_scalar(y, yhat, c, T):
-    t0 = (y*y)
-    t1 = (yhat*yhat)
-    t2 = (T(1)/(c*c*c*c))
-    t3 = (T(0.16666666666666666))*t2
-    t4 = (y*y*y*y)
-    t5 = (c*c)
-    t6 = (T(1)/(t5))
-    t7 = (T(0.5))*t6
-    t8 = (yhat*yhat*yhat*yhat)
-    t9 = (yhat*yhat*yhat)
-    t10 = T(2)*t6
-    t11 = (y*y*y)
-    t12 = (T(2.5))*t2
-    loss = (-T(3)*t0*t1*t6 + t0*t12*t8 + (T(0.5))*t0 + t1*t12*t4 + (T(0.5))*t1 + t10*t11*yhat + t10*t9*y - T(3.3333333333333335)*t11*t2*t9 - t2*(y**T(5))*yhat - t2*y*(yhat**T(5)) + t3*(y**T(6)) + t3*(yhat**T(6)) - t4*t7 - t7*t8 - y*yhat if (c >= abs(y - yhat)) else ((T(0.16666666666666666))*t5 + T(0) * (y - y + yhat - yhat)))
+    t0 = y - yhat
+    t1 = (t0*t0)
+    t2 = (c*c)
+    loss = ((T(0.16666666666666666))*t1*(-T(3)*t1/t2 + T(3) + ((t0*t0*t0*t0)/c/c/c/c)) if (c >= abs(t0)) else ((T(0.16666666666666666))*t2 + T(0) * (y - y + yhat - yhat)))
     return loss
 
 
@@ -90,23 +80,13 @@ def grad_scalar(y, yhat, c, T):
 
 @cuda.jit(device=True)
 def value_and_grad_scalar(y, yhat, c, T):
-    t0 = (y*y)
-    t1 = (yhat*yhat)
-    t2 = (T(1)/(c*c*c*c))
-    t3 = (T(0.16666666666666666))*t2
-    t4 = (y*y*y*y)
-    t5 = (c*c)
-    t6 = (T(1)/(t5))
-    t7 = (T(0.5))*t6
-    t8 = (yhat*yhat*yhat*yhat)
-    t9 = (yhat*yhat*yhat)
-    t10 = T(2)*y
-    t11 = (y*y*y)
-    t12 = (T(2.5))*t2
-    t13 = y - yhat
-    t14 = (c >= abs(t13))
-    loss = (-T(3)*t0*t1*t6 + t0*t12*t8 + (T(0.5))*t0 + t1*t12*t4 + (T(0.5))*t1 + t10*t6*t9 - T(3.3333333333333335)*t11*t2*t9 + T(2)*t11*t6*yhat - t2*(y**T(5))*yhat - t2*y*(yhat**T(5)) + t3*(y**T(6)) + t3*(yhat**T(6)) - t4*t7 - t7*t8 - y*yhat if t14 else ((T(0.16666666666666666))*t5 + T(0) * (y - y + yhat - yhat)))
-    d_yhat = ((T(0.5))*(-t10 + T(2)*yhat)*((-(t13*t13)*t6 + T(1))*(-(t13*t13)*t6 + T(1))) if t14 else (T(0) + T(0) * (y - y + yhat - yhat)))
+    t0 = y - yhat
+    t1 = (t0*t0)
+    t2 = (c*c)
+    t3 = t1/t2
+    t4 = (c >= abs(t0))
+    loss = ((T(0.16666666666666666))*t1*(-T(3)*t3 + T(3) + ((t0*t0*t0*t0)/c/c/c/c)) if t4 else ((T(0.16666666666666666))*t2 + T(0) * (y - y + yhat - yhat)))
+    d_yhat = ((T(0.5))*((T(1) - t3)*(T(1) - t3))*(-T(2)*y + T(2)*yhat) if t4 else (T(0) + T(0) * (y - y + yhat - yhat)))
     return loss, d_yhat
 
 

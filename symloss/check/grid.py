@@ -25,8 +25,11 @@ from ..runtime.loss import Loss
 from .verify import Result
 
 _MAG = [0.0, 1e-300, 1e-150, 1e-20, 1e-8, 1e-3, 0.5, 1.0, 3.0, 30.0, 700.0, 1e4, 1e20, 1e150]
+# Predictions a hair from the real targets below: a residual y - yhat expanded
+# into y^2 - 2 y yhat + yhat^2 loses every digit there.
+_NEAR_TARGETS = [1.5 * (1 + 1e-9), -2.0 * (1 - 1e-9)]
 PREDICTION_GRID = {
-    "real": sorted({s * m for m in _MAG for s in (1.0, -1.0)}),
+    "real": sorted({s * m for m in _MAG for s in (1.0, -1.0)} | set(_NEAR_TARGETS)),
     "positive": [1e-300, 1e-20, 1e-3, 0.5, 1.0, 7.0, 1e3, 1e20, 1e150],
     "unit": [1e-300, 1e-20, 1e-8, 0.1, 0.5, 0.9, 1 - 1e-8, 1 - 2.0**-53],
 }

@@ -52,7 +52,7 @@ class Derivation:
         data = frozenset(self.spec.symbols[i.name] for i in self.spec.inputs)
 
         def post(expr):
-            expr, names = finish(expr, data)
+            expr, names = finish(expr, data, frozenset(self.wrt))
             fired.extend(n for n in names if n not in fired)
             return expr
 

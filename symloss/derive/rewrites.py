@@ -155,19 +155,25 @@ def _xmlog1p(node):
     return None
 
 
-def _cancel_constant(node):
-    # c + b*(1 - u)**n with the constant cancelling in the expansion (Tukey's
-    # 1 - (1 - x)^3): expand so small u keeps its digits
-    if not isinstance(node, sp.Add):
-        return None
-    const, rest = node.as_coeff_Add()
-    if const == 0 or not any(isinstance(p, sp.Pow) and p.exp.is_Integer and p.exp > 1 and isinstance(p.base, sp.Add)
-                             for p in sp.Add.make_args(rest) for p in sp.Mul.make_args(p)):
-        return None
-    expanded = sp.expand(node)
-    if expanded.as_coeff_Add()[0] != 0:
-        return None
-    return sp.factor_terms(expanded)
+def _cancel_constant(data: frozenset):
+    """c + b*(1 - u)**n with the constant cancelling in the expansion (Tukey's
+    1 - (1 - x)^3): expand so small u keeps its digits, residuals kept whole."""
+
+    def apply(node):
+        if not isinstance(node, sp.Add):
+            return None
+        const, rest = node.as_coeff_Add()
+        if const == 0 or not any(isinstance(p, sp.Pow) and p.exp.is_Integer and p.exp > 1
+                                 and isinstance(p.base, sp.Add)
+                                 for p in sp.Add.make_args(rest) for p in sp.Mul.make_args(p)):
+            return None
+        atomized, back = _linear_atoms(node, data)
+        expanded = sp.expand(atomized)
+        if expanded.as_coeff_Add()[0] != 0:
+            return None
+        return sp.factor_terms(expanded).xreplace(back)
+
+    return apply
 
 
 def _pow_quotient(node):
@@ -241,11 +247,19 @@ def _linear_atoms(expr: sp.Basic, data: frozenset) -> tuple[sp.Basic, dict]:
                 if form not in atoms:
                     atoms[form] = sp.Dummy(f"u{len(atoms)}", real=True)
                 return content * atoms[form]
+        if node in data:  # a lone input is a form of its own
+            if node not in atoms:
+                atoms[node] = sp.Dummy(f"u{len(atoms)}", real=True)
+            return atoms[node]
         if node.args:
             return node.func(*(visit(a) for a in node.args))
         return node
 
     return visit(expr), {d: form for form, d in atoms.items()}
+
+
+def _whole(x: sp.Basic) -> bool:
+    return bool(x.is_Integer or (x.is_Float and float(x).is_integer()))
 
 
 def _common_powers(terms, data: frozenset) -> list[sp.Basic]:
@@ -259,13 +273,13 @@ def _common_powers(terms, data: frozenset) -> list[sp.Basic]:
             base, e = f.as_base_exp()
             if base.free_symbols & data:
                 found[base] = found.get(base, 0) + e
-                if not e.is_Number:
+                if not e.is_Integer:  # B^g, B^(1/4), B^0.25
                     symbolic.add(base)
-        exps.append({b: e for b, e in found.items() if b in symbolic or not e.is_Number})
+        exps.append({b: e for b, e in found.items() if b in symbolic})
     fixed, choices = sp.S.One, []
     for base in sorted(set.intersection(*(set(e) for e in exps)), key=sp.default_sort_key):
         options = [e[base] for e in exps]
-        low = next((g for g in options if all((h - g).is_Integer and h - g >= 0 for h in options)), None)
+        low = next((g for g in options if all(_whole(h - g) and h - g >= 0 for h in options)), None)
         if low is None:
             continue
         span = int(max(h - low for h in options))
@@ -274,6 +288,29 @@ def _common_powers(terms, data: frozenset) -> list[sp.Basic]:
         else:
             fixed *= base**low
     return [fixed * c for c in choices] or [fixed]
+
+
+def _terms_sharing_a_power(terms, data: frozenset) -> list:
+    """The terms holding a power B^g (g not an integer, B with data in it) that at
+    least one other term holds too, for the first such B."""
+    holders: dict = {}
+    for term in terms:
+        for f in sp.Mul.make_args(term):
+            base, e = f.as_base_exp()
+            if not e.is_Integer and base.free_symbols & data:
+                holders.setdefault(base, []).append(term)
+    for base in sorted(holders, key=sp.default_sort_key):
+        if len(set(holders[base])) >= 2:
+            return list(dict.fromkeys(holders[base]))
+    return []
+
+
+def _coefficient(c: sp.Basic) -> sp.Basic:
+    """A collected coefficient with its common factor out: 0.3 (1 - y), kept so
+    (SymPy would distribute the number back into 0.3 - 0.3 y)."""
+    c = sp.factor_terms(c)
+    number, rest = c.as_coeff_Mul()
+    return number * P.grouped(rest) if number not in (1, -1) and isinstance(rest, sp.Add) else c
 
 
 def _degree_gap(ratio: sp.Basic, dummies) -> int:
@@ -285,7 +322,7 @@ def _degree_gap(ratio: sp.Basic, dummies) -> int:
     return abs(deg[0] - deg[1])
 
 
-def _collect_terms(data: frozenset):
+def _collect_terms(data: frozenset, predictions: frozenset):
     """A B^g + C B^(g-1) -> B^(g-1) (A B + C) over one denominator, its numerator
     collected by powers of the data: the chain rule's (alpha-2)r^2 + r^2 becomes
     (alpha-1)r^2 before any rounding (Barron's Hessian at large |r|)."""
@@ -293,17 +330,22 @@ def _collect_terms(data: frozenset):
     def combine(work, factor):
         """(factor, the rest over one denominator with collected numerator, whether
         like terms merged, the rest with residuals as dummies, the dummies)."""
-        rest, back = _linear_atoms(sp.Add(*(sp.powsimp(t / factor, combine="exp") for t in work.args)), data)
-        dummies = sorted(back, key=sp.default_sort_key)
+        rest = sp.Add(*(sp.powsimp(t / factor, combine="exp") for t in work.args))
+        rest = rest.replace(lambda e: isinstance(e, sp.Pow) and e.exp.is_Float and _whole(e.exp),
+                            lambda e: e.base ** int(e.exp))  # B^0.25 / B^-0.75 = B
+        rest, back = _linear_atoms(rest, data)
+        # collect by the forms that hold a prediction; the targets' forms are
+        # coefficients (expanding (1 - y)(...) would lose 1 - y's digits near y = 1)
+        dummies = sorted((d for d, form in back.items() if form.free_symbols & predictions), key=sp.default_sort_key)
         num, den = sp.fraction(sp.together(rest))
         merged = False
         factors = []
         for f in sp.Mul.make_args(num):
             if isinstance(f, sp.Add) and dummies and f.is_polynomial(*dummies):
-                expanded = sp.expand(f)
-                poly = sp.Poly(expanded, *dummies)
-                merged |= len(poly.terms()) < len(expanded.args)
-                f = sp.Add(*(sp.factor_terms(c) * sp.Mul(*(d**k for d, k in zip(dummies, m)))
+                poly = sp.Poly(sp.expand(f), *dummies)
+                # like terms met: more monomials term by term than in the sum
+                merged |= len(poly.terms()) < sum(len(sp.Add.make_args(sp.expand(t))) for t in f.args)
+                f = sp.Add(*(_coefficient(c) * sp.Mul(*(d**k for d, k in zip(dummies, m)))
                              for m, c in poly.terms()))
             factors.append(f)
         return factor, sp.Mul(*factors) / den, merged, rest, back, dummies
@@ -311,6 +353,13 @@ def _collect_terms(data: frozenset):
     def apply(node):
         if not isinstance(node, sp.Add) or not data:
             return None
+        # terms with a power of the same B collect among themselves; the others stay
+        group = _terms_sharing_a_power(node.args, data)
+        if group and len(group) < len(node.args):
+            collected = apply(sp.Add(*group))
+            if collected is None:
+                return None
+            return collected + sp.Add(*(t for t in node.args if t not in group))
         # x/y guarded at y = 0 is a plain quotient where y cannot be 0; grouped is an
         # inner collection, merged again here
         work = node.replace(lambda e: isinstance(e, P.xdivy) and e.args[1].is_positive,
@@ -323,12 +372,12 @@ def _collect_terms(data: frozenset):
         factor, ratio, merged, rest, back, dummies = min(options, key=lambda o: _degree_gap(o[1], o[5]))
         ratio = ratio.xreplace(back)
         out = factor * P.grouped(ratio) if factor != 1 and sp.fraction(ratio)[1].free_symbols & data else factor * ratio
-        # Without merged terms, one denominator is only worth it for a rational
-        # function of residuals, shorter than before (4c^2 - 2r^2 over (r^2 + 2c^2)^2);
-        # over transcendental parts it can divide by a factor that underflows
-        # (focal loss's sigmoid at z = -700).
-        rational = not (rest.free_symbols & data) and rest.is_rational_function(*dummies)
-        if not merged and not (rational and sp.count_ops(out) < sp.count_ops(node)):
+        # Only a rational function of the inputs goes over one denominator (over
+        # transcendental parts it can divide by a factor that underflows: focal
+        # loss's sigmoid at z = -700), and only where like terms merged or the
+        # result is shorter (4c^2 - 2r^2 over (r^2 + 2c^2)^2).
+        rational = not (rest.free_symbols & data) and rest.is_rational_function(*back)
+        if not rational or not (merged or sp.count_ops(out) < sp.count_ops(node)):
             return None
         return out
 
@@ -360,7 +409,7 @@ RULES: tuple[Rule, ...] = (
 # Applied to every final expression (loss, gradient, Hessian) after differentiation:
 # algebraic forms whose derivatives would be worse than those of the original.
 POST_RULES: tuple[Rule, ...] = (
-    Rule("expand_cancel", "c - c(1-u)^n -> its expansion, exact for small u", _cancel_constant),
+    Rule("expand_cancel", "c - c(1-u)^n -> its expansion, exact for small u", _cancel_constant(frozenset())),
     Rule("sign_squared", "sign(u)^2 -> 1", _sign_squared),
     Rule("pow_quotient", "x b^g / b -> xdivy(x b^g, b): 0, not 0/0, where b underflows or g = 0", _pow_quotient),
     Rule("expm1_shift", "k e^u + R -> (k + R) + k expm1(u), exact near u = 0", _expm1_shift),
@@ -389,18 +438,21 @@ def stabilize(expr: sp.Basic, rules: tuple[Rule, ...] = RULES) -> tuple[sp.Basic
     return expr, fired
 
 
-def _post_rules(data: frozenset) -> tuple[Rule, ...]:
+def _post_rules(data: frozenset, predictions: frozenset) -> tuple[Rule, ...]:
     collect = Rule("collect_terms", "A B^g + C B^(g-1) -> B^(g-1) (A B + C) with like powers of the data merged "
-                   "symbolically", _collect_terms(data))
-    return (POST_RULES[0], POST_RULES[1], collect, *POST_RULES[2:])
+                   "symbolically", _collect_terms(data, predictions))
+    expand = Rule(POST_RULES[0].name, POST_RULES[0].description, _cancel_constant(data))
+    return (expand, POST_RULES[1], collect, *POST_RULES[2:])
 
 
-def finish(expr: sp.Basic, data: frozenset = frozenset()) -> tuple[sp.Basic, list[str]]:
+def finish(expr: sp.Basic, data: frozenset = frozenset(), predictions: frozenset = frozenset()
+           ) -> tuple[sp.Basic, list[str]]:
     """The post-differentiation pass: pre rules again (derivatives can reintroduce
     their patterns), post rules, then a common denominator where that is shorter
     (d/dr r/sqrt(1+r^2) = 1/(1+r^2)^(3/2), not a difference of two near-equal terms).
-    ``data`` are the input symbols (not parameters), for rules that collect in them."""
-    expr, fired = stabilize(expr, RULES + _post_rules(data))
+    ``data`` are the input symbols (not parameters) and ``predictions`` those of
+    them we differentiate by, for the rule that collects in them."""
+    expr, fired = stabilize(expr, RULES + _post_rules(data, predictions))
     # signsimp makes (y - yhat) and (yhat - y) one form, so r^2 - r^2 cancels
     # symbolically instead of in floating point (pseudo-Huber's Hessian)
     combined = sp.together(sp.signsimp(expr))
@@ -410,4 +462,4 @@ def finish(expr: sp.Basic, data: frozenset = frozenset()) -> tuple[sp.Basic, lis
 
 
 def describe(name: str) -> str:
-    return next(r.description for r in RULES + _post_rules(frozenset()) if r.name == name)
+    return next(r.description for r in RULES + _post_rules(frozenset(), frozenset()) if r.name == name)

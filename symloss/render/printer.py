@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 import sympy as sp
-from sympy.printing.precedence import precedence
+from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.pycode import PythonCodePrinter
 
 from ..derive import primitives as P
@@ -125,9 +125,12 @@ class NumbaPrinter(PythonCodePrinter):
         if not den:
             return super()._print_Mul(expr)
         num = sp.Mul(*[f for f in expr.args if f not in den])
-        out = self.parenthesize(num, precedence(expr), strict=False)
+        # a product's own level: precedence(expr) is an Add's for -x/b**2, which
+        # would leave a sum in the denominator unparenthesised
+        level = PRECEDENCE["Mul"]
+        out = self.parenthesize(num, level, strict=False)
         for d in sorted(den, key=sp.default_sort_key):
-            out += f"/{self.parenthesize(d.base, precedence(expr), strict=True)}" * int(-d.exp)
+            out += f"/{self.parenthesize(d.base, level, strict=False)}" * int(-d.exp)
         return f"({out})"
 
     def _print_Abs(self, expr):
