@@ -6,6 +6,36 @@ from symloss.check.grid import check_grid, grid_points
 from conftest import ELEMENTWISE
 
 
+def _interior_value(p):
+    """A parameter value away from the default and the limits the grid already checks."""
+    if p.min is not None and p.max is not None:
+        return p.min + 0.9 * (p.max - p.min)
+    if p.positive:
+        return 3.0 * p.default
+    return 3.0 if p.nonnegative else p.default + 2.0
+
+
+INTERIOR = [(name, p.name, _interior_value(p)) for name in ELEMENTWISE for p in symloss.load(name).spec.params]
+
+
+@pytest.mark.parametrize("name, param, value", INTERIOR)
+def test_accuracy_grid_at_interior_parameters(name, param, value):
+    loss = symloss.load(name)
+    bad = [str(r) for r in check_grid(loss, param_sets=[{**loss.params, param: value}]) if not r.ok]
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: the float32 Hessian of focal_binary with gamma < 1 underflows "
+                   "before a division (y = 1, z >= 30: gamma^2 t12 t7 t9^2 / t6^2, values ~1e-20)")
+def test_focal_binary_float32_hessian_with_gamma_below_one():
+    """Strict: when a fix lands this fails, and the note above and in the closing note goes."""
+    import numpy as np
+
+    loss = symloss.load("focal_binary")
+    bad = [r for r in check_grid(loss, dtypes=(np.float32,), param_sets=[{**loss.params, "gamma": 0.5}]) if not r.ok]
+    assert not bad, "\n".join(map(str, bad))
+
+
 @pytest.mark.parametrize("name", ELEMENTWISE)
 def test_accuracy_grid(name):
     bad = [str(r) for r in check_grid(symloss.load(name)) if not r.ok]
