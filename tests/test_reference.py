@@ -131,3 +131,27 @@ def test_general_robust_special_cases_are_the_named_losses(alpha, other, scale):
         np.testing.assert_allclose(a, scale * b, rtol=1e-13, atol=1e-300)
     np.testing.assert_allclose(L.hessian(y, yhat, alpha=alpha, c=c),
                                scale * symloss.load(name).hessian(y, yhat, **params), rtol=1e-12, atol=1e-300)
+
+
+def _focal_torch(gamma, alpha):
+    """torchvision.ops.sigmoid_focal_loss, written out (torchvision is not a dependency), mean."""
+    def fn(z, y):
+        p = torch.sigmoid(z)
+        ce = F.binary_cross_entropy_with_logits(z, y, reduction="none")
+        p_t = p * y + (1 - p) * (1 - y)
+        return ((alpha * y + (1 - alpha) * (1 - y)) * ce * (1 - p_t) ** gamma).mean()
+    return fn
+
+
+@pytest.mark.parametrize("gamma, alpha", [(2.0, 0.25), (0.5, 0.6), (0.0, 0.25)])
+def test_focal_binary_matches_torchvision_formula_with_hard_and_soft_labels(gamma, alpha):
+    """Labels 0 and 1 take the spec's specialised branches, soft labels (allowed by torchvision) the general one."""
+    L = symloss.load("focal_binary")
+    rng = np.random.default_rng(4)
+    z = rng.normal(0, 3, N)
+    y = rng.choice([0.0, 1.0, 0.3, 0.85], N)
+    v, g, h = torch_grad_hess(_focal_torch(gamma, alpha), y, z)
+    mine_v, mine_g = L.value_and_grad(y, z, gamma=gamma, alpha=alpha)
+    np.testing.assert_allclose(mine_v, v, rtol=1e-12)
+    np.testing.assert_allclose(mine_g, g, rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(L.hessian(y, z, reduction="mean", gamma=gamma, alpha=alpha), h, rtol=1e-9, atol=1e-15)

@@ -47,10 +47,11 @@ def _log_sigmoid(node):
 
 
 def _sigmoid(node):
-    if isinstance(node, sp.Pow) and node.exp == -1:
+    # (1 + e^-x)^-g = sigmoid(x)^g: SymPy merges sigmoid(x)**gamma into the left form
+    if isinstance(node, sp.Pow) and node.exp.could_extract_minus_sign():
         u = _one_plus(node.base)
         if isinstance(u, sp.exp):
-            return P.sigmoid(-u.args[0])
+            return P.sigmoid(-u.args[0]) ** (-node.exp)
     return None
 
 
