@@ -168,8 +168,12 @@ def _point_error(fn, dfns, xs, params, pred_pos, got: float, dtype) -> float:
     """Error in units of the allowed tolerance (<= 1 passes)."""
     try:
         want = fn(*xs, *params)
-    except (ZeroDivisionError, ValueError):
+    except (ZeroDivisionError, ValueError, TypeError):  # TypeError: a complex value compared
         return 0.0  # undefined at this point: nothing to compare
+    if isinstance(want, mpmath.mpc):  # outside the reals here (a negative base to a fractional power)
+        if want.imag != 0:
+            return 0.0
+        want = want.real
     if not mpmath.isfinite(want) or abs(want) > float(np.finfo(dtype).max):
         return 0.0  # the true value is not a finite float: inf or NaN are right
     if not np.isfinite(got):
@@ -179,7 +183,7 @@ def _point_error(fn, dfns, xs, params, pred_pos, got: float, dtype) -> float:
     for k, dfn in zip(pred_pos, dfns):
         try:
             cond += abs(xs[k] * dfn(*xs, *params))
-        except (ZeroDivisionError, ValueError):
+        except (ZeroDivisionError, ValueError, TypeError):
             pass
     # relative down to the smallest normal number; below it, absolute
     allowed = RTOL[np.dtype(dtype).type] * abs(want) + 8 * eps * cond + float(np.finfo(dtype).tiny)

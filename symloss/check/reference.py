@@ -33,5 +33,16 @@ class Reference:
             ps = [mpmath.mpf(float(p)) for p in params]
             for k in range(len(out)):
                 xs = [mpmath.mpf(float(c[k])) for c in columns]
-                out[k] = float(fn(*xs, *ps))
+                try:
+                    out[k] = real_or_nan(fn(*xs, *ps))
+                except (TypeError, ZeroDivisionError, ValueError):  # complex compared, 1/0: undefined
+                    out[k] = float("nan")
         return out
+
+
+def real_or_nan(value) -> float:
+    """A reference value as a float: NaN where the expression leaves the reals
+    (a negative number to a fractional power), as the real-valued kernels do."""
+    if isinstance(value, mpmath.mpc):
+        return float(value.real) if value.imag == 0 else float("nan")
+    return float(value)

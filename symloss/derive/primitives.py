@@ -501,6 +501,18 @@ ALL: tuple[type[Primitive], ...] = (
 BY_NAME: dict[str, type[Primitive]] = {p.__name__: p for p in ALL}
 
 
+def _real_only(fn):
+    """A primitive's mpmath form, NaN where an argument has left the reals (the
+    reference of (-2)**0.5 is complex; the kernels' real arithmetic gives NaN)."""
+
+    def call(*args):
+        if any(isinstance(a, mpmath.mpc) and a.imag != 0 for a in args):
+            return mpmath.nan
+        return fn(*(a.real if isinstance(a, mpmath.mpc) else a for a in args))
+
+    return call
+
+
 def mpmath_namespace() -> dict:
     """Names for ``sympy.lambdify(..., modules=[this, 'mpmath'])``."""
-    return {p.__name__: p.mp for p in ALL}
+    return {p.__name__: _real_only(p.mp) for p in ALL}
