@@ -256,15 +256,24 @@ RULES: tuple[Rule, ...] = (
     Rule("powm1", "(1+u)^a - 1 -> expm1(a*log1p(u))", _powm1),
     Rule("xmlog1p", "u - log(1+u) -> a series near 0, where the difference cancels", _xmlog1p),
 )
-# Applied to every final expression (loss, gradient, Hessian) after differentiation:
-# algebraic forms whose derivatives would be worse than those of the original.
-POST_RULES: tuple[Rule, ...] = (
-    Rule("expand_cancel", "c - c(1-u)^n -> its expansion, exact for small u", _cancel_constant(frozenset())),
-    Rule("sign_squared", "sign(u)^2 -> 1", _sign_squared),
-    Rule("pow_quotient", "x b^g / b -> xdivy(x b^g, b): 0, not 0/0, where b underflows or g = 0", _pow_quotient),
-    Rule("expm1_shift", "k e^u + R -> (k + R) + k expm1(u), exact near u = 0", _expm1_shift),
-)
-POLICY_RULES: tuple[Rule, ...] = (POST_RULES[1],)
+def post_rules(data: frozenset = frozenset(), predictions: frozenset = frozenset()) -> tuple[Rule, ...]:
+    """Applied to every final expression (loss, gradient, Hessian) after differentiation:
+    algebraic forms whose derivatives would be worse than those of the original.
+    ``data`` are the input symbols and ``predictions`` those we differentiate by;
+    without them expand_cancel cannot keep residuals whole and collect_terms does
+    nothing."""
+    return (
+        Rule("expand_cancel", "c - c(1-u)^n -> its expansion, exact for small u", _cancel_constant(data)),
+        Rule("sign_squared", "sign(u)^2 -> 1", _sign_squared),
+        Rule("collect_terms", "A B^g + C B^(g-1) -> B^(g-1) (A B + C) with like powers of the data merged "
+             "symbolically", collect_terms(data, predictions)),
+        Rule("pow_quotient", "x b^g / b -> xdivy(x b^g, b): 0, not 0/0, where b underflows or g = 0", _pow_quotient),
+        Rule("expm1_shift", "k e^u + R -> (k + R) + k expm1(u), exact near u = 0", _expm1_shift),
+    )
+
+
+POST_RULES: tuple[Rule, ...] = post_rules()
+POLICY_RULES: tuple[Rule, ...] = tuple(r for r in POST_RULES if r.name == "sign_squared")
 
 
 def _rewrite_once(expr: sp.Basic, rule: Rule, fired: list[str]) -> sp.Basic:
@@ -288,13 +297,6 @@ def stabilize(expr: sp.Basic, rules: tuple[Rule, ...] = RULES) -> tuple[sp.Basic
     return expr, fired
 
 
-def _post_rules(data: frozenset, predictions: frozenset) -> tuple[Rule, ...]:
-    collect = Rule("collect_terms", "A B^g + C B^(g-1) -> B^(g-1) (A B + C) with like powers of the data merged "
-                   "symbolically", collect_terms(data, predictions))
-    expand = Rule(POST_RULES[0].name, POST_RULES[0].description, _cancel_constant(data))
-    return (expand, POST_RULES[1], collect, *POST_RULES[2:])
-
-
 def finish(expr: sp.Basic, data: frozenset = frozenset(), predictions: frozenset = frozenset()
            ) -> tuple[sp.Basic, list[str]]:
     """The post-differentiation pass: pre rules again (derivatives can reintroduce
@@ -302,7 +304,7 @@ def finish(expr: sp.Basic, data: frozenset = frozenset(), predictions: frozenset
     (d/dr r/sqrt(1+r^2) = 1/(1+r^2)^(3/2), not a difference of two near-equal terms).
     ``data`` are the input symbols (not parameters) and ``predictions`` those of
     them we differentiate by, for the rule that collects in them."""
-    expr, fired = stabilize(expr, RULES + _post_rules(data, predictions))
+    expr, fired = stabilize(expr, RULES + post_rules(data, predictions))
     # signsimp makes (y - yhat) and (yhat - y) one form, so r^2 - r^2 cancels
     # symbolically instead of in floating point (pseudo-Huber's Hessian)
     combined = sp.together(sp.signsimp(expr))
@@ -312,4 +314,4 @@ def finish(expr: sp.Basic, data: frozenset = frozenset(), predictions: frozenset
 
 
 def describe(name: str) -> str:
-    return next(r.description for r in RULES + _post_rules(frozenset(), frozenset()) if r.name == name)
+    return next(r.description for r in RULES + POST_RULES if r.name == name)
