@@ -21,6 +21,7 @@ INPUTS = ('y', 'mu', 'var')
 PREDICTIONS = ('mu', 'var')
 PARAMS = {'eps': 1e-06}
 HESSIAN_PAIRS = ((0, 0), (0, 1), (1, 1))
+PARAM_GRADS = ()  # parameters with a d loss / d param kernel
 
 # Scalar kernels are inlined into the loops (so the loops vectorise) and
 # compiled without fast-math: no reassociation can undo a stable formula.

@@ -21,6 +21,7 @@ INPUTS = ('y', 'yhat')
 PREDICTIONS = ('yhat',)
 PARAMS = {'alpha': 1.0, 'c': 1.0}
 HESSIAN_PAIRS = ((0, 0),)
+PARAM_GRADS = ('alpha',)  # parameters with a d loss / d param kernel
 
 # Scalar kernels are inlined into the loops (so the loops vectorise) and
 # compiled without fast-math: no reassociation can undo a stable formula.
@@ -205,6 +206,62 @@ def _ml_flog1p_f32(x, T):
 
 
 @numba.njit(**_SCALAR)
+def barron_dalpha(s, alpha, T):
+    # |alpha-2|/4 K(L, a), L = log1p(s/|alpha-2|), a = alpha/2,
+    # K(L, a) = int_0^L e^(a t) k(t) dt with k(t) = t - 1 + e^(-t)
+    b = abs(alpha - T(2))
+    if b == T(0):
+        return s * T(0) if s == T(0) else s * T(math.inf)
+    u = s / b
+    if u < T(1e30):
+        L = math.log1p(u)
+    else:  # s/b may overflow where L does not
+        L = math.log(s) - math.log(b) + math.log1p(b / s)
+    a = T(0.5) * alpha
+    x = a * L
+    if abs(x) > T(1):
+        # by parts twice: K = e^x (k(L)/a - k'(L)/a^2) + L E1((a-1) L)/a^2, E1(z) = expm1(z)/z;
+        # the bracket cancels at most 5x for |x| > 1
+        km = -math.expm1(-L)
+        if L < T(1):  # k(L) = L^2 sum_{n>=2} (-L)^(n-2)/n!
+            k = T(0)
+            f = T(8.22063524662433e-18)  # 1/19!
+            for n in range(19, 1, -1):
+                k = f - L * k
+                f = f * T(n)
+            k = L * L * k
+        else:
+            k = L - km
+        z = (a - T(1)) * L
+        ez = math.expm1(z) / z if z != T(0) else T(1)
+        # b/4 inside the exp: near alpha = 2, e^x alone overflows where the result does not
+        h = T(0.25) * b
+        return math.exp(x + math.log(h)) * (k / a - km / (a * a)) + h * L * ez / (a * a)
+    # I_n(x) = int_0^1 e^(x t) t^n dt: a series for the top n, then
+    # I_(n-1) = (e^x - x I_n)/n, which only damps errors for |x| <= 1
+    top = 19 if L < T(1) else 1
+    i_n = T(0)
+    term = T(1)
+    for j in range(19):
+        i_n += term / T(top + j + 1)
+        term = term * x / T(j + 1)
+    if L >= T(1):
+        # K = L^2 I_1(x) - L E1(x) + L E1((a-1) L): cancels at most 10x for L >= 1, |x| <= 1
+        e1 = math.expm1(x) / x if x != T(0) else T(1)
+        z = (a - T(1)) * L
+        ez = math.expm1(z) / z if z != T(0) else T(1)
+        return T(0.25) * b * L * (L * i_n - e1 + ez)
+    # K = L^3 sum_{n>=2} (-L)^(n-2) I_n(x)/n!: terms shrink by L/3 or faster
+    ex = math.exp(x)
+    f = T(8.22063524662433e-18)  # 1/19!
+    acc = i_n * f
+    for n in range(18, 1, -1):
+        i_n = (ex - x * i_n) / T(n + 1)
+        f = f * T(n + 1)
+        acc = i_n * f - L * acc
+    return T(0.25) * b * L * L * L * acc  # left to right: no early underflow
+
+@numba.njit(**_SCALAR)
 def powm1(u, a, T):
     # (1 + u)**a - 1 without cancellation when a*log1p(u) is small
     return fexpm1(a * flog1p(u, T), T)
@@ -272,6 +329,12 @@ def grad_hessian_scalar(y, yhat, alpha, c, T):
     return d_yhat, h_yhat_yhat
 
 
+@numba.njit(**_SCALAR)
+def param_grad_scalar(y, yhat, alpha, c, T):
+    dp_alpha = barron_dalpha((((y - yhat)*(y - yhat))/c/c), alpha, T)
+    return dp_alpha
+
+
 @numba.njit(parallel=False, **_LOOP)
 def value(y, yhat, alpha, c, w, out, T):
     total = 0.0
@@ -323,6 +386,14 @@ def grad_hessian(y, yhat, alpha, c, w, scale, g_yhat, h_yhat_yhat_out, T):
         s = scale if w is None else scale * w[i]
         g_yhat[i] = s * d_yhat
         h_yhat_yhat_out[i] = s * h_yhat_yhat
+
+
+@numba.njit(parallel=False, **_LOOP)
+def param_grad(y, yhat, alpha, c, w, scale, p_alpha, T):
+    for i in numba.prange(yhat.size):
+        dp_alpha = param_grad_scalar(y[i], yhat[i], alpha, c, T)
+        s = scale if w is None else scale * w[i]
+        p_alpha[i] = s * dp_alpha
 
 
 
@@ -377,4 +448,12 @@ def grad_hessian_parallel(y, yhat, alpha, c, w, scale, g_yhat, h_yhat_yhat_out, 
         s = scale if w is None else scale * w[i]
         g_yhat[i] = s * d_yhat
         h_yhat_yhat_out[i] = s * h_yhat_yhat
+
+
+@numba.njit(parallel=True, **_LOOP)
+def param_grad_parallel(y, yhat, alpha, c, w, scale, p_alpha, T):
+    for i in numba.prange(yhat.size):
+        dp_alpha = param_grad_scalar(y[i], yhat[i], alpha, c, T)
+        s = scale if w is None else scale * w[i]
+        p_alpha[i] = s * dp_alpha
 

@@ -21,6 +21,7 @@ INPUTS = ('y', 'yhat')
 PREDICTIONS = ('yhat',)
 PARAMS = {'delta': 1.0}
 HESSIAN_PAIRS = ((0, 0),)
+PARAM_GRADS = ()  # parameters with a d loss / d param kernel
 
 # Scalar kernels are inlined into the loops (so the loops vectorise) and
 # compiled without fast-math: no reassociation can undo a stable formula.

@@ -63,6 +63,63 @@ def fdiv(a, b, T):
 
 
 @cuda.jit(device=True)
+def barron_dalpha(s, alpha, T):
+    # |alpha-2|/4 K(L, a), L = log1p(s/|alpha-2|), a = alpha/2,
+    # K(L, a) = int_0^L e^(a t) k(t) dt with k(t) = t - 1 + e^(-t)
+    b = abs(alpha - T(2))
+    if b == T(0):
+        return s * T(0) if s == T(0) else s * T(math.inf)
+    u = s / b
+    if u < T(1e30):
+        L = math.log1p(u)
+    else:  # s/b may overflow where L does not
+        L = math.log(s) - math.log(b) + math.log1p(b / s)
+    a = T(0.5) * alpha
+    x = a * L
+    if abs(x) > T(1):
+        # by parts twice: K = e^x (k(L)/a - k'(L)/a^2) + L E1((a-1) L)/a^2, E1(z) = expm1(z)/z;
+        # the bracket cancels at most 5x for |x| > 1
+        km = -math.expm1(-L)
+        if L < T(1):  # k(L) = L^2 sum_{n>=2} (-L)^(n-2)/n!
+            k = T(0)
+            f = T(8.22063524662433e-18)  # 1/19!
+            for n in range(19, 1, -1):
+                k = f - L * k
+                f = f * T(n)
+            k = L * L * k
+        else:
+            k = L - km
+        z = (a - T(1)) * L
+        ez = math.expm1(z) / z if z != T(0) else T(1)
+        # b/4 inside the exp: near alpha = 2, e^x alone overflows where the result does not
+        h = T(0.25) * b
+        return math.exp(x + math.log(h)) * (k / a - km / (a * a)) + h * L * ez / (a * a)
+    # I_n(x) = int_0^1 e^(x t) t^n dt: a series for the top n, then
+    # I_(n-1) = (e^x - x I_n)/n, which only damps errors for |x| <= 1
+    top = 19 if L < T(1) else 1
+    i_n = T(0)
+    term = T(1)
+    for j in range(19):
+        i_n += term / T(top + j + 1)
+        term = term * x / T(j + 1)
+    if L >= T(1):
+        # K = L^2 I_1(x) - L E1(x) + L E1((a-1) L): cancels at most 10x for L >= 1, |x| <= 1
+        e1 = math.expm1(x) / x if x != T(0) else T(1)
+        z = (a - T(1)) * L
+        ez = math.expm1(z) / z if z != T(0) else T(1)
+        return T(0.25) * b * L * (L * i_n - e1 + ez)
+    # K = L^3 sum_{n>=2} (-L)^(n-2) I_n(x)/n!: terms shrink by L/3 or faster
+    ex = math.exp(x)
+    f = T(8.22063524662433e-18)  # 1/19!
+    acc = i_n * f
+    for n in range(18, 1, -1):
+        i_n = (ex - x * i_n) / T(n + 1)
+        f = f * T(n + 1)
+        acc = i_n * f - L * acc
+    return T(0.25) * b * L * L * L * acc  # left to right: no early underflow
+
+
+@cuda.jit(device=True)
 def powm1(u, a, T):
     # (1 + u)**a - 1 without cancellation when a*log1p(u) is small
     return math.expm1(a * math.log1p(u))
@@ -129,6 +186,12 @@ def grad_hessian_scalar(y, yhat, alpha, c, T):
     d_yhat = (t3 if t4 else (t3/(t2*t5 + T(1)) if t6 else t3*t8))
     h_yhat_yhat = (t1 if t4 else (((T(4)*t0 - T(2)*t5)/(T(2)*t0 + t5)/(T(2)*t0 + t5)) if t6 else t8*(t1*(t5*(alpha - T(1)) + t9)/(t5 + t9))))
     return d_yhat, h_yhat_yhat
+
+
+@cuda.jit(device=True)
+def param_grad_scalar(y, yhat, alpha, c, T):
+    dp_alpha = barron_dalpha((((y - yhat)*(y - yhat))/c/c), alpha, T)
+    return dp_alpha
 
 
 @cuda.jit(device=True)

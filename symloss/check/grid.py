@@ -69,14 +69,19 @@ def _for_dtype(x: float, dtype) -> float:
     return x
 
 
-def _param_sets(loss: Loss) -> list[dict[str, float]]:
-    """Defaults, then each parameter at its limits and at the values the loss
-    special-cases (``Piecewise`` branches on ``alpha == 0``)."""
+def _special_values(loss: Loss) -> dict[str, list[float]]:
+    """Parameter values the loss special-cases (``Piecewise`` branches on ``alpha == 0``)."""
     special = {}
     for eq in loss.spec.loss.atoms(sp.Eq):
         for a, b in ((eq.lhs, eq.rhs), (eq.rhs, eq.lhs)):
             if isinstance(a, sp.Symbol) and a.name in loss.params and b.is_Number:
                 special.setdefault(a.name, []).append(float(b))
+    return special
+
+
+def _param_sets(loss: Loss) -> list[dict[str, float]]:
+    """Defaults, then each parameter at its limits and at the values the loss special-cases."""
+    special = _special_values(loss)
     sets = [dict(loss.params)]
     for p in loss.spec.params:
         for limit in (p.min, p.max, 0.0 if p.nonnegative else None, *special.get(p.name, [])):
@@ -119,7 +124,45 @@ class _Reference:
         out = [entry("value", d.loss)]
         out += [entry(f"grad[{n}]", g) for n, g in zip(names, d.grads)]
         out += [entry(f"hessian[{names[i]},{names[j]}]", h) for (i, j), h in d.hessian.items()]
+        special = _special_values(loss)
+        n_inputs = len(spec.inputs)
+        for p, e in zip(loss.derivation.param_wrt, d.params):
+            label, fn, dfns = entry(f"param[{p.name}]", e)
+            k = n_inputs + [q.name for q in spec.params].index(p.name)
+            at = special.get(p.name, [])
+            out.append((label, _param_reference(fn, k, at), [_param_reference(f, k, at) for f in dfns]))
         return cls(out)
+
+
+def _param_reference(fn, k: int, values: list[float]):
+    """``fn``, a textbook parameter derivative, at enough digits, and as a limit
+    in argument ``k`` where that equals one of ``values``.
+
+    Differentiating in a parameter cancels more than in a prediction (Barron's
+    d/dalpha: terms of order r^2 sum to order r^6), so this works at three
+    times the point's digits.  The formula leaves out the branches at exact
+    parameter values (alpha == 2), so there the reference is a limit: the mean
+    of both sides at distances 10^-d and 10^-2d.  Where those two disagree the
+    limit is infinite (Barron's d/dalpha at alpha = 2 grows like log(1/|alpha - 2|)).
+    """
+
+    def reference(*args):
+        d = mpmath.mp.dps
+        if float(args[k]) not in values:
+            with mpmath.workdps(3 * d):
+                return +fn(*args)
+        with mpmath.workdps(5 * d):  # and 1/distance^2 more near the limit
+            def side_mean(h):
+                lo, hi = list(args), list(args)
+                lo[k], hi[k] = args[k] - h, args[k] + h
+                return (fn(*lo) + fn(*hi)) / 2
+
+            near, nearer = side_mean(mpmath.mpf(10) ** -(d // 2)), side_mean(mpmath.mpf(10) ** -d)
+            if abs(nearer - near) > mpmath.mpf(10) ** -(d // 4) * abs(nearer):
+                return mpmath.inf
+            return +nearer
+
+    return reference
 
 
 def _kernel_outputs(loss: Loss, cols: list[np.ndarray], params: dict) -> list[np.ndarray]:
@@ -128,7 +171,8 @@ def _kernel_outputs(loss: Loss, cols: list[np.ndarray], params: dict) -> list[np
     hess = loss.hessian(*cols, **params)
     pairs = list(loss.derivation.naive.hessian)
     hs = [hess] if len(loss.predictions) == 1 else [hess[i, j] for i, j in pairs]
-    return [value] + grads + hs
+    ps = list(loss.param_grad(*cols, reduction="none", **params).values()) if loss.derivation.param_wrt else []
+    return [value] + grads + hs + ps
 
 
 def check_grid(loss: Loss, dtypes=(np.float64, np.float32), param_sets: list[dict] | None = None) -> list[Result]:

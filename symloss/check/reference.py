@@ -25,6 +25,7 @@ class Reference:
         self.loss = make(d.loss)
         self.grads = [make(g) for g in d.grads]
         self.hessian = {k: make(h) for k, h in d.hessian.items()}
+        self.params = {p.name: make(e) for p, e in zip(derivation.param_wrt, d.params)}
 
     def evaluate(self, fn, columns: Sequence[np.ndarray], params: Sequence[float]) -> np.ndarray:
         """``fn`` at every row of ``columns`` (float inputs taken exactly), as float64."""

@@ -93,6 +93,24 @@ def check_finite_differences(loss: Loss, n: int = 64, seed: int = 1) -> list[Res
             if skipped > n // 4:
                 max_err = float("inf")
             results.append(Result(loss.name, label, max_err, FD_TOL))
+    results += _param_finite_differences(loss, cols, n)
+    return results
+
+
+def _param_finite_differences(loss: Loss, cols, n: int) -> list[Result]:
+    """Each parameter derivative vs central differences of the value kernel in that parameter."""
+    if not loss.derivation.param_wrt:
+        return []
+    results = []
+    analytic = loss.param_grad(*cols, reduction="none")
+    for name, got in analytic.items():
+        p = loss.params[name]
+        h = 1e-6 * max(1.0, abs(p))
+        fp = loss.value(*cols, reduction="none", **{name: p + h})
+        fm = loss.value(*cols, reduction="none", **{name: p - h})
+        scale = np.maximum(1.0, np.abs(got))
+        err = np.abs((fp - fm) / (2 * h) - got) / scale
+        results.append(Result(loss.name, f"param[{name}] vs finite diff", float(err.max()), FD_TOL))
     return results
 
 
@@ -112,6 +130,10 @@ def check_reference(loss: Loss, dtype=np.float64, n: int = 48, seed: int = 2) ->
         got = hess if len(loss.predictions) == 1 else hess[i, j]
         label = f"hessian[{loss.predictions[i]},{loss.predictions[j]}] {tag} vs mpmath"
         results.append(Result(loss.name, label, _rel_err(got, ref.evaluate(fn, cols, params)), tol))
+    if ref.params:
+        for name, got in loss.param_grad(*cols, reduction="none").items():
+            want = ref.evaluate(ref.params[name], cols, params)
+            results.append(Result(loss.name, f"param[{name}] {tag} vs mpmath", _rel_err(got, want), tol))
     return results
 
 

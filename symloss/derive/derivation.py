@@ -21,6 +21,7 @@ class Derivatives:
     loss: sp.Basic
     grads: tuple[sp.Basic, ...]  # one per prediction input, declared order
     hessian: dict[tuple[int, int], sp.Basic]  # (i, j) with i <= j over predictions
+    params: tuple[sp.Basic, ...] = ()  # d loss / d param, one per differentiable parameter
 
 
 def _derive(loss: sp.Basic, wrt: tuple[sp.Symbol, ...], post=lambda e: e) -> Derivatives:
@@ -33,6 +34,16 @@ def _derive(loss: sp.Basic, wrt: tuple[sp.Symbol, ...], post=lambda e: e) -> Der
     return Derivatives(loss, grads, hessian)
 
 
+def without_branches_on(expr: sp.Basic, p: sp.Symbol) -> sp.Basic:
+    """``expr`` without its ``Piecewise`` branches for exact values of ``p``
+    (``alpha == 2``): such a branch is a limit of the others in ``p``, and its
+    own derivative in ``p`` (often 0) is not the derivative of the loss."""
+
+    def keep(e):
+        pieces = [(v, c) for v, c in e.args if not (isinstance(c, sp.Eq) and c.has(p))]
+        return sp.Piecewise(*pieces) if len(pieces) != len(e.args) else e
+
+    return expr.replace(lambda e: isinstance(e, sp.Piecewise), keep)
 
 
 class Derivation:
@@ -41,6 +52,7 @@ class Derivation:
     def __init__(self, spec: LossSpec):
         self.spec = spec
         self.wrt = tuple(spec.symbols[i.name] for i in spec.predictions)
+        self.param_wrt = tuple(spec.symbols[p.name] for p in spec.differentiable_params)
         prepared = nonsmooth.prepare(spec.loss)
         self._prepared = prepared
         self.stable_loss, self._fired = stabilize(prepared)
@@ -57,7 +69,7 @@ class Derivation:
             return expr
 
         d = _derive(self.stable_loss, self.wrt, post)
-        d = Derivatives(post(d.loss), d.grads, d.hessian)
+        d = Derivatives(post(d.loss), d.grads, d.hessian, tuple(post(e) for e in self._param_grads()))
         self._fired.extend(n for n in fired if n not in self._fired)
         return d
 
@@ -67,10 +79,27 @@ class Derivation:
         self.stable  # noqa: B018 (the post pass records its rules)
         return list(self._fired)
 
+    def _param_grads(self) -> list[sp.Basic]:
+        """Stable d loss / d param: the spec's closed form where it gives one, else derived."""
+        given = self.spec.param_derivatives
+        out = []
+        for p in self.param_wrt:
+            if p.name in given:
+                expr, fired = stabilize(nonsmooth.prepare(given[p.name]))
+                self._fired.extend(n for n in fired if n not in self._fired)
+                out.append(expr)
+            else:
+                out.append(nonsmooth.derivative(without_branches_on(self.stable_loss, p), p))
+        return out
+
     @cached_property
     def naive(self) -> Derivatives:
-        """The textbook form, for high-precision reference evaluation."""
-        return _derive(self._prepared, self.wrt, policy)
+        """The textbook form, for high-precision reference evaluation.  Its
+        parameter derivatives leave out branches at exact parameter values,
+        where the reference takes the limit (check/grid.py)."""
+        d = _derive(self._prepared, self.wrt, policy)
+        params = tuple(policy(nonsmooth.derivative(without_branches_on(self._prepared, p), p)) for p in self.param_wrt)
+        return Derivatives(d.loss, d.grads, d.hessian, params)
 
     @cached_property
     def latex(self) -> dict[str, str]:
@@ -81,6 +110,8 @@ class Derivation:
             out[f"grad_{names[k]}"] = sp.latex(self.stable.grads[k])
         for (i, j), h in self.stable.hessian.items():
             out[f"hessian_{names[i]}_{names[j]}"] = sp.latex(h)
+        for p, e in zip(self.param_wrt, self.stable.params):
+            out[f"param_{p.name}"] = sp.latex(e)
         return out
 
     @cached_property
@@ -95,4 +126,6 @@ class Derivation:
             for b in names[i:]:
                 den = rf"\partial {syms[a]}^{{2}}" if a == b else rf"\partial {syms[a]}\,\partial {syms[b]}"
                 out[f"hessian_{a}_{b}"] = rf"\frac{{\partial^{{2}} L}}{{{den}}}"
+        for p in self.param_wrt:
+            out[f"param_{p.name}"] = rf"\frac{{\partial L}}{{\partial {sp.latex(p)}}}"
         return out

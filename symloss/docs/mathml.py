@@ -15,7 +15,8 @@ from ..derive import primitives as P
 from ..spec.rowexpr import RowMax, RowReduction
 
 _ACCENTS = {"hat": "^", "bar": "¯", "tilde": "~", "dot": "˙"}
-_NAMED = {"sigmoid": "σ", "Tanh": "tanh", "kinkmax": "max", "sech2": None}
+# barron_dalpha: its textbook form is the cancelling derivative it replaces; the spec's description defines it
+_NAMED = {"sigmoid": "σ", "Tanh": "tanh", "kinkmax": "max", "sech2": None, "barron_dalpha": "∂ρ/∂α"}
 
 
 class Printer(MathMLPresentationPrinter):

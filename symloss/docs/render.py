@@ -314,6 +314,10 @@ def _formulas(spec: LossSpec, d) -> list[dict]:
         key = f"hessian_{names[i]}_{names[j]}"
         out.append({"label_latex": d.latex_labels[key], "latex": d.latex[key],
                     "mathml": M.block(M.partial(2, [names[i], names[j]]), M.EQ, M.inline(h))})
+    for p, e in zip(d.param_wrt, d.stable.params):
+        key = f"param_{p.name}"
+        out.append({"label_latex": d.latex_labels[key], "latex": d.latex[key],
+                    "mathml": M.block(M.partial(1, [p.name]), M.EQ, M.inline(e))})
     return out
 
 

@@ -15,6 +15,7 @@ from .nan import guard_branches
 
 # Kernel name -> which outputs it produces.
 KERNELS = ("value", "grad", "value_and_grad", "hessian", "grad_hessian")
+PARAM_KERNEL = "param_grad"  # only for losses with differentiable parameters
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class LossIR:
     params: tuple[str, ...]
     hessian_pairs: tuple[tuple[int, int], ...]
     kernels: dict[str, KernelIR]
+    param_grads: tuple[str, ...] = ()  # differentiable parameters, in declared order
 
 
 def _even_powers(expr: sp.Basic) -> sp.Basic:
@@ -73,6 +75,11 @@ def build_ir(derivation: Derivation) -> LossIR:
         "hessian": _kernel("hessian", hess),
         "grad_hessian": _kernel("grad_hessian", grads + hess),
     }
+    param_grads = tuple(p.name for p in derivation.param_wrt)
+    if param_grads:
+        kernels[PARAM_KERNEL] = _kernel(
+            PARAM_KERNEL, [(f"dp_{p}", guard_branches(e, data)) for p, e in zip(param_grads, d.params)]
+        )
     return LossIR(
         name=spec.name,
         inputs=tuple(i.name for i in spec.inputs),
@@ -80,4 +87,5 @@ def build_ir(derivation: Derivation) -> LossIR:
         params=tuple(p.name for p in spec.params),
         hessian_pairs=pairs,
         kernels=kernels,
+        param_grads=param_grads,
     )

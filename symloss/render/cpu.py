@@ -70,6 +70,10 @@ def module_model(derivation: Derivation, ir: LossIR | None = None) -> dict:
         "grad_outs": ", ".join(g.out for g in grads),
         "hess_names": ", ".join(h.name for h in hess),
         "hess_outs": ", ".join(h.out for h in hess),
+        "param_grads": [Slot(f"dp_{p}", f"p_{p}") for p in ir.param_grads],
+        "param_grads_tuple": repr(ir.param_grads),
+        "param_grad_names": ", ".join(f"dp_{p}" for p in ir.param_grads),
+        "param_grad_outs": ", ".join(f"p_{p}" for p in ir.param_grads),
     }
 
 

@@ -34,6 +34,8 @@ FUNCTIONS: dict[str, Callable[..., sp.Basic]] = {
     "sigmoid": lambda x: 1 / (1 + sp.exp(-x)),
     "softplus": lambda x: sp.log(1 + sp.exp(x)),
     "xlogy": prim.xlogy,
+    # a stable closed form for a [derivatives] table (see general_robust.toml)
+    "barron_dalpha": prim.barron_dalpha,
 }
 CONSTANTS: dict[str, sp.Basic] = {"pi": sp.pi, "E": sp.E}
 

@@ -12,9 +12,9 @@ from ..errors import SpecError
 from .expr_parser import CONSTANTS, FUNCTIONS, parse_expression
 from .model import DOMAINS, KINDS, ROLES, SHAPES, Input, LossSpec, Param
 
-_TOP_KEYS = {"name", "title", "kind", "description", "references", "inputs", "params", "let", "loss", "row"}
+_TOP_KEYS = {"name", "title", "kind", "description", "references", "inputs", "params", "let", "loss", "row", "derivatives"}
 _ROW_INPUT_KEYS = {"role", "domain", "shape", "indices", "default"}  # kind = "row" only
-_PARAM_KEYS = {"default", "positive", "nonnegative", "min", "max", "description"}
+_PARAM_KEYS = {"default", "positive", "nonnegative", "min", "max", "description", "differentiable"}
 _RESERVED = {"T", "out", "reduction", "sample_weight", "math", "np", "numba", "i", "n", "total", "scale"}
 
 
@@ -117,7 +117,7 @@ def _params(raw: Any, source: str) -> tuple[Param, ...]:
         unknown = set(value) - _PARAM_KEYS
         if unknown:
             raise SpecError(source, field, f"unknown key(s) {sorted(unknown)}")
-        for flag in ("positive", "nonnegative"):
+        for flag in ("positive", "nonnegative", "differentiable"):
             if not isinstance(value.get(flag, False), bool):
                 raise SpecError(source, f"{field}.{flag}", "expected true or false")
         param = Param(
@@ -127,6 +127,7 @@ def _params(raw: Any, source: str) -> tuple[Param, ...]:
             nonnegative=value.get("nonnegative", False),
             min=_number(value["min"], source, f"{field}.min") if "min" in value else None,
             max=_number(value["max"], source, f"{field}.max") if "max" in value else None,
+            differentiable=value.get("differentiable", False),
         )
         problem = param.violation(param.default)
         if problem:
@@ -170,6 +171,11 @@ def spec_from_table(table: dict, *, source: str) -> LossSpec:
     if dupes:
         raise SpecError(source, "params", f"name(s) {sorted(dupes)} declared twice")
     if kind == "row":
+        for p in params:
+            if p.differentiable:
+                raise SpecError(source, f"params.{p.name}.differentiable", "only elementwise losses differentiate in a parameter")
+        if "derivatives" in table:
+            raise SpecError(source, "derivatives", "only elementwise losses differentiate in a parameter")
         from .row_parser import parse_row
 
         loss, symbols, row = parse_row(table, inputs, params, source=source, symbol=_symbol, identifier=_identifier)
@@ -200,6 +206,7 @@ def spec_from_table(table: dict, *, source: str) -> LossSpec:
     used = loss.free_symbols
     if not any(symbols[i.name] in used for i in inputs if i.differentiable):
         raise SpecError(source, "loss", "the loss does not depend on any prediction input")
+    derivatives = _param_derivatives(table.get("derivatives", {}), params, scope, source)
     return LossSpec(
         name=name,
         title=title,
@@ -212,4 +219,21 @@ def spec_from_table(table: dict, *, source: str) -> LossSpec:
         description=table.get("description", "").strip(),
         references=tuple(refs),
         source=source,
+        param_derivatives=derivatives,
     )
+
+
+def _param_derivatives(raw: Any, params: tuple[Param, ...], scope: dict, source: str) -> dict[str, sp.Basic]:
+    """``[derivatives]``: param = a stable closed form of d loss / d param."""
+    if not isinstance(raw, dict):
+        raise SpecError(source, "derivatives", "expected a table of parameter = expression")
+    by_name = {p.name: p for p in params}
+    out = {}
+    for name, text in raw.items():
+        field = f"derivatives.{name}"
+        if name not in by_name:
+            raise SpecError(source, field, f"'{name}' is not a declared parameter")
+        if not by_name[name].differentiable:
+            raise SpecError(source, field, f"parameter '{name}' is not declared differentiable = true")
+        out[name] = parse_expression(text, scope, source=source, field=field)
+    return out

@@ -37,6 +37,7 @@ class Param:
     nonnegative: bool = False
     min: float | None = None
     max: float | None = None
+    differentiable: bool = False  # kernels also give d loss / d param (adaptive fitting)
 
     def violation(self, value: float) -> str | None:
         """A message if ``value`` breaks a constraint, else None."""
@@ -75,10 +76,17 @@ class LossSpec:
     references: tuple[str, ...] = ()
     source: str = "<expr>"
     row: RowInfo | None = None  # set for kind = "row"
+    # param name -> a closed form of d loss / d param that the spec supplies for
+    # stability; the checks verify it against the derivative of ``loss``
+    param_derivatives: dict[str, sp.Basic] = field(default_factory=dict, compare=False)
 
     @property
     def targets(self) -> tuple[Input, ...]:
         return tuple(i for i in self.inputs if i.role == "target")
+
+    @property
+    def differentiable_params(self) -> tuple[Param, ...]:
+        return tuple(p for p in self.params if p.differentiable)
 
     @property
     def predictions(self) -> tuple[Input, ...]:

@@ -1,0 +1,125 @@
+"""Derivatives in a parameter (``differentiable = true``): Barron's alpha for adaptive fitting."""
+import numpy as np
+import pytest
+import torch
+
+import symloss
+from symloss import Loss
+from symloss.check.grid import check_grid
+from symloss.check.sampling import sample_inputs
+from symloss.check.verify import check_finite_differences, check_reference
+from symloss.errors import InputError, SpecError
+from symloss.spec import spec_from_table
+
+BARRON = "Piecewise((r**2 / (2 * c**2), alpha == 2), (log(1 + r**2 / (2 * c**2)), alpha == 0), (Abs(alpha - 2) / alpha * ((r**2 / (c**2 * Abs(alpha - 2)) + 1)**(alpha / 2) - 1), True))"
+
+
+def _barron_table(name, derivative=None):
+    table = {
+        "name": name,
+        "inputs": {"y": "target", "yhat": "prediction"},
+        "params": {"alpha": {"default": 1.0, "differentiable": True}, "c": {"default": 1.0, "positive": True}},
+        "let": {"r": "yhat - y"},
+        "loss": BARRON,
+    }
+    if derivative:
+        table["derivatives"] = {"alpha": derivative}
+    return table
+
+
+def test_alpha_derivative_on_the_grid_at_extreme_shapes():
+    """The closed form against the 50-digit derivative of Barron's formula (a limit at alpha = 0),
+    far out in alpha and a hair from alpha = 2, where the textbook derivative cancels to nothing."""
+    loss = symloss.load("general_robust")
+    sets = [{"alpha": a, "c": 1.0} for a in (-1e6, -30.0, 1e-8, 2 - 1e-8, 2 + 1e-8, 10.0)]
+    results = [r for r in check_grid(loss, param_sets=sets) if "param[alpha]" in r.check]
+    assert len(results) == 2 and all(r.ok for r in results), "\n".join(map(str, results))
+
+
+def test_alpha_derivative_is_infinite_at_alpha_2_and_zero_at_zero_residual():
+    """d rho / d alpha at alpha = 2 diverges like (r^2/4) log(1/|alpha - 2|) for r != 0."""
+    loss = symloss.load("general_robust")
+    y = np.zeros(4)
+    yhat = np.array([0.0, 1e-3, 5.0, np.nan])
+    got = loss.param_grad(y, yhat, reduction="none", alpha=2.0)["alpha"]
+    assert got[0] == 0 and np.isposinf(got[1]) and np.isposinf(got[2]) and np.isnan(got[3])
+    near = loss.param_grad(y, yhat, reduction="none", alpha=2 - 1e-12)["alpha"]
+    assert 0 < near[1] < near[2] < np.inf  # finite and growing on either side
+    for alpha in (-1.0, 1.0, 3.0):  # NaN in, NaN out, on every path
+        assert np.isnan(loss.param_grad(y, yhat, reduction="none", alpha=alpha)["alpha"][3])
+
+
+@pytest.mark.parametrize("alpha", [-2.0, 0.5, 1.0, 1.5, 4.0])
+def test_alpha_derivative_matches_autograd_of_barrons_formula(alpha):
+    loss = symloss.load("general_robust")
+    y, yhat = sample_inputs(loss.spec, 64, seed=5)
+    yhat = yhat + np.where(np.abs(yhat - y) < 0.1, 0.5, 0.0)  # where the formula itself keeps its digits
+    a = torch.tensor(alpha, dtype=torch.float64, requires_grad=True)
+    b = torch.abs(a - 2)
+    r = torch.tensor(yhat - y) / 0.7
+    (b / a * ((r**2 / b + 1) ** (a / 2) - 1)).mean().backward()
+    got = loss.param_grad(y, yhat, alpha=alpha, c=0.7)["alpha"]
+    np.testing.assert_allclose(got, a.grad.item(), rtol=1e-10)
+
+
+def test_param_grad_reductions_and_weights():
+    loss = symloss.load("general_robust")
+    y, yhat = sample_inputs(loss.spec, 50, seed=3)
+    w = np.random.default_rng(0).uniform(0.1, 2.0, 50)
+    per = loss.param_grad(y, yhat, reduction="none", alpha=0.5)["alpha"]
+    np.testing.assert_allclose(loss.param_grad(y, yhat, reduction="sum", alpha=0.5)["alpha"], per.sum(), rtol=1e-13)
+    np.testing.assert_allclose(loss.param_grad(y, yhat, alpha=0.5)["alpha"], per.mean(), rtol=1e-13)
+    np.testing.assert_allclose(loss.param_grad(y, yhat, sample_weight=w, alpha=0.5)["alpha"],
+                               np.sum(w * per) / np.sum(w), rtol=1e-13)
+    np.testing.assert_allclose(loss.param_grad(y, yhat, reduction="none", sample_weight=w, alpha=0.5)["alpha"],
+                               w * per, rtol=1e-15)
+    f32 = loss.param_grad(y.astype(np.float32), yhat.astype(np.float32), reduction="none", alpha=0.5)["alpha"]
+    assert f32.dtype == np.float32
+    np.testing.assert_allclose(f32, per, rtol=1e-5, atol=1e-30)
+
+
+def test_param_grad_needs_a_differentiable_parameter():
+    with pytest.raises(InputError, match="differentiable"):
+        symloss.load("huber").param_grad(np.zeros(3), np.ones(3))
+
+
+def test_the_grid_catches_the_textbook_alpha_derivative():
+    """Without the closed form the derivative of Barron's formula is derived and rewritten like any
+    other; it cancels at small residuals, and the grid says so.  A wrong closed form fails the
+    finite differences and the reference."""
+    derived = Loss.from_spec(spec_from_table(_barron_table("barron_derived"), source="<test>"))
+    bad = [r for r in check_grid(derived, dtypes=(np.float64,), param_sets=[{"alpha": 1.0, "c": 1.0}]) if not r.ok]
+    assert [r.check.split(" at ")[0] for r in bad] == ["grid param[alpha] float64"]
+    wrong = Loss.from_spec(spec_from_table(_barron_table("barron_wrong", "barron_dalpha(r**2 / c**2, alpha) * 1.001"),
+                                           source="<test>"))
+    failed = {r.check for r in check_finite_differences(wrong) + check_reference(wrong) if not r.ok}
+    assert failed == {"param[alpha] vs finite diff", "param[alpha] float64 vs mpmath"}
+
+
+def test_a_parameter_derivative_without_a_closed_form_is_derived():
+    """Any parameter may be differentiable; the derivation differentiates the stable loss in it."""
+    loss = Loss.from_expr("delta**2 * (sqrt(1 + ((yhat - y) / delta)**2) - 1)", name="pseudo_huber_delta",
+                          params={"delta": {"default": 1.3, "positive": True, "differentiable": True}})
+    results = check_finite_differences(loss) + check_reference(loss)
+    assert {r.check for r in results} >= {"param[delta] vs finite diff", "param[delta] float64 vs mpmath"}
+    assert all(r.ok for r in results), "\n".join(map(str, results))
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"derivatives": {"c": "1"}}, "derivatives.c"),  # c is not differentiable
+    ({"derivatives": {"beta": "1"}}, "derivatives.beta"),  # no such parameter
+    ({"derivatives": {"alpha": "r +"}}, "derivatives.alpha"),
+    ({"params": {"alpha": {"default": 1.0, "differentiable": "yes"}, "c": 1.0}}, "params.alpha.differentiable"),
+])
+def test_bad_parameter_derivatives_name_the_field(change, field):
+    table = {**_barron_table("bad"), **change}
+    with pytest.raises(SpecError) as err:
+        spec_from_table(table, source="bad.toml")
+    assert "bad.toml" in str(err.value) and field in str(err.value)
+
+
+def test_row_losses_reject_differentiable_parameters():
+    table = {"name": "rowp", "kind": "row", "inputs": {"y": "target", "z": "prediction"},
+             "params": {"t": {"default": 1.0, "differentiable": True}}, "loss": "Sum(y[k] * z[k] * t, k)"}
+    with pytest.raises(SpecError, match="elementwise"):
+        spec_from_table(table, source="rowp.toml")
