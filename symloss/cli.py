@@ -56,13 +56,17 @@ def cmd_show(args) -> int:
         print(f"  {spec.description}")
     print("inputs:         " + ", ".join(f"{i.name} ({i.role}, {i.domain})" for i in spec.inputs))
     if spec.params:
-        print("params:         " + ", ".join(f"{p.name} = {p.default:g}" for p in spec.params))
+        print("params:         " + ", ".join(f"{p.name} = {p.default:g}" + (" (differentiable)" if p.differentiable else "")
+                                             for p in spec.params))
     print(f"loss:           {sp.sstr(spec.loss)}")
     for name, g in zip((i.name for i in spec.predictions), d.stable.grads):
         print(f"d/d{name}:".ljust(16) + sp.sstr(g))
     for (i, j), h in d.stable.hessian.items():
         a, b = spec.predictions[i].name, spec.predictions[j].name
         print(f"d2/d{a}d{b}:".ljust(16) + sp.sstr(h))
+    for p, e in zip(d.param_wrt, d.stable.params):
+        given = " (closed form from [derivatives])" if p.name in spec.param_derivatives else ""
+        print(f"d/d{p.name}:".ljust(16) + sp.sstr(e) + given)
     print("rewrites:       " + ("; ".join(f"{r} ({describe(r)})" for r in d.rewrites) or "none"))
     print("latex:")
     for key, tex in d.latex.items():

@@ -168,6 +168,22 @@ else:
         loss = symloss.load(name)
         check_against_cpu(loss, device_loss(loss, BLOCKS), dtype, ALL_CASES)
 
+    @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+    def test_parameter_derivatives_match_cpu(dtype):
+        """Barron's d/dalpha per element and summed across blocks, weighted and not, both sides of alpha = 2."""
+        loss = symloss.load("general_robust")
+        dev = device_loss(loss, BLOCKS)
+        arrays, weights = inputs(loss, dtype, seed=4)
+        d_arrays = [cuda.to_device(a) for a in arrays]
+        for alpha, reduction, weighted in ((0.5, "none", True), (0.5, "mean", True), (3.0, "sum", False),
+                                           (-2.0, "mean", False)):
+            w = weights if weighted else None
+            want = loss.param_grad(*arrays, reduction=reduction, sample_weight=w, alpha=alpha)
+            got = dev.param_grad(*d_arrays, reduction=reduction, sample_weight=cuda.to_device(w) if weighted else None,
+                                 alpha=alpha)
+            assert list(got) == ["alpha"]
+            close(host(got["alpha"]), want["alpha"], dtype, f"param_grad(alpha={alpha}, {reduction}, {weighted})")
+
     def test_parameters_and_out_buffers():
         loss = symloss.load("huber")
         dev = device_loss(loss)

@@ -161,6 +161,7 @@ def test_cse_is_deterministic_and_latex_complete(name):
     assert a == b
     latex = loss.latex
     assert set(latex) == {"loss", *(f"grad_{p}" for p in loss.predictions),
-                          *(f"hessian_{p}_{q}" for i, p in enumerate(loss.predictions) for q in loss.predictions[i:])}
+                          *(f"hessian_{p}_{q}" for i, p in enumerate(loss.predictions) for q in loss.predictions[i:]),
+                          *(f"param_{p.name}" for p in loss.spec.differentiable_params)}
     assert all(isinstance(v, str) and v for v in latex.values())
     assert "DiracDelta" not in "".join(latex.values())

@@ -32,6 +32,7 @@ PARAMS = {}
 HESSIAN_PAIRS = ((0, 0),)
 # The order of the Hessian output arguments: every (i, j), both halves written.
 HESSIAN_OUTPUTS = ((0, 0),)
+PARAM_GRADS = ()  # parameters with a d loss / d param kernel
 BLOCK = 256  # the largest block the reductions accept (shared memory per block)
 ITEMS = 4  # elements per thread and step, all loaded before any result is stored
 # float32 only (float64 is never affected): the branch-free helpers' exp and division by

@@ -32,6 +32,7 @@ PARAMS = {'alpha': 1.0, 'c': 1.0}
 HESSIAN_PAIRS = ((0, 0),)
 # The order of the Hessian output arguments: every (i, j), both halves written.
 HESSIAN_OUTPUTS = ((0, 0),)
+PARAM_GRADS = ('alpha',)  # parameters with a d loss / d param kernel
 BLOCK = 256  # the largest block the reductions accept (shared memory per block)
 ITEMS = 4  # elements per thread and step, all loaded before any result is stored
 # float32 only (float64 is never affected): the branch-free helpers' exp and division by
@@ -360,6 +361,32 @@ def grad_hessian(y, yhat, alpha, c, w, weighted, scale, norm, g_yhat, h_yhat_yha
                 s = s0 * w_[k] if weighted else s0
                 g_yhat[j] = s * d_yhat
                 h_yhat_yhat_out[j] = s * h_yhat_yhat
+
+
+@cuda.jit(**_KERNEL)
+def param_grad(y, yhat, alpha, c, w, weighted, scale, norm, p_alpha):
+    # d loss / d param per element; the host sums them (weight_sum) for mean and sum
+    T = yhat.dtype.type
+    s0 = T(scale * norm[0])
+    y_ = cuda.local.array(ITEMS, y.dtype)
+    yhat_ = cuda.local.array(ITEMS, yhat.dtype)
+    w_ = cuda.local.array(ITEMS, w.dtype)
+    n = numba.uint64(yhat.size)
+    stride = numba.uint64(cuda.gridsize(1))
+    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
+        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                y_[k] = y[j]
+                yhat_[k] = yhat[j]
+                if weighted:
+                    w_[k] = w[j]
+        for k in range(ITEMS):
+            j = base + numba.uint64(k) * stride
+            if j < n:
+                dp_alpha = param_grad_scalar(y_[k], yhat_[k], alpha, c, T)
+                s = s0 * w_[k] if weighted else s0
+                p_alpha[j] = s * dp_alpha
 
 
 @cuda.jit(**_KERNEL)

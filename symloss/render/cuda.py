@@ -137,6 +137,10 @@ def module_model(derivation: Derivation, ir: LossIR | None = None) -> dict:
         "grad_outs": ", ".join(s.out for s in grad_stores),
         "hess_names": ", ".join(f"h_{preds[i]}_{preds[j]}" for i, j in ir.hessian_pairs),
         "hess_outs": ", ".join(s.out for s in hess_stores),
+        "param_stores": [Store(f"p_{p}", f"dp_{p}") for p in ir.param_grads],
+        "param_grads_tuple": repr(ir.param_grads),
+        "param_grad_names": ", ".join(f"dp_{p}" for p in ir.param_grads),
+        "param_grad_outs": ", ".join(f"p_{p}" for p in ir.param_grads),
     }
 
 

@@ -575,6 +575,26 @@ class DeviceLoss:
             )
             return g, h
 
+    def param_grad(self, *arrays, reduction="mean", sample_weight=None, **params) -> dict:
+        """{param: d loss / d param}: 0-d device arrays for mean and sum, per-element for none."""
+        names = getattr(self.module, "PARAM_GRADS", ())
+        if not names:
+            raise InputError(f"{self.name}: no parameter is declared differentiable (params.<name>.differentiable)")
+        c = self._setup(arrays, reduction, sample_weight, params)
+        with c.kind.context():
+            pairs = [c.kind.empty(c.shape, c.dtype) for _ in names]
+            # per-element weights only: the reduction's factors apply to the sums below
+            self._map(c, self.module.param_grad, *c.data, *c.params, c.w, c.weighted, 1.0, c.kind.ones(),
+                      *(view for _, view in pairs))
+            if reduction == "none":
+                return {n: arr for n, (arr, _) in zip(names, pairs)}
+            norm = self._norm(c, reduction)
+            out = {}
+            for n, (_, view) in zip(names, pairs):
+                partials = self._reduce(c, self.module.weight_sum, view, like=norm)
+                out[n] = self._finish(c, partials, self._scale(c, reduction), norm)
+            return out
+
 
 # --- the hook for Loss ---------------------------------------------------------------------------------
 def device_loss(loss) -> DeviceLoss:

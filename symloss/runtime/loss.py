@@ -190,19 +190,18 @@ class Loss:
             self._symmetrize(h, self.module.HESSIAN_PAIRS)
         return g, h
 
+    @_cuda.dispatch
     def param_grad(self, *arrays, reduction="mean", sample_weight=None, **params) -> dict:
         """Derivatives of the reduced loss in each differentiable parameter
         (``differentiable = true`` in the spec), e.g. Barron's shape ``alpha``
         for adaptive fitting: ``{"alpha": d loss / d alpha}``.
 
         "mean" and "sum" give scalars; "none" gives per-element derivatives,
-        weighted by ``sample_weight``.  CPU arrays only.
+        weighted by ``sample_weight``.
         """
         names = getattr(self.module, "PARAM_GRADS", ())
         if not names:
             raise InputError(f"{self.name}: no parameter is declared differentiable (params.<name>.differentiable)")
-        if _cuda.on_device(arrays, sample_weight):
-            raise InputError(f"{self.name}.param_grad: runs on CPU arrays only (the CUDA backend has no parameter kernels)")
         flat, shape, dtype, w, pvals, scale = self._setup(arrays, reduction, sample_weight, params)
         outs = [np.empty(shape, dtype=dtype) for _ in names]
         self._kernel("param_grad", flat[0].size)(*flat, *pvals, w, dtype.type(1), *(o.reshape(-1) for o in outs), dtype.type)
