@@ -94,6 +94,57 @@ def _ml_f32_as_i32(typingctx, v):
     return numba.types.int32(v), codegen
 
 
+def fexp(x, T):
+    """e**x: in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(np.exp(x))
+
+
+@numba.extending.overload(fexp, jit_options=_ML_JIT)
+def _ml_fexp_ol(x, T):
+    return _ml_fexp_f32 if _ml_is_f32(x, T) else _ml_fexp_f64
+
+
+def _ml_fexp_f64(x, T):
+    x = np.float64(x)
+    under = x < -745.2
+    over = x > 709.8
+    y = 0.0 if under else x
+    y = 0.0 if over else y
+    t = y * 1.4426950408889634 + 6755399441055744.0
+    k = _ml_f64_as_i64(t) - 0x4338000000000000
+    kf = t - 6755399441055744.0
+    r = (y - kf * 0.6931471806019545) - kf * -4.2009150726810846e-11
+    r2 = r * r
+    r4 = r2 * r2
+    r8 = r4 * r4
+    p = 1.0 + (r + r2 * (0.5000000000000001 + r * 0.16666666666666674 + r2 * (0.04166666666662407 + r * 0.00833333333332219) + r4 * (0.0013888888917240126 + r * 0.00019841269886641222 + r2 * (2.480152125534934e-05 + r * 2.7557242285140456e-06)) + r8 * (2.762010760913474e-07 + r * 2.511006799814818e-08)))
+    k1 = k >> 1
+    res = p * _ml_i64_as_f64((k1 + 1023) << 52) * _ml_i64_as_f64((k - k1 + 1023) << 52)
+    res = 0.0 if under else res
+    return math.inf if over else res
+
+
+def _ml_fexp_f32(x, T):
+    x = T(x)
+    under = x < T(-104.0)
+    over = x > T(88.8)
+    y = T(0.0) if under else x
+    y = T(0.0) if over else y
+    t = y * T(1.442695) + T(12582912.0)
+    k = _ml_f32_as_i32(t) - 0x4B400000
+    kf = t - T(12582912.0)
+    r = (y - kf * T(0.69314575)) - kf * T(1.4286068e-06)
+    r2 = r * r
+    r4 = r2 * r2
+    p = T(1.0) + (r + r2 * (T(0.5) + r * T(0.16666576) + r2 * (T(0.041666374) + r * T(0.00836319)) + r4 * T(0.0013941141)))
+    k1 = k >> 1
+    res = p * _ml_i32_as_f32((k1 + 127) << 23) * _ml_i32_as_f32((k - k1 + 127) << 23)
+    res = T(0.0) if under else res
+    return T(math.inf) if over else res
+
+
 def fexpm1(x, T):
     """e**x - 1: in numba-compiled code the overload below replaces this body."""
     x = T(x)
@@ -281,7 +332,7 @@ def grad_scalar(y, yhat, alpha, c, T):
     t1 = (T(0.5))*t0
     t2 = t1*(-T(2)*y + T(2)*yhat)
     t3 = ((y - yhat)*(y - yhat))
-    d_yhat = (t2 if (alpha == T(2)) else (t2/(t1*t3 + T(1)) if (alpha == T(0)) else t2*((t0*t3/abs(alpha - T(2)) + T(1))**((T(0.5))*alpha - T(1)))))
+    d_yhat = (t2 if (alpha == T(2)) else (t2/(t1*t3 + T(1)) if (alpha == T(0)) else t2*fexp(((T(0.5))*alpha - T(1))*flog1p(t0*t3/abs(alpha - T(2)), T), T)))
     return d_yhat
 
 
@@ -297,7 +348,7 @@ def value_and_grad_scalar(y, yhat, alpha, c, T):
     t7 = (T(0.5))*alpha
     t8 = (T(0.5))*t0*(-T(2)*y + T(2)*yhat)
     loss = (t2 if t3 else (flog1p(t2, T) if t4 else t5*powm1(t6, t7, T)/alpha))
-    d_yhat = (t8 if t3 else (t8/(t2 + T(1)) if t4 else t8*((t6 + T(1))**(t7 - T(1)))))
+    d_yhat = (t8 if t3 else (t8/(t2 + T(1)) if t4 else t8*fexp((t7 - T(1))*flog1p(t6, T), T)))
     return loss, d_yhat
 
 
@@ -308,7 +359,7 @@ def hessian_scalar(y, yhat, alpha, c, T):
     t2 = ((y - yhat)*(y - yhat))
     t3 = abs(alpha - T(2))
     t4 = t0*t3
-    h_yhat_yhat = (t1 if (alpha == T(2)) else (((T(4)*t0 - T(2)*t2)/(T(2)*t0 + t2)/(T(2)*t0 + t2)) if (alpha == T(0)) else ((t1*t2/t3 + T(1))**((T(0.5))*alpha - T(1)))*(t1*(t2*(alpha - T(1)) + t4)/(t2 + t4))))
+    h_yhat_yhat = (t1 if (alpha == T(2)) else (((T(4)*t0 - T(2)*t2)/(T(2)*t0 + t2)/(T(2)*t0 + t2)) if (alpha == T(0)) else t1*fexp(((T(0.5))*alpha - T(1))*flog1p(t1*t2/t3, T), T)*((t2*(alpha - T(1)) + t4)/(t2 + t4))))
     return h_yhat_yhat
 
 
@@ -322,10 +373,10 @@ def grad_hessian_scalar(y, yhat, alpha, c, T):
     t5 = ((y - yhat)*(y - yhat))
     t6 = (alpha == T(0))
     t7 = abs(alpha - T(2))
-    t8 = ((t1*t5/t7 + T(1))**((T(0.5))*alpha - T(1)))
+    t8 = fexp(((T(0.5))*alpha - T(1))*flog1p(t1*t5/t7, T), T)
     t9 = t0*t7
     d_yhat = (t3 if t4 else (t3/(t2*t5 + T(1)) if t6 else t3*t8))
-    h_yhat_yhat = (t1 if t4 else (((T(4)*t0 - T(2)*t5)/(T(2)*t0 + t5)/(T(2)*t0 + t5)) if t6 else t8*(t1*(t5*(alpha - T(1)) + t9)/(t5 + t9))))
+    h_yhat_yhat = (t1 if t4 else (((T(4)*t0 - T(2)*t5)/(T(2)*t0 + t5)/(T(2)*t0 + t5)) if t6 else t1*t8*((t5*(alpha - T(1)) + t9)/(t5 + t9))))
     return d_yhat, h_yhat_yhat
 
 

@@ -96,6 +96,28 @@ def test_rewrites_fire_and_preserve_the_function(loss, rule):
             assert abs(g(*args) - ref.grads[0](*args)) < mpmath.mpf(10) ** -30
 
 
+def test_pow1p_writes_symbolic_powers_of_one_plus_u_with_log1p_and_keeps_fixed_ones():
+    """(1 + u)^p for a parameter p is exp(p log1p(u)) in every final kernel expression: pow(1 + u, p)
+    loses |p| ulps to the rounding of 1 + u.  Fixed powers (a square root) stay: they lose nothing."""
+    d = derivation("((yhat - y)**2 / k + 1)**(a / 2)", params={"a": 1.0, "k": {"default": 1.0, "positive": True}})
+    assert "pow1p" in d.rewrites and "collect_terms" in d.rewrites  # collected first, then rewritten
+    outs = [d.stable.loss, *d.stable.grads, *d.stable.hessian.values()]
+    one_plus = [e for o in outs for e in sp.preorder_traversal(o) if isinstance(e, sp.Pow) and e.exp.free_symbols]
+    assert not one_plus and all(o.has(sp.exp) for o in outs[1:])
+    assert "pow1p" not in derivation("sqrt(1 + (yhat - y)**2)").rewrites
+    # a = -1e6, u = 2.25e-6: pow(1 + u, a/2 - 1) would be ~5e-11 off
+    from symloss import Loss
+
+    loss = Loss.from_expr("((yhat - y)**2 / k + 1)**(a / 2)", name="pow1p_test",
+                          params={"a": -1e6, "k": {"default": 1.0, "positive": True}})
+    got = loss.grad(np.array([0.0]), np.array([1.5e-3]), reduction="sum")[0]
+    import mpmath
+
+    with mpmath.workdps(40):
+        want = float(-1e6 / 2 * (1 + mpmath.mpf(1.5e-3) ** 2) ** (-1e6 / 2 - 1) * 2 * mpmath.mpf(1.5e-3))
+    assert got == pytest.approx(want, rel=1e-13)
+
+
 def test_collect_terms_merges_the_chain_rule_terms_without_expanding_the_residual():
     """d2/dr2 (1 + r^2/k)^(a/2) has (a-2) r^2 + r^2 in it; in floating point that is 0 or garbage
     for large r unless (a-1) r^2 is formed symbolically, and (yhat - y)^2 must stay one square."""

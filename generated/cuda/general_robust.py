@@ -141,7 +141,7 @@ def grad_scalar(y, yhat, alpha, c, T):
     t1 = (T(0.5))*t0
     t2 = t1*(-T(2)*y + T(2)*yhat)
     t3 = ((y - yhat)*(y - yhat))
-    d_yhat = (t2 if (alpha == T(2)) else (t2/(t1*t3 + T(1)) if (alpha == T(0)) else t2*((t0*t3/abs(alpha - T(2)) + T(1))**((T(0.5))*alpha - T(1)))))
+    d_yhat = (t2 if (alpha == T(2)) else (t2/(t1*t3 + T(1)) if (alpha == T(0)) else t2*math.exp(((T(0.5))*alpha - T(1))*math.log1p(t0*t3/abs(alpha - T(2))))))
     return d_yhat
 
 
@@ -157,7 +157,7 @@ def value_and_grad_scalar(y, yhat, alpha, c, T):
     t7 = (T(0.5))*alpha
     t8 = (T(0.5))*t0*(-T(2)*y + T(2)*yhat)
     loss = (t2 if t3 else (math.log1p(t2) if t4 else t5*powm1(t6, t7, T)/alpha))
-    d_yhat = (t8 if t3 else (t8/(t2 + T(1)) if t4 else t8*((t6 + T(1))**(t7 - T(1)))))
+    d_yhat = (t8 if t3 else (t8/(t2 + T(1)) if t4 else t8*math.exp((t7 - T(1))*math.log1p(t6))))
     return loss, d_yhat
 
 
@@ -168,7 +168,7 @@ def hessian_scalar(y, yhat, alpha, c, T):
     t2 = ((y - yhat)*(y - yhat))
     t3 = abs(alpha - T(2))
     t4 = t0*t3
-    h_yhat_yhat = (t1 if (alpha == T(2)) else (((T(4)*t0 - T(2)*t2)/(T(2)*t0 + t2)/(T(2)*t0 + t2)) if (alpha == T(0)) else ((t1*t2/t3 + T(1))**((T(0.5))*alpha - T(1)))*(t1*(t2*(alpha - T(1)) + t4)/(t2 + t4))))
+    h_yhat_yhat = (t1 if (alpha == T(2)) else (((T(4)*t0 - T(2)*t2)/(T(2)*t0 + t2)/(T(2)*t0 + t2)) if (alpha == T(0)) else t1*math.exp(((T(0.5))*alpha - T(1))*math.log1p(t1*t2/t3))*((t2*(alpha - T(1)) + t4)/(t2 + t4))))
     return h_yhat_yhat
 
 
@@ -182,10 +182,10 @@ def grad_hessian_scalar(y, yhat, alpha, c, T):
     t5 = ((y - yhat)*(y - yhat))
     t6 = (alpha == T(0))
     t7 = abs(alpha - T(2))
-    t8 = ((t1*t5/t7 + T(1))**((T(0.5))*alpha - T(1)))
+    t8 = math.exp(((T(0.5))*alpha - T(1))*math.log1p(t1*t5/t7))
     t9 = t0*t7
     d_yhat = (t3 if t4 else (t3/(t2*t5 + T(1)) if t6 else t3*t8))
-    h_yhat_yhat = (t1 if t4 else (((T(4)*t0 - T(2)*t5)/(T(2)*t0 + t5)/(T(2)*t0 + t5)) if t6 else t8*(t1*(t5*(alpha - T(1)) + t9)/(t5 + t9))))
+    h_yhat_yhat = (t1 if t4 else (((T(4)*t0 - T(2)*t5)/(T(2)*t0 + t5)/(T(2)*t0 + t5)) if t6 else t1*t8*((t5*(alpha - T(1)) + t9)/(t5 + t9))))
     return d_yhat, h_yhat_yhat
 
 

@@ -102,6 +102,13 @@ def _degree_gap(ratio: sp.Basic, dummies) -> int:
     return abs(deg[0] - deg[1])
 
 
+def _data_free(ratio: sp.Basic, data: frozenset) -> sp.Basic:
+    """The factors of a ratio's numerator and denominator that hold no data symbol."""
+    num, den = sp.fraction(ratio)
+    free = lambda e: sp.Mul(*(f for f in sp.Mul.make_args(e) if not f.free_symbols & data))  # noqa: E731
+    return free(num) / free(den)
+
+
 def collect_terms(data: frozenset, predictions: frozenset):
     """A B^g + C B^(g-1) -> B^(g-1) (A B + C) over one denominator, its numerator
     collected by powers of the data: the chain rule's (alpha-2)r^2 + r^2 becomes
@@ -151,7 +158,12 @@ def collect_terms(data: frozenset, predictions: frozenset):
         # ratio's parts nor B^g alone overflow or underflow where the result does not
         factor, ratio, merged, rest, back, dummies = min(options, key=lambda o: _degree_gap(o[1], o[5]))
         ratio = ratio.xreplace(back)
-        out = factor * P.grouped(ratio) if factor != 1 and sp.fraction(ratio)[1].free_symbols & data else factor * ratio
+        if factor != 1 and sp.fraction(ratio)[1].free_symbols & data:
+            # constants (1/c^2) stay outside: inside they would multiply the numerator
+            # before the division, where (alpha - 1) r^2 / c^2 overflows float32
+            out = factor * _data_free(ratio, data) * P.grouped(ratio / _data_free(ratio, data))
+        else:
+            out = factor * ratio
         # Only a rational function of the inputs goes over one denominator (over
         # transcendental parts it can divide by a factor that underflows: focal
         # loss's sigmoid at z = -700), and only where like terms merged or the

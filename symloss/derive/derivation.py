@@ -8,7 +8,7 @@ import sympy as sp
 
 from ..spec.model import LossSpec
 from . import nonsmooth
-from .rewrites import POLICY_RULES, finish, stabilize
+from .rewrites import POLICY_RULES, finalize, finish, stabilize
 
 
 def policy(expr: sp.Basic) -> sp.Basic:
@@ -68,8 +68,18 @@ class Derivation:
             fired.extend(n for n in names if n not in fired)
             return expr
 
+        def last(expr):
+            expr, names = finalize(expr)
+            fired.extend(n for n in names if n not in fired)
+            return expr
+
         d = _derive(self.stable_loss, self.wrt, post)
-        d = Derivatives(post(d.loss), d.grads, d.hessian, tuple(post(e) for e in self._param_grads()))
+        d = Derivatives(
+            last(post(d.loss)),
+            tuple(last(g) for g in d.grads),
+            {k: last(h) for k, h in d.hessian.items()},
+            tuple(last(post(e)) for e in self._param_grads()),
+        )
         self._fired.extend(n for n in fired if n not in self._fired)
         return d
 

@@ -234,6 +234,15 @@ def _expm1_shift(node):
     return sp.Piecewise((exact, sp.And(*near)), (node, True))
 
 
+def _pow1p(node):
+    # only symbolic exponents: a fixed one (a square root, a cube) is as exact as pow
+    if isinstance(node, sp.Pow) and node.exp.free_symbols and not node.exp.is_integer:
+        u = _one_plus(node.base)
+        if u is not None:
+            return sp.exp(node.exp * P.log1p(u))
+    return None
+
+
 def _sign_squared(node):
     # sign(u)^2 comes from differentiating |u| twice; it is 1 except at u = 0,
     # where a function smooth through the kink (Fair, |u|^3) needs 1 as well
@@ -270,6 +279,14 @@ def post_rules(data: frozenset = frozenset(), predictions: frozenset = frozenset
         Rule("pow_quotient", "x b^g / b -> xdivy(x b^g, b): 0, not 0/0, where b underflows or g = 0", _pow_quotient),
         Rule("expm1_shift", "k e^u + R -> (k + R) + k expm1(u), exact near u = 0", _expm1_shift),
     )
+
+
+# On the kernels' final expressions only: differentiated again, or seen by the
+# rules above, these forms would hide the powers of (1 + u) that collect_terms merges.
+FINAL_RULES: tuple[Rule, ...] = (
+    Rule("pow1p", "(1+u)^p -> exp(p*log1p(u)) for a parameter p: 1 + u rounds, and a large |p| "
+         "multiplies that error (Barron's gradient at alpha = -1e6)", _pow1p),
+)
 
 
 POST_RULES: tuple[Rule, ...] = post_rules()
@@ -313,5 +330,10 @@ def finish(expr: sp.Basic, data: frozenset = frozenset(), predictions: frozenset
     return expr, fired
 
 
+def finalize(expr: sp.Basic) -> tuple[sp.Basic, list[str]]:
+    """The last pass, on what the kernels compute (after every derivative is taken)."""
+    return stabilize(expr, FINAL_RULES)
+
+
 def describe(name: str) -> str:
-    return next(r.description for r in RULES + POST_RULES if r.name == name)
+    return next(r.description for r in RULES + POST_RULES + FINAL_RULES if r.name == name)
