@@ -282,8 +282,8 @@ def value(y, p, w, out, T):
 def grad(y, p, w, scale, g_p, T):
     for i in numba.prange(p.size):
         d_p = grad_scalar(y[i], p[i], T)
-        s = scale if w is None else scale * w[i]
-        g_p[i] = s * d_p
+        _s = scale if w is None else scale * w[i]
+        g_p[i] = _s * d_p
 
 
 @numba.njit(parallel=False, **_LOOP)
@@ -296,8 +296,8 @@ def value_and_grad(y, p, w, scale, out, g_p, T):
         if out is not None:
             out[i] = loss
         total += loss
-        s = scale if w is None else scale * w[i]
-        g_p[i] = s * d_p
+        _s = scale if w is None else scale * w[i]
+        g_p[i] = _s * d_p
     return total
 
 
@@ -305,17 +305,17 @@ def value_and_grad(y, p, w, scale, out, g_p, T):
 def hessian(y, p, w, scale, h_p_p_out, T):
     for i in numba.prange(p.size):
         h_p_p = hessian_scalar(y[i], p[i], T)
-        s = scale if w is None else scale * w[i]
-        h_p_p_out[i] = s * h_p_p
+        _s = scale if w is None else scale * w[i]
+        h_p_p_out[i] = _s * h_p_p
 
 
 @numba.njit(parallel=False, **_LOOP)
 def grad_hessian(y, p, w, scale, g_p, h_p_p_out, T):
     for i in numba.prange(p.size):
         d_p, h_p_p = grad_hessian_scalar(y[i], p[i], T)
-        s = scale if w is None else scale * w[i]
-        g_p[i] = s * d_p
-        h_p_p_out[i] = s * h_p_p
+        _s = scale if w is None else scale * w[i]
+        g_p[i] = _s * d_p
+        h_p_p_out[i] = _s * h_p_p
 
 
 
@@ -336,8 +336,8 @@ def value_parallel(y, p, w, out, T):
 def grad_parallel(y, p, w, scale, g_p, T):
     for i in numba.prange(p.size):
         d_p = grad_scalar(y[i], p[i], T)
-        s = scale if w is None else scale * w[i]
-        g_p[i] = s * d_p
+        _s = scale if w is None else scale * w[i]
+        g_p[i] = _s * d_p
 
 
 @numba.njit(parallel=True, **_LOOP)
@@ -350,8 +350,8 @@ def value_and_grad_parallel(y, p, w, scale, out, g_p, T):
         if out is not None:
             out[i] = loss
         total += loss
-        s = scale if w is None else scale * w[i]
-        g_p[i] = s * d_p
+        _s = scale if w is None else scale * w[i]
+        g_p[i] = _s * d_p
     return total
 
 
@@ -359,15 +359,15 @@ def value_and_grad_parallel(y, p, w, scale, out, g_p, T):
 def hessian_parallel(y, p, w, scale, h_p_p_out, T):
     for i in numba.prange(p.size):
         h_p_p = hessian_scalar(y[i], p[i], T)
-        s = scale if w is None else scale * w[i]
-        h_p_p_out[i] = s * h_p_p
+        _s = scale if w is None else scale * w[i]
+        h_p_p_out[i] = _s * h_p_p
 
 
 @numba.njit(parallel=True, **_LOOP)
 def grad_hessian_parallel(y, p, w, scale, g_p, h_p_p_out, T):
     for i in numba.prange(p.size):
         d_p, h_p_p = grad_hessian_scalar(y[i], p[i], T)
-        s = scale if w is None else scale * w[i]
-        g_p[i] = s * d_p
-        h_p_p_out[i] = s * h_p_p
+        _s = scale if w is None else scale * w[i]
+        g_p[i] = _s * d_p
+        h_p_p_out[i] = _s * h_p_p
 

@@ -197,8 +197,8 @@ def value(y, yhat, w, out, T):
 def grad(y, yhat, w, scale, g_yhat, T):
     for i in numba.prange(yhat.size):
         d_yhat = grad_scalar(y[i], yhat[i], T)
-        s = scale if w is None else scale * w[i]
-        g_yhat[i] = s * d_yhat
+        _s = scale if w is None else scale * w[i]
+        g_yhat[i] = _s * d_yhat
 
 
 @numba.njit(parallel=False, **_LOOP)
@@ -211,8 +211,8 @@ def value_and_grad(y, yhat, w, scale, out, g_yhat, T):
         if out is not None:
             out[i] = loss
         total += loss
-        s = scale if w is None else scale * w[i]
-        g_yhat[i] = s * d_yhat
+        _s = scale if w is None else scale * w[i]
+        g_yhat[i] = _s * d_yhat
     return total
 
 
@@ -220,17 +220,17 @@ def value_and_grad(y, yhat, w, scale, out, g_yhat, T):
 def hessian(y, yhat, w, scale, h_yhat_yhat_out, T):
     for i in numba.prange(yhat.size):
         h_yhat_yhat = hessian_scalar(y[i], yhat[i], T)
-        s = scale if w is None else scale * w[i]
-        h_yhat_yhat_out[i] = s * h_yhat_yhat
+        _s = scale if w is None else scale * w[i]
+        h_yhat_yhat_out[i] = _s * h_yhat_yhat
 
 
 @numba.njit(parallel=False, **_LOOP)
 def grad_hessian(y, yhat, w, scale, g_yhat, h_yhat_yhat_out, T):
     for i in numba.prange(yhat.size):
         d_yhat, h_yhat_yhat = grad_hessian_scalar(y[i], yhat[i], T)
-        s = scale if w is None else scale * w[i]
-        g_yhat[i] = s * d_yhat
-        h_yhat_yhat_out[i] = s * h_yhat_yhat
+        _s = scale if w is None else scale * w[i]
+        g_yhat[i] = _s * d_yhat
+        h_yhat_yhat_out[i] = _s * h_yhat_yhat
 
 
 
@@ -251,8 +251,8 @@ def value_parallel(y, yhat, w, out, T):
 def grad_parallel(y, yhat, w, scale, g_yhat, T):
     for i in numba.prange(yhat.size):
         d_yhat = grad_scalar(y[i], yhat[i], T)
-        s = scale if w is None else scale * w[i]
-        g_yhat[i] = s * d_yhat
+        _s = scale if w is None else scale * w[i]
+        g_yhat[i] = _s * d_yhat
 
 
 @numba.njit(parallel=True, **_LOOP)
@@ -265,8 +265,8 @@ def value_and_grad_parallel(y, yhat, w, scale, out, g_yhat, T):
         if out is not None:
             out[i] = loss
         total += loss
-        s = scale if w is None else scale * w[i]
-        g_yhat[i] = s * d_yhat
+        _s = scale if w is None else scale * w[i]
+        g_yhat[i] = _s * d_yhat
     return total
 
 
@@ -274,15 +274,15 @@ def value_and_grad_parallel(y, yhat, w, scale, out, g_yhat, T):
 def hessian_parallel(y, yhat, w, scale, h_yhat_yhat_out, T):
     for i in numba.prange(yhat.size):
         h_yhat_yhat = hessian_scalar(y[i], yhat[i], T)
-        s = scale if w is None else scale * w[i]
-        h_yhat_yhat_out[i] = s * h_yhat_yhat
+        _s = scale if w is None else scale * w[i]
+        h_yhat_yhat_out[i] = _s * h_yhat_yhat
 
 
 @numba.njit(parallel=True, **_LOOP)
 def grad_hessian_parallel(y, yhat, w, scale, g_yhat, h_yhat_yhat_out, T):
     for i in numba.prange(yhat.size):
         d_yhat, h_yhat_yhat = grad_hessian_scalar(y[i], yhat[i], T)
-        s = scale if w is None else scale * w[i]
-        g_yhat[i] = s * d_yhat
-        h_yhat_yhat_out[i] = s * h_yhat_yhat
+        _s = scale if w is None else scale * w[i]
+        g_yhat[i] = _s * d_yhat
+        h_yhat_yhat_out[i] = _s * h_yhat_yhat
 

@@ -250,8 +250,8 @@ def value(y, z, w, out, T):
 def grad(y, z, w, scale, g_z, T):
     for i in numba.prange(z.size):
         d_z = grad_scalar(y[i], z[i], T)
-        s = scale if w is None else scale * w[i]
-        g_z[i] = s * d_z
+        _s = scale if w is None else scale * w[i]
+        g_z[i] = _s * d_z
 
 
 @numba.njit(parallel=False, **_LOOP)
@@ -264,8 +264,8 @@ def value_and_grad(y, z, w, scale, out, g_z, T):
         if out is not None:
             out[i] = loss
         total += loss
-        s = scale if w is None else scale * w[i]
-        g_z[i] = s * d_z
+        _s = scale if w is None else scale * w[i]
+        g_z[i] = _s * d_z
     return total
 
 
@@ -273,17 +273,17 @@ def value_and_grad(y, z, w, scale, out, g_z, T):
 def hessian(y, z, w, scale, h_z_z_out, T):
     for i in numba.prange(z.size):
         h_z_z = hessian_scalar(y[i], z[i], T)
-        s = scale if w is None else scale * w[i]
-        h_z_z_out[i] = s * h_z_z
+        _s = scale if w is None else scale * w[i]
+        h_z_z_out[i] = _s * h_z_z
 
 
 @numba.njit(parallel=False, **_LOOP)
 def grad_hessian(y, z, w, scale, g_z, h_z_z_out, T):
     for i in numba.prange(z.size):
         d_z, h_z_z = grad_hessian_scalar(y[i], z[i], T)
-        s = scale if w is None else scale * w[i]
-        g_z[i] = s * d_z
-        h_z_z_out[i] = s * h_z_z
+        _s = scale if w is None else scale * w[i]
+        g_z[i] = _s * d_z
+        h_z_z_out[i] = _s * h_z_z
 
 
 
@@ -304,8 +304,8 @@ def value_parallel(y, z, w, out, T):
 def grad_parallel(y, z, w, scale, g_z, T):
     for i in numba.prange(z.size):
         d_z = grad_scalar(y[i], z[i], T)
-        s = scale if w is None else scale * w[i]
-        g_z[i] = s * d_z
+        _s = scale if w is None else scale * w[i]
+        g_z[i] = _s * d_z
 
 
 @numba.njit(parallel=True, **_LOOP)
@@ -318,8 +318,8 @@ def value_and_grad_parallel(y, z, w, scale, out, g_z, T):
         if out is not None:
             out[i] = loss
         total += loss
-        s = scale if w is None else scale * w[i]
-        g_z[i] = s * d_z
+        _s = scale if w is None else scale * w[i]
+        g_z[i] = _s * d_z
     return total
 
 
@@ -327,15 +327,15 @@ def value_and_grad_parallel(y, z, w, scale, out, g_z, T):
 def hessian_parallel(y, z, w, scale, h_z_z_out, T):
     for i in numba.prange(z.size):
         h_z_z = hessian_scalar(y[i], z[i], T)
-        s = scale if w is None else scale * w[i]
-        h_z_z_out[i] = s * h_z_z
+        _s = scale if w is None else scale * w[i]
+        h_z_z_out[i] = _s * h_z_z
 
 
 @numba.njit(parallel=True, **_LOOP)
 def grad_hessian_parallel(y, z, w, scale, g_z, h_z_z_out, T):
     for i in numba.prange(z.size):
         d_z, h_z_z = grad_hessian_scalar(y[i], z[i], T)
-        s = scale if w is None else scale * w[i]
-        g_z[i] = s * d_z
-        h_z_z_out[i] = s * h_z_z
+        _s = scale if w is None else scale * w[i]
+        g_z[i] = _s * d_z
+        h_z_z_out[i] = _s * h_z_z
 

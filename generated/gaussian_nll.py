@@ -236,9 +236,9 @@ def value(y, mu, var, eps, w, out, T):
 def grad(y, mu, var, eps, w, scale, g_mu, g_var, T):
     for i in numba.prange(mu.size):
         d_mu, d_var = grad_scalar(y[i], mu[i], var[i], eps, T)
-        s = scale if w is None else scale * w[i]
-        g_mu[i] = s * d_mu
-        g_var[i] = s * d_var
+        _s = scale if w is None else scale * w[i]
+        g_mu[i] = _s * d_mu
+        g_var[i] = _s * d_var
 
 
 @numba.njit(parallel=False, **_LOOP)
@@ -251,9 +251,9 @@ def value_and_grad(y, mu, var, eps, w, scale, out, g_mu, g_var, T):
         if out is not None:
             out[i] = loss
         total += loss
-        s = scale if w is None else scale * w[i]
-        g_mu[i] = s * d_mu
-        g_var[i] = s * d_var
+        _s = scale if w is None else scale * w[i]
+        g_mu[i] = _s * d_mu
+        g_var[i] = _s * d_var
     return total
 
 
@@ -261,22 +261,22 @@ def value_and_grad(y, mu, var, eps, w, scale, out, g_mu, g_var, T):
 def hessian(y, mu, var, eps, w, scale, h_mu_mu_out, h_mu_var_out, h_var_var_out, T):
     for i in numba.prange(mu.size):
         h_mu_mu, h_mu_var, h_var_var = hessian_scalar(y[i], mu[i], var[i], eps, T)
-        s = scale if w is None else scale * w[i]
-        h_mu_mu_out[i] = s * h_mu_mu
-        h_mu_var_out[i] = s * h_mu_var
-        h_var_var_out[i] = s * h_var_var
+        _s = scale if w is None else scale * w[i]
+        h_mu_mu_out[i] = _s * h_mu_mu
+        h_mu_var_out[i] = _s * h_mu_var
+        h_var_var_out[i] = _s * h_var_var
 
 
 @numba.njit(parallel=False, **_LOOP)
 def grad_hessian(y, mu, var, eps, w, scale, g_mu, g_var, h_mu_mu_out, h_mu_var_out, h_var_var_out, T):
     for i in numba.prange(mu.size):
         d_mu, d_var, h_mu_mu, h_mu_var, h_var_var = grad_hessian_scalar(y[i], mu[i], var[i], eps, T)
-        s = scale if w is None else scale * w[i]
-        g_mu[i] = s * d_mu
-        g_var[i] = s * d_var
-        h_mu_mu_out[i] = s * h_mu_mu
-        h_mu_var_out[i] = s * h_mu_var
-        h_var_var_out[i] = s * h_var_var
+        _s = scale if w is None else scale * w[i]
+        g_mu[i] = _s * d_mu
+        g_var[i] = _s * d_var
+        h_mu_mu_out[i] = _s * h_mu_mu
+        h_mu_var_out[i] = _s * h_mu_var
+        h_var_var_out[i] = _s * h_var_var
 
 
 
@@ -297,9 +297,9 @@ def value_parallel(y, mu, var, eps, w, out, T):
 def grad_parallel(y, mu, var, eps, w, scale, g_mu, g_var, T):
     for i in numba.prange(mu.size):
         d_mu, d_var = grad_scalar(y[i], mu[i], var[i], eps, T)
-        s = scale if w is None else scale * w[i]
-        g_mu[i] = s * d_mu
-        g_var[i] = s * d_var
+        _s = scale if w is None else scale * w[i]
+        g_mu[i] = _s * d_mu
+        g_var[i] = _s * d_var
 
 
 @numba.njit(parallel=True, **_LOOP)
@@ -312,9 +312,9 @@ def value_and_grad_parallel(y, mu, var, eps, w, scale, out, g_mu, g_var, T):
         if out is not None:
             out[i] = loss
         total += loss
-        s = scale if w is None else scale * w[i]
-        g_mu[i] = s * d_mu
-        g_var[i] = s * d_var
+        _s = scale if w is None else scale * w[i]
+        g_mu[i] = _s * d_mu
+        g_var[i] = _s * d_var
     return total
 
 
@@ -322,20 +322,20 @@ def value_and_grad_parallel(y, mu, var, eps, w, scale, out, g_mu, g_var, T):
 def hessian_parallel(y, mu, var, eps, w, scale, h_mu_mu_out, h_mu_var_out, h_var_var_out, T):
     for i in numba.prange(mu.size):
         h_mu_mu, h_mu_var, h_var_var = hessian_scalar(y[i], mu[i], var[i], eps, T)
-        s = scale if w is None else scale * w[i]
-        h_mu_mu_out[i] = s * h_mu_mu
-        h_mu_var_out[i] = s * h_mu_var
-        h_var_var_out[i] = s * h_var_var
+        _s = scale if w is None else scale * w[i]
+        h_mu_mu_out[i] = _s * h_mu_mu
+        h_mu_var_out[i] = _s * h_mu_var
+        h_var_var_out[i] = _s * h_var_var
 
 
 @numba.njit(parallel=True, **_LOOP)
 def grad_hessian_parallel(y, mu, var, eps, w, scale, g_mu, g_var, h_mu_mu_out, h_mu_var_out, h_var_var_out, T):
     for i in numba.prange(mu.size):
         d_mu, d_var, h_mu_mu, h_mu_var, h_var_var = grad_hessian_scalar(y[i], mu[i], var[i], eps, T)
-        s = scale if w is None else scale * w[i]
-        g_mu[i] = s * d_mu
-        g_var[i] = s * d_var
-        h_mu_mu_out[i] = s * h_mu_mu
-        h_mu_var_out[i] = s * h_mu_var
-        h_var_var_out[i] = s * h_var_var
+        _s = scale if w is None else scale * w[i]
+        g_mu[i] = _s * d_mu
+        g_var[i] = _s * d_var
+        h_mu_mu_out[i] = _s * h_mu_mu
+        h_mu_var_out[i] = _s * h_mu_var
+        h_var_var_out[i] = _s * h_var_var
 

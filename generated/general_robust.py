@@ -192,6 +192,61 @@ def _ml_fexpm1_f32(x, T):
     return x if x == T(0.0) else res
 
 
+def flog(x, T):
+    """natural logarithm: in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(np.log(x))
+
+
+@numba.extending.overload(flog, jit_options=_ML_JIT)
+def _ml_flog_ol(x, T):
+    return _ml_flog_f32 if _ml_is_f32(x, T) else _ml_flog_f64
+
+
+def _ml_flog_f64(x, T):
+    x = np.float64(x)
+    sub = x < 2.2250738585072014e-308
+    xs = x * 18014398509481984.0 if sub else x
+    ix = _ml_f64_as_i64(xs)
+    e = (ix - 0x3FE6A09E667F3BCD) >> 52
+    m = _ml_i64_as_f64(ix - (e << 52))
+    e = e - 54 if sub else e
+    ef = _ml_i64_as_f64(e + 0x4338000000000000) - 6755399441055744.0
+    f = m - 1.0
+    s = f / (2.0 + f)
+    z = s * s
+    hfsq = 0.5 * (f * f)
+    z2 = z * z
+    z4 = z2 * z2
+    R = z * (0.666666666666667 + z * 0.39999999999898356 + z2 * (0.28571428626439194 + z * 0.2222221106632336) + z4 * (0.18182893693373084 + z * 0.15331581190240257 + z2 * 0.14618067509549135))
+    res = ef * 0.6931471806019545 - ((hfsq - (s * (hfsq + R) + ef * -4.2009150726810846e-11)) - f)
+    res = -math.inf if x == 0.0 else res
+    res = math.nan if x < 0.0 else res
+    return x if not (x < math.inf) else res
+
+
+def _ml_flog_f32(x, T):
+    x = T(x)
+    sub = x < T(1.1754943508222875e-38)
+    xs = x * T(33554432.0) if sub else x
+    ix = _ml_f32_as_i32(xs)
+    e = (ix - 0x3F3504F3) >> 23
+    m = _ml_i32_as_f32(ix - (e << 23))
+    e = e - 25 if sub else e
+    ef = _ml_i32_as_f32(e + 0x4B400000) - T(12582912.0)
+    f = m - T(1.0)
+    s = f / (T(2.0) + f)
+    z = s * s
+    z2 = z * z
+    hfsq = T(0.5) * (f * f)
+    R = z * (T(0.66666687) + z * T(0.39988714) + z2 * T(0.295823))
+    res = ef * T(0.69314575) - ((hfsq - (s * (hfsq + R) + ef * T(1.4286068e-06))) - f)
+    res = -T(math.inf) if x == T(0.0) else res
+    res = T(math.nan) if x < T(0.0) else res
+    return x if not (x < T(math.inf)) else res
+
+
 def flog1p(x, T):
     """log(1 + x): in numba-compiled code the overload below replaces this body."""
     x = T(x)
@@ -257,59 +312,60 @@ def _ml_flog1p_f32(x, T):
 
 
 @numba.njit(**_SCALAR)
-def barron_dalpha(s, alpha, T):
-    # |alpha-2|/4 K(L, a), L = log1p(s/|alpha-2|), a = alpha/2,
+def barron_dalpha(x, alpha, T):
+    # |alpha-2|/4 K(L, a), s = x^2, L = log1p(s/|alpha-2|), a = alpha/2,
     # K(L, a) = int_0^L e^(a t) k(t) dt with k(t) = t - 1 + e^(-t)
+    inv_fact = (1.0, 1.0, 0.5, 0.16666666666666666, 0.041666666666666664, 0.008333333333333333, 0.001388888888888889, 0.0001984126984126984, 2.48015873015873e-05, 2.7557319223985893e-06, 2.755731922398589e-07, 2.505210838544172e-08, 2.08767569878681e-09, 1.6059043836821613e-10, 1.1470745597729725e-11, 7.647163731819816e-13, 4.779477332387385e-14, 2.8114572543455206e-15, 1.5619206968586225e-16, 8.22063524662433e-18)
     b = abs(alpha - T(2))
-    if b == T(0):
-        return s * T(0) if s == T(0) else s * T(math.inf)
+    if b == T(0):  # x, not x^2, tells 0 from a residual whose square underflows
+        return x * T(0) if x == T(0) else abs(x) * T(math.inf)
+    s = x * x
+    if s == T(math.inf):  # r^2/c^2 overflowed: the limit, finite for alpha < 0
+        return T(2) / (alpha * alpha) if alpha < T(0) else s
     u = s / b
     if u < T(1e30):
-        L = math.log1p(u)
+        L = flog1p(u, T)
     else:  # s/b may overflow where L does not
-        L = math.log(s) - math.log(b) + math.log1p(b / s)
+        L = flog(s, T) - flog(b, T) + flog1p(b / s, T)
     a = T(0.5) * alpha
     x = a * L
     if abs(x) > T(1):
         # by parts twice: K = e^x (k(L)/a - k'(L)/a^2) + L E1((a-1) L)/a^2, E1(z) = expm1(z)/z;
         # the bracket cancels at most 5x for |x| > 1
-        km = -math.expm1(-L)
-        if L < T(1):  # k(L) = L^2 sum_{n>=2} (-L)^(n-2)/n!
+        km = -fexpm1(-L, T)
+        if L < T(1):  # k(L) = L^2 sum_(n>=2) (-L)^(n-2)/n!
             k = T(0)
-            f = T(8.22063524662433e-18)  # 1/19!
             for n in range(19, 1, -1):
-                k = f - L * k
-                f = f * T(n)
+                k = T(inv_fact[n]) - L * k
             k = L * L * k
         else:
             k = L - km
         z = (a - T(1)) * L
-        ez = math.expm1(z) / z if z != T(0) else T(1)
+        ez = fexpm1(z, T) / z if z != T(0) else T(1)
         # b/4 inside the exp: near alpha = 2, e^x alone overflows where the result does not
         h = T(0.25) * b
-        return math.exp(x + math.log(h)) * (k / a - km / (a * a)) + h * L * ez / (a * a)
-    # I_n(x) = int_0^1 e^(x t) t^n dt: a series for the top n, then
-    # I_(n-1) = (e^x - x I_n)/n, which only damps errors for |x| <= 1
-    top = 19 if L < T(1) else 1
+        return fexp(x + flog(h, T), T) * (k / a - km / (a * a)) + h * L * ez / (a * a)
+    # I_n(x) = int_0^1 e^(x t) t^n dt: a series for I_19, then I_(n-1) = (e^x - x I_n)/n,
+    # which only damps errors for |x| <= 1
+    i19 = (0.05, 0.047619047619047616, 0.022727272727272728, 0.007246376811594203, 0.001736111111111111, 0.0003333333333333333, 5.341880341880342e-05, 7.348618459729571e-06, 8.857709750566894e-07, 9.502523870339962e-08, 9.185773074661963e-09, 8.08132528562636e-10, 6.523986558708781e-11, 4.866376920248974e-12, 3.373748705214625e-13, 2.1849039233770904e-14, 1.3276325923298293e-15, 7.598533119852758e-17, 4.110317623312165e-18)
+    inv_n = (0.0, 1.0, 0.5, 0.3333333333333333, 0.25, 0.2, 0.16666666666666666, 0.14285714285714285, 0.125, 0.1111111111111111, 0.1, 0.09090909090909091, 0.08333333333333333, 0.07692307692307693, 0.07142857142857142, 0.06666666666666667, 0.0625, 0.058823529411764705, 0.05555555555555555, 0.05263157894736842)
     i_n = T(0)
-    term = T(1)
-    for j in range(19):
-        i_n += term / T(top + j + 1)
-        term = term * x / T(j + 1)
+    for j in range(18, -1, -1):
+        i_n = i_n * x + T(i19[j])
+    ex = fexp(x, T)
     if L >= T(1):
+        for n in range(19, 1, -1):
+            i_n = (ex - x * i_n) * T(inv_n[n])
         # K = L^2 I_1(x) - L E1(x) + L E1((a-1) L): cancels at most 10x for L >= 1, |x| <= 1
-        e1 = math.expm1(x) / x if x != T(0) else T(1)
+        e1 = fexpm1(x, T) / x if x != T(0) else T(1)
         z = (a - T(1)) * L
-        ez = math.expm1(z) / z if z != T(0) else T(1)
+        ez = fexpm1(z, T) / z if z != T(0) else T(1)
         return T(0.25) * b * L * (L * i_n - e1 + ez)
-    # K = L^3 sum_{n>=2} (-L)^(n-2) I_n(x)/n!: terms shrink by L/3 or faster
-    ex = math.exp(x)
-    f = T(8.22063524662433e-18)  # 1/19!
-    acc = i_n * f
+    # K = L^3 sum_(n>=2) (-L)^(n-2) I_n(x)/n!: terms shrink by L/3 or faster
+    acc = i_n * T(inv_fact[19])
     for n in range(18, 1, -1):
-        i_n = (ex - x * i_n) / T(n + 1)
-        f = f * T(n + 1)
-        acc = i_n * f - L * acc
+        i_n = (ex - x * i_n) * T(inv_n[n + 1])
+        acc = i_n * T(inv_fact[n]) - L * acc
     return T(0.25) * b * L * L * L * acc  # left to right: no early underflow
 
 @numba.njit(**_SCALAR)
@@ -382,7 +438,7 @@ def grad_hessian_scalar(y, yhat, alpha, c, T):
 
 @numba.njit(**_SCALAR)
 def param_grad_scalar(y, yhat, alpha, c, T):
-    dp_alpha = barron_dalpha((((y - yhat)*(y - yhat))/c/c), alpha, T)
+    dp_alpha = barron_dalpha((-y + yhat)/c, alpha, T)
     return dp_alpha
 
 
@@ -403,8 +459,8 @@ def value(y, yhat, alpha, c, w, out, T):
 def grad(y, yhat, alpha, c, w, scale, g_yhat, T):
     for i in numba.prange(yhat.size):
         d_yhat = grad_scalar(y[i], yhat[i], alpha, c, T)
-        s = scale if w is None else scale * w[i]
-        g_yhat[i] = s * d_yhat
+        _s = scale if w is None else scale * w[i]
+        g_yhat[i] = _s * d_yhat
 
 
 @numba.njit(parallel=False, **_LOOP)
@@ -417,8 +473,8 @@ def value_and_grad(y, yhat, alpha, c, w, scale, out, g_yhat, T):
         if out is not None:
             out[i] = loss
         total += loss
-        s = scale if w is None else scale * w[i]
-        g_yhat[i] = s * d_yhat
+        _s = scale if w is None else scale * w[i]
+        g_yhat[i] = _s * d_yhat
     return total
 
 
@@ -426,25 +482,25 @@ def value_and_grad(y, yhat, alpha, c, w, scale, out, g_yhat, T):
 def hessian(y, yhat, alpha, c, w, scale, h_yhat_yhat_out, T):
     for i in numba.prange(yhat.size):
         h_yhat_yhat = hessian_scalar(y[i], yhat[i], alpha, c, T)
-        s = scale if w is None else scale * w[i]
-        h_yhat_yhat_out[i] = s * h_yhat_yhat
+        _s = scale if w is None else scale * w[i]
+        h_yhat_yhat_out[i] = _s * h_yhat_yhat
 
 
 @numba.njit(parallel=False, **_LOOP)
 def grad_hessian(y, yhat, alpha, c, w, scale, g_yhat, h_yhat_yhat_out, T):
     for i in numba.prange(yhat.size):
         d_yhat, h_yhat_yhat = grad_hessian_scalar(y[i], yhat[i], alpha, c, T)
-        s = scale if w is None else scale * w[i]
-        g_yhat[i] = s * d_yhat
-        h_yhat_yhat_out[i] = s * h_yhat_yhat
+        _s = scale if w is None else scale * w[i]
+        g_yhat[i] = _s * d_yhat
+        h_yhat_yhat_out[i] = _s * h_yhat_yhat
 
 
 @numba.njit(parallel=False, **_LOOP)
-def param_grad(y, yhat, alpha, c, w, scale, p_alpha, T):
+def param_grad(y, yhat, alpha, c, w, p_alpha, T):
+    # per element, weighted; the caller sums for mean and sum
     for i in numba.prange(yhat.size):
         dp_alpha = param_grad_scalar(y[i], yhat[i], alpha, c, T)
-        s = scale if w is None else scale * w[i]
-        p_alpha[i] = s * dp_alpha
+        p_alpha[i] = dp_alpha if w is None else w[i] * dp_alpha
 
 
 
@@ -465,8 +521,8 @@ def value_parallel(y, yhat, alpha, c, w, out, T):
 def grad_parallel(y, yhat, alpha, c, w, scale, g_yhat, T):
     for i in numba.prange(yhat.size):
         d_yhat = grad_scalar(y[i], yhat[i], alpha, c, T)
-        s = scale if w is None else scale * w[i]
-        g_yhat[i] = s * d_yhat
+        _s = scale if w is None else scale * w[i]
+        g_yhat[i] = _s * d_yhat
 
 
 @numba.njit(parallel=True, **_LOOP)
@@ -479,8 +535,8 @@ def value_and_grad_parallel(y, yhat, alpha, c, w, scale, out, g_yhat, T):
         if out is not None:
             out[i] = loss
         total += loss
-        s = scale if w is None else scale * w[i]
-        g_yhat[i] = s * d_yhat
+        _s = scale if w is None else scale * w[i]
+        g_yhat[i] = _s * d_yhat
     return total
 
 
@@ -488,23 +544,23 @@ def value_and_grad_parallel(y, yhat, alpha, c, w, scale, out, g_yhat, T):
 def hessian_parallel(y, yhat, alpha, c, w, scale, h_yhat_yhat_out, T):
     for i in numba.prange(yhat.size):
         h_yhat_yhat = hessian_scalar(y[i], yhat[i], alpha, c, T)
-        s = scale if w is None else scale * w[i]
-        h_yhat_yhat_out[i] = s * h_yhat_yhat
+        _s = scale if w is None else scale * w[i]
+        h_yhat_yhat_out[i] = _s * h_yhat_yhat
 
 
 @numba.njit(parallel=True, **_LOOP)
 def grad_hessian_parallel(y, yhat, alpha, c, w, scale, g_yhat, h_yhat_yhat_out, T):
     for i in numba.prange(yhat.size):
         d_yhat, h_yhat_yhat = grad_hessian_scalar(y[i], yhat[i], alpha, c, T)
-        s = scale if w is None else scale * w[i]
-        g_yhat[i] = s * d_yhat
-        h_yhat_yhat_out[i] = s * h_yhat_yhat
+        _s = scale if w is None else scale * w[i]
+        g_yhat[i] = _s * d_yhat
+        h_yhat_yhat_out[i] = _s * h_yhat_yhat
 
 
 @numba.njit(parallel=True, **_LOOP)
-def param_grad_parallel(y, yhat, alpha, c, w, scale, p_alpha, T):
+def param_grad_parallel(y, yhat, alpha, c, w, p_alpha, T):
+    # per element, weighted; the caller sums for mean and sum
     for i in numba.prange(yhat.size):
         dp_alpha = param_grad_scalar(y[i], yhat[i], alpha, c, T)
-        s = scale if w is None else scale * w[i]
-        p_alpha[i] = s * dp_alpha
+        p_alpha[i] = dp_alpha if w is None else w[i] * dp_alpha
 

@@ -91,8 +91,8 @@ def value(y, yhat, delta, w, out, T):
 def grad(y, yhat, delta, w, scale, g_yhat, T):
     for i in numba.prange(yhat.size):
         d_yhat = grad_scalar(y[i], yhat[i], delta, T)
-        s = scale if w is None else scale * w[i]
-        g_yhat[i] = s * d_yhat
+        _s = scale if w is None else scale * w[i]
+        g_yhat[i] = _s * d_yhat
 
 
 @numba.njit(parallel=False, **_LOOP)
@@ -105,8 +105,8 @@ def value_and_grad(y, yhat, delta, w, scale, out, g_yhat, T):
         if out is not None:
             out[i] = loss
         total += loss
-        s = scale if w is None else scale * w[i]
-        g_yhat[i] = s * d_yhat
+        _s = scale if w is None else scale * w[i]
+        g_yhat[i] = _s * d_yhat
     return total
 
 
@@ -114,17 +114,17 @@ def value_and_grad(y, yhat, delta, w, scale, out, g_yhat, T):
 def hessian(y, yhat, delta, w, scale, h_yhat_yhat_out, T):
     for i in numba.prange(yhat.size):
         h_yhat_yhat = hessian_scalar(y[i], yhat[i], delta, T)
-        s = scale if w is None else scale * w[i]
-        h_yhat_yhat_out[i] = s * h_yhat_yhat
+        _s = scale if w is None else scale * w[i]
+        h_yhat_yhat_out[i] = _s * h_yhat_yhat
 
 
 @numba.njit(parallel=False, **_LOOP)
 def grad_hessian(y, yhat, delta, w, scale, g_yhat, h_yhat_yhat_out, T):
     for i in numba.prange(yhat.size):
         d_yhat, h_yhat_yhat = grad_hessian_scalar(y[i], yhat[i], delta, T)
-        s = scale if w is None else scale * w[i]
-        g_yhat[i] = s * d_yhat
-        h_yhat_yhat_out[i] = s * h_yhat_yhat
+        _s = scale if w is None else scale * w[i]
+        g_yhat[i] = _s * d_yhat
+        h_yhat_yhat_out[i] = _s * h_yhat_yhat
 
 
 
@@ -145,8 +145,8 @@ def value_parallel(y, yhat, delta, w, out, T):
 def grad_parallel(y, yhat, delta, w, scale, g_yhat, T):
     for i in numba.prange(yhat.size):
         d_yhat = grad_scalar(y[i], yhat[i], delta, T)
-        s = scale if w is None else scale * w[i]
-        g_yhat[i] = s * d_yhat
+        _s = scale if w is None else scale * w[i]
+        g_yhat[i] = _s * d_yhat
 
 
 @numba.njit(parallel=True, **_LOOP)
@@ -159,8 +159,8 @@ def value_and_grad_parallel(y, yhat, delta, w, scale, out, g_yhat, T):
         if out is not None:
             out[i] = loss
         total += loss
-        s = scale if w is None else scale * w[i]
-        g_yhat[i] = s * d_yhat
+        _s = scale if w is None else scale * w[i]
+        g_yhat[i] = _s * d_yhat
     return total
 
 
@@ -168,15 +168,15 @@ def value_and_grad_parallel(y, yhat, delta, w, scale, out, g_yhat, T):
 def hessian_parallel(y, yhat, delta, w, scale, h_yhat_yhat_out, T):
     for i in numba.prange(yhat.size):
         h_yhat_yhat = hessian_scalar(y[i], yhat[i], delta, T)
-        s = scale if w is None else scale * w[i]
-        h_yhat_yhat_out[i] = s * h_yhat_yhat
+        _s = scale if w is None else scale * w[i]
+        h_yhat_yhat_out[i] = _s * h_yhat_yhat
 
 
 @numba.njit(parallel=True, **_LOOP)
 def grad_hessian_parallel(y, yhat, delta, w, scale, g_yhat, h_yhat_yhat_out, T):
     for i in numba.prange(yhat.size):
         d_yhat, h_yhat_yhat = grad_hessian_scalar(y[i], yhat[i], delta, T)
-        s = scale if w is None else scale * w[i]
-        g_yhat[i] = s * d_yhat
-        h_yhat_yhat_out[i] = s * h_yhat_yhat
+        _s = scale if w is None else scale * w[i]
+        g_yhat[i] = _s * d_yhat
+        h_yhat_yhat_out[i] = _s * h_yhat_yhat
 

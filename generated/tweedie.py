@@ -308,8 +308,8 @@ def value(y, z, power, w, out, T):
 def grad(y, z, power, w, scale, g_z, T):
     for i in numba.prange(z.size):
         d_z = grad_scalar(y[i], z[i], power, T)
-        s = scale if w is None else scale * w[i]
-        g_z[i] = s * d_z
+        _s = scale if w is None else scale * w[i]
+        g_z[i] = _s * d_z
 
 
 @numba.njit(parallel=False, **_LOOP)
@@ -322,8 +322,8 @@ def value_and_grad(y, z, power, w, scale, out, g_z, T):
         if out is not None:
             out[i] = loss
         total += loss
-        s = scale if w is None else scale * w[i]
-        g_z[i] = s * d_z
+        _s = scale if w is None else scale * w[i]
+        g_z[i] = _s * d_z
     return total
 
 
@@ -331,17 +331,17 @@ def value_and_grad(y, z, power, w, scale, out, g_z, T):
 def hessian(y, z, power, w, scale, h_z_z_out, T):
     for i in numba.prange(z.size):
         h_z_z = hessian_scalar(y[i], z[i], power, T)
-        s = scale if w is None else scale * w[i]
-        h_z_z_out[i] = s * h_z_z
+        _s = scale if w is None else scale * w[i]
+        h_z_z_out[i] = _s * h_z_z
 
 
 @numba.njit(parallel=False, **_LOOP)
 def grad_hessian(y, z, power, w, scale, g_z, h_z_z_out, T):
     for i in numba.prange(z.size):
         d_z, h_z_z = grad_hessian_scalar(y[i], z[i], power, T)
-        s = scale if w is None else scale * w[i]
-        g_z[i] = s * d_z
-        h_z_z_out[i] = s * h_z_z
+        _s = scale if w is None else scale * w[i]
+        g_z[i] = _s * d_z
+        h_z_z_out[i] = _s * h_z_z
 
 
 
@@ -362,8 +362,8 @@ def value_parallel(y, z, power, w, out, T):
 def grad_parallel(y, z, power, w, scale, g_z, T):
     for i in numba.prange(z.size):
         d_z = grad_scalar(y[i], z[i], power, T)
-        s = scale if w is None else scale * w[i]
-        g_z[i] = s * d_z
+        _s = scale if w is None else scale * w[i]
+        g_z[i] = _s * d_z
 
 
 @numba.njit(parallel=True, **_LOOP)
@@ -376,8 +376,8 @@ def value_and_grad_parallel(y, z, power, w, scale, out, g_z, T):
         if out is not None:
             out[i] = loss
         total += loss
-        s = scale if w is None else scale * w[i]
-        g_z[i] = s * d_z
+        _s = scale if w is None else scale * w[i]
+        g_z[i] = _s * d_z
     return total
 
 
@@ -385,15 +385,15 @@ def value_and_grad_parallel(y, z, power, w, scale, out, g_z, T):
 def hessian_parallel(y, z, power, w, scale, h_z_z_out, T):
     for i in numba.prange(z.size):
         h_z_z = hessian_scalar(y[i], z[i], power, T)
-        s = scale if w is None else scale * w[i]
-        h_z_z_out[i] = s * h_z_z
+        _s = scale if w is None else scale * w[i]
+        h_z_z_out[i] = _s * h_z_z
 
 
 @numba.njit(parallel=True, **_LOOP)
 def grad_hessian_parallel(y, z, power, w, scale, g_z, h_z_z_out, T):
     for i in numba.prange(z.size):
         d_z, h_z_z = grad_hessian_scalar(y[i], z[i], power, T)
-        s = scale if w is None else scale * w[i]
-        g_z[i] = s * d_z
-        h_z_z_out[i] = s * h_z_z
+        _s = scale if w is None else scale * w[i]
+        g_z[i] = _s * d_z
+        h_z_z_out[i] = _s * h_z_z
 

@@ -111,6 +111,16 @@ def test_from_expr_with_params_and_several_predictions():
     assert np.isfinite(v) and a.shape == b.shape == (7,)
 
 
+def test_parameters_named_like_the_kernels_locals_keep_their_values():
+    """The loops' own locals start with '_' (spec names cannot): a parameter named s once took
+    the value of the loop's scale after the first element."""
+    L = Loss.from_expr("s * (yhat - y)**2 + k * yhat", name="named_s_k", params={"s": 3.0, "k": 0.5})
+    y, yhat = RNG.normal(size=5), RNG.normal(size=5)
+    np.testing.assert_allclose(L.grad(y, yhat), (6 * (yhat - y) + 0.5) / 5, rtol=1e-14)
+    np.testing.assert_allclose(L.grad(y, yhat, sample_weight=np.arange(1.0, 6.0)),
+                               np.arange(1.0, 6.0) * (6 * (yhat - y) + 0.5) / 15, rtol=1e-14)
+
+
 def test_from_expr_errors_name_the_expression():
     with pytest.raises(SpecError, match="<expr>: field 'loss': unknown name 'q'"):
         Loss.from_expr("q * yhat")

@@ -184,6 +184,13 @@ else:
             assert list(got) == ["alpha"]
             close(host(got["alpha"]), want["alpha"], dtype, f"param_grad(alpha={alpha}, {reduction}, {weighted})")
 
+    def test_parameters_named_like_loop_variables():
+        """A parameter named k or j (the kernels' loop variables are _k, _j) keeps its value."""
+        loss = symloss.Loss.from_expr("k * (yhat - y)**2 + j * yhat", name="named_k_j_sim", params={"k": 3.0, "j": 0.5})
+        (y, yhat), w = inputs(loss, np.float64, seed=6)
+        got = device_loss(loss, BLOCKS).grad(cuda.to_device(y), cuda.to_device(yhat), sample_weight=cuda.to_device(w))
+        close(got.copy_to_host(), loss.grad(y, yhat, sample_weight=w), np.float64, "grad with params k, j")
+
     def test_parameters_and_out_buffers():
         loss = symloss.load("huber")
         dev = device_loss(loss)

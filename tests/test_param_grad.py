@@ -40,8 +40,10 @@ def test_general_robust_on_the_grid_at_extreme_shapes():
     bad += [str(r) for r in check_grid(loss, dtypes=(np.float64,), param_sets=[{"alpha": -1e6, "c": 0.1}]) if not r.ok]
     assert not bad, "\n".join(bad)
     # here the other kernels have known limits (float32 value at alpha = 1e-8, |r| ~ 1e-18; r^2/(c^2 |alpha - 2|)
-    # overflows at |r| = 1e150 with c = 0.1); the alpha-derivative has none
-    alpha_only = [{"alpha": 1e-8, "c": 1.0}, {"alpha": 2 - 1e-8, "c": 0.1}]
+    # overflows at |r| = 1e150 with c = 0.1, and in float32 at |r| = 1e18 with |alpha - 2| = 2^-20);
+    # the alpha-derivative has none
+    # (float32(2 - 1e-8) is 2: 2 + 2^-20 is a float32 a hair from 2)
+    alpha_only = [{"alpha": 1e-8, "c": 1.0}, {"alpha": 2 - 1e-8, "c": 0.1}, {"alpha": 2 + 2**-20, "c": 0.1}]
     results = [r for r in check_grid(loss, param_sets=alpha_only) if "param[alpha]" in r.check]
     assert len(results) == 2 and all(r.ok for r in results), "\n".join(map(str, results))
 
@@ -72,6 +74,25 @@ def test_alpha_derivative_matches_autograd_of_barrons_formula(alpha):
     np.testing.assert_allclose(got, a.grad.item(), rtol=1e-10)
 
 
+def test_alpha_derivative_where_r_squared_overflows():
+    """s = r^2/c^2 = inf: the limit, 2/alpha^2 for alpha < 0 (the loss is bounded there), else +inf."""
+    loss = symloss.load("general_robust")
+    for dtype, r in ((np.float64, 1e160), (np.float32, 2e19)):
+        y, yhat = np.zeros(1, dtype), np.array([r], dtype)
+        for alpha, want in ((-2.0, 0.5), (-0.5, 8.0), (0.0, np.inf), (1.0, np.inf)):
+            got = loss.param_grad(y, yhat, reduction="none", alpha=alpha)["alpha"][0]
+            assert got == pytest.approx(want, rel=1e-6), (dtype, alpha, got)
+
+
+def test_the_grid_requires_inf_where_the_derivative_is_infinite():
+    """At alpha = 2 the reference is a divergent limit: a closed form that returns a finite
+    number there fails, it is not skipped."""
+    finite_at_2 = "Piecewise((r**2 / 4, alpha == 2), (barron_dalpha(r / c, alpha), True))"
+    loss = Loss.from_spec(spec_from_table(_barron_table("barron_finite_at_2", finite_at_2), source="<test>"))
+    bad = [r.check for r in check_grid(loss, dtypes=(np.float64,), param_sets=[{"alpha": 2.0, "c": 1.0}]) if not r.ok]
+    assert [b.split(" at ")[0] for b in bad] == ["grid param[alpha] float64"]
+
+
 def test_param_grad_reductions_and_weights():
     loss = symloss.load("general_robust")
     y, yhat = sample_inputs(loss.spec, 50, seed=3)
@@ -100,7 +121,7 @@ def test_the_grid_catches_the_textbook_alpha_derivative():
     derived = Loss.from_spec(spec_from_table(_barron_table("barron_derived"), source="<test>"))
     bad = [r for r in check_grid(derived, dtypes=(np.float64,), param_sets=[{"alpha": 1.0, "c": 1.0}]) if not r.ok]
     assert [r.check.split(" at ")[0] for r in bad] == ["grid param[alpha] float64"]
-    wrong = Loss.from_spec(spec_from_table(_barron_table("barron_wrong", "barron_dalpha(r**2 / c**2, alpha) * 1.001"),
+    wrong = Loss.from_spec(spec_from_table(_barron_table("barron_wrong", "barron_dalpha(r / c, alpha) * 1.001"),
                                            source="<test>"))
     failed = {r.check for r in check_finite_differences(wrong) + check_reference(wrong) if not r.ok}
     assert failed == {"param[alpha] vs finite diff", "param[alpha] float64 vs mpmath"}
@@ -116,6 +137,9 @@ def test_a_parameter_derivative_without_a_closed_form_is_derived():
 
 
 @pytest.mark.parametrize("change, field", [
+    ({"loss": "barron_dalpha(r, alpha)"}, "loss"),  # a closed form of a derivative, not a loss
+    ({"params": {"alpha": 1.0, "p_alpha": 1.0}}, "params.p_alpha"),  # the generated output's name
+    ({"inputs": {"y": "target", "w": "prediction"}}, "inputs.w"),  # the kernels' weight argument
     ({"derivatives": {"c": "1"}}, "derivatives.c"),  # c is not differentiable
     ({"derivatives": {"beta": "1"}}, "derivatives.beta"),  # no such parameter
     ({"derivatives": {"alpha": "r +"}}, "derivatives.alpha"),

@@ -159,30 +159,30 @@ def value(y, mu, var, eps, w, weighted, out, keep, partials):
     w_ = cuda.local.array(ITEMS, w.dtype)
     total = 0.0
     n = numba.uint64(mu.size)
-    stride = numba.uint64(cuda.gridsize(1))
-    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
-        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                y_[k] = y[j]
-                mu_[k] = mu[j]
-                var_[k] = var[j]
+    _stride = numba.uint64(cuda.gridsize(1))
+    for _base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * _stride):
+        for _k in range(ITEMS):  # this thread's elements _base + _k * _stride: load them all first
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                y_[_k] = y[_j]
+                mu_[_k] = mu[_j]
+                var_[_k] = var[_j]
                 if weighted:
-                    w_[k] = w[j]
-        part = T(0)  # this tile's losses (TILE_SUMS: summed in T, then added to the float64 total)
-        for k in range(ITEMS):
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                loss = value_scalar(y_[k], mu_[k], var_[k], eps, T)
+                    w_[_k] = w[_j]
+        _part = T(0)  # this tile's losses (TILE_SUMS: summed in T, then added to the float64 total)
+        for _k in range(ITEMS):
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                loss = value_scalar(y_[_k], mu_[_k], var_[_k], eps, T)
                 if weighted:
-                    loss = w_[k] * loss
+                    loss = w_[_k] * loss
                 if keep:
-                    out[j] = loss
+                    out[_j] = loss
                 if TILE_SUMS:
-                    part += loss
+                    _part += loss
                 else:
                     total += loss
-        total += part
+        total += _part
     total = block_sum(total)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
@@ -191,68 +191,68 @@ def value(y, mu, var, eps, w, weighted, out, keep, partials):
 @cuda.jit(**_KERNEL)
 def grad(y, mu, var, eps, w, weighted, scale, norm, g_mu, g_var):
     T = mu.dtype.type
-    s0 = T(scale * norm[0])
+    _s0 = T(scale * norm[0])
     y_ = cuda.local.array(ITEMS, y.dtype)
     mu_ = cuda.local.array(ITEMS, mu.dtype)
     var_ = cuda.local.array(ITEMS, var.dtype)
     w_ = cuda.local.array(ITEMS, w.dtype)
     n = numba.uint64(mu.size)
-    stride = numba.uint64(cuda.gridsize(1))
-    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
-        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                y_[k] = y[j]
-                mu_[k] = mu[j]
-                var_[k] = var[j]
+    _stride = numba.uint64(cuda.gridsize(1))
+    for _base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * _stride):
+        for _k in range(ITEMS):  # this thread's elements _base + _k * _stride: load them all first
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                y_[_k] = y[_j]
+                mu_[_k] = mu[_j]
+                var_[_k] = var[_j]
                 if weighted:
-                    w_[k] = w[j]
-        for k in range(ITEMS):
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                d_mu, d_var = grad_scalar(y_[k], mu_[k], var_[k], eps, T)
-                s = s0 * w_[k] if weighted else s0
-                g_mu[j] = s * d_mu
-                g_var[j] = s * d_var
+                    w_[_k] = w[_j]
+        for _k in range(ITEMS):
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                d_mu, d_var = grad_scalar(y_[_k], mu_[_k], var_[_k], eps, T)
+                _s = _s0 * w_[_k] if weighted else _s0
+                g_mu[_j] = _s * d_mu
+                g_var[_j] = _s * d_var
 
 
 @cuda.jit(**_KERNEL)
 def value_and_grad(y, mu, var, eps, w, weighted, scale, norm, out, keep, g_mu, g_var, partials):
     T = mu.dtype.type
-    s0 = T(scale * norm[0])
+    _s0 = T(scale * norm[0])
     y_ = cuda.local.array(ITEMS, y.dtype)
     mu_ = cuda.local.array(ITEMS, mu.dtype)
     var_ = cuda.local.array(ITEMS, var.dtype)
     w_ = cuda.local.array(ITEMS, w.dtype)
     total = 0.0
     n = numba.uint64(mu.size)
-    stride = numba.uint64(cuda.gridsize(1))
-    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
-        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                y_[k] = y[j]
-                mu_[k] = mu[j]
-                var_[k] = var[j]
+    _stride = numba.uint64(cuda.gridsize(1))
+    for _base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * _stride):
+        for _k in range(ITEMS):  # this thread's elements _base + _k * _stride: load them all first
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                y_[_k] = y[_j]
+                mu_[_k] = mu[_j]
+                var_[_k] = var[_j]
                 if weighted:
-                    w_[k] = w[j]
-        part = T(0)  # this tile's losses (TILE_SUMS: summed in T, then added to the float64 total)
-        for k in range(ITEMS):
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                loss, d_mu, d_var = value_and_grad_scalar(y_[k], mu_[k], var_[k], eps, T)
+                    w_[_k] = w[_j]
+        _part = T(0)  # this tile's losses (TILE_SUMS: summed in T, then added to the float64 total)
+        for _k in range(ITEMS):
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                loss, d_mu, d_var = value_and_grad_scalar(y_[_k], mu_[_k], var_[_k], eps, T)
                 if weighted:
-                    loss = w_[k] * loss
+                    loss = w_[_k] * loss
                 if keep:
-                    out[j] = loss
+                    out[_j] = loss
                 if TILE_SUMS:
-                    part += loss
+                    _part += loss
                 else:
                     total += loss
-                s = s0 * w_[k] if weighted else s0
-                g_mu[j] = s * d_mu
-                g_var[j] = s * d_var
-        total += part
+                _s = _s0 * w_[_k] if weighted else _s0
+                g_mu[_j] = _s * d_mu
+                g_var[_j] = _s * d_var
+        total += _part
     total = block_sum(total)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
@@ -261,63 +261,63 @@ def value_and_grad(y, mu, var, eps, w, weighted, scale, norm, out, keep, g_mu, g
 @cuda.jit(**_KERNEL)
 def hessian(y, mu, var, eps, w, weighted, scale, norm, h_mu_mu_out, h_mu_var_out, h_var_mu_out, h_var_var_out):
     T = mu.dtype.type
-    s0 = T(scale * norm[0])
+    _s0 = T(scale * norm[0])
     y_ = cuda.local.array(ITEMS, y.dtype)
     mu_ = cuda.local.array(ITEMS, mu.dtype)
     var_ = cuda.local.array(ITEMS, var.dtype)
     w_ = cuda.local.array(ITEMS, w.dtype)
     n = numba.uint64(mu.size)
-    stride = numba.uint64(cuda.gridsize(1))
-    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
-        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                y_[k] = y[j]
-                mu_[k] = mu[j]
-                var_[k] = var[j]
+    _stride = numba.uint64(cuda.gridsize(1))
+    for _base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * _stride):
+        for _k in range(ITEMS):  # this thread's elements _base + _k * _stride: load them all first
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                y_[_k] = y[_j]
+                mu_[_k] = mu[_j]
+                var_[_k] = var[_j]
                 if weighted:
-                    w_[k] = w[j]
-        for k in range(ITEMS):
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                h_mu_mu, h_mu_var, h_var_var = hessian_scalar(y_[k], mu_[k], var_[k], eps, T)
-                s = s0 * w_[k] if weighted else s0
-                h_mu_mu_out[j] = s * h_mu_mu
-                h_mu_var_out[j] = s * h_mu_var
-                h_var_mu_out[j] = s * h_mu_var
-                h_var_var_out[j] = s * h_var_var
+                    w_[_k] = w[_j]
+        for _k in range(ITEMS):
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                h_mu_mu, h_mu_var, h_var_var = hessian_scalar(y_[_k], mu_[_k], var_[_k], eps, T)
+                _s = _s0 * w_[_k] if weighted else _s0
+                h_mu_mu_out[_j] = _s * h_mu_mu
+                h_mu_var_out[_j] = _s * h_mu_var
+                h_var_mu_out[_j] = _s * h_mu_var
+                h_var_var_out[_j] = _s * h_var_var
 
 
 @cuda.jit(**_KERNEL)
 def grad_hessian(y, mu, var, eps, w, weighted, scale, norm, g_mu, g_var, h_mu_mu_out, h_mu_var_out, h_var_mu_out, h_var_var_out):
     T = mu.dtype.type
-    s0 = T(scale * norm[0])
+    _s0 = T(scale * norm[0])
     y_ = cuda.local.array(ITEMS, y.dtype)
     mu_ = cuda.local.array(ITEMS, mu.dtype)
     var_ = cuda.local.array(ITEMS, var.dtype)
     w_ = cuda.local.array(ITEMS, w.dtype)
     n = numba.uint64(mu.size)
-    stride = numba.uint64(cuda.gridsize(1))
-    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
-        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                y_[k] = y[j]
-                mu_[k] = mu[j]
-                var_[k] = var[j]
+    _stride = numba.uint64(cuda.gridsize(1))
+    for _base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * _stride):
+        for _k in range(ITEMS):  # this thread's elements _base + _k * _stride: load them all first
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                y_[_k] = y[_j]
+                mu_[_k] = mu[_j]
+                var_[_k] = var[_j]
                 if weighted:
-                    w_[k] = w[j]
-        for k in range(ITEMS):
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                d_mu, d_var, h_mu_mu, h_mu_var, h_var_var = grad_hessian_scalar(y_[k], mu_[k], var_[k], eps, T)
-                s = s0 * w_[k] if weighted else s0
-                g_mu[j] = s * d_mu
-                g_var[j] = s * d_var
-                h_mu_mu_out[j] = s * h_mu_mu
-                h_mu_var_out[j] = s * h_mu_var
-                h_var_mu_out[j] = s * h_mu_var
-                h_var_var_out[j] = s * h_var_var
+                    w_[_k] = w[_j]
+        for _k in range(ITEMS):
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                d_mu, d_var, h_mu_mu, h_mu_var, h_var_var = grad_hessian_scalar(y_[_k], mu_[_k], var_[_k], eps, T)
+                _s = _s0 * w_[_k] if weighted else _s0
+                g_mu[_j] = _s * d_mu
+                g_var[_j] = _s * d_var
+                h_mu_mu_out[_j] = _s * h_mu_mu
+                h_mu_var_out[_j] = _s * h_mu_var
+                h_var_mu_out[_j] = _s * h_mu_var
+                h_var_var_out[_j] = _s * h_var_var
 
 
 @cuda.jit(**_KERNEL)

@@ -64,12 +64,16 @@ def fdiv(a, b, T):
 
 
 @cuda.jit(device=True)
-def barron_dalpha(s, alpha, T):
-    # |alpha-2|/4 K(L, a), L = log1p(s/|alpha-2|), a = alpha/2,
+def barron_dalpha(x, alpha, T):
+    # |alpha-2|/4 K(L, a), s = x^2, L = log1p(s/|alpha-2|), a = alpha/2,
     # K(L, a) = int_0^L e^(a t) k(t) dt with k(t) = t - 1 + e^(-t)
+    inv_fact = (1.0, 1.0, 0.5, 0.16666666666666666, 0.041666666666666664, 0.008333333333333333, 0.001388888888888889, 0.0001984126984126984, 2.48015873015873e-05, 2.7557319223985893e-06, 2.755731922398589e-07, 2.505210838544172e-08, 2.08767569878681e-09, 1.6059043836821613e-10, 1.1470745597729725e-11, 7.647163731819816e-13, 4.779477332387385e-14, 2.8114572543455206e-15, 1.5619206968586225e-16, 8.22063524662433e-18)
     b = abs(alpha - T(2))
-    if b == T(0):
-        return s * T(0) if s == T(0) else s * T(math.inf)
+    if b == T(0):  # x, not x^2, tells 0 from a residual whose square underflows
+        return x * T(0) if x == T(0) else abs(x) * T(math.inf)
+    s = x * x
+    if s == T(math.inf):  # r^2/c^2 overflowed: the limit, finite for alpha < 0
+        return T(2) / (alpha * alpha) if alpha < T(0) else s
     u = s / b
     if u < T(1e30):
         L = math.log1p(u)
@@ -81,12 +85,10 @@ def barron_dalpha(s, alpha, T):
         # by parts twice: K = e^x (k(L)/a - k'(L)/a^2) + L E1((a-1) L)/a^2, E1(z) = expm1(z)/z;
         # the bracket cancels at most 5x for |x| > 1
         km = -math.expm1(-L)
-        if L < T(1):  # k(L) = L^2 sum_{n>=2} (-L)^(n-2)/n!
+        if L < T(1):  # k(L) = L^2 sum_(n>=2) (-L)^(n-2)/n!
             k = T(0)
-            f = T(8.22063524662433e-18)  # 1/19!
             for n in range(19, 1, -1):
-                k = f - L * k
-                f = f * T(n)
+                k = T(inv_fact[n]) - L * k
             k = L * L * k
         else:
             k = L - km
@@ -95,28 +97,27 @@ def barron_dalpha(s, alpha, T):
         # b/4 inside the exp: near alpha = 2, e^x alone overflows where the result does not
         h = T(0.25) * b
         return math.exp(x + math.log(h)) * (k / a - km / (a * a)) + h * L * ez / (a * a)
-    # I_n(x) = int_0^1 e^(x t) t^n dt: a series for the top n, then
-    # I_(n-1) = (e^x - x I_n)/n, which only damps errors for |x| <= 1
-    top = 19 if L < T(1) else 1
+    # I_n(x) = int_0^1 e^(x t) t^n dt: a series for I_19, then I_(n-1) = (e^x - x I_n)/n,
+    # which only damps errors for |x| <= 1
+    i19 = (0.05, 0.047619047619047616, 0.022727272727272728, 0.007246376811594203, 0.001736111111111111, 0.0003333333333333333, 5.341880341880342e-05, 7.348618459729571e-06, 8.857709750566894e-07, 9.502523870339962e-08, 9.185773074661963e-09, 8.08132528562636e-10, 6.523986558708781e-11, 4.866376920248974e-12, 3.373748705214625e-13, 2.1849039233770904e-14, 1.3276325923298293e-15, 7.598533119852758e-17, 4.110317623312165e-18)
+    inv_n = (0.0, 1.0, 0.5, 0.3333333333333333, 0.25, 0.2, 0.16666666666666666, 0.14285714285714285, 0.125, 0.1111111111111111, 0.1, 0.09090909090909091, 0.08333333333333333, 0.07692307692307693, 0.07142857142857142, 0.06666666666666667, 0.0625, 0.058823529411764705, 0.05555555555555555, 0.05263157894736842)
     i_n = T(0)
-    term = T(1)
-    for j in range(19):
-        i_n += term / T(top + j + 1)
-        term = term * x / T(j + 1)
+    for j in range(18, -1, -1):
+        i_n = i_n * x + T(i19[j])
+    ex = math.exp(x)
     if L >= T(1):
+        for n in range(19, 1, -1):
+            i_n = (ex - x * i_n) * T(inv_n[n])
         # K = L^2 I_1(x) - L E1(x) + L E1((a-1) L): cancels at most 10x for L >= 1, |x| <= 1
         e1 = math.expm1(x) / x if x != T(0) else T(1)
         z = (a - T(1)) * L
         ez = math.expm1(z) / z if z != T(0) else T(1)
         return T(0.25) * b * L * (L * i_n - e1 + ez)
-    # K = L^3 sum_{n>=2} (-L)^(n-2) I_n(x)/n!: terms shrink by L/3 or faster
-    ex = math.exp(x)
-    f = T(8.22063524662433e-18)  # 1/19!
-    acc = i_n * f
+    # K = L^3 sum_(n>=2) (-L)^(n-2) I_n(x)/n!: terms shrink by L/3 or faster
+    acc = i_n * T(inv_fact[19])
     for n in range(18, 1, -1):
-        i_n = (ex - x * i_n) / T(n + 1)
-        f = f * T(n + 1)
-        acc = i_n * f - L * acc
+        i_n = (ex - x * i_n) * T(inv_n[n + 1])
+        acc = i_n * T(inv_fact[n]) - L * acc
     return T(0.25) * b * L * L * L * acc  # left to right: no early underflow
 
 
@@ -191,7 +192,7 @@ def grad_hessian_scalar(y, yhat, alpha, c, T):
 
 @cuda.jit(device=True)
 def param_grad_scalar(y, yhat, alpha, c, T):
-    dp_alpha = barron_dalpha((((y - yhat)*(y - yhat))/c/c), alpha, T)
+    dp_alpha = barron_dalpha((-y + yhat)/c, alpha, T)
     return dp_alpha
 
 
@@ -220,29 +221,29 @@ def value(y, yhat, alpha, c, w, weighted, out, keep, partials):
     w_ = cuda.local.array(ITEMS, w.dtype)
     total = 0.0
     n = numba.uint64(yhat.size)
-    stride = numba.uint64(cuda.gridsize(1))
-    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
-        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                y_[k] = y[j]
-                yhat_[k] = yhat[j]
+    _stride = numba.uint64(cuda.gridsize(1))
+    for _base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * _stride):
+        for _k in range(ITEMS):  # this thread's elements _base + _k * _stride: load them all first
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                y_[_k] = y[_j]
+                yhat_[_k] = yhat[_j]
                 if weighted:
-                    w_[k] = w[j]
-        part = T(0)  # this tile's losses (TILE_SUMS: summed in T, then added to the float64 total)
-        for k in range(ITEMS):
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                loss = value_scalar(y_[k], yhat_[k], alpha, c, T)
+                    w_[_k] = w[_j]
+        _part = T(0)  # this tile's losses (TILE_SUMS: summed in T, then added to the float64 total)
+        for _k in range(ITEMS):
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                loss = value_scalar(y_[_k], yhat_[_k], alpha, c, T)
                 if weighted:
-                    loss = w_[k] * loss
+                    loss = w_[_k] * loss
                 if keep:
-                    out[j] = loss
+                    out[_j] = loss
                 if TILE_SUMS:
-                    part += loss
+                    _part += loss
                 else:
                     total += loss
-        total += part
+        total += _part
     total = block_sum(total)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
@@ -251,62 +252,62 @@ def value(y, yhat, alpha, c, w, weighted, out, keep, partials):
 @cuda.jit(**_KERNEL)
 def grad(y, yhat, alpha, c, w, weighted, scale, norm, g_yhat):
     T = yhat.dtype.type
-    s0 = T(scale * norm[0])
+    _s0 = T(scale * norm[0])
     y_ = cuda.local.array(ITEMS, y.dtype)
     yhat_ = cuda.local.array(ITEMS, yhat.dtype)
     w_ = cuda.local.array(ITEMS, w.dtype)
     n = numba.uint64(yhat.size)
-    stride = numba.uint64(cuda.gridsize(1))
-    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
-        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                y_[k] = y[j]
-                yhat_[k] = yhat[j]
+    _stride = numba.uint64(cuda.gridsize(1))
+    for _base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * _stride):
+        for _k in range(ITEMS):  # this thread's elements _base + _k * _stride: load them all first
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                y_[_k] = y[_j]
+                yhat_[_k] = yhat[_j]
                 if weighted:
-                    w_[k] = w[j]
-        for k in range(ITEMS):
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                d_yhat = grad_scalar(y_[k], yhat_[k], alpha, c, T)
-                s = s0 * w_[k] if weighted else s0
-                g_yhat[j] = s * d_yhat
+                    w_[_k] = w[_j]
+        for _k in range(ITEMS):
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                d_yhat = grad_scalar(y_[_k], yhat_[_k], alpha, c, T)
+                _s = _s0 * w_[_k] if weighted else _s0
+                g_yhat[_j] = _s * d_yhat
 
 
 @cuda.jit(**_KERNEL)
 def value_and_grad(y, yhat, alpha, c, w, weighted, scale, norm, out, keep, g_yhat, partials):
     T = yhat.dtype.type
-    s0 = T(scale * norm[0])
+    _s0 = T(scale * norm[0])
     y_ = cuda.local.array(ITEMS, y.dtype)
     yhat_ = cuda.local.array(ITEMS, yhat.dtype)
     w_ = cuda.local.array(ITEMS, w.dtype)
     total = 0.0
     n = numba.uint64(yhat.size)
-    stride = numba.uint64(cuda.gridsize(1))
-    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
-        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                y_[k] = y[j]
-                yhat_[k] = yhat[j]
+    _stride = numba.uint64(cuda.gridsize(1))
+    for _base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * _stride):
+        for _k in range(ITEMS):  # this thread's elements _base + _k * _stride: load them all first
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                y_[_k] = y[_j]
+                yhat_[_k] = yhat[_j]
                 if weighted:
-                    w_[k] = w[j]
-        part = T(0)  # this tile's losses (TILE_SUMS: summed in T, then added to the float64 total)
-        for k in range(ITEMS):
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                loss, d_yhat = value_and_grad_scalar(y_[k], yhat_[k], alpha, c, T)
+                    w_[_k] = w[_j]
+        _part = T(0)  # this tile's losses (TILE_SUMS: summed in T, then added to the float64 total)
+        for _k in range(ITEMS):
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                loss, d_yhat = value_and_grad_scalar(y_[_k], yhat_[_k], alpha, c, T)
                 if weighted:
-                    loss = w_[k] * loss
+                    loss = w_[_k] * loss
                 if keep:
-                    out[j] = loss
+                    out[_j] = loss
                 if TILE_SUMS:
-                    part += loss
+                    _part += loss
                 else:
                     total += loss
-                s = s0 * w_[k] if weighted else s0
-                g_yhat[j] = s * d_yhat
-        total += part
+                _s = _s0 * w_[_k] if weighted else _s0
+                g_yhat[_j] = _s * d_yhat
+        total += _part
     total = block_sum(total)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
@@ -315,78 +316,76 @@ def value_and_grad(y, yhat, alpha, c, w, weighted, scale, norm, out, keep, g_yha
 @cuda.jit(**_KERNEL)
 def hessian(y, yhat, alpha, c, w, weighted, scale, norm, h_yhat_yhat_out):
     T = yhat.dtype.type
-    s0 = T(scale * norm[0])
+    _s0 = T(scale * norm[0])
     y_ = cuda.local.array(ITEMS, y.dtype)
     yhat_ = cuda.local.array(ITEMS, yhat.dtype)
     w_ = cuda.local.array(ITEMS, w.dtype)
     n = numba.uint64(yhat.size)
-    stride = numba.uint64(cuda.gridsize(1))
-    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
-        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                y_[k] = y[j]
-                yhat_[k] = yhat[j]
+    _stride = numba.uint64(cuda.gridsize(1))
+    for _base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * _stride):
+        for _k in range(ITEMS):  # this thread's elements _base + _k * _stride: load them all first
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                y_[_k] = y[_j]
+                yhat_[_k] = yhat[_j]
                 if weighted:
-                    w_[k] = w[j]
-        for k in range(ITEMS):
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                h_yhat_yhat = hessian_scalar(y_[k], yhat_[k], alpha, c, T)
-                s = s0 * w_[k] if weighted else s0
-                h_yhat_yhat_out[j] = s * h_yhat_yhat
+                    w_[_k] = w[_j]
+        for _k in range(ITEMS):
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                h_yhat_yhat = hessian_scalar(y_[_k], yhat_[_k], alpha, c, T)
+                _s = _s0 * w_[_k] if weighted else _s0
+                h_yhat_yhat_out[_j] = _s * h_yhat_yhat
 
 
 @cuda.jit(**_KERNEL)
 def grad_hessian(y, yhat, alpha, c, w, weighted, scale, norm, g_yhat, h_yhat_yhat_out):
     T = yhat.dtype.type
-    s0 = T(scale * norm[0])
+    _s0 = T(scale * norm[0])
     y_ = cuda.local.array(ITEMS, y.dtype)
     yhat_ = cuda.local.array(ITEMS, yhat.dtype)
     w_ = cuda.local.array(ITEMS, w.dtype)
     n = numba.uint64(yhat.size)
-    stride = numba.uint64(cuda.gridsize(1))
-    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
-        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                y_[k] = y[j]
-                yhat_[k] = yhat[j]
+    _stride = numba.uint64(cuda.gridsize(1))
+    for _base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * _stride):
+        for _k in range(ITEMS):  # this thread's elements _base + _k * _stride: load them all first
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                y_[_k] = y[_j]
+                yhat_[_k] = yhat[_j]
                 if weighted:
-                    w_[k] = w[j]
-        for k in range(ITEMS):
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                d_yhat, h_yhat_yhat = grad_hessian_scalar(y_[k], yhat_[k], alpha, c, T)
-                s = s0 * w_[k] if weighted else s0
-                g_yhat[j] = s * d_yhat
-                h_yhat_yhat_out[j] = s * h_yhat_yhat
+                    w_[_k] = w[_j]
+        for _k in range(ITEMS):
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                d_yhat, h_yhat_yhat = grad_hessian_scalar(y_[_k], yhat_[_k], alpha, c, T)
+                _s = _s0 * w_[_k] if weighted else _s0
+                g_yhat[_j] = _s * d_yhat
+                h_yhat_yhat_out[_j] = _s * h_yhat_yhat
 
 
 @cuda.jit(**_KERNEL)
-def param_grad(y, yhat, alpha, c, w, weighted, scale, norm, p_alpha):
-    # d loss / d param per element; the host sums them (weight_sum) for mean and sum
+def param_grad(y, yhat, alpha, c, w, weighted, p_alpha):
+    # d loss / d param per element, weighted; the host sums them (weight_sum) for mean and sum
     T = yhat.dtype.type
-    s0 = T(scale * norm[0])
     y_ = cuda.local.array(ITEMS, y.dtype)
     yhat_ = cuda.local.array(ITEMS, yhat.dtype)
     w_ = cuda.local.array(ITEMS, w.dtype)
     n = numba.uint64(yhat.size)
-    stride = numba.uint64(cuda.gridsize(1))
-    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
-        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                y_[k] = y[j]
-                yhat_[k] = yhat[j]
+    _stride = numba.uint64(cuda.gridsize(1))
+    for _base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * _stride):
+        for _k in range(ITEMS):  # this thread's elements _base + _k * _stride: load them all first
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                y_[_k] = y[_j]
+                yhat_[_k] = yhat[_j]
                 if weighted:
-                    w_[k] = w[j]
-        for k in range(ITEMS):
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                dp_alpha = param_grad_scalar(y_[k], yhat_[k], alpha, c, T)
-                s = s0 * w_[k] if weighted else s0
-                p_alpha[j] = s * dp_alpha
+                    w_[_k] = w[_j]
+        for _k in range(ITEMS):
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                dp_alpha = param_grad_scalar(y_[_k], yhat_[_k], alpha, c, T)
+                p_alpha[_j] = w_[_k] * dp_alpha if weighted else dp_alpha
 
 
 @cuda.jit(**_KERNEL)

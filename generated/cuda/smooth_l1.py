@@ -136,29 +136,29 @@ def value(y, yhat, beta, w, weighted, out, keep, partials):
     w_ = cuda.local.array(ITEMS, w.dtype)
     total = 0.0
     n = numba.uint64(yhat.size)
-    stride = numba.uint64(cuda.gridsize(1))
-    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
-        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                y_[k] = y[j]
-                yhat_[k] = yhat[j]
+    _stride = numba.uint64(cuda.gridsize(1))
+    for _base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * _stride):
+        for _k in range(ITEMS):  # this thread's elements _base + _k * _stride: load them all first
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                y_[_k] = y[_j]
+                yhat_[_k] = yhat[_j]
                 if weighted:
-                    w_[k] = w[j]
-        part = T(0)  # this tile's losses (TILE_SUMS: summed in T, then added to the float64 total)
-        for k in range(ITEMS):
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                loss = value_scalar(y_[k], yhat_[k], beta, T)
+                    w_[_k] = w[_j]
+        _part = T(0)  # this tile's losses (TILE_SUMS: summed in T, then added to the float64 total)
+        for _k in range(ITEMS):
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                loss = value_scalar(y_[_k], yhat_[_k], beta, T)
                 if weighted:
-                    loss = w_[k] * loss
+                    loss = w_[_k] * loss
                 if keep:
-                    out[j] = loss
+                    out[_j] = loss
                 if TILE_SUMS:
-                    part += loss
+                    _part += loss
                 else:
                     total += loss
-        total += part
+        total += _part
     total = block_sum(total)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
@@ -167,62 +167,62 @@ def value(y, yhat, beta, w, weighted, out, keep, partials):
 @cuda.jit(**_KERNEL)
 def grad(y, yhat, beta, w, weighted, scale, norm, g_yhat):
     T = yhat.dtype.type
-    s0 = T(scale * norm[0])
+    _s0 = T(scale * norm[0])
     y_ = cuda.local.array(ITEMS, y.dtype)
     yhat_ = cuda.local.array(ITEMS, yhat.dtype)
     w_ = cuda.local.array(ITEMS, w.dtype)
     n = numba.uint64(yhat.size)
-    stride = numba.uint64(cuda.gridsize(1))
-    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
-        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                y_[k] = y[j]
-                yhat_[k] = yhat[j]
+    _stride = numba.uint64(cuda.gridsize(1))
+    for _base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * _stride):
+        for _k in range(ITEMS):  # this thread's elements _base + _k * _stride: load them all first
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                y_[_k] = y[_j]
+                yhat_[_k] = yhat[_j]
                 if weighted:
-                    w_[k] = w[j]
-        for k in range(ITEMS):
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                d_yhat = grad_scalar(y_[k], yhat_[k], beta, T)
-                s = s0 * w_[k] if weighted else s0
-                g_yhat[j] = s * d_yhat
+                    w_[_k] = w[_j]
+        for _k in range(ITEMS):
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                d_yhat = grad_scalar(y_[_k], yhat_[_k], beta, T)
+                _s = _s0 * w_[_k] if weighted else _s0
+                g_yhat[_j] = _s * d_yhat
 
 
 @cuda.jit(**_KERNEL)
 def value_and_grad(y, yhat, beta, w, weighted, scale, norm, out, keep, g_yhat, partials):
     T = yhat.dtype.type
-    s0 = T(scale * norm[0])
+    _s0 = T(scale * norm[0])
     y_ = cuda.local.array(ITEMS, y.dtype)
     yhat_ = cuda.local.array(ITEMS, yhat.dtype)
     w_ = cuda.local.array(ITEMS, w.dtype)
     total = 0.0
     n = numba.uint64(yhat.size)
-    stride = numba.uint64(cuda.gridsize(1))
-    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
-        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                y_[k] = y[j]
-                yhat_[k] = yhat[j]
+    _stride = numba.uint64(cuda.gridsize(1))
+    for _base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * _stride):
+        for _k in range(ITEMS):  # this thread's elements _base + _k * _stride: load them all first
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                y_[_k] = y[_j]
+                yhat_[_k] = yhat[_j]
                 if weighted:
-                    w_[k] = w[j]
-        part = T(0)  # this tile's losses (TILE_SUMS: summed in T, then added to the float64 total)
-        for k in range(ITEMS):
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                loss, d_yhat = value_and_grad_scalar(y_[k], yhat_[k], beta, T)
+                    w_[_k] = w[_j]
+        _part = T(0)  # this tile's losses (TILE_SUMS: summed in T, then added to the float64 total)
+        for _k in range(ITEMS):
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                loss, d_yhat = value_and_grad_scalar(y_[_k], yhat_[_k], beta, T)
                 if weighted:
-                    loss = w_[k] * loss
+                    loss = w_[_k] * loss
                 if keep:
-                    out[j] = loss
+                    out[_j] = loss
                 if TILE_SUMS:
-                    part += loss
+                    _part += loss
                 else:
                     total += loss
-                s = s0 * w_[k] if weighted else s0
-                g_yhat[j] = s * d_yhat
-        total += part
+                _s = _s0 * w_[_k] if weighted else _s0
+                g_yhat[_j] = _s * d_yhat
+        total += _part
     total = block_sum(total)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
@@ -231,52 +231,52 @@ def value_and_grad(y, yhat, beta, w, weighted, scale, norm, out, keep, g_yhat, p
 @cuda.jit(**_KERNEL)
 def hessian(y, yhat, beta, w, weighted, scale, norm, h_yhat_yhat_out):
     T = yhat.dtype.type
-    s0 = T(scale * norm[0])
+    _s0 = T(scale * norm[0])
     y_ = cuda.local.array(ITEMS, y.dtype)
     yhat_ = cuda.local.array(ITEMS, yhat.dtype)
     w_ = cuda.local.array(ITEMS, w.dtype)
     n = numba.uint64(yhat.size)
-    stride = numba.uint64(cuda.gridsize(1))
-    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
-        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                y_[k] = y[j]
-                yhat_[k] = yhat[j]
+    _stride = numba.uint64(cuda.gridsize(1))
+    for _base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * _stride):
+        for _k in range(ITEMS):  # this thread's elements _base + _k * _stride: load them all first
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                y_[_k] = y[_j]
+                yhat_[_k] = yhat[_j]
                 if weighted:
-                    w_[k] = w[j]
-        for k in range(ITEMS):
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                h_yhat_yhat = hessian_scalar(y_[k], yhat_[k], beta, T)
-                s = s0 * w_[k] if weighted else s0
-                h_yhat_yhat_out[j] = s * h_yhat_yhat
+                    w_[_k] = w[_j]
+        for _k in range(ITEMS):
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                h_yhat_yhat = hessian_scalar(y_[_k], yhat_[_k], beta, T)
+                _s = _s0 * w_[_k] if weighted else _s0
+                h_yhat_yhat_out[_j] = _s * h_yhat_yhat
 
 
 @cuda.jit(**_KERNEL)
 def grad_hessian(y, yhat, beta, w, weighted, scale, norm, g_yhat, h_yhat_yhat_out):
     T = yhat.dtype.type
-    s0 = T(scale * norm[0])
+    _s0 = T(scale * norm[0])
     y_ = cuda.local.array(ITEMS, y.dtype)
     yhat_ = cuda.local.array(ITEMS, yhat.dtype)
     w_ = cuda.local.array(ITEMS, w.dtype)
     n = numba.uint64(yhat.size)
-    stride = numba.uint64(cuda.gridsize(1))
-    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
-        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                y_[k] = y[j]
-                yhat_[k] = yhat[j]
+    _stride = numba.uint64(cuda.gridsize(1))
+    for _base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * _stride):
+        for _k in range(ITEMS):  # this thread's elements _base + _k * _stride: load them all first
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                y_[_k] = y[_j]
+                yhat_[_k] = yhat[_j]
                 if weighted:
-                    w_[k] = w[j]
-        for k in range(ITEMS):
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                d_yhat, h_yhat_yhat = grad_hessian_scalar(y_[k], yhat_[k], beta, T)
-                s = s0 * w_[k] if weighted else s0
-                g_yhat[j] = s * d_yhat
-                h_yhat_yhat_out[j] = s * h_yhat_yhat
+                    w_[_k] = w[_j]
+        for _k in range(ITEMS):
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                d_yhat, h_yhat_yhat = grad_hessian_scalar(y_[_k], yhat_[_k], beta, T)
+                _s = _s0 * w_[_k] if weighted else _s0
+                g_yhat[_j] = _s * d_yhat
+                h_yhat_yhat_out[_j] = _s * h_yhat_yhat
 
 
 @cuda.jit(**_KERNEL)

@@ -186,29 +186,29 @@ def value(y, z, power, w, weighted, out, keep, partials):
     w_ = cuda.local.array(ITEMS, w.dtype)
     total = 0.0
     n = numba.uint64(z.size)
-    stride = numba.uint64(cuda.gridsize(1))
-    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
-        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                y_[k] = y[j]
-                z_[k] = z[j]
+    _stride = numba.uint64(cuda.gridsize(1))
+    for _base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * _stride):
+        for _k in range(ITEMS):  # this thread's elements _base + _k * _stride: load them all first
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                y_[_k] = y[_j]
+                z_[_k] = z[_j]
                 if weighted:
-                    w_[k] = w[j]
-        part = T(0)  # this tile's losses (TILE_SUMS: summed in T, then added to the float64 total)
-        for k in range(ITEMS):
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                loss = value_scalar(y_[k], z_[k], power, T)
+                    w_[_k] = w[_j]
+        _part = T(0)  # this tile's losses (TILE_SUMS: summed in T, then added to the float64 total)
+        for _k in range(ITEMS):
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                loss = value_scalar(y_[_k], z_[_k], power, T)
                 if weighted:
-                    loss = w_[k] * loss
+                    loss = w_[_k] * loss
                 if keep:
-                    out[j] = loss
+                    out[_j] = loss
                 if TILE_SUMS:
-                    part += loss
+                    _part += loss
                 else:
                     total += loss
-        total += part
+        total += _part
     total = block_sum(total)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
@@ -217,62 +217,62 @@ def value(y, z, power, w, weighted, out, keep, partials):
 @cuda.jit(**_KERNEL)
 def grad(y, z, power, w, weighted, scale, norm, g_z):
     T = z.dtype.type
-    s0 = T(scale * norm[0])
+    _s0 = T(scale * norm[0])
     y_ = cuda.local.array(ITEMS, y.dtype)
     z_ = cuda.local.array(ITEMS, z.dtype)
     w_ = cuda.local.array(ITEMS, w.dtype)
     n = numba.uint64(z.size)
-    stride = numba.uint64(cuda.gridsize(1))
-    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
-        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                y_[k] = y[j]
-                z_[k] = z[j]
+    _stride = numba.uint64(cuda.gridsize(1))
+    for _base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * _stride):
+        for _k in range(ITEMS):  # this thread's elements _base + _k * _stride: load them all first
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                y_[_k] = y[_j]
+                z_[_k] = z[_j]
                 if weighted:
-                    w_[k] = w[j]
-        for k in range(ITEMS):
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                d_z = grad_scalar(y_[k], z_[k], power, T)
-                s = s0 * w_[k] if weighted else s0
-                g_z[j] = s * d_z
+                    w_[_k] = w[_j]
+        for _k in range(ITEMS):
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                d_z = grad_scalar(y_[_k], z_[_k], power, T)
+                _s = _s0 * w_[_k] if weighted else _s0
+                g_z[_j] = _s * d_z
 
 
 @cuda.jit(**_KERNEL)
 def value_and_grad(y, z, power, w, weighted, scale, norm, out, keep, g_z, partials):
     T = z.dtype.type
-    s0 = T(scale * norm[0])
+    _s0 = T(scale * norm[0])
     y_ = cuda.local.array(ITEMS, y.dtype)
     z_ = cuda.local.array(ITEMS, z.dtype)
     w_ = cuda.local.array(ITEMS, w.dtype)
     total = 0.0
     n = numba.uint64(z.size)
-    stride = numba.uint64(cuda.gridsize(1))
-    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
-        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                y_[k] = y[j]
-                z_[k] = z[j]
+    _stride = numba.uint64(cuda.gridsize(1))
+    for _base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * _stride):
+        for _k in range(ITEMS):  # this thread's elements _base + _k * _stride: load them all first
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                y_[_k] = y[_j]
+                z_[_k] = z[_j]
                 if weighted:
-                    w_[k] = w[j]
-        part = T(0)  # this tile's losses (TILE_SUMS: summed in T, then added to the float64 total)
-        for k in range(ITEMS):
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                loss, d_z = value_and_grad_scalar(y_[k], z_[k], power, T)
+                    w_[_k] = w[_j]
+        _part = T(0)  # this tile's losses (TILE_SUMS: summed in T, then added to the float64 total)
+        for _k in range(ITEMS):
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                loss, d_z = value_and_grad_scalar(y_[_k], z_[_k], power, T)
                 if weighted:
-                    loss = w_[k] * loss
+                    loss = w_[_k] * loss
                 if keep:
-                    out[j] = loss
+                    out[_j] = loss
                 if TILE_SUMS:
-                    part += loss
+                    _part += loss
                 else:
                     total += loss
-                s = s0 * w_[k] if weighted else s0
-                g_z[j] = s * d_z
-        total += part
+                _s = _s0 * w_[_k] if weighted else _s0
+                g_z[_j] = _s * d_z
+        total += _part
     total = block_sum(total)
     if cuda.threadIdx.x == 0:
         partials[cuda.blockIdx.x] = total
@@ -281,52 +281,52 @@ def value_and_grad(y, z, power, w, weighted, scale, norm, out, keep, g_z, partia
 @cuda.jit(**_KERNEL)
 def hessian(y, z, power, w, weighted, scale, norm, h_z_z_out):
     T = z.dtype.type
-    s0 = T(scale * norm[0])
+    _s0 = T(scale * norm[0])
     y_ = cuda.local.array(ITEMS, y.dtype)
     z_ = cuda.local.array(ITEMS, z.dtype)
     w_ = cuda.local.array(ITEMS, w.dtype)
     n = numba.uint64(z.size)
-    stride = numba.uint64(cuda.gridsize(1))
-    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
-        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                y_[k] = y[j]
-                z_[k] = z[j]
+    _stride = numba.uint64(cuda.gridsize(1))
+    for _base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * _stride):
+        for _k in range(ITEMS):  # this thread's elements _base + _k * _stride: load them all first
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                y_[_k] = y[_j]
+                z_[_k] = z[_j]
                 if weighted:
-                    w_[k] = w[j]
-        for k in range(ITEMS):
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                h_z_z = hessian_scalar(y_[k], z_[k], power, T)
-                s = s0 * w_[k] if weighted else s0
-                h_z_z_out[j] = s * h_z_z
+                    w_[_k] = w[_j]
+        for _k in range(ITEMS):
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                h_z_z = hessian_scalar(y_[_k], z_[_k], power, T)
+                _s = _s0 * w_[_k] if weighted else _s0
+                h_z_z_out[_j] = _s * h_z_z
 
 
 @cuda.jit(**_KERNEL)
 def grad_hessian(y, z, power, w, weighted, scale, norm, g_z, h_z_z_out):
     T = z.dtype.type
-    s0 = T(scale * norm[0])
+    _s0 = T(scale * norm[0])
     y_ = cuda.local.array(ITEMS, y.dtype)
     z_ = cuda.local.array(ITEMS, z.dtype)
     w_ = cuda.local.array(ITEMS, w.dtype)
     n = numba.uint64(z.size)
-    stride = numba.uint64(cuda.gridsize(1))
-    for base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * stride):
-        for k in range(ITEMS):  # this thread's elements base + k * stride: load them all first
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                y_[k] = y[j]
-                z_[k] = z[j]
+    _stride = numba.uint64(cuda.gridsize(1))
+    for _base in range(numba.uint64(cuda.grid(1)), n, numba.uint64(ITEMS) * _stride):
+        for _k in range(ITEMS):  # this thread's elements _base + _k * _stride: load them all first
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                y_[_k] = y[_j]
+                z_[_k] = z[_j]
                 if weighted:
-                    w_[k] = w[j]
-        for k in range(ITEMS):
-            j = base + numba.uint64(k) * stride
-            if j < n:
-                d_z, h_z_z = grad_hessian_scalar(y_[k], z_[k], power, T)
-                s = s0 * w_[k] if weighted else s0
-                g_z[j] = s * d_z
-                h_z_z_out[j] = s * h_z_z
+                    w_[_k] = w[_j]
+        for _k in range(ITEMS):
+            _j = _base + numba.uint64(_k) * _stride
+            if _j < n:
+                d_z, h_z_z = grad_hessian_scalar(y_[_k], z_[_k], power, T)
+                _s = _s0 * w_[_k] if weighted else _s0
+                g_z[_j] = _s * d_z
+                h_z_z_out[_j] = _s * h_z_z
 
 
 @cuda.jit(**_KERNEL)

@@ -142,8 +142,9 @@ def _param_reference(fn, k: int, values: list[float]):
     d/dalpha: terms of order r^2 sum to order r^6), so this works at three
     times the point's digits.  The formula leaves out the branches at exact
     parameter values (alpha == 2), so there the reference is a limit: the mean
-    of both sides at distances 10^-d and 10^-2d.  Where those two disagree the
-    limit is infinite (Barron's d/dalpha at alpha = 2 grows like log(1/|alpha - 2|)).
+    of both sides at distances 10^-(d/2) and 10^-d.  Where the second is much
+    larger the limit is infinite (Barron's d/dalpha at alpha = 2 grows like
+    log(1/|alpha - 2|)), and the kernel must return inf there.
     """
 
     def reference(*args):
@@ -151,16 +152,18 @@ def _param_reference(fn, k: int, values: list[float]):
         if float(args[k]) not in values:
             with mpmath.workdps(3 * d):
                 return +fn(*args)
-        with mpmath.workdps(5 * d):  # and 1/distance^2 more near the limit
+        # the distance costs up to 2d digits (1/distance^2) on top of the 3d above
+        with mpmath.workdps(8 * d):
             def side_mean(h):
                 lo, hi = list(args), list(args)
                 lo[k], hi[k] = args[k] - h, args[k] + h
                 return (fn(*lo) + fn(*hi)) / 2
 
             near, nearer = side_mean(mpmath.mpf(10) ** -(d // 2)), side_mean(mpmath.mpf(10) ** -d)
-            if abs(nearer - near) > mpmath.mpf(10) ** -(d // 4) * abs(nearer):
-                return mpmath.inf
-            return +nearer
+            if abs(nearer - near) <= mpmath.mpf(10) ** -20 * abs(nearer):
+                return +nearer
+            # a logarithmic divergence doubles from 10^-(d/2) to 10^-d; anything else is undecided
+            return mpmath.inf * mpmath.sign(nearer) if abs(nearer) > 1.5 * abs(near) else mpmath.nan
 
     return reference
 
@@ -218,8 +221,10 @@ def _point_error(fn, dfns, xs, params, pred_pos, got: float, dtype) -> float:
         if want.imag != 0:
             return 0.0
         want = want.real
-    if not mpmath.isfinite(want) or abs(want) > float(np.finfo(dtype).max):
-        return 0.0  # the true value is not a finite float: inf or NaN are right
+    if mpmath.isinf(want):  # infinite: the kernel must say so, with the sign
+        return 0.0 if got == float(want) else float("inf")
+    if mpmath.isnan(want) or abs(want) > float(np.finfo(dtype).max):
+        return 0.0  # undefined, or finite beyond the float range: inf or NaN are right
     if not np.isfinite(got):
         return float("inf")
     eps = float(np.finfo(dtype).eps)

@@ -7,6 +7,8 @@ float32 kernels.  Adding a primitive means adding one class here.
 """
 from __future__ import annotations
 
+import math
+
 import mpmath
 import sympy as sp
 
@@ -494,91 +496,109 @@ class grouped(Primitive):
         return sp.S.One
 
 
-class barron_dalpha(Primitive):
-    """d/dalpha of Barron's rho(s, alpha) = |alpha-2|/alpha ((s/|alpha-2| + 1)^(alpha/2) - 1), s = (x/c)^2.
-
-    Differentiating the formula gives terms that cancel: to (1 - alpha/2) u^3/12
-    for small u = s/|alpha-2|, and to 0 as alpha -> 2 for any u.  Integrating
-    d/dL of the result shows it equals |alpha-2|/4 K(log1p(u), alpha/2) with
-    K(L, a) = int_0^L e^(a t) (t - 1 + e^(-t)) dt, a positive integral that the
-    helper evaluates without cancellation: a series in L and x = a L for
-    L < 1 and |x| <= 1, the closed form for L >= 1 and |x| <= 1 (cancels at
-    most 10x), and K integrated by parts twice for |x| > 1.  At alpha = 2 the
-    derivative is +inf for s > 0 (it diverges like (s/4) log(1/|alpha-2|)).
-    """
-
-    nargs = 2
-    latex_template = r"\frac{{\partial \rho}}{{\partial \alpha}}\left({0}, {1}\right)"
-    helper = """
-def barron_dalpha(s, alpha, T):
-    # |alpha-2|/4 K(L, a), L = log1p(s/|alpha-2|), a = alpha/2,
+# barron_dalpha's series coefficients, computed here rather than typed in:
+# 1/n! for n = 0..19, and 1/(j! (20 + j)) for I_19(x) = int_0^1 e^(x t) t^19 dt = sum_j x^j/(j! (20 + j))
+_INV_FACT = tuple(1.0 / math.factorial(n) for n in range(20))
+_I19 = tuple(1.0 / (math.factorial(j) * (20 + j)) for j in range(19))
+_INV_N = tuple(1.0 / n if n else 0.0 for n in range(20))  # 1/n, for the recurrence's division
+def _barron_dalpha_source(library: bool) -> str:
+    """The helper's source on libm, or on the math library's fexp(x, T) and kin."""
+    fn = {f: (f"f{f}" if library else f"math.{f}") for f in ("exp", "expm1", "log", "log1p")}
+    t = ", T" if library else ""
+    return f"""
+def barron_dalpha(x, alpha, T):
+    # |alpha-2|/4 K(L, a), s = x^2, L = log1p(s/|alpha-2|), a = alpha/2,
     # K(L, a) = int_0^L e^(a t) k(t) dt with k(t) = t - 1 + e^(-t)
+    inv_fact = {_INV_FACT!r}
     b = abs(alpha - T(2))
-    if b == T(0):
-        return s * T(0) if s == T(0) else s * T(math.inf)
+    if b == T(0):  # x, not x^2, tells 0 from a residual whose square underflows
+        return x * T(0) if x == T(0) else abs(x) * T(math.inf)
+    s = x * x
+    if s == T(math.inf):  # r^2/c^2 overflowed: the limit, finite for alpha < 0
+        return T(2) / (alpha * alpha) if alpha < T(0) else s
     u = s / b
     if u < T(1e30):
-        L = math.log1p(u)
+        L = {fn["log1p"]}(u{t})
     else:  # s/b may overflow where L does not
-        L = math.log(s) - math.log(b) + math.log1p(b / s)
+        L = {fn["log"]}(s{t}) - {fn["log"]}(b{t}) + {fn["log1p"]}(b / s{t})
     a = T(0.5) * alpha
     x = a * L
     if abs(x) > T(1):
         # by parts twice: K = e^x (k(L)/a - k'(L)/a^2) + L E1((a-1) L)/a^2, E1(z) = expm1(z)/z;
         # the bracket cancels at most 5x for |x| > 1
-        km = -math.expm1(-L)
-        if L < T(1):  # k(L) = L^2 sum_{n>=2} (-L)^(n-2)/n!
+        km = -{fn["expm1"]}(-L{t})
+        if L < T(1):  # k(L) = L^2 sum_(n>=2) (-L)^(n-2)/n!
             k = T(0)
-            f = T(8.22063524662433e-18)  # 1/19!
             for n in range(19, 1, -1):
-                k = f - L * k
-                f = f * T(n)
+                k = T(inv_fact[n]) - L * k
             k = L * L * k
         else:
             k = L - km
         z = (a - T(1)) * L
-        ez = math.expm1(z) / z if z != T(0) else T(1)
+        ez = {fn["expm1"]}(z{t}) / z if z != T(0) else T(1)
         # b/4 inside the exp: near alpha = 2, e^x alone overflows where the result does not
         h = T(0.25) * b
-        return math.exp(x + math.log(h)) * (k / a - km / (a * a)) + h * L * ez / (a * a)
-    # I_n(x) = int_0^1 e^(x t) t^n dt: a series for the top n, then
-    # I_(n-1) = (e^x - x I_n)/n, which only damps errors for |x| <= 1
-    top = 19 if L < T(1) else 1
+        return {fn["exp"]}(x + {fn["log"]}(h{t}){t}) * (k / a - km / (a * a)) + h * L * ez / (a * a)
+    # I_n(x) = int_0^1 e^(x t) t^n dt: a series for I_19, then I_(n-1) = (e^x - x I_n)/n,
+    # which only damps errors for |x| <= 1
+    i19 = {_I19!r}
+    inv_n = {_INV_N!r}
     i_n = T(0)
-    term = T(1)
-    for j in range(19):
-        i_n += term / T(top + j + 1)
-        term = term * x / T(j + 1)
+    for j in range(18, -1, -1):
+        i_n = i_n * x + T(i19[j])
+    ex = {fn["exp"]}(x{t})
     if L >= T(1):
+        for n in range(19, 1, -1):
+            i_n = (ex - x * i_n) * T(inv_n[n])
         # K = L^2 I_1(x) - L E1(x) + L E1((a-1) L): cancels at most 10x for L >= 1, |x| <= 1
-        e1 = math.expm1(x) / x if x != T(0) else T(1)
+        e1 = {fn["expm1"]}(x{t}) / x if x != T(0) else T(1)
         z = (a - T(1)) * L
-        ez = math.expm1(z) / z if z != T(0) else T(1)
+        ez = {fn["expm1"]}(z{t}) / z if z != T(0) else T(1)
         return T(0.25) * b * L * (L * i_n - e1 + ez)
-    # K = L^3 sum_{n>=2} (-L)^(n-2) I_n(x)/n!: terms shrink by L/3 or faster
-    ex = math.exp(x)
-    f = T(8.22063524662433e-18)  # 1/19!
-    acc = i_n * f
+    # K = L^3 sum_(n>=2) (-L)^(n-2) I_n(x)/n!: terms shrink by L/3 or faster
+    acc = i_n * T(inv_fact[19])
     for n in range(18, 1, -1):
-        i_n = (ex - x * i_n) / T(n + 1)
-        f = f * T(n + 1)
-        acc = i_n * f - L * acc
+        i_n = (ex - x * i_n) * T(inv_n[n + 1])
+        acc = i_n * T(inv_fact[n]) - L * acc
     return T(0.25) * b * L * L * L * acc  # left to right: no early underflow
 """
 
+
+class barron_dalpha(Primitive):
+    """d/dalpha of Barron's rho(x, alpha) = |alpha-2|/alpha ((x^2/|alpha-2| + 1)^(alpha/2) - 1), x = r/c.
+
+    Differentiating the formula gives terms that cancel: to (1 - alpha/2) u^3/12
+    for small u = x^2/|alpha-2|, and to 0 as alpha -> 2 for any u.  Integrating
+    d/dL of the result shows it equals |alpha-2|/4 K(log1p(u), alpha/2) with
+    K(L, a) = int_0^L e^(a t) (t - 1 + e^(-t)) dt, a positive integral that the
+    helper evaluates without cancellation: a series in L and a L for
+    L < 1 and |a L| <= 1, the closed form for L >= 1 and |a L| <= 1 (cancels at
+    most 10x), and K integrated by parts twice for |a L| > 1.  At alpha = 2 the
+    derivative is +inf for x != 0 (it diverges like (x^2/4) log(1/|alpha-2|)).
+    """
+
+    nargs = 2
+    latex_template = r"\frac{{\partial \rho}}{{\partial \alpha}}\left({0}, {1}\right)"
+    helper = _barron_dalpha_source(library=False)
+    # CPU: on the math library, no libm calls (its branches keep the loop scalar all the same)
+    vector_helper = _barron_dalpha_source(library=True)
+
     @classmethod
-    def naive(cls, s, alpha):
+    def naive(cls, x, alpha):
         b = sp.Abs(alpha - 2)
-        return sp.diff(b / alpha * ((s / b + 1) ** (alpha / 2) - 1), alpha)
+        return sp.diff(b / alpha * ((x**2 / b + 1) ** (alpha / 2) - 1), alpha)
 
     @staticmethod
-    def mp(s, alpha):
+    def mp(x, alpha):
         if alpha == 2:
-            return mpmath.mpf(0) if s == 0 else mpmath.inf
+            return mpmath.mpf(0) if x == 0 else mpmath.inf
+        s = x * x
         if s == 0:
             return mpmath.mpf(0)
+        if mpmath.isinf(s):
+            return 2 / alpha**2 if alpha < 0 else mpmath.inf
         # the closed form L^2 g(x) - L E1(x) + L E1((a-1)L) loses about 2 log10(1/L) + log10(1+|a|) digits
-        lost = 2 * max(0, -int(mpmath.log10(s / abs(alpha - 2) + 1e-300))) + int(mpmath.log10(abs(alpha) + 2)) + 20
+        lost = 2 * max(0, -int(mpmath.log10(s) - mpmath.log10(abs(alpha - 2)))) + int(mpmath.log10(abs(alpha) + 2)) + 20
         with mpmath.workdps(mpmath.mp.dps + lost):
             b = abs(alpha - 2)
             L = mpmath.log1p(s / b)

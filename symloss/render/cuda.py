@@ -128,7 +128,7 @@ def module_model(derivation: Derivation, ir: LossIR | None = None) -> dict:
         "functions": functions,
         "data_args": ", ".join(ir.inputs),
         "inputs": list(ir.inputs),
-        "local_items": ", ".join(f"{x}_[k]" for x in ir.inputs),
+        "local_items": ", ".join(f"{x}_[_k]" for x in ir.inputs),
         "param_args": "".join(f"{p}, " for p in ir.params),
         "size_of": preds[0],
         "grad_stores": grad_stores,

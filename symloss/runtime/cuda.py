@@ -583,9 +583,7 @@ class DeviceLoss:
         c = self._setup(arrays, reduction, sample_weight, params)
         with c.kind.context():
             pairs = [c.kind.empty(c.shape, c.dtype) for _ in names]
-            # per-element weights only: the reduction's factors apply to the sums below
-            self._map(c, self.module.param_grad, *c.data, *c.params, c.w, c.weighted, 1.0, c.kind.ones(),
-                      *(view for _, view in pairs))
+            self._map(c, self.module.param_grad, *c.data, *c.params, c.w, c.weighted, *(view for _, view in pairs))
             if reduction == "none":
                 return {n: arr for n, (arr, _) in zip(names, pairs)}
             norm = self._norm(c, reduction)

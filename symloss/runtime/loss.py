@@ -204,7 +204,7 @@ class Loss:
             raise InputError(f"{self.name}: no parameter is declared differentiable (params.<name>.differentiable)")
         flat, shape, dtype, w, pvals, scale = self._setup(arrays, reduction, sample_weight, params)
         outs = [np.empty(shape, dtype=dtype) for _ in names]
-        self._kernel("param_grad", flat[0].size)(*flat, *pvals, w, dtype.type(1), *(o.reshape(-1) for o in outs), dtype.type)
+        self._kernel("param_grad", flat[0].size)(*flat, *pvals, w, *(o.reshape(-1) for o in outs), dtype.type)
         if reduction == "none":
             return dict(zip(names, outs))
         # float64 accumulation, as the value kernels sum

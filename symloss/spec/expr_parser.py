@@ -34,9 +34,10 @@ FUNCTIONS: dict[str, Callable[..., sp.Basic]] = {
     "sigmoid": lambda x: 1 / (1 + sp.exp(-x)),
     "softplus": lambda x: sp.log(1 + sp.exp(x)),
     "xlogy": prim.xlogy,
-    # a stable closed form for a [derivatives] table (see general_robust.toml)
-    "barron_dalpha": prim.barron_dalpha,
 }
+# Closed forms of derivatives, for a [derivatives] table only (see general_robust.toml):
+# they carry no derivative of their own.
+DERIVATIVE_FUNCTIONS: dict[str, Callable[..., sp.Basic]] = {**FUNCTIONS, "barron_dalpha": prim.barron_dalpha}
 CONSTANTS: dict[str, sp.Basic] = {"pi": sp.pi, "E": sp.E}
 
 _BINOPS = {
@@ -56,6 +57,8 @@ _COMPARES = {
 
 
 class _Walker:
+    functions: Mapping[str, Callable[..., sp.Basic]] = FUNCTIONS  # the callable names
+
     def __init__(self, names: Mapping[str, sp.Basic], source: str, field: str, text: str):
         self.names = names
         self.source = source
@@ -111,11 +114,12 @@ class _Walker:
         name = node.func.id
         if name == "Piecewise":
             return self.piecewise(node)
-        if name not in FUNCTIONS:
-            raise self.fail(node.func, f"unknown function '{name}'; allowed: {', '.join(sorted(FUNCTIONS))}, Piecewise")
+        functions = self.functions
+        if name not in functions:
+            raise self.fail(node.func, f"unknown function '{name}'; allowed: {', '.join(sorted(functions))}, Piecewise")
         args = [self.expr(a) for a in node.args]
         try:
-            return FUNCTIONS[name](*args)
+            return functions[name](*args)
         except TypeError as exc:
             raise self.fail(node, f"bad arguments to {name}: {exc}") from None
 
@@ -131,7 +135,7 @@ class _Walker:
 
 
 def parse_expression(text: str, names: Mapping[str, sp.Basic], *, source: str, field: str,
-                     walker=None) -> sp.Basic:
+                     walker=None, functions: Mapping[str, Callable[..., sp.Basic]] | None = None) -> sp.Basic:
     """Parse ``text`` into SymPy using only ``names``, the function table and constants.
 
     ``walker(names, source, field, text)`` makes the AST walker (row specs
@@ -143,7 +147,10 @@ def parse_expression(text: str, names: Mapping[str, sp.Basic], *, source: str, f
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise SpecError(source, field, f"syntax error in expression: {exc.msg}") from None
-    result = (walker or _Walker)(names, source, field, text.strip()).expr(tree.body)
+    w = (walker or _Walker)(names, source, field, text.strip())
+    if functions is not None:
+        w.functions = functions
+    result = w.expr(tree.body)
     if result.has(sp.zoo, sp.nan) or result.has(sp.oo, -sp.oo):
         raise SpecError(source, field, "expression is undefined (division by zero or infinity)")
     return result

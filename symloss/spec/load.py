@@ -9,7 +9,7 @@ from typing import Any
 import sympy as sp
 
 from ..errors import SpecError
-from .expr_parser import CONSTANTS, FUNCTIONS, parse_expression
+from .expr_parser import CONSTANTS, DERIVATIVE_FUNCTIONS, FUNCTIONS, parse_expression
 from .model import DOMAINS, KINDS, ROLES, SHAPES, Input, LossSpec, Param
 
 _TOP_KEYS = {"name", "title", "kind", "description", "references", "inputs", "params", "let", "loss", "row", "derivatives"}
@@ -41,6 +41,24 @@ def _identifier(value: Any, source: str, field: str) -> str:
     if value in _RESERVED or value in FUNCTIONS or value in CONSTANTS or value.startswith("_"):
         raise SpecError(source, field, f"'{value}' is reserved; choose another name")
     return value
+
+
+# Names the generated elementwise modules use for arguments, locals and globals
+# (templates/cpu, templates/cuda): an input or parameter named like one would
+# shadow it or repeat an argument, and the module would not compile.
+# (Their loop locals start with "_", which spec names cannot.)
+_GENERATED = {"w", "loss", "norm", "partials", "keep", "weighted", "cuda", "config", "value", "grad", "value_and_grad", "hessian", "grad_hessian", "param_grad",
+              "block_sum", "weight_sum", "ordered_sum", "finish_sum", "finish_reciprocal", "fdiv"}
+_GENERATED_PREFIXES = ("d_", "g_", "h_", "p_", "dp_")
+
+
+def _not_generated(name: str, source: str, field: str) -> None:
+    from ..derive.primitives import BY_NAME
+    from ..mathlib import FUNCTIONS as LIBRARY
+
+    if (name in _GENERATED or name in BY_NAME or name in LIBRARY or name.startswith(_GENERATED_PREFIXES)
+            or name.endswith(("_", "_scalar")) or name.isupper()):
+        raise SpecError(source, field, f"'{name}' is a name the generated kernels use; choose another name")
 
 
 def _number(value: Any, source: str, field: str) -> float:
@@ -187,6 +205,10 @@ def spec_from_table(table: dict, *, source: str) -> LossSpec:
     if "row" in table:
         raise SpecError(source, "row", "only kind = \"row\" specs have a [row] table")
 
+    for i in inputs:
+        _not_generated(i.name, source, f"inputs.{i.name}")
+    for p in params:
+        _not_generated(p.name, source, f"params.{p.name}")
     scope: dict[str, sp.Basic] = {i.name: _symbol(i.name) for i in inputs}
     scope.update({p.name: _symbol(p.name, p) for p in params})
     symbols = dict(scope)
@@ -235,5 +257,5 @@ def _param_derivatives(raw: Any, params: tuple[Param, ...], scope: dict, source:
             raise SpecError(source, field, f"'{name}' is not a declared parameter")
         if not by_name[name].differentiable:
             raise SpecError(source, field, f"parameter '{name}' is not declared differentiable = true")
-        out[name] = parse_expression(text, scope, source=source, field=field)
+        out[name] = parse_expression(text, scope, source=source, field=field, functions=DERIVATIVE_FUNCTIONS)
     return out

@@ -78,7 +78,7 @@ class LossSpec:
     row: RowInfo | None = None  # set for kind = "row"
     # param name -> a closed form of d loss / d param that the spec supplies for
     # stability; the checks verify it against the derivative of ``loss``
-    param_derivatives: dict[str, sp.Basic] = field(default_factory=dict, compare=False)
+    param_derivatives: dict[str, sp.Basic] = field(default_factory=dict)
 
     @property
     def targets(self) -> tuple[Input, ...]:
