@@ -30,7 +30,8 @@ def cmd_list(args) -> int:
     specs = [load_spec(path) for path in catalog.spec_paths(args.specs)]
     width = max((len(s.name) for s in specs), default=0) + 2
     for spec in specs:
-        params = ", ".join(f"{p.name}={p.default:g}" for p in spec.params)
+        params = ", ".join(f"{p.name}={p.default:g}" + (" (differentiable)" if p.differentiable else "")
+                           for p in spec.params)
         sig = ", ".join(i.name for i in spec.inputs) + (f"; {params}" if params else "")
         print(f"{spec.name:<{width}} {spec.kind:<12} ({sig})  {spec.title}")
     return 0

@@ -19,6 +19,9 @@ def test_list_and_show():
     assert show.returncode == 0
     assert "d/dz:           sigmoid_plus(z, -y)" in show.stdout and "logistic" in show.stdout
     assert "\\frac{\\partial L}{\\partial z}" in show.stdout
+    assert "alpha=1 (differentiable)" in out.stdout
+    barron = run("show", "general_robust")
+    assert "d/dalpha:       barron_dalpha((-y + yhat)/c, alpha) (closed form from [derivatives])" in barron.stdout
 
 
 def test_check_passes_for_catalog_losses():
