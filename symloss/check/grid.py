@@ -130,8 +130,21 @@ class _Reference:
             label, fn, dfns = entry(f"param[{p.name}]", e)
             k = n_inputs + [q.name for q in spec.params].index(p.name)
             at = special.get(p.name, [])
-            out.append((label, _param_reference(fn, k, at), [_param_reference(f, k, at) for f in dfns]))
+            # the condition terms only size the tolerance: plain digits, beside a special value
+            out.append((label, _param_reference(fn, k, at), [_beside(f, k, at) for f in dfns]))
         return cls(out)
+
+
+def _beside(fn, k: int, values: list[float]):
+    """``fn``, moved a relative 1e-15 off the values of argument ``k`` where it is undefined."""
+
+    def near(*args):
+        if float(args[k]) in values:
+            args = list(args)
+            args[k] = args[k] * (1 + mpmath.mpf(10) ** -15) + mpmath.mpf(10) ** -15
+        return fn(*args)
+
+    return near
 
 
 def _param_reference(fn, k: int, values: list[float]):
@@ -142,9 +155,10 @@ def _param_reference(fn, k: int, values: list[float]):
     d/dalpha: terms of order r^2 sum to order r^6), so this works at three
     times the point's digits.  The formula leaves out the branches at exact
     parameter values (alpha == 2), so there the reference is a limit: the mean
-    of both sides at distances 10^-(d/2) and 10^-d.  Where the second is much
-    larger the limit is infinite (Barron's d/dalpha at alpha = 2 grows like
-    log(1/|alpha - 2|)), and the kernel must return inf there.
+    of both sides at distances 10^-(d/4) and 10^-(d/2) (both sides: the error
+    is the square of the distance).  Where the second is much larger the limit
+    is infinite (Barron's d/dalpha at alpha = 2 grows like log(1/|alpha - 2|)),
+    and the kernel must return inf there.
     """
 
     def reference(*args):
@@ -152,17 +166,17 @@ def _param_reference(fn, k: int, values: list[float]):
         if float(args[k]) not in values:
             with mpmath.workdps(3 * d):
                 return +fn(*args)
-        # the distance costs up to 2d digits (1/distance^2) on top of the 3d above
-        with mpmath.workdps(8 * d):
+        # the distance costs up to d digits (1/distance^2) on top of the 3d above
+        with mpmath.workdps(4 * d):
             def side_mean(h):
                 lo, hi = list(args), list(args)
                 lo[k], hi[k] = args[k] - h, args[k] + h
                 return (fn(*lo) + fn(*hi)) / 2
 
-            near, nearer = side_mean(mpmath.mpf(10) ** -(d // 2)), side_mean(mpmath.mpf(10) ** -d)
+            near, nearer = side_mean(mpmath.mpf(10) ** -(d // 4)), side_mean(mpmath.mpf(10) ** -(d // 2))
             if abs(nearer - near) <= mpmath.mpf(10) ** -20 * abs(nearer):
                 return +nearer
-            # a logarithmic divergence doubles from 10^-(d/2) to 10^-d; anything else is undecided
+            # a logarithmic divergence doubles from 10^-(d/4) to 10^-(d/2); anything else is undecided
             return mpmath.inf * mpmath.sign(nearer) if abs(nearer) > 1.5 * abs(near) else mpmath.nan
 
     return reference
