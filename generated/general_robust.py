@@ -312,14 +312,14 @@ def _ml_flog1p_f32(x, T):
 
 
 @numba.njit(**_SCALAR)
-def barron_dalpha(x, alpha, T):
-    # |alpha-2|/4 K(L, a), s = x^2, L = log1p(s/|alpha-2|), a = alpha/2,
-    # K(L, a) = int_0^L e^(a t) k(t) dt with k(t) = t - 1 + e^(-t)
+def barron_dalpha(rc, alpha, T):
+    # |alpha-2|/4 K(L, a), rc = r/c, s = rc^2, L = log1p(s/|alpha-2|), a = alpha/2,
+    # K(L, a) = int_0^L e^(a t) k(t) dt with k(t) = t - 1 + e^(-t); below, x = a L
     inv_fact = (1.0, 1.0, 0.5, 0.16666666666666666, 0.041666666666666664, 0.008333333333333333, 0.001388888888888889, 0.0001984126984126984, 2.48015873015873e-05, 2.7557319223985893e-06, 2.755731922398589e-07, 2.505210838544172e-08, 2.08767569878681e-09, 1.6059043836821613e-10, 1.1470745597729725e-11, 7.647163731819816e-13, 4.779477332387385e-14, 2.8114572543455206e-15, 1.5619206968586225e-16, 8.22063524662433e-18)
     b = abs(alpha - T(2))
-    if b == T(0):  # x, not x^2, tells 0 from a residual whose square underflows
-        return x * T(0) if x == T(0) else abs(x) * T(math.inf)
-    s = x * x
+    if b == T(0):  # rc, not rc^2, tells 0 from a residual whose square underflows
+        return rc * T(0) if rc == T(0) else abs(rc) * T(math.inf)
+    s = rc * rc
     if s == T(math.inf):  # r^2/c^2 overflowed: the limit, finite for alpha < 0
         return T(2) / (alpha * alpha) if alpha < T(0) else s
     u = s / b

@@ -22,6 +22,7 @@ import sympy as sp
 from ..derive import nonsmooth
 from ..derive.primitives import mpmath_namespace
 from ..runtime.loss import Loss
+from .reference import real_part
 from .verify import Result
 
 _MAG = [0.0, 1e-300, 1e-150, 1e-20, 1e-8, 1e-3, 0.5, 1.0, 3.0, 30.0, 700.0, 1e4, 1e20, 1e150]
@@ -231,10 +232,7 @@ def _point_error(fn, dfns, xs, params, pred_pos, got: float, dtype) -> float:
         want = fn(*xs, *params)
     except (ZeroDivisionError, ValueError, TypeError):  # TypeError: a complex value compared
         return 0.0  # undefined at this point: nothing to compare
-    if isinstance(want, mpmath.mpc):  # outside the reals here (a negative base to a fractional power)
-        if want.imag != 0:
-            return 0.0
-        want = want.real
+    want = real_part(want)  # NaN outside the reals: nothing to compare, below
     if mpmath.isinf(want):  # infinite: the kernel must say so, with the sign
         return 0.0 if got == float(want) else float("inf")
     if mpmath.isnan(want) or abs(want) > float(np.finfo(dtype).max):

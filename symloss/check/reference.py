@@ -41,9 +41,13 @@ class Reference:
         return out
 
 
-def real_or_nan(value) -> float:
-    """A reference value as a float: NaN where the expression leaves the reals
-    (a negative number to a fractional power), as the real-valued kernels do."""
+def real_part(value):
+    """A reference value, NaN where the expression leaves the reals (a negative
+    number to a fractional power), as the real-valued kernels do."""
     if isinstance(value, mpmath.mpc):
-        return float(value.real) if value.imag == 0 else float("nan")
-    return float(value)
+        return value.real if value.imag == 0 else mpmath.nan
+    return value
+
+
+def real_or_nan(value) -> float:
+    return float(real_part(value))

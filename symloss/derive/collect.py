@@ -161,7 +161,8 @@ def collect_terms(data: frozenset, predictions: frozenset):
         if factor != 1 and sp.fraction(ratio)[1].free_symbols & data:
             # constants (1/c^2) stay outside: inside they would multiply the numerator
             # before the division, where (alpha - 1) r^2 / c^2 overflows float32
-            out = factor * _data_free(ratio, data) * P.grouped(ratio / _data_free(ratio, data))
+            free = _data_free(ratio, data)
+            out = factor * free * P.grouped(ratio / free)
         else:
             out = factor * ratio
         # Only a rational function of the inputs goes over one denominator (over

@@ -501,19 +501,21 @@ class grouped(Primitive):
 _INV_FACT = tuple(1.0 / math.factorial(n) for n in range(20))
 _I19 = tuple(1.0 / (math.factorial(j) * (20 + j)) for j in range(19))
 _INV_N = tuple(1.0 / n if n else 0.0 for n in range(20))  # 1/n, for the recurrence's division
+
+
 def _barron_dalpha_source(library: bool) -> str:
     """The helper's source on libm, or on the math library's fexp(x, T) and kin."""
     fn = {f: (f"f{f}" if library else f"math.{f}") for f in ("exp", "expm1", "log", "log1p")}
     t = ", T" if library else ""
     return f"""
-def barron_dalpha(x, alpha, T):
-    # |alpha-2|/4 K(L, a), s = x^2, L = log1p(s/|alpha-2|), a = alpha/2,
-    # K(L, a) = int_0^L e^(a t) k(t) dt with k(t) = t - 1 + e^(-t)
+def barron_dalpha(rc, alpha, T):
+    # |alpha-2|/4 K(L, a), rc = r/c, s = rc^2, L = log1p(s/|alpha-2|), a = alpha/2,
+    # K(L, a) = int_0^L e^(a t) k(t) dt with k(t) = t - 1 + e^(-t); below, x = a L
     inv_fact = {_INV_FACT!r}
     b = abs(alpha - T(2))
-    if b == T(0):  # x, not x^2, tells 0 from a residual whose square underflows
-        return x * T(0) if x == T(0) else abs(x) * T(math.inf)
-    s = x * x
+    if b == T(0):  # rc, not rc^2, tells 0 from a residual whose square underflows
+        return rc * T(0) if rc == T(0) else abs(rc) * T(math.inf)
+    s = rc * rc
     if s == T(math.inf):  # r^2/c^2 overflowed: the limit, finite for alpha < 0
         return T(2) / (alpha * alpha) if alpha < T(0) else s
     u = s / b
@@ -565,16 +567,16 @@ def barron_dalpha(x, alpha, T):
 
 
 class barron_dalpha(Primitive):
-    """d/dalpha of Barron's rho(x, alpha) = |alpha-2|/alpha ((x^2/|alpha-2| + 1)^(alpha/2) - 1), x = r/c.
+    """d/dalpha of Barron's rho(rc, alpha) = |alpha-2|/alpha ((rc^2/|alpha-2| + 1)^(alpha/2) - 1), rc = r/c.
 
     Differentiating the formula gives terms that cancel: to (1 - alpha/2) u^3/12
-    for small u = x^2/|alpha-2|, and to 0 as alpha -> 2 for any u.  Integrating
+    for small u = rc^2/|alpha-2|, and to 0 as alpha -> 2 for any u.  Integrating
     d/dL of the result shows it equals |alpha-2|/4 K(log1p(u), alpha/2) with
     K(L, a) = int_0^L e^(a t) (t - 1 + e^(-t)) dt, a positive integral that the
     helper evaluates without cancellation: a series in L and a L for
     L < 1 and |a L| <= 1, the closed form for L >= 1 and |a L| <= 1 (cancels at
     most 10x), and K integrated by parts twice for |a L| > 1.  At alpha = 2 the
-    derivative is +inf for x != 0 (it diverges like (x^2/4) log(1/|alpha-2|)).
+    derivative is +inf for rc != 0 (it diverges like (rc^2/4) log(1/|alpha-2|)).
     """
 
     nargs = 2
@@ -584,23 +586,23 @@ class barron_dalpha(Primitive):
     vector_helper = _barron_dalpha_source(library=True)
 
     @classmethod
-    def naive(cls, x, alpha):
+    def naive(cls, rc, alpha):
         b = sp.Abs(alpha - 2)
-        return sp.diff(b / alpha * ((x**2 / b + 1) ** (alpha / 2) - 1), alpha)
+        return sp.diff(b / alpha * ((rc**2 / b + 1) ** (alpha / 2) - 1), alpha)
 
     @staticmethod
-    def mp(x, alpha):
+    def mp(rc, alpha):
         if alpha == 2:
-            return mpmath.mpf(0) if x == 0 else mpmath.inf
-        s = x * x
+            return mpmath.mpf(0) if rc == 0 else mpmath.inf
+        s = rc * rc
         if s == 0:
             return mpmath.mpf(0)
         if mpmath.isinf(s):
             return 2 / alpha**2 if alpha < 0 else mpmath.inf
+        b = abs(alpha - 2)
         # the closed form L^2 g(x) - L E1(x) + L E1((a-1)L) loses about 2 log10(1/L) + log10(1+|a|) digits
-        lost = 2 * max(0, -int(mpmath.log10(s) - mpmath.log10(abs(alpha - 2)))) + int(mpmath.log10(abs(alpha) + 2)) + 20
+        lost = 2 * max(0, -int(mpmath.log10(s) - mpmath.log10(b))) + int(mpmath.log10(abs(alpha) + 2)) + 20
         with mpmath.workdps(mpmath.mp.dps + lost):
-            b = abs(alpha - 2)
             L = mpmath.log1p(s / b)
             a = alpha / 2
             x = a * L

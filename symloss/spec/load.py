@@ -47,7 +47,8 @@ def _identifier(value: Any, source: str, field: str) -> str:
 # (templates/cpu, templates/cuda): an input or parameter named like one would
 # shadow it or repeat an argument, and the module would not compile.
 # (Their loop locals start with "_", which spec names cannot.)
-_GENERATED = {"w", "loss", "norm", "partials", "keep", "weighted", "cuda", "config", "value", "grad", "value_and_grad", "hessian", "grad_hessian", "param_grad",
+_GENERATED = {"w", "loss", "norm", "partials", "keep", "weighted", "cuda", "config",
+              "value", "grad", "value_and_grad", "hessian", "grad_hessian", "param_grad",
               "block_sum", "weight_sum", "ordered_sum", "finish_sum", "finish_reciprocal", "fdiv"}
 _GENERATED_PREFIXES = ("d_", "g_", "h_", "p_", "dp_")
 
