@@ -208,11 +208,12 @@ def _ml_flog_f32(x, T):
 
 
 @numba.njit(**_SCALAR)
-def xdivy(x, y, T):
-    # x / y, defined as 0 where x = 0 (the derivative of x log y at x = 0)
-    if x == T(0) and y == y:
-        return T(0)
-    return x / y
+def powdiv(x, b, g, k, T):
+    # x * b**g / b**k: b**(g - k) where b**g underflows (b = 0 included), 0 where x = 0
+    p = b ** g
+    power = fexp(T(0) if g == k else (g - k) * flog(b, T), T)
+    r = x * power if abs(p) < T(1.1754943508222875e-38) else x * p / b ** k
+    return T(0) if (x == T(0) and b == b and g == g) else r
 
 @numba.njit(**_SCALAR)
 def value_s0(z, T):
@@ -287,8 +288,7 @@ def grad_s4(gamma, y, z, _h1, _h2, _h3, _h4, T):
     _t1 = _h2 + z
     _t2 = fexp(_t1, T)
     _t3 = -_h1*_t2 + T(1)
-    _t4 = (_t3**gamma)*y
-    _r3 = -_h1*_t4 + xdivy(_h3*_t2*_t4*gamma*(_h4 + _t1), _t3, T)
+    _r3 = -_h1*(_t3**gamma)*y + powdiv(_h3*_t2*gamma*y*(_h4 + _t1), _t3, gamma, T(1), T)
     return _r3
 
 
@@ -302,10 +302,9 @@ def grad_s5(_m0, _r0, T):
 
 @numba.njit(**_SCALAR)
 def grad_s6(gamma, y, z, _h5, _h6, _h7, _r3, _st, T):
-    _t5 = _h5*_st
-    _t6 = T(1) - _t5
-    _t7 = (_t6**gamma)*y
-    _d_z = -_r3*_st - _t7 - xdivy(-_t5*_t7*gamma*(_h6 + _h7 + z), _t6, T)
+    _t4 = _h5*_st
+    _t5 = T(1) - _t4
+    _d_z = -_r3*_st - (_t5**gamma)*y - powdiv(-_t4*gamma*y*(_h6 + _h7 + z), _t5, gamma, T(1), T)
     return _d_z
 
 
@@ -341,12 +340,12 @@ def value_and_grad_s3(_m0, _r0, T):
 @numba.njit(**_SCALAR)
 def value_and_grad_s4(gamma, y, z, _h1, _h2, _h3, _h4, T):
     _t1 = _h2 + z
-    _t2 = fexp(_t1, T)
-    _t3 = -_h1*_t2 + T(1)
-    _t4 = (_t3**gamma)*y
-    _t5 = _t4*(_h3 + _t1)
-    _r1 = _t5
-    _r3 = -_h1*_t4 + xdivy(_h4*_t2*_t5*gamma, _t3, T)
+    _t2 = _h3 + _t1
+    _t3 = fexp(_t1, T)
+    _t4 = -_h1*_t3 + T(1)
+    _t5 = (_t4**gamma)*y
+    _r1 = _t2*_t5
+    _r3 = -_h1*_t5 + powdiv(_h4*_t2*_t3*gamma*y, _t4, gamma, T(1), T)
     return _r1, _r3
 
 
@@ -362,8 +361,7 @@ def value_and_grad_s5(_m0, _r0, T):
 def value_and_grad_s6(gamma, y, z, _h5, _h6, _h7, _r3, _st, T):
     _t6 = _h5*_st
     _t7 = T(1) - _t6
-    _t8 = (_t7**gamma)*y
-    _d_z = -_r3*_st - _t8 - xdivy(-_t6*_t8*gamma*(_h6 + _h7 + z), _t7, T)
+    _d_z = -_r3*_st - (_t7**gamma)*y - powdiv(-_t6*gamma*y*(_h6 + _h7 + z), _t7, gamma, T(1), T)
     return _d_z
 
 
@@ -387,77 +385,64 @@ def hessian_diag_s1(_m0, T):
 
 @numba.njit(**_SCALAR)
 def hessian_diag_s2(z, _h0, T):
-    _r0 = fexp(_h0 + z, T)
-    return _r0
+    _t0 = fexp(_h0 + z, T)
+    _r0 = _t0
+    _st = _t0
+    return _r0, _st
 
 
 @numba.njit(**_SCALAR)
 def hessian_diag_s3(gamma, _m0, _r0, T):
-    _t0 = (_r0*_r0)
     _h1 = (T(1)/(_r0))
     _h2 = -_m0
-    _h3 = (T(1)/(_t0))
+    _h3 = (T(1)/(_r0*_r0))
     _h4 = -flog(_r0, T)
     _h5 = (T(1)/(_r0*_r0*_r0))
-    _h6 = (T(1)/(_r0*_r0*_r0*_r0))
-    _h7 = (gamma*gamma)
-    _h8 = -T(2)*_m0
-    _h9 = _t0
-    return _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9
+    _h6 = gamma - T(1)
+    return _h1, _h2, _h3, _h4, _h5, _h6
 
 
 @numba.njit(**_SCALAR)
-def hessian_diag_s4(gamma, y, z, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, T):
+def hessian_diag_s4(gamma, y, z, _h1, _h2, _h3, _h4, _h5, _h6, T):
     _t1 = _h2 + z
     _t2 = fexp(_t1, T)
     _t3 = -_h1*_t2 + T(1)
     _t4 = (_t3**gamma)*y
-    _t5 = _t2*gamma
-    _t6 = _h4 + _t1
-    _t7 = _h3*_t4
-    _t8 = _t6*_t7
-    _t9 = _h5*_t4*_t5
-    _t10 = fexp(_h8 + T(2)*z, T)
-    _t11 = (_t3*_t3)
-    _r3 = -_h1*_t4 + xdivy(_t5*_t8, _t3, T)
-    _r4 = _t7 + T(2)*xdivy(-_t9, _t3, T) + xdivy(-T(2)*_t6*_t9, _t3, T) + xdivy(-_t10*_t8*gamma, _h9*_t11, T) + xdivy(_h6*_h7*_t10*_t4*_t6, _t11, T)
-    _st = _t10
-    return _r3, _r4, _st
+    _t5 = _h4 + _t1
+    _t6 = _h3*_t2
+    _t7 = gamma*y
+    _t8 = _t5*_t6*_t7
+    _t9 = _h5*_t2*_t7
+    _r3 = -_h1*_t4 + powdiv(_t8, _t3, gamma, T(1), T)
+    _r4 = _h3*_t4 + _t6*powdiv(_h6*_t8, _t3, gamma, T(2), T) + (-T(2)*_t5*_t9 - _t9)*powdiv(T(1), _t3, gamma, T(1), T) + powdiv(-_t9, _t3, gamma, T(1), T)
+    return _r3, _r4
 
 
 @numba.njit(**_SCALAR)
 def hessian_diag_s5(gamma, _m0, _r0, T):
-    _t12 = (_r0*_r0)
+    _h7 = (T(1)/(_r0*_r0))
+    _h8 = -_m0
+    _h9 = -flog(_r0, T)
     _h10 = (T(1)/(_r0))
-    _h11 = -_m0
-    _h12 = (T(1)/(_t12))
-    _h13 = (T(1)/(_r0*_r0*_r0))
-    _h14 = (gamma*gamma)
-    _h15 = -flog(_r0, T)
-    _h16 = _t12
-    return _h10, _h11, _h12, _h13, _h14, _h15, _h16
+    _h11 = gamma - T(1)
+    return _h7, _h8, _h9, _h10, _h11
 
 
 @numba.njit(**_SCALAR)
-def hessian_diag_s6(gamma, y, z, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _r0, _r3, _r4, _st, T):
-    _t13 = _h11 + z
-    _t14 = fexp(_t13, T)
-    _t15 = _h10*_t14
-    _t16 = T(1) - _t15
-    _t17 = (_t16**gamma)*y
-    _t18 = _t17*gamma
-    _t19 = _t15*_t18
-    _t20 = _h15 + _t13
-    _t21 = _st*_t20
-    _t22 = _h14*_t17*_t21
-    _t23 = (_t16*_t16)
-    _t24 = _h10*_t18*_t21
-    _t25 = _r0*_t23
-    _t26 = _h12*_t18
-    _t27 = _t14*_t26
-    _t28 = _h13*_t22
-    _t29 = _t20*_t27
-    _h_z = -_r3*_t14 + _t14*(xdivy(-_t24, _h16*_t23, T) + T(2)*xdivy(-_t27, _t16, T) + xdivy(_t28, _t23, T) + xdivy(-_t29, _t16, T)) - _t14*(_r4*_t14 + T(2)*xdivy(_t27, _t16, T) + xdivy(-_t28, _t23, T) + xdivy(_t29, _t16, T) + xdivy(_t21*_t26, _t25, T)) + T(2)*xdivy(_t19, _t16, T) + xdivy(_t24, _t25, T) + xdivy(-_h12*_t22, _t23, T) + xdivy(_t19*_t20, _t16, T)
+def hessian_diag_s6(gamma, y, z, _h7, _h8, _h9, _h10, _h11, _r3, _r4, _st, T):
+    _t10 = _h10*_st
+    _t11 = gamma*y
+    _t12 = _t10*_t11
+    _t13 = T(1) - _t10
+    _t14 = _h8 + _h9 + z
+    _t15 = _t12*_t14
+    _t16 = powdiv(-_h11*_t15, _t13, gamma, T(2), T)
+    _t17 = powdiv(T(1), _t13, gamma, T(1), T)
+    _t18 = _h7*_st
+    _t19 = _t11*_t18
+    _t20 = _t14*_t19
+    _t21 = _t17*(_t19 + _t20)
+    _h_z = -_r3*_st + _st*(-_t16*_t18 - _t21 + powdiv(-_t19, _t13, gamma, T(1), T)) - _st*(_r4*_st - _t10*powdiv(_h11*_t20, _t13, gamma, T(2), T) + _t21 + powdiv(_t19, _t13, gamma, T(1), T)) + _t10*_t16 - _t17*(-_t12 - _t15) + powdiv(_t12, _t13, gamma, T(1), T)
     return _h_z
 
 
@@ -478,99 +463,82 @@ def hvp_s2(z, _h0, _v_z, T):
     _t0 = fexp(_h0 + z, T)
     _r0 = _t0
     _r5 = _t0*_v_z
-    return _r0, _r5
+    _st = _t0
+    return _r0, _r5, _st
 
 
 @numba.njit(**_SCALAR)
 def hvp_s3(gamma, _m0, _r0, T):
-    _t1 = (_r0*_r0)
     _h1 = (T(1)/(_r0))
     _h2 = -_m0
-    _h3 = (T(1)/(_t1))
+    _h3 = (T(1)/(_r0*_r0))
     _h4 = -flog(_r0, T)
     _h5 = (T(1)/(_r0*_r0*_r0))
-    _h6 = (T(1)/(_r0*_r0*_r0*_r0))
-    _h7 = (gamma*gamma)
-    _h8 = -T(2)*_m0
-    _h9 = _t1
-    return _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9
+    _h6 = gamma - T(1)
+    return _h1, _h2, _h3, _h4, _h5, _h6
 
 
 @numba.njit(**_SCALAR)
-def hvp_s4(gamma, y, z, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, T):
-    _t2 = _h2 + z
-    _t3 = fexp(_t2, T)
-    _t4 = -_h1*_t3 + T(1)
-    _t5 = (_t4**gamma)*y
-    _t6 = _t3*gamma
-    _t7 = _h4 + _t2
-    _t8 = _h3*_t5
-    _t9 = _t7*_t8
-    _t10 = _h5*_t5*_t6
-    _t11 = fexp(_h8 + T(2)*z, T)
-    _t12 = (_t4*_t4)
-    _r3 = -_h1*_t5 + xdivy(_t6*_t9, _t4, T)
-    _r4 = _t8 + T(2)*xdivy(-_t10, _t4, T) + xdivy(-T(2)*_t10*_t7, _t4, T) + xdivy(-_t11*_t9*gamma, _h9*_t12, T) + xdivy(_h6*_h7*_t11*_t5*_t7, _t12, T)
-    _st = _t11
-    return _r3, _r4, _st
+def hvp_s4(gamma, y, z, _h1, _h2, _h3, _h4, _h5, _h6, T):
+    _t1 = _h2 + z
+    _t2 = fexp(_t1, T)
+    _t3 = -_h1*_t2 + T(1)
+    _t4 = (_t3**gamma)*y
+    _t5 = _h4 + _t1
+    _t6 = _h3*_t2
+    _t7 = gamma*y
+    _t8 = _t5*_t6*_t7
+    _t9 = _h5*_t2*_t7
+    _r3 = -_h1*_t4 + powdiv(_t8, _t3, gamma, T(1), T)
+    _r4 = _h3*_t4 + _t6*powdiv(_h6*_t8, _t3, gamma, T(2), T) + (-T(2)*_t5*_t9 - _t9)*powdiv(T(1), _t3, gamma, T(1), T) + powdiv(-_t9, _t3, gamma, T(1), T)
+    return _r3, _r4
 
 
 @numba.njit(**_SCALAR)
 def hvp_s5(gamma, _m0, _r0, T):
-    _h10 = (T(1)/(_r0*_r0))
-    _h11 = (T(1)/(_r0))
-    _h12 = -_m0
-    _h13 = -flog(_r0, T)
-    _h14 = -T(2)*_m0
-    _h15 = (T(1)/(_r0*_r0*_r0))
-    _h16 = (gamma*gamma)
-    return _h10, _h11, _h12, _h13, _h14, _h15, _h16
+    _h7 = -_m0
+    _h8 = (T(1)/(_r0*_r0))
+    _h9 = -flog(_r0, T)
+    _h10 = (T(1)/(_r0))
+    _h11 = gamma - T(1)
+    return _h7, _h8, _h9, _h10, _h11
 
 
 @numba.njit(**_SCALAR)
-def hvp_s6(gamma, y, z, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _r0, _r4, _v_z, T):
-    _t13 = _h12 + z
-    _t14 = fexp(_t13, T)
-    _t15 = -_h11*_t14 + T(1)
-    _t16 = (_t15**gamma)*y
-    _t17 = _h10*_t16*gamma
-    _t18 = _t14*_t17
-    _t19 = _h13 + _t13
-    _t20 = _t19*fexp(_h14 + T(2)*z, T)
-    _t21 = (_t15*_t15)
-    _r6 = _v_z*(_r4*_t14 + T(2)*xdivy(_t18, _t15, T) + xdivy(_t17*_t20, _r0*_t21, T) + xdivy(_t18*_t19, _t15, T) + xdivy(-_h15*_h16*_t16*_t20, _t21, T))
+def hvp_s6(gamma, y, z, _h7, _h8, _h9, _h10, _h11, _r4, _v_z, T):
+    _t10 = _h7 + z
+    _t11 = fexp(_t10, T)
+    _t12 = _h8*_t11*gamma*y
+    _t13 = _h10*_t11
+    _t14 = T(1) - _t13
+    _t15 = _t12*(_h9 + _t10)
+    _r6 = _v_z*(_r4*_t11 - _t13*powdiv(_h11*_t15, _t14, gamma, T(2), T) + (_t12 + _t15)*powdiv(T(1), _t14, gamma, T(1), T) + powdiv(_t12, _t14, gamma, T(1), T))
     return _r6
 
 
 @numba.njit(**_SCALAR)
 def hvp_s7(gamma, _m0, _r0, T):
-    _t22 = (_r0*_r0)
-    _h17 = (T(1)/(_t22))
-    _h18 = (T(1)/(_r0))
-    _h19 = -_m0
-    _h20 = (T(1)/(_r0*_r0*_r0))
-    _h21 = (gamma*gamma)
-    _h22 = -flog(_r0, T)
-    _h23 = _t22
-    return _h17, _h18, _h19, _h20, _h21, _h22, _h23
+    _h12 = (T(1)/(_r0*_r0))
+    _h13 = -_m0
+    _h14 = -flog(_r0, T)
+    _h15 = (T(1)/(_r0))
+    _h16 = gamma - T(1)
+    return _h12, _h13, _h14, _h15, _h16
 
 
 @numba.njit(**_SCALAR)
-def hvp_s8(gamma, y, z, _h17, _h18, _h19, _h20, _h21, _h22, _h23, _r0, _r3, _r5, _r6, _st, _v_z, T):
-    _t23 = _h19 + z
-    _t24 = fexp(_t23, T)
-    _t25 = _h18*_t24
-    _t26 = T(1) - _t25
-    _t27 = (_t26**gamma)*y
-    _t28 = _t27*gamma
-    _t29 = _h17*_t24*_t28
-    _t30 = _h22 + _t23
-    _t31 = _st*_t30
-    _t32 = _h21*_t27*_t31
-    _t33 = (_t26*_t26)
-    _t34 = _h18*_t28*_t31
-    _t35 = _t25*_t28
-    _hv_z = _r5*(T(2)*xdivy(-_t29, _t26, T) + xdivy(-_t34, _h23*_t33, T) + xdivy(_h20*_t32, _t33, T) + xdivy(-_t29*_t30, _t26, T)) - _r6*_t24 + _v_z*(-_r3*_t24 + xdivy(_t34, _r0*_t33, T) + T(2)*xdivy(_t35, _t26, T) + xdivy(-_h17*_t32, _t33, T) + xdivy(_t30*_t35, _t26, T))
+def hvp_s8(gamma, y, z, _h12, _h13, _h14, _h15, _h16, _r3, _r5, _r6, _st, _v_z, T):
+    _t16 = _h12*_st
+    _t17 = gamma*y
+    _t18 = _t16*_t17
+    _t19 = _h15*_st
+    _t20 = T(1) - _t19
+    _t21 = _h13 + _h14 + z
+    _t22 = _t17*_t19
+    _t23 = _t21*_t22
+    _t24 = powdiv(-_h16*_t23, _t20, gamma, T(2), T)
+    _t25 = powdiv(T(1), _t20, gamma, T(1), T)
+    _hv_z = _r5*(-_t16*_t24 - _t25*(_t18*_t21 + _t18) + powdiv(-_t18, _t20, gamma, T(1), T)) - _r6*_st + _v_z*(-_r3*_st + _t19*_t24 - _t25*(-_t22 - _t23) + powdiv(_t22, _t20, gamma, T(1), T))
     return _hv_z
 
 
@@ -594,75 +562,62 @@ def hessian_s2(z, _h0, T):
 
 @numba.njit(**_SCALAR)
 def hessian_s3(gamma, _m0, _r0, T):
-    _t0 = (_r0*_r0)
     _h1 = (T(1)/(_r0))
     _h2 = -_m0
-    _h3 = (T(1)/(_t0))
+    _h3 = (T(1)/(_r0*_r0))
     _h4 = -flog(_r0, T)
     _h5 = (T(1)/(_r0*_r0*_r0))
-    _h6 = (T(1)/(_r0*_r0*_r0*_r0))
-    _h7 = (gamma*gamma)
-    _h8 = -T(2)*_m0
-    _h9 = _t0
-    return _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9
+    _h6 = gamma - T(1)
+    return _h1, _h2, _h3, _h4, _h5, _h6
 
 
 @numba.njit(**_SCALAR)
-def hessian_s4(gamma, y, z, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, T):
-    _t1 = _h2 + z
-    _t2 = fexp(_t1, T)
-    _t3 = -_h1*_t2 + T(1)
-    _t4 = (_t3**gamma)*y
-    _t5 = _t2*gamma
-    _t6 = _h4 + _t1
-    _t7 = _h3*_t4
-    _t8 = _t6*_t7
-    _t9 = _h5*_t4*_t5
-    _t10 = fexp(_h8 + T(2)*z, T)
-    _t11 = (_t3*_t3)
-    _r3 = -_h1*_t4 + xdivy(_t5*_t8, _t3, T)
-    _r4 = _t7 + T(2)*xdivy(-_t9, _t3, T) + xdivy(-T(2)*_t6*_t9, _t3, T) + xdivy(-_t10*_t8*gamma, _h9*_t11, T) + xdivy(_h6*_h7*_t10*_t4*_t6, _t11, T)
+def hessian_s4(gamma, y, z, _h1, _h2, _h3, _h4, _h5, _h6, T):
+    _t0 = _h2 + z
+    _t1 = fexp(_t0, T)
+    _t2 = -_h1*_t1 + T(1)
+    _t3 = (_t2**gamma)*y
+    _t4 = _h4 + _t0
+    _t5 = _h3*_t1
+    _t6 = gamma*y
+    _t7 = _t4*_t5*_t6
+    _t8 = _h5*_t1*_t6
+    _r3 = -_h1*_t3 + powdiv(_t7, _t2, gamma, T(1), T)
+    _r4 = _h3*_t3 + _t5*powdiv(_h6*_t7, _t2, gamma, T(2), T) + (-T(2)*_t4*_t8 - _t8)*powdiv(T(1), _t2, gamma, T(1), T) + powdiv(-_t8, _t2, gamma, T(1), T)
     return _r3, _r4
 
 
 @numba.njit(**_SCALAR)
 def hessian_s5(gamma, _m0, _r0, T):
-    _t12 = (_r0*_r0)
-    _h10 = (T(1)/(_r0))
-    _h11 = -_m0
-    _h12 = -flog(_r0, T)
-    _h13 = -T(2)*_m0
-    _h14 = (T(1)/(_t12))
-    _h15 = (gamma*gamma)
-    _h16 = (T(1)/(_r0*_r0*_r0))
-    _h17 = _t12
-    return _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17
+    _h7 = -_m0
+    _h8 = (T(1)/(_r0))
+    _h9 = -flog(_r0, T)
+    _h10 = gamma - T(1)
+    _h11 = (T(1)/(_r0*_r0))
+    return _h7, _h8, _h9, _h10, _h11
 
 
 @numba.njit(**_SCALAR)
-def hessian_s6(gamma, y, z, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _r0, _r3, _r4, T):
-    _t13 = _h11 + z
-    _t14 = fexp(_t13, T)
-    _t15 = _h10*_t14
-    _t16 = T(1) - _t15
-    _t17 = (_t16**gamma)*y
-    _t18 = _t17*gamma
-    _t19 = _t15*_t18
-    _t20 = _h12 + _t13
-    _t21 = _t20*fexp(_h13 + T(2)*z, T)
-    _t22 = _h15*_t17*_t21
-    _t23 = (_t16*_t16)
-    _t24 = _h10*_t18*_t21
-    _t25 = _r0*_t23
-    _t26 = _h14*_t18
-    _t27 = _t14*_t26
-    _t28 = _t20*_t27
-    _t29 = _h16*_t22
-    _e_z_z = -_r3*_t14 + T(2)*xdivy(_t19, _t16, T) + xdivy(_t24, _t25, T) + xdivy(-_h14*_t22, _t23, T) + xdivy(_t19*_t20, _t16, T)
-    _a_z_0 = xdivy(-_t24, _h17*_t23, T) + T(2)*xdivy(-_t27, _t16, T) + xdivy(-_t28, _t16, T) + xdivy(_t29, _t23, T)
-    _a_z_1 = -_t14
-    _b_z_0 = _t14
-    _b_z_1 = _r4*_t14 + T(2)*xdivy(_t27, _t16, T) + xdivy(_t28, _t16, T) + xdivy(-_t29, _t23, T) + xdivy(_t21*_t26, _t25, T)
+def hessian_s6(gamma, y, z, _h7, _h8, _h9, _h10, _h11, _r3, _r4, T):
+    _t9 = _h7 + z
+    _t10 = fexp(_t9, T)
+    _t11 = _h8*_t10
+    _t12 = gamma*y
+    _t13 = _t11*_t12
+    _t14 = T(1) - _t11
+    _t15 = _h9 + _t9
+    _t16 = _t13*_t15
+    _t17 = powdiv(-_h10*_t16, _t14, gamma, T(2), T)
+    _t18 = powdiv(T(1), _t14, gamma, T(1), T)
+    _t19 = _h11*_t10
+    _t20 = _t12*_t19
+    _t21 = _t15*_t20
+    _t22 = _t18*(_t20 + _t21)
+    _e_z_z = -_r3*_t10 + _t11*_t17 - _t18*(-_t13 - _t16) + powdiv(_t13, _t14, gamma, T(1), T)
+    _a_z_0 = -_t17*_t19 - _t22 + powdiv(-_t20, _t14, gamma, T(1), T)
+    _a_z_1 = -_t10
+    _b_z_0 = _t10
+    _b_z_1 = _r4*_t10 - _t11*powdiv(_h10*_t21, _t14, gamma, T(2), T) + _t22 + powdiv(_t20, _t14, gamma, T(1), T)
     return _e_z_z, _a_z_0, _a_z_1, _b_z_0, _b_z_1
 
 
@@ -1017,19 +972,19 @@ def _hessian_diag_row(_i, y, z, gamma, _sw, _scale, _HD_z, _nk, K, T):
     _h0 = hessian_diag_s1(_m0, T)
     _r0 = T(0)
     for _k in range(_nk):
-        _x0 = hessian_diag_s2(z[_i, _k], _h0, T)
+        _x0, _x1 = hessian_diag_s2(z[_i, _k], _h0, T)
+        _HD_z[_i, _k] = _x1
         _r0 += _x0
-    _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9 = hessian_diag_s3(gamma, _m0, _r0, T)
+    _h1, _h2, _h3, _h4, _h5, _h6 = hessian_diag_s3(gamma, _m0, _r0, T)
     _r3 = T(0)
     _r4 = T(0)
     for _k in range(_nk):
-        _x0, _x1, _x2 = hessian_diag_s4(gamma, y[_i, _k], z[_i, _k], _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, T)
-        _HD_z[_i, _k] = _x2
+        _x0, _x1 = hessian_diag_s4(gamma, y[_i, _k], z[_i, _k], _h1, _h2, _h3, _h4, _h5, _h6, T)
         _r3 += _x0
         _r4 += _x1
-    _h10, _h11, _h12, _h13, _h14, _h15, _h16 = hessian_diag_s5(gamma, _m0, _r0, T)
+    _h7, _h8, _h9, _h10, _h11 = hessian_diag_s5(gamma, _m0, _r0, T)
     for _k in range(_nk):
-        _h_z = hessian_diag_s6(gamma, y[_i, _k], z[_i, _k], _h10, _h11, _h12, _h13, _h14, _h15, _h16, _r0, _r3, _r4, _HD_z[_i, _k], T)
+        _h_z = hessian_diag_s6(gamma, y[_i, _k], z[_i, _k], _h7, _h8, _h9, _h10, _h11, _r3, _r4, _HD_z[_i, _k], T)
         _HD_z[_i, _k] = _s * _h_z
 
     return T(0)
@@ -1112,25 +1067,25 @@ def _hvp_row(_i, y, z, gamma, _v_z, _sw, _scale, _HV_z, _nk, K, T):
     _r0 = T(0)
     _r5 = T(0)
     for _k in range(_nk):
-        _x0, _x1 = hvp_s2(z[_i, _k], _h0, _v_z[_i, _k], T)
+        _x0, _x1, _x2 = hvp_s2(z[_i, _k], _h0, _v_z[_i, _k], T)
+        _HV_z[_i, _k] = _x2
         _r0 += _x0
         _r5 += _x1
-    _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9 = hvp_s3(gamma, _m0, _r0, T)
+    _h1, _h2, _h3, _h4, _h5, _h6 = hvp_s3(gamma, _m0, _r0, T)
     _r3 = T(0)
     _r4 = T(0)
     for _k in range(_nk):
-        _x0, _x1, _x2 = hvp_s4(gamma, y[_i, _k], z[_i, _k], _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, T)
-        _HV_z[_i, _k] = _x2
+        _x0, _x1 = hvp_s4(gamma, y[_i, _k], z[_i, _k], _h1, _h2, _h3, _h4, _h5, _h6, T)
         _r3 += _x0
         _r4 += _x1
-    _h10, _h11, _h12, _h13, _h14, _h15, _h16 = hvp_s5(gamma, _m0, _r0, T)
+    _h7, _h8, _h9, _h10, _h11 = hvp_s5(gamma, _m0, _r0, T)
     _r6 = T(0)
     for _k in range(_nk):
-        _x0 = hvp_s6(gamma, y[_i, _k], z[_i, _k], _h10, _h11, _h12, _h13, _h14, _h15, _h16, _r0, _r4, _v_z[_i, _k], T)
+        _x0 = hvp_s6(gamma, y[_i, _k], z[_i, _k], _h7, _h8, _h9, _h10, _h11, _r4, _v_z[_i, _k], T)
         _r6 += _x0
-    _h17, _h18, _h19, _h20, _h21, _h22, _h23 = hvp_s7(gamma, _m0, _r0, T)
+    _h12, _h13, _h14, _h15, _h16 = hvp_s7(gamma, _m0, _r0, T)
     for _k in range(_nk):
-        _hv_z = hvp_s8(gamma, y[_i, _k], z[_i, _k], _h17, _h18, _h19, _h20, _h21, _h22, _h23, _r0, _r3, _r5, _r6, _HV_z[_i, _k], _v_z[_i, _k], T)
+        _hv_z = hvp_s8(gamma, y[_i, _k], z[_i, _k], _h12, _h13, _h14, _h15, _h16, _r3, _r5, _r6, _HV_z[_i, _k], _v_z[_i, _k], T)
         _HV_z[_i, _k] = _s * _hv_z
 
     return T(0)
@@ -1214,19 +1169,19 @@ def _hessian_row(_i, y, z, gamma, _sw, _scale, _H, _nk, K, T):
     for _k in range(_nk):
         _x0 = hessian_s2(z[_i, _k], _h0, T)
         _r0 += _x0
-    _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9 = hessian_s3(gamma, _m0, _r0, T)
+    _h1, _h2, _h3, _h4, _h5, _h6 = hessian_s3(gamma, _m0, _r0, T)
     _r3 = T(0)
     _r4 = T(0)
     for _k in range(_nk):
-        _x0, _x1 = hessian_s4(gamma, y[_i, _k], z[_i, _k], _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, T)
+        _x0, _x1 = hessian_s4(gamma, y[_i, _k], z[_i, _k], _h1, _h2, _h3, _h4, _h5, _h6, T)
         _r3 += _x0
         _r4 += _x1
-    _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17 = hessian_s5(gamma, _m0, _r0, T)
+    _h7, _h8, _h9, _h10, _h11 = hessian_s5(gamma, _m0, _r0, T)
     _E = np.empty((1, _nk), z.dtype)
     _A = np.empty((2, _nk), z.dtype)
     _B = np.empty((2, _nk), z.dtype)
     for _k in range(_nk):
-        _e_z_z, _a_z_0, _a_z_1, _b_z_0, _b_z_1 = hessian_s6(gamma, y[_i, _k], z[_i, _k], _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _r0, _r3, _r4, T)
+        _e_z_z, _a_z_0, _a_z_1, _b_z_0, _b_z_1 = hessian_s6(gamma, y[_i, _k], z[_i, _k], _h7, _h8, _h9, _h10, _h11, _r3, _r4, T)
         _E[0, _k] = _e_z_z
         _A[0, _k] = _a_z_0
         _B[0, _k] = _b_z_0
@@ -1610,19 +1565,19 @@ def _hessian_diag_idx_row(_i, _ti_arr, z, gamma, _sw, _scale, _ignore, _HD_z, _n
     _h0 = hessian_diag_s1(_m0, T)
     _r0 = T(0)
     for _k in range(_nk):
-        _x0 = hessian_diag_s2(z[_i, _k], _h0, T)
+        _x0, _x1 = hessian_diag_s2(z[_i, _k], _h0, T)
+        _HD_z[_i, _k] = _x1
         _r0 += _x0
-    _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9 = hessian_diag_s3(gamma, _m0, _r0, T)
+    _h1, _h2, _h3, _h4, _h5, _h6 = hessian_diag_s3(gamma, _m0, _r0, T)
     _r3 = T(0)
     _r4 = T(0)
     for _k in range(_nk):
-        _x0, _x1, _x2 = hessian_diag_s4(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, T)
-        _HD_z[_i, _k] = _x2
+        _x0, _x1 = hessian_diag_s4(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h1, _h2, _h3, _h4, _h5, _h6, T)
         _r3 += _x0
         _r4 += _x1
-    _h10, _h11, _h12, _h13, _h14, _h15, _h16 = hessian_diag_s5(gamma, _m0, _r0, T)
+    _h7, _h8, _h9, _h10, _h11 = hessian_diag_s5(gamma, _m0, _r0, T)
     for _k in range(_nk):
-        _h_z = hessian_diag_s6(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h10, _h11, _h12, _h13, _h14, _h15, _h16, _r0, _r3, _r4, _HD_z[_i, _k], T)
+        _h_z = hessian_diag_s6(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h7, _h8, _h9, _h10, _h11, _r3, _r4, _HD_z[_i, _k], T)
         _HD_z[_i, _k] = _s * _h_z
 
     return T(0)
@@ -1709,25 +1664,25 @@ def _hvp_idx_row(_i, _ti_arr, z, gamma, _v_z, _sw, _scale, _ignore, _HV_z, _nk, 
     _r0 = T(0)
     _r5 = T(0)
     for _k in range(_nk):
-        _x0, _x1 = hvp_s2(z[_i, _k], _h0, _v_z[_i, _k], T)
+        _x0, _x1, _x2 = hvp_s2(z[_i, _k], _h0, _v_z[_i, _k], T)
+        _HV_z[_i, _k] = _x2
         _r0 += _x0
         _r5 += _x1
-    _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9 = hvp_s3(gamma, _m0, _r0, T)
+    _h1, _h2, _h3, _h4, _h5, _h6 = hvp_s3(gamma, _m0, _r0, T)
     _r3 = T(0)
     _r4 = T(0)
     for _k in range(_nk):
-        _x0, _x1, _x2 = hvp_s4(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, T)
-        _HV_z[_i, _k] = _x2
+        _x0, _x1 = hvp_s4(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h1, _h2, _h3, _h4, _h5, _h6, T)
         _r3 += _x0
         _r4 += _x1
-    _h10, _h11, _h12, _h13, _h14, _h15, _h16 = hvp_s5(gamma, _m0, _r0, T)
+    _h7, _h8, _h9, _h10, _h11 = hvp_s5(gamma, _m0, _r0, T)
     _r6 = T(0)
     for _k in range(_nk):
-        _x0 = hvp_s6(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h10, _h11, _h12, _h13, _h14, _h15, _h16, _r0, _r4, _v_z[_i, _k], T)
+        _x0 = hvp_s6(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h7, _h8, _h9, _h10, _h11, _r4, _v_z[_i, _k], T)
         _r6 += _x0
-    _h17, _h18, _h19, _h20, _h21, _h22, _h23 = hvp_s7(gamma, _m0, _r0, T)
+    _h12, _h13, _h14, _h15, _h16 = hvp_s7(gamma, _m0, _r0, T)
     for _k in range(_nk):
-        _hv_z = hvp_s8(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h17, _h18, _h19, _h20, _h21, _h22, _h23, _r0, _r3, _r5, _r6, _HV_z[_i, _k], _v_z[_i, _k], T)
+        _hv_z = hvp_s8(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h12, _h13, _h14, _h15, _h16, _r3, _r5, _r6, _HV_z[_i, _k], _v_z[_i, _k], T)
         _HV_z[_i, _k] = _s * _hv_z
 
     return T(0)
@@ -1815,19 +1770,19 @@ def _hessian_idx_row(_i, _ti_arr, z, gamma, _sw, _scale, _ignore, _H, _nk, K, T)
     for _k in range(_nk):
         _x0 = hessian_s2(z[_i, _k], _h0, T)
         _r0 += _x0
-    _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9 = hessian_s3(gamma, _m0, _r0, T)
+    _h1, _h2, _h3, _h4, _h5, _h6 = hessian_s3(gamma, _m0, _r0, T)
     _r3 = T(0)
     _r4 = T(0)
     for _k in range(_nk):
-        _x0, _x1 = hessian_s4(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, T)
+        _x0, _x1 = hessian_s4(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h1, _h2, _h3, _h4, _h5, _h6, T)
         _r3 += _x0
         _r4 += _x1
-    _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17 = hessian_s5(gamma, _m0, _r0, T)
+    _h7, _h8, _h9, _h10, _h11 = hessian_s5(gamma, _m0, _r0, T)
     _E = np.empty((1, _nk), z.dtype)
     _A = np.empty((2, _nk), z.dtype)
     _B = np.empty((2, _nk), z.dtype)
     for _k in range(_nk):
-        _e_z_z, _a_z_0, _a_z_1, _b_z_0, _b_z_1 = hessian_s6(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _r0, _r3, _r4, T)
+        _e_z_z, _a_z_0, _a_z_1, _b_z_0, _b_z_1 = hessian_s6(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h7, _h8, _h9, _h10, _h11, _r3, _r4, T)
         _E[0, _k] = _e_z_z
         _A[0, _k] = _a_z_0
         _B[0, _k] = _b_z_0

@@ -118,6 +118,27 @@ def test_pow1p_writes_symbolic_powers_of_one_plus_u_with_log1p_and_keeps_fixed_o
     assert got == pytest.approx(want, rel=1e-13)
 
 
+def test_pow_quotient_keeps_a_power_whose_numerator_underflows():
+    """d/dyhat yhat**a comes out as a yhat**a / yhat: where yhat**a underflows (yhat = 1e-300,
+    a = 1.3) the quotient was 0 instead of 1.3e-90.  powdiv computes yhat**(a - 1) there, and
+    keeps the limits at yhat = 0 (0 for the gradient, +inf for the Hessian)."""
+    from symloss import Loss
+
+    d = derivation("yhat**a - y*yhat", params={"a": 1.3})
+    assert "pow_quotient" in d.rewrites
+    loss = Loss.from_expr("yhat**a - y*yhat", name="powdiv_test", params={"a": 1.3},
+                          inputs={"y": "target", "yhat": {"role": "prediction", "domain": "positive"}})
+    for dtype, xs, rtol in ((np.float64, [1e-300, 1e-200, 1e-30, 0.5, 3.0], 1e-13),
+                            (np.float32, [1e-35, 1e-30, 1e-20, 0.5, 3.0], 1e-5)):
+        yhat = np.array([*xs, 0.0], dtype)
+        g, h = loss.grad_hessian(np.zeros_like(yhat), yhat)
+        with mpmath.workdps(30):
+            x = [mpmath.mpf(float(v)) for v in yhat[:-1]]
+            np.testing.assert_allclose(g[:-1], [float(1.3 * v**0.3) for v in x], rtol=rtol)
+            np.testing.assert_allclose(h[:-1], [float(1.3 * 0.3 * v**-0.7) for v in x], rtol=rtol)
+        assert g[-1] == 0 and h[-1] == np.inf
+
+
 def test_collect_terms_merges_the_chain_rule_terms_without_expanding_the_residual():
     """d2/dr2 (1 + r^2/k)^(a/2) has (a-2) r^2 + r^2 in it; in floating point that is 0 or garbage
     for large r unless (a-1) r^2 is formed symbolically, and (yhat - y)^2 must stay one square."""

@@ -71,6 +71,17 @@ def logistic(u, k, T):
 
 
 @cuda.jit(device=True)
+def powdiv(x, b, g, k, T):
+    # x * b**g / b**k: b**(g - k) where b**g underflows (b = 0 included), 0 where x = 0
+    if x == T(0) and b == b and g == g:
+        return T(0)
+    p = b ** g
+    if abs(p) < T(1.1754943508222875e-38):
+        return x * b ** (g - k)
+    return x * p / b ** k
+
+
+@cuda.jit(device=True)
 def sigmoid(x, T):
     # 1/(1 + e^{-x}) = (1 or e^{-|x|}) / (1 + e^{-|x|}): one exp, no branch
     e = fexp(-abs(x), T)
@@ -94,14 +105,6 @@ def softplus(x, T):
 
 
 @cuda.jit(device=True)
-def xdivy(x, y, T):
-    # x / y, defined as 0 where x = 0 (the derivative of x log y at x = 0)
-    if x == T(0) and y == y:
-        return T(0)
-    return x / y
-
-
-@cuda.jit(device=True)
 def value_scalar(y, z, gamma, alpha, T):
     t0 = -z
     t1 = sigmoid(t0, T)
@@ -121,11 +124,11 @@ def grad_scalar(y, z, gamma, alpha, T):
     t4 = T(1) - alpha
     t5 = (t3**gamma)*t4
     t6 = -y
-    t7 = t1*y
-    t8 = T(1) - y
-    t9 = t3*t8 + t7
-    t10 = (t9**gamma)*(alpha*y + t4*t8)
-    d_z = (-gamma*t2*t3*softplus(t0, T) - t1*t2 if (y == T(1)) else (gamma*t1*t5*softplus(z, T) + t3*t5 if (y == T(0)) else t10*sigmoid_plus(z, t6, T) + xdivy(gamma*t10*(t1*t3*t8 - t3*t7)*logistic(z, t6, T), t9, T)))
+    t7 = T(1) - y
+    t8 = alpha*y + t4*t7
+    t9 = t1*y
+    t10 = t3*t7 + t9
+    d_z = (-gamma*t2*t3*softplus(t0, T) - t1*t2 if (y == T(1)) else (gamma*t1*t5*softplus(z, T) + t3*t5 if (y == T(0)) else (t10**gamma)*t8*sigmoid_plus(z, t6, T) + powdiv(gamma*t8*(t1*t3*t7 - t3*t9)*logistic(z, t6, T), t10, gamma, T(1), T)))
     return d_z
 
 
@@ -142,13 +145,14 @@ def value_and_grad_scalar(y, z, gamma, alpha, T):
     t8 = t7*softplus(z, T)
     t9 = (y == T(0))
     t10 = -y
-    t11 = t1*y
-    t12 = T(1) - y
-    t13 = t11 + t12*t6
-    t14 = (t13**gamma)*(alpha*y + t12*t5)
-    t15 = t14*logistic(z, t10, T)
-    loss = (t3 if t4 else (t8 if t9 else t15))
-    d_z = (-gamma*t3*t6 - t1*t2 if t4 else (gamma*t1*t8 + t6*t7 if t9 else t14*sigmoid_plus(z, t10, T) + xdivy(gamma*t15*(t1*t12*t6 - t11*t6), t13, T)))
+    t11 = logistic(z, t10, T)
+    t12 = t1*y
+    t13 = T(1) - y
+    t14 = t12 + t13*t6
+    t15 = alpha*y + t13*t5
+    t16 = (t14**gamma)*t15
+    loss = (t3 if t4 else (t8 if t9 else t11*t16))
+    d_z = (-gamma*t3*t6 - t1*t2 if t4 else (gamma*t1*t8 + t6*t7 if t9 else t16*sigmoid_plus(z, t10, T) + powdiv(gamma*t11*t15*(t1*t13*t6 - t12*t6), t14, gamma, T(1), T)))
     return loss, d_z
 
 
@@ -170,18 +174,17 @@ def hessian_scalar(y, z, gamma, alpha, T):
     t13 = gamma*t12
     t14 = softplus(z, T)
     t15 = (t1*t1)
-    t16 = t1*y
-    t17 = T(1) - y
-    t18 = t16 + t17*t2
-    t19 = (t18**gamma)*(alpha*y + t10*t17)
+    t16 = T(1) - y
+    t17 = alpha*y + t10*t16
+    t18 = t1*y
+    t19 = t16*t2 + t18
     t20 = -y
-    t21 = -t1*t17*t2 + t16*t2
-    t22 = -t21
-    t23 = gamma*t19
-    t24 = t22*t23
+    t21 = t1*t16*t2 - t18*t2
+    t22 = gamma*t17
+    t23 = t21*t22
+    t24 = t23*sigmoid_plus(z, t20, T)
     t25 = logistic(z, t20, T)
-    t26 = (t18*t18)
-    h_z_z = (t4*t7*t8*t9 + t5 - t6*t9 + T(2)*t6 if (y == T(1)) else (t11*t14*t15*t8 + t12 - t13*t14 + T(2)*t13 if (y == T(0)) else t19*t3 - t22*xdivy(t24*t25, t26, T) + T(2)*xdivy(t24*sigmoid_plus(z, t20, T), t18, T) + xdivy(t23*t25*(-t1*t17*t7 + t1*t7*y + t15*t17*t2 - t15*t2*y), t18, T) + xdivy(t19*(t21*t21)*t25*t8, t26, T)))
+    h_z_z = (t4*t7*t8*t9 + t5 - t6*t9 + T(2)*t6 if (y == T(1)) else (t11*t14*t15*t8 + t12 - t13*t14 + T(2)*t13 if (y == T(0)) else t17*(t19**gamma)*t3 + t21*powdiv(t23*t25*(gamma - T(1)), t19, gamma, T(2), T) + (t22*t25*(-t1*t16*t7 + t1*t7*y + t15*t16*t2 - t15*t2*y) + t24)*powdiv(T(1), t19, gamma, T(1), T) + powdiv(t24, t19, gamma, T(1), T)))
     return h_z_z
 
 
@@ -201,16 +204,16 @@ def grad_hessian_scalar(y, z, gamma, alpha, T):
     t11 = softplus(z, T)
     t12 = t11*t9
     t13 = (y == T(0))
-    t14 = -y
-    t15 = t1*y
-    t16 = T(1) - y
-    t17 = t15 + t16*t4
-    t18 = (t17**gamma)*(alpha*y + t16*t8)
-    t19 = t18*sigmoid_plus(z, t14, T)
-    t20 = -t1*t16*t4 + t15*t4
-    t21 = -t20
+    t14 = t1*y
+    t15 = T(1) - y
+    t16 = t14 + t15*t4
+    t17 = (t16**gamma)
+    t18 = alpha*y + t15*t8
+    t19 = -y
+    t20 = t18*sigmoid_plus(z, t19, T)
+    t21 = t1*t15*t4 - t14*t4
     t22 = gamma*t21
-    t23 = t18*logistic(z, t14, T)
+    t23 = t18*logistic(z, t19, T)
     t24 = t22*t23
     t25 = t3*t4
     t26 = gamma*t25
@@ -219,9 +222,9 @@ def grad_hessian_scalar(y, z, gamma, alpha, T):
     t29 = t1*t10
     t30 = gamma*t29
     t31 = (t1*t1)
-    t32 = (t17*t17)
-    d_z = (-gamma*t4*t6 - t3 if t7 else (gamma*t1*t12 + t10 if t13 else t19 + xdivy(t24, t17, T)))
-    h_z_z = (t25 - t26*t5 + T(2)*t26 + t27*t28*t6 if t7 else (-t11*t30 + t12*t28*t31 + t29 + T(2)*t30 if t13 else t1*t18*t4 - t21*xdivy(t24, t32, T) + T(2)*xdivy(t19*t22, t17, T) + xdivy(gamma*t23*(-t1*t16*t27 + t1*t27*y + t16*t31*t4 - t31*t4*y), t17, T) + xdivy((t20*t20)*t23*t28, t32, T)))
+    t32 = t20*t22
+    d_z = (-gamma*t4*t6 - t3 if t7 else (gamma*t1*t12 + t10 if t13 else t17*t20 + powdiv(t24, t16, gamma, T(1), T)))
+    h_z_z = (t25 - t26*t5 + T(2)*t26 + t27*t28*t6 if t7 else (-t11*t30 + t12*t28*t31 + t29 + T(2)*t30 if t13 else t1*t17*t18*t4 + t21*powdiv(t24*(gamma - T(1)), t16, gamma, T(2), T) + (gamma*t23*(-t1*t15*t27 + t1*t27*y + t15*t31*t4 - t31*t4*y) + t32)*powdiv(T(1), t16, gamma, T(1), T) + powdiv(t32, t16, gamma, T(1), T)))
     return d_z, h_z_z
 
 

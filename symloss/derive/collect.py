@@ -147,10 +147,14 @@ def collect_terms(data: frozenset, predictions: frozenset):
             if collected is None:
                 return None
             return collected + sp.Add(*(t for t in node.args if t not in group))
-        # x/y guarded at y = 0 is a plain quotient where y cannot be 0; grouped is an
+        # x/y guarded at y = 0 is a plain quotient where y cannot be 0 (and x b^g / b^k
+        # one where b cannot be; the collection merges the powers); grouped is an
         # inner collection, merged again here
         work = node.replace(lambda e: isinstance(e, P.xdivy) and e.args[1].is_positive,
-                            lambda e: e.args[0] / e.args[1]).replace(P.grouped, lambda e: e)
+                            lambda e: e.args[0] / e.args[1])
+        work = work.replace(lambda e: isinstance(e, P.powdiv) and e.args[1].is_positive,
+                            lambda e: e.args[0] * e.args[1] ** e.args[2] / e.args[1] ** e.args[3])
+        work = work.replace(P.grouped, lambda e: e)
         if not isinstance(work, sp.Add):
             return None
         options = [combine(work, f) for f in _common_powers(work.args, data)]

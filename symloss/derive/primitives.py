@@ -272,6 +272,63 @@ def xdivy(x, y, T):
         return 1 / y if argindex == 1 else -xdivy(x, y**2)
 
 
+class powdiv(Primitive):
+    """x b^g / b^k for an integer k > 0, as x b^(g - k) where b^g underflows
+    (b = 1e-300, g = 1.3: the quotient would be 0, not 1e-90) and 0 where x = 0
+    (the limit that focal loss's gradient needs at gamma = 0, where b^g / b is
+    1 / 0).  "Underflows" is below float32's smallest normal in both float
+    types: there b^g has lost bits in float32, and in float64 the exp-log route
+    of the vector helper is still exact to |(g - k) log b| ulp.
+    """
+
+    nargs = 4
+
+    def _latex(self, printer, exp=None) -> str:  # the power it is: x b^(g - k)
+        x, b, g, k = self.args
+        power = sp.Pow(b, g - k, evaluate=False)
+        tex = printer._print(power if x == 1 else sp.Mul(x, power, evaluate=False))
+        return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
+    helper = '''
+def powdiv(x, b, g, k, T):
+    # x * b**g / b**k: b**(g - k) where b**g underflows (b = 0 included), 0 where x = 0
+    if x == T(0) and b == b and g == g:
+        return T(0)
+    p = b ** g
+    if abs(p) < T(1.1754943508222875e-38):
+        return x * b ** (g - k)
+    return x * p / b ** k
+'''
+    # A second pow behind a branch keeps the loop scalar (pow cannot be speculated):
+    # b**(g - k) by exp and log instead, branch-free (NaN for b < 0 there, where
+    # b**g is real only for an integer g)
+    vector_helper = '''
+def powdiv(x, b, g, k, T):
+    # x * b**g / b**k: b**(g - k) where b**g underflows (b = 0 included), 0 where x = 0
+    p = b ** g
+    power = fexp(T(0) if g == k else (g - k) * flog(b, T), T)
+    r = x * power if abs(p) < T(1.1754943508222875e-38) else x * p / b ** k
+    return T(0) if (x == T(0) and b == b and g == g) else r
+'''
+
+    @classmethod
+    def naive(cls, x, b, g, k):
+        return x * b**g / b**k
+
+    @staticmethod
+    def mp(x, b, g, k):
+        return mpmath.mpf(0) if x == 0 and not mpmath.isnan(b) else x * b ** (g - k)
+
+    def fdiff(self, argindex=1):
+        x, b, g, k = self.args
+        if argindex == 1:
+            return powdiv(1, b, g, k)
+        if argindex == 2:
+            return powdiv(x * (g - k), b, g, k + 1)
+        if argindex == 3:
+            return powdiv(x, b, g, k) * sp.log(b)
+        return sp.S.Zero  # k is an integer constant
+
+
 class kinkmax(Primitive):
     """max(a, b) whose derivative at a tie is the minimum-norm subgradient.
 
@@ -613,7 +670,7 @@ class barron_dalpha(Primitive):
 
 ALL: tuple[type[Primitive], ...] = (
     log1p, expm1, Tanh, sech2, sigmoid, softplus, logcosh, xlogy, xlog1py, xdivy, kinkmax,
-    sqrt1pm1, xmlog1p, logistic, sigmoid_plus, powm1, grouped, barron_dalpha,
+    sqrt1pm1, xmlog1p, logistic, sigmoid_plus, powm1, grouped, barron_dalpha, powdiv,
 )
 BY_NAME: dict[str, type[Primitive]] = {p.__name__: p for p in ALL}
 

@@ -179,28 +179,41 @@ def _cancel_constant(data: frozenset):
 
 
 def _pow_quotient(node):
-    # x * b**g / b**k -> xdivy(x * b**g, b**k): the derivative of b**g comes out
-    # as g*b**g*b'/b, which is 0/0 where b underflows to 0 or where g = 0
-    # (focal loss at extreme logits, or with gamma = 0); the limit there is 0
+    # x * b**g / b**k -> powdiv(x, b, g, k): the derivative of b**g comes out as
+    # g*b**g*b'/b, which is 0/0 where b underflows to 0 or where g = 0 (focal loss
+    # at extreme logits, or with gamma = 0; the limit there is 0), and 0 instead of
+    # b**(g - 1) where b**g underflows but b does not (yhat**1.3 at yhat = 1e-300)
     if not isinstance(node, sp.Mul):
         return None
     factors = list(node.args)
 
+    def symbolic_power(g, base):
+        return isinstance(g, sp.Pow) and g.base == base and not g.exp.is_Number
+
     def has_power_of(term, base):
-        return any((isinstance(g, sp.Pow) and g.base == base and not g.exp.is_Number)
+        return any(symbolic_power(g, base)
+                   or (isinstance(g, P.powdiv) and g.args[1] == base)
                    or (isinstance(g, P.xdivy) and has_power_of(g.args[0], base))
                    for g in sp.Mul.make_args(term))
 
     for i, f in enumerate(factors):
         if isinstance(f, sp.Pow) and f.exp.is_Integer and f.exp < 0:
             rest = [h for k, h in enumerate(factors) if k != i]
+            k = -f.exp
+            # powdiv(x, b, g, j) * c / b**k -> powdiv(x * c, b, g, j + k)
+            for j, h in enumerate(rest):
+                if (isinstance(h, P.powdiv) and h.args[1] == f.base) or symbolic_power(h, f.base):
+                    c = sp.Mul(*[u for m, u in enumerate(rest) if m != j])
+                    if isinstance(h, P.powdiv):
+                        return P.powdiv(h.args[0] * c, f.base, h.args[2], h.args[3] + k)
+                    return P.powdiv(c, f.base, h.exp, k)
             quotients = [h for h in rest if isinstance(h, P.xdivy)]
             if quotients:  # xdivy(x, d) * c / b**k -> xdivy(x * c, d * b**k)
                 q = quotients[0]
                 c = sp.Mul(*[h for h in rest if h is not q])
-                return P.xdivy(q.args[0] * c, q.args[1] * f.base ** (-f.exp))
+                return P.xdivy(q.args[0] * c, q.args[1] * f.base**k)
             if has_power_of(sp.Mul(*rest), f.base):
-                return P.xdivy(sp.Mul(*rest), f.base ** (-f.exp))
+                return P.xdivy(sp.Mul(*rest), f.base**k)
             # (A + B) / b with b**g inside every term: divide term by term
             for j, g in enumerate(rest):
                 if isinstance(g, sp.Add) and all(has_power_of(t, f.base) for t in g.args):
@@ -240,6 +253,12 @@ def _pow1p(node):
         u = _one_plus(node.base)
         if u is not None:
             return sp.exp(node.exp * P.log1p(u))
+    # powdiv's own pow(1 + u, g) would lose the same; exp underflows no earlier than (1 + u)^(g - k)
+    if isinstance(node, P.powdiv) and node.args[2].free_symbols and not node.args[2].is_integer:
+        x, b, g, k = node.args
+        u = _one_plus(b)
+        if u is not None:
+            return x * sp.exp((g - k) * P.log1p(u))
     return None
 
 
@@ -276,7 +295,8 @@ def post_rules(data: frozenset = frozenset(), predictions: frozenset = frozenset
         Rule("sign_squared", "sign(u)^2 -> 1", _sign_squared),
         Rule("collect_terms", "A B^g + C B^(g-1) -> B^(g-1) (A B + C) with like powers of the data merged "
              "symbolically", collect_terms(data, predictions)),
-        Rule("pow_quotient", "x b^g / b -> xdivy(x b^g, b): 0, not 0/0, where b underflows or g = 0", _pow_quotient),
+        Rule("pow_quotient", "x b^g / b -> powdiv(x, b, g, 1) = x b^(g-1), also where b^g underflows; "
+             "0, not 0/0, where x = 0", _pow_quotient),
         Rule("expm1_shift", "k e^u + R -> (k + R) + k expm1(u), exact near u = 0", _expm1_shift),
     )
 
