@@ -209,10 +209,20 @@ def _ml_flog_f32(x, T):
 
 @numba.njit(**_SCALAR)
 def powdiv(x, b, g, k, T):
-    # x * b**g / b**k: b**(g - k) where b**g underflows (b = 0 included), 0 where x = 0
+    # x * b**g / b**k: x * b**(g - k) where b != 0; at b = 0, 0 where x * b**g is
+    tiny = T(1.1754943508222875e-38) if T(1e-50) == T(0) else T(2.2250738585072014e-308)
+    huge = T(1) / tiny
     p = b ** g
-    power = fexp(T(0) if g == k else (g - k) * flog(b, T), T)
-    r = x * power if abs(p) < T(1.1754943508222875e-38) else x * p / b ** k
+    bk = b ** k
+    n = x * p
+    normal = tiny <= abs(p) <= huge and tiny <= abs(bk) <= huge and tiny <= abs(n) <= huge
+    e = g - k
+    power = fexp(e * flog(abs(b), T), T)
+    odd = T(0.5) * e != np.floor(T(0.5) * e)
+    power = -power if (b < T(0) and odd) else power
+    power = power if (b >= T(0) or e == np.floor(e)) else T(math.nan)  # real only for an integer g
+    r = n / bk if normal else x * power
+    r = (T(0) if n == T(0) else n / bk) if b == T(0) else r
     return T(0) if (x == T(0) and b == b and g == g) else r
 
 @numba.njit(**_SCALAR)

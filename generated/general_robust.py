@@ -369,16 +369,20 @@ def barron_dalpha(rc, alpha, T):
     return T(0.25) * b * L * L * L * acc  # left to right: no early underflow
 
 @numba.njit(**_SCALAR)
-def powm1(u, a, T):
-    # (1 + u)**a - 1 without cancellation when a*log1p(u) is small
-    return fexpm1(a * flog1p(u, T), T)
+def boxcox1p(u, a, T):
+    # ((1 + u)**a - 1) / a; log1p(u) where t = a log1p(u) is 0 or subnormal (1e-50 is 0 only in float32)
+    L = flog1p(u, T)
+    t = a * L
+    tiny = T(1.1754943508222875e-38) if T(1e-50) == T(0) else T(2.2250738585072014e-308)
+    r = fexpm1(t, T) / a
+    return L if (a == T(0) or abs(t) < tiny) else r
 
 @numba.njit(**_SCALAR)
 def value_scalar(y, yhat, alpha, c, T):
     t0 = (((y - yhat)*(y - yhat))/c/c)
     t1 = (T(0.5))*t0
     t2 = abs(alpha - T(2))
-    loss = (t1 if (alpha == T(2)) else (flog1p(t1, T) if (alpha == T(0)) else t2*powm1(t0/t2, (T(0.5))*alpha, T)/alpha))
+    loss = (t1 if (alpha == T(2)) else (flog1p(t1, T) if (alpha == T(0)) else (T(0.5))*t2*boxcox1p(t0/t2, (T(0.5))*alpha, T)))
     return loss
 
 
@@ -403,7 +407,7 @@ def value_and_grad_scalar(y, yhat, alpha, c, T):
     t6 = t1/t5
     t7 = (T(0.5))*alpha
     t8 = (T(0.5))*t0*(-T(2)*y + T(2)*yhat)
-    loss = (t2 if t3 else (flog1p(t2, T) if t4 else t5*powm1(t6, t7, T)/alpha))
+    loss = (t2 if t3 else (flog1p(t2, T) if t4 else (T(0.5))*t5*boxcox1p(t6, t7, T)))
     d_yhat = (t8 if t3 else (t8/(t2 + T(1)) if t4 else t8*fexp((t7 - T(1))*flog1p(t6, T), T)))
     return loss, d_yhat
 

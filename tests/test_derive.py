@@ -120,8 +120,8 @@ def test_pow1p_writes_symbolic_powers_of_one_plus_u_with_log1p_and_keeps_fixed_o
 
 def test_pow_quotient_keeps_a_power_whose_numerator_underflows():
     """d/dyhat yhat**a comes out as a yhat**a / yhat: where yhat**a underflows (yhat = 1e-300,
-    a = 1.3) the quotient was 0 instead of 1.3e-90.  powdiv computes yhat**(a - 1) there, and
-    keeps the limits at yhat = 0 (0 for the gradient, +inf for the Hessian)."""
+    a = 1.3) the quotient was 0 instead of 1.3e-90.  powdiv computes yhat**(a - 1) there; at
+    yhat = 0 it keeps the quotient's convention, 0 where the numerator yhat**a is 0."""
     from symloss import Loss
 
     d = derivation("yhat**a - y*yhat", params={"a": 1.3})
@@ -136,7 +136,67 @@ def test_pow_quotient_keeps_a_power_whose_numerator_underflows():
             x = [mpmath.mpf(float(v)) for v in yhat[:-1]]
             np.testing.assert_allclose(g[:-1], [float(1.3 * v**0.3) for v in x], rtol=rtol)
             np.testing.assert_allclose(h[:-1], [float(1.3 * 0.3 * v**-0.7) for v in x], rtol=rtol)
-        assert g[-1] == 0 and h[-1] == np.inf
+        assert g[-1] == 0 and h[-1] == 0
+
+
+def _exponent(name, args):
+    """t of the e^t inside the primitive: its rounding costs |t| ulp, as for any pow."""
+    if name == "boxcox1p":
+        u, a = args
+        return a * np.log1p(u)
+    x, b, g, k = args
+    return (g - k) * np.log(abs(b)) if b else 0.0
+
+
+@pytest.mark.parametrize("name", ["boxcox1p", "powdiv"])
+def test_helpers_of_the_power_primitives_match_mpmath(name):
+    """Both sources (the plain one the GPU compiles, the CPU's branch-free one on the math
+    library) against 40-digit mpmath.  boxcox1p: where a log1p(u) is below the smallest normal,
+    at a = 0, at u = inf.  powdiv: where b^g, b^k or x b^g under- or overflow,
+    at b = 0, x = 0, b < 0 (real for an integer g only)."""
+    import itertools
+    import math
+
+    import numba
+
+    from symloss.derive import primitives as P
+    from symloss.mathlib import kernels
+
+    prim = getattr(P, name)
+    if name == "boxcox1p":
+        grid = itertools.product([1e-36, 1e-18, 1e-8, 0.3, -0.5, 7.0, 1e30, 0.0, np.inf],
+                                 [1e-8, -1e-8, 9e-4, -1.1e-3, 0.5, -3.0, 0.0, 5.0])
+    else:
+        grid = itertools.product([1.5, -2.0, 1e-300, 0.0],
+                                 [1e-300, 1e-170, 1e-36, 1e-8, 0.5, 3.0, 1e160, 0.0, -1e-100, -0.5],
+                                 [1.3, 0.5, 2.0, 3.0, 4.0, 3.7, -0.5, 0.0], [1.0, 2.0])
+    points = list(grid)
+    library = {n: getattr(kernels, n) for n in ("fexp", "fexpm1", "flog", "flog1p")}
+    for source in (prim.helper, prim.vector_helper):
+        scope = {"math": math, "np": np, **library}
+        exec(source, scope)
+        fn = numba.njit(error_model="numpy")(scope[name])  # as in the generated modules
+        for dtype, rtol in ((np.float64, 4e-16), (np.float32, 2e-7)):
+            fmax, tiny = float(np.finfo(dtype).max), float(np.finfo(dtype).tiny)
+            for args in points:
+                if any(np.isfinite(a) and a != 0 and not tiny <= abs(a) <= fmax for a in args):
+                    continue  # beyond float32's range
+                xs = [float(dtype(a)) for a in args]
+                got = float(fn(*(dtype(x) for x in xs), dtype))
+                with mpmath.workdps(40):
+                    want = prim.mp(*map(mpmath.mpf, xs))
+                    if name == "powdiv" and xs[1] != 0 and abs(mpmath.mpf(xs[1]) ** (xs[2] - xs[3])) > fmax:
+                        continue  # b^(g - k) alone beyond the float range: a tiny x does not bring it back
+                if isinstance(want, mpmath.mpc):  # b < 0 with g not an integer
+                    assert want.imag == 0 or np.isnan(got), (name, dtype, args, got)
+                    if want.imag != 0:
+                        continue
+                    want = want.real
+                if mpmath.isinf(want) or abs(want) > fmax:
+                    assert np.isinf(got) and (got > 0) == (want > 0), (name, dtype, args, got)
+                else:
+                    allowed = rtol * (1 + abs(_exponent(name, xs))) * abs(want) + tiny
+                    assert abs(got - want) <= allowed, (name, dtype, args, got, float(want))
 
 
 def test_collect_terms_merges_the_chain_rule_terms_without_expanding_the_residual():

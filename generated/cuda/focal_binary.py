@@ -72,13 +72,13 @@ def logistic(u, k, T):
 
 @cuda.jit(device=True)
 def powdiv(x, b, g, k, T):
-    # x * b**g / b**k: b**(g - k) where b**g underflows (b = 0 included), 0 where x = 0
+    # x * b**g / b**k: x * b**(g - k) where b != 0; at b = 0, 0 where x * b**g is
     if x == T(0) and b == b and g == g:
         return T(0)
-    p = b ** g
-    if abs(p) < T(1.1754943508222875e-38):
+    if b != T(0):
         return x * b ** (g - k)
-    return x * p / b ** k
+    n = x * b ** g
+    return T(0) if n == T(0) else n / b ** k
 
 
 @cuda.jit(device=True)

@@ -273,12 +273,11 @@ def xdivy(x, y, T):
 
 
 class powdiv(Primitive):
-    """x b^g / b^k for an integer k > 0, as x b^(g - k) where b^g underflows
-    (b = 1e-300, g = 1.3: the quotient would be 0, not 1e-90) and 0 where x = 0
-    (the limit that focal loss's gradient needs at gamma = 0, where b^g / b is
-    1 / 0).  "Underflows" is below float32's smallest normal in both float
-    types: there b^g has lost bits in float32, and in float64 the exp-log route
-    of the vector helper is still exact to |(g - k) log b| ulp.
+    """x b^g / b^k for an integer k > 0, as x b^(g - k) wherever b != 0, so that
+    no part under- or overflows on its own (b = 1e-300, g = 1.3: b^g is 0 and the
+    quotient would be 0, not 1e-90).  At b = 0 it is the quotient's own value,
+    0 where the numerator x b^g is 0 (focal loss at a logit whose probability
+    rounds to 1); 0 where x = 0 (focal loss at gamma = 0, where b^g / b is 1 / 0).
     """
 
     nargs = 4
@@ -288,25 +287,38 @@ class powdiv(Primitive):
         power = sp.Pow(b, g - k, evaluate=False)
         tex = printer._print(power if x == 1 else sp.Mul(x, power, evaluate=False))
         return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
+
     helper = '''
 def powdiv(x, b, g, k, T):
-    # x * b**g / b**k: b**(g - k) where b**g underflows (b = 0 included), 0 where x = 0
+    # x * b**g / b**k: x * b**(g - k) where b != 0; at b = 0, 0 where x * b**g is
     if x == T(0) and b == b and g == g:
         return T(0)
-    p = b ** g
-    if abs(p) < T(1.1754943508222875e-38):
+    if b != T(0):
         return x * b ** (g - k)
-    return x * p / b ** k
+    n = x * b ** g
+    return T(0) if n == T(0) else n / b ** k
 '''
-    # A second pow behind a branch keeps the loop scalar (pow cannot be speculated):
-    # b**(g - k) by exp and log instead, branch-free (NaN for b < 0 there, where
-    # b**g is real only for an integer g)
+    # A second pow behind a branch keeps the loop scalar (pow cannot be speculated), so
+    # the CPU keeps the quotient (one pow, as exact as pow) where its parts are normal
+    # floats and takes b**(g - k) by exp and log, branch-free, only where one is not
+    # (|(g - k) log b| ulp, as pow would be); the float type's own normal range
+    # (1e-50 rounds to 0 only in float32, a comparison LLVM folds)
     vector_helper = '''
 def powdiv(x, b, g, k, T):
-    # x * b**g / b**k: b**(g - k) where b**g underflows (b = 0 included), 0 where x = 0
+    # x * b**g / b**k: x * b**(g - k) where b != 0; at b = 0, 0 where x * b**g is
+    tiny = T(1.1754943508222875e-38) if T(1e-50) == T(0) else T(2.2250738585072014e-308)
+    huge = T(1) / tiny
     p = b ** g
-    power = fexp(T(0) if g == k else (g - k) * flog(b, T), T)
-    r = x * power if abs(p) < T(1.1754943508222875e-38) else x * p / b ** k
+    bk = b ** k
+    n = x * p
+    normal = tiny <= abs(p) <= huge and tiny <= abs(bk) <= huge and tiny <= abs(n) <= huge
+    e = g - k
+    power = fexp(e * flog(abs(b), T), T)
+    odd = T(0.5) * e != np.floor(T(0.5) * e)
+    power = -power if (b < T(0) and odd) else power
+    power = power if (b >= T(0) or e == np.floor(e)) else T(math.nan)  # real only for an integer g
+    r = n / bk if normal else x * power
+    r = (T(0) if n == T(0) else n / bk) if b == T(0) else r
     return T(0) if (x == T(0) and b == b and g == g) else r
 '''
 
@@ -316,7 +328,11 @@ def powdiv(x, b, g, k, T):
 
     @staticmethod
     def mp(x, b, g, k):
-        return mpmath.mpf(0) if x == 0 and not mpmath.isnan(b) else x * b ** (g - k)
+        if x == 0 and not mpmath.isnan(b) and not mpmath.isnan(g):
+            return mpmath.mpf(0)
+        if b == 0:  # x 0^g / 0: 0 where 0^g is, else infinite
+            return mpmath.mpf(0) if g > 0 else mpmath.sign(x) * mpmath.inf
+        return x * b ** (g - k)
 
     def fdiff(self, argindex=1):
         x, b, g, k = self.args
@@ -535,6 +551,52 @@ def powm1(u, a, T):
         return (1 + u) ** a * log1p(u)
 
 
+class boxcox1p(Primitive):
+    """((1 + u)^a - 1) / a, and log1p(u) at a = 0 (Box-Cox of 1 + u).
+
+    Dividing powm1 by a afterwards loses everything where t = a log1p(u) is
+    subnormal (float32 Barron at alpha = 1e-8, |r| = 1e-18): expm1(t) keeps
+    t's few bits.  There the result is log1p(u) (1 + t/2 + ...) = log1p(u) to
+    within t/2, below the smallest normal.
+    """
+
+    nargs = 2
+    latex_template = r"\frac{{\left(1 + {0}\right)^{{{1}}} - 1}}{{{1}}}"
+    helper = '''
+def boxcox1p(u, a, T):
+    # ((1 + u)**a - 1) / a; log1p(u) where t = a log1p(u) is 0 or subnormal (1e-50 is 0 only in float32)
+    L = math.log1p(u)
+    t = a * L
+    tiny = T(1.1754943508222875e-38) if T(1e-50) == T(0) else T(2.2250738585072014e-308)
+    if a == T(0) or abs(t) < tiny:
+        return L
+    return math.expm1(t) / a
+'''
+    vector_helper = '''
+def boxcox1p(u, a, T):
+    # ((1 + u)**a - 1) / a; log1p(u) where t = a log1p(u) is 0 or subnormal (1e-50 is 0 only in float32)
+    L = flog1p(u, T)
+    t = a * L
+    tiny = T(1.1754943508222875e-38) if T(1e-50) == T(0) else T(2.2250738585072014e-308)
+    r = fexpm1(t, T) / a
+    return L if (a == T(0) or abs(t) < tiny) else r
+'''
+
+    @classmethod
+    def naive(cls, u, a):
+        return ((1 + u) ** a - 1) / a
+
+    @staticmethod
+    def mp(u, a):
+        return mpmath.log1p(u) if a == 0 else mpmath.expm1(a * mpmath.log1p(u)) / a
+
+    def fdiff(self, argindex=1):
+        u, a = self.args
+        if argindex == 1:
+            return (1 + u) ** (a - 1)
+        return ((1 + u) ** a * log1p(u) - boxcox1p(u, a)) / a
+
+
 class grouped(Primitive):
     """Identity that keeps its sum together: (1 - y) + x must not become (x - y) + 1."""
 
@@ -670,7 +732,7 @@ class barron_dalpha(Primitive):
 
 ALL: tuple[type[Primitive], ...] = (
     log1p, expm1, Tanh, sech2, sigmoid, softplus, logcosh, xlogy, xlog1py, xdivy, kinkmax,
-    sqrt1pm1, xmlog1p, logistic, sigmoid_plus, powm1, grouped, barron_dalpha, powdiv,
+    sqrt1pm1, xmlog1p, logistic, sigmoid_plus, powm1, boxcox1p, grouped, barron_dalpha, powdiv,
 )
 BY_NAME: dict[str, type[Primitive]] = {p.__name__: p for p in ALL}
 

@@ -146,6 +146,22 @@ def _powm1(node):
     return P.powm1(_one_plus(power.base), power.exp) + rest + 1
 
 
+def _boxcox1p(node):
+    # powm1(u, p) * k / q with p / q a number -> (p / q) k boxcox1p(u, p): Barron's
+    # |alpha - 2| / alpha * powm1(u, alpha / 2), where powm1 underflows before the division
+    if not isinstance(node, sp.Mul):
+        return None
+    powers = [f for f in node.args if isinstance(f, P.powm1)]
+    if len(powers) != 1:
+        return None
+    u, p = powers[0].args
+    for f in node.args:
+        if isinstance(f, sp.Pow) and f.exp == -1 and (p / f.base).is_Number and p / f.base != 0:
+            rest = node / (powers[0] * f)
+            return (p / f.base) * rest * P.boxcox1p(u, p)
+    return None
+
+
 def _xmlog1p(node):
     term, rest = _split_add(node, lambda t: isinstance(t, sp.Mul) and t.args[0] == -1 and len(t.args) == 2
                             and isinstance(t.args[1], P.log1p))
@@ -204,6 +220,7 @@ def _pow_quotient(node):
             for j, h in enumerate(rest):
                 if (isinstance(h, P.powdiv) and h.args[1] == f.base) or symbolic_power(h, f.base):
                     c = sp.Mul(*[u for m, u in enumerate(rest) if m != j])
+                    c = _pow_quotient(c) or c  # a quotient of another base inside
                     if isinstance(h, P.powdiv):
                         return P.powdiv(h.args[0] * c, f.base, h.args[2], h.args[3] + k)
                     return P.powdiv(c, f.base, h.exp, k)
@@ -253,12 +270,12 @@ def _pow1p(node):
         u = _one_plus(node.base)
         if u is not None:
             return sp.exp(node.exp * P.log1p(u))
-    # powdiv's own pow(1 + u, g) would lose the same; exp underflows no earlier than (1 + u)^(g - k)
+    # powdiv's own pow(1 + u, g - k) would lose the same; at u = -1 powdiv keeps its convention
     if isinstance(node, P.powdiv) and node.args[2].free_symbols and not node.args[2].is_integer:
         x, b, g, k = node.args
         u = _one_plus(b)
         if u is not None:
-            return x * sp.exp((g - k) * P.log1p(u))
+            return sp.Piecewise((x * sp.exp((g - k) * P.log1p(u)), sp.Ne(u, -1)), (node, True))
     return None
 
 
@@ -282,6 +299,8 @@ RULES: tuple[Rule, ...] = (
     Rule("logistic", "softplus(u) + k*u -> one function whose terms never cancel (BCE with logits at y = 1)", _logistic),
     Rule("sqrt1pm1", "sqrt(1+u) - 1 -> u/(sqrt(1+u) + 1)", _sqrt1pm1),
     Rule("powm1", "(1+u)^a - 1 -> expm1(a*log1p(u))", _powm1),
+    Rule("boxcox1p", "((1+u)^a - 1)/a -> boxcox1p(u, a), log1p(u) at a = 0, no underflow before the division",
+         _boxcox1p),
     Rule("xmlog1p", "u - log(1+u) -> a series near 0, where the difference cancels", _xmlog1p),
 )
 def post_rules(data: frozenset = frozenset(), predictions: frozenset = frozenset()) -> tuple[Rule, ...]:
