@@ -162,6 +162,9 @@ CASES = [
     ("hessian", "none", False), ("hessian", "mean", True),
     ("grad_hessian", "none", False), ("grad_hessian", "sum", True),
 ]
+# d loss / d alpha of general_robust: barron_dalpha's constant tuples indexed in loops, never
+# compiled by numba-cuda on a GPU before
+PARAM_CASES = [("param_grad", "mean", False), ("param_grad", "sum", True), ("param_grad", "none", False)]
 
 
 @section("checks")
@@ -169,10 +172,15 @@ def checks(torch, n: int):
     """Device results against the CPU kernels; float32 allows 1e-5 (normwise), float64 1e-10."""
     rng = np.random.default_rng(0)
     out, worst, failures = {}, {}, []
+    # general_robust (boxcox1p, barron_dalpha) and focal_binary (powdiv): helpers added since run 4
+    helpers = [("general_robust", np.float32, CASES[7:8] + CASES[12:13] + PARAM_CASES),
+               ("general_robust", np.float64, CASES[7:8] + PARAM_CASES),
+               ("focal_binary", np.float32, CASES[7:8] + CASES[12:13])]
     plan = [("huber", np.float32, CASES), ("huber", np.float64, CASES),
-            ("bce_logits", np.float32, CASES[7:10]), ("gaussian_nll", np.float64, CASES[7:8] + CASES[12:])]
+            ("bce_logits", np.float32, CASES[7:10]), ("gaussian_nll", np.float64, CASES[7:8] + CASES[12:]),
+            *helpers]
     if QUICK:  # runs 1-4 passed the full plan; the kernels timed below
-        plan = [("huber", np.float32, CASES[7:8]), ("bce_logits", np.float32, CASES[7:10])]
+        plan = [("huber", np.float32, CASES[7:8]), ("bce_logits", np.float32, CASES[7:10]), *helpers]
     for name, dtype, cases in plan:
         loss = symloss.load(name)
         dev = C.device_loss(loss)
@@ -187,6 +195,8 @@ def checks(torch, n: int):
             want = getattr(loss, method)(*arrays, reduction=reduction, sample_weight=weights if weighted else None)
             got = getattr(dev, method)(*t_arrays, reduction=reduction,
                                        sample_weight=t_weights if weighted else None)
+            want = tuple(want.values()) if isinstance(want, dict) else want  # param_grad: {name: value}
+            got = tuple(got.values()) if isinstance(got, dict) else got
             want = want if isinstance(want, tuple) else (want,)
             got = got if isinstance(got, tuple) else (got,)
             flat_w = [w for item in want for w in (item if isinstance(item, tuple) else (item,))]
@@ -482,6 +492,8 @@ def rows(torch, reps: int, inner: int, compile_: bool):
         try:
             want = getattr(loss, method)(y, z, **kw)
             got = getattr(dev, method)(torch.from_numpy(y).cuda(), torch.from_numpy(z).cuda(), **kw)
+            want = tuple(want.values()) if isinstance(want, dict) else want  # param_grad: {name: value}
+            got = tuple(got.values()) if isinstance(got, dict) else got
             want = want if isinstance(want, tuple) else (want,)
             got = got if isinstance(got, tuple) else (got,)
             err = max(_close(g.cpu().numpy(), w, 0) for g, w in zip(got, want))
