@@ -137,6 +137,20 @@ def test_pow_quotient_keeps_a_power_whose_numerator_underflows():
             np.testing.assert_allclose(g[:-1], [float(1.3 * v**0.3) for v in x], rtol=rtol)
             np.testing.assert_allclose(h[:-1], [float(1.3 * 0.3 * v**-0.7) for v in x], rtol=rtol)
         assert g[-1] == 0 and h[-1] == 0
+    # collected first (one term, B^g over a ratio with 1/B): the same, through collect_terms
+    beta = Loss.from_expr("-yhat**a*(1 - yhat)**c", name="powdiv_collected", params={"a": 1.3, "c": 2.5},
+                          inputs={"y": "target", "yhat": {"role": "prediction", "domain": "unit"}})
+    assert "collect_terms" in beta.derivation.rewrites
+    yhat = np.array([1e-300, 1e-200, 0.5, 1 - 1e-8])
+    g, h = beta.grad_hessian(np.zeros_like(yhat), yhat)
+    with mpmath.workdps(30):
+        a, c = mpmath.mpf(1.3), mpmath.mpf(2.5)
+        x = [mpmath.mpf(float(v)) for v in yhat]
+        want_g = [-(a * v**(a - 1) * (1 - v)**c - c * v**a * (1 - v)**(c - 1)) for v in x]
+        want_h = [-(a * (a - 1) * v**(a - 2) * (1 - v)**c - 2 * a * c * v**(a - 1) * (1 - v)**(c - 1)
+                    + c * (c - 1) * v**a * (1 - v)**(c - 2)) for v in x]
+    np.testing.assert_allclose(g, [float(v) for v in want_g], rtol=1e-13)
+    np.testing.assert_allclose(h, [float(v) for v in want_h], rtol=1e-13)
 
 
 def _exponent(name, args):
