@@ -63,6 +63,21 @@ def test_subgradient_away_from_kinks():
     assert subs_eval(d.stable.grads[0], d, y=1.0, yhat=2.0) == 0.0
 
 
+def test_a_nan_inside_a_comparison_is_a_nan_derivative():
+    """Max(yhat^3, y^0.5) at y < 0 is NaN (y^0.5 leaves the reals); both comparisons of the NaN
+    are false, which once fell through to the tie's subgradient, a finite 0.  The default
+    branch is now NaN wherever a quantity its conditions compare is."""
+    from symloss import Loss
+
+    loss = Loss.from_expr("Max(yhat**3, y**0.5) + (yhat - y)**2", name="sqrt_target")
+    y, yhat = np.array([-1.0, 4.0, 1.0, 0.25]), np.array([0.5, 1.0, 1.0, 1.0])
+    v = loss.value(y, yhat, reduction="none")
+    g = loss.grad(y, yhat, reduction="none")
+    assert np.isnan(v[0]) and np.isnan(g[0])
+    # beside the NaN: below, at (the tie: min-norm 0 of {3, 0}) and above the kink
+    np.testing.assert_allclose(g[1:], [2 * (1.0 - 4.0), 0.0, 3.0 + 2 * 0.75])
+
+
 def test_sign_derivative_is_zero_not_a_delta():
     d = derivation("abs(yhat - y)")
     assert d.stable.hessian[(0, 0)] == 0
