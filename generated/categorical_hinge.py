@@ -81,7 +81,7 @@ def grad_s2(_r0, _r1, T):
     _t0 = _r0 - _r1
     _t1 = (_t0 > T(1))
     _t2 = (_t0 < T(1))
-    _t3 = (T(0) + T(0) * ((_r0 - _r1 - T(1)) - (_r0 - _r1 - T(1))))
+    _t3 = (T(0) + T(0) * (_r0 - _r0 + _r1 - _r1))
     _h0 = (T(0) if _t1 else (-T(1) if _t2 else _t3))
     _h1 = (T(0) if _t1 else (T(1) if _t2 else _t3))
     return _h0, _h1
@@ -110,7 +110,7 @@ def value_and_grad_s2(_r0, _r1, T):
     _t0 = _r0 - _r1
     _t1 = (_t0 > T(1))
     _t2 = (_t0 < T(1))
-    _t3 = (T(0) + T(0) * ((_r0 - _r1 - T(1)) - (_r0 - _r1 - T(1))))
+    _t3 = (T(0) + T(0) * (_r0 - _r0 + _r1 - _r1))
     _h0 = (T(0) if _t1 else (-T(1) if _t2 else _t3))
     _h1 = (T(0) if _t1 else (T(1) if _t2 else _t3))
     return _h0, _h1

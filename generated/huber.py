@@ -66,18 +66,16 @@ def value_and_grad_scalar(y, yhat, delta, T):
 
 @numba.njit(**_SCALAR)
 def hessian_scalar(y, yhat, delta, T):
-    t0 = abs(y - yhat)
-    h_yhat_yhat = (T(1) if (delta >= t0) else (T(0) + T(0) * ((delta - t0) - (delta - t0))))
+    h_yhat_yhat = (T(1) if (delta >= abs(y - yhat)) else (T(0) + T(0) * (y - y + yhat - yhat)))
     return h_yhat_yhat
 
 
 @numba.njit(**_SCALAR)
 def grad_hessian_scalar(y, yhat, delta, T):
     t0 = y - yhat
-    t1 = abs(t0)
-    t2 = (delta >= t1)
-    d_yhat = (-t0 if t2 else -delta*sign(t0, T))
-    h_yhat_yhat = (T(1) if t2 else (T(0) + T(0) * ((delta - t1) - (delta - t1))))
+    t1 = (delta >= abs(t0))
+    d_yhat = (-t0 if t1 else -delta*sign(t0, T))
+    h_yhat_yhat = (T(1) if t1 else (T(0) + T(0) * (y - y + yhat - yhat)))
     return d_yhat, h_yhat_yhat
 
 

@@ -48,37 +48,34 @@ def value_scalar(y, yhat, T):
 @numba.njit(**_SCALAR)
 def grad_scalar(y, yhat, T):
     t0 = y*yhat
-    t1 = t0 - T(1)
-    d_yhat = T(2)*(T(0) if (t0 > T(1)) else (-y if (t0 < T(1)) else (T(0) + T(0) * (t1 - t1))))*kinkmax(T(0), -t1, T)
+    d_yhat = T(2)*(T(0) if (t0 > T(1)) else (-y if (t0 < T(1)) else (T(0) + T(0) * (y - y + yhat - yhat))))*kinkmax(T(0), T(1) - t0, T)
     return d_yhat
 
 
 @numba.njit(**_SCALAR)
 def value_and_grad_scalar(y, yhat, T):
     t0 = y*yhat
-    t1 = t0 - T(1)
-    t2 = kinkmax(T(0), -t1, T)
-    loss = (t2*t2)
-    d_yhat = T(2)*t2*(T(0) if (t0 > T(1)) else (-y if (t0 < T(1)) else (T(0) + T(0) * (t1 - t1))))
+    t1 = kinkmax(T(0), T(1) - t0, T)
+    loss = (t1*t1)
+    d_yhat = T(2)*t1*(T(0) if (t0 > T(1)) else (-y if (t0 < T(1)) else (T(0) + T(0) * (y - y + yhat - yhat))))
     return loss, d_yhat
 
 
 @numba.njit(**_SCALAR)
 def hessian_scalar(y, yhat, T):
     t0 = y*yhat
-    h_yhat_yhat = T(2)*(T(0) if (t0 > T(1)) else ((y*y) if (t0 < T(1)) else (T(0) + T(0) * ((t0 - T(1)) - (t0 - T(1))))))
+    h_yhat_yhat = T(2)*(T(0) if (t0 > T(1)) else ((y*y) if (t0 < T(1)) else (T(0) + T(0) * (y - y + yhat - yhat))))
     return h_yhat_yhat
 
 
 @numba.njit(**_SCALAR)
 def grad_hessian_scalar(y, yhat, T):
     t0 = y*yhat
-    t1 = t0 - T(1)
-    t2 = (t0 > T(1))
-    t3 = (t0 < T(1))
-    t4 = (T(0) + T(0) * (t1 - t1))
-    d_yhat = T(2)*(T(0) if t2 else (-y if t3 else t4))*kinkmax(T(0), -t1, T)
-    h_yhat_yhat = T(2)*(T(0) if t2 else ((y*y) if t3 else t4))
+    t1 = (t0 > T(1))
+    t2 = (t0 < T(1))
+    t3 = (T(0) + T(0) * (y - y + yhat - yhat))
+    d_yhat = T(2)*(T(0) if t1 else (-y if t2 else t3))*kinkmax(T(0), T(1) - t0, T)
+    h_yhat_yhat = T(2)*(T(0) if t1 else ((y*y) if t2 else t3))
     return d_yhat, h_yhat_yhat
 
 

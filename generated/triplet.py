@@ -71,7 +71,7 @@ def grad_s1(margin, _r0, _r1, T):
     _t0 = -_r0 + _r1 + margin
     _t1 = (_t0 < T(0))
     _t2 = (_t0 > T(0))
-    _t3 = (T(0) + T(0) * (_t0 - _t0))
+    _t3 = (T(0) + T(0) * (_r0 - _r0 + _r1 - _r1))
     _h0 = (T(0) if _t1 else (-T(1) if _t2 else _t3))
     _h1 = (T(0) if _t1 else (T(1) if _t2 else _t3))
     return _h0, _h1
@@ -100,7 +100,7 @@ def value_and_grad_s1(margin, _r0, _r1, T):
     _t0 = -_r0 + _r1 + margin
     _t1 = (_t0 < T(0))
     _t2 = (_t0 > T(0))
-    _t3 = (T(0) + T(0) * (_t0 - _t0))
+    _t3 = (T(0) + T(0) * (_r0 - _r0 + _r1 - _r1))
     _h0 = (T(0) if _t1 else (-T(1) if _t2 else _t3))
     _h1 = (T(0) if _t1 else (T(1) if _t2 else _t3))
     return _h0, _h1
@@ -135,7 +135,7 @@ def hessian_diag_s1(margin, _r0, _r1, T):
     _t0 = -_r0 + _r1 + margin
     _t1 = (_t0 < T(0))
     _t2 = (_t0 > T(0))
-    _t3 = (T(0) + T(0) * (_t0 - _t0))
+    _t3 = (T(0) + T(0) * (_r0 - _r0 + _r1 - _r1))
     _t4 = T(2)*(T(0) if _t1 else (-T(1) if _t2 else _t3))
     _t5 = T(2)*(T(0) if _t1 else (T(1) if _t2 else _t3))
     _h0 = _t4 + _t5
@@ -164,7 +164,7 @@ def hvp_s1(margin, _r0, _r1, T):
     _t0 = -_r0 + _r1 + margin
     _t1 = (_t0 < T(0))
     _t2 = (_t0 > T(0))
-    _t3 = (T(0) + T(0) * (_t0 - _t0))
+    _t3 = (T(0) + T(0) * (_r0 - _r0 + _r1 - _r1))
     _t4 = (T(0) if _t1 else (-T(1) if _t2 else _t3))
     _t5 = (T(0) if _t1 else (T(1) if _t2 else _t3))
     _h0 = T(2)*_t4 + T(2)*_t5
@@ -197,7 +197,7 @@ def hessian_s1(margin, _r0, _r1, T):
     _t0 = -_r0 + _r1 + margin
     _t1 = (_t0 < T(0))
     _t2 = (_t0 > T(0))
-    _t3 = (T(0) + T(0) * (_t0 - _t0))
+    _t3 = (T(0) + T(0) * (_r0 - _r0 + _r1 - _r1))
     _t4 = T(2)*(T(0) if _t1 else (-T(1) if _t2 else _t3))
     _t5 = T(2)*(T(0) if _t1 else (T(1) if _t2 else _t3))
     _h0 = _t4 + _t5

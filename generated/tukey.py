@@ -35,16 +35,14 @@ def value_scalar(y, yhat, c, T):
     t0 = y - yhat
     t1 = (t0*t0)
     t2 = (c*c)
-    t3 = abs(t0)
-    loss = ((T(0.16666666666666666))*t1*(-T(3)*t1/t2 + T(3) + ((t0*t0*t0*t0)/c/c/c/c)) if (c >= t3) else ((T(0.16666666666666666))*t2 + T(0) * ((c - t3) - (c - t3))))
+    loss = ((T(0.16666666666666666))*t1*(-T(3)*t1/t2 + T(3) + ((t0*t0*t0*t0)/c/c/c/c)) if (c >= abs(t0)) else ((T(0.16666666666666666))*t2 + T(0) * (y - y + yhat - yhat)))
     return loss
 
 
 @numba.njit(**_SCALAR)
 def grad_scalar(y, yhat, c, T):
     t0 = y - yhat
-    t1 = abs(t0)
-    d_yhat = ((T(0.5))*((T(1) + ((-(t0*t0))/c/c))*(T(1) + ((-(t0*t0))/c/c)))*(-T(2)*y + T(2)*yhat) if (c >= t1) else (T(0) + T(0) * ((c - t1) - (c - t1))))
+    d_yhat = ((T(0.5))*((T(1) + ((-(t0*t0))/c/c))*(T(1) + ((-(t0*t0))/c/c)))*(-T(2)*y + T(2)*yhat) if (c >= abs(t0)) else (T(0) + T(0) * (y - y + yhat - yhat)))
     return d_yhat
 
 
@@ -54,11 +52,9 @@ def value_and_grad_scalar(y, yhat, c, T):
     t1 = (t0*t0)
     t2 = (c*c)
     t3 = t1/t2
-    t4 = abs(t0)
-    t5 = (c >= t4)
-    t6 = c - t4
-    loss = ((T(0.16666666666666666))*t1*(-T(3)*t3 + T(3) + ((t0*t0*t0*t0)/c/c/c/c)) if t5 else ((T(0.16666666666666666))*t2 + T(0) * (t6 - t6)))
-    d_yhat = ((T(0.5))*((T(1) - t3)*(T(1) - t3))*(-T(2)*y + T(2)*yhat) if t5 else (T(0) + T(0) * (t6 - t6)))
+    t4 = (c >= abs(t0))
+    loss = ((T(0.16666666666666666))*t1*(-T(3)*t3 + T(3) + ((t0*t0*t0*t0)/c/c/c/c)) if t4 else ((T(0.16666666666666666))*t2 + T(0) * (y - y + yhat - yhat)))
+    d_yhat = ((T(0.5))*((T(1) - t3)*(T(1) - t3))*(-T(2)*y + T(2)*yhat) if t4 else (T(0) + T(0) * (y - y + yhat - yhat)))
     return loss, d_yhat
 
 
@@ -67,8 +63,7 @@ def hessian_scalar(y, yhat, c, T):
     t0 = (c*c)
     t1 = y - yhat
     t2 = (t1*t1)
-    t3 = abs(t1)
-    h_yhat_yhat = ((((t0 - T(5)*t2)*(t0 - t2))/c/c/c/c) if (c >= t3) else (T(0) + T(0) * ((c - t3) - (c - t3))))
+    h_yhat_yhat = ((((t0 - T(5)*t2)*(t0 - t2))/c/c/c/c) if (c >= abs(t1)) else (T(0) + T(0) * (y - y + yhat - yhat)))
     return h_yhat_yhat
 
 
@@ -77,11 +72,10 @@ def grad_hessian_scalar(y, yhat, c, T):
     t0 = (c*c)
     t1 = y - yhat
     t2 = (t1*t1)
-    t3 = abs(t1)
-    t4 = (c >= t3)
-    t5 = (T(0) + T(0) * ((c - t3) - (c - t3)))
-    d_yhat = ((T(0.5))*((T(1) - t2/t0)*(T(1) - t2/t0))*(-T(2)*y + T(2)*yhat) if t4 else t5)
-    h_yhat_yhat = ((((t0 - T(5)*t2)*(t0 - t2))/c/c/c/c) if t4 else t5)
+    t3 = (c >= abs(t1))
+    t4 = (T(0) + T(0) * (y - y + yhat - yhat))
+    d_yhat = ((T(0.5))*((T(1) - t2/t0)*(T(1) - t2/t0))*(-T(2)*y + T(2)*yhat) if t3 else t4)
+    h_yhat_yhat = ((((t0 - T(5)*t2)*(t0 - t2))/c/c/c/c) if t3 else t4)
     return d_yhat, h_yhat_yhat
 
 

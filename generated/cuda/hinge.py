@@ -82,16 +82,15 @@ def value_scalar(y, yhat, T):
 @cuda.jit(device=True)
 def grad_scalar(y, yhat, T):
     t0 = y*yhat
-    d_yhat = (T(0) if (t0 > T(1)) else (-y if (t0 < T(1)) else (T(0) + T(0) * ((t0 - T(1)) - (t0 - T(1))))))
+    d_yhat = (T(0) if (t0 > T(1)) else (-y if (t0 < T(1)) else (T(0) + T(0) * (y - y + yhat - yhat))))
     return d_yhat
 
 
 @cuda.jit(device=True)
 def value_and_grad_scalar(y, yhat, T):
     t0 = y*yhat
-    t1 = t0 - T(1)
-    loss = kinkmax(T(0), -t1, T)
-    d_yhat = (T(0) if (t0 > T(1)) else (-y if (t0 < T(1)) else (T(0) + T(0) * (t1 - t1))))
+    loss = kinkmax(T(0), T(1) - t0, T)
+    d_yhat = (T(0) if (t0 > T(1)) else (-y if (t0 < T(1)) else (T(0) + T(0) * (y - y + yhat - yhat))))
     return loss, d_yhat
 
 
@@ -104,8 +103,9 @@ def hessian_scalar(y, yhat, T):
 @cuda.jit(device=True)
 def grad_hessian_scalar(y, yhat, T):
     t0 = y*yhat
-    d_yhat = (T(0) if (t0 > T(1)) else (-y if (t0 < T(1)) else (T(0) + T(0) * ((t0 - T(1)) - (t0 - T(1))))))
-    h_yhat_yhat = (T(0) + T(0) * (y - y + yhat - yhat))
+    t1 = (T(0) + T(0) * (y - y + yhat - yhat))
+    d_yhat = (T(0) if (t0 > T(1)) else (-y if (t0 < T(1)) else t1))
+    h_yhat_yhat = t1
     return d_yhat, h_yhat_yhat
 
 

@@ -97,8 +97,7 @@ def value_and_grad_scalar(y, yhat, beta, T):
 
 @cuda.jit(device=True)
 def hessian_scalar(y, yhat, beta, T):
-    t0 = abs(y - yhat)
-    h_yhat_yhat = ((T(1)/(beta)) if (beta > t0) else (T(0) + T(0) * ((beta - t0) - (beta - t0))))
+    h_yhat_yhat = ((T(1)/(beta)) if (beta > abs(y - yhat)) else (T(0) + T(0) * (y - y + yhat - yhat)))
     return h_yhat_yhat
 
 
@@ -106,10 +105,9 @@ def hessian_scalar(y, yhat, beta, T):
 def grad_hessian_scalar(y, yhat, beta, T):
     t0 = (T(1)/(beta))
     t1 = y - yhat
-    t2 = abs(t1)
-    t3 = (beta > t2)
-    d_yhat = ((T(0.5))*t0*(-T(2)*y + T(2)*yhat) if t3 else -sign(t1, T))
-    h_yhat_yhat = (t0 if t3 else (T(0) + T(0) * ((beta - t2) - (beta - t2))))
+    t2 = (beta > abs(t1))
+    d_yhat = ((T(0.5))*t0*(-T(2)*y + T(2)*yhat) if t2 else -sign(t1, T))
+    h_yhat_yhat = (t0 if t2 else (T(0) + T(0) * (y - y + yhat - yhat)))
     return d_yhat, h_yhat_yhat
 
 

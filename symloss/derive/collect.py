@@ -109,28 +109,6 @@ def _data_free(ratio: sp.Basic, data: frozenset) -> sp.Basic:
     return free(num) / free(den)
 
 
-def _power_over_itself(factor: sp.Basic, den: sp.Basic, data: frozenset):
-    """(B, g, k) where the denominator is c B^k (k a positive integer) for a factor B^g
-    with a symbolic g, else None."""
-    base, k = den.as_independent(*data, as_Add=False)[1].as_base_exp()
-    if not (k.is_Integer and k > 0 and base.free_symbols & data):
-        return None
-    for f in sp.Mul.make_args(factor):
-        b, g = f.as_base_exp()
-        if b == base and not g.is_Number:
-            return base, g, k
-    return None
-
-
-def _divides_by(expr: sp.Basic, base: sp.Basic) -> bool:
-    """Whether ``expr`` divides by a power of ``base`` outside a powdiv's own quotient."""
-    if isinstance(expr, P.powdiv):
-        return _divides_by(expr.args[0], base)
-    if isinstance(expr, sp.Pow) and expr.base == base and expr.exp.is_negative:
-        return True
-    return any(_divides_by(a, base) for a in expr.args)
-
-
 def collect_terms(data: frozenset, predictions: frozenset):
     """A B^g + C B^(g-1) -> B^(g-1) (A B + C) over one denominator, its numerator
     collected by powers of the data: the chain rule's (alpha-2)r^2 + r^2 becomes
@@ -162,16 +140,6 @@ def collect_terms(data: frozenset, predictions: frozenset):
     def apply(node):
         if not isinstance(node, sp.Add) or not data:
             return None
-        bases = {q.args[1] for q in node.atoms(P.powdiv)}
-        if bases:
-            # collected as the plain quotients they are, but kept only where each division
-            # by such a base is a powdiv again (its b = 0 convention) or the base is positive
-            plain = node.replace(lambda e: isinstance(e, P.powdiv),
-                                 lambda e: e.args[0] * e.args[1] ** e.args[2] / e.args[1] ** e.args[3])
-            out = apply(plain)
-            if out is None or any(not b.is_positive and _divides_by(out, b) for b in bases):
-                return None
-            return out
         # terms with a power of the same B collect among themselves; the others stay
         group = _terms_sharing_a_power(node.args, data)
         if group and len(group) < len(node.args):
@@ -179,10 +147,14 @@ def collect_terms(data: frozenset, predictions: frozenset):
             if collected is None:
                 return None
             return collected + sp.Add(*(t for t in node.args if t not in group))
-        # x/y guarded at y = 0 is a plain quotient where y cannot be 0; grouped is an
+        # x/y guarded at y = 0 is a plain quotient where y cannot be 0 (and x b^g / b^k
+        # one where b cannot be; the collection merges the powers); grouped is an
         # inner collection, merged again here
         work = node.replace(lambda e: isinstance(e, P.xdivy) and e.args[1].is_positive,
-                            lambda e: e.args[0] / e.args[1]).replace(P.grouped, lambda e: e)
+                            lambda e: e.args[0] / e.args[1])
+        work = work.replace(lambda e: isinstance(e, P.powdiv) and e.args[1].is_positive,
+                            lambda e: e.args[0] * e.args[1] ** e.args[2] / e.args[1] ** e.args[3])
+        work = work.replace(P.grouped, lambda e: e)
         if not isinstance(work, sp.Add):
             return None
         options = [combine(work, f) for f in _common_powers(work.args, data)]
@@ -190,14 +162,7 @@ def collect_terms(data: frozenset, predictions: frozenset):
         # ratio's parts nor B^g alone overflow or underflow where the result does not
         factor, ratio, merged, rest, back, dummies = min(options, key=lambda o: _degree_gap(o[1], o[5]))
         ratio = ratio.xreplace(back)
-        power = _power_over_itself(factor, sp.fraction(ratio)[1], data)
-        if power is not None:
-            # B^g N / B^k: B^g alone underflows first where B is small (yhat^1.3 (1 - yhat)^c at 1e-300)
-            base, g, k = power
-            num = ratio * base**k
-            free = _data_free(num, data)
-            out = P.powdiv(factor / base**g * free * P.grouped(num / free), base, g, k)
-        elif factor != 1 and sp.fraction(ratio)[1].free_symbols & data:
+        if factor != 1 and sp.fraction(ratio)[1].free_symbols & data:
             # constants (1/c^2) stay outside: inside they would multiply the numerator
             # before the division, where (alpha - 1) r^2 / c^2 overflows float32
             free = _data_free(ratio, data)

@@ -4,8 +4,7 @@ Every comparison with NaN is false, so a NaN input falls through to a
 Piecewise's default branch; if that branch is a constant (Tukey beyond c, a
 zero Hessian), the NaN would be silently lost.  ``keepnan(value, x, ...)``
 marks such a branch: it equals ``value`` but is printed as
-``value + 0*(x - x ...)``, which is NaN exactly when a compared quantity x is
-(an input, or an intermediate such as y**0.5 at y < 0).
+``value + 0*(x - x ...)``, which is NaN exactly when an input is.
 """
 from __future__ import annotations
 
@@ -26,12 +25,7 @@ def guard_branches(expr: sp.Basic, inputs: set[sp.Symbol]) -> sp.Basic:
         default = pw.args[-1].expr
         if default.free_symbols & inputs:
             return pw
-        # the compared quantities, not only the inputs in them: a comparison of an
-        # intermediate NaN (y**0.5 at y < 0 inside a max) falls through to the default too
-        compared = {r.lhs - r.rhs for p in pw.args[:-1] for r in p.cond.atoms(sp.core.relational.Relational)
-                    if r.free_symbols & inputs}
-        probes = sorted(compared, key=sp.default_sort_key) or sorted(
-            set().union(*(p.cond.free_symbols for p in pw.args[:-1])) & inputs, key=str)
+        probes = sorted(set().union(*(p.cond.free_symbols for p in pw.args[:-1])) & inputs, key=str)
         if not probes:
             return pw
         return sp.Piecewise(*pw.args[:-1], (keepnan(default, *probes), True))

@@ -148,8 +148,7 @@ class NumbaPrinter(PythonCodePrinter):
 
     def _print_keepnan(self, expr):
         value, *probes = expr.args
-        probe = " + ".join(f"{self._print(p)} - {self._print(p)}" if p.is_Atom
-                           else f"({self._print(p)}) - ({self._print(p)})" for p in probes)
+        probe = " + ".join(f"{self._print(p)} - {self._print(p)}" for p in probes)
         return f"({self._print(value)} + T(0) * ({probe}))"
 
     def _print_Relational(self, expr):
