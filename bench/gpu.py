@@ -167,6 +167,13 @@ CASES = [
 PARAM_CASES = [("param_grad", "mean", False), ("param_grad", "sum", True), ("param_grad", "none", False)]
 
 
+def _outputs(result) -> tuple:
+    """A method's result as a tuple of its outputs (param_grad's {name: value} by name order)."""
+    if isinstance(result, dict):
+        return tuple(result.values())
+    return result if isinstance(result, tuple) else (result,)
+
+
 @section("checks")
 def checks(torch, n: int):
     """Device results against the CPU kernels; float32 allows 1e-5 (normwise), float64 1e-10."""
@@ -195,10 +202,7 @@ def checks(torch, n: int):
             want = getattr(loss, method)(*arrays, reduction=reduction, sample_weight=weights if weighted else None)
             got = getattr(dev, method)(*t_arrays, reduction=reduction,
                                        sample_weight=t_weights if weighted else None)
-            want = tuple(want.values()) if isinstance(want, dict) else want  # param_grad: {name: value}
-            got = tuple(got.values()) if isinstance(got, dict) else got
-            want = want if isinstance(want, tuple) else (want,)
-            got = got if isinstance(got, tuple) else (got,)
+            want, got = _outputs(want), _outputs(got)
             flat_w = [w for item in want for w in (item if isinstance(item, tuple) else (item,))]
             flat_g = [g for item in got for g in (item if isinstance(item, tuple) else (item,))]
             for g, w in zip(flat_g, flat_w):
@@ -492,10 +496,7 @@ def rows(torch, reps: int, inner: int, compile_: bool):
         try:
             want = getattr(loss, method)(y, z, **kw)
             got = getattr(dev, method)(torch.from_numpy(y).cuda(), torch.from_numpy(z).cuda(), **kw)
-            want = tuple(want.values()) if isinstance(want, dict) else want  # param_grad: {name: value}
-            got = tuple(got.values()) if isinstance(got, dict) else got
-            want = want if isinstance(want, tuple) else (want,)
-            got = got if isinstance(got, tuple) else (got,)
+            want, got = _outputs(want), _outputs(got)
             err = max(_close(g.cpu().numpy(), w, 0) for g, w in zip(got, want))
         except Exception as exc:
             traceback.print_exc()

@@ -272,6 +272,11 @@ def xdivy(x, y, T):
         return 1 / y if argindex == 1 else -xdivy(x, y**2)
 
 
+# The smallest normal number of the helper's float type T, as source: 1e-50 rounds to
+# 0 only in float32, a comparison LLVM folds
+_TINY = "T(1.1754943508222875e-38) if T(1e-50) == T(0) else T(2.2250738585072014e-308)"
+
+
 class powdiv(Primitive):
     """x b^g / b^k for an integer k > 0, as x b^(g - k) wherever b != 0, so that
     no part under- or overflows on its own (b = 1e-300, g = 1.3: b^g is 0 and the
@@ -301,12 +306,11 @@ def powdiv(x, b, g, k, T):
     # A second pow behind a branch keeps the loop scalar (pow cannot be speculated), so
     # the CPU keeps the quotient (one pow, as exact as pow) where its parts are normal
     # floats and takes b**(g - k) by exp and log, branch-free, only where one is not
-    # (|(g - k) log b| ulp, as pow would be); the float type's own normal range
-    # (1e-50 rounds to 0 only in float32, a comparison LLVM folds)
-    vector_helper = '''
+    # (|(g - k) log b| ulp, as pow would be), "normal" in the float type's own range (_TINY)
+    vector_helper = f'''
 def powdiv(x, b, g, k, T):
     # x * b**g / b**k: x * b**(g - k) where b != 0; at b = 0, 0 where x * b**g is
-    tiny = T(1.1754943508222875e-38) if T(1e-50) == T(0) else T(2.2250738585072014e-308)
+    tiny = {_TINY}
     huge = T(1) / tiny
     p = b ** g
     bk = b ** k
@@ -562,22 +566,22 @@ class boxcox1p(Primitive):
 
     nargs = 2
     latex_template = r"\frac{{\left(1 + {0}\right)^{{{1}}} - 1}}{{{1}}}"
-    helper = '''
+    helper = f'''
 def boxcox1p(u, a, T):
     # ((1 + u)**a - 1) / a; log1p(u) where t = a log1p(u) is 0 or subnormal (1e-50 is 0 only in float32)
     L = math.log1p(u)
     t = a * L
-    tiny = T(1.1754943508222875e-38) if T(1e-50) == T(0) else T(2.2250738585072014e-308)
+    tiny = {_TINY}
     if a == T(0) or abs(t) < tiny:
         return L
     return math.expm1(t) / a
 '''
-    vector_helper = '''
+    vector_helper = f'''
 def boxcox1p(u, a, T):
     # ((1 + u)**a - 1) / a; log1p(u) where t = a log1p(u) is 0 or subnormal (1e-50 is 0 only in float32)
     L = flog1p(u, T)
     t = a * L
-    tiny = T(1.1754943508222875e-38) if T(1e-50) == T(0) else T(2.2250738585072014e-308)
+    tiny = {_TINY}
     r = fexpm1(t, T) / a
     return L if (a == T(0) or abs(t) < tiny) else r
 '''
