@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from . import catalog
@@ -14,11 +15,53 @@ def _progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _project():
+    from .project import load_project
+
+    return load_project()
+
+
+def _specs_dir(args) -> Path:
+    """--specs, else [tool.symloss] specs, else the built-in catalog."""
+    if getattr(args, "specs", None):
+        return Path(args.specs)
+    project = _project()
+    return project.specs if project.specs is not None else specs_dir()
+
+
+def _user_specs(args) -> Path | None:
+    folder = _specs_dir(args)
+    return None if catalog.is_builtin_dir(folder) else folder
+
+
+def _folder_specs(args) -> list[Path]:
+    paths = catalog.spec_paths(_specs_dir(args))
+    catalog.check_shadowing(paths, args.shadow)
+    return paths
+
+
+def _named_specs(args, items: list[str]) -> list[Path]:
+    """Spec paths for names or paths given on the command line; the whole folder if none."""
+    if not items:
+        return _folder_specs(args)
+    paths = [catalog.resolve(item, _user_specs(args)) for item in items]
+    catalog.check_shadowing(paths, args.shadow)
+    return paths
+
+
+def _took(start: float) -> str:
+    return f"in {time.perf_counter() - start:.1f} s"
+
+
 def cmd_generate(args) -> int:
     from .render.generate import generate
 
-    changed = generate(Path(args.specs), Path(args.out), _progress)
-    print(f"generated {args.out}: {len(changed)} file(s) changed")
+    start = time.perf_counter()
+    specs = _specs_dir(args)
+    catalog.check_shadowing(catalog.spec_paths(specs), args.shadow)
+    out = Path(args.out) if args.out else (_project().out or generated_dir())
+    changed = generate(specs, out, _progress)
+    print(f"generated {out}: {len(changed)} file(s) changed {_took(start)}")
     for rel in changed:
         print(f"  {rel}")
     return 0
@@ -27,7 +70,7 @@ def cmd_generate(args) -> int:
 def cmd_list(args) -> int:
     from .spec import load_spec
 
-    specs = [load_spec(path) for path in catalog.spec_paths(args.specs)]
+    specs = [load_spec(path) for path in _folder_specs(args)]
     width = max((len(s.name) for s in specs), default=0) + 2
     for spec in specs:
         params = ", ".join(f"{p.name}={p.default:g}" + (" (differentiable)" if p.differentiable else "")
@@ -44,7 +87,7 @@ def cmd_show(args) -> int:
     from .derive.rewrites import describe
     from .spec import load_spec
 
-    path = Path(args.name) if args.name.endswith(".toml") else catalog.spec_path(args.name)
+    (path,) = _named_specs(args, [args.name])
     spec = load_spec(path)
     if spec.kind == "row":  # one loss per row: derive/row.py describes it
         from .derive.row import describe as describe_row
@@ -84,8 +127,13 @@ def cmd_show(args) -> int:
 def cmd_docs(args) -> int:
     from .docs.render import write_docs
 
-    changed = write_docs(Path(args.out), progress=_progress)
-    print(f"docs {args.out}: {len(changed)} file(s) changed")
+    start = time.perf_counter()
+    paths = _folder_specs(args)
+    if args.with_catalog and _user_specs(args) is not None:
+        paths = catalog.spec_paths() + paths
+    out = Path(args.out) if args.out else (_project().docs or generated_dir() / "docs")
+    changed = write_docs(out, paths, progress=_progress)
+    print(f"docs {out}: {len(paths)} loss(es), {len(changed)} file(s) changed {_took(start)}")
     return 0
 
 
@@ -93,93 +141,98 @@ def cmd_check(args) -> int:
     from .check import check_loss
     from .runtime import load
 
-    names = args.names or catalog.names()
-    for name in names:  # unknown names fail before any work starts
-        catalog.spec_path(name)
+    start = time.perf_counter()
+    paths = _named_specs(args, args.names)  # unknown names fail before any work starts
     failures = 0
-    for k, name in enumerate(names, 1):
-        _progress(f"[{k}/{len(names)}] checking {name}")
-        for result in check_loss(load(name)):
+    for k, path in enumerate(paths, 1):
+        _progress(f"[{k}/{len(paths)}] checking {path.stem}")
+        loss = load(path.stem) if catalog.is_builtin_dir(path.parent) else load(path)
+        for result in check_loss(loss):
             if not result.ok or args.verbose:
                 print(result)
             failures += not result.ok
-    print(f"{len(names)} loss(es) checked, {failures} failure(s)")
+    print(f"{len(paths)} loss(es) checked, {failures} failure(s) {_took(start)}")
     return 1 if failures else 0
 
 
-_SPEC_TEMPLATE = """name = "{name}"
-title = "{title}"
+_SPEC_TEMPLATE = """name = {name}
+title = {title}
 kind = "elementwise"
 description = ""
 loss = {expr}
 
 [inputs]
-{inputs}
+y = "target"
+yhat = "prediction"
 """
 
 
 def cmd_new(args) -> int:
-    from .spec import load_spec
-    from .render.write import write_atomic
+    import tomllib
 
-    out = Path(args.specs) / f"{args.name}.toml"
+    from .render.write import write_atomic
+    from .spec import spec_from_table
+
+    folder = Path(args.specs) if args.specs else (_project().specs or Path("specs"))
+    out = folder / f"{args.name}.toml"
+    if not catalog.is_builtin_dir(folder):
+        catalog.check_shadowing([out], args.shadow)
     if out.exists() and not args.force:
         raise SymlossError(f"{out} already exists (use --force to overwrite)")
-    inputs = "\n".join(f'{n} = "{r}"' for n, r in (("y", "target"), ("yhat", "prediction")))
-    text = _SPEC_TEMPLATE.format(name=args.name, title=args.title or args.name, expr=_toml_str(args.expr), inputs=inputs)
-    tmp = out.with_name(f".{out.name}.check.toml")
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_text(text, encoding="utf-8")
-    try:  # validate before the real file appears
-        from .spec import spec_from_table
-        import tomllib
-
-        spec_from_table(tomllib.loads(text), source=str(out))
-    finally:
-        tmp.unlink(missing_ok=True)
+    text = _SPEC_TEMPLATE.format(name=_toml_str(args.name), title=_toml_str(args.title or args.name),
+                                 expr=_toml_str(args.expr))
+    spec_from_table(tomllib.loads(text), source=str(out))  # validate before the file appears
     write_atomic(out, text)
-    load_spec(out)
     print(f"wrote {out}; run `symloss generate` to build its kernels")
     return 0
 
 
 def _toml_str(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A TOML basic string holding ``text`` exactly (quotes, backslashes and control characters escaped)."""
+    escaped = "".join(
+        "\\" + ch if ch in '"\\' else f"\\u{ord(ch):04X}" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch
+        for ch in text
+    )
+    return f'"{escaped}"'
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="symloss", description="Symbolic loss derivation and code generation")
+    parser = argparse.ArgumentParser(
+        prog="symloss", description="Symbolic loss derivation and code generation",
+        epilog="Defaults come from [tool.symloss] (specs, out, docs) in the nearest pyproject.toml, "
+               "else the built-in catalog.")
     sub = parser.add_subparsers(dest="command", required=True)
+    specs_help = "spec folder (default: [tool.symloss] specs, else the built-in catalog)"
+    shadow_help = "let a spec of yours take a built-in loss's name"
 
-    p = sub.add_parser("generate", help="render kernel modules for every spec")
-    p.add_argument("--specs", default=str(specs_dir()), help="spec folder (default: the built-in catalog)")
-    p.add_argument("--out", default=str(generated_dir()), help="output folder (default: the built-in generated/)")
-    p.set_defaults(func=cmd_generate)
+    def command(name, func, help):
+        p = sub.add_parser(name, help=help)
+        p.add_argument("--specs", default=None, help=specs_help)
+        p.add_argument("--shadow", action="store_true", help=shadow_help)
+        p.set_defaults(func=func)
+        return p
 
-    p = sub.add_parser("list", help="list the losses in the catalog")
-    p.add_argument("--specs", default=str(specs_dir()))
-    p.set_defaults(func=cmd_list)
+    p = command("generate", cmd_generate, "render kernel modules for every spec")
+    p.add_argument("--out", default=None, help="output folder (default: [tool.symloss] out, else the built-in generated/)")
 
-    p = sub.add_parser("show", help="formulas, gradient, Hessian and rewrites of a loss")
-    p.add_argument("name", help="a built-in name or a path to a spec file")
-    p.set_defaults(func=cmd_show)
+    command("list", cmd_list, "list the losses of a spec folder")
 
-    p = sub.add_parser("docs", help="render formula docs, properties and plots for every spec")
-    p.add_argument("--out", default=str(generated_dir() / "docs"), help="output folder (default: generated/docs)")
-    p.set_defaults(func=cmd_docs)
+    p = command("show", cmd_show, "formulas, gradient, Hessian and rewrites of a loss")
+    p.add_argument("name", help="a loss name (your spec folder's, else built-in) or a spec file's path")
 
-    p = sub.add_parser("check", help="verify kernels against finite differences and mpmath")
-    p.add_argument("names", nargs="*", help="losses to check (default: all built-in)")
+    p = command("docs", cmd_docs, "render formula docs, properties and plots for every spec")
+    p.add_argument("--out", default=None, help="output folder (default: [tool.symloss] docs, else generated/docs)")
+    p.add_argument("--with-catalog", action="store_true", help="also render the built-in losses, for comparison")
+
+    p = command("check", cmd_check, "verify kernels against finite differences and mpmath")
+    p.add_argument("names", nargs="*", help="loss names or spec paths (default: every spec of the folder)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every check, not only failures")
-    p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("new", help="write a spec file for a new loss from one expression")
+    p = command("new", cmd_new, "write a spec file for a new loss from one expression")
     p.add_argument("name")
     p.add_argument("--expr", required=True, help='the loss in y (target) and yhat (prediction), e.g. "abs(yhat - y)**1.5"')
     p.add_argument("--title", default="")
-    p.add_argument("--specs", default=str(specs_dir()))
     p.add_argument("--force", action="store_true")
-    p.set_defaults(func=cmd_new)
     return parser
 
 
