@@ -1,0 +1,63 @@
+"""Backend registry: a backend name -> the function rendering a spec's module for it.
+
+Backends live in their own folders (``symloss/backends/<name>/``) with their
+printer, template model and primitive implementations.  ``require`` is the
+generate-time check that every primitive an expression uses has an
+implementation in a backend: a missing one is a loud error naming both,
+never fallback code.  (The Numba backends still live in ``symloss/render``;
+they move here later.)
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+
+import sympy as sp
+
+from ..derive.primitives import Primitive
+from ..errors import DerivationError
+
+# name -> (module path of the backend's render entry point, attribute, output folder, primitives table)
+_REGISTRY: dict[str, tuple[str, str, str, str]] = {
+    "torch": ("symloss.backends.torch.render", "render_spec", "torch", "symloss.backends.torch.primitives"),
+}
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def register(name: str, module: str, attribute: str, folder: str, primitives: str) -> None:
+    _REGISTRY[name] = (module, attribute, folder, primitives)
+
+
+def renderer(name: str) -> Callable:
+    """The backend's ``render_spec(spec) -> str``; importing it imports no framework."""
+    if name not in _REGISTRY:
+        raise DerivationError(f"unknown backend {name!r}; backends: {', '.join(names())}")
+    module, attribute, _, _ = _REGISTRY[name]
+    return getattr(importlib.import_module(module), attribute)
+
+
+def folder(name: str) -> str:
+    return _REGISTRY[name][2]
+
+
+def implemented(name: str) -> set[str]:
+    """Names of the primitives the backend implements."""
+    return set(importlib.import_module(_REGISTRY[name][3]).SOURCES)
+
+
+def primitives_in(exprs: Iterable[sp.Basic]) -> set[str]:
+    out: set[str] = set()
+    for e in exprs:
+        out |= {type(f).__name__ for f in sp.preorder_traversal(e) if isinstance(f, Primitive)}
+    return out
+
+
+def require(name: str, exprs: Iterable[sp.Basic], what: str = "") -> None:
+    """Raise naming the backend and the primitive if ``exprs`` use one it lacks."""
+    lacking = sorted(primitives_in(exprs) - implemented(name))
+    if lacking:
+        raise DerivationError(f"the {name} backend has no implementation of the primitive(s) "
+                              f"{', '.join(lacking)}{f' (needed by {what})' if what else ''}")

@@ -1,0 +1,169 @@
+"""The torch backend: print the IR with :class:`TorchPrinter` and fill templates/torch.
+
+Elementwise losses: the IR's value, grad, hessian (and param_grad) kernels
+become plain functions of tensors.  Row losses: each step of the row IR
+becomes a function of tensors, and the kernel body (built here, looped over
+by the template) evaluates it on (N, K) class tensors and (N, 1) row tensors,
+reducing over the last axis where the step is a max, sum or pick.  The
+autograd glue in the templates wires value -> grad -> hessian / hvp.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ...derive import Derivation
+from ...ir import build_ir
+from ...render.environment import environment
+from .printer import TorchPrinter
+
+TEMPLATE = "torch/module.py.j2"
+ROW_TEMPLATE = "torch/row_module.py.j2"
+ROW_KERNELS = ("value", "grad", "hvp")
+ELEMENTWISE_KERNELS = ("value", "grad", "hessian", "param_grad")
+
+
+@dataclass(frozen=True)
+class Function:
+    """One printed function: ``def name(args): body; return returns``."""
+
+    name: str
+    args: str
+    body: tuple[str, ...]
+    returns: str
+
+
+def _function(name, args, temporaries, outputs, printer, tuple_out=True) -> Function:
+    body = tuple(f"{a.name} = {printer.doprint(a.expr)}" for a in tuple(temporaries) + tuple(outputs))
+    names = [a.name for a in outputs]
+    returns = ", ".join(names) + ("," if tuple_out and len(names) == 1 else "")
+    return Function(name, args, body, returns)
+
+
+def _source(spec) -> str:
+    return spec.source if spec.source.startswith("<") else f"specs/{spec.name}.toml"
+
+
+def module_model(derivation: Derivation) -> dict:
+    spec = derivation.spec
+    ir = build_ir(derivation)
+    printer = TorchPrinter()
+    args = ", ".join(ir.inputs + ir.params)
+    functions = [
+        _function(k, args, ir.kernels[k].temporaries, ir.kernels[k].outputs, printer, tuple_out=k != "value")
+        for k in ELEMENTWISE_KERNELS if k in ir.kernels
+    ]
+    return {
+        "name": spec.name,
+        "title": spec.title,
+        "source": _source(spec),
+        "signature": ", ".join(ir.inputs + ir.params),
+        "formula": sp.sstr(spec.loss),
+        "inputs_tuple": repr(ir.inputs),
+        "predictions_tuple": repr(ir.predictions),
+        "params_dict": "{" + ", ".join(f"{p.name!r}: {p.default!r}" for p in spec.params) + "}",
+        "param_grads_tuple": repr(ir.param_grads),
+        "hessian_pairs": repr(ir.hessian_pairs),
+        "helpers": [printer.helpers[k].strip() for k in sorted(printer.helpers)],
+        "functions": functions,
+    }
+
+
+def render_module(derivation: Derivation) -> str:
+    return environment().get_template(TEMPLATE).render(m=module_model(derivation))
+
+
+# row losses -----------------------------------------------------------------------
+
+
+def _row_body(kernel, ir, sel_vars) -> list[str]:
+    """The lines of one row kernel: call each step's function, reduce over classes."""
+    lines = []
+    for st in kernel.steps:
+        call = f"{st.fn.name}({', '.join(st.fn.args)})"
+        n_out = len(st.fn.outputs)
+        locals_ = [f"_x{i}" for i in range(n_out)]
+        if st.kind in ("row", "out"):
+            lines.append(f"{', '.join(st.targets)}{',' if len(st.targets) == 1 else ''} = {call}")
+            continue
+        lines.append(f"{', '.join(locals_)}{',' if n_out == 1 else ''} = {call}")
+        if st.kind == "max":
+            for t, x, am in zip(st.targets, locals_, st.argmax):
+                lines.append(f"{x} = _full({x}, _like)")
+                lines.append(f"{t} = torch.amax({x}, -1, keepdim=True)")
+                if am:
+                    lines.append(f"{am} = torch.argmax({x}, -1, keepdim=True)")
+                    for sel in sel_vars.get(am, ()):
+                        lines.append(f"{sel} = (_classes == {am}).to(_like.dtype)")
+        elif st.kind == "sum":
+            for t, x in zip(st.targets, locals_):
+                lines.append(f"{t} = torch.sum(_full({x}, _like), -1, keepdim=True)")
+            if st.stash:
+                lines.append(f"_st = {locals_[-1]}")
+        elif st.kind == "pick":
+            (t,), (x,) = st.targets, locals_
+            lines.append(f"{t} = torch.gather(_full({x}, _like), -1, {st.at})")
+        else:
+            raise ValueError(f"unknown row step {st.kind!r}")
+    return lines
+
+
+def row_module_model(d) -> dict:
+    from ...ir.row import build_row_ir
+
+    spec = d.spec
+    ir = build_row_ir(d, ROW_KERNELS)
+    printer = TorchPrinter()
+    sel_vars: dict[str, list[str]] = {}
+    for sel, am in ir.sel.items():
+        sel_vars.setdefault(am, []).append(sel)
+    scalars = tuple(i.name for i in spec.inputs if i.shape == "scalar")
+    functions, kernels = [], []
+    for kname in ROW_KERNELS:
+        k = ir.kernels[kname]
+        for st in k.steps:
+            functions.append(_function(st.fn.name, ", ".join(st.fn.args), st.fn.temporaries, st.fn.outputs,
+                                       printer, tuple_out=True))
+        extra = tuple(f"_v_{p}" for p in ir.predictions) if kname == "hvp" else ()
+        outs = k.row_outputs if kname == "value" else k.class_outputs
+        kernels.append({
+            "name": kname,
+            "args": ", ".join(ir.inputs + ir.class_inputs + ir.params + extra),
+            "body": _row_body(k, ir, sel_vars),
+            "returns": ("_loss.squeeze(-1)" if kname == "value"
+                        else ", ".join(f"_full({o}, _like)" for o in outs) + ("," if len(outs) == 1 else "")),
+        })
+    return {
+        "name": spec.name,
+        "title": spec.title,
+        "source": _source(spec),
+        "formula": sp.sstr(spec.loss),
+        "inputs_tuple": repr(ir.inputs),
+        "scalar_inputs": repr(scalars),
+        "scalars": scalars,
+        "class_inputs": repr({i.name: i.default for i in spec.inputs if i.shape == "class"}),
+        "index_input": repr(ir.index_input),
+        "predictions_tuple": repr(ir.predictions),
+        "params_dict": "{" + ", ".join(f"{p.name!r}: {p.default!r}" for p in spec.params) + "}",
+        "mean_weight": repr(spec.row.mean_weight),
+        "signature": ", ".join(ir.inputs + ir.class_inputs + ir.params),
+        "size": ir.size,
+        "shape_of": ir.predictions[0],
+        "helpers": [printer.helpers[k].strip() for k in sorted(printer.helpers)],
+        "functions": functions,
+        "kernels": kernels,
+    }
+
+
+def render_row_module(d) -> str:
+    return environment().get_template(ROW_TEMPLATE).render(m=row_module_model(d))
+
+
+def render_spec(spec) -> str:
+    """The torch module source for one spec, elementwise or row."""
+    if spec.kind == "row":
+        from ...derive.row import RowDerivation
+
+        return render_row_module(RowDerivation(spec))
+    return render_module(Derivation(spec))

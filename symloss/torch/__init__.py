@@ -1,0 +1,69 @@
+"""symloss losses as PyTorch losses: ``symloss.torch.loss("huber", delta=1.0)``.
+
+Each loss runs a generated torch module (``generated/torch/<name>.py``, or one
+rendered on demand for spec files and expressions): the forward evaluates the
+stable formulas, the backward is the symbolic gradient in torch ops, and its
+backward the symbolic Hessian (elementwise: diagonal; row losses: the
+Hessian-vector product in O(K)).  It works on any device and dtype torch
+supports and traces under ``torch.compile``.  Conventions are torch's; see
+:mod:`symloss.torch.functional`.  Importing this module imports torch;
+``import symloss`` never does.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+from ..spec import spec_from_table
+from . import functional as _F
+from ._modules import module_for_spec, resolve
+from .module import Loss
+
+__all__ = ["Loss", "from_expr", "functional", "loss", "spec_loss"]
+
+
+def loss(name_or_spec_path, reduction: str = "mean", ignore_index: int = _F.IGNORE_INDEX, **params) -> Loss:
+    """An ``nn.Module`` for a catalog loss or a spec file: ``loss("focal_binary", gamma=2.0)``."""
+    spec, module = resolve(name_or_spec_path)
+    return Loss(spec, module, reduction=reduction, ignore_index=ignore_index, **params)
+
+
+def _expr_spec(expr, name, inputs, params, let, kind):
+    table = {
+        "name": name,
+        "kind": kind,
+        "inputs": inputs or {"y": "target", "yhat": "prediction"},
+        "params": params or {},
+        "let": let or {},
+        "loss": expr,
+    }
+    return spec_from_table(table, source="<expr>")
+
+
+def from_expr(expr: str, name: str = "custom", inputs: dict | None = None, params: dict | None = None,
+              let: dict | None = None, kind: str = "elementwise", reduction: str = "mean",
+              ignore_index: int = _F.IGNORE_INDEX, **values) -> Loss:
+    """An ``nn.Module`` from one expression (symbols ``y`` target, ``yhat`` prediction by default).
+
+    ``params`` declares parameters as in a spec (``{"delta": {"default": 1.0}}``);
+    ``values`` sets them for this module.
+    """
+    spec = _expr_spec(expr, name, inputs, params, let, kind)
+    return Loss(spec, module_for_spec(spec), reduction=reduction, ignore_index=ignore_index, **values)
+
+
+def functional(name_or_spec_path):
+    """The functional form, as in ``torch.nn.functional``:
+    ``functional("huber")(input, target, delta=1.0, reduction="mean", sample_weight=None)``."""
+    spec, module = resolve(name_or_spec_path)
+    return partial(_call, spec, module)
+
+
+def _call(spec, module, *args, reduction="mean", sample_weight=None, ignore_index=_F.IGNORE_INDEX, **kwargs):
+    param_names = {p.name for p in spec.params}
+    params = {k: kwargs.pop(k) for k in list(kwargs) if k in param_names}
+    return _F.call(spec, module, args, kwargs, params, reduction, sample_weight, ignore_index)
+
+
+def spec_loss(spec, reduction: str = "mean", **params) -> Loss:
+    """An ``nn.Module`` for a ``LossSpec`` object."""
+    return Loss(spec, module_for_spec(spec), reduction=reduction, **params)

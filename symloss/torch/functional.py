@@ -1,0 +1,219 @@
+"""Calling a generated torch module with torch's conventions.
+
+Arguments: the predictions first, then the targets, each in the spec's
+declared order (``mse(input, target)``, ``gaussian_nll(mu, var, y)``,
+``triplet(anchor, positive, negative)``), or by name.  Class inputs (a class
+``weight``) and parameters are keywords.  Row losses take the class dimension
+at dim 1, ``(N, C)`` or ``(N, C, d1, ...)``, like ``nn.CrossEntropyLoss``.
+
+Reductions: ``"none"`` gives the per-element (per-row) loss, weighted by
+``sample_weight`` if given; ``"sum"`` its sum; ``"mean"`` ``sum(w l) / sum(w)``
+(the plain mean without weights).  Row losses with class-index targets skip
+rows equal to ``ignore_index`` and, with a ``mean_weight`` class input
+(cross_entropy's ``weight``), divide the mean by the summed weight of each
+row's class, as torch does.  float16 and bfloat16 are computed in float32 and
+the result cast back.
+"""
+from __future__ import annotations
+
+from numbers import Real
+
+import torch
+
+from ..errors import InputError
+from ..spec import LossSpec
+
+REDUCTIONS = ("mean", "sum", "none")
+IGNORE_INDEX = -100
+_LOW = (torch.float16, torch.bfloat16)
+
+
+def argument_names(spec: LossSpec) -> tuple[str, ...]:
+    """Positional order in torch's convention: predictions, then targets (class inputs are keywords)."""
+    data = [i for i in spec.inputs if i.shape != "class"]
+    return tuple(i.name for i in data if i.role == "prediction") + tuple(i.name for i in data if i.role != "prediction")
+
+
+def bind(spec: LossSpec, args, kwargs) -> dict:
+    names = argument_names(spec)
+    if len(args) > len(names):
+        raise InputError(f"{spec.name}: takes {len(names)} tensors ({', '.join(names)}), got {len(args)}")
+    bound = dict(zip(names, args))
+    for k, v in kwargs.items():
+        if k in bound:
+            raise InputError(f"{spec.name}: argument '{k}' given twice")
+        bound[k] = v
+    missing = [n for n in names if n not in bound]
+    if missing:
+        raise InputError(f"{spec.name}: missing input(s) {', '.join(missing)} (call order: {', '.join(names)})")
+    return bound
+
+
+def _params(spec: LossSpec, given: dict, like: torch.Tensor) -> list[torch.Tensor]:
+    unknown = set(given) - {p.name for p in spec.params}
+    if unknown:
+        raise InputError(f"{spec.name}: unknown parameter(s) {', '.join(sorted(unknown))}; "
+                         f"parameters: {', '.join(p.name for p in spec.params) or 'none'}")
+    out = []
+    for p in spec.params:
+        v = given.get(p.name, p.default)
+        if isinstance(v, Real) and not isinstance(v, bool):
+            bad = p.violation(float(v))
+            if bad:
+                raise InputError(f"{spec.name}: parameter {p.name} {bad}")
+        if isinstance(v, torch.Tensor):
+            if v.numel() != 1:
+                raise InputError(f"{spec.name}: parameter {p.name} must be a scalar, got shape {tuple(v.shape)}")
+            if v.requires_grad and not p.differentiable:
+                raise InputError(f"{spec.name}: parameter {p.name} requires grad, but only "
+                                 f"{[q.name for q in spec.params if q.differentiable] or 'no'} parameters are differentiable")
+            out.append(v.reshape(()).to(dtype=like.dtype, device=like.device))
+        else:
+            out.append(torch.tensor(float(v), dtype=like.dtype, device=like.device))
+    return out
+
+
+def _compute_dtype(spec: LossSpec, preds: dict) -> tuple[torch.dtype, torch.dtype]:
+    dtypes = {n: t.dtype for n, t in preds.items()}
+    for n, t in preds.items():
+        if not isinstance(t, torch.Tensor):
+            raise InputError(f"{spec.name}: prediction '{n}' must be a torch.Tensor, got {type(t).__name__}")
+        if not t.dtype.is_floating_point:
+            raise InputError(f"{spec.name}: prediction '{n}' must be floating point, got {t.dtype}")
+    if len(set(dtypes.values())) > 1:
+        raise InputError(f"{spec.name}: predictions have different dtypes {dtypes}")
+    dtype = next(iter(dtypes.values()))
+    return (torch.float32 if dtype in _LOW else dtype), dtype
+
+
+def _check_common(spec: LossSpec, bound: dict, preds: list[str]):
+    device = bound[preds[0]].device
+    for n, t in bound.items():
+        if t is None:
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise InputError(f"{spec.name}: input '{n}' must be a torch.Tensor, got {type(t).__name__}")
+        if t.device != device:
+            raise InputError(f"{spec.name}: input '{n}' is on {t.device}, prediction '{preds[0]}' on {device}")
+        if n not in preds and t.requires_grad:
+            raise InputError(f"{spec.name}: target '{n}' requires grad, but symloss differentiates only the "
+                             f"predictions ({', '.join(preds)}); pass {n}.detach(), or declare it a prediction "
+                             f"in the spec")
+
+
+def _reduce(spec, losses, reduction, weights, denominator=None):
+    if reduction not in REDUCTIONS:
+        raise InputError(f"{spec.name}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if weights is not None:
+        losses = losses * weights
+    if reduction == "none":
+        return losses
+    total = losses.sum()
+    if reduction == "sum":
+        return total
+    if denominator is None:
+        denominator = weights.sum() if weights is not None else losses.numel()
+    return total / denominator
+
+
+def _weights(spec, sample_weight, shape, dtype, device):
+    if sample_weight is None:
+        return None
+    w = torch.as_tensor(sample_weight, device=device)
+    if w.requires_grad:
+        raise InputError(f"{spec.name}: sample_weight requires grad; weights are data")
+    try:
+        return torch.broadcast_to(w.to(dtype), shape)
+    except RuntimeError:
+        raise InputError(f"{spec.name}: sample_weight has shape {tuple(w.shape)}, expected {tuple(shape)}") from None
+
+
+def elementwise(spec, module, bound, params, reduction="mean", sample_weight=None):
+    preds = list(module.PREDICTIONS)
+    _check_common(spec, bound, preds)
+    dtype, out_dtype = _compute_dtype(spec, {p: bound[p] for p in preds})
+    data = {n: bound[n].to(dtype) for n in module.INPUTS}
+    try:
+        shape = torch.broadcast_shapes(*(t.shape for t in data.values()))
+    except RuntimeError:
+        shapes = ", ".join(f"{n} {tuple(t.shape)}" for n, t in data.items())
+        raise InputError(f"{spec.name}: input shapes do not match: {shapes}") from None
+    tensors = [t if t.shape == shape else torch.broadcast_to(t, shape) for t in data.values()]
+    losses = module.Value.apply(*tensors, *_params(spec, params, tensors[0]))
+    w = _weights(spec, sample_weight, shape, dtype, tensors[0].device)
+    return _reduce(spec, losses, reduction, w).to(out_dtype)
+
+
+def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignore_index=IGNORE_INDEX,
+        class_inputs=None):
+    preds = list(module.PREDICTIONS)
+    _check_common(spec, {**bound, **(class_inputs or {})}, preds)
+    dtype, out_dtype = _compute_dtype(spec, {p: bound[p] for p in preds})
+    first = bound[preds[0]]
+    unbatched = first.dim() == 1
+    if first.dim() < 1:
+        raise InputError(f"{spec.name}: prediction '{preds[0]}' must have a class dimension, got a scalar")
+    C = first.shape[0] if unbatched else first.shape[1]
+    full = (1, C) if unbatched else tuple(first.shape)
+    batch = (full[0], *full[2:])  # the shape of the per-row loss
+
+    def rows(n, t):  # (N, C, d...) -> (M, C)
+        t = t.unsqueeze(0) if unbatched else t
+        if tuple(t.shape) != full:
+            raise InputError(f"{spec.name}: input '{n}' has shape {tuple(t.shape)}, expected {full} "
+                             f"(like '{preds[0]}')")
+        return t.to(dtype).movedim(1, -1).reshape(-1, C)
+
+    data, live, index = [], None, None
+    scalars = set(module.SCALAR_INPUTS)
+    for n in module.INPUTS:
+        t = bound[n]
+        if n == module.INDEX_INPUT and not t.dtype.is_floating_point:  # class indices
+            t = t.unsqueeze(0) if unbatched else t
+            if tuple(t.shape) != batch:
+                raise InputError(f"{spec.name}: class indices '{n}' have shape {tuple(t.shape)}, expected {batch}")
+            index = t.reshape(-1).long()
+            live = index != ignore_index
+            safe = torch.where(live, index, 0)
+            if not torch.compiler.is_compiling() and bool(((safe < 0) | (safe >= C)).any()):
+                raise InputError(f"{spec.name}: class indices '{n}' outside [0, {C}) (ignore_index={ignore_index})")
+            data.append(torch.nn.functional.one_hot(safe, C).to(dtype))
+        elif n in scalars:
+            t = t.unsqueeze(0) if unbatched else t
+            if tuple(t.shape) != batch:
+                raise InputError(f"{spec.name}: input '{n}' has shape {tuple(t.shape)}, expected {batch}")
+            data.append(t.to(dtype).reshape(-1))
+        else:
+            data.append(rows(n, t))
+    classes = []
+    for n, default in module.CLASS_INPUTS.items():
+        c = (class_inputs or {}).get(n)
+        if c is None:
+            c = torch.full((C,), float(default), dtype=dtype, device=first.device)
+        elif tuple(c.shape) != (C,):
+            raise InputError(f"{spec.name}: '{n}' has shape {tuple(c.shape)}, expected ({C},), one per class")
+        classes.append(c.to(dtype))
+    losses = module.Value.apply(*data, *classes, *_params(spec, params, data[list(module.INPUTS).index(preds[0])]))
+    w = None if sample_weight is None else _weights(spec, sample_weight, batch, dtype, first.device).reshape(-1)
+    denominator = None
+    if live is not None:
+        losses = torch.where(live, losses, 0.0)
+        rw = live.to(dtype) if w is None else torch.where(live, w, 0.0)
+        if module.MEAN_WEIGHT is not None:
+            mw = classes[list(module.CLASS_INPUTS).index(module.MEAN_WEIGHT)]
+            rw = rw * mw[torch.where(live, index, 0)]
+        denominator = rw.sum()
+    out = _reduce(spec, losses, reduction, w, denominator)
+    if reduction == "none":
+        out = out.reshape(batch[1:] if unbatched else batch)
+    return out.to(out_dtype)
+
+
+def call(spec, module, args, kwargs, params, reduction="mean", sample_weight=None, ignore_index=IGNORE_INDEX):
+    """One loss evaluation in torch's conventions (see the module docstring)."""
+    class_names = {i.name for i in spec.inputs if i.shape == "class"}
+    class_inputs = {k: kwargs.pop(k) for k in list(kwargs) if k in class_names}
+    bound = bind(spec, args, kwargs)
+    if spec.kind == "row":
+        return row(spec, module, bound, params, reduction, sample_weight, ignore_index, class_inputs)
+    return elementwise(spec, module, bound, params, reduction, sample_weight)

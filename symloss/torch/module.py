@@ -1,0 +1,50 @@
+"""``nn.Module`` losses over generated torch modules."""
+from __future__ import annotations
+
+import torch
+
+from . import functional as F
+
+
+class Loss(torch.nn.Module):
+    """A symloss loss as an ``nn.Module``: ``forward(*predictions, *targets, sample_weight=None)``.
+
+    Parameters are constructor keywords; a tensor (an ``nn.Parameter`` for a
+    differentiable parameter such as general_robust's ``alpha``) is kept as
+    is, so its gradient flows.  Class inputs (cross_entropy's ``weight``) are
+    buffers.
+    """
+
+    def __init__(self, spec, module, reduction="mean", ignore_index=F.IGNORE_INDEX, **params):
+        super().__init__()
+        if reduction not in F.REDUCTIONS:
+            raise ValueError(f"{spec.name}: reduction must be one of {F.REDUCTIONS}, got {reduction!r}")
+        self.spec, self.kernels = spec, module
+        self.reduction, self.ignore_index = reduction, ignore_index
+        class_names = [i.name for i in spec.inputs if i.shape == "class"]
+        self._class_names = tuple(n for n in class_names)
+        for n in class_names:
+            value = params.pop(n, None)
+            self.register_buffer(n, None if value is None else torch.as_tensor(value))
+        F._params(spec, {k: v for k, v in params.items()}, torch.empty(0))  # validate now
+        self._param_names = tuple(params)
+        for k, v in params.items():
+            if isinstance(v, torch.nn.Parameter):
+                self.register_parameter(k, v)
+            else:
+                setattr(self, k, v)
+
+    @property
+    def params(self) -> dict:
+        return {k: getattr(self, k) for k in self._param_names}
+
+    def forward(self, *args, sample_weight=None, **kwargs):
+        for n in self._class_names:
+            if n not in kwargs and getattr(self, n) is not None:
+                kwargs[n] = getattr(self, n)
+        return F.call(self.spec, self.kernels, args, kwargs, self.params, self.reduction, sample_weight,
+                      self.ignore_index)
+
+    def extra_repr(self) -> str:
+        items = [f"reduction={self.reduction!r}"] + [f"{k}={v!r}" for k, v in self.params.items()]
+        return f"{self.spec.name}: " + ", ".join(items)
