@@ -1,0 +1,97 @@
+"""The objective every solver minimises, and its derivatives in the coefficients.
+
+    F(theta) = sum_i s_i loss_i(x_i theta) / sum_i s_i
+               + l2 / 2 * ||W_pen||_2^2 + l1 * ||W_pen||_1,     l1 = alpha * l1_ratio,
+                                                                 l2 = alpha * (1 - l1_ratio)
+
+theta is (p1, m): p feature rows plus an intercept row (unpenalised) when
+fitted, one column per model output.  The data term is a sum over row blocks
+of X^T g and X^T diag(h) X: one block in memory, one per chunk with Dask
+(each chunk reduced where it lives; only p1*m-sized results travel).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def block_terms(head, X, Y, sw, W, order: int, intercept: bool):
+    """Weighted loss sum (order 0), plus X^T G (1), plus the Hessian (2), for one block."""
+    if intercept:  # Dask chunks get their column of ones here, not stored twice
+        X = np.hstack([X, np.ones((X.shape[0], 1), dtype=X.dtype)])
+    Z = X @ W
+    if order == 0:
+        return {"value": head.value(Y, Z, sw)}
+    v, G = head.value_grad(Y, Z, sw)
+    out = {"value": v, "grad": X.T @ G}
+    if order >= 2:
+        _, H = head.grad_hess(Y, Z, sw)
+        p1, m = W.shape
+        big = np.zeros((p1, m, p1, m))
+        for j in range(m):
+            for k in range(j, m) if head.full_hessian else (j,):
+                d = H[:, j, k] if head.full_hessian else H[:, j]
+                B = X.T @ (d[:, None] * X)
+                big[:, j, :, k] = B
+                big[:, k, :, j] = B.T
+        out["hess"] = big.reshape(p1 * m, p1 * m)
+    return out
+
+
+class InMemoryData:
+    """numpy data: X with its intercept column added once."""
+
+    def __init__(self, X, Y, sw, intercept: bool):
+        self.X = np.hstack([X, np.ones((X.shape[0], 1))]) if intercept else np.asarray(X, dtype=float)
+        self.Y, self.sw = Y, sw
+        self.weight_sum = float(sw.sum())
+
+    def reduce(self, head, W, order):
+        return block_terms(head, self.X, self.Y, self.sw, W, order, False)
+
+
+class Objective:
+    """F, its gradient and the smooth part's Hessian, on flattened theta (p1 * m,)."""
+
+    def __init__(self, head, data, p1: int, m: int, alpha: float, l1_ratio: float, intercept: bool):
+        self.head, self.data = head, data
+        self.shape = (p1, m)
+        self.l1 = float(alpha * l1_ratio)
+        self.l2 = float(alpha * (1.0 - l1_ratio))
+        mask = np.ones(self.shape)
+        if intercept:
+            mask[-1] = 0.0
+        self.pen = mask.ravel()
+        self.n_evals = 0
+
+    def _data(self, theta, order):
+        self.n_evals += 1
+        r = self.data.reduce(self.head, theta.reshape(self.shape), order)
+        S = self.data.weight_sum
+        return {k: v / S for k, v in r.items()}
+
+    def l1_term(self, theta):
+        return self.l1 * float(np.abs(self.pen * theta).sum())
+
+    def smooth(self, theta, order=1):
+        """(f, grad, hess) of the smooth part: data + l2 penalty (grad/hess None below the order)."""
+        r = self._data(theta, order)
+        wp = self.pen * theta
+        f = r["value"] + 0.5 * self.l2 * float(wp @ wp)
+        g = r["grad"].ravel() + self.l2 * wp if order >= 1 else None
+        H = r["hess"] + np.diag(self.l2 * self.pen) if order >= 2 else None
+        return f, g, H
+
+    def total(self, theta):
+        return self.smooth(theta, 0)[0] + self.l1_term(theta)
+
+    def optimality(self, theta, g):
+        """Infinity norm of the minimum-norm subgradient of F (0 exactly at the optimum)."""
+        if self.l1 == 0.0:
+            return float(np.max(np.abs(g))) if g.size else 0.0
+        pen = self.pen > 0
+        v = g.copy()
+        nz = pen & (theta != 0)
+        v[nz] += self.l1 * np.sign(theta[nz])
+        z = pen & (theta == 0)
+        v[z] = np.maximum(np.abs(g[z]) - self.l1, 0.0)
+        return float(np.max(np.abs(v)))
