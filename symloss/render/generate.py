@@ -7,6 +7,7 @@ from pathlib import Path
 from ..catalog import spec_paths
 from ..derive import Derivation
 from ..spec import load_spec
+from ..backends.torch import render as torch_backend
 from . import cuda
 from .cpu import render_module
 from .write import write_tree
@@ -23,10 +24,13 @@ def render_catalog(specs_dir: Path, progress: Callable[[str], None] = lambda s: 
             from ..derive.row import RowDerivation
             from .cpu_row import render_row_module
 
-            files[f"{spec.name}.py"] = render_row_module(RowDerivation(spec))
+            row = RowDerivation(spec)
+            files[f"{spec.name}.py"] = render_row_module(row)
+            files[f"torch/{spec.name}.py"] = torch_backend.render_row_module(row)
             continue
         derivation = Derivation(spec)
         files[f"{derivation.spec.name}.py"] = render_module(derivation)
+        files[f"torch/{derivation.spec.name}.py"] = torch_backend.render_module(derivation)
         if cuda.supports(derivation.spec):
             files[f"cuda/{derivation.spec.name}.py"] = cuda.render_module(derivation)
     return files

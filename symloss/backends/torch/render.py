@@ -16,6 +16,7 @@ import sympy as sp
 from ...derive import Derivation
 from ...ir import build_ir
 from ...render.environment import environment
+from .. import require
 from .printer import TorchPrinter
 
 TEMPLATE = "torch/module.py.j2"
@@ -48,6 +49,7 @@ def _source(spec) -> str:
 def module_model(derivation: Derivation) -> dict:
     spec = derivation.spec
     ir = build_ir(derivation)
+    require("torch", [a.expr for k in ir.kernels.values() for a in k.temporaries + k.outputs], spec.name)
     printer = TorchPrinter()
     args = ", ".join(ir.inputs + ir.params)
     functions = [
@@ -114,6 +116,8 @@ def row_module_model(d) -> dict:
 
     spec = d.spec
     ir = build_row_ir(d, ROW_KERNELS)
+    require("torch", [a.expr for k in ir.kernels.values() for st in k.steps
+                      for a in st.fn.temporaries + st.fn.outputs], spec.name)
     printer = TorchPrinter()
     sel_vars: dict[str, list[str]] = {}
     for sel, am in ir.sel.items():
