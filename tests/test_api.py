@@ -58,7 +58,7 @@ def test_parameters_and_defaults():
         (lambda L: L.value(Y, YHAT, delta="big"), "must be a number"),
         (lambda L: L.value(Y, YHAT, reduction="avg"), "reduction must be one of"),
         (lambda L: L.value(Y, YHAT, sample_weight=np.ones(3)), "sample_weight has shape"),
-        (lambda L: L.value(Y, YHAT.astype(np.float16)), "predictions must be float32 or float64"),
+        (lambda L: L.value(Y, YHAT.astype(np.longdouble)), "predictions must be float32 or float64"),
         (lambda L: L.value(Y.astype(str), YHAT), "must be numeric"),
     ],
 )

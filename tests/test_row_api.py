@@ -120,7 +120,7 @@ def test_empty_input():
         (lambda L: L.value(T, Z, label_smoothing=1.5), "must be <= 1"),
         (lambda L: L.value(T, Z, reduction="avg"), "reduction must be one of"),
         (lambda L: L.value(T, Z, sample_weight=np.ones((5, 4))), "one per row"),
-        (lambda L: L.value(T, Z.astype(np.float16)), "float32 or float64"),
+        (lambda L: L.value(T, Z.astype(np.longdouble)), "float32 or float64"),
         (lambda L: L.value(T, np.float64(1.0)), "class axis"),
         (lambda L: L.hvp(T, Z, v=np.ones(3)), "v must be numeric of shape"),
         (lambda L: L.hessian(np.zeros(3000, int), np.zeros((3000, 200))), "too large"),

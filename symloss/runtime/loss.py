@@ -26,6 +26,19 @@ class Loss:
     keywords.  ``reduction`` is "mean" (default), "sum" or "none";
     ``sample_weight`` weighs elements (weighted mean = sum(w*l) / sum(w)).
     Gradients are derivatives of the reduced loss, as autograd gives them.
+
+    Arrays: anything ``numpy.asarray`` makes real numbers of (lists, scalars,
+    0-d arrays, any strides, read-only); complex, object and string dtypes are
+    an ``InputError``.  Targets and ``sample_weight`` broadcast to the
+    predictions' shape, never the reverse, so results (and every gradient)
+    have the predictions' shape: a (n, 1) target against (n,) predictions is
+    an error, not an (n, n) loss.  Several predictions share one shape.  The
+    predictions' dtype decides the arithmetic: float32/float64 as given,
+    integers and booleans in float64, float16 in float32 with float16
+    results.  Empty arrays: the mean is NaN (no warning), the sum 0, the
+    gradient empty.  ``out`` must be a writeable C-contiguous array of the
+    result's shape and dtype; it may be an input itself (``out=yhat``) but
+    must not otherwise overlap the inputs.
     """
 
     def __init__(self, spec: LossSpec, module: ModuleType):
@@ -85,83 +98,88 @@ class Loss:
         return dict(self.derivation.latex)
 
     # plumbing ---------------------------------------------------------------------
-    def _setup(self, arrays, reduction, sample_weight, params):
+    def _setup(self, arrays, reduction, sample_weight, params) -> "_Call":
         A.check_reduction(reduction)
-        flat, shape, dtype = A.prepare_inputs(self.spec, arrays)
-        w = A.prepare_weights(sample_weight, shape, dtype)
+        flat, shape, dtype, rdtype = A.prepare_inputs(self.spec, arrays)
+        w = A.prepare_weights(sample_weight, shape, dtype, self.name)
         pvals = A.prepare_params(self.spec, params, dtype)
         n = flat[0].size
         if reduction == "mean":
             denom = float(w.sum(dtype=np.float64)) if w is not None else float(n)
-            scale = 1.0 / denom if denom != 0 else np.nan
+            scale = 1.0 / denom if denom != 0 else np.nan  # the mean of nothing is NaN, without a warning
         else:
             scale = 1.0
-        return flat, shape, dtype, w, pvals, scale
+        return _Call(flat, shape, dtype, rdtype, w, pvals, scale, reduction)
 
     def _kernel(self, name: str, n: int):
         return getattr(self.module, name + ("_parallel" if n >= PARALLEL_THRESHOLD else ""))
 
-    def _grad_buffers(self, out, shape, dtype):
+    def _grad_buffers(self, c: "_Call", out, what: str) -> list[A.Output]:
         if len(self.predictions) == 1:
             outs = (out,)
         else:
             outs = (None,) * len(self.predictions) if out is None else tuple(out)
             if len(outs) != len(self.predictions):
                 raise InputError(f"{self.name}: out must be a tuple of {len(self.predictions)} arrays")
-        pairs = [A.output_buffer(o, shape, dtype, f"{self.name}.grad") for o in outs]
-        result = pairs[0][0] if len(pairs) == 1 else tuple(p[0] for p in pairs)
-        return result, [p[1] for p in pairs]
+        bufs = [A.Output(o, c.shape, c.dtype, c.rdtype, f"{self.name}.{what}", c.inputs) for o in outs]
+        A.disjoint(bufs, f"{self.name}.{what}")
+        return bufs
 
-    def _hess_buffers(self, out, shape, dtype):
+    @staticmethod
+    def _results(bufs: list[A.Output]):
+        results = tuple(b.finish() for b in bufs)
+        return results[0] if len(results) == 1 else results
+
+    def _hess_buffer(self, c: "_Call", out) -> tuple[A.Output, list[np.ndarray]]:
         k = len(self.predictions)
-        full_shape = shape if k == 1 else (k, k) + shape
-        arr, _ = A.output_buffer(out, full_shape, dtype, f"{self.name}.hessian")
+        full_shape = c.shape if k == 1 else (k, k) + c.shape
+        buf = A.Output(out, full_shape, c.dtype, c.rdtype, f"{self.name}.hessian", c.inputs)
         if k == 1:
-            return arr, [arr.reshape(-1)]
-        views = [arr[i, j].reshape(-1) for i, j in self.module.HESSIAN_PAIRS]
-        return arr, views
+            return buf, [buf.flat]
+        grid = buf.flat.reshape(k, k, -1)
+        return buf, [grid[i, j] for i, j in self.module.HESSIAN_PAIRS]
 
-    @staticmethod
-    def _symmetrize(arr: np.ndarray, pairs) -> None:
-        for i, j in pairs:
-            if i != j:
-                arr[j, i] = arr[i, j]
-
-    @staticmethod
-    def _reduced(total: float, dtype, reduction: str, scale: float):
-        return dtype.type(total * scale if reduction == "mean" else total)
+    def _finish_hessian(self, buf: A.Output) -> np.ndarray:
+        k = len(self.predictions)
+        if k > 1:  # the kernels fill the upper triangle
+            grid = buf.flat.reshape(k, k, -1)
+            for i, j in self.module.HESSIAN_PAIRS:
+                if i != j:
+                    grid[j, i] = grid[i, j]
+        return buf.finish()
 
     # the API ------------------------------------------------------------------------
     @_cuda.dispatch  # device arrays (torch CUDA, CuPy, numba) run the CUDA kernels
     def value(self, *arrays, reduction="mean", sample_weight=None, out=None, **params):
-        flat, shape, dtype, w, pvals, scale = self._setup(arrays, reduction, sample_weight, params)
-        T = dtype.type
+        c = self._setup(arrays, reduction, sample_weight, params)
+        T = c.dtype.type
         if reduction == "none":
-            arr, view = A.output_buffer(out, shape, dtype, f"{self.name}.value")
-            self._kernel("value", view.size)(*flat, *pvals, w, view, T)
-            return arr
-        total = self._kernel("value", flat[0].size)(*flat, *pvals, w, None, T)
-        return self._reduced(total, dtype, reduction, scale)
+            buf = A.Output(out, c.shape, c.dtype, c.rdtype, f"{self.name}.value", c.inputs)
+            self._kernel("value", c.n)(*c.flat, *c.pvals, c.w, buf.flat, T)
+            return buf.finish()
+        return c.reduced(self._kernel("value", c.n)(*c.flat, *c.pvals, c.w, None, T))
 
     @_cuda.dispatch
     def grad(self, *arrays, reduction="mean", sample_weight=None, out=None, **params):
-        flat, shape, dtype, w, pvals, scale = self._setup(arrays, reduction, sample_weight, params)
-        result, views = self._grad_buffers(out, shape, dtype)
-        self._kernel("grad", flat[0].size)(*flat, *pvals, w, dtype.type(scale), *views, dtype.type)
-        return result
+        c = self._setup(arrays, reduction, sample_weight, params)
+        bufs = self._grad_buffers(c, out, "grad")
+        T = c.dtype.type
+        self._kernel("grad", c.n)(*c.flat, *c.pvals, c.w, T(c.scale), *(b.flat for b in bufs), T)
+        return self._results(bufs)
 
     @_cuda.dispatch
     def value_and_grad(self, *arrays, reduction="mean", sample_weight=None, out=None, **params):
         """(value, gradient) in one fused pass; ``out`` is the gradient buffer."""
-        flat, shape, dtype, w, pvals, scale = self._setup(arrays, reduction, sample_weight, params)
-        result, views = self._grad_buffers(out, shape, dtype)
-        kernel = self._kernel("value_and_grad", flat[0].size)
+        c = self._setup(arrays, reduction, sample_weight, params)
+        bufs = self._grad_buffers(c, out, "value_and_grad")
+        T = c.dtype.type
+        kernel = self._kernel("value_and_grad", c.n)
         if reduction == "none":
-            values = np.empty(shape, dtype=dtype)
-            kernel(*flat, *pvals, w, dtype.type(scale), values.reshape(-1), *views, dtype.type)
-            return values, result
-        total = kernel(*flat, *pvals, w, dtype.type(scale), None, *views, dtype.type)
-        return self._reduced(total, dtype, reduction, scale), result
+            values = np.empty(c.n, dtype=c.dtype)
+            kernel(*c.flat, *c.pvals, c.w, T(c.scale), values, *(b.flat for b in bufs), T)
+            return values.reshape(c.shape).astype(c.rdtype, copy=False), self._results(bufs)
+        total = kernel(*c.flat, *c.pvals, c.w, T(c.scale), None, *(b.flat for b in bufs), T)
+        return c.reduced(total), self._results(bufs)
 
     @_cuda.dispatch
     def hessian(self, *arrays, reduction="none", sample_weight=None, out=None, **params):
@@ -170,25 +188,23 @@ class Loss:
         One prediction: the prediction's shape.  Several: shape (P, P, *shape),
         symmetric in the first two axes.
         """
-        flat, shape, dtype, w, pvals, scale = self._setup(arrays, reduction, sample_weight, params)
-        arr, views = self._hess_buffers(out, shape, dtype)
-        self._kernel("hessian", flat[0].size)(*flat, *pvals, w, dtype.type(scale), *views, dtype.type)
-        if len(self.predictions) > 1:
-            self._symmetrize(arr, self.module.HESSIAN_PAIRS)
-        return arr
+        c = self._setup(arrays, reduction, sample_weight, params)
+        buf, views = self._hess_buffer(c, out)
+        T = c.dtype.type
+        self._kernel("hessian", c.n)(*c.flat, *c.pvals, c.w, T(c.scale), *views, T)
+        return self._finish_hessian(buf)
 
     @_cuda.dispatch
     def grad_hessian(self, *arrays, reduction="none", sample_weight=None, **params):
         """(gradient, Hessian) in one fused pass, for Newton steps and gradient boosting."""
-        flat, shape, dtype, w, pvals, scale = self._setup(arrays, reduction, sample_weight, params)
-        g, gviews = self._grad_buffers(None, shape, dtype)
-        h, hviews = self._hess_buffers(None, shape, dtype)
-        self._kernel("grad_hessian", flat[0].size)(
-            *flat, *pvals, w, dtype.type(scale), *gviews, *hviews, dtype.type
+        c = self._setup(arrays, reduction, sample_weight, params)
+        bufs = self._grad_buffers(c, None, "grad_hessian")
+        hbuf, hviews = self._hess_buffer(c, None)
+        T = c.dtype.type
+        self._kernel("grad_hessian", c.n)(
+            *c.flat, *c.pvals, c.w, T(c.scale), *(b.flat for b in bufs), *hviews, T
         )
-        if len(self.predictions) > 1:
-            self._symmetrize(h, self.module.HESSIAN_PAIRS)
-        return g, h
+        return self._results(bufs), self._finish_hessian(hbuf)
 
     @_cuda.dispatch
     def param_grad(self, *arrays, reduction="mean", sample_weight=None, **params) -> dict:
@@ -202,13 +218,27 @@ class Loss:
         names = getattr(self.module, "PARAM_GRADS", ())
         if not names:
             raise InputError(f"{self.name}: no parameter is declared differentiable (params.<name>.differentiable)")
-        flat, shape, dtype, w, pvals, scale = self._setup(arrays, reduction, sample_weight, params)
-        outs = [np.empty(shape, dtype=dtype) for _ in names]
-        self._kernel("param_grad", flat[0].size)(*flat, *pvals, w, *(o.reshape(-1) for o in outs), dtype.type)
+        c = self._setup(arrays, reduction, sample_weight, params)
+        outs = [np.empty(c.n, dtype=c.dtype) for _ in names]
+        self._kernel("param_grad", c.n)(*c.flat, *c.pvals, c.w, *outs, c.dtype.type)
         if reduction == "none":
-            return dict(zip(names, outs))
+            return {n: o.reshape(c.shape).astype(c.rdtype, copy=False) for n, o in zip(names, outs)}
         # float64 accumulation, as the value kernels sum
-        return {n: self._reduced(float(o.sum(dtype=np.float64)), dtype, reduction, scale) for n, o in zip(names, outs)}
+        return {n: c.reduced(float(o.sum(dtype=np.float64))) for n, o in zip(names, outs)}
+
+
+class _Call:
+    """One call's checked arguments: flat kernel arrays, shapes, dtypes, weights, parameters, scale."""
+
+    def __init__(self, flat, shape, dtype, rdtype, w, pvals, scale, reduction):
+        self.flat, self.shape, self.dtype, self.rdtype = flat, shape, dtype, rdtype
+        self.w, self.pvals, self.scale, self.reduction = w, pvals, scale, reduction
+        self.n = flat[0].size
+        self.inputs = (*flat, w)
+
+    def reduced(self, total: float):
+        """The reduced value as a scalar of the result dtype."""
+        return self.rdtype.type(total * self.scale if self.reduction == "mean" else total)
 
 
 _BUILTIN: dict[str, Loss] = {}

@@ -17,9 +17,21 @@ Reductions: "none" gives one loss per row; "mean" averages the row losses
 (weighted by ``sample_weight`` per row when given: sum(w l) / sum(w)); "sum"
 adds them.  Gradients are derivatives of the reduced loss.  The Hessian
 methods default to reduction="none" (each row's own Hessian).
+
+Arrays follow the elementwise rules (runtime/arrays.py: lists, scalars, any
+strides, read-only arrays; float16 computed in float32 with float16 results;
+complex, object and string dtypes are an error), with row shapes: non-
+prediction vector inputs broadcast over the rows but their class axis must be
+K (a (n, 1) integer target is refused, it is almost always class indices with
+an extra axis); scalar inputs and ``sample_weight`` broadcast to the rows'
+shape; class indices have exactly the rows' shape and are range-checked
+before any cast.  Predictions need at least one class.  ``out`` must not
+share memory with any input, not even be one (a row's output is written
+before its inputs are read again).
 """
 from __future__ import annotations
 
+import math
 from functools import cached_property
 from pathlib import Path
 from types import ModuleType
@@ -57,85 +69,97 @@ class _Call:
 
     def __init__(self, loss: "RowLoss", arrays, reduction, sample_weight, params, ignore_index):
         spec = loss.spec
+        name = spec.name
         A.check_reduction(reduction)
         self.reduction = reduction
         names = loss.inputs
         if len(arrays) != len(names):
-            raise InputError(f"{spec.name} takes {len(names)} arrays ({', '.join(names)}), got {len(arrays)}")
-        arrs = {n: np.asarray(a) for n, a in zip(names, arrays)}
-        for n, a in arrs.items():
-            if a.dtype.kind not in "biuf":
-                raise InputError(f"{spec.name}: '{n}' must be numeric, got dtype {a.dtype}")
+            raise InputError(f"{name} takes {len(names)} arrays ({', '.join(names)}), got {len(arrays)}")
+        arrs = {n: A.as_array(a, name, n) for n, a in zip(names, arrays)}
         preds = [arrs[p] for p in loss.predictions]
-        dtype = np.result_type(*preds)
-        if dtype.kind in "biu":
-            dtype = np.dtype(np.float64)
-        if dtype not in (np.float32, np.float64):
-            raise InputError(f"{spec.name}: predictions must be float32 or float64 arrays, got {dtype}")
+        self.dtype, self.rdtype = A.dtypes(name, preds)
+        dtype = self.dtype
         shape = preds[0].shape
         if len(shape) == 0:
-            raise InputError(f"{spec.name}: predictions need a class axis (the last one), got a scalar")
+            raise InputError(f"{name}: predictions need a class axis (the last one), got a scalar")
         self.shape, self.batch, self.k = shape, shape[:-1], shape[-1]
-        self.dtype = dtype
+        if self.k == 0:
+            raise InputError(f"{name}: predictions of shape {shape} have no classes (the last axis is empty)")
+        if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, (int, np.integer)):
+            raise InputError(f"{name}: ignore_index must be an integer, got {ignore_index!r}")
         T = dtype.type
-        self.n = int(np.prod(self.batch, dtype=np.int64))
+        self.n = math.prod(self.batch)
         self.indices = False
         flat = []
         for inp in loss.spec_inputs:
             a = arrs[inp.name]
+            expected = self.batch if inp.shape == "scalar" else shape
+            if inp.differentiable and a.shape != expected:  # gradients take the predictions' shape
+                raise InputError(f"{name}: prediction '{inp.name}' has shape {a.shape}, expected {expected}")
             if inp.shape == "scalar":
-                if a.shape != self.batch:
-                    raise InputError(f"{spec.name}: '{inp.name}' has shape {a.shape}, expected {self.batch} (one per row)")
-                flat.append(np.ascontiguousarray(a, dtype=dtype).reshape(self.n))
+                a = A.broadcast(a, self.batch, name, f"'{inp.name}'", "the rows' shape", "one per row")
+                flat.append(A.for_kernel(a, dtype).reshape(self.n))
             elif inp.indices and a.shape == self.batch and a.shape != shape:
-                if a.dtype.kind not in "iu":
-                    raise InputError(f"{spec.name}: '{inp.name}' of shape {a.shape} is read as class indices, "
-                                     f"which must be integers (got {a.dtype})")
-                t = np.ascontiguousarray(a, dtype=np.int64).reshape(self.n)
-                bad = ((t < 0) | (t >= self.k)) & (t != ignore_index)
-                if bad.any():
-                    raise InputError(f"{spec.name}: class index {int(t[bad][0])} out of range for {self.k} classes "
-                                     f"(ignore_index={ignore_index})")
-                self.indices = True
-                self.targets = t
-                flat.append(t)
+                flat.append(self._class_indices(name, inp.name, a, ignore_index))
             else:
-                if a.shape != shape:
-                    extra = f" or {self.batch} (class indices)" if inp.indices else ""
-                    raise InputError(f"{spec.name}: '{inp.name}' has shape {a.shape}, expected {shape}{extra}")
-                flat.append(np.ascontiguousarray(a, dtype=dtype).reshape(self.n, self.k))
+                flat.append(A.for_kernel(self._vector(name, inp, a), dtype).reshape(self.n, self.k))
         self.arrays = flat
         self.ignore = int(ignore_index)
 
         given = dict(params)
         self.class_arrays = []
-        for name, default in loss.class_inputs.items():
-            c = given.pop(name, None)
+        for cname, default in loss.class_inputs.items():
+            c = given.pop(cname, None)
             if c is not None:
-                c = np.asarray(c)
-                if c.dtype.kind not in "biuf":
-                    raise InputError(f"{spec.name}: '{name}' must be numeric, got dtype {c.dtype}")
+                c = A.as_array(c, name, cname)
                 if c.shape != (self.k,):
-                    raise InputError(f"{spec.name}: '{name}' has shape {c.shape}, expected ({self.k},) (one per class)")
-                c = np.ascontiguousarray(c, dtype=dtype)
+                    raise InputError(f"{name}: '{cname}' has shape {c.shape}, expected ({self.k},) (one per class)")
+                c = A.for_kernel(c, dtype)
             self.class_arrays.append(c)
         self.params = A.prepare_params(spec, given, dtype)
+        self.w = A.prepare_weights(sample_weight, self.batch, dtype, name, "the rows' shape", "one per row")
 
-        w = None
-        if sample_weight is not None:
-            w = np.asarray(sample_weight)
-            if w.dtype.kind not in "biuf":
-                raise InputError(f"sample_weight must be numeric, got dtype {w.dtype}")
-            if w.shape != self.batch:
-                raise InputError(f"sample_weight has shape {w.shape}, expected {self.batch} (one per row)")
-            w = np.ascontiguousarray(w, dtype=dtype).reshape(self.n)
-        self.w = w
-
-        if reduction == "mean":
+        if reduction == "mean":  # the mean of nothing is NaN, without a warning
             self.scale = 1.0 / d if (d := self._denominator(loss)) != 0 else np.nan
         else:
             self.scale = 1.0
         self.T = T
+        self.extra: list[np.ndarray] = []  # kernel extras (hvp's tangents)
+
+    def _vector(self, loss: str, inp, a: np.ndarray) -> np.ndarray:
+        """A (..., K) input broadcast over the rows; its class axis must be K itself."""
+        shape = self.shape
+        if a.shape == shape:
+            return a
+        if inp.indices and a.dtype.kind in "iu" and a.shape == self.batch + (1,) and self.k > 1:
+            raise InputError(f"{loss}: '{inp.name}' of shape {a.shape} looks like class indices with an extra "
+                             f"axis; pass them with shape {self.batch}")
+        if inp.indices and a.shape == self.batch:  # not integers, else they would be indices
+            raise InputError(f"{loss}: '{inp.name}' of shape {a.shape} is read as class indices, "
+                             f"which must be integers (got {a.dtype})")
+        if a.ndim == 0 or a.shape[-1] != self.k:
+            extra = f" or {self.batch} (class indices)" if inp.indices else ""
+            raise InputError(f"{loss}: '{inp.name}' has shape {a.shape}, expected {shape}{extra} "
+                             f"(the class axis does not broadcast)")
+        return A.broadcast(a, shape, loss, f"'{inp.name}'", "the predictions' shape")
+
+    def _class_indices(self, loss: str, name: str, a: np.ndarray, ignore_index) -> np.ndarray:
+        """Integer class indices as int64, checked before the cast (a uint64 index could wrap)."""
+        if a.dtype.kind not in "iu":
+            raise InputError(f"{loss}: '{name}' of shape {a.shape} is read as class indices, "
+                             f"which must be integers (got {a.dtype})")
+        if a.dtype.kind == "u":
+            bad = a >= self.k
+        else:
+            t = a.astype(np.int64, copy=False)
+            bad = ((t < 0) | (t >= self.k)) & (t != ignore_index)
+        if bad.any():
+            raise InputError(f"{loss}: class index {a[bad].flat[0]} out of range for {self.k} classes "
+                             f"(ignore_index={ignore_index})")
+        t = A.for_kernel(a, np.dtype(np.int64)).reshape(self.n)
+        self.indices = True
+        self.targets = t
+        return t
 
     def _denominator(self, loss: "RowLoss") -> float:
         base = self.w.astype(np.float64) if self.w is not None else np.ones(self.n)
@@ -203,8 +227,8 @@ class RowLoss:
         suffix = ("_idx" if c.indices else "") + ("_parallel" if c.n * c.k >= PARALLEL_THRESHOLD else "")
         return getattr(self.module, name + suffix)
 
-    def _buffers(self, c: _Call, out, what: str):
-        """Per-prediction (N, K) output buffers: (what to return, flat views for the kernel)."""
+    def _buffers(self, c: _Call, out, what: str) -> list[A.Output]:
+        """Per-prediction output buffers; the kernels write ``b.flat.reshape(c.n, c.k)``."""
         preds = self.predictions
         if len(preds) == 1:
             outs = (out,)
@@ -212,18 +236,24 @@ class RowLoss:
             outs = (None,) * len(preds) if out is None else tuple(out)
             if len(outs) != len(preds):
                 raise InputError(f"{self.name}: out must be a tuple of {len(preds)} arrays")
-        pairs = [A.output_buffer(o, c.shape, c.dtype, f"{self.name}.{what}") for o in outs]
-        if out is not None:
-            # kernels read a row's inputs after writing its output (the softmax's exp is kept there)
-            for arr, _ in pairs:
-                if any(np.may_share_memory(arr, x) for x in c.arrays):
-                    raise InputError(f"{self.name}.{what}: out must not share memory with the inputs")
-        views = [p[1].reshape(c.n, c.k) for p in pairs]
-        result = pairs[0][0] if len(pairs) == 1 else tuple(p[0] for p in pairs)
-        return result, views
+        # kernels read a row's inputs after writing its output (the softmax's exp is kept there),
+        # so out may not even be an input itself
+        inputs = (*c.arrays, *c.class_arrays, c.w, *c.extra)
+        bufs = [A.Output(o, c.shape, c.dtype, c.rdtype, f"{self.name}.{what}", inputs, alias_ok=False)
+                for o in outs]
+        A.disjoint(bufs, f"{self.name}.{what}")
+        return bufs
+
+    def _views(self, c: _Call, bufs: list[A.Output]) -> list[np.ndarray]:
+        return [b.flat.reshape(c.n, c.k) for b in bufs]
+
+    @staticmethod
+    def _results(bufs: list[A.Output]):
+        results = tuple(b.finish() for b in bufs)
+        return results[0] if len(results) == 1 else results
 
     def _reduced(self, total: float, c: _Call):
-        return c.dtype.type(total * c.scale if c.reduction == "mean" else total)
+        return c.rdtype.type(total * c.scale if c.reduction == "mean" else total)
 
     # the API ------------------------------------------------------------------------
     @_cuda_row.dispatch  # device arrays run the CUDA row kernels
@@ -232,40 +262,42 @@ class RowLoss:
         c = self._call(arrays, reduction, sample_weight, params, ignore_index)
         kernel = self._kernel("value", c)
         if reduction == "none":
-            arr, view = A.output_buffer(out, c.batch, c.dtype, f"{self.name}.value")
-            kernel(*c.args(), view, c.T)
-            return arr
+            inputs = (*c.arrays, *c.class_arrays, c.w)
+            buf = A.Output(out, c.batch, c.dtype, c.rdtype, f"{self.name}.value", inputs)
+            kernel(*c.args(), buf.flat, c.T)
+            return buf.finish()
         return self._reduced(kernel(*c.args(), None, c.T), c)
 
     @_cuda_row.dispatch
     def grad(self, *arrays, reduction="mean", sample_weight=None, out=None, ignore_index=IGNORE_INDEX, **params):
         """d(reduced loss)/d(prediction), the prediction's shape (a tuple for several)."""
         c = self._call(arrays, reduction, sample_weight, params, ignore_index)
-        result, views = self._buffers(c, out, "grad")
-        self._kernel("grad", c)(*c.args(), *views, c.T)
-        return result
+        bufs = self._buffers(c, out, "grad")
+        self._kernel("grad", c)(*c.args(), *self._views(c, bufs), c.T)
+        return self._results(bufs)
 
     @_cuda_row.dispatch
     def value_and_grad(self, *arrays, reduction="mean", sample_weight=None, out=None, ignore_index=IGNORE_INDEX,
                        **params):
         """(value, gradient) in one fused kernel; ``out`` is the gradient buffer."""
         c = self._call(arrays, reduction, sample_weight, params, ignore_index)
-        result, views = self._buffers(c, out, "value_and_grad")
+        bufs = self._buffers(c, out, "value_and_grad")
         kernel = self._kernel("value_and_grad", c)
         if reduction == "none":
-            values = np.empty(c.batch, dtype=c.dtype)
-            kernel(*c.args(), values.reshape(c.n), *views, c.T)
-            return values, result
-        return self._reduced(kernel(*c.args(), None, *views, c.T), c), result
+            values = np.empty(c.n, dtype=c.dtype)
+            kernel(*c.args(), values, *self._views(c, bufs), c.T)
+            return values.reshape(c.batch).astype(c.rdtype, copy=False), self._results(bufs)
+        total = kernel(*c.args(), None, *self._views(c, bufs), c.T)
+        return self._reduced(total, c), self._results(bufs)
 
     @_cuda_row.dispatch
     def hessian_diag(self, *arrays, reduction="none", sample_weight=None, out=None, ignore_index=IGNORE_INDEX,
                      **params):
         """The diagonal of each row's Hessian (O(K) per row), the prediction's shape."""
         c = self._call(arrays, reduction, sample_weight, params, ignore_index)
-        result, views = self._buffers(c, out, "hessian_diag")
-        self._kernel("hessian_diag", c)(*c.args(), *views, c.T)
-        return result
+        bufs = self._buffers(c, out, "hessian_diag")
+        self._kernel("hessian_diag", c)(*c.args(), *self._views(c, bufs), c.T)
+        return self._results(bufs)
 
     @_cuda_row.dispatch
     def hvp(self, *arrays, v, reduction="none", sample_weight=None, out=None, ignore_index=IGNORE_INDEX, **params):
@@ -274,15 +306,14 @@ class RowLoss:
         vs = (v,) if len(self.predictions) == 1 else tuple(v)
         if len(vs) != len(self.predictions):
             raise InputError(f"{self.name}: v must be a tuple of {len(self.predictions)} arrays")
-        flat_v = []
         for x in vs:
-            x = np.asarray(x)
-            if x.shape != c.shape or x.dtype.kind not in "biuf":
+            x = A.as_array(x, self.name, "v")
+            if x.shape != c.shape:
                 raise InputError(f"{self.name}.hvp: v must be numeric of shape {c.shape}, got {x.shape} {x.dtype}")
-            flat_v.append(np.ascontiguousarray(x, dtype=c.dtype).reshape(c.n, c.k))
-        result, views = self._buffers(c, out, "hvp")
-        self._kernel("hvp", c)(*c.args(*flat_v), *views, c.T)
-        return result
+            c.extra.append(A.for_kernel(x, c.dtype).reshape(c.n, c.k))
+        bufs = self._buffers(c, out, "hvp")
+        self._kernel("hvp", c)(*c.args(*c.extra), *self._views(c, bufs), c.T)
+        return self._results(bufs)
 
     @_cuda_row.dispatch
     def hessian(self, *arrays, reduction="none", sample_weight=None, ignore_index=IGNORE_INDEX, **params):
@@ -295,6 +326,6 @@ class RowLoss:
         H = np.empty((c.n, P * c.k, P * c.k), dtype=c.dtype)
         self._kernel("hessian", c)(*c.args(), H, c.T)
         if P == 1:
-            return H.reshape(*c.batch, c.k, c.k)
+            return H.reshape(*c.batch, c.k, c.k).astype(c.rdtype, copy=False)
         H = H.reshape(c.n, P, c.k, P, c.k).transpose(1, 3, 0, 2, 4)
-        return np.ascontiguousarray(H).reshape(P, P, *c.batch, c.k, c.k)
+        return np.ascontiguousarray(H, dtype=c.rdtype).reshape(P, P, *c.batch, c.k, c.k)
