@@ -8,6 +8,7 @@ import sympy as sp
 from ..derive import Derivation
 from ..ir import KernelIR, LossIR, build_ir
 from .environment import environment
+from .escape import code
 from .. import mathlib
 from .printer import NumbaPrinter, VectorPrinter
 
@@ -46,34 +47,38 @@ def module_model(derivation: Derivation, ir: LossIR | None = None) -> dict:
     grads = [Slot(f"d_{p}", f"g_{p}") for p in ir.predictions]
     hess = [Slot(f"h_{ir.predictions[i]}_{ir.predictions[j]}", f"h_{ir.predictions[i]}_{ir.predictions[j]}_out")
             for i, j in ir.hessian_pairs]
+    # spec text, printed through |pydoc / |pycomment; the name and kind are validated
+    # identifiers (the template's check refuses anything else); the rest is code symloss wrote
     return {
         "name": spec.name,
-        "title": spec.title,
         "kind": spec.kind,
+        "title": spec.title,
         "source": spec.source if spec.source.startswith("<") else f"specs/{spec.name}.toml",
         "signature": ", ".join(ir.inputs + ir.params),
         "formula": sp.sstr(spec.loss),
-        "inputs_tuple": repr(ir.inputs),
-        "predictions_tuple": repr(ir.predictions),
-        "params_dict": "{" + ", ".join(f"{p.name!r}: {p.default!r}" for p in spec.params) + "}",
-        "hessian_pairs": repr(ir.hessian_pairs),
-        "helpers": [printer.helpers[k].strip() for k in sorted(printer.helpers)],
-        "library": mathlib.source(sorted(printer.library)).strip() if printer.library else "",
-        "scalars": scalars,
-        "data_args": ", ".join(ir.inputs),
-        "data_items": ", ".join(f"{x}[i]" for x in ir.inputs),
-        "param_args": param_args,
-        "size_of": ir.predictions[0],
-        "grads": grads,
-        "hess": hess,
-        "grad_names": ", ".join(g.name for g in grads),
-        "grad_outs": ", ".join(g.out for g in grads),
-        "hess_names": ", ".join(h.name for h in hess),
-        "hess_outs": ", ".join(h.out for h in hess),
-        "param_grads": [Slot(f"dp_{p}", f"p_{p}") for p in ir.param_grads],
-        "param_grads_tuple": repr(ir.param_grads),
-        "param_grad_names": ", ".join(f"dp_{p}" for p in ir.param_grads),
-        "param_grad_outs": ", ".join(f"p_{p}" for p in ir.param_grads),
+        **code({
+            "inputs_tuple": repr(ir.inputs),
+            "predictions_tuple": repr(ir.predictions),
+            "params_dict": "{" + ", ".join(f"{p.name!r}: {p.default!r}" for p in spec.params) + "}",
+            "hessian_pairs": repr(ir.hessian_pairs),
+            "helpers": [printer.helpers[k].strip() for k in sorted(printer.helpers)],
+            "library": mathlib.source(sorted(printer.library)).strip() if printer.library else "",
+            "scalars": scalars,
+            "data_args": ", ".join(ir.inputs),
+            "data_items": ", ".join(f"{x}[i]" for x in ir.inputs),
+            "param_args": param_args,
+            "size_of": ir.predictions[0],
+            "grads": grads,
+            "hess": hess,
+            "grad_names": ", ".join(g.name for g in grads),
+            "grad_outs": ", ".join(g.out for g in grads),
+            "hess_names": ", ".join(h.name for h in hess),
+            "hess_outs": ", ".join(h.out for h in hess),
+            "param_grads": [Slot(f"dp_{p}", f"p_{p}") for p in ir.param_grads],
+            "param_grads_tuple": repr(ir.param_grads),
+            "param_grad_names": ", ".join(f"dp_{p}" for p in ir.param_grads),
+            "param_grad_outs": ", ".join(f"p_{p}" for p in ir.param_grads),
+        }),
     }
 
 

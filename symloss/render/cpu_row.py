@@ -21,6 +21,7 @@ from .. import mathlib
 from ..derive.row import KERNELS, RowDerivation
 from ..ir.row import STASH, RowIR, RowKernelIR, Step, build_row_ir
 from .environment import environment
+from .escape import code
 from .cpu import ScalarFunction
 from .printer import NumbaPrinter, VectorPrinter
 
@@ -197,30 +198,34 @@ def module_model(d: RowDerivation, ir: RowIR | None = None) -> dict:
     shape_of = ir.predictions[0]  # never given as class indices
     index_arrays = [(v, ", ".join(("_ti_arr" if (v == "_idx" and x == ir.index_input) else x) for x in ir.inputs))
                     for v in variants]
+    # spec text, printed through |pydoc / |pycomment; the name and kind are validated
+    # identifiers (the template's check refuses anything else); the rest is code symloss wrote
     return {
         "name": spec.name,
         "title": spec.title,
         "source": spec.source if spec.source.startswith("<") else f"specs/{spec.name}.toml",
         "formula": sp.sstr(spec.loss),
-        "inputs_tuple": repr(ir.inputs),
-        "class_inputs": repr({i.name: i.default for i in spec.inputs if i.shape == "class"}),
-        "index_input": repr(ir.index_input),
-        "predictions_tuple": repr(ir.predictions),
-        "params_dict": "{" + ", ".join(f"{p.name!r}: {p.default!r}" for p in spec.params) + "}",
-        "rank": ir.rank,
-        "helpers": [printer.helpers[h].strip() for h in sorted(printer.helpers)],
-        "library": mathlib.source(sorted(printer.library)) if printer.library else "",
-        "functions": functions,
-        "kernels": kernels,
-        "variants": [{"suffix": v, "arrays": a} for v, a in index_arrays],
-        "class_args": "".join(f"{c}, " for c in ir.class_inputs),
-        "param_args": "".join(f"{p}, " for p in ir.params),
-        "shape_of": shape_of,
         "signature": ", ".join(ir.inputs + ir.class_inputs + ir.params),
-        "size": ir.size,
-        "n_preds": len(ir.predictions),
-        "index_name": ir.index_input or "",
-        "lanes": LANES,
+        **code({
+            "inputs_tuple": repr(ir.inputs),
+            "class_inputs": repr({i.name: i.default for i in spec.inputs if i.shape == "class"}),
+            "index_input": repr(ir.index_input),
+            "predictions_tuple": repr(ir.predictions),
+            "params_dict": "{" + ", ".join(f"{p.name!r}: {p.default!r}" for p in spec.params) + "}",
+            "rank": ir.rank,
+            "helpers": [printer.helpers[h].strip() for h in sorted(printer.helpers)],
+            "library": mathlib.source(sorted(printer.library)) if printer.library else "",
+            "functions": functions,
+            "kernels": kernels,
+            "variants": [{"suffix": v, "arrays": a} for v, a in index_arrays],
+            "class_args": "".join(f"{c}, " for c in ir.class_inputs),
+            "param_args": "".join(f"{p}, " for p in ir.params),
+            "shape_of": shape_of,
+            "size": ir.size,
+            "n_preds": len(ir.predictions),
+            "index_name": ir.index_input or "",
+            "lanes": LANES,
+        }),
     }
 
 

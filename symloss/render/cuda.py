@@ -26,6 +26,7 @@ from ..errors import DerivationError
 from ..ir import LossIR, build_ir
 from ..spec.model import LossSpec
 from .environment import environment
+from .escape import code
 from .cpu import print_function
 from .printer import NumbaPrinter
 
@@ -112,35 +113,39 @@ def module_model(derivation: Derivation, ir: LossIR | None = None) -> dict:
         Store(f"h_{preds[i]}_{preds[j]}_out", f"h_{preds[min(i, j)]}_{preds[max(i, j)]}")
         for i, j in hessian_outputs(ir)
     ]
+    # spec text, printed through |pydoc / |pycomment; the name and kind are validated
+    # identifiers (the template's check refuses anything else); the rest is code symloss wrote
     return {
         "name": spec.name,
-        "title": spec.title,
         "kind": spec.kind,
+        "title": spec.title,
         "source": spec.source if spec.source.startswith("<") else f"specs/{spec.name}.toml",
         "signature": ", ".join(ir.inputs + ir.params),
         "formula": sp.sstr(spec.loss),
-        "inputs_tuple": repr(ir.inputs),
-        "predictions_tuple": repr(preds),
-        "params_dict": "{" + ", ".join(f"{p.name!r}: {p.default!r}" for p in spec.params) + "}",
-        "hessian_pairs": repr(ir.hessian_pairs),
-        "hessian_outputs": repr(hessian_outputs(ir)),
-        "helpers": [DEVICE_HELPERS.get(k, printer.helpers[k]).strip() for k in sorted(printer.helpers)],
-        "functions": functions,
-        "data_args": ", ".join(ir.inputs),
-        "inputs": list(ir.inputs),
-        "local_items": ", ".join(f"{x}_[_k]" for x in ir.inputs),
-        "param_args": "".join(f"{p}, " for p in ir.params),
-        "size_of": preds[0],
-        "grad_stores": grad_stores,
-        "hess_stores": hess_stores,
-        "grad_names": ", ".join(f"d_{p}" for p in preds),
-        "grad_outs": ", ".join(s.out for s in grad_stores),
-        "hess_names": ", ".join(f"h_{preds[i]}_{preds[j]}" for i, j in ir.hessian_pairs),
-        "hess_outs": ", ".join(s.out for s in hess_stores),
-        "param_stores": [Store(f"p_{p}", f"dp_{p}") for p in ir.param_grads],
-        "param_grads_tuple": repr(ir.param_grads),
-        "param_grad_names": ", ".join(f"dp_{p}" for p in ir.param_grads),
-        "param_grad_outs": ", ".join(f"p_{p}" for p in ir.param_grads),
+        **code({
+            "inputs_tuple": repr(ir.inputs),
+            "predictions_tuple": repr(preds),
+            "params_dict": "{" + ", ".join(f"{p.name!r}: {p.default!r}" for p in spec.params) + "}",
+            "hessian_pairs": repr(ir.hessian_pairs),
+            "hessian_outputs": repr(hessian_outputs(ir)),
+            "helpers": [DEVICE_HELPERS.get(k, printer.helpers[k]).strip() for k in sorted(printer.helpers)],
+            "functions": functions,
+            "data_args": ", ".join(ir.inputs),
+            "inputs": list(ir.inputs),
+            "local_items": ", ".join(f"{x}_[_k]" for x in ir.inputs),
+            "param_args": "".join(f"{p}, " for p in ir.params),
+            "size_of": preds[0],
+            "grad_stores": grad_stores,
+            "hess_stores": hess_stores,
+            "grad_names": ", ".join(f"d_{p}" for p in preds),
+            "grad_outs": ", ".join(s.out for s in grad_stores),
+            "hess_names": ", ".join(f"h_{preds[i]}_{preds[j]}" for i, j in ir.hessian_pairs),
+            "hess_outs": ", ".join(s.out for s in hess_stores),
+            "param_stores": [Store(f"p_{p}", f"dp_{p}") for p in ir.param_grads],
+            "param_grads_tuple": repr(ir.param_grads),
+            "param_grad_names": ", ".join(f"dp_{p}" for p in ir.param_grads),
+            "param_grad_outs": ", ".join(f"p_{p}" for p in ir.param_grads),
+        }),
     }
 
 

@@ -43,6 +43,7 @@ from ..ir.row import STASH, RowIR, RowKernelIR, Step, build_row_ir
 from ..spec.model import LossSpec
 from .cuda import DEVICE_HELPERS
 from .environment import environment
+from .escape import code
 from .cpu import ScalarFunction
 from .printer import NumbaPrinter
 
@@ -293,26 +294,30 @@ def module_model(d: RowDerivation, ir: RowIR | None = None) -> dict:
         if g.row_outputs:
             tail += ["partials"]
         g.args = ", ".join(head + tail)
+    # spec text, printed through |pydoc / |pycomment; the name and kind are validated
+    # identifiers (the template's check refuses anything else); the rest is code symloss wrote
     return {
         "name": spec.name,
         "title": spec.title,
         "source": spec.source if spec.source.startswith("<") else f"specs/{spec.name}.toml",
         "formula": sp.sstr(spec.loss),
         "signature": ", ".join(ir.inputs + ir.class_inputs + ir.params),
-        "inputs_tuple": repr(ir.inputs),
-        "class_inputs": repr({i.name: i.default for i in spec.inputs if i.shape == "class"}),
-        "index_input": repr(ir.index_input),
-        "predictions_tuple": repr(ir.predictions),
-        "params_dict": "{" + ", ".join(f"{p.name!r}: {p.default!r}" for p in spec.params) + "}",
-        "kernels_tuple": repr(KERNELS),
-        "helpers": [DEVICE_HELPERS.get(h, printer.helpers[h]).strip() for h in sorted(printer.helpers)],
-        "functions": functions,
-        "kernels": kernels,
-        "layouts": LAYOUTS,
-        "cached": {f"{g.name}": len(g.cached) for g in kernels},
-        "shape_of": ir.predictions[0],
-        "size": ir.size,
-        "index_name": ir.index_input or "",
+        **code({
+            "inputs_tuple": repr(ir.inputs),
+            "class_inputs": repr({i.name: i.default for i in spec.inputs if i.shape == "class"}),
+            "index_input": repr(ir.index_input),
+            "predictions_tuple": repr(ir.predictions),
+            "params_dict": "{" + ", ".join(f"{p.name!r}: {p.default!r}" for p in spec.params) + "}",
+            "kernels_tuple": repr(KERNELS),
+            "helpers": [DEVICE_HELPERS.get(h, printer.helpers[h]).strip() for h in sorted(printer.helpers)],
+            "functions": functions,
+            "kernels": kernels,
+            "layouts": LAYOUTS,
+            "cached": {f"{g.name}": len(g.cached) for g in kernels},
+            "shape_of": ir.predictions[0],
+            "size": ir.size,
+            "index_name": ir.index_input or "",
+        }),
     }
 
 
