@@ -48,36 +48,36 @@ def logcosh(x):
     "xlogy": '''
 def xlogy(x, y):
     # x log(y), 0 where x = 0 (0 log 0 = 0); NaN in y still propagates
-    return torch.where((x == 0.0) & (y == y), 0.0 * x, x * torch.log(y))
+    return torch.where((x == 0.0) & (y == y), 0.0, x * torch.log(y))
 ''',
     "xlog1py": '''
 def xlog1py(x, y):
     # x log(1 + y), 0 where x = 0
-    return torch.where((x == 0.0) & (y == y), 0.0 * x, x * torch.log1p(y))
+    return torch.where((x == 0.0) & (y == y), 0.0, x * torch.log1p(y))
 ''',
     "xdivy": '''
 def xdivy(x, y):
     # x / y, 0 where x = 0 (the derivative of x log y at x = 0)
-    return torch.where((x == 0.0) & (y == y), 0.0 * x, x / y)
+    return torch.where((x == 0.0) & (y == y), 0.0, x / y)
 ''',
     "quotient0": '''
 def quotient0(x, y):
     # x / y, 0 where x = 0 (a norm's derivative where the vector vanishes)
-    return torch.where((x == 0.0) & (y == y), 0.0 * x, x / y)
+    return torch.where((x == 0.0) & (y == y), 0.0, x / y)
 ''',
     "powdiv": '''
 def powdiv(x, b, g, k):
     # x * b**g / b**k: x * b**(g - k) where b != 0; at b = 0, 0 where x * b**g is
-    x = x + 0.0 * b  # a tensor of the broadcast shape
+    x = torch.zeros_like(b) + x  # a tensor (x may be a number), b's dtype
     n = x * b ** g
-    at0 = torch.where(n == 0.0, 0.0 * n, n / b ** k)
+    at0 = torch.where(n == 0.0, 0.0, n / b ** k)
     r = torch.where(b != 0.0, x * b ** (g - k), at0)
-    return torch.where((x == 0.0) & (b == b) & (g == g), 0.0 * r, r)
+    return torch.where((x == 0.0) & (b == b) & (g == g), 0.0, r)
 ''',
     "kinkmax": '''
 def kinkmax(a, b):
     # max that propagates NaN from either side
-    return torch.where(a >= b, a + 0.0 * b, torch.where(b > a, b + 0.0 * a, a + b))
+    return torch.where(a >= b, a, torch.where(b > a, b, a + b))
 ''',
     "sqrt1pm1": '''
 def sqrt1pm1(u):
@@ -131,7 +131,7 @@ def barron_dalpha(rc, alpha):
     inv_fact = {_INV_FACT!r}
     i19 = {_I19!r}
     inv_n = {_INV_N!r}
-    rc, alpha = torch.broadcast_tensors(rc, alpha + 0.0 * rc)
+    rc, alpha = torch.broadcast_tensors(torch.as_tensor(rc), torch.as_tensor(alpha))
     b = torch.abs(alpha - 2.0)
     bs = torch.where(b == 0.0, 1.0, b)
     s = rc * rc
