@@ -21,13 +21,24 @@ from ._solvers import choose, run
 SIGMOID_LOSSES = ("bce_logits", "focal_binary")  # losses on logits: P(y = 1) = sigmoid(z)
 
 
+# Estimator parameters a loss parameter may not shadow: general_robust's shape
+# `alpha` becomes the estimator parameter `loss_alpha`, and so on.
+_RESERVED = {"loss", "alpha", "l1_ratio", "fit_intercept", "solver", "max_iter", "tol", "learning_rate", "verbose"}
+
+
+def _param_name(name: str) -> str:
+    return f"loss_{name}" if name in _RESERVED else name
+
+
 def _loss_defaults(loss) -> dict:
-    if isinstance(loss, CombinedLoss):
+    """{estimator parameter name: default} for the loss's own parameters."""
+    if isinstance(loss, CombinedLoss) or (isinstance(loss, str) and loss == "auto"):
         return {}
     try:
-        return dict(resolve_loss(loss).params)
+        params = resolve_loss(loss).params
     except Exception:  # an unknown name fails in fit, with the catalog's message
         return {}
+    return {_param_name(k): v for k, v in params.items()}
 
 
 def _is_row(loss) -> bool:
@@ -65,7 +76,9 @@ class _LossModel(BaseEstimator):
         return super().set_params(**params)
 
     def _loss_params(self) -> dict:
-        return {k: getattr(self, k) for k in _loss_defaults(self.loss) if hasattr(self, k)}
+        """The loss's keywords, under the loss's own names."""
+        params = resolve_loss(self.loss).params
+        return {k: getattr(self, _param_name(k)) for k in params if hasattr(self, _param_name(k))}
 
     def _check_hyper(self):
         if not (np.isscalar(self.alpha) and self.alpha >= 0):

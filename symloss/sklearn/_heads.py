@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import catalog
-from ..runtime import Loss, load
+from ..dask_arrays import LossRef
+from ..runtime import load
 
 # Losses whose minimum needs a solver for non-smooth problems, with their
 # piecewise-linear form loss(z) = lo * max(0, t - z) + hi * max(0, z - t),
@@ -33,25 +33,6 @@ def resolve_loss(loss):
     if hasattr(loss, "spec") and hasattr(loss, "value"):
         return loss
     raise TypeError(f"loss must be a catalog name, a spec path or a symloss Loss, got {type(loss).__name__}")
-
-
-def _is_catalog(loss) -> bool:
-    return loss.name in catalog.names() and load(loss.name) is loss
-
-
-class LossRef:
-    """A loss that pickles as its spec (or catalog name) and reloads on the other side."""
-
-    def __init__(self, loss):
-        self.loss = resolve_loss(loss)
-
-    def __getstate__(self):
-        if _is_catalog(self.loss):
-            return {"name": self.loss.name}
-        return {"spec": self.loss.spec}
-
-    def __setstate__(self, state):
-        self.loss = load(state["name"]) if "name" in state else Loss.from_spec(state["spec"])
 
 
 class ElementwiseHead:
