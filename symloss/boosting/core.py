@@ -1,0 +1,300 @@
+"""BoostLoss: one symloss loss as a boosting objective on raw margins, library-neutral.
+
+Per sample, the derivatives of the *summed* loss (as the built-in objectives
+give them, not divided by n), weighted by the sample weight, from one fused
+``grad_hessian`` kernel call (row losses: ``grad`` and ``hessian_diag``), in
+the dtype the library hands over.  The library modules only adapt signatures.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from . import link as _link
+from . import policy as _policy
+from . import start as _start
+
+# Rows per full-Hessian chunk for the upper bound and the start score: bounded memory.
+_HESSIAN_CHUNK_ENTRIES = 1 << 21
+
+
+def resolve(loss):
+    """A Loss or RowLoss from a catalog name, a spec path or a loss object."""
+    from ..runtime import Loss, load
+    from ..runtime.row_loss import RowLoss
+
+    if isinstance(loss, (Loss, RowLoss)):
+        return loss
+    if isinstance(loss, (str, Path)):
+        return load(loss)
+    raise InputError(f"expected a loss name, a spec path or a symloss Loss, got {type(loss).__name__}")
+
+
+def _check_structure(loss) -> None:
+    spec = loss.spec
+    if len(spec.predictions) != 1:
+        names = ", ".join(p.name for p in spec.predictions)
+        raise InputError(f"{loss.name} has {len(spec.predictions)} predictions ({names}); a boosting objective "
+                         "has one raw margin per sample (or per class)")
+    if loss.spec.kind == "row":
+        vec_targets = [i for i in spec.inputs if i.role == "target" and i.shape == "vector"]
+        pred = spec.predictions[0]
+        if pred.shape != "vector" or len(vec_targets) != 1 or not vec_targets[0].indices \
+                or len(loss.inputs) != 2:
+            raise InputError(f"{loss.name} is a row loss without a class axis (boosting needs a class-index "
+                             "target and one vector of class margins, as cross_entropy has)")
+        if pred.domain != "real":
+            raise InputError(f"{loss.name}: its prediction '{pred.name}' is a {pred.domain}, not class margins; "
+                             f"use {_link.ALTERNATIVE.get(pred.domain, 'cross_entropy')}")
+
+
+class BoostLoss:
+    """``grad_hess``, ``value`` and ``start`` of one loss with fixed parameters and Hessian policy.
+
+    ``link="auto"`` composes a loss on a probability or a positive mean with
+    its link (see :mod:`symloss.boosting.link`); ``link=None`` refuses such losses.
+    """
+
+    def __init__(self, loss, hessian: str | None = None, link: str | None = "auto", **params):
+        base = resolve(loss)
+        self.source = base  # the loss the user named (before any link)
+        _check_structure(base)
+        if base.spec.kind != "row" and _link.needs_link(base):
+            if link != "auto":
+                dom = _link.needs_link(base)
+                raise InputError(f"{base.name}: its prediction lives on the {dom} domain, not a raw margin; "
+                                 f"use {_link.ALTERNATIVE.get(dom)} or link='auto'")
+            base = _link.compose(base)
+        self.loss = base
+        self.row = base.spec.kind == "row"
+        self.params = dict(params)
+        if hessian is None:
+            hessian, self.hessian_reason = _policy.default(base)
+        else:
+            self.hessian_reason = "chosen by the caller"
+        self.hessian = _policy.check(hessian, self.row)
+        self._check_params()
+
+    # pickling: worker processes (Dask) rebuild the kernels from the spec -----------------
+    def __reduce__(self):
+        return (_rebuild, (_portable(self.source), self.hessian, self.params))
+
+    def __repr__(self) -> str:
+        kw = "".join(f", {k}={v!r}" for k, v in self.params.items())
+        return f"BoostLoss({self.loss.name!r}, hessian={self.hessian!r}{kw})"
+
+    @property
+    def name(self) -> str:
+        return self.loss.name
+
+    def _check_params(self) -> None:
+        spec = self.loss.spec
+        known = {p.name for p in spec.params} | set(getattr(self.loss, "class_inputs", {}))
+        unknown = sorted(set(self.params) - known)
+        if unknown:
+            raise InputError(f"{self.name}: unknown parameter(s) {', '.join(unknown)}; "
+                             f"parameters: {', '.join(sorted(known)) or 'none'}")
+        for p in spec.params:
+            if p.name in self.params:
+                problem = p.violation(float(self.params[p.name]))
+                if problem:
+                    raise InputError(f"{self.name}: parameter '{p.name}' {problem}")
+
+    # inputs --------------------------------------------------------------------------------
+    def labels(self, y, num_class: int | None = None) -> np.ndarray:
+        """Checked labels: class indices (int64) for row losses, floats in the target's domain otherwise."""
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            raise InputError(f"{self.name}: labels must be one per sample, got shape {y.shape}")
+        if y.dtype.kind not in "biuf":
+            raise InputError(f"{self.name}: labels must be numeric, got dtype {y.dtype}")
+        if self.row:
+            idx = y.astype(np.int64)
+            bad = (idx != y) | (idx < 0) | ((idx >= num_class) if num_class else False)
+            if np.any(bad):
+                v = y[np.argmax(bad)]
+                within = f" in [0, {num_class})" if num_class else ""
+                raise InputError(f"{self.name}: labels must be class indices{within}, got {v!r}")
+            return idx
+        return _check_domain(self.loss, self.source.name, y)
+
+    @staticmethod
+    def weights(w, n: int) -> np.ndarray | None:
+        if w is None:
+            return None
+        w = np.asarray(w)
+        if w.size == 0:  # XGBoost's "no weights"
+            return None
+        if w.shape != (n,):
+            raise InputError(f"sample weights have shape {w.shape}, expected ({n},) (one per sample)")
+        return w
+
+    def _margin(self, margin, n: int) -> np.ndarray:
+        m = np.asarray(margin)
+        if m.dtype not in (np.float32, np.float64):
+            m = m.astype(np.float64)
+        if self.row:
+            if m.ndim != 2 or m.shape[0] != n or m.shape[1] < 2:
+                raise InputError(f"{self.name}: margins have shape {m.shape}, expected ({n}, K) with K >= 2 "
+                                 "classes (set num_class / a multi-class objective)")
+        elif m.shape != (n,) and m.shape != (n, 1):
+            raise InputError(f"{self.name}: margins have shape {m.shape}, expected ({n},) "
+                             "(an elementwise loss gives one margin per sample; no num_class)")
+        return m
+
+    # the objective --------------------------------------------------------------------------
+    def grad_hess(self, y, margin, weight=None) -> tuple[np.ndarray, np.ndarray]:
+        """Per-sample gradient and (policy-adjusted) Hessian of the summed weighted loss, margin's shape."""
+        y = np.asarray(y)
+        n = y.shape[0] if y.ndim else 0
+        m = self._margin(margin, n)
+        w = self.weights(weight, n)
+        if self.row:
+            labels = self.labels(y, m.shape[1])
+            return self._row_grad_hess(labels, m, w)
+        shape = m.shape
+        yv = self.labels(y).astype(m.dtype, copy=False)
+        g, h = self.loss.grad_hessian(yv, m.reshape(n), reduction="none", sample_weight=w, **self.params)
+        _policy.apply(self.hessian, h, None if w is None else w.astype(h.dtype, copy=False))
+        return g.reshape(shape), h.reshape(shape)
+
+    def _row_grad_hess(self, labels, m, w):
+        L, kw = self.loss, dict(reduction="none", sample_weight=w, **self.params)
+        g = L.grad(labels, m, **kw)
+        wcol = None if w is None else w.astype(m.dtype, copy=False)[:, None]
+        if self.hessian == "constant":
+            h = np.empty_like(m)
+            return g, _policy.apply("constant", h, wcol)
+        h = L.hessian_diag(labels, m, **kw)
+        if self.hessian == "upper_bound":
+            h = self._gershgorin(labels, m, h, kw)
+            _policy.apply("clip", h, wcol)
+        elif self.hessian == "clip":
+            _policy.apply("clip", h, wcol)
+        return g, h
+
+    def _gershgorin(self, labels, m, diag, kw):
+        """Each row's absolute Hessian row sums: 2 diag - H 1 where off-diagonals are <= 0 (softmax
+        losses, checked on the first rows), else from full per-row Hessians in chunks."""
+        L, k = self.loss, m.shape[1]
+        probe = L.hessian(labels[:256], m[:256], **{**kw, "sample_weight": None if kw["sample_weight"] is None
+                                                    else kw["sample_weight"][:256]})
+        off = probe - np.einsum("nij,ij->nij", probe, np.eye(k))
+        if np.all(off <= 0):
+            hv = L.hvp(labels, m, v=np.ones_like(m), **kw)
+            return 2 * diag - hv
+        out = np.empty_like(m)
+        step = max(1, _HESSIAN_CHUNK_ENTRIES // (k * k))
+        sw = kw["sample_weight"]
+        for s in range(0, m.shape[0], step):
+            H = L.hessian(labels[s:s + step], m[s:s + step],
+                          **{**kw, "sample_weight": None if sw is None else sw[s:s + step]})
+            out[s:s + step] = np.abs(H).sum(axis=2)
+        return out
+
+    def value(self, y, margin, weight=None) -> float:
+        """The weighted mean loss at the margins (a metric)."""
+        y = np.asarray(y)
+        n = y.shape[0]
+        m = self._margin(margin, n)
+        w = self.weights(weight, n)
+        if self.row:
+            return float(self.loss.value(self.labels(y, m.shape[1]), m, sample_weight=w, **self.params))
+        return float(self.loss.value(self.labels(y).astype(m.dtype, copy=False), m.reshape(n),
+                                     sample_weight=w, **self.params))
+
+    # the start score ------------------------------------------------------------------------
+    def stats(self, y, weight, c):
+        """Sums over samples at the constant margin ``c``, for the start-score solvers (float64):
+        elementwise (g, h, w); row losses (value, g (K,), H (K, K), w)."""
+        y = np.asarray(y)
+        n = y.shape[0]
+        w = self.weights(weight, n)
+        wsum = float(n if w is None else np.sum(w, dtype=np.float64))
+        if n == 0:
+            return (0.0, 0.0, 0.0) if not self.row else (0.0, np.zeros(len(c)), np.zeros((len(c),) * 2), 0.0)
+        w64 = None if w is None else w.astype(np.float64)
+        if not self.row:
+            m = np.full(n, float(c))
+            g, h = self.loss.grad_hessian(self.labels(y).astype(np.float64), m, reduction="none",
+                                          sample_weight=w64, **self.params)
+            return float(g.sum()), float(h.sum()), wsum
+        c = np.asarray(c, dtype=np.float64)
+        k = c.shape[0]
+        labels = self.labels(y, k)
+        m = np.broadcast_to(c, (n, k))
+        kw = dict(sample_weight=w64, **self.params)
+        v = float(self.loss.value(labels, m, reduction="sum", **kw))
+        g = self.loss.grad(labels, m, reduction="none", **kw).sum(axis=0)
+        H = np.zeros((k, k))
+        step = max(1, _HESSIAN_CHUNK_ENTRIES // (k * k))
+        for s in range(0, n, step):
+            H += self.loss.hessian(labels[s:s + step], m[s:s + step],
+                                   sample_weight=None if w64 is None else w64[s:s + step],
+                                   **self.params).sum(axis=0)
+        return v, g, H, wsum
+
+    def start(self, y, weight=None, num_class: int | None = None):
+        """The optimal constant raw margin: a float, or a (K,) array for a class axis."""
+        y = np.asarray(y)
+        if self.row:
+            k = num_class or int(self.labels(y).max()) + 1
+            return _start.newton_nd(lambda c: self.stats(y, weight, c), k, self.name)
+        return _start.newton_1d(lambda c: self.stats(y, weight, c), self.name)
+
+
+def _check_domain(loss, shown: str, y: np.ndarray) -> np.ndarray:
+    target = loss.spec.targets[0]
+    dom = target.domain
+    yf = y.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(yf)):
+        raise InputError(f"{shown}: labels must be finite (found NaN or inf)")
+    bad = None
+    if dom == "positive":
+        bad = yf < 0 if _zero_ok(loss) else yf <= 0
+        want = "y >= 0" if _zero_ok(loss) else "y > 0"
+    elif dom == "unit":
+        bad, want = (yf <= 0) | (yf >= 1), "0 < y < 1"
+    elif dom == "unit_closed":
+        bad, want = (yf < 0) | (yf > 1), "0 <= y <= 1"
+    elif dom == "binary":
+        bad, want = (yf != 0) & (yf != 1), "y in {0, 1}"
+    elif dom == "sign":
+        bad, want = (yf != -1) & (yf != 1), "y in {-1, 1} (map 0 labels to -1)"
+    if bad is not None and np.any(bad):
+        raise InputError(f"{shown}: label {yf[np.argmax(bad)]!r} is outside the loss's target domain ({want})")
+    return y
+
+
+_ZERO_OK: dict = {}
+
+
+def _zero_ok(loss) -> bool:
+    """May a 'positive' target be 0?  Yes where the loss stays bounded below in the margin at y = 0
+    (Poisson counts); no where it does not (the gamma deviance at y = 0 has no minimiser)."""
+    key = id(loss)
+    if key not in _ZERO_OK:
+        z = np.linspace(-700.0, 700.0, 29)
+        v = loss.value(np.zeros_like(z), z, reduction="none")
+        _ZERO_OK[key] = bool(np.all(np.isfinite(v)) and v.min() > -100.0)
+    return _ZERO_OK[key]
+
+
+def _portable(loss):
+    """What rebuilds ``loss`` in another process: its catalog name, or its spec."""
+    from ..runtime.loss import _BUILTIN
+
+    if _BUILTIN.get(loss.name) is loss:
+        return loss.name
+    return loss.spec
+
+
+def _rebuild(source, hessian, params):
+    from ..runtime import Loss
+
+    loss = source if isinstance(source, str) else Loss.from_spec(source)
+    return BoostLoss(loss, hessian=hessian, **params)

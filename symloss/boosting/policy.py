@@ -1,0 +1,65 @@
+"""The Hessian policy: what the boosting library receives as each sample's second derivative.
+
+Tree boosters set a leaf to -G / (H + lambda) and score splits by G^2 / (H + lambda),
+so the Hessian is the step size.  The exact Hessian is right for smooth convex
+losses; where it vanishes on a set of positive measure (mae, quantile, hinge,
+huber's linear part) no split ever has gain and LightGBM's
+``min_sum_hessian_in_leaf`` stops the tree, and where it is negative
+(non-convex losses) a leaf can step uphill.
+
+* ``"exact"``: the derived Hessian, unchanged.
+* ``"clip"``: floored at ``FLOOR`` (times the weight), as the built-ins floor theirs.
+* ``"constant"``: the sample weight (1 without weights), the built-ins' choice
+  for MAE, quantile and Huber; the step is then a plain gradient step.
+* ``"upper_bound"`` (row losses): each row's diagonal is replaced by the
+  absolute row sum of its Hessian (Gershgorin), which bounds the Hessian from
+  above; for softmax cross-entropy this is XGBoost's 2 p (1 - p).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+
+POLICIES = ("exact", "clip", "constant", "upper_bound")
+FLOOR = 1e-16  # XGBoost's and LightGBM's floor for their own Hessians
+
+
+def check(policy: str, row: bool) -> str:
+    if policy not in POLICIES:
+        raise InputError(f"hessian must be one of {POLICIES}, got {policy!r}")
+    if policy == "upper_bound" and not row:
+        raise InputError("hessian='upper_bound' is for row losses (a class axis); "
+                         "an elementwise loss's Hessian is already one number per sample")
+    return policy
+
+
+def default(loss) -> tuple[str, str]:
+    """(policy, why) chosen from the loss's derived properties."""
+    if loss.spec.kind == "row":
+        # no symbolic property analysis for row losses; the diagonal is floored
+        return "clip", "row loss: the exact diagonal, floored (non-convex row losses stay safe)"
+    from ..docs.properties import properties
+
+    props = properties(loss.spec, loss)
+    if props.hessian_vanishes:
+        return "constant", f"the exact Hessian vanishes on a set of positive measure ({props.hessian_zero_text})"
+    if props.convex:
+        return "exact", "convex with a Hessian that vanishes only on a null set"
+    return "clip", "not convex: negative curvature is floored"
+
+
+def apply(policy: str, h: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+    """Adjust a weighted Hessian ``h`` in place (``w`` broadcasts against it); returns it."""
+    if policy == "clip":
+        floor = h.dtype.type(FLOOR)
+        if w is None:
+            np.maximum(h, floor, out=h)
+        else:
+            np.maximum(h, floor * w, out=h)
+    elif policy == "constant":
+        if w is None:
+            h.fill(1)
+        else:
+            h[...] = w
+    return h

@@ -1,0 +1,113 @@
+"""The start score: the constant raw margin that minimises the weighted loss.
+
+Boosters' built-in objectives start from the loss's optimal constant (the mean
+for L2, the log-odds of the mean for logistic, the median for L1); custom
+objectives start from 0 and spend their first trees getting there.  The
+solvers here find that constant from symloss's own gradient and Hessian, given
+only a ``stats`` callable that sums them over the data for one constant, so
+the same solver runs on one array or over the partitions of a Dask
+collection (one small reduction per iteration).
+
+* one margin: safeguarded Newton inside a sign-change bracket of the summed
+  gradient (rtsafe): Newton where the step stays inside the bracket, bisection
+  otherwise, so losses with a zero Hessian (mae, quantile) still converge (to
+  the weighted median or quantile).
+* a class axis: damped Newton on the K x K summed Hessian (a small ridge,
+  because softmax losses are invariant to a shift of every class) with a
+  backtracking line search on the summed loss.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from ..errors import InputError
+
+GRAD_TOL = 1e-12  # |mean gradient| below this is converged
+MAX_ITER = 200
+MAX_MARGIN = 1e4  # no bracket within this: the infimum is at infinity
+
+
+def newton_1d(stats: Callable[[float], tuple[float, float, float]], name: str) -> float:
+    """argmin over a constant c; ``stats(c)`` gives (sum of w*dL/dc, sum of w*d2L/dc2, sum of w)."""
+    c = 0.0
+    g, h, wsum = stats(c)
+    if not wsum > 0:
+        raise InputError(f"{name}: the sample weights sum to {wsum}; there is nothing to fit a start score to")
+    tol_g = GRAD_TOL * wsum
+
+    def converged(g):
+        return abs(g) <= tol_g
+
+    if converged(g):
+        return c
+    # bracket the sign change of the gradient, stepping downhill (Newton-sized where the Hessian allows)
+    step = min(abs(g / h), MAX_MARGIN) if h > 0 else 1.0
+    step = max(step, 1e-3)
+    a, ga = c, g
+    while True:
+        b = a - math.copysign(step, ga)
+        gb, hb, _ = stats(b)
+        if converged(gb):
+            return b
+        if not math.isfinite(gb):
+            raise InputError(f"{name}: the loss's gradient is not finite at the constant margin {b:g}")
+        if (gb > 0) != (ga > 0):
+            break
+        a, ga = b, gb
+        step *= 2.0
+        if abs(b) > MAX_MARGIN:
+            raise InputError(f"{name}: the loss keeps decreasing as the constant margin goes to "
+                             f"{'+' if b > 0 else '-'}infinity (e.g. every label is the same class); "
+                             "pass a start score yourself")
+    lo, hi = (a, b) if ga < 0 else (b, a)  # g(lo) < 0 < g(hi)
+    x, gx, hx = b, gb, hb
+    for _ in range(MAX_ITER):
+        newton = x - gx / hx if hx > 0 else math.nan
+        x = newton if lo < newton < hi else 0.5 * (lo + hi)
+        gx, hx, _ = stats(x)
+        if converged(gx):
+            return x
+        if gx < 0:
+            lo = x
+        else:
+            hi = x
+        if hi - lo <= 1e-12 * max(1.0, abs(x)):
+            return 0.5 * (lo + hi)
+    return x
+
+
+def newton_nd(stats: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray, float]], k: int,
+              name: str) -> np.ndarray:
+    """argmin over a constant vector c of K margins; ``stats(c)`` gives
+    (sum of w*L, summed gradient (K,), summed Hessian (K, K), sum of w)."""
+    c = np.zeros(k)
+    value, g, H, wsum = stats(c)
+    if not wsum > 0:
+        raise InputError(f"{name}: the sample weights sum to {wsum}; there is nothing to fit a start score to")
+    for _ in range(MAX_ITER):
+        if np.max(np.abs(g)) <= 1e-10 * wsum:
+            break
+        ridge = 1e-9 * max(np.trace(H) / k, 1e-300) + 1e-12 * wsum
+        try:
+            d = np.linalg.solve(H + ridge * np.eye(k), -g)
+        except np.linalg.LinAlgError:
+            d = -g / wsum
+        if not np.all(np.isfinite(d)) or g @ d >= 0:  # not a descent direction: gradient step
+            d = -g / max(np.abs(np.diag(H)).max(), wsum * 1e-6)
+        t = 1.0
+        while t > 1e-10:
+            trial = c + t * d
+            v2, g2, H2, _ = stats(trial)
+            if np.isfinite(v2) and v2 <= value + 1e-4 * t * (g @ d):
+                break
+            t *= 0.5
+        else:
+            break  # no decrease along d: as good as it gets in floating point
+        c, value, g, H = trial, v2, g2, H2
+        if np.max(np.abs(c)) > MAX_MARGIN:
+            raise InputError(f"{name}: the loss keeps decreasing as a class's constant margin grows without "
+                             "bound (a class that never occurs?); pass a start score yourself")
+    return c
