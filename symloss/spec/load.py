@@ -8,6 +8,7 @@ from typing import Any
 
 import sympy as sp
 
+from .. import limits
 from ..errors import SpecError
 from .expr_parser import CONSTANTS, DERIVATIVE_FUNCTIONS, FUNCTIONS, parse_expression
 from .model import DOMAINS, KINDS, ROLES, SHAPES, Input, LossSpec, Param
@@ -22,6 +23,9 @@ def load_spec(path: str | Path) -> LossSpec:
     path = Path(path)
     source = str(path)
     try:
+        size = path.stat().st_size
+        if size > limits.MAX_SPEC_BYTES:
+            raise SpecError(source, "<file>", f"{size} bytes is too large ({limits.how_to_raise('MAX_SPEC_BYTES')})")
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(source, "<file>", f"cannot read: {exc.strerror}") from None
@@ -164,7 +168,46 @@ def _symbol(name: str, param: Param | None = None) -> sp.Symbol:
 
 
 def spec_from_table(table: dict, *, source: str) -> LossSpec:
-    """Validate a parsed TOML table (or an equivalent dict) into a LossSpec."""
+    """Validate a parsed TOML table (or an equivalent dict) into a LossSpec.
+
+    Parsing runs under the wall-clock guard of :func:`symloss.limits.time_limit`
+    (the other limits keep it far below; the guard is the last line)."""
+    if not isinstance(table, dict):
+        raise SpecError(source, "<file>", "expected a table")
+    with limits.time_limit(f"{source}: parsing", lambda problem: SpecError(source, "<file>", problem)):
+        return _spec_from_table(table, source)
+
+
+def _check_sizes(table: dict, source: str) -> None:
+    """Text lengths and table sizes, before any parsing."""
+    for key in ("name", "title", "description", "loss"):
+        limits.check_text(table.get(key), source, key)
+    refs = table.get("references")
+    if isinstance(refs, list):
+        for k, ref in enumerate(refs):
+            limits.check_text(ref, source, f"references[{k}]")
+    for key in ("let", "derivatives"):
+        if isinstance(table.get(key), dict):
+            for name, text in table[key].items():
+                limits.check_text(text, source, f"{key}.{name}")
+    limits.check_count(table.get("let"), "MAX_LETS", source, "let")
+    limits.check_count(table.get("inputs"), "MAX_INPUTS", source, "inputs")
+    limits.check_count(table.get("params"), "MAX_PARAMS", source, "params")
+
+
+def _check_param_powers(exprs: dict[str, sp.Basic], params: tuple[Param, ...], symbols: dict, source: str) -> None:
+    """Powers whose exponent is made of parameters, at the parameters' defaults
+    (the docs substitute them exactly): 10**p with p = 1e10 is refused here."""
+    defaults = {symbols[p.name]: p.default for p in params}
+    for field, expr in exprs.items():
+        problem = limits.param_power(expr, defaults)
+        if problem:
+            name, what = problem
+            raise SpecError(source, f"params.{name}.default", f"{what} in field '{field}'")
+
+
+def _spec_from_table(table: dict, source: str) -> LossSpec:
+    _check_sizes(table, source)
     unknown = set(table) - _TOP_KEYS
     if unknown:
         raise SpecError(source, sorted(unknown)[0], "unknown field")
@@ -198,6 +241,7 @@ def spec_from_table(table: dict, *, source: str) -> LossSpec:
         from .row_parser import parse_row
 
         loss, symbols, row = parse_row(table, inputs, params, source=source, symbol=_symbol, identifier=_identifier)
+        _check_param_powers({"loss": loss}, params, symbols, source)
         return LossSpec(
             name=name, title=title, kind=kind, inputs=inputs, params=params, loss_text=table["loss"], loss=loss,
             symbols=symbols, description=table.get("description", "").strip(), references=tuple(refs),
@@ -230,6 +274,8 @@ def spec_from_table(table: dict, *, source: str) -> LossSpec:
     if not any(symbols[i.name] in used for i in inputs if i.differentiable):
         raise SpecError(source, "loss", "the loss does not depend on any prediction input")
     derivatives = _param_derivatives(table.get("derivatives", {}), params, scope, source)
+    _check_param_powers({"loss": loss, **{f"derivatives.{k}": v for k, v in derivatives.items()}},
+                        params, symbols, source)
     return LossSpec(
         name=name,
         title=title,
