@@ -14,6 +14,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ..multitask import CombinedLoss
 from ._dask import DaskData, is_dask
+from ..dask_arrays import LossRef
 from ._heads import CombinedHead, ElementwiseHead, RowHead, resolve_loss
 from ._objective import InMemoryData, Objective
 from ._solvers import choose, run
@@ -60,24 +61,37 @@ class _LossModel(BaseEstimator):
         for k, v in loss_params.items():  # loss parameters are estimator parameters (GridSearchCV)
             setattr(self, k, v)
 
-    # the loss's parameters join get_params/set_params, so clone and grid search see them
+    # The loss's parameters join get_params/set_params, so clone and grid search
+    # see them.  A keyword the estimator does not know is kept as a loss
+    # parameter (the loss may change after it is set) and checked by fit.
+    def _extra_params(self) -> list:
+        own = set(super().get_params(deep=False))
+        return [k for k in vars(self) if k not in own and not k.startswith("_") and not k.endswith("_")]
+
     def get_params(self, deep=True):
         params = super().get_params(deep)
         for k, default in _loss_defaults(self.loss).items():
             params[k] = getattr(self, k, default)
+        for k in self._extra_params():
+            params[k] = getattr(self, k)
         return params
 
     def set_params(self, **params):
-        if "loss" in params:
-            self.loss = params.pop("loss")
-        names = _loss_defaults(self.loss)
-        for k in [k for k in params if k in names]:
-            setattr(self, k, params.pop(k))
-        return super().set_params(**params)
+        own = set(super().get_params(deep=False))
+        for k, v in params.items():
+            if k in own or "__" in k:
+                super().set_params(**{k: v})
+            else:
+                setattr(self, k, v)
+        return self
 
     def _loss_params(self) -> dict:
-        """The loss's keywords, under the loss's own names."""
+        """The loss's keywords, under the loss's own names (unknown ones are an error)."""
         params = resolve_loss(self.loss).params
+        unknown = set(self._extra_params()) - {_param_name(k) for k in params}
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {sorted(unknown)} for loss {resolve_loss(self.loss).name!r} "
+                             f"(its parameters: {[_param_name(k) for k in params]})")
         return {k: getattr(self, _param_name(k)) for k in params if hasattr(self, _param_name(k))}
 
     def _check_hyper(self):
@@ -261,7 +275,7 @@ class LossClassifier(ClassifierMixin, _LossModel):
         if K < 2:
             raise ValueError(f"LossClassifier needs samples of at least 2 classes; got one class: {self.classes_[0]}")
         loss = self._resolved(K)
-        self.loss_ = loss
+        self._loss_ref = LossRef(loss)  # pickles by spec: the fitted model pickles
         params = self._loss_params()
         if _is_row(loss):
             head, encode = RowHead(loss, params, K), self._index_encoder()
@@ -305,8 +319,14 @@ class LossClassifier(ClassifierMixin, _LossModel):
         idx = (Z > 0).astype(int) if Z.ndim == 1 else np.argmax(Z, axis=1)
         return self.classes_[idx]
 
+    @property
+    def loss_(self):
+        """The loss fitted (the one "auto" chose)."""
+        check_is_fitted(self)
+        return self._loss_ref.loss
+
     def _has_proba(self):
-        if not hasattr(self, "loss_"):  # unfitted: let the call raise NotFittedError
+        if not hasattr(self, "_loss_ref"):  # unfitted: let the call raise NotFittedError
             return True
         return _is_row(self.loss_) or self.loss_.name in SIGMOID_LOSSES
 
