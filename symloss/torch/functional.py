@@ -136,7 +136,7 @@ def elementwise(spec, module, bound, params, reduction="mean", sample_weight=Non
     try:
         shape = torch.broadcast_shapes(*(t.shape for t in data.values()))
     except RuntimeError:
-        shapes = ", ".join(f"{n} {tuple(t.shape)}" for n, t in data.items())
+        shapes = ", ".join(f"{n} {tuple(data[n].shape)}" for n in argument_names(spec))
         raise InputError(f"{spec.name}: input shapes do not match: {shapes}") from None
     tensors = [t if t.shape == shape else torch.broadcast_to(t, shape) for t in data.values()]
     losses = module.Value.apply(*tensors, *_params(spec, params, tensors[0]))

@@ -13,8 +13,13 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ...derive import Derivation
+from ...derive import Derivation, nonsmooth
+from ...derive.derivation import without_branches_on
+from ...derive.rewrites import finalize, finish
+from ...errors import DerivationError
 from ...ir import build_ir
+from ...ir.kernels import _kernel
+from ...ir.nan import guard_branches
 from ...render.environment import environment
 from .. import require
 from .printer import TorchPrinter
@@ -46,16 +51,37 @@ def _source(spec) -> str:
     return spec.source if spec.source.startswith("<") else f"specs/{spec.name}.toml"
 
 
+def _mixed(derivation: Derivation) -> list[tuple[str, sp.Basic]]:
+    """d^2 L / (d prediction d parameter), symbolic, for every differentiable parameter:
+    the double backward of a loss whose parameter is an ``nn.Parameter``.  Branches
+    at exact parameter values (alpha == 2) are limits of the others and left out,
+    as for the parameter gradient itself."""
+    spec = derivation.spec
+    data = frozenset(spec.symbols[i.name] for i in spec.inputs)
+    out = []
+    for pred, g in zip(derivation.wrt, derivation.stable.grads):
+        for p in derivation.param_wrt:
+            e = nonsmooth.derivative(without_branches_on(g, p), p)
+            e = finalize(finish(e, data, frozenset(derivation.wrt))[0])[0]
+            if e.has(sp.Derivative, sp.Subs):
+                raise DerivationError(f"{spec.name}: no closed form for d^2 L / d{pred} d{p}")
+            out.append((f"m_{pred}_{p}", guard_branches(e, set(data))))
+    return out
+
+
 def module_model(derivation: Derivation) -> dict:
     spec = derivation.spec
     ir = build_ir(derivation)
-    require("torch", [a.expr for k in ir.kernels.values() for a in k.temporaries + k.outputs], spec.name)
     printer = TorchPrinter()
     args = ", ".join(ir.inputs + ir.params)
     functions = [
         _function(k, args, ir.kernels[k].temporaries, ir.kernels[k].outputs, printer, tuple_out=k != "value")
         for k in ELEMENTWISE_KERNELS if k in ir.kernels
     ]
+    if ir.param_grads:
+        mixed = _kernel("mixed", _mixed(derivation))
+        functions.append(_function("mixed", args, mixed.temporaries, mixed.outputs, printer))
+    require("torch", [a.expr for k in ir.kernels.values() for a in k.temporaries + k.outputs], spec.name)
     return {
         "name": spec.name,
         "title": spec.title,
