@@ -1,0 +1,138 @@
+"""Fitting with any loss: the field's example, from_expr losses, multi-task, history, scikit-learn conventions."""
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV
+from sklearn.utils.estimator_checks import check_estimator
+
+import symloss
+from symloss.multitask import combine
+from symloss.plotting import plot_history
+from symloss.sklearn import LossClassifier, LossRegressor
+
+TRUE_W = np.array([1.5, -2.0, 0.5, 3.0, -1.0])
+
+
+@pytest.fixture(scope="module")
+def field():
+    """The textbook example: X 100x5, true_w, noise 0.5."""
+    rng = np.random.default_rng(42)
+    X = rng.normal(size=(100, 5))
+    return X, X @ TRUE_W + 0.5 * rng.normal(size=100)
+
+
+def test_field_example_gd_newton_and_plot(field, tmp_path):
+    X, y = field
+    gd_mse = LossRegressor("mse", solver="gd", learning_rate=0.1, max_iter=500, tol=1e-8).fit(X, y)
+    with warnings.catch_warnings():  # a fixed-step subgradient method hovers within O(lr) of the optimum
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gd_mae = LossRegressor("mae", solver="gd", learning_rate=0.01, max_iter=3000).fit(X, y)
+    newton = LossRegressor("mse", solver="newton", tol=1e-10).fit(X, y)
+    noise_level = 4 * 0.5 / np.sqrt(100)
+    for model in (gd_mse, gd_mae, newton):
+        assert np.max(np.abs(model.coef_ - TRUE_W)) < noise_level
+    assert newton.n_iter_ <= 2  # a quadratic: one Newton step, then the check
+    ols = np.linalg.lstsq(np.column_stack([X, np.ones(100)]), y, rcond=None)[0]
+    np.testing.assert_allclose(newton.coef_, ols[:5], rtol=1e-9)
+    np.testing.assert_allclose(gd_mse.coef_, ols[:5], rtol=1e-6)
+    # GD's objective never increases on a smooth loss with a stable step
+    assert np.all(np.diff(gd_mse.history_["objective"]) <= 1e-12)
+    assert len(newton.history_["objective"]) == newton.n_iter_ + 1
+    mae_lp = LossRegressor("mae").fit(X, y)  # the exact optimum (HiGHS) bounds GD's mae objective
+    mae_obj = lambda m: np.mean(np.abs(y - m.predict(X)))  # noqa: E731
+    assert mae_lp.solver_ == "lp" and mae_obj(mae_lp) <= mae_obj(gd_mae) < mae_obj(mae_lp) * 1.01
+    out = tmp_path / "history.png"
+    ax = plot_history({"GD (mse)": gd_mse, "Newton (mse)": newton, "GD (mae)": gd_mae}, path=out)
+    assert out.stat().st_size > 1000 and len(ax.get_lines()) == 3
+    plot_history([gd_mse, newton], key="grad_norm", path=tmp_path / "g.svg")
+    assert (tmp_path / "g.svg").stat().st_size > 1000
+
+
+def _first_order(L, X, y, model, **params):
+    g = L.grad(y, model.predict(X), **params)  # d mean loss / d yhat
+    return np.max(np.abs(np.append(X.T @ g, g.sum())))
+
+
+def test_from_expr_and_general_robust_first_order(field):
+    X, y = field
+    y = y + np.where(np.arange(100) % 10 == 0, 15.0, 0.0)  # outliers: robust losses ignore them
+    L = symloss.Loss.from_expr("log(1 + (yhat - y)**2)", name="cauchy_expr")
+    m = LossRegressor(L, tol=1e-10).fit(X, y)
+    assert _first_order(L, X, y, m) < 1e-9
+    assert np.max(np.abs(m.coef_ - TRUE_W)) < 0.4
+    B = symloss.load("general_robust")
+    r = LossRegressor("general_robust", loss_alpha=0.5, c=2.0, solver="lbfgs", tol=1e-10).fit(X, y)
+    assert r.get_params()["loss_alpha"] == 0.5 and r.get_params()["alpha"] == 0.0
+    assert _first_order(B, X, y, r, alpha=0.5, c=2.0) < 1e-8
+    with pytest.raises(ValueError, match="unknown parameter"):
+        LossRegressor("mse", delta=1.0).fit(X, y)
+
+
+def test_grid_search_tunes_loss_parameters(field):
+    X, y = field
+    gs = GridSearchCV(LossRegressor("huber"), {"delta": [0.5, 2.0], "alpha": [0.0, 0.1]}, cv=2).fit(X, y)
+    assert gs.best_params_["delta"] in (0.5, 2.0)
+    assert gs.best_estimator_.get_params()["delta"] == gs.best_params_["delta"]
+
+
+def test_classifier_losses_and_pickle():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(150, 3))
+    y = np.array(["a", "b", "c"])[np.argmax(X @ rng.normal(size=(3, 3)) + 0.3 * rng.normal(size=(150, 3)), 1)]
+    hinge = LossClassifier("hinge", alpha=0.01, l1_ratio=1.0).fit(X, y)  # one-vs-rest, solved exactly as an LP
+    assert hinge.solver_ == "lp" and hinge.coef_.shape == (3, 3) and hinge.score(X, y) > 0.8
+    assert not hasattr(hinge, "predict_proba")
+    focal = LossClassifier("focal_binary", gamma=2.0, tol=1e-9).fit(X, y == "a")
+    assert focal.classes_.tolist() == [False, True] and focal.score(X, y == "a") > 0.8
+    clone = pickle.loads(pickle.dumps(focal))
+    np.testing.assert_array_equal(clone.predict_proba(X), focal.predict_proba(X))
+
+
+def test_combine_numpy_api_and_fit():
+    rng = np.random.default_rng(4)
+    n = 200
+    X = rng.normal(size=(n, 3))
+    price = X @ [1.0, -1.0, 2.0] + 0.1 * rng.normal(size=n)
+    label = np.argmax(X @ rng.normal(size=(3, 4)), 1)
+    L = combine({"price": ("mse", 1.0), "label": ("cross_entropy", 0.5)})
+    z = {"price": rng.normal(size=n), "label": rng.normal(size=(n, 4))}
+    t = {"price": price, "label": label}
+    CE = symloss.load("cross_entropy")
+    expected = symloss.load("mse").value(price, z["price"]) + 0.5 * CE.value(label, z["label"])
+    assert L.value(t, z) == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_allclose(L.grad(t, z)["label"], 0.5 * CE.grad(label, z["label"]), rtol=1e-12)
+    # the tasks share X but no coefficient: the joint fit equals the separate fits
+    Y = np.column_stack([price, label])
+    joint = LossRegressor(L, alpha=0.01, tol=1e-10).fit(X, Y)
+    assert joint.coef_.shape == (5, 3)
+    alone = LossRegressor("mse", alpha=0.01, tol=1e-10).fit(X, price)
+    clf = LossClassifier("cross_entropy", alpha=0.02, tol=1e-10).fit(X, label)  # weight 0.5 <=> alpha / 0.5
+    np.testing.assert_allclose(joint.coef_[0], alone.coef_, rtol=1e-7)
+    np.testing.assert_allclose(joint.coef_[1:], clf.coef_, rtol=1e-6, atol=1e-9)
+    assert joint.predict_tasks(X)["label"].shape == (n, 4)
+
+
+def test_uncertainty_weighting():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(200, 2))
+    Y = np.column_stack([X @ [1.0, 2.0] + 0.1 * rng.normal(size=200), X @ [-1.0, 1.0] + 2.0 * rng.normal(size=200)])
+    L = combine({"a": ("mse", 1.0), "b": ("mse", 1.0)}, weighting="uncertainty")
+    m = LossRegressor(L, alpha=0.01, tol=1e-10).fit(X, Y)
+    Z = m.predict(X)
+    means = np.mean((Z - Y) ** 2, axis=0)
+    np.testing.assert_allclose(m.log_vars_, np.log(means), rtol=1e-6)  # s_t = log L_t at the joint optimum
+    assert m.log_vars_[1] > m.log_vars_[0] + 3  # the noisy task gets the larger variance
+    s = {"a": Z[:, 0], "b": Z[:, 1]}
+    dlog = L.log_var_grad({"a": Y[:, 0], "b": Y[:, 1]}, s, log_vars=m.log_vars_)
+    np.testing.assert_allclose(dlog, 0.0, atol=1e-6)
+
+
+def test_check_estimator():
+    reason = "alpha=0 with more features than samples: the minimiser is not unique"
+    for est in (LossRegressor(), LossClassifier()):
+        check_estimator(est, expected_failed_checks={"check_sample_weight_equivalence_on_dense_data": reason})
+    for est in (LossRegressor(alpha=0.01), LossClassifier(alpha=0.01)):
+        check_estimator(est)
