@@ -207,40 +207,35 @@ def assert_correct(result, scale=0.375):
 
 @pytest.fixture(scope="module")
 def built():
-    """Three processes at once, each building the new loss from an expression and from a spec file."""
+    """Three processes at once, each loading the new loss from its spec file (what from_expr runs too)."""
     folder = Path(tempfile.mkdtemp(prefix="symloss-h3-"))
     (folder / "h3_conc.toml").write_text(SPEC)
     env = child_env(SYMLOSS_CACHE_DIR=str(folder / "cache"))
-    results = run_together(3, ["expr", str(folder / "h3_conc.toml")], env, folder)
+    results = run_together(3, [str(folder / "h3_conc.toml")], env, folder)
     yield folder, env, results
     shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_processes_building_one_new_loss_at_once(built):
     folder, _, results = built
-    files = set()
     for r in results:
-        for how in ("expr", "path"):
-            assert_correct(r[how])
-            files.add(r[how][2])
+        assert_correct(r["path"])
         assert r["warnings"] == []
+    (file,) = {r["path"][2] for r in results}  # one module, shared
     cache = folder / "cache"
-    assert len(files) == 2 and all(Path(f).parent == cache for f in files)  # one module per source, shared
-    assert sorted(p.name for p in cache.glob("*.py")) == sorted(Path(f).name for f in files)
+    assert [p.name for p in cache.glob("*.py")] == [Path(file).name] and Path(file).parent == cache
     assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no temp files left behind
-    for f in files:
-        assert modules.digest_of(Path(f).read_bytes()) == Path(f).stem[-16:]
+    assert modules.digest_of(Path(file).read_bytes()) == Path(file).stem[-16:]
 
 
 TAMPERED_RUN = """
 import importlib.util, sys
 import numpy as np
 from symloss.runtime.loss import Loss
-from symloss.spec import spec_from_table
+from symloss.spec import load_spec
 spec = importlib.util.spec_from_file_location("tampered", sys.argv[1])
 mod = importlib.util.module_from_spec(spec); sys.modules["tampered"] = mod; spec.loader.exec_module(mod)
-table = dict(name="h3_conc", kind="elementwise", inputs=dict(y="target", yhat="prediction"), loss={expr!r})
-v, g = Loss(spec_from_table(table, source="<expr>"), mod).value_and_grad(np.array({y}), np.array({yhat}))
+v, g = Loss(load_spec(sys.argv[2]), mod).value_and_grad(np.array({y}), np.array({yhat}))
 print(float(v))
 """
 
@@ -248,21 +243,21 @@ print(float(v))
 def test_tampered_cache_file_is_rebuilt_and_its_numba_entries_not_reused(built):
     """A same-size edit keeping the mtime, compiled and cached by Numba, then loaded through symloss."""
     folder, env, results = built
-    path = Path(results[0]["expr"][2])
+    path, spec = Path(results[0]["path"][2]), str(folder / "h3_conc.toml")
     good = path.read_text()
     assert "0.375" in good
     st = path.stat()
     path.write_text(good.replace("0.375", "0.625"))  # same size ...
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # ... same mtime: what older Numba stamps entries with
     # Numba compiles and caches the tampered module when something imports it directly ...
-    out = subprocess.run([sys.executable, "-c", TAMPERED_RUN.format(expr=EXPR, y=Y, yhat=YHAT), str(path)],
+    out = subprocess.run([sys.executable, "-c", TAMPERED_RUN.format(y=Y, yhat=YHAT), str(path), spec],
                          env=env, cwd=folder, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert float(out.stdout.strip()) == pytest.approx(expected(0.625)[0], rel=1e-12)  # the edit is live
     assert list((path.parent / "__pycache__").glob(f"{path.stem}.*.nbi"))
     # ... symloss notices, rebuilds the file and drops those entries
-    (r,) = run_together(1, ["expr"], env, folder)
-    assert_correct(r["expr"])
+    (r,) = run_together(1, [spec], env, folder)
+    assert_correct(r["path"])
     assert any("truncated or modified" in w for w in r["warnings"])
     assert path.read_text() == good
 
