@@ -26,7 +26,7 @@ import numpy as np
 from .boosting import BoostLoss, as_boost_loss
 from .boosting import base_margin as _base_margin
 
-__all__ = ["base_margin", "metric", "objective", "sklearn_metric", "sklearn_objective", "train"]
+__all__ = ["base_margin", "dask_train", "metric", "objective", "sklearn_metric", "sklearn_objective", "train"]
 
 
 class Objective:
@@ -123,3 +123,26 @@ def train(loss, params: dict, dtrain, num_boost_round: int = 10, *, loss_params:
         kwargs["custom_metric"] = Metric(bl)
         params = {**params, "disable_default_eval_metric": 1}
     return xgb.train(params, dtrain, num_boost_round, obj=Objective(bl), **kwargs)
+
+
+def dask_train(client, loss, params: dict, X, y, num_boost_round: int = 10, *, sample_weight=None,
+               loss_params: dict | None = None, hessian: str | None = None, start="auto", metric: bool = True,
+               **kwargs) -> dict:
+    """``xgboost.dask.train`` on Dask collections ``X``, ``y`` (arrays or DataFrames) with the symloss
+    objective; each worker calls it on its own partitions.  The start score is computed from ``y``
+    by a distributed Newton (:mod:`symloss.boosting.dask`) and stored as ``base_score``.
+    Returns xgboost.dask.train's ``{"booster", "history"}``."""
+    import xgboost as xgb
+
+    from .boosting import dask as _dask
+
+    bl = as_boost_loss(loss, hessian=hessian, **(loss_params or {}))
+    if start is not None and "base_score" not in params:
+        if isinstance(start, str) and start == "auto":
+            start = _dask.base_margin(bl, y, sample_weight, num_class=params.get("num_class"))
+        params = {**params, "base_score": [float(v) for v in start] if np.ndim(start) else float(start)}
+    if metric and "custom_metric" not in kwargs:
+        kwargs["custom_metric"] = Metric(bl)
+        params = {**params, "disable_default_eval_metric": 1}
+    dtrain = xgb.dask.DaskDMatrix(client, X, y, weight=sample_weight)
+    return xgb.dask.train(client, params, dtrain, num_boost_round, obj=Objective(bl), **kwargs)

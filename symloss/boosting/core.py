@@ -293,8 +293,18 @@ def _portable(loss):
     return loss.spec
 
 
+_REBUILT: dict = {}
+
+
 def _rebuild(source, hessian, params):
+    """Unpickling: a catalog loss by name, any other from its spec (derived once per process)."""
+    import sympy as sp
+
     from ..runtime import Loss
 
-    loss = source if isinstance(source, str) else Loss.from_spec(source)
-    return BoostLoss(loss, hessian=hessian, **params)
+    if isinstance(source, str):
+        return BoostLoss(source, hessian=hessian, **params)
+    key = (source.name, sp.srepr(source.loss), source.inputs, source.params)
+    if key not in _REBUILT:
+        _REBUILT[key] = Loss.from_spec(source)
+    return BoostLoss(_REBUILT[key], hessian=hessian, **params)

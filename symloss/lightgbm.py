@@ -1,0 +1,199 @@
+"""Any symloss loss as a LightGBM objective and metric (optional: needs ``lightgbm``).
+
+LightGBM 4 hands a custom objective raw margins, shape (n,) or (n, K) for
+``num_class`` > 1; the objective returns per-sample gradient and Hessian of the
+summed loss.  The scikit-learn API does not apply weights for a custom
+objective, so :func:`sklearn_objective` takes them (three arguments) and
+applies them itself.  A custom objective starts from 0 (``boost_from_average``
+does nothing) unless ``init_score`` is set, and ``init_score`` is not stored in
+the model; :func:`train` and :func:`fit` set it from :func:`base_margin` and
+then fold the constant into the first iteration's trees (as LightGBM's own
+``boost_from_average`` does), so ``predict`` needs no extra term.
+
+Native API::
+
+    booster = symloss.lightgbm.train("huber", {"learning_rate": 0.1}, lgb.Dataset(X, y), 100)
+
+scikit-learn API::
+
+    model = LGBMRegressor(objective=symloss.lightgbm.sklearn_objective("huber"))
+    symloss.lightgbm.fit(model, X, y)        # start score and folding; plain model.fit(X, y) starts from 0
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .boosting import BoostLoss, as_boost_loss
+from .boosting import base_margin as _base_margin
+
+__all__ = ["base_margin", "dask_fit", "fit", "fold_start", "metric", "objective", "sklearn_metric", "sklearn_objective",
+           "train"]
+
+
+class Objective:
+    """``params["objective"] = obj``: ``obj(preds, train_data) -> (grad, hess)``."""
+
+    def __init__(self, loss: BoostLoss):
+        self.loss = loss
+
+    def __call__(self, preds, train_data):
+        return self.loss.grad_hess(train_data.get_label(), preds, train_data.get_weight())
+
+    def __repr__(self) -> str:
+        return f"symloss.lightgbm.objective({self.loss!r})"
+
+
+class SklearnObjective:
+    """``LGBMRegressor(objective=obj)``: ``obj(y_true, y_pred, weight) -> (grad, hess)``, weights applied here."""
+
+    def __init__(self, loss: BoostLoss):
+        self.loss = loss
+
+    def __call__(self, y_true, y_pred, weight):
+        return self.loss.grad_hess(y_true, y_pred, weight)
+
+
+class Metric:
+    """``feval(preds, eval_data) -> (name, weighted mean loss, False)`` on raw margins."""
+
+    def __init__(self, loss: BoostLoss, name: str | None = None):
+        self.loss = loss
+        self.name = name or loss.source.name
+
+    def __call__(self, preds, eval_data):
+        return self.name, self.loss.value(eval_data.get_label(), preds, eval_data.get_weight()), False
+
+
+class SklearnMetric:
+    """``eval_metric(y_true, y_pred, weight) -> (name, weighted mean loss, False)``."""
+
+    def __init__(self, loss: BoostLoss, name: str | None = None):
+        self.loss = loss
+        self.name = name or loss.source.name
+
+    def __call__(self, y_true, y_pred, weight):
+        return self.name, self.loss.value(y_true, y_pred, weight), False
+
+
+def objective(loss, hessian: str | None = None, link: str | None = "auto", **params) -> Objective:
+    return Objective(as_boost_loss(loss, hessian=hessian, link=link, **params))
+
+
+def sklearn_objective(loss, hessian: str | None = None, link: str | None = "auto", **params) -> SklearnObjective:
+    return SklearnObjective(as_boost_loss(loss, hessian=hessian, link=link, **params))
+
+
+def metric(loss, name: str | None = None, link: str | None = "auto", **params) -> Metric:
+    return Metric(as_boost_loss(loss, hessian="clip", link=link, **params), name)
+
+
+def sklearn_metric(loss, name: str | None = None, link: str | None = "auto", **params) -> SklearnMetric:
+    return SklearnMetric(as_boost_loss(loss, hessian="clip", link=link, **params), name)
+
+
+def base_margin(loss, y, sample_weight=None, num_class: int | None = None, **params):
+    """The optimal constant raw margin (float, or (K,) with a class axis): LightGBM's ``init_score``."""
+    return _base_margin(loss, y, sample_weight, num_class=num_class, **params)
+
+
+def init_score(start, n: int) -> np.ndarray:
+    """``start`` repeated for ``n`` samples: (n,) or (n, K)."""
+    start = np.asarray(start, dtype=np.float64)
+    return np.full(n, float(start)) if start.ndim == 0 else np.tile(start, (n, 1))
+
+
+def fold_start(booster, start) -> None:
+    """Add the constant start margin to every leaf of the first iteration's trees (one per class),
+    so the model predicts with it and needs no ``init_score`` at prediction time."""
+    start = np.atleast_1d(np.asarray(start, dtype=np.float64))
+    if booster.num_trees() < start.size:
+        raise ValueError("the booster has fewer trees than classes: nothing to fold the start score into")
+    info = booster.dump_model(num_iteration=1)["tree_info"]
+    for tree, c in enumerate(start):
+        for leaf in range(info[tree]["num_leaves"]):
+            booster.set_leaf_output(tree, leaf, booster.get_leaf_output(tree, leaf) + c)
+
+
+def train(loss, params: dict, train_set, num_boost_round: int = 100, *, loss_params: dict | None = None,
+          hessian: str | None = None, start="auto", metric: bool = True, valid_sets=None, **kwargs):
+    """``lgb.train`` with the symloss objective and metric, started from the loss's optimal constant.
+
+    ``start="auto"`` computes it from ``train_set``'s labels and weights; a number
+    (or K numbers) uses that; ``None`` starts from 0 (a custom objective's default).
+    The start is set as ``init_score`` on every data set and folded into the
+    returned booster's first trees.
+    """
+    import lightgbm as lgb
+
+    bl = as_boost_loss(loss, hessian=hessian, **(loss_params or {}))
+    params = {**params, "objective": Objective(bl)}
+    if metric and "feval" not in kwargs:
+        kwargs["feval"] = Metric(bl)
+        params.setdefault("metric", "None")
+    valid_sets = list(valid_sets or [])
+    if start is not None:
+        if isinstance(start, str) and start == "auto":
+            start = bl.start(train_set.get_label(), _weight(train_set), num_class=_num_class(params))
+        for ds in [train_set, *valid_sets]:
+            if _field(ds, "init_score") is None:
+                ds.set_init_score(init_score(start, len(ds.get_label())))
+    booster = lgb.train(params, train_set, num_boost_round, valid_sets=valid_sets or None, **kwargs)
+    if start is not None:
+        fold_start(booster, start)
+    return booster
+
+
+def fit(model, X, y, sample_weight=None, *, start="auto", **fit_kwargs):
+    """``model.fit`` for an ``LGBMModel`` whose objective is :func:`sklearn_objective`'s, started
+    from the loss's optimal constant (folded into the fitted booster); returns the model."""
+    obj = model.get_params()["objective"]
+    if not isinstance(obj, SklearnObjective):
+        raise TypeError("fit() needs an LGBM estimator with objective=symloss.lightgbm.sklearn_objective(...)")
+    if start is not None:
+        y_arr = np.asarray(y)
+        if isinstance(start, str) and start == "auto":
+            k = len(np.unique(y_arr)) if obj.loss.row else None
+            start = obj.loss.start(y_arr, sample_weight, num_class=k)
+        fit_kwargs["init_score"] = init_score(start, len(y_arr))
+    model.fit(X, y, sample_weight=sample_weight, **fit_kwargs)
+    if start is not None:
+        fold_start(model.booster_, start)
+    return model
+
+
+def dask_fit(model, X, y, sample_weight=None, *, start="auto", **fit_kwargs):
+    """``fit`` for a ``lightgbm.dask`` estimator (DaskLGBMRegressor, ...) with a symloss
+    :func:`sklearn_objective` on Dask collections: the start score comes from a distributed
+    Newton over ``y``'s partitions, is passed as ``init_score`` partitioned like ``y``, and is
+    folded into the fitted booster."""
+    from .boosting import dask as _dask
+
+    obj = model.get_params()["objective"]
+    if not isinstance(obj, SklearnObjective):
+        raise TypeError("dask_fit() needs a lightgbm.dask estimator with "
+                        "objective=symloss.lightgbm.sklearn_objective(...)")
+    if start is not None:
+        if isinstance(start, str) and start == "auto":
+            k = model.get_params().get("num_class") if obj.loss.row else None
+            start = _dask.base_margin(obj.loss, y, sample_weight, num_class=k if k and k > 1 else None)
+        fit_kwargs["init_score"] = _dask.constant_like(y, start)
+    model.fit(X, y, sample_weight=sample_weight, **fit_kwargs)
+    if start is not None:
+        fold_start(model.booster_, start)
+    return model
+
+
+def _num_class(params: dict) -> int | None:
+    for key in ("num_class", "num_classes"):
+        if key in params and int(params[key]) > 1:
+            return int(params[key])
+    return None
+
+
+def _field(ds, name: str):
+    """A Dataset field without constructing it (construction belongs to lgb.train, with its params)."""
+    return getattr(ds, name) if ds._handle is None else ds.get_field(name)
+
+
+def _weight(ds):
+    return _field(ds, "weight")
