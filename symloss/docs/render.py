@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import sympy as sp
+from markupsafe import Markup, escape
 
 from .. import catalog
 from ..derive import Derivation
 from ..derive.rewrites import describe
-from ..render.environment import environment
+from ..render.environment import docs_environment
 from ..render.write import HEADER_MARK, write_tree
 from ..spec import LossSpec, load_spec
 from . import mathml as M
@@ -294,30 +295,35 @@ def _row_gradients(d) -> dict[str, sp.Basic]:
     return {x.name: calc.total(G, x, explicit=False).xreplace(to_j).xreplace(back) for x in d.preds}
 
 
+def _block(*parts: str) -> Markup:
+    """A displayed equation, marked as HTML: MathML that mathml.py built through a DOM."""
+    return Markup(M.block(*parts))
+
+
 def _formulas(spec: LossSpec, d) -> list[dict]:
     if spec.kind != "elementwise":
-        out = [{"label_latex": "L", "latex": d.latex["loss"], "mathml": M.block("<mi>L</mi>", M.EQ, M.inline(spec.loss))}]
+        out = [{"label_latex": "L", "latex": d.latex["loss"], "mathml": _block("<mi>L</mi>", M.EQ, M.inline(spec.loss))}]
         for name, g in _row_gradients(d).items():
             key = f"grad_{name}"
             label = f"<mfrac><mrow><mo>∂</mo><mi>L</mi></mrow><mrow><mo>∂</mo><msub>{M.symbol(name)}<mi>j</mi></msub></mrow></mfrac>"
             out.append({"label_latex": d.latex_labels[key], "latex": d.latex[key],
-                        "mathml": M.block(label, M.EQ, M.inline(g))})
+                        "mathml": _block(label, M.EQ, M.inline(g))})
         return out
     names = [i.name for i in spec.predictions]
     out = [{"label_latex": d.latex_labels["loss"], "latex": d.latex["loss"],
-            "mathml": M.block("<mi>L</mi>", M.EQ, M.inline(spec.loss))}]
+            "mathml": _block("<mi>L</mi>", M.EQ, M.inline(spec.loss))}]
     for k, n in enumerate(names):
         key = f"grad_{n}"
         out.append({"label_latex": d.latex_labels[key], "latex": d.latex[key],
-                    "mathml": M.block(M.partial(1, [n]), M.EQ, M.inline(d.stable.grads[k]))})
+                    "mathml": _block(M.partial(1, [n]), M.EQ, M.inline(d.stable.grads[k]))})
     for (i, j), h in d.stable.hessian.items():
         key = f"hessian_{names[i]}_{names[j]}"
         out.append({"label_latex": d.latex_labels[key], "latex": d.latex[key],
-                    "mathml": M.block(M.partial(2, [names[i], names[j]]), M.EQ, M.inline(h))})
+                    "mathml": _block(M.partial(2, [names[i], names[j]]), M.EQ, M.inline(h))})
     for p, e in zip(d.param_wrt, d.stable.params):
         key = f"param_{p.name}"
         out.append({"label_latex": d.latex_labels[key], "latex": d.latex[key],
-                    "mathml": M.block(M.partial(1, [p.name]), M.EQ, M.inline(e))})
+                    "mathml": _block(M.partial(1, [p.name]), M.EQ, M.inline(e))})
     return out
 
 
@@ -358,12 +364,19 @@ def _how(method: str, scope: str | None = None) -> str:
     return method + (f", for {scope}" if scope else "")
 
 
+def _html_text(text: str) -> str:
+    """Plain text escaped for HTML, as str: the rows mix it with MathML and mark the result once.
+
+    (Markup's own + would escape the MathML operand.)"""
+    return str(escape(text))
+
+
 def _property_rows(spec: LossSpec, p: Properties) -> list[dict]:
     """Rows of (property, value, how it was decided) with MathML variants for HTML."""
     preds = ", ".join(i.name for i in spec.predictions)
     kinks_md = "; ".join(f"${k.latex}$ ({k.what_jumps} jumps)" for k in p.kinks) or "none"
     kinks_html = "; ".join(
-        ", ".join(M.math_inline(M.inline(w)) for w in k.where) + f" ({k.what_jumps} jumps)" for k in p.kinks
+        ", ".join(M.math_inline(M.inline(w)) for w in k.where) + _html_text(f" ({k.what_jumps} jumps)") for k in p.kinks
     ) or "none"
     zero_md = zero_html = "—"
     if p.hessian_vanishes:
@@ -372,10 +385,10 @@ def _property_rows(spec: LossSpec, p: Properties) -> list[dict]:
             head = f"in {name}: " if name else ""
             if region is not None:
                 md.append(head + "where $" + sp.latex(region) + "$")
-                html.append(head + "where " + M.math_inline(M.inline(region)))
+                html.append(_html_text(head + "where ") + M.math_inline(M.inline(region)))
             else:
                 md.append(head + text)
-                html.append(head + text)
+                html.append(_html_text(head + text))
         zero_md, zero_html = "; ".join(md), "; ".join(html)
     growth = "; ".join(f"{g.direction}: {g.rate}" for g in p.growth_by_direction)
     rows = [
@@ -389,13 +402,13 @@ def _property_rows(spec: LossSpec, p: Properties) -> list[dict]:
     out = []
     for label, value, detail, how in rows:
         if label == "Kinks":
-            out.append({"label": label, "value_md": kinks_md, "value_html": kinks_html, "detail": "", "how": how})
+            out.append({"label": label, "value_md": kinks_md, "value_html": Markup(kinks_html), "detail": "", "how": how})
         elif detail is None:
             out.append({"label": label, "value_md": value + ("; " + zero_md if p.hessian_vanishes else ""),
-                        "value_html": value + ("; " + zero_html if p.hessian_vanishes else ""),
+                        "value_html": Markup(_html_text(value) + ("; " + zero_html if p.hessian_vanishes else "")),
                         "detail": "", "how": how})
         else:
-            out.append({"label": label, "value_md": value, "value_html": value, "detail": detail, "how": how})
+            out.append({"label": label, "value_md": value, "value_html": Markup(_html_text(value)), "detail": detail, "how": how})
     if p.residual_based:
         out.append({"label": "Function of the residual alone", "value_md": "yes", "value_html": "yes",
                     "detail": "symmetric" if p.symmetric else "asymmetric: over- and under-prediction cost differently",
@@ -536,7 +549,9 @@ def _picks(entries: list[_Entry]) -> list[dict]:
 # ---------------------------------------------------------------------------
 # the catalog
 # ---------------------------------------------------------------------------
-def _entry(spec: LossSpec) -> _Entry:
+def _entry(spec: LossSpec, analyse: bool = True) -> _Entry:
+    if not analyse and spec.kind == "elementwise":  # formulas only: no kernels compiled, no plots
+        return _Entry(spec, None, Derivation(spec), None)
     if spec.kind != "elementwise":
         from ..derive.row import RowDerivation
 
@@ -562,9 +577,9 @@ def _describe(name: str) -> str:
 def _loss_page(e: _Entry) -> dict:
     spec, d, p = e.spec, e.derivation, e.props
     rewrites = [{"name": r, "description": _describe(r)} for r in (d.rewrites if d else [])]
-    inputs = [{"name": i.name, "mathml": M.math_inline(M.symbol(i.name)), "latex": sp.latex(spec.symbols[i.name]),
+    inputs = [{"name": i.name, "mathml": Markup(M.math_inline(M.symbol(i.name))), "latex": sp.latex(spec.symbols[i.name]),
                "role": i.role, "domain": i.domain} for i in spec.inputs]
-    params = [{"name": q.name, "mathml": M.math_inline(M.symbol(q.name)), "latex": sp.latex(spec.symbols[q.name]),
+    params = [{"name": q.name, "mathml": Markup(M.math_inline(M.symbol(q.name))), "latex": sp.latex(spec.symbols[q.name]),
                "default": f"{q.default:g}", "constraint": _constraint(q)} for q in spec.params]
     return {
         "name": spec.name,
@@ -594,19 +609,24 @@ def md_cell(text: str) -> str:
 
 
 def _environment():
-    env = environment()
+    env = docs_environment()
     env.filters["mdcell"] = md_cell
     return env
 
 
-def render_docs(specs_dir: Path | None = None, progress: Callable[[str], None] = lambda s: None) -> dict[str, str | bytes]:
-    """Every docs file in memory, relative path -> content; any error aborts before writing."""
+def render_docs(specs_dir: Path | None = None, progress: Callable[[str], None] = lambda s: None,
+                analyse: bool = True) -> dict[str, str | bytes]:
+    """Every docs file in memory, relative path -> content; any error aborts before writing.
+
+    ``analyse=False`` skips the derived properties and plots (which compile and
+    run kernels): pages then show formulas, inputs, parameters and the spec's text.
+    """
     env = _environment()
     paths = catalog.spec_paths(specs_dir)
     entries = []
     for k, path in enumerate(paths, 1):
         progress(f"[{k}/{len(paths)}] {path.stem}")
-        entries.append(_entry(load_spec(path)))
+        entries.append(_entry(load_spec(path), analyse))
     files: dict[str, str | bytes] = {}
     pages = []
     for e in entries:
@@ -635,7 +655,7 @@ def render_docs(specs_dir: Path | None = None, progress: Callable[[str], None] =
         "groups": groups,
         "picks": _picks(entries),
         "figures": figures,
-        "unsupported": [e.spec.name for e in entries if e.props is None],
+        "unsupported": [e.spec.name for e in entries if e.props is None and e.spec.kind != "elementwise"],
     }
     for page in ("index", "guide", "compare"):
         for ext in ("md", "html"):

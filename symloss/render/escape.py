@@ -28,11 +28,27 @@ class Code(Markup):
 
     A subclass of markupsafe's marker type so that Jinja's autoescape
     machinery does the bookkeeping (macro output is trusted because every
-    value printed inside it was checked).  Build the text as ``str`` and wrap
-    it last: Markup's own ``+``, ``%`` and ``join`` HTML-escape their operands.
+    value printed inside it was checked).  Combining it with other text gives
+    a plain, unmarked ``str`` (Markup would HTML-escape the other operand
+    instead, which is no Python escaping): mark the result again if it is code.
     """
 
     __slots__ = ()
+
+    def __add__(self, other):
+        return str(self) + other if isinstance(other, str) else NotImplemented
+
+    def __radd__(self, other):
+        return other + str(self) if isinstance(other, str) else NotImplemented
+
+    def __mod__(self, arg):
+        return str(self) % arg
+
+    def join(self, seq):
+        return str(self).join(seq)
+
+    def format(self, *args, **kwargs):
+        return str(self).format(*args, **kwargs)
 
 
 class UnmarkedText(TypeError):
@@ -143,7 +159,13 @@ _MD_CODE = re.compile(r"(?<!`)`[^`|]+`(?!`)")
 
 
 def _md_plain(text: str) -> str:
-    return "".join(_MD_ENTITIES.get(c) or ("\\" + c if c in _MD_ESCAPE else c) for c in text)
+    out = []
+    for k, c in enumerate(text):
+        if c == "_" and 0 < k < len(text) - 1 and text[k - 1].isalnum() and text[k + 1].isalnum():
+            out.append(c)  # intraword: neither opens nor closes emphasis (snake_case stays readable)
+        else:
+            out.append(_MD_ENTITIES.get(c) or ("\\" + c if c in _MD_ESCAPE else c))
+    return "".join(out)
 
 
 def md(text) -> str:
