@@ -135,19 +135,21 @@ def rational_bits(value: sp.Basic) -> float:
 def power_bits(base: sp.Basic, exponent: sp.Basic) -> float:
     """A bound on the bits of the exact numbers SymPy may compute for ``base ** exponent``.
 
-    SymPy evaluates a Rational power of a Rational exactly and distributes an
-    integer power over a product's numeric factor, so every exact number in
-    ``base`` may be raised to ``exponent``.  0 when nothing exact can grow.
+    SymPy evaluates a Rational power of a number exactly and distributes an
+    integer power over a product's numeric factors ((2*yhat)**n becomes
+    2**n * yhat**n), so every exact number in those factors may be raised to
+    ``exponent``.  0 when nothing exact can grow (yhat**n, (1 + yhat)**n).
     """
     if not isinstance(exponent, sp.Rational) or (exponent.is_Integer and abs(exponent) <= 1):
         return 0
-    if isinstance(base, sp.Rational) and abs(base) == 1:
+    factors = [f for f in sp.Mul.make_args(base) if not f.free_symbols]
+    if not factors:
         return 0
-    numbers = [a for a in distinct_nodes(base) if isinstance(a, sp.Rational) and abs(a) != 1]
+    numbers = [a for f in factors for a in distinct_nodes(f) if isinstance(a, sp.Rational) and abs(a) != 1]
     if not numbers:
-        if base.free_symbols:
-            return 0  # yhat ** n stays a power
-        numbers = [sp.Integer(2)]  # sqrt(2)**n, pi**n: assume a bit per unit of exponent
+        if all(isinstance(f, sp.Rational) for f in factors):
+            return 0  # 1**n, (-1)**n
+        numbers = [sp.Integer(2)]  # pi**n, E**n: assume a bit per unit of exponent
     bits = max(max(rational_bits(a) for a in numbers), 1)
     return bits * float(abs(exponent))
 
@@ -306,6 +308,13 @@ def check_time() -> None:
     guard = getattr(_state, "guard", None)
     if guard is not None and time.monotonic() > guard[0]:
         raise guard[2](_expired_message(guard[1], guard[3]))
+
+
+def stage_error(problem: str) -> Exception:
+    """The error for ``problem`` that the guarded stage running in this thread
+    raises (naming its file and field), for checks deep inside a stage."""
+    guard = getattr(_state, "guard", None)
+    return guard[2](problem) if guard is not None else DerivationError(problem)
 
 
 def _frames() -> int:

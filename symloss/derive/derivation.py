@@ -1,4 +1,10 @@
-"""From a LossSpec to loss, gradient and Hessian expressions, stable and naive."""
+"""From a LossSpec to loss, gradient and Hessian expressions, stable and naive.
+
+Every stage runs under :func:`symloss.limits.time_limit`, and every
+derivative is bounded by :mod:`symloss.limits` twice: its size is estimated
+before SymPy takes it (a Hessian can be a hundred times its loss), and the
+result's size and depth are checked before the rewrites walk it.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,6 +12,8 @@ from functools import cached_property
 
 import sympy as sp
 
+from .. import limits
+from ..errors import DerivationError
 from ..spec.model import LossSpec
 from . import nonsmooth
 from .rewrites import POLICY_RULES, finalize, finish, stabilize
@@ -24,10 +32,28 @@ class Derivatives:
     params: tuple[sp.Basic, ...] = ()  # d loss / d param, one per differentiable parameter
 
 
-def _derive(loss: sp.Basic, wrt: tuple[sp.Symbol, ...], post=lambda e: e) -> Derivatives:
-    grads = tuple(post(nonsmooth.derivative(loss, x)) for x in wrt)
+def spec_error(spec: LossSpec, field: str = "loss"):
+    """Errors past parsing name the spec's file and field, as a SpecError does."""
+    return lambda problem: DerivationError(f"{spec.source}: field '{field}': {problem}")
+
+
+def bounded_derivative(expr: sp.Basic, x: sp.Symbol, fail, what: str, post=lambda e: e) -> sp.Basic:
+    """``post(d expr / d x)``, refused when too large (estimated before, measured after) or too slow."""
+    limits.check_time()
+    limits.check_derivative(expr, x, fail, what)
+    out = nonsmooth.derivative(expr, x)
+    limits.check_expr(out, fail, what)
+    limits.check_time()
+    out = post(out)
+    limits.check_expr(out, fail, what)
+    return out
+
+
+def _derive(loss: sp.Basic, wrt: tuple[sp.Symbol, ...], post=lambda e: e, fail=None) -> Derivatives:
+    fail = fail or (lambda problem: DerivationError(problem))
+    grads = tuple(bounded_derivative(loss, x, fail, f"the derivative in {x}", post) for x in wrt)
     hessian = {
-        (i, j): post(nonsmooth.derivative(grads[i], wrt[j]))
+        (i, j): bounded_derivative(grads[i], wrt[j], fail, f"the Hessian entry in {wrt[i]}, {wrt[j]}", post)
         for i in range(len(wrt))
         for j in range(i, len(wrt))
     }
@@ -53,13 +79,23 @@ class Derivation:
         self.spec = spec
         self.wrt = tuple(spec.symbols[i.name] for i in spec.predictions)
         self.param_wrt = tuple(spec.symbols[p.name] for p in spec.differentiable_params)
-        prepared = nonsmooth.prepare(spec.loss)
-        self._prepared = prepared
-        self.stable_loss, self._fired = stabilize(prepared)
+        self._fail = spec_error(spec)
+        with self._guard("preparing the loss"):
+            prepared = nonsmooth.prepare(spec.loss)
+            self._prepared = prepared
+            self.stable_loss, self._fired = stabilize(prepared)
+            limits.check_expr(self.stable_loss, self._fail, "the rewritten loss")
+
+    def _guard(self, stage: str):
+        return limits.time_limit(stage, self._fail)
 
     @cached_property
     def stable(self) -> Derivatives:
         """What the kernels compute: rewritten for stability, then differentiated."""
+        with self._guard("deriving the gradient and Hessian"):
+            return self._stable()
+
+    def _stable(self) -> Derivatives:
         fired = []
         data = frozenset(self.spec.symbols[i.name] for i in self.spec.inputs)
 
@@ -73,7 +109,7 @@ class Derivation:
             fired.extend(n for n in names if n not in fired)
             return expr
 
-        d = _derive(self.stable_loss, self.wrt, post)
+        d = _derive(self.stable_loss, self.wrt, post, self._fail)
         d = Derivatives(
             last(post(d.loss)),
             tuple(last(g) for g in d.grads),
@@ -94,12 +130,15 @@ class Derivation:
         given = self.spec.param_derivatives
         out = []
         for p in self.param_wrt:
+            limits.check_time()
             if p.name in given:
                 expr, fired = stabilize(nonsmooth.prepare(given[p.name]))
                 self._fired.extend(n for n in fired if n not in self._fired)
+                limits.check_expr(expr, spec_error(self.spec, f"derivatives.{p.name}"), f"the derivative in {p}")
                 out.append(expr)
             else:
-                out.append(nonsmooth.derivative(without_branches_on(self.stable_loss, p), p))
+                out.append(bounded_derivative(without_branches_on(self.stable_loss, p), p, self._fail,
+                                              f"the derivative in {p}"))
         return out
 
     @cached_property
@@ -107,12 +146,18 @@ class Derivation:
         """The textbook form, for high-precision reference evaluation.  Its
         parameter derivatives leave out branches at exact parameter values,
         where the reference takes the limit (check/grid.py)."""
-        d = _derive(self._prepared, self.wrt, policy)
-        params = tuple(policy(nonsmooth.derivative(without_branches_on(self._prepared, p), p)) for p in self.param_wrt)
-        return Derivatives(d.loss, d.grads, d.hessian, params)
+        with self._guard("deriving the reference gradient and Hessian"):
+            d = _derive(self._prepared, self.wrt, policy, self._fail)
+            params = tuple(bounded_derivative(without_branches_on(self._prepared, p), p, self._fail,
+                                              f"the derivative in {p}", policy) for p in self.param_wrt)
+            return Derivatives(d.loss, d.grads, d.hessian, params)
 
     @cached_property
     def latex(self) -> dict[str, str]:
+        with self._guard("printing LaTeX"):
+            return self._latex()
+
+    def _latex(self) -> dict[str, str]:
         names = [i.name for i in self.spec.predictions]
         syms = [sp.latex(self.spec.symbols[n]) for n in names]
         out = {"loss": sp.latex(self.spec.loss)}

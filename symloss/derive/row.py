@@ -39,17 +39,20 @@ elementwise stability rules (xlogy, softplus, ...) then apply to every part.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from functools import cached_property
 
 import mpmath
 import sympy as sp
 
+from .. import limits
 from ..errors import DerivationError
 from ..spec.model import LossSpec
 from ..spec.rowexpr import RowMax, RowReduction, RowSum
 from . import nonsmooth
 from . import primitives as P
+from .derivation import spec_error
 from .rewrites import POST_RULES, RULES, stabilize
 
 KERNELS = ("value", "grad", "value_and_grad", "hessian_diag", "hvp", "hessian")
@@ -183,11 +186,32 @@ def quotient0(x, y, T):
 
 
 def _restabilize(expr: sp.Basic) -> sp.Basic:
-    return stabilize(expr, _POST)[0]
+    limits.check_time()
+    out = stabilize(expr, _POST)[0]
+    limits.check_expr(out, limits.stage_error, "a rewritten derivative")
+    return out
 
 
 def derivative(expr: sp.Basic, s: sp.Symbol) -> sp.Basic:
-    return nonsmooth.derivative(expr, s)
+    """d expr / d s, bounded like the elementwise derivatives (symloss.limits):
+    refused when its estimated or actual size is over the limits, or the
+    guarded stage is out of time."""
+    limits.check_time()
+    limits.check_derivative(expr, s, limits.stage_error, f"a derivative in {s}")
+    out = nonsmooth.derivative(expr, s)
+    limits.check_expr(out, limits.stage_error, f"a derivative in {s}")
+    return out
+
+
+def _guarded(stage: str):
+    """Run a RowDerivation method under the wall-clock guard, errors naming the spec."""
+    def wrap(method):
+        @functools.wraps(method)
+        def run(self, *args, **kwargs):
+            with limits.time_limit(stage, spec_error(self.spec)):
+                return method(self, *args, **kwargs)
+        return run
+    return wrap
 
 
 class RowCalculus:
@@ -296,6 +320,11 @@ class RowDerivation:
         if spec.kind != "row" or spec.row is None:
             raise DerivationError(f"{spec.name}: not a row loss")
         self.spec = spec
+        self._prepare()
+
+    @_guarded("preparing the loss")
+    def _prepare(self) -> None:
+        spec = self.spec
         info = spec.row.symbols
         self.index: sp.Symbol = info["index"]
         self.size: sp.Symbol = info["size"]
@@ -307,6 +336,7 @@ class RowDerivation:
         self._prepared = nonsmooth.prepare(loss)
         shifted, self.shifts = shift_exp_sums(self._prepared, self.class_syms)
         self.stable_loss, self.rewrites = stabilize(shifted)
+        limits.check_expr(self.stable_loss, limits.stage_error, "the rewritten loss")
         if self.shifts:
             self.rewrites = ["logsumexp_shift", *self.rewrites]
         self.G, reductions = self._extract(self.stable_loss, self.shifts)
@@ -354,10 +384,12 @@ class RowDerivation:
 
     # the kernels ------------------------------------------------------------------
     @cached_property
+    @_guarded('deriving the gradient')
     def grads(self) -> tuple[sp.Basic, ...]:
         return tuple(self.calculus.total(self.G, x, explicit=False) for x in self.preds)
 
     @cached_property
+    @_guarded('deriving the Hessian')
     def _second(self):
         """E[(p, q)], A[(p, r)], B[(q, r)] of the Hessian's diagonal-plus-low-rank form."""
         c = self.calculus
@@ -376,6 +408,7 @@ class RowDerivation:
         return E, A, B, rank
 
     @cached_property
+    @_guarded('deriving the Hessian diagonal')
     def hessian_diags(self) -> tuple[sp.Basic, ...]:
         E, A, B, rank = self._second
         out = []
@@ -385,6 +418,7 @@ class RowDerivation:
         return tuple(out)
 
     @cached_property
+    @_guarded('deriving the Hessian-vector product')
     def hvps(self) -> tuple[sp.Basic, ...]:
         E, A, B, rank = self._second
         c = self.calculus
@@ -426,6 +460,7 @@ class RowDerivation:
 
     # presentation -------------------------------------------------------------------
     @cached_property
+    @_guarded('preparing the reference form')
     def naive_calculus(self) -> tuple[sp.Basic, RowCalculus]:
         """The unrewritten loss (no shift, no stability rules) as G and reductions."""
         G, reductions = self._extract(self._prepared, {}, norms=False)
@@ -447,6 +482,7 @@ class RowDerivation:
         return sp.latex(expr.xreplace(to_j).xreplace(back))
 
     @cached_property
+    @_guarded('printing LaTeX')
     def latex(self) -> dict[str, str]:
         G, calc = self.naive_calculus
         out = {"loss": sp.latex(self.spec.loss)}
