@@ -98,13 +98,27 @@ def _template_env(source: str, name: str = "cpu/t.py.j2"):
     return env.get_template(name)
 
 
+REFUSED = (UnmarkedText, jinja2.TemplateSyntaxError)
+
+
 def test_python_templates_refuse_unmarked_text():
     evil = payload("t")
     with pytest.raises(UnmarkedText):
         _template_env('"""{{ t }}"""\n').render(t=evil)
-    for bypass in ("t|e", "t|safe", "t|string", "t ~ ''", "t|replace('a', 'b')", "[t]"):
-        with pytest.raises(UnmarkedText):
-            _template_env("x = {{ %s }}\n" % bypass).render(t=evil)
+    macro = "{% macro f() %}y = 1{% endmacro %}"
+    # at render time (unmarked text) or when the template is compiled (constructs whose
+    # result Jinja would mark as trusted after only HTML-escaping the spec text)
+    for bypass in ("t|e", "t|safe", "t|string", "t ~ ''", "t|replace('a', 'b')", "[t]", "t|upper",
+                   "c|replace('1', t)", "c ~ t", "c + t", "c.center(40, t[4])", "[c, t]|join",
+                   "f() + t", "f().replace('1', t)", "f() ~ t", "'%s'|format(t)", "t|indent"):
+        with pytest.raises(REFUSED):
+            _template_env(macro + "{{ %s }}\n" % bypass).render(t=evil, c=Code("y = 1"))
+    for statement in ("{% set x = t %}{{ x }}", "{% autoescape false %}{{ t }}{% endautoescape %}",
+                      "{% filter upper %}{{ c }}{% endfilter %}"):
+        with pytest.raises(REFUSED):
+            _template_env(statement).render(t=evil, c=Code("y = 1"))
+    assert _template_env("{{ c|replace('y', 'z_1') }}\n").render(c=Code("y = 1")) == "z_1 = 1\n"
+    assert "Code" not in type(Code("a") + "b").__name__  # combining code with text unmarks it
     out = _template_env('"""{{ t|pydoc }} {{ n }} {{ k }}"""\n{{ c }}\n').render(t=evil, n="name_1", k=3,
                                                                             c=Code("y = 1"))
     tree = ast.parse(out)

@@ -4,12 +4,17 @@
 only what :func:`escape.python_value` allows (code marked by
 :func:`escape.code`, numbers, identifiers, the output of ``|pydoc``,
 ``|pycomment``, ``|pystr``); printing spec text any other way is an error,
-not an injection.  ``docs_environment()`` autoescapes HTML and gives Markdown
-templates the ``|md`` filter.
+not an injection.  The check rides on Jinja's autoescape bookkeeping, whose
+Markup HTML-escapes whatever it is combined with; :func:`check_template`
+therefore refuses, when a template is compiled, the constructs that would
+combine trusted output with other text (``~``, ``{% set %}``, filters outside
+a short list, arithmetic or method calls on a macro's or filter's result).
+``docs_environment()`` autoescapes HTML and gives Markdown templates ``|md``.
 """
 from __future__ import annotations
 
 import jinja2
+from jinja2 import nodes
 
 from .._paths import templates_dir
 from . import escape
@@ -38,8 +43,46 @@ def _refuse(name: str):
     return refused
 
 
-def _base(**options) -> jinja2.Environment:
-    return jinja2.Environment(
+# What a checked template may apply: the serialisers, and filters that keep
+# trusted text trusted (tojson makes a JSON string literal, valid Python).
+ALLOWED_FILTERS = frozenset({"pydoc", "pycomment", "pystr", "tojson", "indent", "replace", "length"})
+_FORBIDDEN = (nodes.Concat, nodes.Assign, nodes.AssignBlock, nodes.With, nodes.FilterBlock, nodes.CallBlock,
+              nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends, nodes.EvalContextModifier)
+_ARITHMETIC = (nodes.BinExpr, nodes.UnaryExpr)
+
+
+def _root(node: nodes.Node) -> nodes.Node:
+    while isinstance(node, (nodes.Getattr, nodes.Getitem)):
+        node = node.node
+    return node
+
+
+def check_template(tree: nodes.Template, name: str) -> None:
+    """Refuse constructs that could turn spec text into trusted output (see the module docstring)."""
+    def fail(node, what):
+        raise jinja2.TemplateSyntaxError(f"{what} is not allowed in a Python template (spec text could pass "
+                                          "as code); compute it in the renderer", node.lineno, name)
+
+    for node in tree.find_all(nodes.Node):
+        if isinstance(node, _FORBIDDEN):
+            fail(node, type(node).__name__)
+        if isinstance(node, nodes.Filter) and node.name not in ALLOWED_FILTERS:
+            fail(node, f"the filter |{node.name}")
+        if isinstance(node, _ARITHMETIC) and any(isinstance(x, (nodes.Call, nodes.Filter)) for x in node.iter_child_nodes()):
+            fail(node, "arithmetic on a call's or filter's result")
+        if isinstance(node, nodes.Call) and not isinstance(_root(node.node), nodes.Name):
+            fail(node, "a method call on a call's or filter's result")
+
+
+class _PythonEnvironment(jinja2.Environment):
+    def compile(self, source, name=None, filename=None, raw=False, defer_init=False):
+        if _checked(name) and isinstance(source, str):
+            check_template(self.parse(source, name, filename), name)
+        return super().compile(source, name, filename, raw, defer_init)
+
+
+def _base(cls=jinja2.Environment, **options) -> jinja2.Environment:
+    return cls(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -53,7 +96,7 @@ def environment() -> jinja2.Environment:
     """For generated Python modules (templates/cpu, templates/cuda, ...)."""
     # autoescape marks macro output as trusted (Markup); the finalize check
     # runs before it, so nothing unmarked ever reaches markupsafe's escape
-    env = _base(autoescape=_checked, finalize=_finalize)
+    env = _base(_PythonEnvironment, autoescape=_checked, finalize=_finalize)
     env.filters.update(pydoc=escape.pydoc, pycomment=escape.pycomment, pystr=escape.pystr)
     env.filters.update({name: _refuse(name) for name in _HTML_FILTERS})
     return env

@@ -50,6 +50,24 @@ class Code(Markup):
     def format(self, *args, **kwargs):
         return str(self).format(*args, **kwargs)
 
+    def format_map(self, mapping):
+        return str(self).format_map(mapping)
+
+    def replace(self, old, new, count=-1):
+        # stays code only if what goes in is code or an identifier (templates rename with |replace)
+        out = str(self).replace(str(old), str(new), count)
+        trusted = isinstance(new, Markup) or (isinstance(new, str) and _plain_identifier(new))
+        return Code(out) if trusted else out
+
+    def center(self, *args):
+        return str(self).center(*args)
+
+    def ljust(self, *args):
+        return str(self).ljust(*args)
+
+    def rjust(self, *args):
+        return str(self).rjust(*args)
+
 
 class UnmarkedText(TypeError):
     """A Python template tried to print text that is neither code nor serialised."""
