@@ -126,6 +126,30 @@ def test_python_templates_refuse_unmarked_text():
     assert [type(n) for n in tree.body] == [ast.Expr, ast.Assign]
 
 
+def test_every_python_template_is_checked():
+    """New backends are checked by default: only the folders in UNCHECKED opt out."""
+    from symloss._paths import templates_dir
+    from symloss.render import environment as E
+
+    root = templates_dir()
+    names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py.j2"))
+    assert {"cpu/module.py.j2", "cpu/row_module.py.j2", "cuda/module.py.j2", "cuda/row_module.py.j2"} <= set(names)
+    env = environment()
+    for name in names:
+        env.get_template(name)  # compiles, which runs check_template on checked ones
+        assert E._checked(name) == (not name.startswith(E.UNCHECKED)), name
+
+
+def test_docs_templates_cannot_opt_out_of_escaping():
+    from symloss._paths import templates_dir
+
+    env = docs_environment()
+    for path in sorted((templates_dir() / "docs").glob("*.j2")):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"\|\s*safe\b|autoescape\s+false|Markup", text), path.name
+        assert env.autoescape(path.name) == path.name.endswith(".html.j2")
+
+
 # ---------------------------------------------------------------------------
 # generated Python
 # ---------------------------------------------------------------------------
