@@ -321,6 +321,13 @@ with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     report["fallback"] = Loss.from_expr("(yhat - y)**2 * 2.5", name="h3_ro2").value(y, yhat, reduction="sum")
 report["fallback_warnings"] = [str(w.message) for w in caught]
+import contextlib, io
+from symloss import cli
+from symloss._paths import generated_dir
+err = io.StringIO()
+with contextlib.redirect_stderr(err):                  # generate into the read-only catalog: one clear line
+    report["generate_rc"] = cli.main(["generate", "--specs", sys.argv[2], "--out", str(generated_dir())])
+report["generate_err"] = err.getvalue()
 print(json.dumps(report))
 """
 
@@ -353,6 +360,8 @@ def test_read_only_install(tmp_path):
         p.chmod(0o555 if p.is_dir() else 0o444)
     home.mkdir(mode=0o700)
     locked.mkdir(mode=0o555)
+    (home / "specs").mkdir()
+    (home / "specs" / "h3_sq.toml").write_text(SPEC.replace("h3_conc", "h3_sq").replace(EXPR, "(yhat - y)**2"))
     before = _snapshot(target)
     if os.geteuid() == 0:
         try:  # probe: can this container drop capabilities?
@@ -363,7 +372,7 @@ def test_read_only_install(tmp_path):
     env.pop("XDG_CACHE_HOME", None)
     try:
         out = subprocess.run(
-            [sys.executable, "-c", READONLY_RUN.format(y=Y, yhat=YHAT), str(locked)], env=env, cwd=home,
+            [sys.executable, "-c", READONLY_RUN.format(y=Y, yhat=YHAT), str(locked), str(home / "specs")], env=env, cwd=home,
             capture_output=True, text=True, timeout=300,
             preexec_fn=_drop_file_override if os.geteuid() == 0 else None,
         )
@@ -387,5 +396,7 @@ def test_read_only_install(tmp_path):
     assert not (home / ".cache" / "numba").exists()
     assert "SYMLOSS_CACHE_DIR=" in r["explicit_error"] and str(locked) in r["explicit_error"]
     assert any("cannot be used" in w and "SYMLOSS_CACHE_DIR" in w for w in r["fallback_warnings"])
+    assert r["generate_rc"] == 2 and "symloss: error: cannot write" in r["generate_err"]
+    assert "Traceback" not in r["generate_err"]
     assert _snapshot(target) == before  # nothing written into the install
     assert not [p for p in home.iterdir() if p.name.startswith("symloss-cache-")]  # fallback removed at exit
