@@ -10,6 +10,8 @@ rules make that hold by construction:
   (:func:`python_value`, the Python environment's ``finalize``), so spec text
   must pass through a serialiser: ``|pydoc`` (inside a docstring),
   ``|pycomment`` (on a ``#`` line) or ``|pystr`` (a string literal).
+  environment.check_template refuses, at compile time, the template
+  constructs that could launder text into trusted output.
 * HTML templates autoescape; Markdown templates print spec text through
   ``|md``, which leaves nothing a Markdown renderer reads as markup.
 """
