@@ -131,6 +131,12 @@ def _prepare(path: Path) -> None:
 
 
 def _private_fallback() -> Path:
-    path = Path(tempfile.mkdtemp(prefix="symloss-cache-"))  # mode 0700, ours
+    try:
+        path = Path(tempfile.mkdtemp(prefix="symloss-cache-"))  # mode 0700, ours
+    except OSError as exc:
+        raise CacheDirError(
+            f"no writable cache folder (the default one and the temporary folder both fail: {exc}); "
+            "set SYMLOSS_CACHE_DIR to a folder you own and can write"
+        ) from None
     atexit.register(shutil.rmtree, path, ignore_errors=True)
     return path

@@ -136,7 +136,7 @@ def _stale(out_dir: Path, keep: set[str], owned_suffixes: tuple[str, ...]) -> li
             path = Path(folder) / name
             rel = path.relative_to(out_dir).as_posix()
             head = read_regular(path) if rel not in keep else None
-            if head is not None and HEADER_MARK in head[:400].decode("utf-8", errors="replace"):
+            if head is not None and HEADER_MARK in head.decode("utf-8", errors="replace")[:200]:
                 found.append(rel)
     return found
 
