@@ -17,10 +17,15 @@ take 2-D predictions (n, K) chunked by rows only, targets of shape (n,)
 """
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 
 from . import catalog
 from .runtime import Loss, load
+
+
+_FROM_SPEC: dict = {}  # per process: a spec's loss is derived and compiled once, not per task
 
 
 class LossRef:
@@ -31,12 +36,19 @@ class LossRef:
 
     def __getstate__(self):
         name = self.loss.name
-        if name in catalog.names() and load(name) is self.loss:
+        if (catalog.specs_dir() / f"{name}.toml").is_file() and load(name) is self.loss:
             return {"name": name}
         return {"spec": self.loss.spec}
 
     def __setstate__(self, state):
-        self.loss = load(state["name"]) if "name" in state else Loss.from_spec(state["spec"])
+        if "name" in state:
+            self.loss = load(state["name"])
+            return
+        spec = state["spec"]
+        key = pickle.dumps(spec)
+        if key not in _FROM_SPEC:
+            _FROM_SPEC[key] = Loss.from_spec(spec)
+        self.loss = _FROM_SPEC[key]
 
 
 def _is_row(loss) -> bool:
