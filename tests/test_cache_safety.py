@@ -88,10 +88,11 @@ def test_write_tree_waits_for_the_folder_lock(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     code = "import sys; from pathlib import Path; from symloss.render.write import write_tree; " \
-           "write_tree(Path(sys.argv[1]), {'a.py': 'locked'})"
+           "print('writing', flush=True); write_tree(Path(sys.argv[1]), {'a.py': 'locked'})"
     with write._locked(out):
-        proc = subprocess.Popen([sys.executable, "-c", code, str(out)], cwd=REPO)
-        time.sleep(1.5)  # plenty for the child to reach the lock
+        proc = subprocess.Popen([sys.executable, "-c", code, str(out)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "writing"
+        time.sleep(1.0)  # plenty to write one file, were it not for the lock
         assert proc.poll() is None and not (out / "a.py").exists()
     assert proc.wait(timeout=60) == 0
     assert (out / "a.py").read_text() == "locked"
