@@ -49,6 +49,11 @@ def _named_specs(args, items: list[str]) -> list[Path]:
     return paths
 
 
+def _plain(text: str) -> str:
+    """Spec text for the terminal: non-printable characters (escape sequences, line breaks) as escapes."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def _took(start: float) -> str:
     return f"in {time.perf_counter() - start:.1f} s"
 
@@ -76,7 +81,7 @@ def cmd_list(args) -> int:
         params = ", ".join(f"{p.name}={p.default:g}" + (" (differentiable)" if p.differentiable else "")
                            for p in spec.params)
         sig = ", ".join(i.name for i in spec.inputs) + (f"; {params}" if params else "")
-        print(f"{spec.name:<{width}} {spec.kind:<12} ({sig})  {spec.title}")
+        print(f"{spec.name:<{width}} {spec.kind:<12} ({sig})  {_plain(spec.title)}")
     return 0
 
 
@@ -92,12 +97,12 @@ def cmd_show(args) -> int:
     if spec.kind == "row":  # one loss per row: derive/row.py describes it
         from .derive.row import describe as describe_row
 
-        print("\n".join(describe_row(spec)))
+        print("\n".join(_plain(line) for line in describe_row(spec)))
         return 0
     d = Derivation(spec)
-    print(f"{spec.name}: {spec.title} [{spec.kind}]")
+    print(f"{spec.name}: {_plain(spec.title)} [{spec.kind}]")
     if spec.description:
-        print(f"  {spec.description}")
+        print(f"  {_plain(spec.description)}")
     print("inputs:         " + ", ".join(f"{i.name} ({i.role}, {i.domain})" for i in spec.inputs))
     if spec.params:
         print("params:         " + ", ".join(f"{p.name} = {p.default:g}" + (" (differentiable)" if p.differentiable else "")

@@ -111,3 +111,15 @@ def test_generated_kernels_import_from_numpy_and_from_users_njit_code(tmp_path):
     np.testing.assert_allclose(grad, 2 * r / (1 + r**2), rtol=1e-14)
     np.testing.assert_allclose(float(lines[1]), np.log1p(r**2).mean(), rtol=1e-14)
     assert lines[2] == "False False"  # the vendored module needs neither symloss nor SymPy
+
+
+def test_spec_text_reaches_the_terminal_as_plain_text(tmp_path):
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "loud.toml").write_text(
+        'name = "loud"\ntitle = "Loud \\u001b[2J\\u001b]0;pwned\\u0007 loss"\nloss = "(yhat - y)**2"\n'
+        'description = "line one\\rline two"\n[inputs]\ny = "target"\nyhat = "prediction"\n')
+    for args in (("list", "--specs", str(specs)), ("show", str(specs / "loud.toml"))):
+        out = run(tmp_path, *args).stdout
+        assert "\x1b" not in out and "\x07" not in out and "\r" not in out
+        assert "Loud \\x1b[2J" in out
