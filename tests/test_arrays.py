@@ -135,7 +135,7 @@ def test_float16_runs_in_float32_and_returns_float16(huber):
 @pytest.mark.parametrize(
     "bad, needle",
     [
-        (np.array([1 + 2j, 3]), "'y' must be numeric real numbers, got complex dtype complex128"),
+        (np.array([1 + 2j, 3]), "'y' must hold real numbers, got complex dtype complex128"),
         (np.array([1.0, None]), "'y' must be numeric .* got dtype object"),
         (["0.5", "1.5"], "'y' must be numeric .* got dtype <U3"),
         (np.array(["2020-01-01", "2020-01-02"], dtype="datetime64[D]"), "'y' must be numeric .* datetime64"),
@@ -146,7 +146,7 @@ def test_float16_runs_in_float32_and_returns_float16(huber):
 def test_unusable_dtypes_are_clear_errors(mse, bad, needle):
     with pytest.raises(InputError, match="mse: " + needle):
         mse.value(bad, np.zeros(2))
-    with pytest.raises(InputError, match="mse: 'sample_weight' must be numeric|mse: 'sample_weight' is not"):
+    with pytest.raises(InputError, match="mse: 'sample_weight' (must|is not)"):
         mse.value(np.zeros(2), np.zeros(2), sample_weight=bad)
 
 
@@ -258,7 +258,7 @@ def test_row_views_dtypes_and_out(ce):
         ce.grad(T, zz, out=zz)
     with pytest.raises(InputError, match="no classes"):
         ce.value(np.empty(3, int), np.empty((3, 0)))
-    with pytest.raises(InputError, match="cross_entropy: 'z' must be numeric real numbers"):
+    with pytest.raises(InputError, match="cross_entropy: 'z' must hold real numbers"):
         ce.value(T, Z + 0j)
 
 

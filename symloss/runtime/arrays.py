@@ -44,7 +44,7 @@ def as_array(x, loss: str, name: str) -> np.ndarray:
     except (ValueError, TypeError, RuntimeError) as e:  # ragged lists; torch tensors that require grad
         raise InputError(f"{loss}: '{name}' is not an array of numbers: {e}") from None
     if a.dtype.kind == "c":
-        raise InputError(f"{loss}: '{name}' must be numeric real numbers, got complex dtype {a.dtype}")
+        raise InputError(f"{loss}: '{name}' must hold real numbers, got complex dtype {a.dtype}")
     if a.dtype.kind not in "biuf":
         raise InputError(f"{loss}: '{name}' must be numeric (bool, integer or float), got dtype {a.dtype}")
     return a

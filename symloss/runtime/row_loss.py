@@ -263,7 +263,7 @@ class RowLoss:
         kernel = self._kernel("value", c)
         if reduction == "none":
             inputs = (*c.arrays, *c.class_arrays, c.w)
-            buf = A.Output(out, c.batch, c.dtype, c.rdtype, f"{self.name}.value", inputs)
+            buf = A.Output(out, c.batch, c.dtype, c.rdtype, f"{self.name}.value", inputs, alias_ok=False)
             kernel(*c.args(), buf.flat, c.T)
             return buf.finish()
         return self._reduced(kernel(*c.args(), None, c.T), c)
