@@ -18,9 +18,9 @@ tests/test_limits.py): its largest expression has about 1,000 nodes, depth
 """
 from __future__ import annotations
 
+import ctypes
 import math
 import os
-import signal
 import sys
 import threading
 import time
@@ -292,8 +292,9 @@ def check_count(table: dict, name: str, source: str, field: str) -> None:
 
 
 class _Expired(BaseException):
-    """Raised by the alarm inside a guarded stage; a BaseException so that no
-    ``except Exception`` inside SymPy swallows it.  time_limit converts it."""
+    """Raised inside a guarded stage when its time is up; a BaseException so
+    that no ``except Exception`` inside SymPy swallows it.  time_limit turns
+    it into the stage's own error."""
 
 
 _state = threading.local()
@@ -324,6 +325,59 @@ def _frames() -> int:
     return n
 
 
+# The most frames recursion_headroom grants: Python 3.11's AST construction
+# recurses in C once per operand of a long sum, and 25,000 levels fit the
+# default 8 MiB stack of the main thread and of new threads alike.
+_MAX_RECURSION = 25_000
+
+
+@contextmanager
+def recursion_headroom(frames: int) -> Iterator[None]:
+    """Let the block nest ``frames`` calls deeper than the caller (up to a safe
+    cap), restoring the previous recursion limit after; never lowers it."""
+    previous = sys.getrecursionlimit()
+    wanted = min(_frames() + frames + 200, _MAX_RECURSION)
+    if wanted > previous:
+        sys.setrecursionlimit(wanted)
+    try:
+        yield
+    finally:
+        if sys.getrecursionlimit() == wanted > previous:
+            sys.setrecursionlimit(previous)
+
+
+class _Watchdog:
+    """Raises _Expired in the thread that started it once ``seconds`` have
+    passed, then again every 0.2 s (in case library code catches it), until
+    stopped.  The exception is delivered between two bytecodes of that thread
+    (PyThreadState_SetAsyncExc), the same moment a signal handler would run,
+    so it works in any thread, not only the main one."""
+
+    def __init__(self, seconds: float):
+        self.thread = threading.get_ident()
+        self.lock = threading.Lock()
+        self.live = True
+        self.timer = self._start(seconds)
+
+    def _start(self, seconds: float) -> threading.Timer:
+        timer = threading.Timer(seconds, self._fire)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def _fire(self) -> None:
+        with self.lock:
+            if self.live:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.thread), ctypes.py_object(_Expired))
+                self.timer = self._start(0.2)
+
+    def stop(self) -> None:
+        with self.lock:
+            self.live = False
+            self.timer.cancel()
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.thread), None)  # drop an undelivered one
+
+
 def _derivation_error(message: str) -> Exception:
     return DerivationError(message)
 
@@ -333,56 +387,35 @@ def time_limit(what: str, error: Callable[[str], Exception] = _derivation_error,
                seconds: float | None = None) -> Iterator[None]:
     """Bound the wall-clock time of a stage to ``seconds`` (default MAX_SECONDS).
 
-    In the main thread of a Unix process, a SIGALRM timer interrupts the stage
-    wherever it is, also inside one long SymPy call (re-firing every 0.2 s in
-    case library code delays it); the previous handler is restored after.  In
-    other threads (or where an interval timer is already running) signals
-    cannot be used, so the deadline is only checked cooperatively, by
-    :func:`check_time` between derivation steps: a single long SymPy call
-    then finishes before the stage is stopped, but the size limits keep each
-    such call small.  Nested guards share the outermost deadline.  The stage
-    also gets enough recursion headroom for MAX_DEPTH levels of nesting.
+    A watchdog thread interrupts the stage wherever it is, also inside one
+    long SymPy call, in the main thread or any other: the stage raises
+    ``error("<what> took longer than N s ...")``.  (Like a signal, it cannot
+    stop a single long call into C, e.g. one huge integer power; the exact
+    number limits prevent those.)  :func:`check_time` is the cooperative
+    check derivation steps also make.  Nested guards share the outermost
+    deadline.  The stage also gets recursion headroom for MAX_DEPTH levels of
+    nesting (Python's limit is raised for it and restored after).
     """
     if getattr(_state, "guard", None) is not None:  # the outer guard's budget covers this one
         yield
         return
     seconds = MAX_SECONDS if seconds is None else seconds
     _state.guard = (time.monotonic() + seconds, what, error, seconds)
-    previous_limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(previous_limit, _frames() + _FRAMES_PER_LEVEL * MAX_DEPTH + 200))
-    armed = (threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
-             and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0))
-    live = [armed]  # the handler raises only while the stage runs
-    previous_handler = signal.getsignal(signal.SIGALRM) if armed else None
-    if previous_handler is None:
-        previous_handler = signal.SIG_DFL  # set outside Python: restore the default
-
-    def _alarm(signum, frame):
-        if live[0]:
-            raise _Expired()
-
-    def _disarm():
-        live[0] = False
-        signal.setitimer(signal.ITIMER_REAL, 0, 0)
-        signal.signal(signal.SIGALRM, previous_handler)
-
     expired = False
+    watchdog = None
     try:
-        if armed:
-            signal.signal(signal.SIGALRM, _alarm)
-            signal.setitimer(signal.ITIMER_REAL, seconds, 0.2)
-        yield
+        with recursion_headroom(_FRAMES_PER_LEVEL * MAX_DEPTH):
+            watchdog = _Watchdog(seconds)
+            yield
     except _Expired:
         expired = True
     finally:
-        while armed:  # the alarm may fire once more before live[0] is cleared: retry
+        while watchdog is not None:  # the exception may arrive once more before stop() runs: retry
             try:
-                _disarm()
-                armed = False
+                watchdog.stop()
+                watchdog = None
             except _Expired:
                 expired = True
         _state.guard = None
-        if sys.getrecursionlimit() > previous_limit:
-            sys.setrecursionlimit(previous_limit)
     if expired:
         raise error(_expired_message(what, seconds))

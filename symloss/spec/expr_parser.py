@@ -209,7 +209,8 @@ def parse_expression(text: str, names: Mapping[str, sp.Basic], *, source: str, f
     if nested > limits.MAX_DEPTH:
         raise SpecError(source, field, f"brackets nested {nested} deep ({limits.how_to_raise('MAX_DEPTH')})")
     try:
-        tree = ast.parse(text, mode="eval")
+        with limits.recursion_headroom(len(text)):  # the AST of a + b + ... is as deep as it is long
+            tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
         raise SpecError(source, field, f"syntax error in expression: {exc.msg}") from None
     except (RecursionError, MemoryError, ValueError):  # the parser's own stack, e.g. 10,000 unary minuses
