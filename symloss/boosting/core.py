@@ -158,8 +158,14 @@ class BoostLoss:
             return self._row_grad_hess(labels, m, w)
         shape = m.shape
         yv = self.labels(y).astype(m.dtype, copy=False)
-        g, h = self.loss.grad_hessian(yv, m.reshape(n), reduction="none", sample_weight=w, **self.params)
-        _policy.apply(self.hessian, h, None if w is None else w.astype(h.dtype, copy=False))
+        flat = m.reshape(n)
+        g, h = self.loss.grad_hessian(yv, flat, reduction="none", sample_weight=w, **self.params)
+        wt = None if w is None else w.astype(h.dtype, copy=False)
+        if self.hessian == "fisher":
+            values = self.loss.value(yv, flat, reduction="none", sample_weight=w, **self.params)
+            _policy.fisher(h, g, values, wt)
+        else:
+            _policy.apply(self.hessian, h, wt)
         return g.reshape(shape), h.reshape(shape)
 
     def _row_grad_hess(self, labels, m, w):
@@ -170,6 +176,9 @@ class BoostLoss:
             h = np.empty_like(m)
             return g, _policy.apply("constant", h, wcol)
         h = L.hessian_diag(labels, m, **kw)
+        if self.hessian == "fisher":
+            values = L.value(labels, m, **kw)
+            return g, _policy.fisher(h, g, values, None if w is None else np.broadcast_to(wcol, m.shape))
         if self.hessian == "upper_bound":
             h = self._gershgorin(labels, m, h, kw)
             _policy.apply("clip", h, wcol)

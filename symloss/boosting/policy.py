@@ -11,6 +11,18 @@ huber's linear part) no split ever has gain and LightGBM's
 * ``"clip"``: floored at ``FLOOR`` (times the weight), as the built-ins floor theirs.
 * ``"constant"``: the sample weight (1 without weights), the built-ins' choice
   for MAE, quantile and Huber; the step is then a plain gradient step.
+* ``"fisher"``: the exact Hessian, but at least the expected Hessian
+  kappa w with kappa = E[g^2] / E[L] (weighted means over the call's
+  samples).  Reading exp(-L / s) as the residuals' density, the
+  maximum-likelihood scale is s = E[L] and the information identity gives
+  E[L''] = E[g^2] / s: for the absolute error 1 / mean|r|, for the pinball
+  loss tau (1 - tau) / mean pinball, the curvature of the fitted Laplace
+  model.  Unlike a constant it shrinks the steps as the residuals shrink, so
+  the booster neither stalls (zero Hessians) nor oscillates (unit steps on
+  small residuals).  Gradient and Hessian are then both divided by kappa,
+  which leaves every leaf value -G / H unchanged but keeps the Hessian in the
+  units of the weight, as the built-ins' constant: ``min_child_weight``,
+  ``min_sum_hessian_in_leaf`` and ``lambda`` keep their usual meaning.
 * ``"upper_bound"`` (row losses): each row's diagonal is replaced by the
   absolute row sum of its Hessian (Gershgorin), which bounds the Hessian from
   above; for softmax cross-entropy this is XGBoost's 2 p (1 - p).
@@ -21,7 +33,7 @@ import numpy as np
 
 from ..errors import InputError
 
-POLICIES = ("exact", "clip", "constant", "upper_bound")
+POLICIES = ("exact", "clip", "constant", "fisher", "upper_bound")
 FLOOR = 1e-16  # XGBoost's and LightGBM's floor for their own Hessians
 
 
@@ -43,10 +55,27 @@ def default(loss) -> tuple[str, str]:
 
     props = properties(loss.spec, loss)
     if props.hessian_vanishes:
-        return "constant", f"the exact Hessian vanishes on a set of positive measure ({props.hessian_zero_text})"
+        return "fisher", f"the exact Hessian vanishes on a set of positive measure ({props.hessian_zero_text})"
     if props.convex:
         return "exact", "convex with a Hessian that vanishes only on a null set"
     return "clip", "not convex: negative curvature is floored"
+
+
+def fisher(h: np.ndarray, g: np.ndarray, values: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+    """g / kappa and max(h / kappa, w), kappa = E_w[g^2] / E_w[L], in place; ``g``, ``h`` and ``values``
+    carry the weights already.  Returns h."""
+    if w is None:
+        num, den = float(np.dot(g, g)), float(values.sum(dtype=np.float64))
+    else:
+        ok = w > 0  # g and values carry one factor of w: E_w[g0^2] = sum(g^2 / w) / sum(w)
+        num = float(np.sum(g[ok].astype(np.float64) ** 2 / w[ok]))
+        den = float(values.sum(dtype=np.float64))
+    kappa = num / den if den > 0 and num > 0 and np.isfinite(num / den) else 1.0
+    inv = h.dtype.type(1.0 / kappa)
+    g *= inv
+    h *= inv
+    np.maximum(h, 1 if w is None else w, out=h)
+    return h
 
 
 def apply(policy: str, h: np.ndarray, w: np.ndarray | None) -> np.ndarray:
