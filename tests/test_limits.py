@@ -62,6 +62,12 @@ def test_exploding_exact_numbers_are_refused_before_they_are_computed(loss):
     refused(parse(loss), SpecError, "field 'loss'", "bits", "MAX_EXACT_BITS")
 
 
+def test_the_issue_example_is_refused_by_loss_from_expr():
+    from symloss import Loss
+
+    refused(lambda: Loss.from_expr("yhat ** 10 ** 10 ** 10"), SpecError, "<expr>: field 'loss'", "MAX_EXACT_BITS")
+
+
 def test_exponents_from_lets_and_parameter_defaults_are_refused_where_they_come_from():
     refused(parse("yhat * 10 ** a", let={"a": "10 ** 10"}), SpecError, "field 'loss'", "MAX_EXACT_BITS")
     refused(parse("yhat * a", let={"a": "2 ** (10 ** 9)"}), SpecError, "field 'let.a'", "MAX_EXACT_BITS")
