@@ -44,13 +44,6 @@ FUNCTIONS: dict[str, Callable[..., sp.Basic]] = {
 DERIVATIVE_FUNCTIONS: dict[str, Callable[..., sp.Basic]] = {**FUNCTIONS, "barron_dalpha": prim.barron_dalpha}
 CONSTANTS: dict[str, sp.Basic] = {"pi": sp.pi, "E": sp.E}
 
-_BINOPS = {
-    ast.Add: lambda a, b: a + b,
-    ast.Sub: lambda a, b: a - b,
-    ast.Mult: lambda a, b: a * b,
-    ast.Div: lambda a, b: a / b,
-    ast.Pow: lambda a, b: a**b,
-}
 _COMPARES = {
     ast.Lt: sp.StrictLessThan,
     ast.LtE: sp.LessThan,
@@ -213,9 +206,11 @@ def parse_expression(text: str, names: Mapping[str, sp.Basic], *, source: str, f
             tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
         raise SpecError(source, field, f"syntax error in expression: {exc.msg}") from None
-    except (RecursionError, MemoryError, ValueError):  # the parser's own stack, e.g. 10,000 unary minuses
+    except (RecursionError, MemoryError):  # the parser's own stack, e.g. 10,000 unary minuses
         raise SpecError(source, field, f"expression is nested too deeply to parse "
                         f"({limits.how_to_raise('MAX_DEPTH')})") from None
+    except ValueError as exc:  # e.g. a null byte
+        raise SpecError(source, field, f"cannot parse the expression: {exc}") from None
     depth = ast_depth(tree.body)
     if depth > limits.MAX_DEPTH:
         raise SpecError(source, field, f"expression is nested {depth} deep ({limits.how_to_raise('MAX_DEPTH')})")
