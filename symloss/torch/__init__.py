@@ -21,10 +21,32 @@ from .module import Loss
 __all__ = ["Loss", "from_expr", "functional", "loss", "spec_loss"]
 
 
-def loss(name_or_spec_path, reduction: str = "mean", ignore_index: int = _F.IGNORE_INDEX, **params) -> Loss:
-    """An ``nn.Module`` for a catalog loss or a spec file: ``loss("focal_binary", gamma=2.0)``."""
+def _kernels(spec, name_or_path=None):
+    """A lazy provider of the fused-kernel ops (Numba is imported only when they are used)."""
+    found = []
+
+    def get():
+        if not found:
+            from .kernels import kernel_ops, numba_module_for
+
+            found.append(kernel_ops(spec, numba_module_for(spec, name_or_path)))
+        return found[0]
+
+    return get
+
+
+def loss(name_or_spec_path, reduction: str = "mean", ignore_index: int = _F.IGNORE_INDEX, impl: str = "auto",
+         **params) -> Loss:
+    """An ``nn.Module`` for a catalog loss or a spec file: ``loss("focal_binary", gamma=2.0)``.
+
+    ``impl``: "generated" (the generated torch code: any device, traced and fused by
+    torch.compile), "kernel" (the Numba CPU kernels as custom ops; elementwise losses),
+    or "auto" (kernel for CPU tensors of at least ``kernels.AUTO_KERNEL_MIN`` elements
+    of an elementwise loss, generated otherwise).
+    """
     spec, module = resolve(name_or_spec_path)
-    return Loss(spec, module, reduction=reduction, ignore_index=ignore_index, **params)
+    return Loss(spec, module, reduction=reduction, ignore_index=ignore_index, impl=impl,
+                kernels=_kernels(spec, name_or_spec_path), **params)
 
 
 def _expr_spec(expr, name, inputs, params, let, kind):
@@ -41,29 +63,31 @@ def _expr_spec(expr, name, inputs, params, let, kind):
 
 def from_expr(expr: str, name: str = "custom", inputs: dict | None = None, params: dict | None = None,
               let: dict | None = None, kind: str = "elementwise", reduction: str = "mean",
-              ignore_index: int = _F.IGNORE_INDEX, **values) -> Loss:
+              ignore_index: int = _F.IGNORE_INDEX, impl: str = "auto", **values) -> Loss:
     """An ``nn.Module`` from one expression (symbols ``y`` target, ``yhat`` prediction by default).
 
     ``params`` declares parameters as in a spec (``{"delta": {"default": 1.0}}``);
     ``values`` sets them for this module.
     """
     spec = _expr_spec(expr, name, inputs, params, let, kind)
-    return Loss(spec, module_for_spec(spec), reduction=reduction, ignore_index=ignore_index, **values)
+    return Loss(spec, module_for_spec(spec), reduction=reduction, ignore_index=ignore_index, impl=impl,
+                kernels=_kernels(spec), **values)
 
 
 def functional(name_or_spec_path):
     """The functional form, as in ``torch.nn.functional``:
     ``functional("huber")(input, target, delta=1.0, reduction="mean", sample_weight=None)``."""
     spec, module = resolve(name_or_spec_path)
-    return partial(_call, spec, module)
+    return partial(_call, spec, module, _kernels(spec, name_or_spec_path))
 
 
-def _call(spec, module, *args, reduction="mean", sample_weight=None, ignore_index=_F.IGNORE_INDEX, **kwargs):
+def _call(spec, module, kernels, *args, reduction="mean", sample_weight=None, ignore_index=_F.IGNORE_INDEX,
+          impl="auto", **kwargs):
     param_names = {p.name for p in spec.params}
     params = {k: kwargs.pop(k) for k in list(kwargs) if k in param_names}
-    return _F.call(spec, module, args, kwargs, params, reduction, sample_weight, ignore_index)
+    return _F.call(spec, module, args, kwargs, params, reduction, sample_weight, ignore_index, impl, kernels)
 
 
 def spec_loss(spec, reduction: str = "mean", **params) -> Loss:
     """An ``nn.Module`` for a ``LossSpec`` object."""
-    return Loss(spec, module_for_spec(spec), reduction=reduction, **params)
+    return Loss(spec, module_for_spec(spec), reduction=reduction, kernels=_kernels(spec), **params)

@@ -22,6 +22,7 @@ import torch
 
 from ..errors import InputError
 from ..spec import LossSpec
+from .kernels import choose
 
 REDUCTIONS = ("mean", "sum", "none")
 IGNORE_INDEX = -100
@@ -128,7 +129,8 @@ def _weights(spec, sample_weight, shape, dtype, device):
         raise InputError(f"{spec.name}: sample_weight has shape {tuple(w.shape)}, expected {tuple(shape)}") from None
 
 
-def elementwise(spec, module, bound, params, reduction="mean", sample_weight=None):
+def elementwise(spec, module, bound, params, reduction="mean", sample_weight=None, impl="generated",
+                kernels=None):
     preds = list(module.PREDICTIONS)
     _check_common(spec, bound, preds)
     dtype, out_dtype = _compute_dtype(spec, {p: bound[p] for p in preds})
@@ -139,7 +141,12 @@ def elementwise(spec, module, bound, params, reduction="mean", sample_weight=Non
         shapes = ", ".join(f"{n} {tuple(data[n].shape)}" for n in argument_names(spec))
         raise InputError(f"{spec.name}: input shapes do not match: {shapes}") from None
     tensors = [t if t.shape == shape else torch.broadcast_to(t, shape) for t in data.values()]
-    losses = module.Value.apply(*tensors, *_params(spec, params, tensors[0]))
+    apply = module.Value.apply
+    if kernels is not None and choose(impl, spec, tensors) == "kernel":
+        apply = kernels().apply
+    elif impl == "kernel":
+        choose(impl, spec, tensors)  # the clear error for a loss or device the kernels do not take
+    losses = apply(*tensors, *_params(spec, params, tensors[0]))
     w = _weights(spec, sample_weight, shape, dtype, tensors[0].device)
     return _reduce(spec, losses, reduction, w).to(out_dtype)
 
@@ -209,11 +216,15 @@ def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignor
     return out.to(out_dtype)
 
 
-def call(spec, module, args, kwargs, params, reduction="mean", sample_weight=None, ignore_index=IGNORE_INDEX):
+def call(spec, module, args, kwargs, params, reduction="mean", sample_weight=None, ignore_index=IGNORE_INDEX,
+         impl="generated", kernels=None):
     """One loss evaluation in torch's conventions (see the module docstring)."""
     class_names = {i.name for i in spec.inputs if i.shape == "class"}
     class_inputs = {k: kwargs.pop(k) for k in list(kwargs) if k in class_names}
     bound = bind(spec, args, kwargs)
     if spec.kind == "row":
+        if impl == "kernel":
+            raise InputError(f"{spec.name}: impl='kernel' takes elementwise losses; row losses run the "
+                             f"generated torch code (impl='generated' or 'auto')")
         return row(spec, module, bound, params, reduction, sample_weight, ignore_index, class_inputs)
-    return elementwise(spec, module, bound, params, reduction, sample_weight)
+    return elementwise(spec, module, bound, params, reduction, sample_weight, impl, kernels)

@@ -15,8 +15,16 @@ class Loss(torch.nn.Module):
     buffers.
     """
 
-    def __init__(self, spec, module, reduction="mean", ignore_index=F.IGNORE_INDEX, **params):
+    def __init__(self, spec, module, reduction="mean", ignore_index=F.IGNORE_INDEX, impl="auto", kernels=None,
+                 **params):
         super().__init__()
+        if impl not in ("auto", "generated", "kernel"):
+            raise ValueError(f"{spec.name}: impl must be 'auto', 'generated' or 'kernel', got {impl!r}")
+        if impl == "kernel" and spec.kind != "elementwise":
+            raise ValueError(f"{spec.name}: impl='kernel' takes elementwise losses; use impl='generated'")
+        self.impl, self._kernels = impl, kernels
+        if impl == "kernel" and kernels is not None:
+            kernels()  # load (and compile) the Numba module now, not inside a torch.compile trace
         if reduction not in F.REDUCTIONS:
             raise ValueError(f"{spec.name}: reduction must be one of {F.REDUCTIONS}, got {reduction!r}")
         self.spec, self.kernels = spec, module
@@ -43,8 +51,8 @@ class Loss(torch.nn.Module):
             if n not in kwargs and getattr(self, n) is not None:
                 kwargs[n] = getattr(self, n)
         return F.call(self.spec, self.kernels, args, kwargs, self.params, self.reduction, sample_weight,
-                      self.ignore_index)
+                      self.ignore_index, self.impl, self._kernels)
 
     def extra_repr(self) -> str:
-        items = [f"reduction={self.reduction!r}"] + [f"{k}={v!r}" for k, v in self.params.items()]
+        items = [f"reduction={self.reduction!r}", f"impl={self.impl!r}"] + [f"{k}={v!r}" for k, v in self.params.items()]
         return f"{self.spec.name}: " + ", ".join(items)

@@ -1,0 +1,177 @@
+"""The fused-kernel path: the Numba CPU kernels as ``torch.library.custom_op``s.
+
+For an elementwise loss on CPU tensors, four ops wrap the generated Numba
+kernels (zero-copy: contiguous tensors are viewed as numpy arrays): ``value``,
+``grad`` (the upstream gradient is passed as the kernels' sample weight, so
+one fused pass gives g * dL/dx), ``hessian`` and, for differentiable
+parameters, ``param_grad``.  Fake (meta) implementations make them traceable
+by ``torch.compile``; autograd registrations chain value -> grad -> hessian,
+so double backward is the kernels' exact Hessian.  Parameters travel as one
+1-D tensor, so a differentiable one (general_robust's alpha) may require grad.
+Row losses and CUDA tensors use the generated torch code (see ``choose``).
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+
+import numpy as np
+import torch
+
+# kernels below this many elements run serially (as symloss.Loss does)
+PARALLEL_THRESHOLD = 1 << 16
+# impl="auto" takes the kernels for CPU tensors from this many elements on (bench/bench_torch.py)
+AUTO_KERNEL_MIN = 1 << 15
+_COUNTER = itertools.count()
+_OPS: dict[int, "KernelOps"] = {}
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().contiguous().numpy()
+
+
+class KernelOps:
+    """The custom ops of one Numba module, and an ``apply`` like the generated ``Value.apply``."""
+
+    def __init__(self, spec, module):
+        self.spec, self.module = spec, module
+        self.inputs = tuple(module.INPUTS)
+        self.pred_pos = tuple(self.inputs.index(p) for p in module.PREDICTIONS)
+        self.n_params = len(module.PARAMS)
+        self.dparam_pos = tuple(list(module.PARAMS).index(p) for p in getattr(module, "PARAM_GRADS", ()))
+        digest = hashlib.sha1(f"{spec.name}:{id(module)}".encode()).hexdigest()[:8]
+        base = f"symloss::{spec.name}_{digest}_{next(_COUNTER)}"
+        self._define(base)
+
+    # kernel calls --------------------------------------------------------------------
+    def _kernel(self, name, n):
+        return getattr(self.module, name + ("_parallel" if n >= PARALLEL_THRESHOLD else ""))
+
+    def _flat(self, xs, p):
+        arrays = [_np(x).reshape(-1) for x in xs]
+        T = arrays[0].dtype.type
+        return arrays, [T(v) for v in _np(p).tolist()], T
+
+    def _define(self, base):
+        n_preds, n_dp = len(self.pred_pos), len(self.dparam_pos)
+        pairs = tuple(self.module.HESSIAN_PAIRS)
+
+        @torch.library.custom_op(f"{base}_value", mutates_args=())
+        def value(xs: list[torch.Tensor], p: torch.Tensor) -> torch.Tensor:
+            arrays, pvals, T = self._flat(xs, p)
+            out = torch.empty(xs[0].shape, dtype=xs[0].dtype)
+            self._kernel("value", arrays[0].size)(*arrays, *pvals, None, out.numpy().reshape(-1), T)
+            return out
+
+        @torch.library.custom_op(f"{base}_grad", mutates_args=())
+        def grad(g: torch.Tensor, xs: list[torch.Tensor], p: torch.Tensor) -> list[torch.Tensor]:
+            arrays, pvals, T = self._flat(xs, p)
+            outs = [torch.empty(xs[0].shape, dtype=xs[0].dtype) for _ in range(n_preds)]
+            self._kernel("grad", arrays[0].size)(*arrays, *pvals, _np(g).reshape(-1), T(1.0),
+                                                 *(o.numpy().reshape(-1) for o in outs), T)
+            return outs
+
+        @torch.library.custom_op(f"{base}_hessian", mutates_args=())
+        def hessian(xs: list[torch.Tensor], p: torch.Tensor) -> list[torch.Tensor]:
+            arrays, pvals, T = self._flat(xs, p)
+            outs = [torch.empty(xs[0].shape, dtype=xs[0].dtype) for _ in pairs]
+            self._kernel("hessian", arrays[0].size)(*arrays, *pvals, None, T(1.0),
+                                                    *(o.numpy().reshape(-1) for o in outs), T)
+            return outs
+
+        for op, n in ((value, None), (grad, n_preds), (hessian, len(pairs))):
+            if n is None:
+                op.register_fake(lambda xs, p: torch.empty_like(xs[0]))
+            elif op is grad:
+                op.register_fake(lambda g, xs, p, n=n: [torch.empty_like(xs[0]) for _ in range(n)])
+            else:
+                op.register_fake(lambda xs, p, n=n: [torch.empty_like(xs[0]) for _ in range(n)])
+
+        param_grad = None
+        if n_dp:
+            @torch.library.custom_op(f"{base}_param_grad", mutates_args=())
+            def param_grad(xs: list[torch.Tensor], p: torch.Tensor) -> list[torch.Tensor]:
+                arrays, pvals, T = self._flat(xs, p)
+                outs = [torch.empty(xs[0].shape, dtype=xs[0].dtype) for _ in range(n_dp)]
+                self._kernel("param_grad", arrays[0].size)(*arrays, *pvals, None, *(o.numpy().reshape(-1) for o in outs), T)
+                return outs
+
+            param_grad.register_fake(lambda xs, p: [torch.empty_like(xs[0]) for _ in range(n_dp)])
+
+        # autograd: value -> grad (+ param_grad) -> hessian
+        def setup(ctx, inputs, output):
+            *head, xs, p = inputs
+            ctx.save_for_backward(*head, *xs, p)
+            ctx.n_head = len(head)
+
+        def value_backward(ctx, g):
+            saved = ctx.saved_tensors
+            xs, p = list(saved[:-1]), saved[-1]
+            dxs = [None] * len(xs)
+            for i, d in zip(self.pred_pos, grad(g, xs, p)):
+                dxs[i] = d
+            dp = None
+            if n_dp and ctx.needs_input_grad[1]:
+                vals = [torch.zeros((), dtype=p.dtype)] * self.n_params
+                for j, d in zip(self.dparam_pos, param_grad(xs, p)):
+                    vals[j] = (g * d).sum()
+                dp = torch.stack(vals)
+            return dxs, dp
+
+        def grad_backward(ctx, cots):
+            saved = ctx.saved_tensors
+            g, xs, p = saved[0], list(saved[1:-1]), saved[-1]
+            live = [(q, c) for q, c in enumerate(cots) if c is not None]
+            h = {}
+            for (i, j), v in zip(pairs, hessian(xs, p)):
+                h[i, j] = h[j, i] = v
+            dxs = [None] * len(xs)
+            for q, i in enumerate(self.pred_pos):
+                dxs[i] = g * sum(c * h[k, q] for k, c in live)
+            ones = torch.ones_like(g)
+            ds = grad(ones, xs, p)
+            dg = sum(c * ds[k] for k, c in live)
+            return dg, dxs, None
+
+        value.register_autograd(value_backward, setup_context=setup)
+        grad.register_autograd(grad_backward, setup_context=setup)
+        self.value_op, self.grad_op, self.hessian_op, self.param_grad_op = value, grad, hessian, param_grad
+
+    def apply(self, *args):
+        """Per-element loss of same-shape data tensors followed by 0-dim parameter tensors."""
+        xs = list(args[:len(self.inputs)])
+        params = args[len(self.inputs):]
+        p = torch.stack(list(params)) if params else torch.zeros(0, dtype=xs[0].dtype)
+        return self.value_op(xs, p)
+
+
+def kernel_ops(spec, numba_module) -> KernelOps:
+    key = id(numba_module)
+    if key not in _OPS:
+        _OPS[key] = KernelOps(spec, numba_module)
+    return _OPS[key]
+
+
+def numba_module_for(spec, name_or_path=None):
+    """The Numba CPU module of a loss: the catalog's generated one, else rendered and cached."""
+    import symloss
+    from symloss.runtime.loss import Loss
+
+    if name_or_path is not None and spec.source.endswith(f"{spec.name}.toml"):
+        return symloss.load(name_or_path).module
+    return Loss.from_spec(spec).module
+
+
+def choose(impl: str, spec, tensors) -> str:
+    """"generated" or "kernel": what ``impl`` means for these tensors."""
+    if impl not in ("auto", "generated", "kernel"):
+        raise ValueError(f"{spec.name}: impl must be 'auto', 'generated' or 'kernel', got {impl!r}")
+    ok = spec.kind == "elementwise" and all(t.device.type == "cpu" for t in tensors)
+    if impl == "kernel":
+        if not ok:
+            raise ValueError(f"{spec.name}: impl='kernel' runs the Numba CPU kernels of elementwise losses "
+                             f"(got a {spec.kind} loss on {tensors[0].device}); use impl='generated'")
+        return "kernel"
+    if impl == "generated" or not ok or torch.compiler.is_compiling():
+        return "generated"  # under torch.compile the generated code fuses with the graph
+    return "kernel" if tensors[0].numel() >= AUTO_KERNEL_MIN else "generated"
