@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import math
 import sys
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from types import ModuleType
 
 import numpy as np
 
-from .._paths import cache_dir, generated_dir
+from .._paths import generated_dir
 from ..errors import InputError
 from ..spec.model import LossSpec
 from . import arrays as A
@@ -336,14 +335,9 @@ def module_path_for(spec: LossSpec, cpu_module: ModuleType | None = None) -> Pat
                 return candidate
     from ..derive import Derivation
     from ..render.cuda import render_module
-    from ..render.write import write_atomic
+    from .modules import cache_source
 
-    source = render_module(Derivation(spec))
-    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
-    path = cache_dir() / "cuda" / f"{spec.name}_{digest}.py"
-    if not path.exists():
-        write_atomic(path, source)
-    return path
+    return cache_source(spec.name, render_module(Derivation(spec)), subdir="cuda")
 
 
 def load_module(spec: LossSpec, cpu_module: ModuleType | None = None) -> ModuleType:

@@ -21,7 +21,6 @@ per-row Hessian) has no CUDA kernel.
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,6 @@ from types import ModuleType
 
 import numpy as np
 
-from .._paths import cache_dir
 from ..errors import InputError
 from ..spec.model import LossSpec
 from . import arrays as A
@@ -51,14 +49,9 @@ def module_path(spec: LossSpec) -> Path:
     """The CUDA row module of ``spec``, rendered into the cache (keyed by the code's hash)."""
     from ..derive.row import RowDerivation
     from ..render.cuda_row import render_row_module
-    from ..render.write import write_atomic
+    from .modules import cache_source
 
-    source = render_row_module(RowDerivation(spec))
-    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
-    path = cache_dir() / "cuda" / f"{spec.name}_row_{digest}.py"
-    if not path.exists():
-        write_atomic(path, source)
-    return path
+    return cache_source(f"{spec.name}_row", render_row_module(RowDerivation(spec)), subdir="cuda")
 
 
 def load_module(spec: LossSpec) -> ModuleType:
