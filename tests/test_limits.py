@@ -217,6 +217,12 @@ def test_the_wall_clock_guard_stops_a_long_derivation_in_any_thread(monkeypatch)
     assert out["took"] < BUDGET
 
 
+def test_parsing_is_guarded_too(monkeypatch):
+    monkeypatch.setattr(limits, "MAX_SECONDS", 0.05)
+    long_sum = " + ".join(f"(yhat - {k}*y)**2" for k in range(900))  # about a second of SymPy
+    refused(parse(long_sum), SpecError, "<expr>: field '<file>'", "parsing took longer than 0.05 s", "MAX_SECONDS")
+
+
 def test_row_losses_have_the_same_bounds(monkeypatch):
     row = {"name": "r", "kind": "row", "inputs": {"y": "target", "z": "prediction"}}
     refused(lambda: spec_from_table({**row, "loss": "Sum(y[k] * z[k] ** 10 ** 10 ** 10, k)"}, source="<row>"),

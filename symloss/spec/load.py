@@ -174,7 +174,7 @@ def spec_from_table(table: dict, *, source: str) -> LossSpec:
     (the other limits keep it far below; the guard is the last line)."""
     if not isinstance(table, dict):
         raise SpecError(source, "<file>", "expected a table")
-    with limits.time_limit(f"{source}: parsing", lambda problem: SpecError(source, "<file>", problem)):
+    with limits.time_limit("parsing", lambda problem: SpecError(source, "<file>", problem)):
         return _spec_from_table(table, source)
 
 
