@@ -155,6 +155,9 @@ def fit(model, X, y, sample_weight=None, *, start="auto", **fit_kwargs):
             k = len(np.unique(y_arr)) if obj.loss.row else None
             start = obj.loss.start(y_arr, sample_weight, num_class=k)
         fit_kwargs["init_score"] = init_score(start, len(y_arr))
+        evals = [e[1] for e in fit_kwargs.get("eval_set") or []] or list(_as_list(fit_kwargs.get("eval_y")))
+        if evals and fit_kwargs.get("eval_init_score") is None:
+            fit_kwargs["eval_init_score"] = [init_score(start, len(ey)) for ey in evals]
     model.fit(X, y, sample_weight=sample_weight, **fit_kwargs)
     if start is not None:
         fold_start(model.booster_, start)
@@ -197,3 +200,9 @@ def _field(ds, name: str):
 
 def _weight(ds):
     return _field(ds, "weight")
+
+
+def _as_list(eval_y):
+    if eval_y is None:
+        return []
+    return eval_y if isinstance(eval_y, (list, tuple)) else [eval_y]

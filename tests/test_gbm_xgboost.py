@@ -204,7 +204,7 @@ def test_boost_loss_pickles_for_workers():
 # ---------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("loss, match", [
     ("dice", "dice is a row loss without a class axis"),
-    ("triplet", "triplet is a row loss without a class axis"),
+    ("triplet", "triplet has 3 predictions"),
     ("gaussian_nll", "gaussian_nll has 2 predictions"),
 ])
 def test_losses_that_cannot_be_objectives(loss, match):

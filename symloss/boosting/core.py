@@ -116,7 +116,7 @@ class BoostLoss:
             idx = y.astype(np.int64)
             bad = (idx != y) | (idx < 0) | ((idx >= num_class) if num_class else False)
             if np.any(bad):
-                v = y[np.argmax(bad)]
+                v = float(y[np.argmax(bad)])
                 within = f" in [0, {num_class})" if num_class else ""
                 raise InputError(f"{self.name}: labels must be class indices{within}, got {v!r}")
             return idx
@@ -275,7 +275,7 @@ def _check_domain(loss, shown: str, y: np.ndarray) -> np.ndarray:
     elif dom == "sign":
         bad, want = (yf != -1) & (yf != 1), "y in {-1, 1} (map 0 labels to -1)"
     if bad is not None and np.any(bad):
-        raise InputError(f"{shown}: label {yf[np.argmax(bad)]!r} is outside the loss's target domain ({want})")
+        raise InputError(f"{shown}: label {float(yf[np.argmax(bad)])!r} is outside the loss's target domain ({want})")
     return y
 
 

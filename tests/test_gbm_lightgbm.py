@@ -1,0 +1,134 @@
+"""symloss losses as LightGBM objectives: built-ins reproduced, the start score folded into the model."""
+import numpy as np
+import pytest
+
+lgb = pytest.importorskip("lightgbm")
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine  # noqa: E402
+
+import symloss  # noqa: E402
+import symloss.lightgbm as sl  # noqa: E402
+
+P = {"num_leaves": 7, "learning_rate": 0.3, "num_threads": 1, "verbose": -1, "min_data_in_leaf": 10,
+     "deterministic": True, "force_row_wise": True}
+
+
+@pytest.fixture(scope="module")
+def diabetes():
+    return load_diabetes(return_X_y=True)
+
+
+def test_custom_l2_with_the_start_score_is_the_boost_from_average_model(diabetes):
+    X, y = diabetes
+    w = np.random.default_rng(0).uniform(0.2, 2.0, size=len(y))
+    builtin = lgb.train({**P, "objective": "l2"}, lgb.Dataset(X, y, weight=w), 20)
+    ours = sl.train("mse", P, lgb.Dataset(X, y, weight=w), 20)
+    # the start is folded into the first trees: a plain predict() reproduces the built-in
+    np.testing.assert_allclose(ours.predict(X), builtin.predict(X), rtol=0, atol=1e-6)
+    # the well-known mismatch: a custom objective left to start from 0
+    plain = lgb.train({**P, "objective": sl.objective("mse")}, lgb.Dataset(X, y, weight=w), 20)
+    assert np.abs(plain.predict(X) - builtin.predict(X)).max() > 1e-2
+
+
+def test_sklearn_form_applies_weights_and_the_start(diabetes):
+    X, y = diabetes
+    w = np.random.default_rng(1).uniform(0.2, 2.0, size=len(y))
+    kw = dict(n_estimators=20, num_leaves=7, learning_rate=0.3, n_jobs=1, verbose=-1, min_child_samples=10,
+              deterministic=True, force_row_wise=True)
+    builtin = lgb.LGBMRegressor(objective="l2", **kw).fit(X, y, sample_weight=w)
+    model = lgb.LGBMRegressor(objective=sl.sklearn_objective("mse"), **kw)
+    Xv, yv = X[::3], y[::3]
+    sl.fit(model, X, y, sample_weight=w, eval_X=(Xv,), eval_y=(yv,), eval_metric=sl.sklearn_metric("mse"))
+    np.testing.assert_allclose(model.predict(X), builtin.predict(X), rtol=1e-8, atol=1e-6)
+    # the eval set starts from the same constant: the metric is the model's at every round
+    curve = model.evals_result_["valid_0"]["mse"]
+    assert curve[-1] == pytest.approx(symloss.load("mse").value(yv, model.predict(Xv)), rel=1e-9)
+    start = sl.base_margin("mse", y, w)
+    assert curve[0] < symloss.load("mse").value(yv, np.full(len(yv), start))  # from 0 it would be ~3x that
+
+
+def test_bce_logits_reproduces_binary():
+    X, y = load_breast_cancer(return_X_y=True)
+    builtin = lgb.train({**P, "objective": "binary"}, lgb.Dataset(X, y), 15)
+    ours = sl.train("bce_logits", P, lgb.Dataset(X, y), 15)
+    np.testing.assert_allclose(ours.predict(X), builtin.predict(X, raw_score=True), rtol=0, atol=1e-6)
+
+
+def test_cross_entropy_exact_is_close_to_multiclass():
+    X, y = load_wine(return_X_y=True)
+    params = {**P, "num_class": 3}
+    builtin = lgb.train({**params, "objective": "multiclass"}, lgb.Dataset(X, y), 10)
+    ours = sl.train("cross_entropy", params, lgb.Dataset(X, y), 10, hessian="exact")
+    pb = builtin.predict(X)
+    z = ours.predict(X)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    # LightGBM's multiclass scales its Hessian by K / (K - 1) (1.5 here): smaller steps, same
+    # classifier; stated tolerance: probabilities within 0.1, the same predicted classes
+    assert np.abs(p - pb).max() < 0.1
+    assert np.mean(p.argmax(1) == pb.argmax(1)) >= 0.99
+
+
+@pytest.mark.parametrize("name, builtin, params, slack", [
+    ("mae", {"objective": "l1"}, {}, 1.05),
+    ("quantile", {"objective": "quantile", "alpha": 0.9}, {"tau": 0.9}, 1.20),
+])
+def test_nonsmooth_losses_train_close_to_the_builtin(diabetes, name, builtin, params, slack):
+    X, y = diabetes
+    idx = np.random.default_rng(0).permutation(len(y))
+    tr, te = idx[:300], idx[300:]
+    p = {**P, "learning_rate": 0.1}
+    ref = lgb.train({**p, **builtin}, lgb.Dataset(X[tr], y[tr]), 60)
+    ours = sl.train(name, p, lgb.Dataset(X[tr], y[tr]), 60, loss_params=params)
+    L = symloss.load(name)
+    start = L.value(y[te], np.full(len(te), sl.base_margin(name, y[tr], **params)), **params)
+    ours_loss = L.value(y[te], ours.predict(X[te]), **params)
+    assert ours_loss < 0.9 * start
+    assert ours_loss <= slack * L.value(y[te], ref.predict(X[te]), **params)
+
+
+@pytest.mark.parametrize("name, params", [("general_robust", {"alpha": -1.0}), ("tukey", {}),
+                                          ("focal_binary", {}), ("poly1_cross_entropy", {})])
+def test_losses_without_a_builtin_train(name, params):
+    if name == "focal_binary":
+        X, y = load_breast_cancer(return_X_y=True)
+        extra = {}
+    elif name == "poly1_cross_entropy":
+        X, y = load_wine(return_X_y=True)
+        extra = {"num_class": 3}
+    else:
+        X, y = load_diabetes(return_X_y=True)
+        y = (y - y.mean()) / y.std()
+        extra = {}
+    hist = {}
+    ds = lgb.Dataset(X, y, free_raw_data=False)
+    sl.train(name, {**P, **extra}, ds, 15, loss_params=params, valid_sets=[ds], valid_names=["t"],
+             callbacks=[lgb.record_evaluation(hist)])
+    curve = hist["t"][name]
+    assert curve[-1] < 0.9 * curve[0]
+
+
+def test_from_expr_loss_trains():
+    X, y = load_diabetes(return_X_y=True)
+    y = (y - y.mean()) / y.std()
+    L = symloss.Loss.from_expr("log(cosh(yhat - y)) + (yhat - y)**2 / 10", name="gbm_logcosh_l2")
+    booster = sl.train(L, P, lgb.Dataset(X, y), 15)
+    assert L.value(y, booster.predict(X)) < 0.6 * L.value(y, np.full(len(y), sl.base_margin(L, y)))
+
+
+def test_objective_and_metric_conventions():
+    rng = np.random.default_rng(2)
+    y, w, m = rng.poisson(3.0, size=40).astype(float), rng.uniform(size=40), rng.normal(size=40)
+    ds = lgb.Dataset(np.zeros((40, 1)), y, weight=w).construct()
+    g, h = sl.objective("poisson_nll")(m, ds)
+    w = ds.get_weight().astype(np.float64)  # LightGBM keeps weights in float32
+    np.testing.assert_allclose(g, w * (np.exp(m) - y), rtol=1e-12)  # per sample, weighted, not / n
+    np.testing.assert_allclose(h, w * np.exp(m), rtol=1e-12)
+    name, value, higher = sl.metric("poisson_nll")(m, ds)
+    assert (name, higher) == ("poisson_nll", False)
+    assert value == pytest.approx(float(np.average(np.exp(m) - y * m, weights=w)), rel=1e-12)
+
+
+def test_margin_shape_mismatch_names_the_loss():
+    X, y = load_wine(return_X_y=True)
+    with pytest.raises(symloss.InputError, match=r"mse: margins have shape"):
+        sl.train("mse", {**P, "num_class": 3}, lgb.Dataset(X, y), 1, start=None)
