@@ -424,3 +424,14 @@ def time_limit(what: str, error: Callable[[str], Exception] = _derivation_error,
         _state.guard = None
     if expired:
         raise error(_expired_message(what, seconds))
+
+
+def generating(source: str):
+    """The time guard around rendering one spec's code.
+
+    Only rendering: Numba's compile and the import stay outside, since an
+    interrupt there could leave the compiler's state half-built.
+    """
+    from .errors import DerivationError
+
+    return time_limit("generating code", lambda problem: DerivationError(f"{source}: {problem}"))

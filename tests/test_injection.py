@@ -337,3 +337,15 @@ def test_markdown_docs_escape_spec_text(docs):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in one
     assert "\\[link\\](javascript:alert(1))" in one
     assert one.splitlines()[1].startswith("# Evil title ")
+
+
+def test_names_are_ascii_identifiers():
+    """Python reads source NFKC-normalised: a fullwidth 'ｗ' input would be the kernels' own 'w'."""
+    import pytest
+
+    from symloss import SpecError
+    from symloss.runtime.loss import Loss
+
+    for name in ("\uff57", "y\u0301", "\u0430"):  # fullwidth w, combining accent, Cyrillic a
+        with pytest.raises(SpecError, match="not a valid Python identifier"):
+            Loss.from_expr(f"({name} - y)**2", inputs={"y": "target", name: "prediction"})

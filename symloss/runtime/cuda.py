@@ -337,7 +337,11 @@ def module_path_for(spec: LossSpec, cpu_module: ModuleType | None = None) -> Pat
     from ..render.cuda import render_module
     from .modules import cache_source
 
-    return cache_source(spec.name, render_module(Derivation(spec)), subdir="cuda")
+    from ..limits import generating
+
+    with generating(spec.source):
+        source = render_module(Derivation(spec))
+    return cache_source(spec.name, source, subdir="cuda")
 
 
 def load_module(spec: LossSpec, cpu_module: ModuleType | None = None) -> ModuleType:

@@ -51,7 +51,11 @@ def module_path(spec: LossSpec) -> Path:
     from ..render.cuda_row import render_row_module
     from .modules import cache_source
 
-    return cache_source(f"{spec.name}_row", render_row_module(RowDerivation(spec)), subdir="cuda")
+    from ..limits import generating
+
+    with generating(spec.source):
+        source = render_row_module(RowDerivation(spec))
+    return cache_source(f"{spec.name}_row", source, subdir="cuda")
 
 
 def load_module(spec: LossSpec) -> ModuleType:

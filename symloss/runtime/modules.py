@@ -78,7 +78,11 @@ def cache_source(name: str, source: str, subdir: str | None = None) -> Path:
 
 
 def cached_module(derivation: Derivation) -> Path:
-    return cache_source(derivation.spec.name, render_module(derivation))
+    from ..limits import generating
+
+    with generating(derivation.spec.source):
+        source = render_module(derivation)
+    return cache_source(derivation.spec.name, source)
 
 
 # --- internals -----------------------------------------------------------------------------------

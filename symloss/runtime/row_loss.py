@@ -56,7 +56,10 @@ def render(spec: LossSpec) -> str:
     from ..derive.row import RowDerivation
     from ..render.cpu_row import render_row_module
 
-    return render_row_module(RowDerivation(spec))
+    from ..limits import generating
+
+    with generating(spec.source):
+        return render_row_module(RowDerivation(spec))
 
 
 def cached_row_module(spec: LossSpec) -> Path:

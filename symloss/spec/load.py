@@ -40,8 +40,10 @@ def load_spec(path: str | Path) -> LossSpec:
 
 
 def _identifier(value: Any, source: str, field: str) -> str:
-    if not isinstance(value, str) or not value.isidentifier() or keyword.iskeyword(value):
-        raise SpecError(source, field, f"{value!r} is not a valid Python identifier")
+    # ASCII only: Python reads the source NFKC-normalised, so a fullwidth 'ｗ' would become
+    # the kernels' own 'w'; lookalike letters would also make names that read alike differ
+    if not isinstance(value, str) or not value.isascii() or not value.isidentifier() or keyword.iskeyword(value):
+        raise SpecError(source, field, f"{value!r} is not a valid Python identifier (ASCII letters, digits, _)")
     if value in _RESERVED or value in FUNCTIONS or value in CONSTANTS or value.startswith("_"):
         raise SpecError(source, field, f"'{value}' is reserved; choose another name")
     return value
