@@ -90,15 +90,20 @@ def fit(model, X, y, sample_weight=None, *, start="auto", **fit_kwargs):
     if not isinstance(obj, Objective):
         raise TypeError("fit() needs a CatBoost model with loss_function=symloss.catboost.objective(...)")
     y_arr = np.asarray(y)
+    if obj.loss.row and not model.get_params().get("classes_count"):
+        model.set_params(classes_count=_classes(model, y_arr))  # the approx dimension of a custom objective
     if start is None:
         model.fit(X, y_arr, sample_weight=sample_weight, **fit_kwargs)
         return model
     if isinstance(start, str) and start == "auto":
-        k = len(np.unique(y_arr)) if obj.loss.row else None
-        start = obj.loss.start(y_arr, sample_weight, num_class=k)
+        start = obj.loss.start(y_arr, sample_weight, num_class=_classes(model, y_arr) if obj.loss.row else None)
     start = np.asarray(start, dtype=np.float64)
     n = len(y_arr)
     baseline = np.full(n, float(start)) if start.ndim == 0 else np.tile(start, (n, 1))
     model.fit(Pool(X, y_arr, weight=sample_weight, baseline=baseline), **fit_kwargs)
     model.set_scale_and_bias(1.0, float(start) if start.ndim == 0 else start.tolist())
     return model
+
+
+def _classes(model, y) -> int:
+    return int(model.get_params().get("classes_count") or int(np.max(y)) + 1)

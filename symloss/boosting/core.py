@@ -70,12 +70,12 @@ class BoostLoss:
         self.loss = base
         self.row = base.spec.kind == "row"
         self.params = dict(params)
+        self._check_params()
         if hessian is None:
-            hessian, self.hessian_reason = _policy.default(base)
+            hessian, self.hessian_reason = _policy.default(base, self.params)
         else:
             self.hessian_reason = "chosen by the caller"
         self.hessian = _policy.check(hessian, self.row)
-        self._check_params()
 
     # pickling: worker processes (Dask) rebuild the kernels from the spec -----------------
     def __reduce__(self):

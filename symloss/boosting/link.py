@@ -24,7 +24,7 @@ from ..errors import InputError
 LINKS = {"unit": "sigmoid", "positive": "exp"}
 # what to use instead, when a composition is refused
 ALTERNATIVE = {"unit": "bce_logits", "positive": "poisson_nll or gamma_nll", "simplex": "cross_entropy"}
-_PROBE_TARGETS = {
+PROBE_TARGETS = {
     "real": (-2.0, 0.0, 3.0), "positive": (0.5, 4.0), "unit": (0.3,), "unit_closed": (0.0, 0.4, 1.0),
     "binary": (0.0, 1.0), "sign": (-1.0, 1.0),
 }
@@ -75,7 +75,7 @@ def compose(loss):
 
 def _check_stable(composed, original, dom: str) -> None:
     z = np.concatenate([-np.logspace(-3, np.log10(700), 40), [0.0], np.logspace(-3, np.log10(700), 40)])
-    for t in itertools.product(*[_PROBE_TARGETS.get(t.domain, (0.0,)) for t in composed.spec.targets]):
+    for t in itertools.product(*[PROBE_TARGETS.get(t.domain, (0.0,)) for t in composed.spec.targets]):
         ys = [np.full_like(z, v) for v in t]
         v = composed.value(*ys, z, reduction="none")
         g, h = composed.grad_hessian(*ys, z)

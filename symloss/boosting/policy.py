@@ -29,6 +29,8 @@ huber's linear part) no split ever has gain and LightGBM's
 """
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from ..errors import InputError
@@ -46,19 +48,32 @@ def check(policy: str, row: bool) -> str:
     return policy
 
 
-def default(loss) -> tuple[str, str]:
-    """(policy, why) chosen from the loss's derived properties."""
-    if loss.spec.kind == "row":
-        # no symbolic property analysis for row losses; the diagonal is floored
-        return "clip", "row loss: the exact diagonal, floored (non-convex row losses stay safe)"
-    from ..docs.properties import properties
+def default(loss, params: dict | None = None) -> tuple[str, str]:
+    """(policy, why) from the derived Hessian itself, probed at the caller's parameters.
 
-    props = properties(loss.spec, loss)
-    if props.hessian_vanishes:
-        return "fisher", f"the exact Hessian vanishes on a set of positive measure ({props.hessian_zero_text})"
-    if props.convex:
-        return "exact", "convex with a Hessian that vanishes only on a null set"
-    return "clip", "not convex: negative curvature is floored"
+    The Hessian kernel is evaluated over margins in [-20, 20] at targets across
+    the target's domain (a kernel call, no symbolic work): exact zeros on more
+    than 5% of the probe (mae, quantile, hinge, huber's linear part; `symloss
+    show` and the docs prove these symbolically) give "fisher"; any negative
+    value (cauchy, tukey, Barron at alpha < 1) gives "clip"; otherwise "exact".
+    """
+    params = params or {}
+    if loss.spec.kind == "row":
+        return "clip", "row loss: the exact diagonal, floored"
+    from .link import PROBE_TARGETS
+
+    z = np.linspace(-20.0, 20.0, 401)
+    zeros = negative = total = 0
+    for t in itertools.product(*[PROBE_TARGETS.get(t.domain, (0.0,)) for t in loss.spec.targets]):
+        _, h = loss.grad_hessian(*[np.full_like(z, v) for v in t], z, **params)
+        zeros += int(np.sum(h == 0))
+        negative += int(np.sum(h < 0))
+        total += h.size
+    if zeros > 0.05 * total:
+        return "fisher", f"the exact Hessian is 0 at {100 * zeros / total:.0f}% of probed points"
+    if negative:
+        return "clip", f"the exact Hessian is negative at {100 * negative / total:.0f}% of probed points"
+    return "exact", "the exact Hessian is positive at every probed point"
 
 
 def fisher(h: np.ndarray, g: np.ndarray, values: np.ndarray, w: np.ndarray | None) -> np.ndarray:

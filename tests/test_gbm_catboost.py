@@ -1,0 +1,74 @@
+"""symloss losses as CatBoost objectives: the sign convention, the start score as the model's bias."""
+import warnings
+
+import numpy as np
+import pytest
+
+catboost = pytest.importorskip("catboost")
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine  # noqa: E402
+
+import symloss  # noqa: E402
+import symloss.catboost as sc  # noqa: E402
+
+COMMON = dict(iterations=15, depth=3, learning_rate=0.3, random_seed=0, thread_count=1, verbose=0,
+              bootstrap_type="No", random_strength=0, leaf_estimation_method="Newton",
+              leaf_estimation_iterations=1)
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        # CatBoost cannot numba-jit methods that use self; it calls them from Python
+        warnings.filterwarnings("ignore", message="Can't optimze method")
+        yield
+
+
+def test_mse_matches_rmse_sign_convention_and_start():
+    X, y = load_diabetes(return_X_y=True)
+    # documented settings: l2_leaf_reg=0 (symloss's mse is twice CatBoost's r^2 / 2; CatBoost's split
+    # scores regularise by counts, not Hessians, so no l2_leaf_reg rescaling reproduces it otherwise)
+    builtin = catboost.CatBoostRegressor(loss_function="RMSE", l2_leaf_reg=0.0, **COMMON).fit(X, y)
+    model = catboost.CatBoostRegressor(loss_function=sc.objective("mse"), eval_metric=sc.metric("mse"),
+                                       l2_leaf_reg=0.0, **COMMON)
+    sc.fit(model, X, y)
+    np.testing.assert_allclose(model.predict(X), builtin.predict(X), rtol=1e-8, atol=1e-5)
+    # the wrong sign would climb the loss
+    L = symloss.load("mse")
+    assert L.value(y, model.predict(X)) < 0.6 * L.value(y, np.full(len(y), y.mean()))
+
+
+def test_objective_returns_negated_derivatives():
+    obj = sc.objective("poisson_nll")
+    ders = obj.calc_ders_range([0.0, 1.0], [2.0, 0.0], [1.0, 3.0])
+    np.testing.assert_allclose(ders, [(-(1 - 2.0), -1.0), (-3 * np.e, -3 * np.e)], rtol=1e-12)
+    g, H = sc.objective("cross_entropy", hessian="exact").calc_ders_multi([0.0, 0.0, 0.0], 1.0, 2.0)
+    np.testing.assert_allclose(g, [-2 / 3, 4 / 3, -2 / 3], rtol=1e-12)
+    np.testing.assert_allclose(H, -2 * np.diag([2 / 9] * 3), rtol=1e-12)
+
+
+def test_focal_binary_and_general_robust_train():
+    X, y = load_breast_cancer(return_X_y=True)
+    model = catboost.CatBoostRegressor(loss_function=sc.objective("focal_binary"),
+                                       eval_metric=sc.metric("focal_binary"), **COMMON)
+    sc.fit(model, X, y)
+    L = symloss.load("focal_binary")
+    assert L.value(y, model.predict(X)) < 0.5 * L.value(y, np.full(len(y), sc.base_margin("focal_binary", y)))
+    Xr, yr = load_diabetes(return_X_y=True)
+    yr = (yr - yr.mean()) / yr.std()
+    model = catboost.CatBoostRegressor(loss_function=sc.objective("general_robust", alpha=0.5),
+                                       eval_metric=sc.metric("general_robust", alpha=0.5), **COMMON)
+    sc.fit(model, Xr, yr)
+    G = symloss.load("general_robust")
+    start = np.full(len(yr), sc.base_margin("general_robust", yr, alpha=0.5))
+    assert G.value(yr, model.predict(Xr), alpha=0.5) < 0.9 * G.value(yr, start, alpha=0.5)
+
+
+def test_multiclass_cross_entropy_trains_with_the_start_as_bias():
+    X, y = load_wine(return_X_y=True)
+    X, y = X[::2], y[::2]  # CatBoost calls calc_ders_multi once per sample, from Python: keep it small
+    model = catboost.CatBoost(dict(loss_function=sc.objective("poly1_cross_entropy"),
+                                   eval_metric=sc.metric("poly1_cross_entropy"), **{**COMMON, "iterations": 5}))
+    sc.fit(model, X, y)
+    z = model.predict(X, prediction_type="RawFormulaVal")
+    assert z.shape == (len(y), 3)
+    assert np.mean(z.argmax(axis=1) == y) > 0.9
