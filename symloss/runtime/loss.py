@@ -8,9 +8,8 @@ from types import ModuleType
 import numpy as np
 
 from .. import catalog
-from ..derive import Derivation
 from ..errors import InputError
-from ..spec import LossSpec, load_spec, spec_from_table
+from ..spec.model import LossSpec
 from . import arrays as A
 from . import cuda as _cuda
 from .modules import cached_module, import_path
@@ -60,6 +59,8 @@ class Loss:
             from .row_loss import RowLoss
 
             return RowLoss.from_spec(spec)
+        from ..derive import Derivation
+
         return cls(spec, import_path(cached_module(Derivation(spec))))
 
     @classmethod
@@ -86,11 +87,17 @@ class Loss:
             "let": let or {},
             "loss": expr,
         }
+        from ..spec import spec_from_table
+
         return cls.from_spec(spec_from_table(table, source="<expr>"))
 
     @cached_property
-    def derivation(self) -> Derivation:
-        return Derivation(self.spec)
+    def derivation(self):
+        """The symbolic derivation (imports SymPy; kernels do not need it)."""
+        from ..derive import Derivation
+        from ..spec.header import full_spec
+
+        return Derivation(full_spec(self.spec))
 
     @property
     def latex(self) -> dict[str, str]:
@@ -248,16 +255,34 @@ def load(name_or_path: str | Path) -> Loss:
     """A built-in loss by name, or a loss from a spec file's path."""
     text = str(name_or_path)
     if text.endswith(".toml") or Path(text).is_file():
+        from ..spec import load_spec
+
         return Loss.from_spec(load_spec(text))
     if text not in _BUILTIN:
-        spec = load_spec(catalog.spec_path(text))
-        module_path = catalog.module_path(text)
-        if module_path.is_file() and spec.kind == "row":
-            from .row_loss import RowLoss
-
-            _BUILTIN[text] = RowLoss(spec, import_path(module_path))
-        elif module_path.is_file():
-            _BUILTIN[text] = Loss(spec, import_path(module_path))
-        else:  # generated/ not built (e.g. a spec added without `symloss generate`)
-            _BUILTIN[text] = Loss.from_spec(spec)
+        _BUILTIN[text] = _builtin(text)
     return _BUILTIN[text]
+
+
+def _builtin(name: str) -> Loss:
+    """A catalog loss over its generated module: the spec's header suffices, so
+    neither SymPy nor Jinja is imported (the module is checked against the header)."""
+    from ..spec.header import SpecHeader
+
+    header = SpecHeader(catalog.spec_path(name))
+    module_path = catalog.module_path(name)
+    if module_path.is_file():
+        module = import_path(module_path)
+        if _matches(header, module):
+            if header.kind == "row":
+                from .row_loss import RowLoss
+
+                return RowLoss(header, module)
+            return Loss(header, module)
+    # generated/ not built or stale (a spec changed without `symloss generate`)
+    return Loss.from_spec(header.full)
+
+
+def _matches(header, module: ModuleType) -> bool:
+    return (getattr(module, "NAME", None) == header.name
+            and (*getattr(module, "INPUTS", ()), *getattr(module, "CLASS_INPUTS", {})) == tuple(i.name for i in header.inputs)
+            and dict(getattr(module, "PARAMS", {})) == {p.name: p.default for p in header.params})

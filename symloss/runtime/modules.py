@@ -28,9 +28,7 @@ from pathlib import Path
 from types import ModuleType
 
 from .._paths import cache_dir, cache_dirs_in_use
-from ..derive import Derivation
 from ..errors import SymlossError
-from ..render.cpu import render_module
 from ..render.write import read_regular, real_dirs, write_atomic
 
 _LOADED: dict[Path, ModuleType] = {}
@@ -77,8 +75,9 @@ def cache_source(name: str, source: str, subdir: str | None = None) -> Path:
     return path
 
 
-def cached_module(derivation: Derivation) -> Path:
+def cached_module(derivation) -> Path:
     from ..limits import generating
+    from ..render.cpu import render_module
 
     with generating(derivation.spec.source):
         source = render_module(derivation)

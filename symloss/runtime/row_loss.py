@@ -215,8 +215,9 @@ class RowLoss:
     @cached_property
     def derivation(self):
         from ..derive.row import RowDerivation
+        from ..spec.header import full_spec
 
-        return RowDerivation(self.spec)
+        return RowDerivation(full_spec(self.spec))
 
     @property
     def latex(self) -> dict[str, str]:

@@ -17,6 +17,7 @@ import sympy as sp
 from .. import limits
 from ..derive import primitives as prim
 from ..errors import SpecError
+from .fields import CONSTANT_NAMES, FUNCTION_NAMES
 
 # Names a user may call.  Each maps to a SymPy constructor taking positional args.
 FUNCTIONS: dict[str, Callable[..., sp.Basic]] = {
@@ -43,6 +44,9 @@ FUNCTIONS: dict[str, Callable[..., sp.Basic]] = {
 # they carry no derivative of their own.
 DERIVATIVE_FUNCTIONS: dict[str, Callable[..., sp.Basic]] = {**FUNCTIONS, "barron_dalpha": prim.barron_dalpha}
 CONSTANTS: dict[str, sp.Basic] = {"pi": sp.pi, "E": sp.E}
+# The loader reserves these names without importing SymPy (spec/fields.py): one list.
+if set(FUNCTIONS) != FUNCTION_NAMES or set(CONSTANTS) != CONSTANT_NAMES:
+    raise ImportError("spec/fields.py FUNCTION_NAMES/CONSTANT_NAMES differ from the parser's tables")
 
 _COMPARES = {
     ast.Lt: sp.StrictLessThan,

@@ -1,7 +1,6 @@
 """Read and validate spec files (TOML) and in-memory spec tables."""
 from __future__ import annotations
 
-import keyword
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -10,14 +9,9 @@ import sympy as sp
 
 from .. import limits
 from ..errors import SpecError
-from .expr_parser import CONSTANTS, DERIVATIVE_FUNCTIONS, FUNCTIONS, parse_expression
-from .model import DOMAINS, KINDS, ROLES, SHAPES, Input, LossSpec, Param
-
-_TOP_KEYS = {"name", "title", "kind", "description", "references", "inputs", "params", "let", "loss", "row", "derivatives"}
-_ROW_INPUT_KEYS = {"role", "domain", "shape", "indices", "default"}  # kind = "row" only
-_PARAM_KEYS = {"default", "positive", "nonnegative", "min", "max", "description", "differentiable"}
-_RESERVED = {"T", "out", "reduction", "sample_weight", "math", "np", "numba", "i", "n", "total", "scale"}
-
+from .expr_parser import DERIVATIVE_FUNCTIONS, parse_expression
+from .fields import _TOP_KEYS, _identifier, _inputs, _params
+from .model import KINDS, LossSpec, Param
 
 def load_spec(path: str | Path) -> LossSpec:
     path = Path(path)
@@ -39,16 +33,6 @@ def load_spec(path: str | Path) -> LossSpec:
     return spec
 
 
-def _identifier(value: Any, source: str, field: str) -> str:
-    # ASCII only: Python reads the source NFKC-normalised, so a fullwidth 'ｗ' would become
-    # the kernels' own 'w'; lookalike letters would also make names that read alike differ
-    if not isinstance(value, str) or not value.isascii() or not value.isidentifier() or keyword.iskeyword(value):
-        raise SpecError(source, field, f"{value!r} is not a valid Python identifier (ASCII letters, digits, _)")
-    if value in _RESERVED or value in FUNCTIONS or value in CONSTANTS or value.startswith("_"):
-        raise SpecError(source, field, f"'{value}' is reserved; choose another name")
-    return value
-
-
 # Names the generated elementwise modules use for arguments, locals and globals
 # (templates/cpu, templates/cuda): an input or parameter named like one would
 # shadow it or repeat an argument, and the module would not compile.
@@ -66,99 +50,6 @@ def _not_generated(name: str, source: str, field: str) -> None:
     if (name in _GENERATED or name in BY_NAME or name in LIBRARY or name.startswith(_GENERATED_PREFIXES)
             or name.endswith(("_", "_scalar")) or name.isupper()):
         raise SpecError(source, field, f"'{name}' is a name the generated kernels use; choose another name")
-
-
-def _number(value: Any, source: str, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpecError(source, field, f"expected a number, got {value!r}")
-    return float(value)
-
-
-def _inputs(raw: Any, source: str, kind: str = "elementwise") -> tuple[Input, ...]:
-    if not isinstance(raw, dict) or not raw:
-        raise SpecError(source, "inputs", "expected a table of symbol = role")
-    inputs = []
-    for name, value in raw.items():
-        field = f"inputs.{name}"
-        _identifier(name, source, field)
-        if isinstance(value, str):
-            value = {"role": value}
-        if not isinstance(value, dict):
-            raise SpecError(source, field, "expected a role string or a table {role, domain}")
-        unknown = set(value) - (_ROW_INPUT_KEYS if kind == "row" else {"role", "domain"})
-        if unknown:
-            raise SpecError(source, field, f"unknown key(s) {sorted(unknown)}")
-        role = value.get("role")
-        if role not in ROLES:
-            raise SpecError(source, field, f"role must be one of {ROLES}, got {role!r}")
-        domain = value.get("domain", "real")
-        if domain not in DOMAINS:
-            raise SpecError(source, field, f"domain must be one of {DOMAINS}, got {domain!r}")
-        if kind == "row":
-            inputs.append(_row_input(name, role, domain, value, source, field))
-            continue
-        if domain == "simplex":
-            raise SpecError(source, field, "domain 'simplex' is for vector inputs of row losses")
-        inputs.append(Input(name, role, domain))
-    if not any(i.differentiable for i in inputs):
-        raise SpecError(source, "inputs", "at least one input must have role 'prediction'")
-    return tuple(inputs)
-
-
-def _row_input(name: str, role: str, domain: str, value: dict, source: str, field: str) -> Input:
-    shape = value.get("shape", "vector")
-    if shape not in SHAPES:
-        raise SpecError(source, f"{field}.shape", f"must be one of {SHAPES}, got {shape!r}")
-    indices = value.get("indices", False)
-    if not isinstance(indices, bool):
-        raise SpecError(source, f"{field}.indices", "expected true or false")
-    if indices and (shape != "vector" or role != "target"):
-        raise SpecError(source, f"{field}.indices", "only a vector target can be given as class indices")
-    if domain == "simplex" and shape != "vector":
-        raise SpecError(source, f"{field}.domain", "'simplex' is for vector inputs")
-    if shape != "vector" and role != "target":
-        raise SpecError(source, f"{field}.role", f"a {shape} input must be a target (gradients are per class)")
-    default = None
-    if shape == "class":
-        if "default" not in value:
-            raise SpecError(source, field, "a class input needs a 'default' (its value when omitted)")
-        default = _number(value["default"], source, f"{field}.default")
-    elif "default" in value:
-        raise SpecError(source, f"{field}.default", "only class inputs have a default")
-    return Input(name, role, domain, shape=shape, indices=indices, default=default)
-
-
-def _params(raw: Any, source: str) -> tuple[Param, ...]:
-    if not isinstance(raw, dict):
-        raise SpecError(source, "params", "expected a table of name = {default = ...}")
-    params = []
-    for name, value in raw.items():
-        field = f"params.{name}"
-        _identifier(name, source, field)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = {"default": value}
-        if not isinstance(value, dict) or "default" not in value:
-            raise SpecError(source, field, "expected a table with a 'default'")
-        unknown = set(value) - _PARAM_KEYS
-        if unknown:
-            raise SpecError(source, field, f"unknown key(s) {sorted(unknown)}")
-        for flag in ("positive", "nonnegative", "differentiable"):
-            if not isinstance(value.get(flag, False), bool):
-                raise SpecError(source, f"{field}.{flag}", "expected true or false")
-        param = Param(
-            name,
-            _number(value["default"], source, f"{field}.default"),
-            positive=value.get("positive", False),
-            nonnegative=value.get("nonnegative", False),
-            min=_number(value["min"], source, f"{field}.min") if "min" in value else None,
-            max=_number(value["max"], source, f"{field}.max") if "max" in value else None,
-            differentiable=value.get("differentiable", False),
-        )
-        problem = param.violation(param.default)
-        if problem:
-            raise SpecError(source, f"{field}.default", f"default {problem}")
-        params.append(param)
-    return tuple(params)
 
 
 def _symbol(name: str, param: Param | None = None) -> sp.Symbol:

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import sympy as sp
+if TYPE_CHECKING:  # runtime needs no SymPy: a catalog kernel loads without it
+    import sympy as sp
 
 ROLES = ("target", "prediction")
 # How the checker samples an input, and what values it may take.
@@ -62,8 +64,27 @@ class RowInfo:
     symbols: dict = field(default_factory=dict, compare=False)  # index/size/IndexedBase objects
 
 
+class Roles:
+    """Views of ``inputs`` and ``params`` that the full spec and its header share."""
+
+    inputs: tuple[Input, ...]
+    params: tuple[Param, ...]
+
+    @property
+    def targets(self) -> tuple[Input, ...]:
+        return tuple(i for i in self.inputs if i.role == "target")
+
+    @property
+    def differentiable_params(self) -> tuple[Param, ...]:
+        return tuple(p for p in self.params if p.differentiable)
+
+    @property
+    def predictions(self) -> tuple[Input, ...]:
+        return tuple(i for i in self.inputs if i.differentiable)
+
+
 @dataclass(frozen=True)
-class LossSpec:
+class LossSpec(Roles):
     name: str
     title: str
     kind: str
@@ -79,15 +100,3 @@ class LossSpec:
     # param name -> a closed form of d loss / d param that the spec supplies for
     # stability; the checks verify it against the derivative of ``loss``
     param_derivatives: dict[str, sp.Basic] = field(default_factory=dict)
-
-    @property
-    def targets(self) -> tuple[Input, ...]:
-        return tuple(i for i in self.inputs if i.role == "target")
-
-    @property
-    def differentiable_params(self) -> tuple[Param, ...]:
-        return tuple(p for p in self.params if p.differentiable)
-
-    @property
-    def predictions(self) -> tuple[Input, ...]:
-        return tuple(i for i in self.inputs if i.differentiable)
