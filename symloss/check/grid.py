@@ -110,12 +110,14 @@ class _Reference:
     outputs: list[tuple[str, object, list]]  # (label, fn, [d fn / d pred_k])
 
     @classmethod
-    def build(cls, loss: Loss) -> "_Reference":
+    def build(cls, loss: Loss, modules=None, wrt=None) -> "_Reference":
+        """``modules`` for lambdify (default: the mpmath namespace); ``wrt``
+        the input names whose condition the tolerance allows (default: the predictions)."""
         spec = loss.spec
         d = loss.derivation.naive
         args = [spec.symbols[i.name] for i in spec.inputs] + [spec.symbols[p.name] for p in spec.params]
-        preds = [spec.symbols[i.name] for i in spec.predictions]
-        modules = [mpmath_namespace(), {"sign": mpmath.sign}, "mpmath"]
+        preds = [spec.symbols[n] for n in (wrt or [i.name for i in spec.predictions])]
+        modules = modules or [mpmath_namespace(), {"sign": mpmath.sign}, "mpmath"]
 
         def entry(label, expr):
             return (label, sp.lambdify(args, expr, modules=modules),
@@ -226,8 +228,9 @@ def check_grid(loss: Loss, dtypes=(np.float64, np.float32), param_sets: list[dic
     return results
 
 
-def _point_error(fn, dfns, xs, params, pred_pos, got: float, dtype) -> float:
-    """Error in units of the allowed tolerance (<= 1 passes)."""
+def _point_error(fn, dfns, xs, params, pred_pos, got: float, dtype, slack: float = 0.0) -> float:
+    """Error in units of the allowed tolerance (<= 1 passes); ``slack`` is an
+    absolute error allowed on top (a fuzzer's rounding floor)."""
     try:
         want = fn(*xs, *params)
     except (ZeroDivisionError, ValueError, TypeError):  # TypeError: a complex value compared
@@ -247,5 +250,5 @@ def _point_error(fn, dfns, xs, params, pred_pos, got: float, dtype) -> float:
         except (ZeroDivisionError, ValueError, TypeError):
             pass
     # relative down to the smallest normal number; below it, absolute
-    allowed = RTOL[np.dtype(dtype).type] * abs(want) + 8 * eps * cond + float(np.finfo(dtype).tiny)
+    allowed = RTOL[np.dtype(dtype).type] * abs(want) + 8 * eps * cond + float(np.finfo(dtype).tiny) + slack
     return float(abs(mpmath.mpf(got) - want) / allowed)

@@ -41,6 +41,28 @@ class Reference:
         return out
 
 
+def strict_namespace() -> dict:
+    """mpmath functions that give NaN for an argument off the real line.
+
+    The plain namespace lets a complex intermediate come back real: with
+    log(-inf) = inf + i pi, exp(-(that)) is 0 and 1/(1 + exp(...)) is 1, where
+    the real-valued loss is undefined.  Here every function of a non-real
+    argument is NaN, as in the kernels; a fuzzer's random expressions meet
+    this where the curated catalog does not.
+    """
+
+    def strict(fn):
+        def call(*args):
+            if any(isinstance(a, mpmath.mpc) and a.imag != 0 for a in args):
+                return mpmath.nan
+            return fn(*args)
+
+        return call
+
+    names = ("exp", "log", "sqrt", "cosh", "sinh", "tanh", "fabs", "sign", "log1p", "expm1")
+    return {**{n: strict(getattr(mpmath, n)) for n in names}, "abs": strict(abs), **mpmath_namespace()}
+
+
 def real_part(value):
     """A reference value, NaN where the expression leaves the reals (a negative
     number to a fractional power), as the real-valued kernels do."""

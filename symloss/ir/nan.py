@@ -9,6 +9,7 @@ marks such a branch: it equals ``value`` but is printed as
 from __future__ import annotations
 
 import sympy as sp
+from sympy.core.relational import Relational
 
 
 class keepnan(sp.Function):
@@ -18,17 +19,28 @@ class keepnan(sp.Function):
         return printer._print(self.args[0])
 
 
+def _reachable_with_nan(cond: sp.Basic, x: sp.Symbol) -> bool:
+    """Whether ``cond`` can hold while ``x`` is NaN: every comparison with NaN
+    is false (``!=`` true), the rest may go either way."""
+    nan_values = {r: sp.true if isinstance(r, sp.Ne) else sp.false
+                  for r in cond.atoms(Relational) if x in r.free_symbols}
+    return cond.xreplace(nan_values) is not sp.false
+
+
 def guard_branches(expr: sp.Basic, inputs: set[sp.Symbol]) -> sp.Basic:
-    """Wrap input-free default branches, and outputs missing an input, in keepnan."""
+    """Wrap in keepnan each branch that a NaN input can select although its value
+    does not depend on that input, and outputs missing an input."""
 
     def fix(pw: sp.Piecewise) -> sp.Piecewise:
-        default = pw.args[-1].expr
-        if default.free_symbols & inputs:
-            return pw
-        probes = sorted(set().union(*(p.cond.free_symbols for p in pw.args[:-1])) & inputs, key=str)
-        if not probes:
-            return pw
-        return sp.Piecewise(*pw.args[:-1], (keepnan(default, *probes), True))
+        # a NaN makes the comparisons on it false, so the conditions fall through
+        # to a later branch (Tukey's constant beyond c; Piecewise((yhat, yhat > 0),
+        # (y, True)) at yhat = NaN), or one not on it holds (pa < 1)
+        used = pw.free_symbols & inputs
+        pieces = []
+        for value, cond in pw.args:
+            lost = [x for x in sorted(used - value.free_symbols, key=str) if _reachable_with_nan(cond, x)]
+            pieces.append((keepnan(value, *lost) if lost else value, cond))
+        return sp.Piecewise(*pieces) if pieces != list(pw.args) else pw
 
     expr = expr.replace(lambda e: isinstance(e, sp.Piecewise), fix)
     missing = sorted(inputs - expr.free_symbols, key=str)
