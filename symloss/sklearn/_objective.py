@@ -18,11 +18,11 @@ def block_terms(head, X, Y, sw, W, order: int, intercept: bool):
     """Weighted loss sum (order 0), plus X^T G (1), plus the Hessian (2), for one block."""
     if intercept:  # Dask chunks get their column of ones here, not stored twice
         X = np.hstack([X, np.ones((X.shape[0], 1), dtype=X.dtype)])
-    Z = X @ W
+    Z = np.dot(X, W)  # np.dot: numpy's matmul is far slower on transposed operands here
     if order == 0:
         return {"value": head.value(Y, Z, sw)}
     v, G = head.value_grad(Y, Z, sw)
-    out = {"value": v, "grad": X.T @ G}
+    out = {"value": v, "grad": np.dot(X.T, G)}
     if order >= 2:
         _, H = head.grad_hess(Y, Z, sw)
         p1, m = W.shape
@@ -30,11 +30,19 @@ def block_terms(head, X, Y, sw, W, order: int, intercept: bool):
         for j in range(m):
             for k in range(j, m) if head.full_hessian else (j,):
                 d = H[:, j, k] if head.full_hessian else H[:, j]
-                B = X.T @ (d[:, None] * X)
+                B = _weighted_gram(X, d)
                 big[:, j, :, k] = B
                 big[:, k, :, j] = B.T
         out["hess"] = big.reshape(p1 * m, p1 * m)
     return out
+
+
+def _weighted_gram(X, d):
+    """X^T diag(d) X: a symmetric rank-k update (half the flops) where d >= 0."""
+    if d.size and d.min() >= 0:
+        S = np.sqrt(d)[:, None] * X
+        return np.dot(S.T, S)
+    return np.dot(X.T, d[:, None] * X)
 
 
 class InMemoryData:
