@@ -20,6 +20,7 @@ from ..errors import DerivationError
 # name -> (module path of the backend's render entry point, attribute, output folder, primitives table)
 _REGISTRY: dict[str, tuple[str, str, str, str]] = {
     "torch": ("symloss.backends.torch.render", "render_spec", "torch", "symloss.backends.torch.primitives"),
+    "jax": ("symloss.backends.jax.render", "render_spec", "jax", "symloss.backends.jax.primitives"),
 }
 
 
