@@ -99,6 +99,12 @@ class CombinedLoss:
                              + ", ".join(f"{n}={v:.3g}" for n, v in zip(self.names, vals)))
         return np.log(vals)
 
+    def torch(self):
+        """The same loss as a ``torch.nn.Module``: ``forward(preds: dict, targets: dict,
+        sample_weight=None)``; with uncertainty weighting its ``log_vars`` is an
+        ``nn.Parameter`` learned with the model.  Imports torch."""
+        return _torch_class()(self)
+
 
 def combine(tasks: dict, weighting: str = "fixed") -> CombinedLoss:
     """A multi-task loss: ``{name: (loss, weight)}`` or ``{name: (loss, weight, params)}``.
@@ -106,3 +112,44 @@ def combine(tasks: dict, weighting: str = "fixed") -> CombinedLoss:
     ``loss`` is a catalog name or a Loss; ``weighting="uncertainty"`` learns a
     log-variance per task (see the module docstring)."""
     return CombinedLoss(tasks, weighting)
+
+
+_TORCH_CLASS = []
+
+
+def _torch_class():
+    """CombinedTorchLoss, defined on first use so that this module never imports torch."""
+    if _TORCH_CLASS:
+        return _TORCH_CLASS[0]
+    import torch
+
+    from . import catalog
+    from . import torch as symloss_torch
+
+    def _task_module(loss, params):
+        """A catalog loss by name (its generated torch module), anything else by its spec."""
+        if (catalog.specs_dir() / f"{loss.name}.toml").is_file() and load(loss.name) is loss:
+            return symloss_torch.loss(loss.name, **params)
+        return symloss_torch.spec_loss(loss.spec, **params)
+
+    class CombinedTorchLoss(torch.nn.Module):
+        """sum_t w_t L_t, or sum_t w_t (exp(-s_t) L_t + s_t) with s = ``log_vars`` learned."""
+
+        def __init__(self, combined):
+            super().__init__()
+            self.names = list(combined.tasks)
+            self.losses = torch.nn.ModuleDict({n: _task_module(l, p) for n, (l, _, p) in combined.tasks.items()})
+            self.register_buffer("weights", torch.tensor(combined.weights, dtype=torch.float64))
+            self.uncertainty = combined.weighting == "uncertainty"
+            if self.uncertainty:
+                self.log_vars = torch.nn.Parameter(torch.zeros(len(self.names), dtype=torch.float64))
+
+        def forward(self, preds: dict, targets: dict, sample_weight=None):
+            values = torch.stack([self.losses[n](preds[n], targets[n], sample_weight=sample_weight).to(torch.float64)
+                                  for n in self.names])
+            if not self.uncertainty:
+                return (self.weights * values).sum()
+            return (self.weights * (torch.exp(-self.log_vars) * values + self.log_vars)).sum()
+
+    _TORCH_CLASS.append(CombinedTorchLoss)
+    return CombinedTorchLoss

@@ -136,3 +136,22 @@ def test_check_estimator():
         check_estimator(est, expected_failed_checks={"check_sample_weight_equivalence_on_dense_data": reason})
     for est in (LossRegressor(alpha=0.01), LossClassifier(alpha=0.01)):
         check_estimator(est)
+
+
+def test_combine_in_torch_matches_numpy():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(6)
+    n = 40
+    L = combine({"price": ("mse", 1.0), "label": ("cross_entropy", 0.5)}, weighting="uncertainty")
+    t = {"price": rng.normal(size=n), "label": rng.integers(0, 4, n)}
+    z = {"price": rng.normal(size=n), "label": rng.normal(size=(n, 4))}
+    s = np.array([0.3, -0.2])
+    module = L.torch()
+    with torch.no_grad():
+        module.log_vars.copy_(torch.tensor(s))
+    zt = {k: torch.tensor(v, requires_grad=True) for k, v in z.items()}
+    total = module(zt, {k: torch.tensor(v) for k, v in t.items()})
+    total.backward()
+    assert total.item() == pytest.approx(L.value(t, z, log_vars=s), rel=1e-12)
+    np.testing.assert_allclose(zt["label"].grad.numpy(), L.grad(t, z, log_vars=s)["label"], rtol=1e-10)
+    np.testing.assert_allclose(module.log_vars.grad.numpy(), L.log_var_grad(t, z, log_vars=s), rtol=1e-10)
