@@ -24,6 +24,7 @@ from ..render.write import HEADER_MARK, write_tree
 from ..spec import LossSpec, load_spec
 from . import mathml as M
 from .properties import Kernels, Properties, family, parameter_variations, properties
+from .row_properties import RowProperties, row_properties
 
 OWNED = (".md", ".html", ".png")
 FAMILIES = ("regression", "classification", "probabilistic", "metric learning", "other")
@@ -154,6 +155,7 @@ class _Entry:
     props: Properties | None
     derivation: Derivation | None
     kernels: Kernels | None
+    row_props: RowProperties | None = None
 
 
 def _margin_curve(e: _Entry, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -416,7 +418,7 @@ def _property_rows(spec: LossSpec, p: Properties) -> list[dict]:
     return out
 
 
-def _summary_cells(p: Properties | None) -> dict:
+def _summary_cells(p: Properties | RowProperties | None) -> dict:
     if p is None:
         return {k: "—" for k in ("family", "convex", "smoothness", "growth", "bounded_gradient", "hessian_zero")}
     return {
@@ -516,15 +518,57 @@ def advice(spec: LossSpec, p: Properties) -> dict[str, list[str]]:
     return {"pros": pros, "cons": cons, "best": best}
 
 
-def row_advice(spec: LossSpec, d) -> dict[str, list[str]]:
-    """Row losses: what the expression shows without the elementwise property analysis."""
+def row_advice(spec: LossSpec, d, rp: RowProperties | None = None) -> dict[str, list[str]]:
+    """Row losses: from their derived properties when analysed, else from the expression alone."""
     pros, cons = [], []
     if d is not None and d.rewrites:
         pros.append("stable evaluation: " + ", ".join(d.rewrites))
-    if spec.loss.atoms(sp.Max, sp.Min, sp.Abs, sp.Piecewise):
-        cons.append("contains max/min/|x|: not smooth everywhere")
-    cons.append("convexity, growth and Hessian are not derived for row losses yet")
+    if rp is None:
+        if spec.loss.atoms(sp.Max, sp.Min, sp.Abs, sp.Piecewise):
+            cons.append("contains max/min/|x|: not smooth everywhere")
+        return {"pros": pros, "cons": cons, "best": [_first_sentence(spec.description) or spec.title]}
+    if rp.convex:
+        pros.append("convex in the prediction vector: every local minimum is global")
+    else:
+        cons.append("not convex in the prediction vector: the result depends on the starting point")
+    if rp.smoothness == "C∞":
+        pros.append("smooth (C∞): suits L-BFGS and Newton methods")
+    else:
+        cons.append(f"{rp.smoothness}: " + "; ".join(f"the {k.what_jumps} jumps {k.text}" for k in rp.kinks))
+    if rp.bounded_gradient:
+        pros.append("bounded gradient: stable steps")
+    else:
+        cons.append("unbounded gradient: " + rp.gradient_detail)
+    if rp.hessian_vanishes:
+        cons.append(f"Hessian is 0 ({rp.hessian_detail}): Newton steps need a fallback there")
     return {"pros": pros, "cons": cons, "best": [_first_sentence(spec.description) or spec.title]}
+
+
+def _row_property_rows(spec: LossSpec, p: RowProperties) -> list[dict]:
+    """The derived properties of a row loss, as (property, value, details, how) rows."""
+    preds = ", ".join(i.name for i in spec.predictions)
+    kinks_md = "; ".join(f"${k.latex}$ ({k.what_jumps} jumps)" for k in p.kinks) or "none"
+    kinks_html = "; ".join(
+        (M.math_inline(M.inline(k.where)) if k.where is not None else _html_text(k.text))
+        + _html_text(f" ({k.what_jumps} jumps)") for k in p.kinks) or "none"
+    rows = [
+        ("Convex in the vector " + preds, _yes(p.convex), p.convex_detail, _how(p.convex_method, p.convex_scope)),
+        ("Smoothness", p.smoothness, "", p.smoothness_method),
+        ("Kinks", None, "", p.smoothness_method),
+        ("Growth", p.growth, p.growth_detail, "numeric, at the default parameters"),
+        ("Bounded gradient", _yes(p.bounded_gradient), p.gradient_detail, "numeric, at the default parameters"),
+        ("Hessian = 0 on a set of positive measure", _yes(p.hessian_vanishes), p.hessian_detail,
+         p.hessian_method + ", at the default parameters"),
+    ]
+    out = []
+    for label, value, detail, how in rows:
+        if value is None:
+            out.append({"label": label, "value_md": kinks_md, "value_html": Markup(kinks_html), "detail": detail,
+                        "how": how})
+        else:
+            out.append({"label": label, "value_md": value, "value_html": Markup(_html_text(value)), "detail": detail,
+                        "how": how})
+    return out
 
 
 def _picks(entries: list[_Entry]) -> list[dict]:
@@ -555,7 +599,7 @@ def _entry(spec: LossSpec, analyse: bool = True) -> _Entry:
     if spec.kind != "elementwise":
         from ..derive.row import RowDerivation
 
-        return _Entry(spec, None, RowDerivation(spec), None)
+        return _Entry(spec, None, RowDerivation(spec), None, row_properties(spec) if analyse else None)
     from .properties import _loss_object
 
     loss = _loss_object(spec)
@@ -592,8 +636,8 @@ def _loss_page(e: _Entry) -> dict:
         "inputs": inputs,
         "params": params,
         "rewrites": rewrites,
-        "properties": _property_rows(spec, p) if p else [],
-        "advice": advice(spec, p) if p else row_advice(spec, d),
+        "properties": _property_rows(spec, p) if p else _row_property_rows(spec, e.row_props) if e.row_props else [],
+        "advice": advice(spec, p) if p else row_advice(spec, d, e.row_props),
         "plot": f"{spec.name}.png" if p else None,
         "axis_text": p.axis.text if p else "",
         "varied": spec.params[0].name if spec.params else "",
@@ -638,7 +682,8 @@ def render_docs(specs_dir: Path | None = None, progress: Callable[[str], None] =
         if e.props:
             files[f"losses/{e.spec.name}.png"] = loss_plot(e.spec, e.props, e.kernels)
     rows = [{"name": e.spec.name, "title": e.spec.title, "kind": e.spec.kind,
-             "summary": _first_sentence(e.spec.description) or e.spec.title, **_summary_cells(e.props),
+             "summary": _first_sentence(e.spec.description) or e.spec.title,
+             **_summary_cells(e.props or e.row_props),
              "family": family(e.spec)}
             for e in entries]
     groups = []
@@ -655,7 +700,8 @@ def render_docs(specs_dir: Path | None = None, progress: Callable[[str], None] =
         "groups": groups,
         "picks": _picks(entries),
         "figures": figures,
-        "unsupported": [e.spec.name for e in entries if e.props is None and e.spec.kind != "elementwise"],
+        "unsupported": [e.spec.name for e in entries if e.spec.kind != "elementwise" and e.row_props is None],
+        "rows_analysed": [e.spec.name for e in entries if e.row_props is not None],
     }
     for page in ("index", "guide", "compare"):
         for ext in ("md", "html"):
