@@ -25,6 +25,7 @@ from ..spec import LossSpec, load_spec
 from . import mathml as M
 from .properties import Kernels, Properties, family, parameter_variations, properties
 from .row_properties import RowProperties, row_properties
+from .split import split
 
 OWNED = (".md", ".html", ".png")
 FAMILIES = ("regression", "classification", "probabilistic", "metric learning", "other")
@@ -277,6 +278,9 @@ def _constraint(p) -> str:
     return ", ".join(parts) or "any real"
 
 
+ARGMAX = sp.Symbol("[j = argmax]")  # the indicator of class j being the row's argmax
+
+
 def _row_gradients(d) -> dict[str, sp.Basic]:
     """Per-class gradients of a row loss as expressions in z[j], sums over k written out."""
     from ..spec.rowexpr import RowMax, RowSum
@@ -293,7 +297,7 @@ def _row_gradients(d) -> dict[str, sp.Basic]:
         body = red.expr.xreplace(back).xreplace(to_k)
         back[s] = RowSum(body, k) if red.kind == "sum" else RowMax(body, k)
     for sel in calc.sel.values():
-        back[sel] = sp.Symbol("[j = argmax]")
+        back[sel] = ARGMAX
     return {x.name: calc.total(G, x, explicit=False).xreplace(to_j).xreplace(back) for x in d.preds}
 
 
@@ -302,30 +306,41 @@ def _block(*parts: str) -> Markup:
     return Markup(M.block(*parts))
 
 
+def _formula(label_latex: str, label_mathml: str, latex: str, expr: sp.Basic, index=None) -> dict:
+    """One displayed equation; a long one as a short form plus "where t_i = ..." lines (split.py)."""
+    main, parts = split(expr, index=index)
+    if not parts:
+        return {"label_latex": label_latex, "latex": latex, "mathml": _block(label_mathml, M.EQ, M.inline(expr)),
+                "parts": []}
+
+    def tex(e):
+        return sp.latex(e.xreplace({ARGMAX: sp.Symbol(r"[j = \arg\max]")}))
+
+    return {"label_latex": label_latex, "latex": tex(main), "mathml": _block(label_mathml, M.EQ, M.inline(main)),
+            "parts": [{"latex": f"{sp.latex(s)} = {tex(e)}", "mathml": _block(M.inline(s), M.EQ, M.inline(e))}
+                      for s, e in parts]}
+
+
 def _formulas(spec: LossSpec, d) -> list[dict]:
     if spec.kind != "elementwise":
-        out = [{"label_latex": "L", "latex": d.latex["loss"], "mathml": _block("<mi>L</mi>", M.EQ, M.inline(spec.loss))}]
+        k = spec.row.symbols["index"]
+        out = [_formula("L", "<mi>L</mi>", d.latex["loss"], spec.loss, k)]
         for name, g in _row_gradients(d).items():
             key = f"grad_{name}"
             label = f"<mfrac><mrow><mo>∂</mo><mi>L</mi></mrow><mrow><mo>∂</mo><msub>{M.symbol(name)}<mi>j</mi></msub></mrow></mfrac>"
-            out.append({"label_latex": d.latex_labels[key], "latex": d.latex[key],
-                        "mathml": _block(label, M.EQ, M.inline(g))})
+            out.append(_formula(d.latex_labels[key], label, d.latex[key], g, k))
         return out
     names = [i.name for i in spec.predictions]
-    out = [{"label_latex": d.latex_labels["loss"], "latex": d.latex["loss"],
-            "mathml": _block("<mi>L</mi>", M.EQ, M.inline(spec.loss))}]
+    out = [_formula(d.latex_labels["loss"], "<mi>L</mi>", d.latex["loss"], spec.loss)]
     for k, n in enumerate(names):
         key = f"grad_{n}"
-        out.append({"label_latex": d.latex_labels[key], "latex": d.latex[key],
-                    "mathml": _block(M.partial(1, [n]), M.EQ, M.inline(d.stable.grads[k]))})
+        out.append(_formula(d.latex_labels[key], M.partial(1, [n]), d.latex[key], d.stable.grads[k]))
     for (i, j), h in d.stable.hessian.items():
         key = f"hessian_{names[i]}_{names[j]}"
-        out.append({"label_latex": d.latex_labels[key], "latex": d.latex[key],
-                    "mathml": _block(M.partial(2, [names[i], names[j]]), M.EQ, M.inline(h))})
+        out.append(_formula(d.latex_labels[key], M.partial(2, [names[i], names[j]]), d.latex[key], h))
     for p, e in zip(d.param_wrt, d.stable.params):
         key = f"param_{p.name}"
-        out.append({"label_latex": d.latex_labels[key], "latex": d.latex[key],
-                    "mathml": _block(M.partial(1, [p.name]), M.EQ, M.inline(e))})
+        out.append(_formula(d.latex_labels[key], M.partial(1, [p.name]), d.latex[key], e))
     return out
 
 
