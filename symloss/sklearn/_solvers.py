@@ -81,9 +81,12 @@ def _armijo(F, theta, f0, slope, d, t=1.0, shrink=0.5, max_halvings=40):
 
 
 def newton(obj, theta, max_iter, tol, hist, **_):
-    """Exact Newton: H = X^T diag(h) X / sum(w) + l2 I, Cholesky, Armijo backtracking."""
+    """Exact Newton: H = X^T diag(h) X / sum(w) + l2 I, Cholesky, Armijo backtracking.
+
+    The full step's derivatives are computed with its value (one pass over the
+    data, one round trip on Dask): accepted, they serve the next iteration."""
+    f, g, H = obj.smooth(theta, 2)
     for it in range(max_iter + 1):
-        f, g, H = obj.smooth(theta, 2)
         gn = obj.optimality(theta, g)
         if not np.isfinite(f) or gn <= tol or it == max_iter:
             hist.record(f, gn, 0.0)
@@ -92,12 +95,18 @@ def newton(obj, theta, max_iter, tol, hist, **_):
         slope = float(g @ d)
         if slope >= 0:  # not a descent direction: fall back to the gradient
             d, slope = -g, -float(g @ g)
-        t, _ = _armijo(lambda th: obj.smooth(th, 0)[0], theta, f, slope, d)
+        f1, g1, H1 = obj.smooth(theta + d, 2)
+        if f1 <= f + ARMIJO * slope + 64 * np.finfo(float).eps * abs(f):
+            t = 1.0
+        else:
+            t, _ = _armijo(lambda th: obj.smooth(th, 0)[0], theta, f, slope, d, t=0.5)
+            if t == 0.0:  # no decrease possible at float64 resolution
+                hist.record(f, gn, 0.0)
+                return theta, it + 1, False
+            f1, g1, H1 = obj.smooth(theta + t * d, 2)
         hist.record(f, gn, t * float(np.linalg.norm(d)))
-        if t == 0.0:  # no decrease possible at float64 resolution
-            f, g, _ = obj.smooth(theta, 1)
-            return theta, it + 1, obj.optimality(theta, g) <= tol
         theta = theta + t * d
+        f, g, H = f1, g1, H1
     return theta, max_iter, False
 
 
