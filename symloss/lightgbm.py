@@ -118,10 +118,11 @@ def train(loss, params: dict, train_set, num_boost_round: int = 100, *, loss_par
           hessian: str | None = None, start="auto", metric: bool = True, valid_sets=None, **kwargs):
     """``lgb.train`` with the symloss objective and metric, started from the loss's optimal constant.
 
-    ``start="auto"`` computes it from ``train_set``'s labels and weights; a number
-    (or K numbers) uses that; ``None`` starts from 0 (a custom objective's default).
-    The start is set as ``init_score`` on every data set and folded into the
-    returned booster's first trees.
+    ``start="auto"`` computes it from ``train_set``'s labels and weights (unless
+    ``train_set`` has an ``init_score``); a number (or K numbers) uses that;
+    ``None`` starts from 0 (a custom objective's default).
+    The start is set as ``init_score`` on every data set (which keeps it) and
+    folded into the returned booster's first trees.
     """
     import lightgbm as lgb
 
@@ -131,9 +132,11 @@ def train(loss, params: dict, train_set, num_boost_round: int = 100, *, loss_par
         kwargs["feval"] = Metric(bl)
         params.setdefault("metric", "None")
     valid_sets = list(valid_sets or [])
+    if isinstance(start, str) and start == "auto":
+        # an init_score the caller set on the data wins (and is not folded: it is theirs)
+        start = None if _field(train_set, "init_score") is not None else \
+            bl.start(train_set.get_label(), _weight(train_set), num_class=_num_class(params))
     if start is not None:
-        if isinstance(start, str) and start == "auto":
-            start = bl.start(train_set.get_label(), _weight(train_set), num_class=_num_class(params))
         for ds in [train_set, *valid_sets]:
             if _field(ds, "init_score") is None:
                 ds.set_init_score(init_score(start, len(ds.get_label())))
@@ -152,7 +155,7 @@ def fit(model, X, y, sample_weight=None, *, start="auto", **fit_kwargs):
     if start is not None:
         y_arr = np.asarray(y)
         if isinstance(start, str) and start == "auto":
-            k = len(np.unique(y_arr)) if obj.loss.row else None
+            k = int(y_arr.max()) + 1 if obj.loss.row else None
             start = obj.loss.start(y_arr, sample_weight, num_class=k)
         fit_kwargs["init_score"] = init_score(start, len(y_arr))
         evals = [e[1] for e in fit_kwargs.get("eval_set") or []] or list(_as_list(fit_kwargs.get("eval_y")))

@@ -100,11 +100,9 @@ def base_margin(loss, y, sample_weight=None, num_class: int | None = None, **par
     return _base_margin(loss, y, sample_weight, num_class=num_class, **params)
 
 
-def start_params(bl: BoostLoss, params: dict, dtrain) -> dict:
-    """``params`` with ``base_score`` set to the loss's optimal constant margin on ``dtrain``."""
-    w = dtrain.get_weight()
-    c = bl.start(dtrain.get_label(), w if w.size else None, num_class=params.get("num_class"))
-    return {**params, "base_score": [float(v) for v in c] if np.ndim(c) else float(c)}
+def _score(start):
+    """XGBoost's base_score: a float, or a list of K for a class axis (stored in the model)."""
+    return [float(v) for v in start] if np.ndim(start) else float(start)
 
 
 def train(loss, params: dict, dtrain, num_boost_round: int = 10, *, loss_params: dict | None = None,
@@ -112,13 +110,17 @@ def train(loss, params: dict, dtrain, num_boost_round: int = 10, *, loss_params:
     """``xgb.train`` with the symloss objective, its metric, and its start score as ``base_score``.
 
     ``start="auto"`` computes the start score from ``dtrain``'s labels and weights
-    (unless ``params`` has ``base_score`` or ``dtrain`` a base margin); ``None`` keeps XGBoost's.
+    (unless ``params`` has ``base_score`` or ``dtrain`` a base margin); a number
+    (or K) is used as it is; ``None`` keeps XGBoost's (0.5 for a custom objective).
     """
     import xgboost as xgb
 
     bl = as_boost_loss(loss, hessian=hessian, **(loss_params or {}))
-    if start == "auto" and "base_score" not in params and dtrain.get_base_margin().size == 0:
-        params = start_params(bl, params, dtrain)
+    if start is not None and "base_score" not in params and dtrain.get_base_margin().size == 0:
+        if isinstance(start, str) and start == "auto":
+            w = dtrain.get_weight()
+            start = bl.start(dtrain.get_label(), w if w.size else None, num_class=params.get("num_class"))
+        params = {**params, "base_score": _score(start)}
     if metric and "custom_metric" not in kwargs:
         kwargs["custom_metric"] = Metric(bl)
         params = {**params, "disable_default_eval_metric": 1}
@@ -132,7 +134,7 @@ def dask_train(client, loss, params: dict, X, y, num_boost_round: int = 10, *, s
     objective; each worker calls it on its own partitions.  The start score is computed from ``y``
     by a distributed Newton (:mod:`symloss.boosting.dask`) and stored as ``base_score``.
     Returns xgboost.dask.train's ``{"booster", "history"}``."""
-    import xgboost as xgb
+    import xgboost.dask as xgb_dask
 
     from .boosting import dask as _dask
 
@@ -140,9 +142,9 @@ def dask_train(client, loss, params: dict, X, y, num_boost_round: int = 10, *, s
     if start is not None and "base_score" not in params:
         if isinstance(start, str) and start == "auto":
             start = _dask.base_margin(bl, y, sample_weight, num_class=params.get("num_class"))
-        params = {**params, "base_score": [float(v) for v in start] if np.ndim(start) else float(start)}
+        params = {**params, "base_score": _score(start)}
     if metric and "custom_metric" not in kwargs:
         kwargs["custom_metric"] = Metric(bl)
         params = {**params, "disable_default_eval_metric": 1}
-    dtrain = xgb.dask.DaskDMatrix(client, X, y, weight=sample_weight)
-    return xgb.dask.train(client, params, dtrain, num_boost_round, obj=Objective(bl), **kwargs)
+    dtrain = xgb_dask.DaskDMatrix(client, X, y, weight=sample_weight)
+    return xgb_dask.train(client, params, dtrain, num_boost_round, obj=Objective(bl), **kwargs)

@@ -188,11 +188,11 @@ class BoostLoss:
 
     def _gershgorin(self, labels, m, diag, kw):
         """Each row's absolute Hessian row sums: 2 diag - H 1 where off-diagonals are <= 0 (softmax
-        losses, checked on the first rows), else from full per-row Hessians in chunks."""
+        losses; checked on rows spread over the call), else from full per-row Hessians in chunks."""
         L, k = self.loss, m.shape[1]
-        probe = L.hessian(labels[:256], m[:256], **{**kw, "sample_weight": None if kw["sample_weight"] is None
-                                                    else kw["sample_weight"][:256]})
-        off = probe - np.einsum("nij,ij->nij", probe, np.eye(k))
+        rows = np.unique(np.linspace(0, m.shape[0] - 1, min(m.shape[0], 256)).astype(np.int64))
+        probe = L.hessian(labels[rows], m[rows], **{**kw, "sample_weight": None})
+        off = probe * (1 - np.eye(k))
         if np.all(off <= 0):
             hv = L.hvp(labels, m, v=np.ones_like(m), **kw)
             return 2 * diag - hv

@@ -23,6 +23,8 @@ huber's linear part) no split ever has gain and LightGBM's
   which leaves every leaf value -G / H unchanged but keeps the Hessian in the
   units of the weight, as the built-ins' constant: ``min_child_weight``,
   ``min_sum_hessian_in_leaf`` and ``lambda`` keep their usual meaning.
+  kappa is estimated from the samples of each objective call: on Dask from
+  each worker's partitions, in CatBoost from each range it asks for.
 * ``"upper_bound"`` (row losses): each row's diagonal is replaced by the
   absolute row sum of its Hessian (Gershgorin), which bounds the Hessian from
   above; for softmax cross-entropy this is XGBoost's 2 p (1 - p).
@@ -55,7 +57,7 @@ def default(loss, params: dict | None = None) -> tuple[str, str]:
     the target's domain (a kernel call, no symbolic work): exact zeros on more
     than 5% of the probe (mae, quantile, hinge, huber's linear part; `symloss
     show` and the docs prove these symbolically) give "fisher"; any negative
-    value (cauchy, tukey, Barron at alpha < 1) gives "clip"; otherwise "exact".
+    value (cauchy, focal_binary, Barron at alpha < 1) gives "clip"; otherwise "exact".
     """
     params = params or {}
     if loss.spec.kind == "row":

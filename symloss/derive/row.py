@@ -160,13 +160,6 @@ class quotient0(P.Primitive):
 
     nargs = 2
     latex_template = r"\frac{{{0}}}{{{1}}}"
-    helper = '''
-def quotient0(x, y, T):
-    # x / y, defined as 0 where x = 0 (a norm's derivative where the vector vanishes)
-    if x == T(0) and y == y:
-        return T(0)
-    return x / y
-'''
 
     @classmethod
     def naive(cls, x, y):

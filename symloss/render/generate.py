@@ -8,8 +8,8 @@ from ..catalog import spec_paths
 from ..derive import Derivation
 from ..spec import load_spec
 from ..backends.torch import render as torch_backend
-from . import cuda
-from .cpu import render_module
+from ..backends.numba_cuda import render as cuda
+from ..backends.numba_cpu.render import render_module
 from .write import write_tree
 
 
@@ -22,7 +22,7 @@ def render_catalog(specs_dir: Path, progress: Callable[[str], None] = lambda s: 
         spec = load_spec(path)
         if spec.kind == "row":  # one loss per row: render/cpu_row.py
             from ..derive.row import RowDerivation
-            from .cpu_row import render_row_module
+            from ..backends.numba_cpu.render_row import render_row_module
 
             row = RowDerivation(spec)
             files[f"{spec.name}.py"] = render_row_module(row)

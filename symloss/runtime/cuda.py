@@ -334,7 +334,7 @@ def module_path_for(spec: LossSpec, cpu_module: ModuleType | None = None) -> Pat
             if candidate.is_file():
                 return candidate
     from ..derive import Derivation
-    from ..render.cuda import render_module
+    from ..backends.numba_cuda.render import render_module
     from .modules import cache_source
 
     from ..limits import generating

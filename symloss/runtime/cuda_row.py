@@ -48,7 +48,7 @@ _THREADS: dict[tuple, int] = {}
 def module_path(spec: LossSpec) -> Path:
     """The CUDA row module of ``spec``, rendered into the cache (keyed by the code's hash)."""
     from ..derive.row import RowDerivation
-    from ..render.cuda_row import render_row_module
+    from ..backends.numba_cuda.render_row import render_row_module
     from .modules import cache_source
 
     from ..limits import generating

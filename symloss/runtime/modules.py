@@ -77,7 +77,7 @@ def cache_source(name: str, source: str, subdir: str | None = None) -> Path:
 
 def cached_module(derivation) -> Path:
     from ..limits import generating
-    from ..render.cpu import render_module
+    from ..backends.numba_cpu.render import render_module
 
     with generating(derivation.spec.source):
         source = render_module(derivation)

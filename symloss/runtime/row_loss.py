@@ -54,7 +54,7 @@ IGNORE_INDEX = -100
 
 def render(spec: LossSpec) -> str:
     from ..derive.row import RowDerivation
-    from ..render.cpu_row import render_row_module
+    from ..backends.numba_cpu.render_row import render_row_module
 
     from ..limits import generating
 

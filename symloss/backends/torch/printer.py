@@ -14,7 +14,7 @@ from sympy.printing.precedence import precedence
 from ...derive import primitives as P
 from ...errors import DerivationError
 from ...ir.nan import keepnan
-from ...render.printer import NumbaPrinter
+from ..numba_cpu.printer import NumbaPrinter
 from .primitives import FUNCTIONS, SOURCES
 
 TORCH_FUNCTIONS = {

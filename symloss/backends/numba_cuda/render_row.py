@@ -37,15 +37,15 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from ..derive.row import RowDerivation
-from ..errors import DerivationError
-from ..ir.row import STASH, RowIR, RowKernelIR, Step, build_row_ir
-from ..spec.model import LossSpec
-from .cuda import DEVICE_HELPERS
-from .environment import environment
-from .escape import code
-from .cpu import ScalarFunction
-from .printer import NumbaPrinter
+from ...derive.row import RowDerivation
+from ...errors import DerivationError
+from ...ir.row import STASH, RowIR, RowKernelIR, Step, build_row_ir
+from ...spec.model import LossSpec
+from .render import DEVICE_HELPERS
+from ...render.environment import environment
+from ...render.escape import code
+from ..numba_cpu.render import ScalarFunction
+from ..numba_cpu.printer import NumbaPrinter
 
 TEMPLATE = "cuda/row_module.py.j2"
 KERNELS = ("value", "grad", "value_and_grad", "hessian_diag", "hvp")

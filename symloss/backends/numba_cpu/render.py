@@ -5,11 +5,11 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ..derive import Derivation
-from ..ir import KernelIR, LossIR, build_ir
-from .environment import environment
-from .escape import code
-from .. import mathlib
+from ...derive import Derivation
+from ...ir import KernelIR, LossIR, build_ir
+from ...render.environment import environment
+from ...render.escape import code
+from ... import mathlib
 from .printer import NumbaPrinter, VectorPrinter
 
 TEMPLATE = "cpu/module.py.j2"

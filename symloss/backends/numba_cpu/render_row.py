@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .. import mathlib
-from ..derive.row import KERNELS, RowDerivation
-from ..ir.row import STASH, RowIR, RowKernelIR, Step, build_row_ir
-from .environment import environment
-from .escape import code
-from .cpu import ScalarFunction
+from ... import mathlib
+from ...derive.row import KERNELS, RowDerivation
+from ...ir.row import STASH, RowIR, RowKernelIR, Step, build_row_ir
+from ...render.environment import environment
+from ...render.escape import code
+from .render import ScalarFunction
 from .printer import NumbaPrinter, VectorPrinter
 
 TEMPLATE = "cpu/row_module.py.j2"

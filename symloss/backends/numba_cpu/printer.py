@@ -1,4 +1,4 @@
-"""Print IR expressions as Numba-compatible Python (used by the CPU and CUDA backends).
+"""Print IR expressions as Numba-compatible Python (the CPU backend's; the CUDA backend prints with it too).
 
 Every number is printed as ``T(value)`` so float32 kernels stay float32 (a bare
 literal would promote to float64).  Small integer powers become products.
@@ -13,9 +13,10 @@ import sympy as sp
 from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.pycode import PythonCodePrinter
 
-from ..derive import primitives as P
-from ..errors import DerivationError
-from ..ir.nan import keepnan
+from ...derive import primitives as P
+from ...errors import DerivationError
+from ...ir.nan import keepnan
+from .primitives import SOURCES, NumbaCode
 
 # SymPy function -> math-module name (all exist in numba's math support, CPU and CUDA).
 MATH_FUNCTIONS = {
@@ -180,9 +181,10 @@ class NumbaPrinter(PythonCodePrinter):
         if isinstance(expr, P.Primitive):
             if func is P.grouped:
                 return f"({args})"
-            if func.math_name:
-                return f"math.{func.math_name}({args})"
-            self.helpers[func.__name__] = func.helper
+            impl = implementation(func)
+            if impl.math_name:
+                return f"math.{impl.math_name}({args})"
+            self.helpers[func.__name__] = impl.helper
             return f"{func.__name__}({args}, T)"
         for sym_func, name in MATH_FUNCTIONS.items():
             if func is sym_func:
@@ -226,12 +228,13 @@ class VectorPrinter(NumbaPrinter):
         func = type(expr)
         if func in self.LIBRARY:
             return self._library_call(self.LIBRARY[func], expr.args)
-        if isinstance(expr, P.Primitive):
-            if func.library_name:
-                return self._library_call(func.library_name, expr.args)
-            if func.vector_helper:
-                self.helpers[func.__name__] = func.vector_helper
-                self.library.update(_library_names(func.vector_helper))
+        if isinstance(expr, P.Primitive) and func is not P.grouped:
+            impl = implementation(func)
+            if impl.library_name:
+                return self._library_call(impl.library_name, expr.args)
+            if impl.vector_helper:
+                self.helpers[func.__name__] = impl.vector_helper
+                self.library.update(_library_names(impl.vector_helper))
                 return f"{func.__name__}({', '.join(self._print(a) for a in expr.args)}, T)"
         return super()._print_Function(expr)
 
@@ -241,7 +244,15 @@ class VectorPrinter(NumbaPrinter):
         return super()._print_Pow(expr, rational)
 
 
+def implementation(func: type) -> NumbaCode:
+    """The Numba code of a primitive; a loud error if this backend lacks it."""
+    impl = SOURCES.get(func.__name__)
+    if impl is None or not (impl.math_name or impl.helper or impl.library_name or impl.vector_helper):
+        raise DerivationError(f"the Numba backend has no code for the primitive '{func.__name__}'")
+    return impl
+
+
 def _library_names(source: str) -> set[str]:
-    from .. import mathlib
+    from ... import mathlib
 
     return {name for name in mathlib.FUNCTIONS if re.search(rf"\b{name}\(", source)}

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ..derive import Derivation
-from ..errors import DerivationError
-from ..ir import LossIR, build_ir
-from ..spec.model import LossSpec
-from .environment import environment
-from .escape import code
-from .cpu import print_function
-from .printer import NumbaPrinter
+from ...derive import Derivation
+from ...errors import DerivationError
+from ...ir import LossIR, build_ir
+from ...spec.model import LossSpec
+from ...render.environment import environment
+from ...render.escape import code
+from ..numba_cpu.render import print_function
+from ..numba_cpu.printer import NumbaPrinter
 
 TEMPLATE = "cuda/module.py.j2"
 KINDS = ("elementwise",)  # loss kinds this backend emits kernels for
