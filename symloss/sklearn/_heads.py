@@ -26,6 +26,17 @@ PIECEWISE_LINEAR = {
 }
 
 
+def _differentiable(loss) -> bool:
+    """False where symloss's derived properties find a kink (smoothness C0, e.g. abs(yhat - y)
+    written with from_expr): Newton's and L-BFGS's guarantees need a continuous gradient."""
+    try:
+        from ..docs.properties import properties
+
+        return properties(loss.spec, loss).smoothness != "C0"
+    except Exception:  # an analysis that cannot decide leaves the loss to the smooth solvers
+        return True
+
+
 def resolve_loss(loss):
     """A Loss from a catalog name, a spec path, or a Loss/RowLoss object."""
     if isinstance(loss, str):
@@ -47,7 +58,7 @@ class ElementwiseHead:
         loss = self.ref.loss
         if len(loss.predictions) != 1 or len(loss.inputs) != 2:
             raise ValueError(f"{loss.name}: a linear model needs a loss of one target and one prediction")
-        self.smooth = loss.name not in PIECEWISE_LINEAR
+        self.smooth = loss.name not in PIECEWISE_LINEAR and _differentiable(loss)
 
     @property
     def loss(self):

@@ -273,8 +273,11 @@ SOLVERS = {"newton": newton, "lbfgs": lbfgs, "gd": gd, "proximal": proximal, "lp
 
 
 def choose(head, obj, requested: str) -> str:
-    """'auto': LP for piecewise-linear losses without L2; L-BFGS for them with L2;
-    proximal Newton with any L1; Newton while the Hessian is small (<= 2000
+    """'auto': LP for piecewise-linear losses (mae, quantile, hinge) without L2;
+    L-BFGS for other non-smooth losses (a kink found by symloss's derived
+    properties) and for those with L2 (it stops where its line search can
+    no longer decrease F: near, not at, a kinked optimum); proximal gradient
+    (gd) for non-smooth losses with L1 and L2; proximal Newton with any L1; Newton while the Hessian is small (<= 2000
     coefficients); L-BFGS beyond."""
     if requested != "auto":
         if requested not in SOLVERS:
@@ -283,7 +286,8 @@ def choose(head, obj, requested: str) -> str:
             raise ValueError("solver='lbfgs' cannot take an L1 penalty; use 'proximal'")
         return requested
     if not head.smooth:
-        if obj.l2 == 0.0 and hasattr(obj.data, "X") and getattr(head, "loss", None) is not None:
+        name = getattr(getattr(head, "loss", None), "name", None)
+        if obj.l2 == 0.0 and hasattr(obj.data, "X") and name in PIECEWISE_LINEAR:
             return "lp"
         return "lbfgs" if obj.l1 == 0 else "gd"
     if obj.l1 > 0:
