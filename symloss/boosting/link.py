@@ -42,9 +42,10 @@ def compose(loss):
 
     from ..derive import primitives as P
     from ..runtime import Loss
+    from ..spec.header import full_spec
     from ..spec.model import Input
 
-    spec = loss.spec
+    spec = full_spec(loss.spec)  # catalog losses load a header; composing needs the expression
     pred = spec.predictions[0]
     dom = pred.domain
     if dom not in LINKS:
