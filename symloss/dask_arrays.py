@@ -17,12 +17,39 @@ take 2-D predictions (n, K) chunked by rows only, targets of shape (n,)
 """
 from __future__ import annotations
 
+import functools
 import pickle
+import sys
 
 import numpy as np
 
 from . import catalog
-from .runtime import Loss, load
+
+
+def load(name):  # imported on use: runtime/loss.py may import this module (see dispatch)
+    from .runtime import load as _load
+
+    return _load(name)
+
+
+def is_dask(x) -> bool:
+    """A Dask collection, recognised without importing dask."""
+    return type(x).__module__.split(".")[0] == "dask"
+
+
+def dispatch(method):
+    """Decorator for the Loss/RowLoss methods (value, grad, value_and_grad, hessian,
+    grad_hessian): Dask arrays (any positional array or sample_weight) go to this
+    module's function of the same name; everything else to the method."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def wrapper(self, *arrays, **kwargs):
+        if any(is_dask(a) for a in arrays) or is_dask(kwargs.get("sample_weight")):
+            return getattr(sys.modules[__name__], name)(self, *arrays, **kwargs)
+        return method(self, *arrays, **kwargs)
+
+    return wrapper
 
 
 _FROM_SPEC: dict = {}  # per process: a spec's loss is derived and compiled once, not per task
@@ -44,6 +71,8 @@ class LossRef:
         if "name" in state:
             self.loss = load(state["name"])
             return
+        from .runtime import Loss
+
         spec = state["spec"]
         key = pickle.dumps(spec)
         if key not in _FROM_SPEC:

@@ -76,3 +76,13 @@ def test_dask_loss_methods(client, data):
     ref_v, ref_g = CE.value_and_grad(idx, logits, sample_weight=w, weight=cw, label_smoothing=0.1)
     assert float(v.compute()) == pytest.approx(ref_v, rel=1e-12)
     np.testing.assert_allclose(g.compute(), ref_g, rtol=1e-12, atol=1e-18)
+
+
+def test_dispatch_routes_dask_inputs_only(client):
+    """The decorator the Loss methods take for Dask support: dask in, lazy dask out; numpy unchanged."""
+    L = symloss.load("poisson_nll")
+    grad = sd.dispatch(type(L).grad)
+    y, z = np.arange(6.0), np.linspace(-1, 1, 6)
+    lazy = grad(L, da.from_array(y, chunks=4), z, sample_weight=np.arange(1.0, 7.0))
+    assert sd.is_dask(lazy) and not sd.is_dask(grad(L, y, z))
+    np.testing.assert_allclose(lazy.compute(), L.grad(y, z, sample_weight=np.arange(1.0, 7.0)), rtol=1e-14)

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..dask_arrays import is_dask  # noqa: F401  (re-exported for the estimators)
 from ._objective import block_terms
-
-
-def is_dask(x) -> bool:
-    return type(x).__module__.split(".")[0] == "dask"
 
 
 class DaskData:
