@@ -230,3 +230,14 @@ def test_bad_margins_and_labels_are_named():
         sx.objective("huber", dleta=1.0)
     with pytest.raises(symloss.InputError, match="hessian must be one of"):
         sx.objective("huber", hessian="approx")
+
+
+def test_integrations_import_no_boosting_library():
+    import subprocess
+    import sys
+
+    code = ("import sys, symloss, symloss.xgboost, symloss.lightgbm, symloss.catboost, symloss.boosting.dask; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'xgboost', 'lightgbm', 'catboost', 'dask', 'distributed', 'sklearn', 'torch'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
