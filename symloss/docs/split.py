@@ -80,7 +80,14 @@ def split(expr: sp.Basic, limit: int = LIMIT, index: sp.Symbol | None = None
         return expr, []
     taken = {s.name for s in expr.free_symbols}
     names = sp.numbered_symbols("t", exclude=[sp.Symbol(n) for n in taken])
-    reps, [reduced] = sp.cse([expr], symbols=names, order="canonical", ignore=(index,) if index is not None else ())
+    # reductions (sum_k ...) as opaque atoms for CSE, so a repeated sum is named once and nothing inside one is
+    mask = {r: sp.Dummy(f"r{k}") for k, r in enumerate(
+        n for n in sp.preorder_traversal(expr) if isinstance(n, RowReduction))}
+    unmask = {v: k for k, v in mask.items()}
+    reps, [reduced] = sp.cse([expr.xreplace(mask)], symbols=names, order="canonical",
+                             ignore=(index,) if index is not None else ())
+    reps = [(s, e.xreplace(unmask)) for s, e in reps]
+    reduced = reduced.xreplace(unmask)
     small: dict = {}
     kept = []
     for s, e in reps:
@@ -94,6 +101,11 @@ def split(expr: sp.Basic, limit: int = LIMIT, index: sp.Symbol | None = None
     for s, e in kept:
         namer.parts.append((s, namer.fit(e)))
     main = namer.fit(reduced)
+    # a piece named in one place is written by its name everywhere after its definition
+    parts = namer.parts
+    for i, (s, e) in enumerate(parts):
+        parts[i + 1:] = [(s2, e2.xreplace({e: s})) for s2, e2 in parts[i + 1:]]
+        main = main.xreplace({e: s})
     # number the names in the order they are defined: t_0 is read first
     final = {old: sp.Symbol(f"t{k}") for k, (old, _) in enumerate(namer.parts)}
     clash = {s.name for s in final.values()} & taken
