@@ -128,6 +128,8 @@ class _Expr:
         expr = expr.replace(lambda e: isinstance(e, sp.Indexed) and str(e.base) in repl,
                             lambda e: repl[str(e.base)])
         self.expr = expr
+        self.rules: set[str] = set()  # the composition rules a convexity proof used, for the docs
+        self.at_defaults = False  # a smoothness verdict needed a parameter's default (focal's gamma)
         self.defaults = {spec.symbols[p.name]: sp.nsimplify(p.default) for p in spec.params}
         self.original = spec.loss
         self.index = index
@@ -190,10 +192,16 @@ def curvature(e: sp.Basic, x: _Expr) -> str | None:
         c = curvature(rest[0], x)
         if c == AFFINE or _nonneg(const):
             return c
-        return _FLIP[c] if _nonpos(const) else None
+        if _nonpos(const):
+            x.rules.add("a negative multiple flips curvature")
+            return _FLIP[c]
+        return None
     if isinstance(e, (sp.Max, RowMax)):
         args = e.args if isinstance(e, sp.Max) else (e.summand,)
-        return CONVEX if all(curvature(a, x) in (CONST, AFFINE, CONVEX) for a in args) else None
+        if all(curvature(a, x) in (CONST, AFFINE, CONVEX) for a in args):
+            x.rules.add("max of convex terms")
+            return CONVEX
+        return None
     if isinstance(e, sp.Min):
         return CONCAVE if all(curvature(a, x) in (CONST, AFFINE, CONCAVE) for a in e.args) else None
     if isinstance(e, sp.Abs):
@@ -205,24 +213,33 @@ def curvature(e: sp.Basic, x: _Expr) -> str | None:
         if isinstance(arg, RowSum):  # log-sum-exp: log sum_k c_k exp(affine_k), c_k >= 0
             terms = sp.Add.make_args(arg.summand)
             if all(_lse_term(t, x) for t in terms):
+                x.rules.add("log-sum-exp of affine terms")
                 return CONVEX
         if isinstance(arg, sp.Mul):  # log of a product of positive factors: a sum of logs
+            x.rules.add("log of a product is a sum of logs")
             return _add([curvature(sp.log(a), x) for a in arg.args])
         if isinstance(arg, sp.Pow) and arg.exp == -1:
+            x.rules.add("log(1/u) = -log(u)")
             return _FLIP[curvature(sp.log(arg.base), x)]
-        return CONCAVE if curvature(arg, x) in (AFFINE, CONCAVE) else None
+        if curvature(arg, x) in (AFFINE, CONCAVE):
+            x.rules.add("log of a concave term is concave")
+            return CONCAVE
+        return None
     if isinstance(e, sp.Pow):
         base, n = e.base, e.exp
         if x.has_pred(n):
             return None
         cb = curvature(base, x)
         if n.is_integer and n.is_even and n > 0 and cb == AFFINE:
+            x.rules.add("even powers of affine terms")
             return CONVEX
         if n.is_number and n >= 1 and cb in (AFFINE, CONVEX) and _nonneg(base):
+            x.rules.add("powers >= 1 of nonnegative convex terms")
             return CONVEX
         if n == sp.Rational(1, 2) and isinstance(base, RowSum):  # a Euclidean norm of affine terms
             s = base.summand
             if isinstance(s, sp.Pow) and s.exp == 2 and curvature(s.base, x) == AFFINE:
+                x.rules.add("Euclidean norms of affine terms")
                 return CONVEX
         return None
     return None
@@ -247,6 +264,7 @@ def kinks(x: _Expr) -> list[RowKink]:
             return
         n = e.exp.xreplace(x.defaults) if isinstance(e, sp.Pow) else None
         if n is not None and n.is_integer and n > 1:  # an integer power at the defaults (focal's gamma = 2)
+            x.at_defaults |= not e.exp.is_integer
             visit(e.base, power * int(n))
             return
         raised = power - 1  # max(u, 0)^n is C^(n-1) where u crosses 0
@@ -478,8 +496,8 @@ def row_properties(spec: LossSpec, loss=None) -> RowProperties:
     if c in (CONST, AFFINE, CONVEX):
         convex, cmethod = True, SYMBOLIC
         cdetail = ("affine in the predictions" if c == AFFINE else
-                   "composition rules: nonnegative sums of convex terms, affine terms, log-sum-exp, max, "
-                   "-log, squares and norms of affine terms")
+                   "by composition rules: nonnegative sums of convex and affine terms; "
+                   + ", ".join(sorted(x.rules)))
     else:
         convex, cdetail = _convex_numeric(R)
         cmethod = NUMERIC
@@ -495,7 +513,7 @@ def row_properties(spec: LossSpec, loss=None) -> RowProperties:
     result = RowProperties(
         name=spec.name, family=family(spec),
         convex=convex, convex_method=cmethod, convex_scope=scope, convex_detail=cdetail,
-        smoothness=smooth, smoothness_method=f"{SYMBOLIC}, for {ALL_PARAMS if not spec.params else DEFAULT_PARAMS}", kinks=tuple(ks),
+        smoothness=smooth, smoothness_method=f"{SYMBOLIC}, for {DEFAULT_PARAMS if x.at_defaults else ALL_PARAMS}", kinks=tuple(ks),
         growth=growth, growth_detail=gdetail_rate, bounded_gradient=bounded, gradient_detail=gdetail,
         hessian_vanishes=vanishes, hessian_detail=hdetail, hessian_method=NUMERIC,
     )
