@@ -153,10 +153,14 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=5, help="runs of each objective call")
     ap.add_argument("--train-repeat", type=int, default=3, help="alternating training runs of each")
     ap.add_argument("--losses", nargs="+", default=["mse", "bce_logits", "cross_entropy"])
-    ap.add_argument("--libraries", nargs="+", default=["xgboost", "lightgbm"])
+    ap.add_argument("--libraries", nargs="*", default=["xgboost", "lightgbm"], help="none: per-call timings only")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
 
+    import numba
+
+    # symloss's kernels use as many threads as the boosters (Numba's pool is shared by the process)
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     X, labels = make_data(args.rows, args.features, args.classes)
     # warm-up on a slice: library start-up, kernel loading and Numba dispatch stay out of the timings
     small = argparse.Namespace(**{**vars(args), "rounds": 1, "train_repeat": 1})
