@@ -94,7 +94,7 @@ def fitters(kind):
     return out
 
 
-def run(n, p, kinds):
+def run(n, p, kinds, skip=()):
     data = make_data(n, p)
     X = data["X"]
     rows = []
@@ -102,6 +102,8 @@ def run(n, p, kinds):
         y = data[kind]
         results = []
         for label, build in fitters(kind):
+            if label in skip:
+                continue
             est = build()
             if label.startswith("sklearn") and kind == "logistic":
                 est.set_params(C=1.0 / (ALPHA * n))
@@ -129,12 +131,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1000000x50,100000x500")
     parser.add_argument("--kinds", default="poisson,logistic,enet")
+    parser.add_argument("--skip", default="", help="solver labels to leave out, comma-separated")
     args = parser.parse_args()
     print("| n x p | problem | solver | seconds | iterations | objective - best | time / symloss |")
     print("|---|---|---|---:|---:|---:|---:|")
     for size in args.sizes.split(","):
         n, p = map(int, size.split("x"))
-        for row in run(n, p, args.kinds.split(",")):
+        for row in run(n, p, args.kinds.split(","), [s for s in args.skip.split(",") if s]):
             print("| {} | {} | {} | {:.2f} | {} | {:.1e} | {:.2f} |".format(*row), flush=True)
 
 

@@ -48,7 +48,7 @@ def _is_row(loss) -> bool:
 
 class _LossModel(BaseEstimator):
     def __init__(self, loss, *, alpha=0.0, l1_ratio=0.0, fit_intercept=True, solver="auto", max_iter=100,
-                 tol=1e-6, learning_rate=None, verbose=0, **loss_params):
+                 tol=1e-6, learning_rate=None, verbose=1, **loss_params):
         self.loss = loss
         self.alpha = alpha
         self.l1_ratio = l1_ratio
@@ -188,7 +188,8 @@ class LossRegressor(RegressorMixin, _LossModel):
     ``alpha``, ``l1_ratio`` (penalty), ``fit_intercept``, ``solver`` ("auto",
     "newton", "lbfgs", "gd", "proximal", "lp"), ``max_iter``, ``tol`` (on the
     gradient's infinity norm), ``learning_rate`` (gd: None = backtracking),
-    ``verbose`` (a tqdm bar when installed), and the loss's own parameters
+    ``verbose`` (1: a tqdm progress bar for fits longer than 3 s, when tqdm
+    is installed; 0: none), and the loss's own parameters
     (``delta=``, ``tau=``...) as keywords.
 
     Attributes: ``coef_``, ``intercept_``, ``n_iter_``, ``solver_``,
@@ -196,7 +197,7 @@ class LossRegressor(RegressorMixin, _LossModel):
     """
 
     def __init__(self, loss="mse", *, alpha=0.0, l1_ratio=0.0, fit_intercept=True, solver="auto", max_iter=100,
-                 tol=1e-6, learning_rate=None, verbose=0, **loss_params):
+                 tol=1e-6, learning_rate=None, verbose=1, **loss_params):
         super().__init__(loss, alpha=alpha, l1_ratio=l1_ratio, fit_intercept=fit_intercept, solver=solver,
                          max_iter=max_iter, tol=tol, learning_rate=learning_rate, verbose=verbose, **loss_params)
 
@@ -246,7 +247,7 @@ class LossClassifier(ClassifierMixin, _LossModel):
     """
 
     def __init__(self, loss="auto", *, alpha=0.0, l1_ratio=0.0, fit_intercept=True, solver="auto", max_iter=100,
-                 tol=1e-6, learning_rate=None, verbose=0, **loss_params):
+                 tol=1e-6, learning_rate=None, verbose=1, **loss_params):
         super().__init__(loss, alpha=alpha, l1_ratio=l1_ratio, fit_intercept=fit_intercept, solver=solver,
                          max_iter=max_iter, tol=tol, learning_rate=learning_rate, verbose=verbose, **loss_params)
 

@@ -32,7 +32,7 @@ class History:
             try:  # tqdm is optional: a bar when it is installed, nothing otherwise
                 from tqdm.auto import tqdm
 
-                self.bar = tqdm(total=max_iter, desc=label, delay=2.0)
+                self.bar = tqdm(total=max_iter, desc=label, delay=3.0)  # only fits longer than 3 s
             except ImportError:
                 self.bar = None
 
