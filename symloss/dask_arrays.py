@@ -80,6 +80,11 @@ class LossRef:
         self.loss = _FROM_SPEC[key]
 
 
+def restore(ref: LossRef):
+    """The loss a LossRef carried (for ``Loss.__reduce__``: losses pickle by spec)."""
+    return ref.loss
+
+
 def _is_row(loss) -> bool:
     return getattr(loss, "kind", None) == "row"
 
