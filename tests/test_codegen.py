@@ -13,7 +13,7 @@ from symloss._paths import generated_dir, specs_dir
 from symloss.derive import Derivation
 from symloss.errors import DerivationError, SymlossError
 from symloss.render.generate import generate, render_catalog
-from symloss.render.printer import NumbaPrinter
+from symloss.backends.numba_cpu.printer import NumbaPrinter
 from symloss.spec import spec_from_table
 
 
@@ -85,7 +85,7 @@ def test_printer_fails_loudly_on_unsupported_functions():
 def test_float32_constants_are_typed():
     spec = spec_from_table({"name": "c", "inputs": {"y": "target", "yhat": "prediction"},
                             "loss": "0.1*(yhat - y)**2 + 3*exp(-yhat/7)"}, source="<t>")
-    from symloss.render.cpu import render_module
+    from symloss.backends.numba_cpu.render import render_module
 
     code = render_module(Derivation(spec))
     body = code[code.index("def value_scalar"):code.index("def grad_scalar")]

@@ -35,7 +35,7 @@ if not SIMULATED:
         from symloss import catalog
         from symloss.derive.row import RowDerivation
         from symloss.ir.row import build_row_ir
-        from symloss.render import cuda_row
+        from symloss.backends.numba_cuda import render_row as cuda_row
         from symloss.spec import load_spec
 
         for name in ("cross_entropy", "poly1_cross_entropy", "focal"):

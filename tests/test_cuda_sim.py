@@ -35,10 +35,12 @@ if not SIMULATED:
         import numba
 
         from symloss.derive import primitives as P
-        from symloss.render.cuda import DEVICE_HELPERS
-        from symloss.render.printer import SIGN_HELPER
+        from symloss.backends.numba_cuda.render import DEVICE_HELPERS
+        from symloss.backends.numba_cpu.printer import SIGN_HELPER
 
-        generic = {p.__name__: p.helper for p in P.ALL if p.helper}
+        from symloss.backends.numba_cpu.primitives import SOURCES
+
+        generic = {p.__name__: SOURCES[p.__name__].helper for p in P.ALL if SOURCES[p.__name__].helper}
         generic["sign"] = SIGN_HELPER
         specials = [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 1e-30, -1e-30, 88.0, -88.0, 800.0, -800.0]
         for dtype in (np.float32, np.float64):
@@ -78,7 +80,7 @@ else:
     import symloss
     from symloss import catalog
     from symloss.errors import InputError
-    from symloss.render import cuda as backend
+    from symloss.backends.numba_cuda import render as backend
     from symloss.runtime import cuda as C
     from symloss.spec import load_spec
 

@@ -172,7 +172,9 @@ def test_helpers_of_the_power_primitives_match_mpmath(name):
                                  [1.3, 0.5, 2.0, 3.0, 4.0, 3.7, -0.5, 0.0], [1.0, 2.0])
     points = list(grid)
     library = {n: getattr(kernels, n) for n in ("fexp", "fexpm1", "flog", "flog1p")}
-    for source in (prim.helper, prim.vector_helper):
+    from symloss.backends.numba_cpu.primitives import SOURCES
+
+    for source in (SOURCES[name].helper, SOURCES[name].vector_helper):
         scope = {"math": math, "np": np, **library}
         exec(source, scope)
         fn = numba.njit(error_model="numpy")(scope[name])  # as in the generated modules

@@ -14,6 +14,7 @@ import sympy as sp
 
 from .. import limits
 from ..errors import DerivationError
+from ..spec.header import full_spec
 from ..spec.model import LossSpec
 from . import nonsmooth
 from .rewrites import POLICY_RULES, finalize, finish, stabilize
@@ -76,7 +77,7 @@ class Derivation:
     """Everything the backends and the checker need about one loss."""
 
     def __init__(self, spec: LossSpec):
-        self.spec = spec
+        spec = self.spec = full_spec(spec)  # a catalog header parses here, on first derivation
         self.wrt = tuple(spec.symbols[i.name] for i in spec.predictions)
         self.param_wrt = tuple(spec.symbols[p.name] for p in spec.differentiable_params)
         self._fail = spec_error(spec)

@@ -48,6 +48,7 @@ import sympy as sp
 
 from .. import limits
 from ..errors import DerivationError
+from ..spec.header import full_spec
 from ..spec.model import LossSpec
 from ..spec.rowexpr import RowMax, RowReduction, RowSum
 from . import nonsmooth
@@ -312,7 +313,7 @@ class RowDerivation:
     def __init__(self, spec: LossSpec):
         if spec.kind != "row" or spec.row is None:
             raise DerivationError(f"{spec.name}: not a row loss")
-        self.spec = spec
+        self.spec = full_spec(spec)  # a catalog header parses here, on first derivation
         self._prepare()
 
     @_guarded("preparing the loss")

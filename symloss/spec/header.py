@@ -9,6 +9,7 @@ from it sees a complete :class:`~symloss.spec.model.LossSpec`.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 
@@ -35,8 +36,8 @@ class SpecHeader(Roles):
         self.inputs = _inputs(table.get("inputs"), self.source, self.kind)
         self.params = _params(table.get("params", {}), self.source)
         row = table.get("row", {})
-        self.row = RowInfo(**{k: row[k] for k in ("index", "size", "mean_weight") if k in row}) \
-            if self.kind == "row" else None
+        self.row = RowInfo(**{k: row[k] for k in ("index", "size", "mean_weight") if k in row},
+                           symbols=_FullRowSymbols(self)) if self.kind == "row" else None
 
     @cached_property
     def full(self) -> LossSpec:
@@ -51,6 +52,25 @@ class SpecHeader(Roles):
 
     def __repr__(self) -> str:
         return f"<SpecHeader {self.name} from {self.source}>"
+
+
+class _FullRowSymbols(Mapping):
+    """The row's SymPy objects (index, size, bases), from the full spec when first asked."""
+
+    def __init__(self, header: SpecHeader):
+        self._header = header
+
+    def _symbols(self) -> Mapping:
+        return self._header.full.row.symbols
+
+    def __getitem__(self, key):
+        return self._symbols()[key]
+
+    def __iter__(self):
+        return iter(self._symbols())
+
+    def __len__(self) -> int:
+        return len(self._symbols())
 
 
 def full_spec(spec: LossSpec | SpecHeader) -> LossSpec:

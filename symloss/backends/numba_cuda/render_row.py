@@ -41,7 +41,7 @@ from ...derive.row import RowDerivation
 from ...errors import DerivationError
 from ...ir.row import STASH, RowIR, RowKernelIR, Step, build_row_ir
 from ...spec.model import LossSpec
-from .render import DEVICE_HELPERS
+from .primitives import DEVICE_HELPERS
 from ...render.environment import environment
 from ...render.escape import code
 from ..numba_cpu.render import ScalarFunction
