@@ -83,7 +83,8 @@ def make_data(rows, features, classes, seed=0):
     return X, {
         "mse": score + rng.normal(size=rows).astype(np.float32),
         "bce_logits": (score + rng.logistic(size=rows) > 0).astype(np.float32),
-        "cross_entropy": np.digitize(score + rng.normal(size=rows), np.quantile(score, np.linspace(0, 1, classes + 1)[1:-1])).astype(np.float32),
+        "cross_entropy": np.digitize(score + rng.normal(size=rows),
+                                     np.quantile(score, np.linspace(0, 1, classes + 1)[1:-1])).astype(np.float32),
     }
 
 

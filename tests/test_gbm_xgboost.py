@@ -141,7 +141,7 @@ def test_losses_without_a_builtin_train(name, params):
         X, y = load_diabetes(return_X_y=True)
         y = (y - y.mean()) / y.std()
     d = xgb.DMatrix(X, label=y)
-    booster = sx.train(name, P, d, 20, loss_params=params, evals=[(d, "train")], evals_result=(hist := {}))
+    sx.train(name, P, d, 20, loss_params=params, evals=[(d, "train")], evals_result=(hist := {}))
     curve = hist["train"][name]
     assert curve[-1] < 0.8 * curve[0]
 
