@@ -90,8 +90,9 @@ def _is_row(loss) -> bool:
 
 
 def _dtype(arrays):
-    dt = np.result_type(*[a.dtype for a in arrays[-1:]])
-    return dt if dt.kind == "f" else np.dtype(np.float64)
+    """The float type the kernels compute in (integer targets such as class indices do not count)."""
+    floats = [a.dtype for a in arrays if a.dtype.kind == "f"]
+    return np.result_type(*floats) if floats else np.dtype(np.float64)
 
 
 # ---- chunk functions (module level: pickled by reference) ------------------------
@@ -187,12 +188,13 @@ class _Plan:
                          self.has_w, None, *idx, concatenate=True, dtype=np.float64)
         return w.sum()
 
-    def elementwise(self, method, index=None, shape_like=None):
-        like = shape_like if shape_like is not None else self.arrays[-1]
+    def elementwise(self, method, index=None):
+        """Per-element (or per-row-and-class) output of ``method``, chunked like the predictions."""
+        if self.row:
+            return self.da.blockwise(_chunk_part, "ik", self.ref, None, method, None, index, None, self.has_w, None,
+                                     self.params, None, *self._indexed(), concatenate=True, dtype=self.dtype)
         return self.da.map_blocks(_chunk_part, self.ref, method, index, self.has_w, self.params, *self.blocks(),
-                                  dtype=self.dtype, chunks=like.chunks) if not self.row else \
-            self.da.blockwise(_chunk_part, "ik", self.ref, None, method, None, index, None, self.has_w, None,
-                              self.params, None, *self._indexed(), concatenate=True, dtype=self.dtype)
+                                  dtype=self.dtype, chunks=self.arrays[-1].chunks)
 
 
 def _chunk_sum_nd(ref, has_w, params, *blocks):
