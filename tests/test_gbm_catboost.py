@@ -12,7 +12,7 @@ import symloss.catboost as sc  # noqa: E402
 
 COMMON = dict(iterations=15, depth=3, learning_rate=0.3, random_seed=0, thread_count=1, verbose=0,
               bootstrap_type="No", random_strength=0, leaf_estimation_method="Newton",
-              leaf_estimation_iterations=1)
+              leaf_estimation_iterations=1, allow_writing_files=False)
 
 
 @pytest.fixture(autouse=True)
