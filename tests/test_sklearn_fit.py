@@ -155,3 +155,14 @@ def test_combine_in_torch_matches_numpy():
     assert total.item() == pytest.approx(L.value(t, z, log_vars=s), rel=1e-12)
     np.testing.assert_allclose(zt["label"].grad.numpy(), L.grad(t, z, log_vars=s)["label"], rtol=1e-10)
     np.testing.assert_allclose(module.log_vars.grad.numpy(), L.log_var_grad(t, z, log_vars=s), rtol=1e-10)
+
+
+def test_light_modules_import_no_heavy_library():
+    """combine, plot_history and the Dask layer are importable without scikit-learn, dask, matplotlib or torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys, symloss, symloss.multitask, symloss.plotting, symloss.dask_arrays; "
+            "print([m for m in ('sklearn', 'dask', 'matplotlib', 'torch', 'scipy') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
