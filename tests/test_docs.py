@@ -188,7 +188,7 @@ def test_rerender_removes_pages_of_removed_specs_and_keeps_other_files(tmp_path)
 
 
 def test_rendering_is_deterministic_across_processes(tmp_path):
-    specs = _small_catalog(tmp_path, ["huber", "quantile"])
+    specs = _small_catalog(tmp_path, ["huber", "quantile", "triplet"])  # triplet: row properties, split formulas
     code = ("import hashlib, sys; from pathlib import Path; from symloss.docs.render import render_docs;"
             f"f = render_docs(Path({str(specs)!r}));"
             "print(hashlib.sha256(b''.join(k.encode() + (v.encode() if isinstance(v, str) else v)"

@@ -445,27 +445,26 @@ def _rays(R: _Rows) -> list[tuple[str, dict]]:
 
 
 def _growth_and_gradient(R: _Rows) -> tuple[str, str, bool, str]:
-    n = 6
-    rates, bounded, gdetail, growth_label = [], True, "", ""
+    """Growth class along each ray (the fastest is the loss's), and whether |grad| stays bounded on every probe."""
+    rates, growth_label, bounded, gdetail = [], "", True, ""
     for label, pts in _rays(R):
-        f = R.value(pts).reshape(N_RAYS, n)
-        g = R.grad_norm(pts).reshape(N_RAYS, n)
-        if label.startswith("towards the origin"):
-            pass
-        else:
+        g = R.grad_norm(pts).reshape(N_RAYS, -1)
+        if not label.startswith("towards the origin"):  # shrinking probes test the gradient only
             growth_label = label
-            rates += [_rate(row) for row in f]
-        for j, row in enumerate(g):
-            if bounded and (not np.all(np.isfinite(row)) or row[-1] > 1.5 * row[-3] + 1e-9):
-                bounded = False
-                gdetail = f"|∇L| grows without bound {label}"
-    overall = max(rates, key=lambda r: GROWTH_RANK[r.split()[0]])
-    counts = {}
+            rates += [_rate(row) for row in R.value(pts).reshape(N_RAYS, -1)]
+        blown = [not np.all(np.isfinite(row)) or row[-1] > 1.5 * row[-3] + 1e-9 for row in g]
+        if bounded and any(blown):
+            bounded, gdetail = False, f"|∇L| grows without bound {label}"
+
+    def rank(r: str) -> int:
+        return GROWTH_RANK[r.split()[0]]
+
+    counts: dict[str, int] = {}
     for r in rates:
         counts[r] = counts.get(r, 0) + 1
-    detail = f"{growth_label}: " + ", ".join(f"{r} on {c} of {len(rates)}" for r, c in
-                                            sorted(counts.items(), key=lambda rc: -GROWTH_RANK[rc[0].split()[0]]))
-    return overall, detail, bounded, gdetail
+    order = sorted(counts, key=lambda r: (-rank(r), r))
+    detail = f"{growth_label}: " + ", ".join(f"{r} on {counts[r]} of {len(rates)}" for r in order)
+    return max(rates, key=rank), detail, bounded, gdetail
 
 
 def _hessian_zero(R: _Rows) -> tuple[bool, str]:
@@ -513,7 +512,8 @@ def row_properties(spec: LossSpec, loss=None) -> RowProperties:
     result = RowProperties(
         name=spec.name, family=family(spec),
         convex=convex, convex_method=cmethod, convex_scope=scope, convex_detail=cdetail,
-        smoothness=smooth, smoothness_method=f"{SYMBOLIC}, for {DEFAULT_PARAMS if x.at_defaults else ALL_PARAMS}", kinks=tuple(ks),
+        smoothness=smooth, kinks=tuple(ks),
+        smoothness_method=f"{SYMBOLIC}, for {DEFAULT_PARAMS if x.at_defaults else ALL_PARAMS}",
         growth=growth, growth_detail=gdetail_rate, bounded_gradient=bounded, gradient_detail=gdetail,
         hessian_vanishes=vanishes, hessian_detail=hdetail, hessian_method=NUMERIC,
     )
