@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 import symloss.torch as st  # noqa: E402
 from symloss import catalog  # noqa: E402
 from symloss.spec import load_spec  # noqa: E402
-from symloss.torch.functional import argument_names  # noqa: E402
+from symloss.torch.conventions import argument_names  # noqa: E402
 
 N, K = 3, 4
 

@@ -6,7 +6,7 @@ stable formulas, the backward is the symbolic gradient in torch ops, and its
 backward the symbolic Hessian (elementwise: diagonal; row losses: the
 Hessian-vector product in O(K)).  It works on any device and dtype torch
 supports and traces under ``torch.compile``.  Conventions are torch's; see
-:mod:`symloss.torch.functional`.  Importing this module imports torch;
+:mod:`symloss.torch.conventions`.  Importing this module imports torch;
 ``import symloss`` never does.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from functools import partial
 
 from ..spec import spec_from_table
-from . import functional as _F
+from . import conventions as _F
 from ._modules import module_for_spec, resolve
 from .module import Loss
 

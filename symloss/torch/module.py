@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from . import functional as F
+from . import conventions as F
 
 
 class Loss(torch.nn.Module):

@@ -129,17 +129,31 @@ def _weights(spec, sample_weight, shape, dtype, device):
         raise InputError(f"{spec.name}: sample_weight has shape {tuple(w.shape)}, expected {tuple(shape)}") from None
 
 
+def _broadcast_shape(shapes):
+    """The common broadcast shape, or None (torch.broadcast_shapes costs milliseconds per call)."""
+    first = shapes[0]
+    if all(s == first for s in shapes):
+        return first
+    n = max(len(s) for s in shapes)
+    out = []
+    for k in range(n):
+        sizes = {s[len(s) - n + k] for s in shapes if len(s) - n + k >= 0} - {1}
+        if len(sizes) > 1:
+            return None
+        out.append(sizes.pop() if sizes else 1)
+    return torch.Size(out)
+
+
 def elementwise(spec, module, bound, params, reduction="mean", sample_weight=None, impl="generated",
                 kernels=None):
     preds = list(module.PREDICTIONS)
     _check_common(spec, bound, preds)
     dtype, out_dtype = _compute_dtype(spec, {p: bound[p] for p in preds})
     data = {n: bound[n].to(dtype) for n in module.INPUTS}
-    try:
-        shape = torch.broadcast_shapes(*(t.shape for t in data.values()))
-    except RuntimeError:
+    shape = _broadcast_shape([t.shape for t in data.values()])
+    if shape is None:
         shapes = ", ".join(f"{n} {tuple(data[n].shape)}" for n in argument_names(spec))
-        raise InputError(f"{spec.name}: input shapes do not match: {shapes}") from None
+        raise InputError(f"{spec.name}: input shapes do not match: {shapes}")
     tensors = [t if t.shape == shape else torch.broadcast_to(t, shape) for t in data.values()]
     apply = module.Value.apply
     if kernels is not None and choose(impl, spec, tensors) == "kernel":
