@@ -549,7 +549,9 @@ def row_advice(spec: LossSpec, d, rp: RowProperties | None = None) -> dict[str, 
     if rp.smoothness == "C∞":
         pros.append("smooth (C∞): suits L-BFGS and Newton methods")
     else:
-        cons.append(f"{rp.smoothness}: " + "; ".join(f"the {k.what_jumps} jumps {k.text}" for k in rp.kinks))
+        jumps = sorted({k.what_jumps for k in rp.kinks})
+        verb = "jump" if len(jumps) > 1 else "jumps"
+        cons.append(f"{rp.smoothness}: the {' and '.join(jumps)} {verb} at kinks (listed on the page)")
     if rp.bounded_gradient:
         pros.append("bounded gradient: stable steps")
     else:
