@@ -45,7 +45,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import symloss  # noqa: E402
-from symloss.runtime import cuda as C  # noqa: E402
+from symloss.backends.numba_cuda import runtime as C  # noqa: E402
 
 RESULTS: dict = {"date": datetime.date.today().isoformat(), "sections": {}}
 OUT_FILE: Path | None = None
@@ -289,7 +289,7 @@ def _const_variant(module, **consts):
     """The same generated module with other module constants (``NAME = value  #`` or ``NAME = value``)."""
     import tempfile
 
-    from symloss.runtime.modules import import_path
+    from symloss.modules import import_path
 
     text = Path(module.__file__).read_text()
     for name, value in consts.items():
@@ -306,7 +306,7 @@ def _items_variant(module, items: int):
     """The same generated module with another ITEMS, imported from a temporary file."""
     import tempfile
 
-    from symloss.runtime.modules import import_path
+    from symloss.modules import import_path
 
     text = Path(module.__file__).read_text()
     line = f"ITEMS = {module.ITEMS}  #"
@@ -468,7 +468,7 @@ ROW_SHAPES = ((65536, 1024), (16384, 8192), (4096, 131072))
 def rows(torch, reps: int, inner: int, compile_: bool):
     """cross_entropy value_and_grad (mean, class indices, float32): checks against the CPU
     kernels on small inputs (every layout), then the three shapes against PyTorch."""
-    from symloss.runtime import cuda_row as R
+    from symloss.backends.numba_cuda import runtime_row as R
 
     F = torch.nn.functional
     loss = symloss.load("cross_entropy")

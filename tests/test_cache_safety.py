@@ -22,7 +22,7 @@ import pytest
 from symloss import _paths
 from symloss.render import write
 from symloss.render.write import HEADER_MARK, write_atomic, write_tree
-from symloss.runtime import modules
+from symloss import modules
 
 REPO = Path(__file__).resolve().parents[1]
 # A new loss (fresh cache folder per run) with a constant we can find in its code.

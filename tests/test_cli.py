@@ -57,7 +57,7 @@ def test_new_then_generate_gives_a_verified_importable_module(tmp_path):
 
     from symloss.check import check_loss
     from symloss.runtime.loss import Loss
-    from symloss.runtime.modules import import_path
+    from symloss.modules import import_path
     from symloss.spec import load_spec
 
     L = Loss(load_spec(specs / "my_loss.toml"), import_path(gen / "my_loss.py"))

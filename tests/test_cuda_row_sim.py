@@ -46,7 +46,7 @@ if not SIMULATED:
                 assert kinds is not None and "scaled" in kinds, (name, kname, kinds)
 
     def test_plan_by_k():
-        from symloss.runtime.cuda_row import plan
+        from symloss.backends.numba_cuda.runtime_row import plan
 
         assert plan(1024, 1, 4).layout == "warp"
         assert plan(1024, 1, 4).threads == 128
@@ -61,7 +61,7 @@ else:
 
     import symloss
     from symloss.errors import InputError
-    from symloss.runtime import cuda_row as R
+    from symloss.backends.numba_cuda import runtime_row as R
 
     LAYOUTS = [("warp", 32), ("block", 8), ("stream", 8)]
     DTYPES = (np.float32, np.float64)

@@ -81,7 +81,7 @@ else:
     from symloss import catalog
     from symloss.errors import InputError
     from symloss.backends.numba_cuda import render as backend
-    from symloss.runtime import cuda as C
+    from symloss.backends.numba_cuda import runtime as C
     from symloss.spec import load_spec
 
     ONE_BLOCK = C.Launch(threads=4, max_blocks=1)

@@ -19,3 +19,15 @@ def test_readme_commands_match_ci():
     assert install.replace("pip install", "python -m pip install") in ci
     test = re.search(r"```bash\n(python -m pytest.*?)\n```", README.read_text()).group(1)
     assert test in ci.splitlines()
+
+
+def test_every_package_folder_is_installed():
+    """pyproject lists packages by hand (the _data ones map other folders): a new folder must be listed."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {".".join(p.parent.relative_to(root).parts) for p in (root / "symloss").rglob("*.py")
+               if "__pycache__" not in p.parts}
+    assert folders <= listed, sorted(folders - listed)

@@ -12,9 +12,6 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterable
 
-import sympy as sp
-
-from ..derive.primitives import Primitive
 from ..errors import DerivationError
 
 # name -> (module path of the backend's render entry point, attribute, output folder, primitives table)
@@ -49,14 +46,18 @@ def implemented(name: str) -> set[str]:
     return set(importlib.import_module(_REGISTRY[name][3]).SOURCES)
 
 
-def primitives_in(exprs: Iterable[sp.Basic]) -> set[str]:
+def primitives_in(exprs: Iterable) -> set[str]:
+    import sympy as sp  # the runtime imports backends' glue without SymPy
+
+    from ..derive.primitives import Primitive
+
     out: set[str] = set()
     for e in exprs:
         out |= {type(f).__name__ for f in sp.preorder_traversal(e) if isinstance(f, Primitive)}
     return out
 
 
-def require(name: str, exprs: Iterable[sp.Basic], what: str = "") -> None:
+def require(name: str, exprs: Iterable, what: str = "") -> None:
     """Raise naming the backend and the primitive if ``exprs`` use one it lacks."""
     lacking = sorted(primitives_in(exprs) - implemented(name))
     if lacking:

@@ -10,9 +10,10 @@ import numpy as np
 from .. import catalog
 from ..errors import InputError
 from ..spec.model import LossSpec
-from . import arrays as A
-from . import cuda as _cuda
-from .modules import cached_module, import_path
+from .. import arrays as A
+from ..backends.numba_cuda import runtime as _cuda
+from ..backends.numba_cpu.runtime import cached_module
+from ..modules import import_path
 
 # Below this many elements the serial kernels win (no thread start-up).
 PARALLEL_THRESHOLD = 1 << 16

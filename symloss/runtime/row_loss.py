@@ -18,7 +18,7 @@ Reductions: "none" gives one loss per row; "mean" averages the row losses
 adds them.  Gradients are derivatives of the reduced loss.  The Hessian
 methods default to reduction="none" (each row's own Hessian).
 
-Arrays follow the elementwise rules (runtime/arrays.py: lists, scalars, any
+Arrays follow the elementwise rules (symloss/arrays.py: lists, scalars, any
 strides, read-only arrays; float16 computed in float32 with float16 results;
 complex, object and string dtypes are an error), with row shapes: non-
 prediction vector inputs broadcast over the rows but their class axis must be
@@ -33,16 +33,16 @@ from __future__ import annotations
 
 import math
 from functools import cached_property
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 
 from ..errors import InputError
 from ..spec import LossSpec
-from . import arrays as A
-from . import cuda_row as _cuda_row
-from .modules import cache_source, import_path
+from .. import arrays as A
+from ..backends.numba_cpu.runtime import cached_row_module
+from ..backends.numba_cuda import runtime_row as _cuda_row
+from ..modules import import_path
 
 # Below this many entries (rows x classes) the serial kernels win.
 PARALLEL_THRESHOLD = 1 << 16
@@ -50,21 +50,6 @@ PARALLEL_THRESHOLD = 1 << 16
 HESSIAN_MAX_ENTRIES = 1 << 26
 
 IGNORE_INDEX = -100
-
-
-def render(spec: LossSpec) -> str:
-    from ..derive.row import RowDerivation
-    from ..backends.numba_cpu.render_row import render_row_module
-
-    from ..limits import generating
-
-    with generating(spec.source):
-        return render_row_module(RowDerivation(spec))
-
-
-def cached_row_module(spec: LossSpec) -> Path:
-    """Render ``spec`` into the cache folder, keyed by the code's hash (reused across processes)."""
-    return cache_source(spec.name, render(spec))
 
 
 class _Call:

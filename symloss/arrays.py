@@ -24,8 +24,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import InputError
-from ..spec.model import LossSpec
+from .errors import InputError
+from .spec.model import LossSpec
 
 REDUCTIONS = ("mean", "sum", "none")
 KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))

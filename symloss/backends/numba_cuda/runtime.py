@@ -31,10 +31,10 @@ from types import ModuleType
 
 import numpy as np
 
-from .._paths import generated_dir
-from ..errors import InputError
-from ..spec.model import LossSpec
-from . import arrays as A
+from ..._paths import generated_dir
+from ...errors import InputError
+from ...spec.model import LossSpec
+from ... import arrays as A
 
 THREADS = 256  # threads per block (a power of two, at most the modules' BLOCK)
 # Blocks per launch: WAVES times as many as the GPU runs at once.  Measured on an
@@ -333,11 +333,11 @@ def module_path_for(spec: LossSpec, cpu_module: ModuleType | None = None) -> Pat
             candidate = cpu_path.parent / "cuda" / cpu_path.name
             if candidate.is_file():
                 return candidate
-    from ..derive import Derivation
-    from ..backends.numba_cuda.render import render_module
-    from .modules import cache_source
+    from ...derive import Derivation
+    from .render import render_module
+    from ...modules import cache_source
 
-    from ..limits import generating
+    from ...limits import generating
 
     with generating(spec.source):
         source = render_module(Derivation(spec))
@@ -345,7 +345,7 @@ def module_path_for(spec: LossSpec, cpu_module: ModuleType | None = None) -> Pat
 
 
 def load_module(spec: LossSpec, cpu_module: ModuleType | None = None) -> ModuleType:
-    from .modules import import_path
+    from ...modules import import_path
 
     _cuda()  # the numpy alias and numba's settings before the module's decorators run
     return import_path(module_path_for(spec, cpu_module))

@@ -1,6 +1,6 @@
 """Device arrays in, numba-cuda row kernels underneath: the GPU side of ``RowLoss``.
 
-The same conventions as ``symloss.runtime.cuda`` (which serves ``Loss``):
+The same conventions as ``backends.numba_cuda.runtime`` (which serves ``Loss``):
 PyTorch tensors, CuPy arrays and numba device arrays (and the simulator's)
 go to the kernels of templates/cuda/row_module.py.j2 on the caller's stream,
 nothing comes back to the host, and results are arrays of the caller's kind
@@ -28,10 +28,10 @@ from types import ModuleType
 
 import numpy as np
 
-from ..errors import InputError
-from ..spec.model import LossSpec
-from . import arrays as A
-from . import cuda as C
+from ...errors import InputError
+from ...spec.model import LossSpec
+from ... import arrays as A
+from . import runtime as C
 
 WARP = 32
 WARP_MAX_K = 1024  # one warp per row up to this many classes
@@ -47,11 +47,11 @@ _THREADS: dict[tuple, int] = {}
 # --- the module ---------------------------------------------------------------------------------
 def module_path(spec: LossSpec) -> Path:
     """The CUDA row module of ``spec``, rendered into the cache (keyed by the code's hash)."""
-    from ..derive.row import RowDerivation
-    from ..backends.numba_cuda.render_row import render_row_module
-    from .modules import cache_source
+    from ...derive.row import RowDerivation
+    from .render_row import render_row_module
+    from ...modules import cache_source
 
-    from ..limits import generating
+    from ...limits import generating
 
     with generating(spec.source):
         source = render_row_module(RowDerivation(spec))
@@ -59,7 +59,7 @@ def module_path(spec: LossSpec) -> Path:
 
 
 def load_module(spec: LossSpec) -> ModuleType:
-    from .modules import import_path
+    from ...modules import import_path
 
     C._cuda()  # numba's settings and the numpy alias before the module's decorators run
     return import_path(module_path(spec))

@@ -27,9 +27,9 @@ import warnings
 from pathlib import Path
 from types import ModuleType
 
-from .._paths import cache_dir, cache_dirs_in_use
-from ..errors import SymlossError
-from ..render.write import read_regular, real_dirs, write_atomic
+from ._paths import cache_dir, cache_dirs_in_use
+from .errors import SymlossError
+from .render.write import read_regular, real_dirs, write_atomic
 
 _LOADED: dict[Path, ModuleType] = {}
 _WRITABLE: dict[Path, bool] = {}
@@ -73,15 +73,6 @@ def cache_source(name: str, source: str, subdir: str | None = None) -> Path:
         warnings.warn(f"symloss: cache file {path} was truncated or modified; rebuilt it", RuntimeWarning, stacklevel=2)
     write_atomic(path, raw, root=root)
     return path
-
-
-def cached_module(derivation) -> Path:
-    from ..limits import generating
-    from ..backends.numba_cpu.render import render_module
-
-    with generating(derivation.spec.source):
-        source = render_module(derivation)
-    return cache_source(derivation.spec.name, source)
 
 
 # --- internals -----------------------------------------------------------------------------------
