@@ -155,7 +155,8 @@ def test_docs_templates_cannot_opt_out_of_escaping():
 # ---------------------------------------------------------------------------
 def _renders(spec):
     """(label, model, template) for every Python backend of the spec's kind."""
-    from symloss.render import cpu, cpu_row, cuda, cuda_row
+    from symloss.backends.numba_cpu import render as cpu, render_row as cpu_row
+    from symloss.backends.numba_cuda import render as cuda, render_row as cuda_row
 
     if spec.kind == "row":
         from symloss.derive.row import RowDerivation
