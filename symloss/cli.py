@@ -98,6 +98,11 @@ def cmd_show(args) -> int:
         from .derive.row import describe as describe_row
 
         print("\n".join(_plain(line) for line in describe_row(spec)))
+        from .docs.row_properties import row_properties
+
+        print("properties:")
+        for label, value in row_properties(spec).lines():
+            print(f"  {label}: {value}")
         return 0
     d = Derivation(spec)
     print(f"{spec.name}: {_plain(spec.title)} [{spec.kind}]")
