@@ -45,17 +45,30 @@ def test_kernel_path_matches_generated_and_passes_gradgradcheck(name, params):
 
     assert torch.autograd.gradcheck(f, tuple(xs))
     assert torch.autograd.gradgradcheck(f, tuple(xs))
+    # reduction="none" runs the per-element ops; the weighted mean too
+    w = torch.rand(args[0].shape, dtype=D)
+    for kw in ({"reduction": "none"}, {"sample_weight": w}):
+        ker_n = st.loss(name, impl="kernel", **{**params, **{k: v for k, v in kw.items() if k == "reduction"}})
+        gen_n = st.loss(name, impl="generated", **{**params, **{k: v for k, v in kw.items() if k == "reduction"}})
+        sw = kw.get("sample_weight")
+        torch.testing.assert_close(ker_n(*args, sample_weight=sw), gen_n(*args, sample_weight=sw), rtol=1e-12,
+                                   atol=1e-14)
+        assert torch.autograd.gradgradcheck(lambda *ps: ker_n(*[
+            ps[preds.index(i)] if i in preds else a for i, a in enumerate(args)], sample_weight=sw).sum(), tuple(xs))
 
 
 def test_kernel_path_parameter_gradient_and_opcheck():
     (x, y), _ = _args("general_robust")
     alpha = torch.nn.Parameter(torch.tensor(0.7, dtype=D))
-    assert torch.autograd.gradcheck(lambda a, x: st.loss("general_robust", alpha=a, impl="kernel")(x, y), (alpha, x))
+    for red in ("sum", "none"):  # the one-pass sum and the per-element ops
+        assert torch.autograd.gradcheck(
+            lambda a, x: st.loss("general_robust", alpha=a, impl="kernel", reduction=red)(x, y).sum(), (alpha, x))
     ops = st.loss("general_robust", impl="kernel")._kernels()
     p = torch.tensor([0.7, 1.3], dtype=D)
     xs = [y, x.detach()]
     for op, args in ((ops.value_op, (xs, p)), (ops.grad_op, (torch.rand(12, dtype=D), xs, p)),
-                     (ops.hessian_op, (xs, p)), (ops.param_grad_op, (xs, p))):
+                     (ops.hessian_op, (xs, p)), (ops.param_grad_op, (xs, p)), (ops.sum_op, (xs, p)),
+                     (ops.grad_scaled_op, (torch.tensor(0.5, dtype=D), xs, p))):
         torch.library.opcheck(op, args)
 
 

@@ -156,11 +156,16 @@ def elementwise(spec, module, bound, params, reduction="mean", sample_weight=Non
         raise InputError(f"{spec.name}: input shapes do not match: {shapes}")
     tensors = [t if t.shape == shape else torch.broadcast_to(t, shape) for t in data.values()]
     apply = module.Value.apply
+    pvals = _params(spec, params, tensors[0])
     if kernels is not None and choose(impl, spec, tensors) == "kernel":
-        apply = kernels().apply
+        ops = kernels()
+        if reduction in ("sum", "mean") and sample_weight is None:  # one pass forward, one backward
+            total = ops.sum(*tensors, *pvals)
+            return (total if reduction == "sum" else total / tensors[0].numel()).to(out_dtype)
+        apply = ops.apply
     elif impl == "kernel":
         choose(impl, spec, tensors)  # the clear error for a loss or device the kernels do not take
-    losses = apply(*tensors, *_params(spec, params, tensors[0]))
+    losses = apply(*tensors, *pvals)
     w = _weights(spec, sample_weight, shape, dtype, tensors[0].device)
     return _reduce(spec, losses, reduction, w).to(out_dtype)
 

@@ -87,6 +87,25 @@ class KernelOps:
             else:
                 op.register_fake(lambda xs, p, n=n: [torch.empty_like(xs[0]) for _ in range(n)])
 
+        @torch.library.custom_op(f"{base}_sum", mutates_args=())
+        def total(xs: list[torch.Tensor], p: torch.Tensor) -> torch.Tensor:
+            # the summed loss in one pass, no per-element buffer (accumulated in float64)
+            arrays, pvals, T = self._flat(xs, p)
+            return torch.tensor(self._kernel("value", arrays[0].size)(*arrays, *pvals, None, None, T),
+                                dtype=xs[0].dtype)
+
+        @torch.library.custom_op(f"{base}_grad_scaled", mutates_args=())
+        def grad_scaled(g: torch.Tensor, xs: list[torch.Tensor], p: torch.Tensor) -> list[torch.Tensor]:
+            # g * dL/dx with a scalar g: the backward of the sum, reading no weight array
+            arrays, pvals, T = self._flat(xs, p)
+            outs = [torch.empty(xs[0].shape, dtype=xs[0].dtype) for _ in range(n_preds)]
+            self._kernel("grad", arrays[0].size)(*arrays, *pvals, None, T(g.item()),
+                                                 *(o.numpy().reshape(-1) for o in outs), T)
+            return outs
+
+        total.register_fake(lambda xs, p: xs[0].new_empty(()))
+        grad_scaled.register_fake(lambda g, xs, p: [torch.empty_like(xs[0]) for _ in range(n_preds)])
+
         param_grad = None
         if n_dp:
             @torch.library.custom_op(f"{base}_param_grad", mutates_args=())
@@ -133,16 +152,53 @@ class KernelOps:
             dg = sum(c * ds[k] for k, c in live)
             return dg, dxs, None
 
+        def total_backward(ctx, g):
+            saved = ctx.saved_tensors
+            xs, p = list(saved[:-1]), saved[-1]
+            dxs = [None] * len(xs)
+            for i, d in zip(self.pred_pos, grad_scaled(g, xs, p)):
+                dxs[i] = d
+            dp = None
+            if n_dp and ctx.needs_input_grad[1]:
+                vals = [torch.zeros((), dtype=p.dtype)] * self.n_params
+                for j, d in zip(self.dparam_pos, param_grad(xs, p)):
+                    vals[j] = g * d.sum()
+                dp = torch.stack(vals)
+            return dxs, dp
+
+        def grad_scaled_backward(ctx, cots):
+            saved = ctx.saved_tensors
+            g, xs, p = saved[0], list(saved[1:-1]), saved[-1]
+            live = [(q, c) for q, c in enumerate(cots) if c is not None]
+            h = {}
+            for (i, j), v in zip(pairs, hessian(xs, p)):
+                h[i, j] = h[j, i] = v
+            dxs = [None] * len(xs)
+            for q, i in enumerate(self.pred_pos):
+                dxs[i] = g * sum(c * h[k, q] for k, c in live)
+            ds = grad_scaled(torch.ones_like(g), xs, p)
+            dg = sum((c * ds[k]).sum() for k, c in live)
+            return dg, dxs, None
+
         value.register_autograd(value_backward, setup_context=setup)
         grad.register_autograd(grad_backward, setup_context=setup)
+        total.register_autograd(total_backward, setup_context=setup)
+        grad_scaled.register_autograd(grad_scaled_backward, setup_context=setup)
         self.value_op, self.grad_op, self.hessian_op, self.param_grad_op = value, grad, hessian, param_grad
+        self.sum_op, self.grad_scaled_op = total, grad_scaled
+
+    def _split(self, args):
+        xs = list(args[:len(self.inputs)])
+        params = args[len(self.inputs):]
+        return xs, (torch.stack(list(params)) if params else torch.zeros(0, dtype=xs[0].dtype))
 
     def apply(self, *args):
         """Per-element loss of same-shape data tensors followed by 0-dim parameter tensors."""
-        xs = list(args[:len(self.inputs)])
-        params = args[len(self.inputs):]
-        p = torch.stack(list(params)) if params else torch.zeros(0, dtype=xs[0].dtype)
-        return self.value_op(xs, p)
+        return self.value_op(*self._split(args))
+
+    def sum(self, *args):
+        """The summed loss in one fused pass (its backward: one fused gradient pass)."""
+        return self.sum_op(*self._split(args))
 
 
 def kernel_ops(spec, numba_module) -> KernelOps:
