@@ -41,8 +41,10 @@ def loss(name_or_spec_path, reduction: str = "mean", ignore_index: int = _F.IGNO
 
     ``impl``: "generated" (the generated torch code: any device, traced and fused by
     torch.compile), "kernel" (the Numba CPU kernels as custom ops; elementwise losses),
-    or "auto" (kernel for CPU tensors of at least ``kernels.AUTO_KERNEL_MIN`` elements
-    of an elementwise loss, generated otherwise).
+    or "auto": the kernels for an elementwise loss on CPU tensors of at least
+    ``kernels.AUTO_KERNEL_MIN`` (32768) elements outside torch.compile, the generated
+    code otherwise (row losses, GPUs, small batches, and under torch.compile, where it
+    fuses with the rest of the graph).
     """
     spec, module = resolve(name_or_spec_path)
     return Loss(spec, module, reduction=reduction, ignore_index=ignore_index, impl=impl,
