@@ -4,8 +4,8 @@ Backends live in their own folders (``symloss/backends/<name>/``) with their
 printer, template model and primitive implementations.  ``require`` is the
 generate-time check that every primitive an expression uses has an
 implementation in a backend: a missing one is a loud error naming both,
-never fallback code.  (The Numba backends still live in ``symloss/render``;
-they move here later.)
+never fallback code.  The registry lists the framework backends that
+``symloss generate`` writes beside the Numba modules.
 """
 from __future__ import annotations
 
