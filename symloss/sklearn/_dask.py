@@ -13,6 +13,7 @@ from ._objective import block_terms
 
 
 class DaskData:
+    speculative = True  # each pass is a round trip: Newton's trial step brings its Hessian along
     def __init__(self, X, Y, sw, intercept: bool):
         import dask
         import dask.array as da

@@ -120,7 +120,11 @@ class _LossModel(BaseEstimator):
         obj = Objective(head, data, p1, head.m, self.alpha, self.l1_ratio, self.fit_intercept)
         self.solver_ = choose(head, obj, self.solver)
         theta0 = getattr(self, "_theta0", None)
-        theta0 = np.zeros(p1 * head.m) if theta0 is None or theta0.size != p1 * head.m else theta0
+        if theta0 is None or theta0.size != p1 * head.m:
+            theta0 = np.zeros((p1, head.m))
+            if self.fit_intercept and hasattr(data, "intercept_start") and self.solver_ != "lp":
+                theta0[-1] = data.intercept_start(head, head.m, self.tol)
+            theta0 = theta0.ravel()
         theta, self.n_iter_, hist = run(self.solver_, obj, theta0, self.max_iter, self.tol, self.verbose,
                                         self.learning_rate)
         W = theta.reshape(p1, head.m)

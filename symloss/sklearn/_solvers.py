@@ -83,19 +83,23 @@ def _armijo(F, theta, f0, slope, d, t=1.0, shrink=0.5, max_halvings=40):
 def newton(obj, theta, max_iter, tol, hist, **_):
     """Exact Newton: H = X^T diag(h) X / sum(w) + l2 I, Cholesky, Armijo backtracking.
 
-    The full step's derivatives are computed with its value (one pass over the
-    data, one round trip on Dask): accepted, they serve the next iteration."""
+    On Dask the full step's Hessian is computed with its value (one round trip):
+    accepted, it serves the next iteration.  In memory it is computed only when
+    the step's gradient shows another iteration is needed."""
+    order = 2 if obj.data.speculative else 1
     f, g, H = obj.smooth(theta, 2)
     for it in range(max_iter + 1):
         gn = obj.optimality(theta, g)
         if not np.isfinite(f) or gn <= tol or it == max_iter:
             hist.record(f, gn, 0.0)
             return theta, it, gn <= tol
+        if H is None:
+            H = obj.smooth(theta, 2)[2]
         d = _chol_solve(H, g)
         slope = float(g @ d)
         if slope >= 0:  # not a descent direction: fall back to the gradient
             d, slope = -g, -float(g @ g)
-        f1, g1, H1 = obj.smooth(theta + d, 2)
+        f1, g1, H1 = obj.smooth(theta + d, order)
         if f1 <= f + ARMIJO * slope + 64 * np.finfo(float).eps * abs(f):
             t = 1.0
         else:
@@ -103,7 +107,7 @@ def newton(obj, theta, max_iter, tol, hist, **_):
             if t == 0.0:  # no decrease possible at float64 resolution
                 hist.record(f, gn, 0.0)
                 return theta, it + 1, False
-            f1, g1, H1 = obj.smooth(theta + t * d, 2)
+            f1, g1, H1 = obj.smooth(theta + t * d, order)
         hist.record(f, gn, t * float(np.linalg.norm(d)))
         theta = theta + t * d
         f, g, H = f1, g1, H1
