@@ -98,8 +98,44 @@ def test_auto_choice():
     assert K.choose("auto", huber, [big]) == "kernel"
     assert K.choose("auto", huber, [small]) == "generated"
     assert K.choose("auto", ce, [big]) == "generated"
+    assert K.choose("auto", ce, [big], row_ok=K.row_kernel_ok(ce, "mean", None)) == "kernel"
+    assert not K.row_kernel_ok(ce, "none", None) and not K.row_kernel_ok(ce, "mean", big)
     assert K.choose("generated", huber, [big]) == "generated"
     with pytest.raises(ValueError, match="impl='kernel' takes elementwise losses"):
-        st.loss("cross_entropy", impl="kernel")
+        st.loss("cross_entropy", impl="kernel", reduction="none")
+    with pytest.raises(ValueError, match="impl='kernel' takes elementwise losses"):
+        st.loss("triplet", impl="kernel")
     with pytest.raises(ValueError, match="impl must be"):
         st.loss("huber", impl="fast")
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_row_kernel_path_cross_entropy(reduction):
+    F = torch.nn.functional
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(6, 5, dtype=D, generator=g).requires_grad_(True)
+    t = torch.tensor([0, 4, -100, 2, 1, 3])
+    w = torch.rand(5, dtype=D, generator=g) + 0.5
+    ker = st.loss("cross_entropy", impl="kernel", reduction=reduction, weight=w, label_smoothing=0.1)
+    gen = st.loss("cross_entropy", impl="generated", reduction=reduction, weight=w, label_smoothing=0.1)
+    torch.testing.assert_close(ker(z, t), F.cross_entropy(z, t, weight=w, label_smoothing=0.1, reduction=reduction))
+    ga, = torch.autograd.grad(ker(z, t), z, create_graph=True)
+    gb, = torch.autograd.grad(gen(z, t), z, create_graph=True)
+    v = torch.randn(6, 5, dtype=D, generator=g)
+    torch.testing.assert_close(ga, gb)
+    torch.testing.assert_close(torch.autograd.grad((ga * v).sum(), z)[0], torch.autograd.grad((gb * v).sum(), z)[0])
+    assert torch.autograd.gradcheck(lambda z: ker(z, t), (z,))
+    assert torch.autograd.gradgradcheck(lambda z: ker(z, t), (z,))
+    # (N, C, d) and probability targets
+    zz = torch.randn(3, 5, 2, dtype=D, generator=g)
+    tt = torch.randint(0, 5, (3, 2), generator=g)
+    torch.testing.assert_close(st.loss("cross_entropy", impl="kernel", reduction=reduction)(zz, tt),
+                               F.cross_entropy(zz, tt, reduction=reduction))
+    p = torch.softmax(torch.randn(6, 5, dtype=D, generator=g), -1)
+    torch.testing.assert_close(st.loss("cross_entropy", impl="kernel", reduction=reduction)(z, p),
+                               F.cross_entropy(z, p, reduction=reduction))
+    if reduction == "mean":
+        ops = ker._kernels()
+        pv = torch.tensor([0.1], dtype=D)
+        torch.library.opcheck(ops.value_and_grad_op, ([t, z.detach()], [w], pv, "mean", -100))
+        torch.library.opcheck(ops.hvp_op, ([t, z.detach()], [w], pv, v, "mean", -100))

@@ -27,9 +27,9 @@ def _kernels(spec, name_or_path=None):
 
     def get():
         if not found:
-            from .kernels import kernel_ops, numba_module_for
+            from .kernels import kernel_ops
 
-            found.append(kernel_ops(spec, numba_module_for(spec, name_or_path)))
+            found.append(kernel_ops(spec, name_or_path))
         return found[0]
 
     return get

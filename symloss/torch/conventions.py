@@ -22,7 +22,7 @@ import torch
 
 from ..errors import InputError
 from ..spec import LossSpec
-from .kernels import choose
+from .kernels import choose, row_kernel_ok
 
 REDUCTIONS = ("mean", "sum", "none")
 IGNORE_INDEX = -100
@@ -171,7 +171,7 @@ def elementwise(spec, module, bound, params, reduction="mean", sample_weight=Non
 
 
 def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignore_index=IGNORE_INDEX,
-        class_inputs=None):
+        class_inputs=None, impl="generated", kernels=None):
     preds = list(module.PREDICTIONS)
     _check_common(spec, {**bound, **(class_inputs or {})}, preds)
     dtype, out_dtype = _compute_dtype(spec, {p: bound[p] for p in preds})
@@ -190,7 +190,7 @@ def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignor
                              f"(like '{preds[0]}')")
         return t.to(dtype).movedim(1, -1).reshape(-1, C)
 
-    data, live, index = [], None, None
+    data, raw, live, index = [], [], None, None
     scalars = set(module.SCALAR_INPUTS)
     for n in module.INPUTS:
         t = bound[n]
@@ -204,13 +204,16 @@ def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignor
             if not torch.compiler.is_compiling() and bool(((safe < 0) | (safe >= C)).any()):
                 raise InputError(f"{spec.name}: class indices '{n}' outside [0, {C}) (ignore_index={ignore_index})")
             data.append(torch.nn.functional.one_hot(safe, C).to(dtype))
+            raw.append(index)
         elif n in scalars:
             t = t.unsqueeze(0) if unbatched else t
             if tuple(t.shape) != batch:
                 raise InputError(f"{spec.name}: input '{n}' has shape {tuple(t.shape)}, expected {batch}")
             data.append(t.to(dtype).reshape(-1))
+            raw.append(data[-1])
         else:
             data.append(rows(n, t))
+            raw.append(data[-1])
     classes = []
     for n, default in module.CLASS_INPUTS.items():
         c = (class_inputs or {}).get(n)
@@ -219,7 +222,14 @@ def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignor
         elif tuple(c.shape) != (C,):
             raise InputError(f"{spec.name}: '{n}' has shape {tuple(c.shape)}, expected ({C},), one per class")
         classes.append(c.to(dtype))
-    losses = module.Value.apply(*data, *classes, *_params(spec, params, data[list(module.INPUTS).index(preds[0])]))
+    pvals = _params(spec, params, data[list(module.INPUTS).index(preds[0])])
+    row_ok = row_kernel_ok(spec, reduction, sample_weight)
+    if kernels is not None and choose(impl, spec, data, row_ok) == "kernel":
+        total = kernels().total(raw, classes, pvals, reduction, int(ignore_index))
+        return total.to(out_dtype)
+    if impl == "kernel":
+        choose(impl, spec, data, row_ok)  # the clear error
+    losses = module.Value.apply(*data, *classes, *pvals)
     w = None if sample_weight is None else _weights(spec, sample_weight, batch, dtype, first.device).reshape(-1)
     denominator = None
     if live is not None:
@@ -242,8 +252,6 @@ def call(spec, module, args, kwargs, params, reduction="mean", sample_weight=Non
     class_inputs = {k: kwargs.pop(k) for k in list(kwargs) if k in class_names}
     bound = bind(spec, args, kwargs)
     if spec.kind == "row":
-        if impl == "kernel":
-            raise InputError(f"{spec.name}: impl='kernel' takes elementwise losses; row losses run the "
-                             f"generated torch code (impl='generated' or 'auto')")
-        return row(spec, module, bound, params, reduction, sample_weight, ignore_index, class_inputs)
+        return row(spec, module, bound, params, reduction, sample_weight, ignore_index, class_inputs, impl,
+                   kernels)
     return elementwise(spec, module, bound, params, reduction, sample_weight, impl, kernels)

@@ -201,28 +201,44 @@ class KernelOps:
         return self.sum_op(*self._split(args))
 
 
-def kernel_ops(spec, numba_module) -> KernelOps:
-    key = id(numba_module)
-    if key not in _OPS:
-        _OPS[key] = KernelOps(spec, numba_module)
-    return _OPS[key]
+def kernel_ops(spec, name_or_path=None):
+    """The custom ops of a loss (elementwise: over its Numba module; row: over its RowLoss)."""
+    loss = numpy_loss(spec, name_or_path)
+    if id(loss) not in _OPS:
+        if spec.kind == "row":
+            from .row_kernels import RowKernelOps
+
+            _OPS[id(loss)] = RowKernelOps(spec, loss)
+        else:
+            _OPS[id(loss)] = KernelOps(spec, loss.module)
+    return _OPS[id(loss)]
 
 
-def numba_module_for(spec, name_or_path=None):
-    """The Numba CPU module of a loss: the catalog's generated one, else rendered and cached."""
+_LOSSES: dict = {}
+
+
+def numpy_loss(spec, name_or_path=None):
+    """symloss's numpy-API loss (Numba kernels): the catalog's generated one, else rendered and cached."""
     import symloss
     from symloss.runtime.loss import Loss
 
-    if name_or_path is not None and spec.source.endswith(f"{spec.name}.toml"):
-        return symloss.load(name_or_path).module
-    return Loss.from_spec(spec).module
+    key = str(name_or_path) if name_or_path is not None else id(spec)
+    if key not in _LOSSES:
+        _LOSSES[key] = symloss.load(name_or_path) if name_or_path is not None else Loss.from_spec(spec)
+    return _LOSSES[key]
 
 
-def choose(impl: str, spec, tensors) -> str:
+def row_kernel_ok(spec, reduction, sample_weight) -> bool:
+    """The row kernels serve mean and sum of one-prediction row losses without sample weights."""
+    return (spec.kind == "row" and len(spec.predictions) == 1 and reduction in ("mean", "sum")
+            and sample_weight is None)
+
+
+def choose(impl: str, spec, tensors, row_ok: bool = False) -> str:
     """"generated" or "kernel": what ``impl`` means for these tensors."""
     if impl not in ("auto", "generated", "kernel"):
         raise ValueError(f"{spec.name}: impl must be 'auto', 'generated' or 'kernel', got {impl!r}")
-    ok = spec.kind == "elementwise" and all(t.device.type == "cpu" for t in tensors)
+    ok = (spec.kind == "elementwise" or row_ok) and all(t.device.type == "cpu" for t in tensors)
     if impl == "kernel":
         if not ok:
             raise ValueError(f"{spec.name}: impl='kernel' runs the Numba CPU kernels of elementwise losses "

@@ -20,8 +20,10 @@ class Loss(torch.nn.Module):
         super().__init__()
         if impl not in ("auto", "generated", "kernel"):
             raise ValueError(f"{spec.name}: impl must be 'auto', 'generated' or 'kernel', got {impl!r}")
-        if impl == "kernel" and spec.kind != "elementwise":
-            raise ValueError(f"{spec.name}: impl='kernel' takes elementwise losses; use impl='generated'")
+        if impl == "kernel" and spec.kind != "elementwise" and not (
+                len(spec.predictions) == 1 and reduction in ("mean", "sum")):
+            raise ValueError(f"{spec.name}: impl='kernel' takes elementwise losses, and row losses with one "
+                             f"prediction for reduction='mean'/'sum'; use impl='generated'")
         self.impl, self._kernels = impl, kernels
         if impl == "kernel" and kernels is not None:
             kernels()  # load (and compile) the Numba module now, not inside a torch.compile trace
