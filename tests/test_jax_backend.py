@@ -234,3 +234,23 @@ def test_errors():
     with pytest.raises(DerivationError, match="jax backend"):
         from symloss.backends.jax.printer import JaxPrinter
         JaxPrinter().doprint(sp.besselj(0, sp.Symbol("x")))
+
+
+def test_rendered_module_is_deterministic_and_spec_text_stays_data():
+    from symloss.backends.jax.render import render_spec
+    from symloss.spec import spec_from_table
+
+    title = 'evil """ + __import__("os").system("echo pwned") + """ \u2028 # coding: latin-1'
+    spec = spec_from_table({"name": "evil_title", "title": title, "kind": "elementwise",
+                            "inputs": {"y": "target", "yhat": "prediction"}, "loss": "(yhat - y)**2"},
+                           source="<expr>")
+    a, b = render_spec(spec), render_spec(spec)
+    assert a == b
+    import ast
+
+    tree = ast.parse(a)
+    assert title in ast.get_docstring(tree)  # the title reads back as the text it is, inside the docstring
+    assert "system" not in "".join(ast.unparse(n) for n in tree.body[1:])
+    ns = {}
+    exec(compile(a, "<evil>", "exec"), ns)  # and the module still works
+    np.testing.assert_allclose(ns["loss"](jnp.array([1.0]), jnp.array([3.0])), [4.0])

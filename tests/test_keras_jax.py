@@ -245,3 +245,22 @@ def test_two_output_model_with_loss_weights():
     ev = model.evaluate(x, y, verbose=0, return_dict=True)
     np.testing.assert_allclose(ev["loss"], ev["reg_loss"] + 0.5 * ev["cls_loss"], rtol=1e-4)
     assert h[-1] < h[0]
+
+
+def test_several_predictions_stacked_or_listed():
+    # gaussian_nll(y; mu, var): y_pred stacked on the last axis (N, 2) or a list [mu, var]
+    y = f32(rng.normal(size=(32, 1)))
+    mu = f32(rng.normal(size=(32, 1)))
+    var = f32(np.exp(rng.normal(size=(32, 1))))
+    L = sk.loss("gaussian_nll")
+    ref = float(symloss_value("gaussian_nll", y, mu, var))  # the Numba kernels, float64
+    stacked = float(L(y, np.concatenate([mu, var], axis=1)))
+    listed = float(L(y, [mu, var]))
+    np.testing.assert_allclose(stacked, ref, rtol=1e-5)
+    np.testing.assert_allclose(listed, ref, rtol=1e-5)
+
+
+def symloss_value(name, *arrays):
+    import symloss
+
+    return symloss.load(name).value(*[np.asarray(a, np.float64).ravel() for a in arrays])
