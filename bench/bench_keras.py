@@ -65,7 +65,7 @@ def main():
     onehot = jax.nn.one_hot(labels, a.classes, dtype=jnp.float32)
     cases.append((f"cross_entropy ({a.rows}x{a.classes})", sk.loss("cross_entropy"),
                   keras.losses.CategoricalCrossentropy(from_logits=True), onehot, z))
-    print(f"| loss | symloss (ms) | Keras (ms) | ratio |\n|---|---|---|---|")
+    print("| loss | symloss (ms) | Keras (ms) | ratio |\n|---|---|---|---|")
     for name, ours, theirs, yy, pp in cases:
         t_ours, t_theirs = timed_pair(ours, theirs, yy, pp, a.repeat)
         print(f"| {name} | {1e3 * t_ours:.2f} | {1e3 * t_theirs:.2f} | {t_ours / t_theirs:.2f} |")
