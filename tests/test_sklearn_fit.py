@@ -166,3 +166,22 @@ def test_light_modules_import_no_heavy_library():
             "print([m for m in ('sklearn', 'dask', 'matplotlib', 'torch', 'scipy') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_progress_bar_is_optional(field, capsys):
+    """verbose=1 draws a tqdm bar where tqdm is installed (after 3 s) and fits the same either way."""
+    X, y = field
+    quiet = LossRegressor("mse", verbose=0).fit(X, y)
+    loud = LossRegressor("mse", verbose=1).fit(X, y)
+    np.testing.assert_array_equal(quiet.coef_, loud.coef_)
+    try:
+        import tqdm  # noqa: F401
+    except ImportError:
+        return
+    from symloss.sklearn._solvers import History
+
+    hist = History(verbose=1, max_iter=3)
+    assert hist.bar is not None
+    hist.record(1.0, 0.5, 0.1)
+    hist.close()
+    assert hist.data["objective"] == [1.0]
