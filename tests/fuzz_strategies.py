@@ -155,6 +155,8 @@ def toml_value(value) -> str:
         return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{toml_value(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
     out = []
     for ch in value:
         if ch in '"\\':
@@ -212,11 +214,7 @@ def toml_text(table: dict) -> str:
     for key, value in sections:
         lines.append(f"\n[{toml_value(key)}]")
         for k, v in value.items():
-            if isinstance(v, dict):
-                inner = ", ".join(f"{toml_value(a)} = {toml_value(b)}" for a, b in v.items() if not isinstance(b, dict))
-                lines.append(f"{toml_value(k)} = {{ {inner} }}")
-            else:
-                lines.append(f"{toml_value(k)} = {toml_value(v)}")
+            lines.append(f"{toml_value(k)} = {toml_value(v)}")
     return "\n".join(lines) + "\n"
 
 

@@ -20,7 +20,7 @@ import mpmath
 import numpy as np
 import pytest
 import sympy as sp
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 
 from fuzz_strategies import Case, cases
 from symloss.check import grid
@@ -34,7 +34,10 @@ from symloss.spec import spec_from_table
 SYMBOLIC_EXAMPLES = 60
 KERNEL_EXAMPLES = 16
 MODULES = [strict_namespace(), "mpmath"]
-FUZZ = dict(deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+# No shrinking: every step of it would render (or compile) again; a failure
+# reports the example as drawn, which is reproducible (derandomized).
+FUZZ = dict(deadline=None, database=None, derandomize=True, phases=(Phase.explicit, Phase.generate),
+            suppress_health_check=list(HealthCheck))
 COUNT = {"symbolic": 0, "kernel": 0}  # examples run, reported by -s
 
 
@@ -111,13 +114,13 @@ def _slack(fn, xs, params, want, dtype) -> float:
     return float(4 * worst)
 
 
-def kernel_mismatches(loss: Loss, n: int = 8) -> list[str]:
+def kernel_mismatches(loss: Loss, n: int = 6) -> list[str]:
     spec = loss.spec
     names = [i.name for i in spec.inputs]
     ref = grid._Reference.build(loss, modules=MODULES, wrt=names)
     positions = list(range(len(names)))
     bad = []
-    for params in grid._param_sets(loss)[:3]:
+    for params in grid._param_sets(loss)[:2]:  # defaults, and a parameter at a limit
         for dtype in (np.float64, np.float32):
             cols = [c.astype(dtype) for c in sample_inputs(spec, n, seed=5)]
             pvals = {k: float(dtype(v)) for k, v in params.items()}
@@ -127,9 +130,13 @@ def kernel_mismatches(loss: Loss, n: int = 8) -> list[str]:
                 with mpmath.workdps(grid._dps(point + tuple(pvals.values()))):
                     xs, pm = [mpmath.mpf(x) for x in point], [mpmath.mpf(v) for v in pvals.values()]
                     for (label, fn, dfns), out in zip(ref.outputs, got):
-                        want = _mp(fn, xs + pm)
-                        slack = _slack(fn, xs, pm, want, dtype) if mpmath.isfinite(want) else 0.0
-                        err = grid._point_error(fn, dfns, xs, pm, positions, float(out[k]), dtype, slack)
+                        err = grid._point_error(fn, dfns, xs, pm, positions, float(out[k]), dtype)
+                        if err <= 1:
+                            continue
+                        want = _mp(fn, xs + pm)  # beyond the grid's tolerance: allow the formula's own rounding
+                        if mpmath.isfinite(want):
+                            slack = _slack(fn, xs, pm, want, dtype)
+                            err = grid._point_error(fn, dfns, xs, pm, positions, float(out[k]), dtype, slack)
                         if err > 1:
                             bad.append(f"{label} {np.dtype(dtype).name} at {point} {pvals}: "
                                        f"{float(out[k])!r} vs {mpmath.nstr(want, 17)} ({err:.3g}x tolerance)")
