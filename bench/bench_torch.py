@@ -78,6 +78,7 @@ def row_rows(n, k, repeat, device, sync, compile_):
     t = torch.randint(0, k, (n,), device=device, generator=g)
     row = {"case": "cross_entropy", "n": n, "k": k, "dtype": "float32", "device": device}
     row["torch_eager_s"] = best_time(fwd_bwd(torch.nn.CrossEntropyLoss(), z, t), repeat, sync)
+    row["symloss_generated_s"] = best_time(fwd_bwd(st.loss("cross_entropy", impl="generated"), z, t), repeat, sync)
     row["symloss_auto_s"] = best_time(fwd_bwd(st.loss("cross_entropy"), z, t), repeat, sync)
     if compile_:
         row["torch_compiled_s"] = best_time(fwd_bwd(torch.compile(torch.nn.CrossEntropyLoss()), z, t), repeat, sync)

@@ -190,7 +190,7 @@ def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignor
                              f"(like '{preds[0]}')")
         return t.to(dtype).movedim(1, -1).reshape(-1, C)
 
-    data, raw, live, index = [], [], None, None
+    data, raw, live, index, onehot = [], [], None, None, None
     scalars = set(module.SCALAR_INPUTS)
     for n in module.INPUTS:
         t = bound[n]
@@ -203,8 +203,9 @@ def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignor
             safe = torch.where(live, index, 0)
             if not torch.compiler.is_compiling() and bool(((safe < 0) | (safe >= C)).any()):
                 raise InputError(f"{spec.name}: class indices '{n}' outside [0, {C}) (ignore_index={ignore_index})")
-            data.append(torch.nn.functional.one_hot(safe, C).to(dtype))
+            data.append(safe)  # one-hot encoded below if the generated code runs
             raw.append(index)
+            onehot = len(data) - 1
         elif n in scalars:
             t = t.unsqueeze(0) if unbatched else t
             if tuple(t.shape) != batch:
@@ -224,11 +225,14 @@ def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignor
         classes.append(c.to(dtype))
     pvals = _params(spec, params, data[list(module.INPUTS).index(preds[0])])
     row_ok = row_kernel_ok(spec, reduction, sample_weight)
-    if kernels is not None and choose(impl, spec, data, row_ok) == "kernel":
+    first_raw = raw[list(module.INPUTS).index(preds[0])]
+    if kernels is not None and choose(impl, spec, [first_raw, *raw], row_ok) == "kernel":
         total = kernels().total(raw, classes, pvals, reduction, int(ignore_index))
         return total.to(out_dtype)
     if impl == "kernel":
-        choose(impl, spec, data, row_ok)  # the clear error
+        choose(impl, spec, [first_raw, *raw], row_ok)  # the clear error
+    if onehot is not None:
+        data[onehot] = torch.nn.functional.one_hot(data[onehot], C).to(dtype)
     losses = module.Value.apply(*data, *classes, *pvals)
     w = None if sample_weight is None else _weights(spec, sample_weight, batch, dtype, first.device).reshape(-1)
     denominator = None
