@@ -16,7 +16,7 @@ from symloss.spec.expr_parser import FUNCTIONS
 
 ONE_ARG = sorted(n for n in FUNCTIONS if n not in ("max", "Max", "min", "Min", "xlogy"))
 TWO_ARGS = ["max", "Max", "min", "Min", "xlogy"]
-COMPARISONS = ["<", "<=", ">", ">="]
+COMPARISONS = ["<", "<=", ">", ">=", "=="]  # == for a parameter's special value
 # Exponents a user writes: squares, cubes, roots, reciprocals, fractional ones.
 EXPONENTS = ["2", "3", "4", "-1", "-2", "0.5", "1.5", "-0.5", "(1/3)", "2.5", "1.3", "(-3/2)"]
 NUMBERS = ["2", "1", "0", "3", "0.5", "0.25", "1.5", "10", "1e-3", "pi", "E", "(1/3)"]

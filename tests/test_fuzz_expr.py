@@ -22,7 +22,7 @@ import pytest
 import sympy as sp
 from hypothesis import HealthCheck, Phase, example, given, settings
 
-from fuzz_strategies import Case, cases
+from fuzz_strategies import ONE_ARG, TWO_ARGS, Case, cases
 from symloss.check import grid
 from symloss.check.reference import real_part, strict_namespace
 from symloss.check.sampling import sample_inputs
@@ -30,9 +30,10 @@ from symloss.derive import Derivation
 from symloss.errors import DerivationError, SpecError
 from symloss.runtime.loss import Loss
 from symloss.spec import spec_from_table
+from symloss.spec.expr_parser import FUNCTIONS
 
-SYMBOLIC_EXAMPLES = 60
-KERNEL_EXAMPLES = 16
+SYMBOLIC_EXAMPLES = 100
+KERNEL_EXAMPLES = 14
 MODULES = [strict_namespace(), "mpmath"]
 # No shrinking: every step of it would render (or compile) again; a failure
 # reports the example as drawn, which is reproducible (derandomized).
@@ -88,6 +89,10 @@ def symbolic_mismatches(case: Case, n: int = 6) -> list[str]:
                 if mpmath.isnan(got) or abs(got - want) > mpmath.mpf(10) ** -12 * max(1, abs(want)):
                     bad.append(f"{label} at {[float(x) for x in xs]}: {got} != {want}")
     return bad
+
+
+def test_the_grammar_covers_every_function_a_spec_may_call():
+    assert set(ONE_ARG) | set(TWO_ARGS) == set(FUNCTIONS)
 
 
 @settings(max_examples=SYMBOLIC_EXAMPLES, **FUZZ)

@@ -134,3 +134,19 @@ def test_cli_generate_reports_a_hostile_spec_in_one_line(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("symloss: error:")]
     assert len(errors) == 1 and "fuzz.toml" in errors[0] and "loss" in errors[0], result.stderr
     assert not out.exists() or not any(out.rglob("*.py"))
+
+
+@pytest.mark.parametrize("loss", [
+    pytest.param("yhat + max(1/0, 2)", marks=pytest.mark.xfail(
+        strict=True, reason="expr_parser's call() catches only TypeError from SymPy: Max/Min of zoo raise "
+                            "ValueError ('The argument 'zoo' is not comparable'), a traceback from the CLI")),
+    pytest.param("exp(exp(exp(1e5))) * yhat", marks=pytest.mark.xfail(
+        strict=True, reason="SymPy evaluates the nested exp of a Float while the parser builds it: "
+                            "OverflowError ('too many digits in integer') escapes the parser")),
+    "yhat + 2**10**8",  # refused by the exact-size limit
+    "yhat + 1e309",  # an infinite literal
+])
+def test_undefined_or_huge_constants_are_spec_errors(loss):
+    """Found by the expression fuzzer (test_fuzz_expr) and by hand from its hostile constants."""
+    text = toml_text({"name": "fuzz", "loss": loss, "inputs": {"y": "target", "yhat": "prediction"}})
+    assert isinstance(_load(text), SymlossError)
