@@ -26,6 +26,14 @@ RTOL = dict(rtol=1e-5, atol=1e-6)
 rng = np.random.default_rng(0)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_data():
+    # each test's data and weights independent of which tests ran before it (xdist splits them)
+    global rng
+    rng = np.random.default_rng(0)
+    keras.utils.set_random_seed(0)
+
+
 def f32(x):
     return np.asarray(x, np.float32)
 
