@@ -193,3 +193,15 @@ def test_kernels_match_mpmath_and_propagate_nan(case):
 def test_nan_reaches_every_branch_it_can_select(expr, params):
     loss = Loss.from_expr(expr, name="nan_branch", params={k: {"default": v} for k, v in params.items()})
     assert not nan_leaks(loss)
+
+
+def test_nan_guard_of_the_catalog_shapes():
+    """cosine_embedding's Piecewise((1 - c, y > 0), (Max(c - margin, 0), True)) gave 0.0 at y = NaN (its
+    default branch has inputs, only not y); a branch NaN cannot select (y == 0) stays unguarded."""
+    from symloss.ir.nan import guard_branches, keepnan
+
+    y, c, m = sp.symbols("y c margin", real=True)
+    default = guard_branches(sp.Piecewise((1 - c, y > 0), (sp.Max(c - m, 0), True)), {y, c}).args[-1].expr
+    assert isinstance(default, keepnan) and y in default.args[1:]
+    exact = guard_branches(sp.Piecewise((c, sp.Eq(y, 0)), (c * y, True)), {y, c})
+    assert not exact.has(keepnan)
