@@ -42,8 +42,9 @@ class History:
         self.data["step"].append(float(step))
         self.data["time"].append(time.perf_counter() - self.start)
         if self.bar is not None:
+            # refresh=False: the postfix must not draw the bar before tqdm's delay has passed
+            self.bar.set_postfix(objective=f"{objective:.6g}", grad=f"{grad_norm:.2e}", refresh=False)
             self.bar.update(1)
-            self.bar.set_postfix(objective=f"{objective:.6g}", grad=f"{grad_norm:.2e}")
 
     def close(self):
         if self.bar is not None:
