@@ -155,6 +155,11 @@ def render_row_module(d) -> str:
     return environment().get_template(ROW_TEMPLATE).render(m=row_module_model(d))
 
 
+def render_derivation(d) -> str:
+    """The jax module for a Derivation or a RowDerivation."""
+    return render_row_module(d) if d.spec.kind == "row" else render_module(d)
+
+
 def render_spec(spec) -> str:
     """The jax module source for one spec, elementwise or row."""
     if spec.kind == "row":
