@@ -59,13 +59,21 @@ def _took(start: float) -> str:
 
 
 def cmd_generate(args) -> int:
-    from .render.generate import generate
+    from . import backends
+    from .generate import generate
 
     start = time.perf_counter()
-    specs = _specs_dir(args)
-    catalog.check_shadowing(catalog.spec_paths(specs), args.shadow)
+    specs = _named_specs(args, args.names) if args.names else _specs_dir(args)
+    if not args.names:
+        catalog.check_shadowing(catalog.spec_paths(specs), args.shadow)
+    names = None
+    if args.backend:
+        unknown = sorted(set(args.backend) - set(backends.names()))
+        if unknown:
+            raise SymlossError(f"unknown backend(s) {', '.join(unknown)}; backends: {', '.join(backends.names())}")
+        names = args.backend
     out = Path(args.out) if args.out else (_project().out or generated_dir())
-    changed = generate(specs, out, _progress)
+    changed = generate(specs, out, _progress, names)
     print(f"generated {out}: {len(changed)} file(s) changed {_took(start)}")
     for rel in changed:
         print(f"  {rel}")
@@ -223,7 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = command("generate", cmd_generate, "render kernel modules for every spec")
+    p.add_argument("names", nargs="*", help="only these losses (names or spec paths); others' modules are kept")
     p.add_argument("--out", default=None, help="output folder (default: [tool.symloss] out, else the built-in generated/)")
+    p.add_argument("--backend", action="append", default=None,
+                   help="only this backend (repeatable): numba_cpu, numba_cuda, torch, jax (default: all)")
 
     command("list", cmd_list, "list the losses of a spec folder")
 

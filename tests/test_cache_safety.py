@@ -265,7 +265,7 @@ def test_tampered_cache_file_is_rebuilt_and_its_numba_entries_not_reused(built):
 
 # --- two generate runs into one folder ---------------------------------------------------------
 def test_two_generate_runs_into_one_folder(tmp_path):
-    from symloss.render.generate import render_catalog
+    from symloss.generate import render_catalog
 
     specs = tmp_path / "specs"
     specs.mkdir()

@@ -158,16 +158,22 @@ def _renders(spec):
     from symloss.backends.numba_cpu import render as cpu, render_row as cpu_row
     from symloss.backends.numba_cuda import render as cuda, render_row as cuda_row
 
+    from symloss.backends.jax import render as jax
+    from symloss.backends.torch import render as torch
+
     if spec.kind == "row":
         from symloss.derive.row import RowDerivation
 
         d = RowDerivation(spec)
         return [("cpu_row", cpu_row.module_model(d), cpu_row.TEMPLATE),
-                ("cuda_row", cuda_row.module_model(d), cuda_row.TEMPLATE)]
+                ("cuda_row", cuda_row.module_model(d), cuda_row.TEMPLATE),
+                ("torch_row", torch.row_module_model(d), torch.ROW_TEMPLATE),
+                ("jax_row", jax.row_module_model(d), jax.ROW_TEMPLATE)]
     from symloss.derive import Derivation
 
     d = Derivation(spec)
-    return [("cpu", cpu.module_model(d), cpu.TEMPLATE), ("cuda", cuda.module_model(d), cuda.TEMPLATE)]
+    return [("cpu", cpu.module_model(d), cpu.TEMPLATE), ("cuda", cuda.module_model(d), cuda.TEMPLATE),
+            ("torch", torch.module_model(d), torch.TEMPLATE), ("jax", jax.module_model(d), jax.TEMPLATE)]
 
 
 def _shape(tree: ast.Module):

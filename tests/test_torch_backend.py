@@ -143,7 +143,7 @@ def test_import_symloss_does_not_import_torch():
 
 
 def test_generate_writes_torch_modules(tmp_path):
-    from symloss.render.generate import render_catalog
+    from symloss.generate import render_catalog
 
     specs = tmp_path / "specs"
     specs.mkdir()

@@ -4,8 +4,12 @@ Backends live in their own folders (``symloss/backends/<name>/``) with their
 printer, template model and primitive implementations.  ``require`` is the
 generate-time check that every primitive an expression uses has an
 implementation in a backend: a missing one is a loud error naming both,
-never fallback code.  The registry lists the framework backends that
-``symloss generate`` writes beside the Numba modules.
+never fallback code.  ``symloss generate`` (symloss/generate.py) writes every
+registered backend's module for each spec, in the backend's output folder.
+
+A backend's render module has ``render_derivation(d) -> str | None``: the
+module for a Derivation or RowDerivation, or None for a loss kind it does not
+emit (the CUDA backend's row kernels are built on demand at run time).
 """
 from __future__ import annotations
 
@@ -16,8 +20,11 @@ from ..errors import DerivationError
 
 # name -> (module path of the backend's render entry point, attribute, output folder, primitives table)
 _REGISTRY: dict[str, tuple[str, str, str, str]] = {
-    "torch": ("symloss.backends.torch.render", "render_spec", "torch", "symloss.backends.torch.primitives"),
-    "jax": ("symloss.backends.jax.render", "render_spec", "jax", "symloss.backends.jax.primitives"),
+    "numba_cpu": ("symloss.backends.numba_cpu.render", "render_derivation", "", "symloss.backends.numba_cpu.primitives"),
+    "numba_cuda": ("symloss.backends.numba_cuda.render", "render_derivation", "cuda",
+                   "symloss.backends.numba_cuda.primitives"),
+    "torch": ("symloss.backends.torch.render", "render_derivation", "torch", "symloss.backends.torch.primitives"),
+    "jax": ("symloss.backends.jax.render", "render_derivation", "jax", "symloss.backends.jax.primitives"),
 }
 
 
@@ -30,7 +37,7 @@ def register(name: str, module: str, attribute: str, folder: str, primitives: st
 
 
 def renderer(name: str) -> Callable:
-    """The backend's ``render_spec(spec) -> str``; importing it imports no framework."""
+    """The backend's ``render_derivation(d) -> str | None``; importing it imports no framework."""
     if name not in _REGISTRY:
         raise DerivationError(f"unknown backend {name!r}; backends: {', '.join(names())}")
     module, attribute, _, _ = _REGISTRY[name]

@@ -21,7 +21,7 @@ from . import escape
 
 # Template folders whose renderers do not mark their code yet: rendered
 # without the check (and without autoescape).  Empty it once they do.
-UNCHECKED = ("torch/",)
+UNCHECKED = ()
 
 # Filters that make HTML, which is no protection in Python source.
 _HTML_FILTERS = ("e", "escape", "forceescape", "safe", "xmlattr", "urlize")

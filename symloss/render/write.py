@@ -105,10 +105,12 @@ def real_dirs(root: Path, folder: Path) -> None:
             raise NotADirectoryError(f"{current} is in the way of an output folder and is not a directory")
 
 
-def write_tree(out_dir: Path, files: dict[str, str | bytes], *, owned_suffixes=(".py",)) -> list[str]:
+def write_tree(out_dir: Path, files: dict[str, str | bytes], *, owned_suffixes=(".py",),
+               prune: bool = True) -> list[str]:
     """Write ``files`` (relative path -> content) under ``out_dir``; returns changed paths.
 
-    Stale files with our header (a loss whose spec was removed) are deleted.
+    With ``prune``, stale files with our header (a loss whose spec was removed)
+    are deleted; without, files not in ``files`` are left alone (a partial run).
     """
     out_dir = Path(out_dir)
     try:
@@ -119,7 +121,7 @@ def write_tree(out_dir: Path, files: dict[str, str | bytes], *, owned_suffixes=(
         raise
     with _locked(out_dir):
         changed = [rel for rel, data in sorted(files.items()) if write_atomic(out_dir / rel, data, root=out_dir)]
-        for rel in _stale(out_dir, set(files), tuple(owned_suffixes)):
+        for rel in _stale(out_dir, set(files), tuple(owned_suffixes)) if prune else ():
             (out_dir / rel).unlink(missing_ok=True)
             changed.append(rel)
     return changed

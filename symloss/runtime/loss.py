@@ -11,6 +11,7 @@ from .. import catalog
 from ..errors import InputError
 from ..spec.model import LossSpec
 from .. import arrays as A
+from .. import dask_arrays as _dask
 from ..backends.numba_cuda import runtime as _cuda
 from ..backends.numba_cpu.runtime import cached_module
 from ..modules import import_path
@@ -48,6 +49,9 @@ class Loss:
         self.inputs = tuple(i.name for i in spec.inputs)
         self.predictions = tuple(i.name for i in spec.predictions)
         self.params = {p.name: p.default for p in spec.params}
+
+    def __reduce__(self):  # pickles as its catalog name or spec (Dask workers, estimators)
+        return _dask.restore, (_dask.LossRef(self),)
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v}" for k, v in self.params.items())
@@ -157,6 +161,7 @@ class Loss:
         return buf.finish()
 
     # the API ------------------------------------------------------------------------
+    @_dask.dispatch  # Dask collections: lazy, chunk-wise (symloss/dask_arrays.py)
     @_cuda.dispatch  # device arrays (torch CUDA, CuPy, numba) run the CUDA kernels
     def value(self, *arrays, reduction="mean", sample_weight=None, out=None, **params):
         c = self._setup(arrays, reduction, sample_weight, params)
@@ -167,6 +172,7 @@ class Loss:
             return buf.finish()
         return c.reduced(self._kernel("value", c.n)(*c.flat, *c.pvals, c.w, None, T))
 
+    @_dask.dispatch
     @_cuda.dispatch
     def grad(self, *arrays, reduction="mean", sample_weight=None, out=None, **params):
         c = self._setup(arrays, reduction, sample_weight, params)
@@ -175,6 +181,7 @@ class Loss:
         self._kernel("grad", c.n)(*c.flat, *c.pvals, c.w, T(c.scale), *(b.flat for b in bufs), T)
         return self._results(bufs)
 
+    @_dask.dispatch
     @_cuda.dispatch
     def value_and_grad(self, *arrays, reduction="mean", sample_weight=None, out=None, **params):
         """(value, gradient) in one fused pass; ``out`` is the gradient buffer."""
@@ -189,6 +196,7 @@ class Loss:
         total = kernel(*c.flat, *c.pvals, c.w, T(c.scale), None, *(b.flat for b in bufs), T)
         return c.reduced(total), self._results(bufs)
 
+    @_dask.dispatch
     @_cuda.dispatch
     def hessian(self, *arrays, reduction="none", sample_weight=None, out=None, **params):
         """Per-element second derivatives (the Hessian of an elementwise loss is diagonal).
@@ -202,6 +210,7 @@ class Loss:
         self._kernel("hessian", c.n)(*c.flat, *c.pvals, c.w, T(c.scale), *views, T)
         return self._finish_hessian(buf)
 
+    @_dask.dispatch
     @_cuda.dispatch
     def grad_hessian(self, *arrays, reduction="none", sample_weight=None, **params):
         """(gradient, Hessian) in one fused pass, for Newton steps and gradient boosting."""

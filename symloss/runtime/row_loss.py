@@ -40,6 +40,7 @@ import numpy as np
 from ..errors import InputError
 from ..spec import LossSpec
 from .. import arrays as A
+from .. import dask_arrays as _dask
 from ..backends.numba_cpu.runtime import cached_row_module
 from ..backends.numba_cuda import runtime_row as _cuda_row
 from ..modules import import_path
@@ -188,6 +189,9 @@ class RowLoss:
         self.predictions = tuple(i.name for i in spec.predictions)
         self.params = {p.name: p.default for p in spec.params}
 
+    def __reduce__(self):  # pickles as its catalog name or spec (Dask workers, estimators)
+        return _dask.restore, (_dask.LossRef(self),)
+
     def __repr__(self) -> str:
         kw = [f"{k}={v}" for k, v in self.params.items()] + [f"{k}=None" for k in self.class_inputs]
         return f"<RowLoss {self.name}({', '.join(self.inputs)}{'; ' + ', '.join(kw) if kw else ''})>"
@@ -245,6 +249,7 @@ class RowLoss:
         return c.rdtype.type(total * c.scale if c.reduction == "mean" else total)
 
     # the API ------------------------------------------------------------------------
+    @_dask.dispatch  # Dask collections: lazy, chunk-wise (symloss/dask_arrays.py)
     @_cuda_row.dispatch  # device arrays run the CUDA row kernels
     def value(self, *arrays, reduction="mean", sample_weight=None, out=None, ignore_index=IGNORE_INDEX, **params):
         """The loss: one per row (reduction="none", shape of the rows), or their mean or sum."""
@@ -257,6 +262,7 @@ class RowLoss:
             return buf.finish()
         return self._reduced(kernel(*c.args(), None, c.T), c)
 
+    @_dask.dispatch
     @_cuda_row.dispatch
     def grad(self, *arrays, reduction="mean", sample_weight=None, out=None, ignore_index=IGNORE_INDEX, **params):
         """d(reduced loss)/d(prediction), the prediction's shape (a tuple for several)."""
@@ -265,6 +271,7 @@ class RowLoss:
         self._kernel("grad", c)(*c.args(), *self._views(c, bufs), c.T)
         return self._results(bufs)
 
+    @_dask.dispatch
     @_cuda_row.dispatch
     def value_and_grad(self, *arrays, reduction="mean", sample_weight=None, out=None, ignore_index=IGNORE_INDEX,
                        **params):

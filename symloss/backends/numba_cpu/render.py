@@ -82,5 +82,14 @@ def module_model(derivation: Derivation, ir: LossIR | None = None) -> dict:
     }
 
 
+def render_derivation(d) -> str:
+    """The module for a Derivation, or a RowDerivation (the row template)."""
+    if d.spec.kind == "row":
+        from .render_row import render_row_module
+
+        return render_row_module(d)
+    return render_module(d)
+
+
 def render_module(derivation: Derivation) -> str:
     return environment().get_template(TEMPLATE).render(m=module_model(derivation))

@@ -106,5 +106,10 @@ def module_model(derivation: Derivation, ir: LossIR | None = None) -> dict:
     }
 
 
+def render_derivation(d) -> str | None:
+    """Elementwise modules only: row losses' CUDA kernels are rendered on demand (runtime_row.py)."""
+    return render_module(d) if d.spec.kind != "row" and supports(d.spec) else None
+
+
 def render_module(derivation: Derivation) -> str:
     return environment().get_template(TEMPLATE).render(m=module_model(derivation))

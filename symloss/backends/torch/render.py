@@ -21,6 +21,7 @@ from ...ir import build_ir
 from ...ir.kernels import _kernel
 from ...ir.nan import guard_branches
 from ...render.environment import environment
+from ...render.escape import code
 from .. import require
 from .printer import TorchPrinter
 
@@ -45,6 +46,12 @@ def _function(name, args, temporaries, outputs, printer, tuple_out=True) -> Func
     names = [a.name for a in outputs]
     returns = ", ".join(names) + ("," if tuple_out and len(names) == 1 else "")
     return Function(name, args, body, returns)
+
+
+def _text(spec, signature: str) -> dict:
+    """Spec text for the docstring and header: plain str, which the templates escape (|pydoc, |pycomment)."""
+    return {"title": spec.title, "source": _source(spec), "formula": sp.sstr(spec.loss),
+            "doc_signature": str(signature)}
 
 
 def _source(spec) -> str:
@@ -82,12 +89,12 @@ def module_model(derivation: Derivation) -> dict:
         mixed = _kernel("mixed", _mixed(derivation))
         functions.append(_function("mixed", args, mixed.temporaries, mixed.outputs, printer))
     require("torch", [a.expr for k in ir.kernels.values() for a in k.temporaries + k.outputs], spec.name)
+    signature = ", ".join(ir.inputs + ir.params)
     return {
+        **_text(spec, signature),
+        **code({
         "name": spec.name,
-        "title": spec.title,
-        "source": _source(spec),
-        "signature": ", ".join(ir.inputs + ir.params),
-        "formula": sp.sstr(spec.loss),
+        "signature": signature,
         "inputs_tuple": repr(ir.inputs),
         "predictions_tuple": repr(ir.predictions),
         "params_dict": "{" + ", ".join(f"{p.name!r}: {p.default!r}" for p in spec.params) + "}",
@@ -95,6 +102,7 @@ def module_model(derivation: Derivation) -> dict:
         "hessian_pairs": repr(ir.hessian_pairs),
         "helpers": [printer.helpers[k].strip() for k in sorted(printer.helpers)],
         "functions": functions,
+        }),
     }
 
 
@@ -164,11 +172,11 @@ def row_module_model(d) -> dict:
             "returns": ("_loss.squeeze(-1)" if kname == "value"
                         else ", ".join(f"_full({o}, _like)" for o in outs) + ("," if len(outs) == 1 else "")),
         })
+    signature = ", ".join(ir.inputs + ir.class_inputs + ir.params)
     return {
+        **_text(spec, signature),
+        **code({
         "name": spec.name,
-        "title": spec.title,
-        "source": _source(spec),
-        "formula": sp.sstr(spec.loss),
         "inputs_tuple": repr(ir.inputs),
         "scalar_inputs": repr(scalars),
         "scalars": scalars,
@@ -177,17 +185,23 @@ def row_module_model(d) -> dict:
         "predictions_tuple": repr(ir.predictions),
         "params_dict": "{" + ", ".join(f"{p.name!r}: {p.default!r}" for p in spec.params) + "}",
         "mean_weight": repr(spec.row.mean_weight),
-        "signature": ", ".join(ir.inputs + ir.class_inputs + ir.params),
+        "signature": signature,
         "size": ir.size,
         "shape_of": ir.predictions[0],
         "helpers": [printer.helpers[k].strip() for k in sorted(printer.helpers)],
         "functions": functions,
         "kernels": kernels,
+        }),
     }
 
 
 def render_row_module(d) -> str:
     return environment().get_template(ROW_TEMPLATE).render(m=row_module_model(d))
+
+
+def render_derivation(d) -> str:
+    """The torch module for a Derivation or a RowDerivation."""
+    return render_row_module(d) if d.spec.kind == "row" else render_module(d)
 
 
 def render_spec(spec) -> str:
