@@ -57,7 +57,7 @@ def value_s0(x1, x2, T):
 @numba.njit(**_SCALAR)
 def value_s1(margin, y, _r0, _r1, _r2, T):
     _t0 = _r2/math.sqrt((_r0 + T(1e-12))*(_r1 + T(1e-12)))
-    _loss = (T(1) - _t0 if (y > T(0)) else kinkmax(T(0), _t0 - margin, T))
+    _loss = (T(1) - _t0 if (y > T(0)) else (kinkmax(T(0), _t0 - margin, T) + T(0) * (y - y)))
     return _loss
 
 
@@ -83,9 +83,9 @@ def grad_s1(margin, y, _r0, _r1, _r2, T):
     _t9 = _t4/(_t0*_t1)
     _t10 = _t9*(-T(0.5)*_r1 - T(5e-13))
     _t11 = _t9*(-T(0.5)*_r0 - T(5e-13))
-    _h0 = (-_t2 if _t3 else (T(0) if _t6 else (_t2 if _t7 else _t8)))
-    _h1 = (-_t10 if _t3 else (T(0) if _t6 else (_t10 if _t7 else _t8)))
-    _h2 = (-_t11 if _t3 else (T(0) if _t6 else (_t11 if _t7 else _t8)))
+    _h0 = ((-_t2 + T(0) * (_r2 - _r2)) if _t3 else ((T(0) if _t6 else (_t2 if _t7 else _t8)) + T(0) * (y - y)))
+    _h1 = (-_t10 if _t3 else ((T(0) if _t6 else (_t10 if _t7 else _t8)) + T(0) * (y - y)))
+    _h2 = (-_t11 if _t3 else ((T(0) if _t6 else (_t11 if _t7 else _t8)) + T(0) * (y - y)))
     return _h0, _h1, _h2
 
 
@@ -118,9 +118,9 @@ def value_and_grad_s1(margin, y, _r0, _r1, _r2, T):
     _t9 = _t4/(_t0*_t1)
     _t10 = _t9*(-T(0.5)*_r1 - T(5e-13))
     _t11 = _t9*(-T(0.5)*_r0 - T(5e-13))
-    _h0 = (-_t2 if _t3 else (T(0) if _t6 else (_t2 if _t7 else _t8)))
-    _h1 = (-_t10 if _t3 else (T(0) if _t6 else (_t10 if _t7 else _t8)))
-    _h2 = (-_t11 if _t3 else (T(0) if _t6 else (_t11 if _t7 else _t8)))
+    _h0 = ((-_t2 + T(0) * (_r2 - _r2)) if _t3 else ((T(0) if _t6 else (_t2 if _t7 else _t8)) + T(0) * (y - y)))
+    _h1 = (-_t10 if _t3 else ((T(0) if _t6 else (_t10 if _t7 else _t8)) + T(0) * (y - y)))
+    _h2 = (-_t11 if _t3 else ((T(0) if _t6 else (_t11 if _t7 else _t8)) + T(0) * (y - y)))
     return _h0, _h1, _h2
 
 
@@ -134,7 +134,7 @@ def value_and_grad_s2(x1, x2, _h0, _h1, _h2, T):
 @numba.njit(**_SCALAR)
 def value_and_grad_s3(margin, y, _r0, _r1, _r2, T):
     _t12 = _r2/math.sqrt((_r0 + T(1e-12))*(_r1 + T(1e-12)))
-    _loss = (T(1) - _t12 if (y > T(0)) else kinkmax(T(0), _t12 - margin, T))
+    _loss = (T(1) - _t12 if (y > T(0)) else (kinkmax(T(0), _t12 - margin, T) + T(0) * (y - y)))
     return _loss
 
 
@@ -173,12 +173,12 @@ def hessian_diag_s1(margin, y, _r0, _r1, _r2, T):
     _t22 = _t1*_t21*_t4
     _t23 = _t14*_t21
     _t24 = -_r2*_t1*_t17*_t20*_t3 + _t18*(_t20*_t20)
-    _h0 = T(2)*(-_t8 if _t9 else (T(0) if _t11 else (_t8 if _t12 else _t13)))
-    _h1 = (-_t15 if _t9 else (T(0) if _t11 else (_t15 if _t12 else _t13)))
-    _h2 = (-_t19 if _t9 else (T(0) if _t11 else (_t19 if _t12 else _t13)))
-    _h3 = T(2)*(-_t22 if _t9 else (T(0) if _t11 else (_t22 if _t12 else _t13)))
-    _h4 = (-_t23 if _t9 else (T(0) if _t11 else (_t23 if _t12 else _t13)))
-    _h5 = (-_t24 if _t9 else (T(0) if _t11 else (_t24 if _t12 else _t13)))
+    _h0 = T(2)*(-_t8 if _t9 else ((T(0) if _t11 else (_t8 if _t12 else _t13)) + T(0) * (y - y)))
+    _h1 = ((-_t15 + T(0) * (_r2 - _r2)) if _t9 else ((T(0) if _t11 else (_t15 if _t12 else _t13)) + T(0) * (y - y)))
+    _h2 = (-_t19 if _t9 else ((T(0) if _t11 else (_t19 if _t12 else _t13)) + T(0) * (y - y)))
+    _h3 = T(2)*(-_t22 if _t9 else ((T(0) if _t11 else (_t22 if _t12 else _t13)) + T(0) * (y - y)))
+    _h4 = ((-_t23 + T(0) * (_r2 - _r2)) if _t9 else ((T(0) if _t11 else (_t23 if _t12 else _t13)) + T(0) * (y - y)))
+    _h5 = (-_t24 if _t9 else ((T(0) if _t11 else (_t24 if _t12 else _t13)) + T(0) * (y - y)))
     return _h0, _h1, _h2, _h3, _h4, _h5
 
 
@@ -236,15 +236,15 @@ def hvp_s1(margin, y, _r0, _r1, _r2, T):
     _t27 = _t17*_t21 + _t24
     _t28 = -_r2*_t16*_t20*_t5*_t6 + _t18*(_t20*_t20)
     _t29 = _t21*_t23
-    _h0 = (-_t8 if _t9 else (T(0) if _t12 else (_t8 if _t13 else _t14)))
-    _h1 = (-_t19 if _t9 else (T(0) if _t12 else (_t19 if _t13 else _t14)))
-    _h2 = (-_t22 if _t9 else (T(0) if _t12 else (_t22 if _t13 else _t14)))
-    _h3 = (_t25 if _t9 else (T(0) if _t12 else (-_t25 if _t13 else _t14)))
-    _h4 = (-_t5 if _t9 else (T(0) if _t12 else (_t5 if _t13 else _t14)))
-    _h5 = (-_t26 if _t9 else (T(0) if _t12 else (_t26 if _t13 else _t14)))
-    _h6 = (_t27 if _t9 else (T(0) if _t12 else (-_t27 if _t13 else _t14)))
-    _h7 = (-_t28 if _t9 else (T(0) if _t12 else (_t28 if _t13 else _t14)))
-    _h8 = (-_t29 if _t9 else (T(0) if _t12 else (_t29 if _t13 else _t14)))
+    _h0 = ((-_t8 + T(0) * (_r2 - _r2)) if _t9 else ((T(0) if _t12 else (_t8 if _t13 else _t14)) + T(0) * (y - y)))
+    _h1 = (-_t19 if _t9 else ((T(0) if _t12 else (_t19 if _t13 else _t14)) + T(0) * (y - y)))
+    _h2 = ((-_t22 + T(0) * (_r2 - _r2)) if _t9 else ((T(0) if _t12 else (_t22 if _t13 else _t14)) + T(0) * (y - y)))
+    _h3 = (_t25 if _t9 else ((T(0) if _t12 else (-_t25 if _t13 else _t14)) + T(0) * (y - y)))
+    _h4 = ((-_t5 + T(0) * (_r2 - _r2)) if _t9 else ((T(0) if _t12 else (_t5 if _t13 else _t14)) + T(0) * (y - y)))
+    _h5 = (-_t26 if _t9 else ((T(0) if _t12 else (_t26 if _t13 else _t14)) + T(0) * (y - y)))
+    _h6 = (_t27 if _t9 else ((T(0) if _t12 else (-_t27 if _t13 else _t14)) + T(0) * (y - y)))
+    _h7 = (-_t28 if _t9 else ((T(0) if _t12 else (_t28 if _t13 else _t14)) + T(0) * (y - y)))
+    _h8 = (-_t29 if _t9 else ((T(0) if _t12 else (_t29 if _t13 else _t14)) + T(0) * (y - y)))
     return _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8
 
 
@@ -299,15 +299,15 @@ def hessian_s1(margin, y, _r0, _r1, _r2, T):
     _t26 = _t0*_t20*_t4*_t5 + _t25
     _t27 = _t15*_t21*_t6 + _t25
     _t28 = -_r2*_t15*_t20*_t3*_t5 + (_t15*_t15)*_t22
-    _h0 = T(2)*(-_t9 if _t10 else (T(0) if _t12 else (_t9 if _t13 else _t14)))
-    _h1 = (-_t3 if _t10 else (T(0) if _t12 else (_t3 if _t13 else _t14)))
-    _h2 = T(2)*(-_t16 if _t10 else (T(0) if _t12 else (_t16 if _t13 else _t14)))
-    _h3 = (-_t18 if _t10 else (T(0) if _t12 else (_t18 if _t13 else _t14)))
-    _h4 = (-_t23 if _t10 else (T(0) if _t12 else (_t23 if _t13 else _t14)))
-    _h5 = (-_t24 if _t10 else (T(0) if _t12 else (_t24 if _t13 else _t14)))
-    _h6 = (_t26 if _t10 else (T(0) if _t12 else (-_t26 if _t13 else _t14)))
-    _h7 = (_t27 if _t10 else (T(0) if _t12 else (-_t27 if _t13 else _t14)))
-    _h8 = (-_t28 if _t10 else (T(0) if _t12 else (_t28 if _t13 else _t14)))
+    _h0 = T(2)*(-_t9 if _t10 else ((T(0) if _t12 else (_t9 if _t13 else _t14)) + T(0) * (y - y)))
+    _h1 = ((-_t3 + T(0) * (_r2 - _r2)) if _t10 else ((T(0) if _t12 else (_t3 if _t13 else _t14)) + T(0) * (y - y)))
+    _h2 = T(2)*(-_t16 if _t10 else ((T(0) if _t12 else (_t16 if _t13 else _t14)) + T(0) * (y - y)))
+    _h3 = ((-_t18 + T(0) * (_r2 - _r2)) if _t10 else ((T(0) if _t12 else (_t18 if _t13 else _t14)) + T(0) * (y - y)))
+    _h4 = (-_t23 if _t10 else ((T(0) if _t12 else (_t23 if _t13 else _t14)) + T(0) * (y - y)))
+    _h5 = ((-_t24 + T(0) * (_r2 - _r2)) if _t10 else ((T(0) if _t12 else (_t24 if _t13 else _t14)) + T(0) * (y - y)))
+    _h6 = (_t26 if _t10 else ((T(0) if _t12 else (-_t26 if _t13 else _t14)) + T(0) * (y - y)))
+    _h7 = (_t27 if _t10 else ((T(0) if _t12 else (-_t27 if _t13 else _t14)) + T(0) * (y - y)))
+    _h8 = (-_t28 if _t10 else ((T(0) if _t12 else (_t28 if _t13 else _t14)) + T(0) * (y - y)))
     return _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8
 
 
