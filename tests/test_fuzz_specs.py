@@ -131,12 +131,8 @@ def test_cli_generate_reports_a_hostile_spec_in_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("loss", [
-    pytest.param("yhat + max(1/0, 2)", marks=pytest.mark.xfail(
-        strict=True, reason="expr_parser's call() catches only TypeError from SymPy: Max/Min of zoo raise "
-                            "ValueError ('The argument 'zoo' is not comparable'), a traceback from the CLI")),
-    pytest.param("exp(exp(exp(1e5))) * yhat", marks=pytest.mark.xfail(
-        strict=True, reason="SymPy evaluates the nested exp of a Float while the parser builds it: "
-                            "OverflowError ('too many digits in integer') escapes the parser")),
+    "yhat + max(1/0, 2)",  # Max of zoo: SymPy's ValueError, now a SpecError
+    "exp(exp(exp(1e5))) * yhat",  # SymPy's OverflowError evaluating the constant, now a SpecError
     "yhat + 2**10**8",  # refused by the exact-size limit
     "yhat + 1e309",  # an infinite literal
 ])

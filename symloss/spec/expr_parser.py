@@ -176,6 +176,8 @@ class _Walker:
             return functions[name](*args)
         except TypeError as exc:
             raise self.fail(node, f"bad arguments to {name}: {exc}") from None
+        except (ValueError, ArithmeticError) as exc:  # max(1/0, 2): zoo is not comparable
+            raise self.fail(node, f"cannot evaluate {name} of these arguments: {exc}") from None
 
     def piecewise(self, node: ast.Call) -> sp.Basic:
         if len(node.args) > limits.MAX_PIECEWISE_BRANCHES:
@@ -221,7 +223,10 @@ def parse_expression(text: str, names: Mapping[str, sp.Basic], *, source: str, f
     w = (walker or _Walker)(names, source, field, text)
     if functions is not None:
         w.functions = functions
-    result = w.expr(tree.body)
+    try:
+        result = w.expr(tree.body)
+    except (ValueError, ArithmeticError) as exc:  # SymPy evaluating constants: exp(exp(exp(1e5)))
+        raise SpecError(source, field, f"a constant in the expression cannot be evaluated: {exc}") from None
     check_parsed(result, source, field)
     if result.has(sp.zoo, sp.nan) or result.has(sp.oo, -sp.oo):
         raise SpecError(source, field, "expression is undefined (division by zero or infinity)")
