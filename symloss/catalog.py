@@ -53,12 +53,23 @@ def resolve(item: str, user_specs: Path | None = None) -> Path:
 
 
 def check_shadowing(paths: list[Path], allow: bool = False) -> None:
-    """A user's spec may not take a built-in loss's name unless asked (``--shadow``)."""
+    """A user's spec may not take a built-in loss's name unless asked (``--shadow``).
+
+    A byte-identical copy of the built-in spec (the checkout's specs/ beside an
+    installed package, or a vendored copy) is the same loss, not a shadow.
+    """
     if allow:
         return
     builtin = set(names())
-    clashes = [p for p in paths if p.stem in builtin and not is_builtin_dir(p.parent)]
+    clashes = [p for p in paths if p.stem in builtin and not is_builtin_dir(p.parent) and not _same_as_builtin(p)]
     if clashes:
         listed = ", ".join(str(p) for p in clashes)
         raise SymlossError(f"{listed}: a built-in loss has this name; rename the spec, "
                            "or pass --shadow to use yours in its place")
+
+
+def _same_as_builtin(path: Path) -> bool:
+    try:
+        return Path(path).read_bytes() == spec_path(Path(path).stem).read_bytes()
+    except OSError:
+        return False

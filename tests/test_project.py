@@ -123,3 +123,18 @@ def test_spec_text_reaches_the_terminal_as_plain_text(tmp_path):
         out = run(tmp_path, *args).stdout
         assert "\x1b" not in out and "\x07" not in out and "\r" not in out
         assert "Loud \\x1b[2J" in out
+
+
+def test_an_unchanged_copy_of_a_builtin_spec_is_not_a_shadow(tmp_path):
+    """README's main job runs `symloss generate --specs specs` from a checkout beside an installed
+    package: the checkout's specs are the built-ins' bytes, the same losses."""
+    from symloss import catalog
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "huber.toml").write_bytes(catalog.spec_path("huber").read_bytes())
+    run(tmp_path, "generate", "--specs", "specs", "--out", "gen")
+    assert (tmp_path / "gen" / "huber.py").is_file()
+    (specs / "huber.toml").write_text((specs / "huber.toml").read_text().replace("Huber loss", "My Huber"))
+    refused = run(tmp_path, "generate", "--specs", "specs", "--out", "gen", ok=False)
+    assert refused.returncode == 2 and "--shadow" in refused.stderr
