@@ -401,3 +401,22 @@ def test_read_only_install(tmp_path):
     assert "Traceback" not in r["generate_err"]
     assert _snapshot(target) == before  # nothing written into the install
     assert not [p for p in home.iterdir() if p.name.startswith("symloss-cache-")]  # fallback removed at exit
+
+
+def test_framework_modules_use_the_verified_cache(cache):
+    """torch/jax modules of spec files and expressions go through cache_source: a tampered one is rebuilt."""
+    import warnings
+
+    from symloss.framework_modules import FrameworkModules
+    from symloss.spec import spec_from_table
+
+    spec = spec_from_table({"name": "fw_tiny", "loss": "(yhat - y)**4",
+                            "inputs": {"y": "target", "yhat": "prediction"}}, source="<expr>")
+    path = FrameworkModules("torch").module_for_spec(spec).__file__
+    assert Path(path).parent.name == "torch" and Path(path).stem.startswith("fw_tiny_")
+    good = Path(path).read_bytes()
+    Path(path).write_bytes(good.replace(b"def ", b"import os\ndef ", 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        FrameworkModules("torch").module_for_spec(spec)
+    assert Path(path).read_bytes() == good
