@@ -15,7 +15,7 @@ from ...derive import primitives as P
 from ...errors import DerivationError
 from ...ir.nan import keepnan
 from ..numba_cpu.printer import NumbaPrinter
-from .primitives import FUNCTIONS, SOURCES
+from .primitives import FUNCTIONS as PRIMITIVE_FUNCTIONS, SOURCES as PRIMITIVE_SOURCES
 
 TORCH_FUNCTIONS = {
     sp.exp: "torch.exp",
@@ -37,6 +37,14 @@ def sign(x):
 
 
 class TorchPrinter(NumbaPrinter):
+    # what differs between array frameworks (the jax printer sets its own)
+    BACKEND = "torch"
+    FUNCTIONS = TORCH_FUNCTIONS  # SymPy function -> the framework's
+    PRIMITIVE_FUNCTIONS = PRIMITIVE_FUNCTIONS  # primitive -> a framework function
+    PRIMITIVE_SOURCES = PRIMITIVE_SOURCES  # primitive -> helper source emitted into the module
+    SIGN_HELPER = SIGN_HELPER
+    SQRT, RSQRT, EXP, ABS, WHERE = "torch.sqrt", "torch.rsqrt", "torch.exp", "torch.abs", "torch.where"
+
     printmethod = "_torchcode"
 
     def _typed(self, value: float) -> str:
@@ -86,18 +94,18 @@ class TorchPrinter(NumbaPrinter):
         if e.is_Integer and -4 <= int(e) <= -1:
             return "(1.0/(" + "*".join([b] * -int(e)) + "))"
         if e == sp.S.Half:
-            return f"torch.sqrt({self._print(base)})"
+            return f"{self.SQRT}({self._print(base)})"
         if e == -sp.S.Half:
-            return f"torch.rsqrt({self._print(base)})"
+            return f"{self.RSQRT}({self._print(base)})"
         if base == sp.E:
-            return f"torch.exp({self._print(e)})"
+            return f"{self.EXP}({self._print(e)})"
         return f"({b}**{self.parenthesize(e, precedence(expr), strict=False)})"
 
     def _print_Abs(self, expr):
-        return f"torch.abs({self._print(expr.args[0])})"
+        return f"{self.ABS}({self._print(expr.args[0])})"
 
     def _print_sign(self, expr):
-        self.helpers["sign"] = SIGN_HELPER
+        self.helpers["sign"] = self.SIGN_HELPER
         return f"sign({self._print(expr.args[0])})"
 
     def _print_Piecewise(self, expr):
@@ -107,7 +115,7 @@ class TorchPrinter(NumbaPrinter):
             if cond == sp.true:
                 out = self._print(piece.expr)
                 continue
-            out = f"torch.where({self._print(cond)}, {self._print(piece.expr)}, {out})"
+            out = f"{self.WHERE}({self._print(cond)}, {self._print(piece.expr)}, {out})"
         return out
 
     def _print_keepnan(self, expr):
@@ -133,18 +141,18 @@ class TorchPrinter(NumbaPrinter):
             name = func.__name__
             if func is P.grouped:
                 return f"({args})"
-            if name in FUNCTIONS:
-                return f"{FUNCTIONS[name]}({args})"
-            if name not in SOURCES or not SOURCES[name]:
-                raise DerivationError(f"the torch backend has no implementation of the primitive '{name}'")
-            self.helpers[name] = SOURCES[name]
+            if name in self.PRIMITIVE_FUNCTIONS:
+                return f"{self.PRIMITIVE_FUNCTIONS[name]}({args})"
+            if not self.PRIMITIVE_SOURCES.get(name):
+                raise DerivationError(f"the {self.BACKEND} backend has no implementation of the primitive '{name}'")
+            self.helpers[name] = self.PRIMITIVE_SOURCES[name]
             return f"{name}({args})"
-        for sym_func, name in TORCH_FUNCTIONS.items():
+        for sym_func, name in self.FUNCTIONS.items():
             if func is sym_func:
                 return f"{name}({args})"
-        raise DerivationError(f"the torch backend has no code for the function '{func.__name__}'")
+        raise DerivationError(f"the {self.BACKEND} backend has no code for the function '{func.__name__}'")
 
     def emptyPrinter(self, expr):
-        raise DerivationError(f"the torch backend cannot print {type(expr).__name__}: {expr}")
+        raise DerivationError(f"the {self.BACKEND} backend cannot print {type(expr).__name__}: {expr}")
 
 
