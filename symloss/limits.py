@@ -29,7 +29,7 @@ from contextlib import contextmanager
 
 import sympy as sp
 
-from .errors import DerivationError, SpecError
+from .errors import DerivationError, SpecError, SymlossError
 
 
 def _env(name: str, default: float) -> float:
@@ -405,7 +405,8 @@ def time_limit(what: str, error: Callable[[str], Exception] = _derivation_error,
         yield
         return
     seconds = MAX_SECONDS if seconds is None else seconds
-    _state.guard = (time.monotonic() + seconds, what, error, seconds)
+    deadline = time.monotonic() + seconds
+    _state.guard = (deadline, what, error, seconds)
     expired = False
     watchdog = None
     try:
@@ -413,6 +414,12 @@ def time_limit(what: str, error: Callable[[str], Exception] = _derivation_error,
             watchdog = _Watchdog(seconds) if _Watchdog.available else None  # else: check_time only
             yield
     except _Expired:
+        expired = True
+    except Exception as exc:
+        # the interrupt can surface as another error of the code it landed in (CPython's AST
+        # constructor reports a SystemError): past the deadline, that is the time limit
+        if isinstance(exc, SymlossError) or time.monotonic() < deadline:
+            raise
         expired = True
     finally:
         while watchdog is not None:  # the exception may arrive once more before stop() runs: retry
