@@ -31,7 +31,7 @@ class FrameworkModules:
         from . import backends
         from .generate import render_spec_files
 
-        rel, source = next(iter(render_spec_files(spec, [self.backend]).items()))
+        (source,) = render_spec_files(spec, [self.backend]).values()
         with self._lock:
             return import_path(cache_source(spec.name, source, subdir=backends.folder(self.backend)))
 

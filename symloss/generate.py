@@ -18,14 +18,9 @@ from .render.write import write_tree
 
 def render_spec_files(spec, names: Sequence[str] | None = None) -> dict[str, str]:
     """relative path -> source, for one spec and each backend (default: all registered)."""
-    if spec.kind == "row":
-        from .derive.row import RowDerivation
+    from .derive import derive
 
-        d = RowDerivation(spec)
-    else:
-        from .derive import Derivation
-
-        d = Derivation(spec)
+    d = derive(spec)
     files = {}
     with generating(spec.source):
         for name in names or backends.names():

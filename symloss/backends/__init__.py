@@ -32,10 +32,6 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def register(name: str, module: str, attribute: str, folder: str, primitives: str) -> None:
-    _REGISTRY[name] = (module, attribute, folder, primitives)
-
-
 def renderer(name: str) -> Callable:
     """The backend's ``render_derivation(d) -> str | None``; importing it imports no framework."""
     if name not in _REGISTRY:

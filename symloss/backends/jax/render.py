@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ...derive import Derivation
+from ...derive import Derivation, derive
 from ...ir import build_ir
 from ...ir.kernels import _kernel
 from ...render.environment import environment
@@ -162,8 +162,4 @@ def render_derivation(d) -> str:
 
 def render_spec(spec) -> str:
     """The jax module source for one spec, elementwise or row."""
-    if spec.kind == "row":
-        from ...derive.row import RowDerivation
-
-        return render_row_module(RowDerivation(spec))
-    return render_module(Derivation(spec))
+    return render_derivation(derive(spec))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ...derive import Derivation, nonsmooth
+from ...derive import Derivation, derive, nonsmooth
 from ...derive.derivation import without_branches_on
 from ...derive.rewrites import finalize, finish
 from ...errors import DerivationError
@@ -206,8 +206,4 @@ def render_derivation(d) -> str:
 
 def render_spec(spec) -> str:
     """The torch module source for one spec, elementwise or row."""
-    if spec.kind == "row":
-        from ...derive.row import RowDerivation
-
-        return render_row_module(RowDerivation(spec))
-    return render_module(Derivation(spec))
+    return render_derivation(derive(spec))
