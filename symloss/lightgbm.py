@@ -37,7 +37,10 @@ class Objective:
         self.loss = loss
 
     def __call__(self, preds, train_data):
-        return self.loss.grad_hess(train_data.get_label(), preds, train_data.get_weight())
+        # kept buffers (LightGBM is done with the gradients when the round ends); a class axis comes
+        # back F-contiguous in float32, as LightGBM flattens and converts it
+        return self.loss.grad_hess(train_data.get_label(), preds, train_data.get_weight(), reuse=True,
+                                   layout="lightgbm")
 
     def __repr__(self) -> str:
         return f"symloss.lightgbm.objective({self.loss!r})"
@@ -50,7 +53,7 @@ class SklearnObjective:
         self.loss = loss
 
     def __call__(self, y_true, y_pred, weight):
-        return self.loss.grad_hess(y_true, y_pred, weight)
+        return self.loss.grad_hess(y_true, y_pred, weight, reuse=True, layout="lightgbm")
 
 
 class Metric:

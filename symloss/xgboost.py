@@ -36,7 +36,8 @@ class Objective:
         self.loss = loss
 
     def __call__(self, predt, dtrain):
-        return self.loss.grad_hess(dtrain.get_label(), predt, dtrain.get_weight())
+        # kept buffers: XGBoost copies the gradients into its own within the round
+        return self.loss.grad_hess(dtrain.get_label(), predt, dtrain.get_weight(), reuse=True)
 
     def __repr__(self) -> str:
         return f"symloss.xgboost.objective({self.loss!r})"
@@ -49,7 +50,7 @@ class SklearnObjective:
         self.loss = loss
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        return self.loss.grad_hess(y_true, y_pred, sample_weight)
+        return self.loss.grad_hess(y_true, y_pred, sample_weight, reuse=True)
 
 
 class Metric:

@@ -2,11 +2,13 @@
 
 Per sample, the derivatives of the *summed* loss (as the built-in objectives
 give them, not divided by n), weighted by the sample weight, from one fused
-``grad_hessian`` kernel call (row losses: ``grad`` and ``hessian_diag``), in
-the dtype the library hands over.  The library modules only adapt signatures.
+``grad_hessian`` kernel call (row losses: ``grad_hessian_diag``, one softmax
+per row), in the dtype the library hands over.  The library modules only
+adapt signatures.
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +78,7 @@ class BoostLoss:
         else:
             self.hessian_reason = "chosen by the caller"
         self.hessian = _policy.check(hessian, self.row)
+        self._ws = _Workspace()
 
     # pickling: worker processes (Dask) rebuild the kernels from the spec -----------------
     def __reduce__(self):
@@ -147,40 +150,88 @@ class BoostLoss:
         return m
 
     # the objective --------------------------------------------------------------------------
-    def grad_hess(self, y, margin, weight=None) -> tuple[np.ndarray, np.ndarray]:
-        """Per-sample gradient and (policy-adjusted) Hessian of the summed weighted loss, margin's shape."""
+    def grad_hess(self, y, margin, weight=None, *, reuse: bool = False, layout: str | None = None):
+        """Per-sample gradient and (policy-adjusted) Hessian of the summed weighted loss, margin's shape.
+
+        ``reuse=True`` is the boosting libraries' path: the results are this
+        thread's buffers, overwritten by its next reuse call (the libraries copy
+        the gradients before they call the objective again), and the checked
+        labels and weights are kept between calls and reused while the labels
+        and weights passed equal them (compared against a private copy).
+        ``layout="lightgbm"`` returns a class axis as LightGBM reads it: float32
+        and F-contiguous (it flattens in F order and converts to float32 itself
+        otherwise, in two more passes).
+        """
         y = np.asarray(y)
         n = y.shape[0] if y.ndim else 0
         m = self._margin(margin, n)
-        w = self.weights(weight, n)
+        ws = self._ws if reuse else None
+        k = m.shape[1] if self.row else None
+        labels = self._checked(ws, "labels", y, m.dtype, k)
+        w = self._checked(ws, "weights", weight, m.dtype, n)
         if self.row:
-            labels = self.labels(y, m.shape[1])
-            return self._row_grad_hess(labels, m, w)
+            g, h = self._row_grad_hess(labels, m, w, ws)
+            if layout == "lightgbm":
+                from .layout import class_major_into
+
+                g = class_major_into(g, _buffer(ws, "g_lgb", (k, n), np.float32))
+                h = class_major_into(h, _buffer(ws, "h_lgb", (k, n), np.float32))
+            return g, h
         shape = m.shape
-        yv = self.labels(y).astype(m.dtype, copy=False)
         flat = m.reshape(n)
-        g, h = self.loss.grad_hessian(yv, flat, reduction="none", sample_weight=w, **self.params)
-        wt = None if w is None else w.astype(h.dtype, copy=False)
+        g, h = self.loss.grad_hessian(labels, flat, reduction="none", sample_weight=w, **self.params)
         if self.hessian == "fisher":
-            values = self.loss.value(yv, flat, reduction="none", sample_weight=w, **self.params)
-            _policy.fisher(h, g, values, wt)
+            values = self.loss.value(labels, flat, reduction="none", sample_weight=w, **self.params)
+            _policy.fisher(h, g, values, w)
         else:
-            _policy.apply(self.hessian, h, wt)
+            _policy.apply(self.hessian, h, w)
         return g.reshape(shape), h.reshape(shape)
 
-    def _row_grad_hess(self, labels, m, w):
+    def _checked(self, ws, what: str, a, dtype, size):
+        """Checked labels (``size``: K for a class axis) or weights (``size``: n), in the kernels'
+        dtype (class indices: int64); with a workspace, kept while the raw input stays equal."""
+        if what == "weights":
+            a = self.weights(a, size)
+            if a is None:
+                return None
+        key = (what, np.dtype(dtype), size)
+        if ws is not None:
+            kept = ws.checked.get(key)
+            if kept is not None and kept[0].shape == a.shape and kept[0].dtype == a.dtype \
+                    and np.array_equal(kept[0], a):
+                return kept[1]
+        if what == "labels":
+            out = self.labels(a, size) if self.row else self.labels(a).astype(dtype, copy=False)
+        else:
+            out = a.astype(dtype, copy=False)
+        out = np.ascontiguousarray(out)
+        if ws is not None:
+            ws.checked[key] = (np.array(a, copy=True), out)
+        return out
+
+    def _row_grad_hess(self, labels, m, w, ws=None):
         L, kw = self.loss, dict(reduction="none", sample_weight=w, **self.params)
-        g = L.grad(labels, m, **kw)
-        wcol = None if w is None else w.astype(m.dtype, copy=False)[:, None]
+        if ws is not None:
+            # the row kernels read C rows: LightGBM's class-major margins are copied into a kept buffer
+            if not m.flags.c_contiguous:
+                buf = _buffer(ws, "m", m.shape, m.dtype)
+                np.copyto(buf, m)
+                m = buf
+            out = (_buffer(ws, "g", m.shape, m.dtype), _buffer(ws, "h", m.shape, m.dtype))
+        else:
+            out = (None, None)
+        wcol = None if w is None else w[:, None]
         if self.hessian == "constant":
-            h = np.empty_like(m)
+            g = L.grad(labels, m, out=out[0], **kw)
+            h = out[1] if out[1] is not None else np.empty_like(m)
             return g, _policy.apply("constant", h, wcol)
-        h = L.hessian_diag(labels, m, **kw)
+        # one fused pass: one softmax per row for both
+        g, h = L.grad_hessian_diag(labels, m, out=out, **kw)
         if self.hessian == "fisher":
             values = L.value(labels, m, **kw)
             return g, _policy.fisher(h, g, values, None if w is None else np.broadcast_to(wcol, m.shape))
         if self.hessian == "upper_bound":
-            h = self._gershgorin(labels, m, h, kw)
+            h[...] = self._gershgorin(labels, m, h, kw)
             _policy.apply("clip", h, wcol)
         elif self.hessian == "clip":
             _policy.apply("clip", h, wcol)
@@ -254,6 +305,27 @@ class BoostLoss:
             k = num_class or int(self.labels(y).max()) + 1
             return _start.newton_nd(lambda c: self.stats(y, weight, c), k, self.name)
         return _start.newton_1d(lambda c: self.stats(y, weight, c), self.name)
+
+
+class _Workspace(threading.local):
+    """One thread's kept buffers and checked inputs (``grad_hess(reuse=True)``): a model trained in
+    several threads at once (joblib's threading backend) gets one set per thread."""
+
+    def __init__(self):
+        self.buffers: dict = {}
+        self.checked: dict = {}
+
+
+def _buffer(ws, name: str, shape, dtype) -> np.ndarray | None:
+    """The workspace's buffer ``name`` of this shape and dtype (allocated on first use or change);
+    a new array without a workspace."""
+    if ws is None:
+        return np.empty(shape, dtype)
+    dtype = np.dtype(dtype)
+    b = ws.buffers.get(name)
+    if b is None or b.shape != tuple(shape) or b.dtype != dtype:
+        b = ws.buffers[name] = np.empty(shape, dtype)
+    return b
 
 
 def _check_domain(loss, shown: str, y: np.ndarray) -> np.ndarray:
