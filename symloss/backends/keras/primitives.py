@@ -5,7 +5,11 @@ and runs on whichever backend Keras runs on (jax, torch, tensorflow).
 
 The formulas are the jax backend's, one for one (elementwise; branches as
 ``ops.where`` selects with no ``0 * inf`` on the unselected side), spelt with
-``keras.ops``: ``ops.broadcast_arrays`` and ``finfo`` do not exist there, so
+``keras.ops``.  Max/min against a constant are selects (``ops.where(x > 0.0, x,
+0.0)``): Keras's torch backend computes ``ops.maximum(x, 0.0)`` of a float64 ``x``
+in float32 (its result_type maps float64 to float32 off tensorflow), while
+``where``, ``clip`` and the unary functions used here keep the dtype.  Also
+``ops.broadcast_arrays`` and ``finfo`` do not exist there, so
 barron_dalpha broadcasts by adding zeros and boxcox1p takes the float32 or
 float64 ``tiny`` by the dtype's name.  Keras never differentiates them: the
 generated ``ops.custom_gradient`` rule is the symbolic gradient.
@@ -36,7 +40,7 @@ def sech2(x):
     'softplus': '''
 def softplus(x):
     # log(1 + e^x) = max(x, 0) + log1p(e^{-|x|}): exact for any finite x, NaN propagates
-    return ops.maximum(x, 0.0) + ops.log1p(ops.exp(-ops.abs(x)))
+    return ops.where(x > 0.0, x, 0.0) + ops.log1p(ops.exp(-ops.abs(x)))
 ''',
     'logcosh': '''
 def logcosh(x):
@@ -44,7 +48,7 @@ def logcosh(x):
     # exact near 0 (no cancellation) and branch-free (one expm1, one log1p under XLA); beyond 20,
     # log cosh grows by exactly |x| - m (the dropped log1p(e^{-2|x|}) is below 1e-17)
     a = ops.abs(x)
-    m = ops.minimum(a, 20.0)
+    m = ops.where(a < 20.0, a, 20.0)
     v = ops.expm1(m)
     return ops.log1p(v * v / (2.0 + 2.0 * v)) + (a - m)
 ''',
@@ -180,7 +184,8 @@ def barron_dalpha(rc, alpha):
 }
 
 # primitives printed as one keras.ops function
-FUNCTIONS = {"log1p": "ops.log1p", "expm1": "ops.expm1", "Tanh": "ops.tanh", "sigmoid": "ops.sigmoid"}
+# (Tanh is printed as the printer's float64-keeping tanh helper)
+FUNCTIONS = {"log1p": "ops.log1p", "expm1": "ops.expm1", "sigmoid": "ops.sigmoid"}
 
 
 def missing(primitives=None) -> list[str]:
