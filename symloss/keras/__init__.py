@@ -4,14 +4,15 @@ A :class:`SymlossLoss` is a ``keras.losses.Loss``: Keras's ``call(y_true,
 y_pred)``, its reductions, ``sample_weight``, masks and ``dtype`` (all applied
 by the base class), registered serialisable under the package ``symloss``.
 
-How it computes (decided per Keras backend, at the first call): rather than a
-third printer for ``keras.ops``, the loss runs the generated module of the
-framework Keras runs on: the jax module (``jax.custom_jvp``) on the JAX
-backend, the torch module (``autograd.Function``) on the PyTorch backend.
-Both carry the symbolic gradient and Hessian as the framework's own
-custom-derivative mechanism, are verified against the Numba kernels, and are
-exactly the code ``keras.ops`` would dispatch to.  The TensorFlow backend is
-refused with a clear error (no tf backend yet).
+How it computes (decided per Keras backend, at the first call): on the JAX
+and PyTorch backends the loss runs the generated module of that framework:
+the jax module (``jax.custom_jvp``) or the torch module
+(``autograd.Function``), which carry the symbolic gradient and, nested, the
+Hessian and the parameter derivatives, and are what ``keras.ops`` would
+dispatch to anyway.  On any other backend (TensorFlow) elementwise losses run
+the generated keras module: ``keras.ops`` code in ``ops.custom_gradient``
+whose rule is the symbolic gradient (first order, which is what Keras's
+training step needs); row losses there are refused with a clear error.
 
 Conventions (Keras's): elementwise losses average over the last axis (as
 ``keras.losses.mean_squared_error``) when inputs have 2+ axes, giving one

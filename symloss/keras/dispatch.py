@@ -1,9 +1,13 @@
 """Run a symloss loss on whatever framework Keras runs on, with Keras's shapes.
 
-``framework_loss`` picks the generated module of Keras's backend (jax or
-torch) and returns a per-element / per-row function in predictions-then-
-targets order; ``per_sample`` maps Keras's ``(y_true, y_pred)`` onto it and
-averages elementwise losses over the last axis, as Keras's built-ins do.
+``framework_loss`` returns a per-element / per-row function in predictions-
+then-targets order: on Keras's jax and torch backends the generated module of
+that framework (its custom derivatives carry the symbolic gradient and, nested,
+the Hessian and parameter derivatives); on any other backend (tensorflow) the
+generated keras module (``keras.ops`` code in ``ops.custom_gradient``, first
+order, elementwise losses only).  ``per_sample`` maps Keras's ``(y_true,
+y_pred)`` onto it and averages elementwise losses over the last axis, as
+Keras's built-ins do.
 """
 from __future__ import annotations
 
@@ -13,29 +17,70 @@ from keras import ops
 from ..errors import InputError
 
 
+def _jax_loss(spec, source, params):
+    from .. import jax as sj
+    from ..jax._modules import module_for_spec, resolve
+
+    module = resolve(source)[1] if source is not None else module_for_spec(spec)
+    return sj.spec_loss(spec, module, **params)
+
+
+def _torch_loss(spec, source, params):
+    from .. import torch as st
+
+    module = (st.loss(source, reduction="none", impl="generated", **params) if source is not None
+              else st.spec_loss(spec, reduction="none", **params))
+    row = spec.kind == "row"
+
+    def run(*args):
+        # torch's row convention puts the classes at dim 1
+        return module(*[a.movedim(-1, 1) if row and a.dim() > 2 else a for a in args])
+
+    return run
+
+
+# Keras backends with a symloss framework module; the others get the keras module
+FRAMEWORK = {"jax": _jax_loss, "torch": _torch_loss}
+
+
+def argument_names(spec):
+    """Predictions, then targets (class inputs excluded), each in the spec's order."""
+    data = [i for i in spec.inputs if i.shape != "class"]
+    return [i.name for i in data if i.role == "prediction"] + [i.name for i in data if i.role != "prediction"]
+
+
+def keras_module_loss(spec, module, params):
+    """The keras module's ``loss`` in predictions-then-targets order, parameters bound."""
+    names = argument_names(spec)
+    values = [float(params.get(p.name, p.default)) for p in spec.params]
+
+    def run(*args):
+        bound = dict(zip(names, args))
+        data = [bound[n] for n in module.INPUTS]
+        shapes = [tuple(d.shape) for d in data]
+        if len(set(shapes)) > 1 or any(None in s for s in shapes):
+            # custom_gradient's rule gives cotangents of the loss's shape: broadcast the inputs
+            # first (adding zeros, which autodiff sums back to each input's shape)
+            zero = ops.zeros_like(data[0])
+            for d in data[1:]:
+                zero = zero + ops.zeros_like(d)
+            data = [d + zero for d in data]
+        return module.loss(*data, *values)
+
+    return run
+
+
 def framework_loss(spec, source, params):
     backend = keras.backend.backend()
-    from_catalog = source is not None
-    if backend == "jax":
-        from .. import jax as sj
-        from ..jax._modules import module_for_spec, resolve
+    if backend in FRAMEWORK:
+        return FRAMEWORK[backend](spec, source, params)
+    if spec.kind == "row":
+        raise InputError(f"symloss.keras runs row losses ({spec.name}) on the jax and torch Keras backends, "
+                         f"not {backend!r} (set KERAS_BACKEND=jax or torch before importing keras)")
+    from ._modules import module_for_spec, resolve
 
-        module = resolve(source)[1] if from_catalog else module_for_spec(spec)
-        return sj.spec_loss(spec, module, **params)
-    if backend == "torch":
-        from .. import torch as st
-
-        module = (st.loss(source, reduction="none", impl="generated", **params) if from_catalog
-                  else st.spec_loss(spec, reduction="none", **params))
-        row = spec.kind == "row"
-
-        def run(*args):
-            # torch's row convention puts the classes at dim 1
-            return module(*[a.movedim(-1, 1) if row and a.dim() > 2 else a for a in args])
-
-        return run
-    raise InputError(f"symloss.keras runs on the jax and torch Keras backends, not {backend!r} "
-                     f"(set KERAS_BACKEND=jax or torch before importing keras)")
+    module = resolve(source)[1] if source is not None else module_for_spec(spec)
+    return keras_module_loss(spec, module, params)
 
 
 def _split(what, value, n, axis, spec):
