@@ -37,7 +37,7 @@ def module_model(derivation: Derivation) -> dict:
     first = ir.predictions[0]
     # tensors of the prediction's dtype: custom_gradient wants tensors, and a float64 model keeps float64
     convert = [f"{first} = ops.convert_to_tensor({first})"]
-    convert += [f"{n} = ops.cast({n}, {first}.dtype)" for n in ir.inputs + ir.params if n != first]
+    convert += [f"{n} = _as({n}, {first})" for n in ir.inputs + ir.params if n != first]
     # one cotangent per input of _loss: upstream * dL/dx for a prediction, zeros for a target
     cot = [f"upstream * _full(ds[{ir.predictions.index(n)}], {first})" if n in ir.predictions
            else f"ops.zeros_like({n})" for n in ir.inputs]
