@@ -115,7 +115,7 @@ else:
 
     VAG = [("value_and_grad", "mean", False), ("value_and_grad", "sum", True), ("value_and_grad", "none", False)]
     EVERY = VAG + [("value", "mean", True), ("value", "none", False), ("grad", "mean", False),
-                   ("hessian_diag", "none", False), ("hvp", "none", True)]
+                   ("hessian_diag", "none", False), ("grad_hessian_diag", "none", True), ("hvp", "none", True)]
 
     CE_CASES = [(layout, threads, dtype) for k, (layout, threads) in enumerate(LAYOUTS) for dtype in DTYPES
                 if FULL or dtype == DTYPES[k % 2]]

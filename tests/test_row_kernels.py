@@ -162,3 +162,57 @@ def test_expressions_through_from_expr_pass_every_check(name):
     L = symloss.Loss.from_expr(expr, name=name, kind="row", params=params,
                                inputs={"y": {"role": "target", "domain": "simplex"}, "yhat": "prediction"})
     assert_ok(check_row_loss(L))
+
+
+def _tuple(x):
+    return x if isinstance(x, tuple) else (x,)
+
+
+def _close(got, want):
+    eps = np.finfo(want.dtype).eps
+    np.testing.assert_allclose(got, want, rtol=16 * eps, atol=16 * eps * float(np.abs(want).max(initial=0.0)))
+
+
+@pytest.mark.parametrize("name", ROW)
+def test_grad_hessian_diag_is_grad_and_hessian_diag_in_one_pass(name, monkeypatch):
+    """The fused kernel shares one softmax per row; its numbers are those of the two kernels (to rounding:
+    the fused expressions share other common subexpressions, so a few ulp of the output's scale),
+    weighted, in float32 and float64, serial and parallel, and with class indices where the loss takes them."""
+    L = symloss.load(name)
+    cols = sample_row_inputs(L, 9, 5, seed=3)
+    cls = sample_class_inputs(L, 5)
+    w = np.linspace(0.5, 2.0, 9)
+    cases = [(cols, {}), (cols, dict(sample_weight=w, **cls))]
+    if any(i.indices for i in L.spec_inputs):
+        k = [i.indices for i in L.spec_inputs].index(True)
+        t = np.random.default_rng(4).integers(0, 5, 9)
+        t[2] = -100  # ignored: gradient and diagonal 0
+        cases.append(([t if j == k else c for j, c in enumerate(cols)], dict(sample_weight=w)))
+    for parallel in (False, True):
+        if parallel:
+            monkeypatch.setattr(row_loss, "PARALLEL_THRESHOLD", 1)
+        for arrays, kw in cases:
+            for dtype in (np.float64, np.float32):
+                arrs = [a if a.dtype.kind in "iu" else a.astype(dtype) for a in arrays]
+                g, h = L.grad_hessian_diag(*arrs, **kw)
+                for got, want in zip(_tuple(g) + _tuple(h),
+                                     _tuple(L.grad(*arrs, reduction="none", **kw)) + _tuple(L.hessian_diag(*arrs, **kw))):
+                    assert got.dtype == dtype and got.shape == want.shape
+                    _close(got, want)
+    g, h = L.grad_hessian_diag(*cols, reduction="mean")  # reductions scale both, as grad's would
+    _close(_tuple(g)[0], _tuple(L.grad(*cols, reduction="mean"))[0])
+    _close(_tuple(h)[0], _tuple(L.hessian_diag(*cols, reduction="mean"))[0])
+
+
+def test_grad_hessian_diag_writes_given_buffers_and_refuses_shared_ones():
+    L = symloss.load("cross_entropy")
+    t, z = np.array([0, 2, 1]), np.random.default_rng(1).normal(size=(3, 4))
+    g, h = np.empty((3, 4)), np.empty((3, 4))
+    rg, rh = L.grad_hessian_diag(t, z, out=(g, h))
+    assert rg is g and rh is h
+    _close(g, L.grad(t, z, reduction="none"))
+    _close(h, L.hessian_diag(t, z))
+    with pytest.raises(symloss.InputError, match="share memory"):
+        L.grad_hessian_diag(t, z, out=(g, g))
+    with pytest.raises(symloss.InputError, match="pair"):
+        L.grad_hessian_diag(t, z, out=g)

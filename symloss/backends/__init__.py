@@ -25,6 +25,7 @@ _REGISTRY: dict[str, tuple[str, str, str, str]] = {
                    "symloss.backends.numba_cuda.primitives"),
     "torch": ("symloss.backends.torch.render", "render_derivation", "torch", "symloss.backends.torch.primitives"),
     "jax": ("symloss.backends.jax.render", "render_derivation", "jax", "symloss.backends.jax.primitives"),
+    "keras": ("symloss.backends.keras.render", "render_derivation", "keras", "symloss.backends.keras.primitives"),
 }
 
 

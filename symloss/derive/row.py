@@ -56,7 +56,9 @@ from . import primitives as P
 from .derivation import spec_error
 from .rewrites import POST_RULES, RULES, stabilize
 
-KERNELS = ("value", "grad", "value_and_grad", "hessian_diag", "hvp", "hessian")
+# grad_hessian_diag: the gradient and the Hessian diagonal in one pass over each row (one softmax),
+# what a boosting objective asks for every round
+KERNELS = ("value", "grad", "value_and_grad", "hessian_diag", "grad_hessian_diag", "hvp", "hessian")
 
 
 @dataclass(frozen=True)
@@ -434,8 +436,11 @@ class RowDerivation:
             return RowKernelExprs((), grads)
         if name == "value_and_grad":
             return RowKernelExprs(loss, grads)
+        diags = tuple((f"h_{n}", h) for n, h in zip(names, self.hessian_diags)) if name.endswith("hessian_diag") else ()
         if name == "hessian_diag":
-            return RowKernelExprs((), tuple((f"h_{n}", h) for n, h in zip(names, self.hessian_diags)))
+            return RowKernelExprs((), diags)
+        if name == "grad_hessian_diag":
+            return RowKernelExprs((), grads + diags)
         if name == "hvp":
             return RowKernelExprs((), tuple((f"hv_{n}", h) for n, h in zip(names, self.hvps)))
         if name == "hessian":

@@ -48,7 +48,7 @@ class Step:
 
 
 STASH = "_st"  # the class symbol of a stashed value (read back from the first output buffer)
-STASH_KERNELS = ("grad", "value_and_grad", "hessian_diag", "hvp")
+STASH_KERNELS = ("grad", "value_and_grad", "hessian_diag", "grad_hessian_diag", "hvp")
 
 
 @dataclass(frozen=True)

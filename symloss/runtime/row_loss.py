@@ -173,7 +173,8 @@ class _Call:
 
 
 class RowLoss:
-    """One row loss: ``value``, ``grad``, ``value_and_grad``, ``hessian_diag``, ``hvp``, ``hessian``."""
+    """One row loss: ``value``, ``grad``, ``value_and_grad``, ``hessian_diag``, ``grad_hessian_diag``, ``hvp``,
+    ``hessian``."""
 
     kind = "row"
 
@@ -294,6 +295,24 @@ class RowLoss:
         bufs = self._buffers(c, out, "hessian_diag")
         self._kernel("hessian_diag", c)(*c.args(), *self._views(c, bufs), c.T)
         return self._results(bufs)
+
+    @_cuda_row.dispatch
+    def grad_hessian_diag(self, *arrays, reduction="none", sample_weight=None, out=None,
+                          ignore_index=IGNORE_INDEX, **params):
+        """(gradient, Hessian diagonal) from one fused pass over each row: equal to ``grad`` and
+        ``hessian_diag`` with the same arguments (one softmax per row instead of two), for Newton
+        steps and gradient boosting.  ``out`` is None or a (gradient, diagonal) pair of buffers.
+        Device arrays run the CUDA ``grad`` and ``hessian_diag`` kernels (no fused one there)."""
+        c = self._call(arrays, reduction, sample_weight, params, ignore_index)
+        if out is None:
+            out = (None, None)
+        elif not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise InputError(f"{self.name}.grad_hessian_diag: out must be a (gradient, diagonal) pair")
+        gbufs = self._buffers(c, out[0], "grad_hessian_diag")
+        hbufs = self._buffers(c, out[1], "grad_hessian_diag")
+        A.disjoint(gbufs + hbufs, f"{self.name}.grad_hessian_diag")
+        self._kernel("grad_hessian_diag", c)(*c.args(), *self._views(c, gbufs), *self._views(c, hbufs), c.T)
+        return self._results(gbufs), self._results(hbufs)
 
     @_cuda_row.dispatch
     def hvp(self, *arrays, v, reduction="none", sample_weight=None, out=None, ignore_index=IGNORE_INDEX, **params):

@@ -163,6 +163,11 @@ def _outputs(kernel: str, ir: RowIR):
         outs = [f"_HD_{p}" for p in preds]
         return ("", "".join(f"{o}, " for o in outs), tuple(f"{o}[_i, _k] = _s * _h_{p}" for o, p in zip(outs, preds)),
                 tuple(f"{o}[_i, :] = T(0)" for o in outs), False)
+    if kernel == "grad_hessian_diag":  # gradient buffers first: the stash lives in one of them
+        gs, hs = [f"_G_{p}" for p in preds], [f"_HD_{p}" for p in preds]
+        stores = tuple(f"{o}[_i, _k] = _s * _d_{p}" for o, p in zip(gs, preds))
+        stores += tuple(f"{o}[_i, _k] = _s * _h_{p}" for o, p in zip(hs, preds))
+        return "", "".join(f"{o}, " for o in gs + hs), stores, tuple(f"{o}[_i, :] = T(0)" for o in gs + hs), False
     if kernel == "hvp":
         outs = [f"_HV_{p}" for p in preds]
         return ("".join(f"_v_{p}, " for p in preds), "".join(f"{o}, " for o in outs),

@@ -393,6 +393,14 @@ class DeviceRowLoss:
             self._run(c, "hessian_diag", reduction, outs=views)
             return result
 
+    def grad_hessian_diag(self, *arrays, reduction="none", sample_weight=None, out=None,
+                          ignore_index=IGNORE_INDEX, **params):
+        """``grad`` then ``hessian_diag``: two launches (the fused row kernel is CPU-only; on a GPU
+        the second softmax pass is cheap next to the host round trip a booster makes anyway)."""
+        g_out, h_out = (None, None) if out is None else out
+        kw = dict(reduction=reduction, sample_weight=sample_weight, ignore_index=ignore_index, **params)
+        return self.grad(*arrays, out=g_out, **kw), self.hessian_diag(*arrays, out=h_out, **kw)
+
     def hvp(self, *arrays, v, reduction="none", sample_weight=None, out=None, ignore_index=IGNORE_INDEX, **params):
         c = self._setup(arrays, reduction, sample_weight, params, ignore_index)
         vs = (v,) if len(self.predictions) == 1 else tuple(v)
