@@ -6,13 +6,14 @@ Rows (all in one process, so ratios hold on a noisy machine):
                built-in, symloss impl="generated", impl="kernel", impl="auto"
   row          cross_entropy at (N, K) float32: built-in vs symloss (generated)
   compile      (--compile) torch.compile of built-in vs of symloss (generated), fwd + bwd
-  step         a small MLP training step (batch 256): built-in loss vs symloss loss
+  step         a small MLP training step (batch 256): built-in loss vs symloss loss, in
+               alternating blocks of 50 steps (per-call overhead decides here)
 
 Times are the best of --repeat runs after warm-ups.  --cuda runs the same rows on a
 GPU (generated path; the kernel path is CPU only).
 
 Usage: python bench/bench_torch.py [--n 10000000] [--ce 65536x1024] [--repeat 5] [--compile] [--cuda]
-       [--threads T] [--json FILE]
+       [--threads T] [--json FILE] [--only elementwise|row|step ...]
 """
 from __future__ import annotations
 
@@ -33,6 +34,24 @@ def best_time(fn, repeat: int, sync=lambda: None) -> float:
         sync()
         times.append(time.perf_counter() - t0)
     return min(times)
+
+
+def interleaved(a, b, blocks: int, sync=lambda: None, steps: int = 50) -> tuple[float, float]:
+    """Per-call times of a and b, alternating blocks of ``steps`` calls so that both see the
+    same machine load: the best block mean of each."""
+    for f in (a, b):
+        for _ in range(steps):
+            f()
+    sync()
+    times = ([], [])
+    for _ in range(blocks):
+        for f, out in zip((a, b), times):
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                f()
+            sync()
+            out.append((time.perf_counter() - t0) / steps)
+    return min(times[0]), min(times[1])
 
 
 def fwd_bwd(loss, x, *rest):
@@ -111,8 +130,8 @@ def step_rows(repeat, device, sync):
             return run
 
         row = {"case": f"step_{name}", "batch": 256, "device": device}
-        row["torch_s"] = best_time(step(ref), repeat * 20, sync)
-        row["symloss_s"] = best_time(step(st.loss(name)), repeat * 20, sync)
+        row["torch_s"], row["symloss_s"] = interleaved(step(ref), step(st.loss(name)), repeat * 4, sync)
+        row["overhead"] = round(row["symloss_s"] / row["torch_s"] - 1, 3)
         print(json.dumps(row), flush=True)
         out.append(row)
     return out
@@ -127,6 +146,8 @@ def main(argv=None):
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--cuda", action="store_true")
     ap.add_argument("--json")
+    ap.add_argument("--only", choices=("elementwise", "row", "step"), action="append",
+                    help="run only these row groups (repeatable; default: all)")
     args = ap.parse_args(argv)
     import torch
 
@@ -135,9 +156,10 @@ def main(argv=None):
     device = "cuda" if args.cuda else "cpu"
     sync = torch.cuda.synchronize if args.cuda else (lambda: None)
     n, k = (int(v) for v in args.ce.split("x"))
-    rows = elementwise_rows(args.n, args.repeat, device, sync, args.compile)
-    rows += row_rows(n, k, args.repeat, device, sync, args.compile)
-    rows += step_rows(args.repeat, device, sync)
+    only = set(args.only or ("elementwise", "row", "step"))
+    rows = elementwise_rows(args.n, args.repeat, device, sync, args.compile) if "elementwise" in only else []
+    rows += row_rows(n, k, args.repeat, device, sync, args.compile) if "row" in only else []
+    rows += step_rows(args.repeat, device, sync) if "step" in only else []
     meta = {"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "machine": platform.processor() or platform.machine()}
     if args.json:

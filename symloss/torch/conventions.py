@@ -16,6 +16,7 @@ the result cast back.
 """
 from __future__ import annotations
 
+import math
 from numbers import Real
 
 import torch
@@ -29,14 +30,38 @@ IGNORE_INDEX = -100
 _LOW = (torch.float16, torch.bfloat16)
 
 
+class _Names:
+    """What a call needs to know of a spec's inputs, computed once per spec."""
+
+    def __init__(self, spec: LossSpec):
+        data = [i for i in spec.inputs if i.shape != "class"]
+        self.arguments = (tuple(i.name for i in data if i.role == "prediction")
+                          + tuple(i.name for i in data if i.role != "prediction"))
+        self.classes = frozenset(i.name for i in spec.inputs if i.shape == "class")
+        self.params = frozenset(p.name for p in spec.params)
+
+
+_NAMES: dict = {}
+
+
+def _names(spec: LossSpec) -> _Names:
+    found = _NAMES.get(id(spec))
+    if found is None or found[0] is not spec:  # an id reused by a new spec
+        if len(_NAMES) >= 4096:
+            _NAMES.clear()
+        found = _NAMES[id(spec)] = (spec, _Names(spec))
+    return found[1]
+
+
 def argument_names(spec: LossSpec) -> tuple[str, ...]:
     """Positional order in torch's convention: predictions, then targets (class inputs are keywords)."""
-    data = [i for i in spec.inputs if i.shape != "class"]
-    return tuple(i.name for i in data if i.role == "prediction") + tuple(i.name for i in data if i.role != "prediction")
+    return _names(spec).arguments
 
 
 def bind(spec: LossSpec, args, kwargs) -> dict:
     names = argument_names(spec)
+    if not kwargs and len(args) == len(names):
+        return dict(zip(names, args))
     if len(args) > len(names):
         raise InputError(f"{spec.name}: takes {len(names)} tensors ({', '.join(names)}), got {len(args)}")
     bound = dict(zip(names, args))
@@ -50,8 +75,26 @@ def bind(spec: LossSpec, args, kwargs) -> dict:
     return bound
 
 
+_CONSTANTS: dict = {}
+
+
+def _constant(value: float, shape, dtype, device) -> torch.Tensor:
+    """A parameter or default class-input tensor, made once per value, dtype and device: a
+    small batch's step should not pay for new tensors each call.  Fresh under torch.compile,
+    where it is a graph constant."""
+    if torch.compiler.is_compiling():
+        return torch.full(shape, value, dtype=dtype, device=device)
+    key = (value, math.copysign(1.0, value), shape, dtype, device)  # -0.0 is not 0.0 here
+    t = _CONSTANTS.get(key)
+    if t is None:
+        if len(_CONSTANTS) >= 1024:
+            _CONSTANTS.clear()
+        t = _CONSTANTS[key] = torch.full(shape, value, dtype=dtype, device=device)
+    return t
+
+
 def _params(spec: LossSpec, given: dict, like: torch.Tensor) -> list[torch.Tensor]:
-    unknown = set(given) - {p.name for p in spec.params}
+    unknown = [k for k in given if k not in _names(spec).params]
     if unknown:
         raise InputError(f"{spec.name}: unknown parameter(s) {', '.join(sorted(unknown))}; "
                          f"parameters: {', '.join(p.name for p in spec.params) or 'none'}")
@@ -70,20 +113,20 @@ def _params(spec: LossSpec, given: dict, like: torch.Tensor) -> list[torch.Tenso
                                  f"{[q.name for q in spec.params if q.differentiable] or 'no'} parameters are differentiable")
             out.append(v.reshape(()).to(dtype=like.dtype, device=like.device))
         else:
-            out.append(torch.tensor(float(v), dtype=like.dtype, device=like.device))
+            out.append(_constant(float(v), (), like.dtype, like.device))
     return out
 
 
 def _compute_dtype(spec: LossSpec, preds: dict) -> tuple[torch.dtype, torch.dtype]:
-    dtypes = {n: t.dtype for n, t in preds.items()}
     for n, t in preds.items():
         if not isinstance(t, torch.Tensor):
             raise InputError(f"{spec.name}: prediction '{n}' must be a torch.Tensor, got {type(t).__name__}")
         if not t.dtype.is_floating_point:
             raise InputError(f"{spec.name}: prediction '{n}' must be floating point, got {t.dtype}")
-    if len(set(dtypes.values())) > 1:
-        raise InputError(f"{spec.name}: predictions have different dtypes {dtypes}")
+    dtypes = {n: t.dtype for n, t in preds.items()}
     dtype = next(iter(dtypes.values()))
+    if any(d != dtype for d in dtypes.values()):
+        raise InputError(f"{spec.name}: predictions have different dtypes {dtypes}")
     return (torch.float32 if dtype in _LOW else dtype), dtype
 
 
@@ -109,11 +152,13 @@ def _reduce(spec, losses, reduction, weights, denominator=None):
         losses = losses * weights
     if reduction == "none":
         return losses
+    if reduction == "mean" and denominator is None and weights is None:
+        return losses.mean()
     total = losses.sum()
     if reduction == "sum":
         return total
     if denominator is None:
-        denominator = weights.sum() if weights is not None else losses.numel()
+        denominator = weights.sum()
     return total / denominator
 
 
@@ -127,6 +172,13 @@ def _weights(spec, sample_weight, shape, dtype, device):
         return torch.broadcast_to(w.to(dtype), shape)
     except RuntimeError:
         raise InputError(f"{spec.name}: sample_weight has shape {tuple(w.shape)}, expected {tuple(shape)}") from None
+
+
+def _plain_indices(index, C, ignore_index) -> bool:
+    """All indices in [0, C) and none equal to ignore_index: no masking needed (one sync)."""
+    lo, hi = torch.aminmax(index)
+    lo, hi = int(lo), int(hi)
+    return 0 <= lo and hi < C and not lo <= ignore_index <= hi
 
 
 def _broadcast_shape(shapes):
@@ -146,7 +198,7 @@ def _broadcast_shape(shapes):
 
 def elementwise(spec, module, bound, params, reduction="mean", sample_weight=None, impl="generated",
                 kernels=None):
-    preds = list(module.PREDICTIONS)
+    preds = module.PREDICTIONS
     _check_common(spec, bound, preds)
     dtype, out_dtype = _compute_dtype(spec, {p: bound[p] for p in preds})
     data = {n: bound[n].to(dtype) for n in module.INPUTS}
@@ -155,24 +207,38 @@ def elementwise(spec, module, bound, params, reduction="mean", sample_weight=Non
         shapes = ", ".join(f"{n} {tuple(data[n].shape)}" for n in argument_names(spec))
         raise InputError(f"{spec.name}: input shapes do not match: {shapes}")
     tensors = [t if t.shape == shape else torch.broadcast_to(t, shape) for t in data.values()]
-    apply = module.Value.apply
+    apply, kernel_ops = module.Value.apply, False
     pvals = _params(spec, params, tensors[0])
-    if kernels is not None and choose(impl, spec, tensors) == "kernel":
+    if kernels is not None and impl != "generated" and choose(impl, spec, tensors) == "kernel":
         ops = kernels()
         if reduction in ("sum", "mean") and sample_weight is None:  # one pass forward, one backward
             total = ops.sum(*tensors, *pvals)
             return (total if reduction == "sum" else total / tensors[0].numel()).to(out_dtype)
-        apply = ops.apply
+        apply, kernel_ops = ops.apply, True
     elif impl == "kernel":
         choose(impl, spec, tensors)  # the clear error for a loss or device the kernels do not take
-    losses = apply(*tensors, *pvals)
     w = _weights(spec, sample_weight, shape, dtype, tensors[0].device)
-    return _reduce(spec, losses, reduction, w).to(out_dtype)
+    total = getattr(module, "Total", None)
+    n = tensors[0].numel()
+    if (reduction in ("mean", "sum") and not kernel_ops and total is not None and n
+            and not torch.compiler.is_compiling()):
+        # one autograd node: the gradient computed in the forward, the backward a product
+        # (under torch.compile the per-element Value and the reduction fuse instead)
+        if w is None:
+            out = total.apply(1.0 / n if reduction == "mean" else 1.0, *tensors, *pvals)
+        else:
+            out = total.apply(w, *tensors, *pvals)
+            out = out / w.sum() if reduction == "mean" else out
+        return out if out_dtype == dtype else out.to(out_dtype)
+    losses = apply(*tensors, *pvals)
+    out = _reduce(spec, losses, reduction, w)
+    return out if out_dtype == dtype else out.to(out_dtype)
 
 
 def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignore_index=IGNORE_INDEX,
         class_inputs=None, impl="generated", kernels=None):
     preds = list(module.PREDICTIONS)
+    compiling = torch.compiler.is_compiling()
     _check_common(spec, {**bound, **(class_inputs or {})}, preds)
     dtype, out_dtype = _compute_dtype(spec, {p: bound[p] for p in preds})
     first = bound[preds[0]]
@@ -199,10 +265,13 @@ def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignor
             if tuple(t.shape) != batch:
                 raise InputError(f"{spec.name}: class indices '{n}' have shape {tuple(t.shape)}, expected {batch}")
             index = t.reshape(-1).long()
-            live = index != ignore_index
-            safe = torch.where(live, index, 0)
-            if not torch.compiler.is_compiling() and bool(((safe < 0) | (safe >= C)).any()):
-                raise InputError(f"{spec.name}: class indices '{n}' outside [0, {C}) (ignore_index={ignore_index})")
+            live, safe = None, index
+            if compiling or not index.numel() or not _plain_indices(index, C, ignore_index):
+                live = index != ignore_index
+                safe = torch.where(live, index, 0)
+                if not compiling and bool(((safe < 0) | (safe >= C)).any()):
+                    raise InputError(f"{spec.name}: class indices '{n}' outside [0, {C}) "
+                                     f"(ignore_index={ignore_index})")
             data.append(safe)  # one-hot encoded below if the generated code runs
             raw.append(index)
             onehot = len(data) - 1
@@ -215,11 +284,12 @@ def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignor
         else:
             data.append(rows(n, t))
             raw.append(data[-1])
-    classes = []
+    classes, defaults = [], set()
     for n, default in module.CLASS_INPUTS.items():
         c = (class_inputs or {}).get(n)
         if c is None:
-            c = torch.full((C,), float(default), dtype=dtype, device=first.device)
+            c = _constant(float(default), (C,), dtype, first.device)
+            defaults.add(n)
         elif tuple(c.shape) != (C,):
             raise InputError(f"{spec.name}: '{n}' has shape {tuple(c.shape)}, expected ({C},), one per class")
         classes.append(c.to(dtype))
@@ -232,9 +302,30 @@ def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignor
     if impl == "kernel":
         choose(impl, spec, [first_raw, *raw], row_ok)  # the clear error
     if onehot is not None:
-        data[onehot] = torch.nn.functional.one_hot(data[onehot], C).to(dtype)
-    losses = module.Value.apply(*data, *classes, *pvals)
+        i = data[onehot]
+        if compiling:
+            data[onehot] = torch.nn.functional.one_hot(i, C).to(dtype)
+        else:  # one op fewer than one_hot(...).to(dtype)
+            data[onehot] = torch.zeros((i.shape[0], C), dtype=dtype, device=i.device).scatter_(1, i.unsqueeze(1), 1.0)
     w = None if sample_weight is None else _weights(spec, sample_weight, batch, dtype, first.device).reshape(-1)
+    total = getattr(module, "Total", None)
+    M = data[list(module.INPUTS).index(preds[0])].shape[0]
+    if live is None and reduction in ("mean", "sum") and total is not None and not compiling and M:
+        # one autograd node: value and gradient in the forward, the backward a product
+        denominator = None
+        if reduction == "mean":
+            if index is not None and module.MEAN_WEIGHT is not None and module.MEAN_WEIGHT not in defaults:
+                rw = classes[list(module.CLASS_INPUTS).index(module.MEAN_WEIGHT)][index]
+                denominator = (rw if w is None else rw * w).sum()
+            elif w is not None:
+                denominator = w.sum()
+            elif w is None:
+                out = total.apply(1.0 / M, *data, *classes, *pvals)
+                return out if out_dtype == dtype else out.to(out_dtype)
+        out = total.apply(1.0 if w is None else w, *data, *classes, *pvals)
+        out = out if denominator is None else out / denominator
+        return out if out_dtype == dtype else out.to(out_dtype)
+    losses = module.Value.apply(*data, *classes, *pvals)
     denominator = None
     if live is not None:
         losses = torch.where(live, losses, 0.0)
@@ -252,8 +343,8 @@ def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignor
 def call(spec, module, args, kwargs, params, reduction="mean", sample_weight=None, ignore_index=IGNORE_INDEX,
          impl="generated", kernels=None):
     """One loss evaluation in torch's conventions (see the module docstring)."""
-    class_names = {i.name for i in spec.inputs if i.shape == "class"}
-    class_inputs = {k: kwargs.pop(k) for k in list(kwargs) if k in class_names}
+    class_names = _names(spec).classes
+    class_inputs = {k: kwargs.pop(k) for k in list(kwargs) if k in class_names} if kwargs else {}
     bound = bind(spec, args, kwargs)
     if spec.kind == "row":
         return row(spec, module, bound, params, reduction, sample_weight, ignore_index, class_inputs, impl,

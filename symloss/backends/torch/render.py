@@ -28,6 +28,8 @@ from .printer import TorchPrinter
 TEMPLATE = "torch/module.py.j2"
 ROW_TEMPLATE = "torch/row_module.py.j2"
 ROW_KERNELS = ("value", "grad", "hvp")
+# the torch module also fuses value and gradient for its first-order backward (not jax's)
+TORCH_ROW_KERNELS = ROW_KERNELS + ("value_and_grad",)
 ELEMENTWISE_KERNELS = ("value", "grad", "hessian", "param_grad")
 
 
@@ -149,7 +151,7 @@ def row_module_model(d) -> dict:
     from ...ir.row import build_row_ir
 
     spec = d.spec
-    ir = build_row_ir(d, ROW_KERNELS)
+    ir = build_row_ir(d, TORCH_ROW_KERNELS)
     require("torch", [a.expr for k in ir.kernels.values() for st in k.steps
                       for a in st.fn.temporaries + st.fn.outputs], spec.name)
     printer = TorchPrinter()
@@ -158,19 +160,23 @@ def row_module_model(d) -> dict:
         sel_vars.setdefault(am, []).append(sel)
     scalars = tuple(i.name for i in spec.inputs if i.shape == "scalar")
     functions, kernels = [], []
-    for kname in ROW_KERNELS:
+    for kname in TORCH_ROW_KERNELS:
         k = ir.kernels[kname]
         for st in k.steps:
             functions.append(_function(st.fn.name, ", ".join(st.fn.args), st.fn.temporaries, st.fn.outputs,
                                        printer, tuple_out=True))
         extra = tuple(f"_v_{p}" for p in ir.predictions) if kname == "hvp" else ()
-        outs = k.row_outputs if kname == "value" else k.class_outputs
+        body = _row_body(k, ir, sel_vars)
+        classes = [f"_full({o}, _like)" for o in (() if kname == "value" else k.class_outputs)]
+        returns = ["_loss.squeeze(-1)"] if kname in ("value", "value_and_grad") else []
         kernels.append({
             "name": kname,
             "args": ", ".join(ir.inputs + ir.class_inputs + ir.params + extra),
-            "body": _row_body(k, ir, sel_vars),
-            "returns": ("_loss.squeeze(-1)" if kname == "value"
-                        else ", ".join(f"_full({o}, _like)" for o in outs) + ("," if len(outs) == 1 else "")),
+            "body": body,
+            "returns": ", ".join(returns + classes) + ("," if not returns and len(classes) == 1 else ""),
+            # per-call tensors only where used (each costs an op at small batch sizes)
+            "uses_classes": any("_classes" in line for line in body),
+            "uses_size": any(ir.size in st.fn.args for st in k.steps),
         })
     signature = ", ".join(ir.inputs + ir.class_inputs + ir.params)
     return {
@@ -186,6 +192,7 @@ def row_module_model(d) -> dict:
         "params_dict": "{" + ", ".join(f"{p.name!r}: {p.default!r}" for p in spec.params) + "}",
         "mean_weight": repr(spec.row.mean_weight),
         "signature": signature,
+        "n_args": len(ir.inputs + ir.class_inputs + ir.params),
         "size": ir.size,
         "shape_of": ir.predictions[0],
         "helpers": [printer.helpers[k].strip() for k in sorted(printer.helpers)],
