@@ -31,7 +31,12 @@ __all__ = ["base_margin", "dask_fit", "fit", "fold_start", "metric", "objective"
 
 
 class Objective:
-    """``params["objective"] = obj``: ``obj(preds, train_data) -> (grad, hess)``."""
+    """``params["objective"] = obj``: ``obj(preds, train_data) -> (grad, hess)``.
+
+    The arrays returned are kept buffers, overwritten by the next call in the same thread (copy
+    them to keep them); with a class axis they are float32 and F-contiguous, as LightGBM reads them.
+    Labels and weights are checked once and re-checked only when they change.
+    """
 
     def __init__(self, loss: BoostLoss):
         self.loss = loss
@@ -47,7 +52,8 @@ class Objective:
 
 
 class SklearnObjective:
-    """``LGBMRegressor(objective=obj)``: ``obj(y_true, y_pred, weight) -> (grad, hess)``, weights applied here."""
+    """``LGBMRegressor(objective=obj)``: ``obj(y_true, y_pred, weight) -> (grad, hess)``, weights applied here
+    (kept buffers and layout as :class:`Objective`)."""
 
     def __init__(self, loss: BoostLoss):
         self.loss = loss

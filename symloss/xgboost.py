@@ -30,7 +30,11 @@ __all__ = ["base_margin", "dask_train", "metric", "objective", "sklearn_metric",
 
 
 class Objective:
-    """``obj(predt, dtrain) -> (grad, hess)`` for ``xgb.train``; margins in, XGBoost's shapes out."""
+    """``obj(predt, dtrain) -> (grad, hess)`` for ``xgb.train``; margins in, XGBoost's shapes out.
+
+    The arrays returned are kept buffers, overwritten by the next call in the same thread (copy
+    them to keep them); labels and weights are checked once and re-checked only when they change.
+    """
 
     def __init__(self, loss: BoostLoss):
         self.loss = loss
@@ -44,7 +48,8 @@ class Objective:
 
 
 class SklearnObjective:
-    """``objective(y_true, y_pred, sample_weight=None) -> (grad, hess)`` for ``XGBRegressor`` and friends."""
+    """``objective(y_true, y_pred, sample_weight=None) -> (grad, hess)`` for ``XGBRegressor`` and friends
+    (kept buffers, as :class:`Objective`)."""
 
     def __init__(self, loss: BoostLoss):
         self.loss = loss
