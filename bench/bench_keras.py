@@ -3,7 +3,8 @@
     KERAS_BACKEND=jax python bench/bench_keras.py [--n 10000000] [--rows 65536] [--classes 1024] [--repeat 5]
 
 For each loss, jit(value_and_grad(loss(y_true, y_pred))) with respect to
-y_pred, best of ``--repeat`` runs after a warm-up (compile excluded), float32.
+y_pred, best of ``--repeat`` runs after a warm-up (compile excluded; the
+functions compared run interleaved, so a change of machine load hits them alike), float32.
 Also one epoch of a small Dense model compiled with each.  The ratio column is
 symloss / Keras (the issue's target: within 1.1x).  The last two columns time
 elementwise losses through the generated keras module (keras.ops in
@@ -27,18 +28,21 @@ import symloss.keras as sk  # noqa: E402
 from symloss.keras import _modules, dispatch  # noqa: E402
 
 
-def best(fn, *args, repeat=5):
-    jax.block_until_ready(fn(*args))  # compile
-    times = []
+def best(fns, *args, repeat=5):
+    """Best time of each function, runs interleaved so a load change hits all of them alike."""
+    for fn in fns:
+        jax.block_until_ready(fn(*args))  # compile
+    times = [[] for _ in fns]
     for _ in range(repeat):
-        t = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t)
-    return min(times)
+        for fn, t in zip(fns, times):
+            s = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            t.append(time.perf_counter() - s)
+    return [min(t) for t in times]
 
 
-def timed(loss, y, p, repeat):
-    return best(jax.jit(jax.value_and_grad(lambda a, b: loss(b, a))), p, y, repeat=repeat)
+def step(loss):
+    return jax.jit(jax.value_and_grad(lambda a, b: loss(b, a)))
 
 
 def via_keras_module(loss):
@@ -78,9 +82,10 @@ def main():
                   keras.losses.CategoricalCrossentropy(from_logits=True), onehot, z))
     print("| loss | symloss (ms) | Keras (ms) | ratio | keras module (ms) | ratio |\n|---|---|---|---|---|---|")
     for name, ours, theirs, yy, pp in cases:
-        t_ours, t_theirs = timed(ours, yy, pp, a.repeat), timed(theirs, yy, pp, a.repeat)
         km = via_keras_module(ours)
-        t_km = timed(km, yy, pp, a.repeat) if km is not None else None
+        t_ours, t_theirs, *t_km = best([step(L) for L in (ours, theirs, km) if L is not None], pp, yy,
+                                       repeat=a.repeat)
+        t_km = t_km[0] if t_km else None
         tail = f"{1e3 * t_km:.2f} | {t_km / t_theirs:.2f}" if t_km is not None else "- | -"
         print(f"| {name} | {1e3 * t_ours:.2f} | {1e3 * t_theirs:.2f} | {t_ours / t_theirs:.2f} | {tail} |",
               flush=True)
@@ -88,15 +93,20 @@ def main():
     x = np.random.default_rng(0).normal(size=(a.samples, 32)).astype(np.float32)
     t = x @ np.linspace(-1, 1, 32).astype(np.float32)
     for name, ours, theirs in [("Dense epoch, mse", sk.loss("mse"), keras.losses.MeanSquaredError())]:
-        res = []
+        models = []
         for loss in (ours, theirs):
             keras.utils.set_random_seed(0)
             m = keras.Sequential([keras.Input((32,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(1)])
             m.compile(optimizer="adam", loss=loss)
             m.fit(x, t, epochs=1, batch_size=1024, verbose=0)  # compile
-            s = time.perf_counter()
-            m.fit(x, t, epochs=1, batch_size=1024, verbose=0)
-            res.append(time.perf_counter() - s)
+            models.append(m)
+        res = [[], []]
+        for _ in range(a.repeat):  # best epoch of each, interleaved
+            for m, r in zip(models, res):
+                s = time.perf_counter()
+                m.fit(x, t, epochs=1, batch_size=1024, verbose=0)
+                r.append(time.perf_counter() - s)
+        res = [min(r) for r in res]
         print(f"| {name} | {1e3 * res[0]:.1f} | {1e3 * res[1]:.1f} | {res[0] / res[1]:.2f} | - | - |")
 
 
