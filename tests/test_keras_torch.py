@@ -2,7 +2,8 @@
 
 One child process: values and gradients equal the built-ins (MSE, Huber,
 BinaryCrossentropy from logits, SparseCategoricalCrossentropy from logits),
-a Dense model trains with a symloss loss, and the model saves and reloads.
+a Masking layer's mask counts as for Keras's MSE, a Dense model trains with a
+symloss loss, and the model saves and reloads.
 """
 import os
 import subprocess
@@ -42,6 +43,21 @@ CHILD = textwrap.dedent('''
     z = rng.normal(size=(16, 5)).astype(np.float32)
     labels = rng.integers(0, 5, 16).astype(np.float32)
     check(sk.loss("cross_entropy"), keras.losses.SparseCategoricalCrossentropy(from_logits=True), labels, z)
+
+    # a Masking layer's mask is applied as to Keras's MSE (the padded steps do not count)
+    xs = rng.normal(size=(6, 5, 3)).astype(np.float32)
+    xs[:, 3:] = 0.0
+    ys = rng.normal(size=(6, 5, 1)).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((5, 3))
+    seq = keras.Model(inp, keras.layers.Dense(1)(keras.layers.Masking(0.0)(inp)))
+    got = []
+    for loss in (sk.loss("mse"), keras.losses.MeanSquaredError()):
+        seq.compile(loss=loss)
+        got.append(seq.evaluate(xs, ys, batch_size=6, verbose=0))
+    pred = seq.predict(xs, verbose=0)
+    np.testing.assert_allclose(got[0], got[1], rtol=1e-6)
+    np.testing.assert_allclose(got[0], np.mean(((pred - ys) ** 2)[:, :3]), rtol=1e-5)
 
     keras.utils.set_random_seed(0)
     x = rng.normal(size=(256, 4)).astype(np.float32)
