@@ -129,7 +129,8 @@ def _ml_fexp_f64(x, T):
     r2 = r * r
     r4 = r2 * r2
     r8 = r4 * r4
-    p = 1.0 + (r + r2 * {{estrin EXPM1_Q_F64 r r2 r4 r8}})
+    em = r + r2 * {{estrin EXPM1_Q_F64 r r2 r4 r8}}
+    p = 1.0 + em
     k1 = k >> 1
     res = p * _ml_i64_as_f64((k1 + 1023) << 52) * _ml_i64_as_f64((k - k1 + 1023) << 52)
     res = 0.0 if under else res
@@ -148,7 +149,8 @@ def _ml_fexp_f32(x, T):
     r = (y - kf * {{const LN2_HI_F32}}) - kf * {{const LN2_LO_F32}}
     r2 = r * r
     r4 = r2 * r2
-    p = T(1.0) + (r + r2 * {{estrin EXPM1_Q_F32 r r2 r4}})
+    em = r + r2 * {{estrin EXPM1_Q_F32 r r2 r4}}
+    p = T(1.0) + em
     k1 = k >> 1
     res = p * _ml_i32_as_f32((k1 + 127) << 23) * _ml_i32_as_f32((k - k1 + 127) << 23)
     res = T(0.0) if under else res
@@ -159,15 +161,21 @@ def _ml_fexp_f32(x, T):
 # --- expm1 -----------------------------------------------------------------
 # Same reduction; expm1(x) = 2^k (expm1(r) + 1 - 2^-k).  k = 0 returns the
 # polynomial itself (full relative accuracy near 0); 1 - 2^-k is exact for the
-# k where it matters and its exponent is clamped where it does not.
+# k where it matters and its exponent is clamped where it does not (below
+# x = -40, or -20 in float32, the result rounds to -1 and is set so).  The
+# argument goes through fexp's very selects and reduction, instruction for
+# instruction: where a kernel computes both of one argument (the Poisson and
+# gamma losses' value and gradient, tanh and sech^2), LLVM computes them once.
 ENTRIES["fexpm1"] = _public(
     "fexpm1",
     "e**x - 1",
     '''
 def _ml_fexpm1_f64(x, T):
     x = np.float64(x)
-    y = 710.0 if x > 710.0 else x
-    y = -60.0 if y < -60.0 else y
+    under = x < -745.2
+    over = x > 709.8
+    y = 0.0 if under else x
+    y = 0.0 if over else y
     t = y * {{const LOG2E_F64}} + 6755399441055744.0
     k = _ml_f64_as_i64(t) - 0x4338000000000000
     kf = t - 6755399441055744.0
@@ -177,15 +185,20 @@ def _ml_fexpm1_f64(x, T):
     r8 = r4 * r4
     em = r + r2 * {{estrin EXPM1_Q_F64 r r2 r4 r8}}
     kc = k if k < 64 else 64
+    kc = kc if kc > -64 else -64
     k1 = k >> 1
     res = (em + (1.0 - _ml_i64_as_f64((1023 - kc) << 52))) * _ml_i64_as_f64((k1 + 1023) << 52) * _ml_i64_as_f64((k - k1 + 1023) << 52)
+    res = -1.0 if x < -40.0 else res
+    res = math.inf if over else res
     return x if x == 0.0 else res
 ''',
     '''
 def _ml_fexpm1_f32(x, T):
     x = T(x)
-    y = T(89.0) if x > T(89.0) else x
-    y = T(-20.0) if y < T(-20.0) else y
+    under = x < T(-104.0)
+    over = x > T(88.8)
+    y = T(0.0) if under else x
+    y = T(0.0) if over else y
     t = y * {{const LOG2E_F32}} + T(12582912.0)
     k = _ml_f32_as_i32(t) - 0x4B400000
     kf = t - T(12582912.0)
@@ -194,8 +207,11 @@ def _ml_fexpm1_f32(x, T):
     r4 = r2 * r2
     em = r + r2 * {{estrin EXPM1_Q_F32 r r2 r4}}
     kc = k if k < 32 else 32
+    kc = kc if kc > -32 else -32
     k1 = k >> 1
     res = (em + (T(1.0) - _ml_i32_as_f32((127 - kc) << 23))) * _ml_i32_as_f32((k1 + 127) << 23) * _ml_i32_as_f32((k - k1 + 127) << 23)
+    res = T(-1.0) if x < T(-20.0) else res
+    res = T(math.inf) if over else res
     return x if x == T(0.0) else res
 ''',
 )
