@@ -38,6 +38,17 @@ _I19 = tuple(1.0 / (math.factorial(j) * (20 + j)) for j in range(19))
 _INV_N = tuple(1.0 / n if n else 0.0 for n in range(20))  # 1/n, for the recurrence's division
 
 
+_INV_ODD = tuple(1.0 / k for k in range(27, 2, -2))  # xmlog1p's series: 1/27, 1/25, ..., 1/3
+
+
+def _horner(coefficients, x: str) -> str:
+    """Source of the polynomial c[0] x^(n-1) + ... + c[n-1] in Horner form, straight-line code."""
+    out = f"T({coefficients[0]!r})"
+    for c in coefficients[1:]:
+        out = f"({out} * {x} + T({c!r}))"
+    return out
+
+
 def _barron_dalpha_source(library: bool) -> str:
     """The helper's source on libm, or on the math library's fexp(x, T) and kin."""
     fn = {f: (f"f{f}" if library else f"math.{f}") for f in ("exp", "expm1", "log", "log1p")}
@@ -245,6 +256,16 @@ def sqrt1pm1(u, T):
 ''',
     ),
     "xmlog1p": NumbaCode(
+        vector_helper=f'''
+def xmlog1p(x, T):
+    # x - log1p(x); for |x| <= 0.3 the series of the helper below, in Horner form with
+    # 1/k as constants; both sides computed and selected, so a loop calling it vectorises
+    s = x / (T(2) + x)
+    s2 = s * s
+    acc = {_horner(_INV_ODD, "s2")}
+    near = x * x / (T(2) + x) - T(2) * s * s2 * acc
+    return near if abs(x) <= T(0.3) else x - flog1p(x, T)
+''',
         helper='''
 def xmlog1p(x, T):
     # x - log1p(x).  Near 0, with s = x/(2 + x): log1p(x) = 2 atanh(s), and
@@ -264,8 +285,9 @@ def xmlog1p(x, T):
     "logistic": NumbaCode(
         vector_helper='''
 def logistic(u, k, T):
-    # softplus(u) + k*u = log1p(e^-|u|) + ((1 + k) u if u > 0 else k u)
-    tail = flog1p(fexp(-abs(u), T), T)
+    # softplus(u) + k*u = log1p(e^-|u|) + ((1 + k) u if u > 0 else k u); e^-|u| is
+    # in [0, 1], where the math library's _ml_log1pu needs no reduction
+    tail = _ml_log1pu(fexp(-abs(u), T), T)
     return tail + ((T(1) + k) * u if u > T(0) else k * u)
 ''',
         helper='''

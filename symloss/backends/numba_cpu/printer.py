@@ -253,6 +253,7 @@ def implementation(func: type) -> NumbaCode:
 
 
 def _library_names(source: str) -> set[str]:
+    """The math library's entries a helper calls: public names and internal _ml_ ones."""
     from ... import mathlib
 
-    return {name for name in mathlib.FUNCTIONS if re.search(rf"\b{name}\(", source)}
+    return {name for name in mathlib.SOURCES if re.search(rf"\b{name}\(", source)}
