@@ -25,24 +25,38 @@ def block_terms(head, X, Y, sw, W, order: int, intercept: bool):
     out = {"value": v, "grad": np.dot(X.T, G)}
     if order >= 2:
         _, H = head.grad_hess(Y, Z, sw)
-        p1, m = W.shape
-        big = np.zeros((p1, m, p1, m))
-        for j in range(m):
-            for k in range(j, m) if head.full_hessian else (j,):
-                d = H[:, j, k] if head.full_hessian else H[:, j]
-                B = _weighted_gram(X, d)
-                big[:, j, :, k] = B
-                big[:, k, :, j] = B.T
-        out["hess"] = big.reshape(p1 * m, p1 * m)
+        out["hess"] = hessian_blocks(head, X, H, W.shape)
     return out
 
 
-def _weighted_gram(X, d):
-    """X^T diag(d) X: a symmetric rank-k update (half the flops) where d >= 0."""
-    if d.size and d.min() >= 0:
-        S = np.sqrt(d)[:, None] * X
-        return np.dot(S.T, S)
-    return np.dot(X.T, d[:, None] * X)
+def hessian_blocks(head, X, H, shape):
+    """The data Hessian in theta (p1 * m square) from the per-sample Hessian H in Z."""
+    p1, m = shape
+    big = np.zeros((p1, m, p1, m))
+    for j in range(m):
+        for k in range(j, m) if head.full_hessian else (j,):
+            d = H[:, j, k] if head.full_hessian else H[:, j]
+            B = _weighted_gram(X, np.ascontiguousarray(d))
+            big[:, j, :, k] = B
+            big[:, k, :, j] = B.T
+    return big.reshape(p1 * m, p1 * m)
+
+
+def _weighted_gram(X, d, chunk=8192):
+    """X^T diag(d) X.  Where d >= 0: BLAS syrk (half the flops of a product) on
+    sqrt(d) * X, a chunk of rows at a time, so the scaled copy stays in cache
+    and costs chunk * p memory, not n * p."""
+    p = X.shape[1]
+    if not (d.size and d.min() >= 0):
+        return np.dot(X.T, d[:, None] * X)
+    from scipy.linalg.blas import dsyrk
+
+    C = np.zeros((p, p), order="F")
+    r = np.sqrt(d)
+    for s in range(0, X.shape[0], chunk):
+        S = X[s:s + chunk] * r[s:s + chunk, None]  # C-ordered: S.T is the Fortran-ordered p x chunk operand
+        C = dsyrk(1.0, S.T, beta=1.0, c=C, trans=0, lower=0, overwrite_c=1)
+    return np.triu(C) + np.triu(C, 1).T
 
 
 class InMemoryData:
@@ -57,6 +71,23 @@ class InMemoryData:
 
     def reduce(self, head, W, order):
         return block_terms(head, self.X, self.Y, self.sw, W, order, False)
+
+    # Newton in memory works on the model outputs Z = X W: a line search moves
+    # Z + t X D (one product per direction, O(n) per trial step), and the
+    # gradient and Hessian come from one kernel pass at the accepted Z.
+    def outputs(self, W):
+        return np.dot(self.X, W)
+
+    def value_at(self, head, Z):
+        return head.value(self.Y, Z, self.sw)
+
+    def grad_at(self, head, Z):
+        """(X^T G, H): the unnormalised gradient and the per-sample Hessian in Z, one kernel pass."""
+        G, H = head.grad_hess(self.Y, Z, self.sw)
+        return np.dot(self.X.T, G), H
+
+    def gram(self, head, H, shape):
+        return hessian_blocks(head, self.X, H, shape)
 
     def intercept_start(self, head, m, tol, steps=30):
         """The best intercept with w = 0, by scalar Newton steps on each output's own

@@ -84,9 +84,11 @@ def _armijo(F, theta, f0, slope, d, t=1.0, shrink=0.5, max_halvings=40):
 def newton(obj, theta, max_iter, tol, hist, **_):
     """Exact Newton: H = X^T diag(h) X / sum(w) + l2 I, Cholesky, Armijo backtracking.
 
-    On Dask the full step's Hessian is computed with its value (one round trip):
+    In memory (``_newton_outputs``) it works on the outputs Z = X theta.  On Dask the full step's Hessian is computed with its value (one round trip):
     accepted, it serves the next iteration.  In memory it is computed only when
     the step's gradient shows another iteration is needed."""
+    if hasattr(obj.data, "outputs"):
+        return _newton_outputs(obj, theta, max_iter, tol, hist)
     order = 2 if obj.data.speculative else 1
     f, g, H = obj.smooth(theta, 2)
     for it in range(max_iter + 1):
@@ -112,6 +114,53 @@ def newton(obj, theta, max_iter, tol, hist, **_):
         hist.record(f, gn, t * float(np.linalg.norm(d)))
         theta = theta + t * d
         f, g, H = f1, g1, H1
+    return theta, max_iter, False
+
+
+def _newton_outputs(obj, theta, max_iter, tol, hist):
+    """Newton on in-memory data, with the passes over X counted: per iteration one
+    X D for the direction (trial steps then cost O(n) each: Z + t X D), one X^T G
+    and one Gram matrix (syrk), the gradient and per-sample Hessian from one
+    kernel call at the accepted Z.  Same iterates as ``newton``'s generic path."""
+    data, head, S = obj.data, obj.head, obj.data.weight_sum
+    shape, pen, l2 = obj.shape, obj.pen, obj.l2
+
+    def value(Z, th):
+        obj.n_evals += 1
+        wp = pen * th
+        return data.value_at(head, Z) / S + 0.5 * l2 * float(wp @ wp)
+
+    def grad(Z, th):
+        gz, Hz = data.grad_at(head, Z)
+        return gz.ravel() / S + l2 * pen * th, Hz
+
+    Z = data.outputs(theta.reshape(shape))
+    f = value(Z, theta)
+    g, Hz = grad(Z, theta)
+    slack = 64 * np.finfo(float).eps
+    for it in range(max_iter + 1):
+        gn = obj.optimality(theta, g)
+        if not np.isfinite(f) or gn <= tol or it == max_iter:
+            hist.record(f, gn, 0.0)
+            return theta, it, gn <= tol
+        H = data.gram(head, Hz, shape) / S + np.diag(l2 * pen)
+        d = _chol_solve(H, g)
+        slope = float(g @ d)
+        if slope >= 0:  # not a descent direction: fall back to the gradient
+            d, slope = -g, -float(g @ g)
+        Zd = data.outputs(d.reshape(shape))
+        t = 1.0
+        for _ in range(40):
+            f1 = value(Z + t * Zd, theta + t * d)
+            if f1 <= f + ARMIJO * t * slope + slack * abs(f):
+                break
+            t *= 0.5
+        else:  # no decrease possible at float64 resolution
+            hist.record(f, gn, 0.0)
+            return theta, it + 1, False
+        hist.record(f, gn, t * float(np.linalg.norm(d)))
+        theta, Z, f = theta + t * d, Z + t * Zd, f1
+        g, Hz = grad(Z, theta)
     return theta, max_iter, False
 
 
