@@ -63,9 +63,13 @@ def test_reuse_and_lightgbm_layout_equal_the_plain_call(policy, n):
 
 
 def test_kept_buffers_are_reused_and_per_thread(rows):
+    import numba
+
     y, z, _ = rows
     bl = BoostLoss("cross_entropy")
+    before = numba.get_num_threads()
     g1, _ = bl.grad_hess(y, z, reuse=True)
+    assert numba.get_num_threads() == before  # the call runs on one thread and restores the setting
     g2, _ = bl.grad_hess(y, z + 1.0, reuse=True)
     assert g1 is g2  # the buffer; the plain call returns new arrays
     assert bl.grad_hess(y, z)[0] is not bl.grad_hess(y, z)[0]
