@@ -24,7 +24,12 @@ machine shared with other jobs a kernel's wall time includes the time its
 threads wait for a core, its CPU time does not.
 
 Usage: python bench/bench_cpu.py [--n 10000000] [--repeat 15] [--float32]
-           [--kind value_and_grad|grad_hessian] [--losses mse huber ...] [--json FILE]
+           [--kind value_and_grad|grad_hessian] [--losses mse huber ...] [--compute] [--json FILE]
+
+--compute adds each kernel's compute cost apart from memory: ns per element of
+one thread running the serial kernel on 32768 elements (in cache), the least
+thread CPU time of 60 calls -- the number to compare when changing the math
+library or the templates on a loaded machine.
 """
 from __future__ import annotations
 
@@ -184,6 +189,24 @@ def kernel_call(L, kind, y, x, g, h):
     return lambda: k(*args, g, h, T)
 
 
+def compute_ns(L, kind, y, x, g, h, n=32768, rounds=60):
+    """Single-thread compute per element: the serial kernel on n elements that stay in cache,
+    the least thread CPU time of `rounds` calls (other jobs on the machine only add to it)."""
+    reduction = "mean" if kind == "value_and_grad" else "none"
+    c = L._setup((y[:n], x[:n]), reduction, None, {})
+    T = c.dtype.type
+    k = getattr(L.module, kind)
+    args = (*c.flat, *c.pvals, c.w, T(c.scale))
+    fn = (lambda: k(*args, None, g[:n], T)) if kind == "value_and_grad" else (lambda: k(*args, g[:n], h[:n], T))
+    fn()
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.thread_time()
+        fn()
+        best = min(best, time.thread_time() - t0)
+    return best / n * 1e9
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=10_000_000)
@@ -195,6 +218,8 @@ def main():
                     help="numba threads for symloss and floor2 (default: numba's, 2 here); 1 isolates "
                          "compute per element from thread scheduling on a loaded machine")
     ap.add_argument("--no-others", action="store_true", help="skip numpy, sklearn and torch")
+    ap.add_argument("--compute", action="store_true",
+                    help="also each loss's single-thread compute per element (ns, serial kernel, in cache)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
@@ -229,6 +254,8 @@ def main():
              "floor2": median_time(floor2, args.repeat),
              "symloss": median_time(sym := kernel_call(L, args.kind, y, x, g, h), args.repeat)}
         t["symloss_cpu"] = _CPU.pop(sym)
+        if args.compute:
+            t["compute_ns"] = compute_ns(L, args.kind, y, x, g, h)
         if not args.no_others and args.kind == "value_and_grad":
             naive = numpy_naive(name)
             if naive:
@@ -254,12 +281,17 @@ def main():
         rows.append(f"{name:<13} {ms('floor', 9)} {ms('floor2')} {ms('symloss')} {ms('numpy')} {ms('sklearn')} "
                     f"{ms('torch')} {t['sym/mse']:8.2f} {t['cpu sym/mse']:8.2f} {t['sym/floor2']:8.2f} {ratio('sklearn'):>7} "
                     f"{ratio('torch'):>9}")
+        if args.compute:
+            rows[-1] += f" {t['compute_ns']:8.2f}"
         print(rows[-1], flush=True)
     print()
     print("sym/mse <= 1.3 is the goal for transcendental losses; cpu s/m is the same ratio of CPU seconds (all")
     print("threads; less sensitive than wall time to other jobs taking the cores); sym/fl2 is the time over the")
     print("two-thread floor;")
     print("sk/sym and torch/sym are speed-ups of symloss.")
+    if args.compute:
+        print("ns/el (--compute): one thread's compute per element, serial kernel on 32768 elements in cache.")
+        header += f" {'ns/el':>8}"
     print(header)
     for r in rows:
         print(r)
