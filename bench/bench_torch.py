@@ -13,7 +13,7 @@ Times are the best of --repeat runs after warm-ups.  --cuda runs the same rows o
 GPU (generated path; the kernel path is CPU only).
 
 Usage: python bench/bench_torch.py [--n 10000000] [--ce 65536x1024] [--repeat 5] [--compile] [--cuda]
-       [--threads T] [--json FILE] [--only elementwise|row|step ...]
+       [--threads T] [--json FILE] [--only elementwise|row|step ...] [--cpu-time]
 """
 from __future__ import annotations
 
@@ -36,9 +36,13 @@ def best_time(fn, repeat: int, sync=lambda: None) -> float:
     return min(times)
 
 
+CLOCK = time.perf_counter
+
+
 def interleaved(a, b, blocks: int, sync=lambda: None, steps: int = 50) -> tuple[float, float]:
     """Per-call times of a and b, alternating blocks of ``steps`` calls so that both see the
-    same machine load: the best block mean of each."""
+    same machine load: the best block mean of each (wall time, or with --cpu-time the
+    process's CPU time, which a loaded machine disturbs less)."""
     for f in (a, b):
         for _ in range(steps):
             f()
@@ -46,11 +50,11 @@ def interleaved(a, b, blocks: int, sync=lambda: None, steps: int = 50) -> tuple[
     times = ([], [])
     for _ in range(blocks):
         for f, out in zip((a, b), times):
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             for _ in range(steps):
                 f()
             sync()
-            out.append((time.perf_counter() - t0) / steps)
+            out.append((CLOCK() - t0) / steps)
     return min(times[0]), min(times[1])
 
 
@@ -148,7 +152,12 @@ def main(argv=None):
     ap.add_argument("--json")
     ap.add_argument("--only", choices=("elementwise", "row", "step"), action="append",
                     help="run only these row groups (repeatable; default: all)")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time the step rows by process CPU time (use with --threads 1 on a loaded machine)")
     args = ap.parse_args(argv)
+    if args.cpu_time:
+        global CLOCK
+        CLOCK = time.process_time
     import torch
 
     if args.threads:

@@ -254,7 +254,8 @@ def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignor
         if tuple(t.shape) != full:
             raise InputError(f"{spec.name}: input '{n}' has shape {tuple(t.shape)}, expected {full} "
                              f"(like '{preds[0]}')")
-        return t.to(dtype).movedim(1, -1).reshape(-1, C)
+        t = t.to(dtype)
+        return t if t.dim() == 2 else t.movedim(1, -1).reshape(-1, C)
 
     data, raw, live, index, onehot = [], [], None, None, None
     scalars = set(module.SCALAR_INPUTS)
@@ -264,7 +265,7 @@ def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignor
             t = t.unsqueeze(0) if unbatched else t
             if tuple(t.shape) != batch:
                 raise InputError(f"{spec.name}: class indices '{n}' have shape {tuple(t.shape)}, expected {batch}")
-            index = t.reshape(-1).long()
+            index = (t if t.dim() == 1 else t.reshape(-1)).long()
             live, safe = None, index
             if compiling or not index.numel() or not _plain_indices(index, C, ignore_index):
                 live = index != ignore_index
