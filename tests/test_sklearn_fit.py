@@ -131,11 +131,29 @@ def test_uncertainty_weighting():
 
 
 def test_check_estimator():
-    reason = "alpha=0 with more features than samples: the minimiser is not unique"
-    for est in (LossRegressor(), LossClassifier()):
-        check_estimator(est, expected_failed_checks={"check_sample_weight_equivalence_on_dense_data": reason})
+    # Regression at alpha=0 with p > n: the minimiser is not unique, and Newton's
+    # minimum-norm step picks the same one for weights and repeated rows.
+    # Classification there: the 15 samples in 30 dimensions are separable, no
+    # minimiser exists at alpha=0 and each fit stops somewhere along a divergent path.
+    reason = "separable data at alpha=0: no minimiser exists"
+    check_estimator(LossRegressor())
+    check_estimator(LossClassifier(), expected_failed_checks={"check_sample_weight_equivalence_on_dense_data": reason})
     for est in (LossRegressor(alpha=0.01), LossClassifier(alpha=0.01)):
         check_estimator(est)
+
+
+def test_newton_minimum_norm_when_singular():
+    """p > n, no penalty: Newton lands on the minimum-norm least-squares solution
+    (lstsq's), and rows with zero weight change nothing."""
+    rng = np.random.default_rng(11)
+    X, y = rng.standard_normal((12, 30)), rng.standard_normal(12)
+    m = LossRegressor("mse", fit_intercept=False, solver="newton", tol=1e-10, verbose=0).fit(X, y)
+    np.testing.assert_allclose(m.coef_, np.linalg.lstsq(X, y, rcond=None)[0], rtol=1e-7, atol=1e-9)
+    Xz = np.vstack([X, rng.standard_normal((5, 30))])
+    yz = np.concatenate([y, rng.standard_normal(5)])
+    w = np.concatenate([np.ones(12), np.zeros(5)])
+    mz = LossRegressor("mse", fit_intercept=False, solver="newton", tol=1e-10, verbose=0).fit(Xz, yz, sample_weight=w)
+    np.testing.assert_allclose(mz.coef_, m.coef_, rtol=1e-7, atol=1e-9)
 
 
 def test_combine_in_torch_matches_numpy():

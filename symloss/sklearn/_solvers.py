@@ -51,14 +51,28 @@ class History:
             self.bar.close()
 
 
-def _chol_solve(H, g):
-    """Solve H d = -g by Cholesky.  Fallback when H is not positive definite
-    (a singular direction, e.g. a softmax's shift or p > n without L2):
-    add tau * I with tau from 1e-10 * mean(diag H) upward by 10x until it factors."""
+def _chol_solve(H, g, rcond=1e-13):
+    """Solve H d = -g by Cholesky.  Fallbacks where H is not positive definite:
+
+    - singular but positive semidefinite (a softmax's shift; p > n without L2;
+      a Cholesky pivot below sqrt(rcond) times the largest): the minimum-norm
+      step -pinv(H) g, eigenvalues below rcond * the largest dropped.  From a
+      start in the row space this reaches the minimum-norm minimiser, as a
+      least-squares solver does, so zero weights and removed rows fit alike;
+    - indefinite (a non-convex loss): add tau * I with tau from
+      1e-10 * mean(diag H) upward by 10x until it factors."""
     try:
-        return -scipy.linalg.cho_solve(scipy.linalg.cho_factor(H, check_finite=False), g, check_finite=False)
+        c, low = scipy.linalg.cho_factor(H, check_finite=False)
+        piv = np.abs(np.diag(c))
+        if piv.size == 0 or piv.min() ** 2 > rcond * piv.max() ** 2:
+            return -scipy.linalg.cho_solve((c, low), g, check_finite=False)
     except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
         pass
+    lam, V = np.linalg.eigh(H)
+    top = max(float(np.max(np.abs(lam))), np.finfo(float).tiny) if lam.size else 1.0
+    if lam.size and lam.min() >= -rcond * top:
+        keep = lam > rcond * top
+        return -V[:, keep] @ ((V[:, keep].T @ g) / lam[keep])
     tau = max(1e-10 * float(np.mean(np.abs(np.diag(H)))), 1e-12)
     eye = np.eye(H.shape[0])
     while tau < 1e10:
