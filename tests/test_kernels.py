@@ -131,3 +131,30 @@ def test_log_cosh_stable_for_large_and_tiny_residuals(dtype):
     np.testing.assert_allclose(v, want_v, rtol=rtol)
     np.testing.assert_allclose(g, want_g, rtol=rtol)
     np.testing.assert_allclose(h, np.array(want_h, dtype=dtype), rtol=rtol if dtype == np.float64 else 1e-5, atol=0)
+
+
+@pytest.mark.parametrize("n", [0, 1, 1023, 1025, 16383, 16385, 40000])
+def test_float32_sums_across_blocks(n):
+    """float32 value/value_and_grad sum per 1024-element block (templates/cpu): every element
+    counted once, in float64, at sizes around the block and task boundaries, serial and parallel."""
+    L = symloss.load("bce_logits")
+    rng = np.random.default_rng(n)
+    y = rng.integers(0, 2, n).astype(np.float32)
+    z = rng.normal(0, 3, n).astype(np.float32)
+    w = rng.uniform(0.5, 2, n).astype(np.float32)
+    m = L.module
+    for weights in (None, w):
+        per = np.empty(n, np.float32)
+        m.value(y, z, weights, per, np.float32)  # per-element losses, weighted
+        want = float(np.sum(per.astype(np.float64)))
+        for kernel in (m.value, m.value_parallel):
+            got = kernel(y, z, weights, None, np.float32)
+            assert got == pytest.approx(want, rel=1e-13, abs=1e-300)
+        for kernel in (m.value_and_grad, m.value_and_grad_parallel):
+            out, g = np.empty(n, np.float32), np.empty(n, np.float32)
+            got = kernel(y, z, weights, np.float32(0.5), out, g, np.float32)
+            assert got == pytest.approx(want, rel=1e-13, abs=1e-300)
+            np.testing.assert_array_equal(out, per)
+            g_alone = np.empty(n, np.float32)
+            m.grad(y, z, weights, np.float32(0.5), g_alone, np.float32)
+            np.testing.assert_array_equal(g, g_alone)
