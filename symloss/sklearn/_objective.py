@@ -43,20 +43,19 @@ def hessian_blocks(head, X, H, shape):
 
 
 def _weighted_gram(X, d, chunk=8192):
-    """X^T diag(d) X.  Where d >= 0: BLAS syrk (half the flops of a product) on
-    sqrt(d) * X, a chunk of rows at a time, so the scaled copy stays in cache
-    and costs chunk * p memory, not n * p."""
-    p = X.shape[1]
+    """X^T diag(d) X.  Where d >= 0: S^T S with S = sqrt(d) * X, which numpy's dot
+    hands to BLAS syrk (half the flops of a product), a chunk of rows at a
+    time so the scaled copy stays in cache and costs chunk * p memory, not n * p.
+    (numpy's BLAS, not scipy.linalg.blas: scipy ships its own OpenBLAS with its
+    own thread pool, one more to oversubscribe the cores.)"""
     if not (d.size and d.min() >= 0):
         return np.dot(X.T, d[:, None] * X)
-    from scipy.linalg.blas import dsyrk
-
-    C = np.zeros((p, p), order="F")
+    C = np.zeros((X.shape[1], X.shape[1]))
     r = np.sqrt(d)
     for s in range(0, X.shape[0], chunk):
-        S = X[s:s + chunk] * r[s:s + chunk, None]  # C-ordered: S.T is the Fortran-ordered p x chunk operand
-        C = dsyrk(1.0, S.T, beta=1.0, c=C, trans=0, lower=0, overwrite_c=1)
-    return np.triu(C) + np.triu(C, 1).T
+        S = X[s:s + chunk] * r[s:s + chunk, None]
+        C += np.dot(S.T, S)
+    return C
 
 
 class InMemoryData:
