@@ -188,12 +188,15 @@ def main(argv=None) -> int:
     # symloss's kernels use as many threads as the boosters (Numba's pool is shared by the process)
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     X, labels = make_data(args.rows, args.features, args.classes)
-    # warm-up on a slice: library start-up, kernel loading and Numba dispatch stay out of the timings
+    # warm-up on a slice: library start-up, kernel loading and Numba dispatch stay out of the timings;
+    # 70k rows reach the runtime's parallel-kernel threshold (65536 entries), whose first call loads
+    # (or, with a cold cache, compiles: minutes on a loaded machine) other kernels than the serial ones
     small = argparse.Namespace(**{**vars(args), "rounds": 1, "train_repeat": 1})
+    w = min(args.rows, 70_000)
     for loss in args.losses:
         for lib in args.libraries:
             (bench_xgboost if lib == "xgboost" else bench_lightgbm)(
-                X[:2000], {k: v[:2000] for k, v in labels.items()}, loss, small)
+                X[:w], {k: v[:w] for k, v in labels.items()}, loss, small)
     print(f"{args.rows} rows x {args.features} features, {args.rounds} rounds, K = {args.classes}, "
           f"{args.threads} threads, {platform.processor() or platform.machine()}")
     results = []
