@@ -211,6 +211,13 @@ def hessian_diag_s0(p, y, T):
 
 
 @numba.njit(**_SCALAR)
+def grad_hessian_diag_s0(p, y, T):
+    _d_p = -xdivy(y, p, T)
+    _h_p = xdivy(y, (p*p), T)
+    return _d_p, _h_p
+
+
+@numba.njit(**_SCALAR)
 def hvp_s0(p, y, _v_p, T):
     _hv_p = _v_p*xdivy(y, (p*p), T)
     return _hv_p
@@ -268,6 +275,18 @@ def _hessian_diag_row(_i, y, p, _sw, _scale, _HD_p, _nk, K, T):
     _s = _scale if _sw is None else _scale * _sw[_i]
     for _k in range(_nk):
         _h_p = hessian_diag_s0(p[_i, _k], y[_i, _k], T)
+        _HD_p[_i, _k] = _s * _h_p
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _grad_hessian_diag_row(_i, y, p, _sw, _scale, _G_p, _HD_p, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    for _k in range(_nk):
+        _d_p, _h_p = grad_hessian_diag_s0(p[_i, _k], y[_i, _k], T)
+        _G_p[_i, _k] = _s * _d_p
         _HD_p[_i, _k] = _s * _h_p
 
     return T(0)
@@ -359,6 +378,17 @@ def hessian_diag(y, p, _sw, _scale, _HD_p, T):
 
 
 @numba.njit(parallel=False, **_LOOP)
+def grad_hessian_diag(y, p, _sw, _scale, _G_p, _HD_p, T):
+    _n = p.shape[0]
+    _nk = p.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_row(_i, y, p, _sw, _scale, _G_p, _HD_p, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=False, **_LOOP)
 def hvp(y, p, _v_p, _sw, _scale, _HV_p, T):
     _n = p.shape[0]
     _nk = p.shape[1]
@@ -429,6 +459,17 @@ def hessian_diag_parallel(y, p, _sw, _scale, _HD_p, T):
     _total = 0.0
     for _i in numba.prange(_n):
         _loss = _hessian_diag_row(_i, y, p, _sw, _scale, _HD_p, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=True, **_LOOP)
+def grad_hessian_diag_parallel(y, p, _sw, _scale, _G_p, _HD_p, T):
+    _n = p.shape[0]
+    _nk = p.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_row(_i, y, p, _sw, _scale, _G_p, _HD_p, _nk, K, T)
     return _total
 
 

@@ -135,6 +135,36 @@ def hessian_diag_s0(z, T):
 
 
 @numba.njit(**_SCALAR)
+def grad_hessian_diag_s0(y, z, T):
+    _r1 = z*(T(1) - y)
+    return _r1
+
+
+@numba.njit(**_SCALAR)
+def grad_hessian_diag_s1(y, z, T):
+    _r0 = y*z
+    return _r0
+
+
+@numba.njit(**_SCALAR)
+def grad_hessian_diag_s2(_r0, _r1, T):
+    _t0 = _r0 - _r1
+    _t1 = (_t0 > T(1))
+    _t2 = (_t0 < T(1))
+    _t3 = (T(0) + T(0) * (_r0 - _r0 + _r1 - _r1))
+    _h0 = (T(0) if _t1 else (-T(1) if _t2 else _t3))
+    _h1 = (T(0) if _t1 else (T(1) if _t2 else _t3))
+    return _h0, _h1
+
+
+@numba.njit(**_SCALAR)
+def grad_hessian_diag_s3(y, z, _h0, _h1, _sel1, T):
+    _d_z = _h0*y + _h1*_sel1*(T(1) - y)
+    _h_z = (T(0) + T(0) * (z - z))
+    return _d_z, _h_z
+
+
+@numba.njit(**_SCALAR)
 def hvp_s0(z, T):
     _hv_z = (T(0) + T(0) * (z - z))
     return _hv_z
@@ -230,6 +260,30 @@ def _hessian_diag_row(_i, y, z, _sw, _scale, _HD_z, _nk, K, T):
     _s = _scale if _sw is None else _scale * _sw[_i]
     for _k in range(_nk):
         _h_z = hessian_diag_s0(z[_i, _k], T)
+        _HD_z[_i, _k] = _s * _h_z
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _grad_hessian_diag_row(_i, y, z, _sw, _scale, _G_z, _HD_z, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r1 = -T(math.inf)
+    _a1 = 0
+    for _k in range(_nk):
+        _x0 = grad_hessian_diag_s0(y[_i, _k], z[_i, _k], T)
+        if _x0 > _r1 or (_x0 != _x0 and _r1 == _r1):
+            _r1 = _x0
+            _a1 = _k
+    _r0 = T(0)
+    for _k in range(_nk):
+        _x0 = grad_hessian_diag_s1(y[_i, _k], z[_i, _k], T)
+        _r0 += _x0
+    _h0, _h1 = grad_hessian_diag_s2(_r0, _r1, T)
+    for _k in range(_nk):
+        _d_z, _h_z = grad_hessian_diag_s3(y[_i, _k], z[_i, _k], _h0, _h1, (T(1) if _k == _a1 else T(0)), T)
+        _G_z[_i, _k] = _s * _d_z
         _HD_z[_i, _k] = _s * _h_z
 
     return T(0)
@@ -332,6 +386,17 @@ def hessian_diag(y, z, _sw, _scale, _HD_z, T):
 
 
 @numba.njit(parallel=False, **_LOOP)
+def grad_hessian_diag(y, z, _sw, _scale, _G_z, _HD_z, T):
+    _n = z.shape[0]
+    _nk = z.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_row(_i, y, z, _sw, _scale, _G_z, _HD_z, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=False, **_LOOP)
 def hvp(y, z, _v_z, _sw, _scale, _HV_z, T):
     _n = z.shape[0]
     _nk = z.shape[1]
@@ -402,6 +467,17 @@ def hessian_diag_parallel(y, z, _sw, _scale, _HD_z, T):
     _total = 0.0
     for _i in numba.prange(_n):
         _loss = _hessian_diag_row(_i, y, z, _sw, _scale, _HD_z, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=True, **_LOOP)
+def grad_hessian_diag_parallel(y, z, _sw, _scale, _G_z, _HD_z, T):
+    _n = z.shape[0]
+    _nk = z.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_row(_i, y, z, _sw, _scale, _G_z, _HD_z, _nk, K, T)
     return _total
 
 

@@ -171,6 +171,51 @@ def hessian_diag_s2(x1, x2, y, _h0, _h1, _h2, _h3, _h4, _h5, _h6, T):
 
 
 @numba.njit(**_SCALAR)
+def grad_hessian_diag_s0(x1, x2, T):
+    _r0 = ((x1 - x2)*(x1 - x2))
+    return _r0
+
+
+@numba.njit(**_SCALAR)
+def grad_hessian_diag_s1(margin, y, _r0, T):
+    _t0 = math.sqrt(_r0)
+    _t1 = _t0 - margin
+    _t2 = (_t1 > T(0))
+    _t3 = (_t1 < T(0))
+    _t4 = (T(0) + T(0) * (_t0 - _t0))
+    _t5 = (T(0) if _t2 else (-T(1) if _t3 else _t4))
+    _t6 = kinkmax(T(0), -_t1, T)
+    _t7 = T(2)*_t0
+    _d0 = _t0
+    _h0 = T(1) - y
+    _h1 = _t5
+    _h2 = _t6
+    _h3 = _t7
+    _h4 = -T(2)*y
+    _h5 = T(4)*_r0
+    _h6 = (T(0) if _t2 else (T(1) if _t3 else _t4))
+    _h7 = quotient0(T(4)*_t5*_t6*y, _t7, T)
+    return _d0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7
+
+
+@numba.njit(**_SCALAR)
+def grad_hessian_diag_s2(x1, x2, y, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, T):
+    _t8 = T(2)*x1 - T(2)*x2
+    _t9 = T(2)*y
+    _t10 = _h1*_h2
+    _t11 = _t10*_t9
+    _t12 = -_t8
+    _t13 = _h6*_t9
+    _t14 = T(4)*_t10*y
+    _t15 = _h4 + _h7 + T(2)
+    _d_x1 = _h0*_t8 + quotient0(_t11*_t8, _h3, T)
+    _d_x2 = _h0*_t12 + quotient0(_t11*_t12, _h3, T)
+    _h_x1 = _t15 + (quotient0(_t13*_t8, _h3, T) - quotient0(_t14*_t8, _h5, T))*quotient0(_t8, _h3, T)
+    _h_x2 = _t15 + (quotient0(_t12*_t13, _h3, T) - quotient0(_t12*_t14, _h5, T))*quotient0(_t12, _h3, T)
+    return _d_x1, _d_x2, _h_x1, _h_x2
+
+
+@numba.njit(**_SCALAR)
 def hvp_s0(x1, x2, _v_x1, _v_x2, T):
     _t0 = T(2)*x1 - T(2)*x2
     _r0 = ((x1 - x2)*(x1 - x2))
@@ -328,6 +373,25 @@ def _hessian_diag_row(_i, y, x1, x2, margin, _sw, _scale, _HD_x1, _HD_x2, _nk, K
 
 
 @numba.njit(**_LOOP)
+def _grad_hessian_diag_row(_i, y, x1, x2, margin, _sw, _scale, _G_x1, _G_x2, _HD_x1, _HD_x2, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    for _k in range(_nk):
+        _x0 = grad_hessian_diag_s0(x1[_i, _k], x2[_i, _k], T)
+        _r0 += _x0
+    _d0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7 = grad_hessian_diag_s1(margin, y[_i], _r0, T)
+    for _k in range(_nk):
+        _d_x1, _d_x2, _h_x1, _h_x2 = grad_hessian_diag_s2(x1[_i, _k], x2[_i, _k], y[_i], _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, T)
+        _G_x1[_i, _k] = _s * _d_x1
+        _G_x2[_i, _k] = _s * _d_x2
+        _HD_x1[_i, _k] = _s * _h_x1
+        _HD_x2[_i, _k] = _s * _h_x2
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
 def _hvp_row(_i, y, x1, x2, margin, _v_x1, _v_x2, _sw, _scale, _HV_x1, _HV_x2, _nk, K, T):
     # one row: its loss (0 when the kernel computes none), outputs written in place
     _s = _scale if _sw is None else _scale * _sw[_i]
@@ -433,6 +497,17 @@ def hessian_diag(y, x1, x2, margin, _sw, _scale, _HD_x1, _HD_x2, T):
 
 
 @numba.njit(parallel=False, **_LOOP)
+def grad_hessian_diag(y, x1, x2, margin, _sw, _scale, _G_x1, _G_x2, _HD_x1, _HD_x2, T):
+    _n = x1.shape[0]
+    _nk = x1.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_row(_i, y, x1, x2, margin, _sw, _scale, _G_x1, _G_x2, _HD_x1, _HD_x2, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=False, **_LOOP)
 def hvp(y, x1, x2, margin, _v_x1, _v_x2, _sw, _scale, _HV_x1, _HV_x2, T):
     _n = x1.shape[0]
     _nk = x1.shape[1]
@@ -503,6 +578,17 @@ def hessian_diag_parallel(y, x1, x2, margin, _sw, _scale, _HD_x1, _HD_x2, T):
     _total = 0.0
     for _i in numba.prange(_n):
         _loss = _hessian_diag_row(_i, y, x1, x2, margin, _sw, _scale, _HD_x1, _HD_x2, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=True, **_LOOP)
+def grad_hessian_diag_parallel(y, x1, x2, margin, _sw, _scale, _G_x1, _G_x2, _HD_x1, _HD_x2, T):
+    _n = x1.shape[0]
+    _nk = x1.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_row(_i, y, x1, x2, margin, _sw, _scale, _G_x1, _G_x2, _HD_x1, _HD_x2, _nk, K, T)
     return _total
 
 

@@ -194,6 +194,68 @@ def hessian_diag_s2(x1, x2, _h0, _h1, _h2, _h3, _h4, _h5, T):
 
 
 @numba.njit(**_SCALAR)
+def grad_hessian_diag_s0(x1, x2, T):
+    _r0 = (x1*x1)
+    _r1 = (x2*x2)
+    _r2 = x1*x2
+    return _r0, _r1, _r2
+
+
+@numba.njit(**_SCALAR)
+def grad_hessian_diag_s1(margin, y, _r0, _r1, _r2, T):
+    _t0 = _r0 + T(1e-12)
+    _t1 = _r1 + T(1e-12)
+    _t2 = (T(1)/math.sqrt(_t0*_t1))
+    _t3 = (y > T(0))
+    _t4 = _r2*_t2
+    _t5 = _t4 - margin
+    _t6 = (_t5 < T(0))
+    _t7 = (_t5 > T(0))
+    _t8 = (T(0) + T(0) * (_r0 - _r0 + _r1 - _r1 + _r2 - _r2))
+    _t9 = -T(0.5)*_r1 - T(5e-13)
+    _t10 = (T(1)/(_t0))
+    _t11 = (T(1)/(_t1))
+    _t12 = _t10*_t11
+    _t13 = _t12*_t4
+    _t14 = _t13*_t9
+    _t15 = (-_t14 if _t3 else ((T(0) if _t6 else (_t14 if _t7 else _t8)) + T(0) * (y - y)))
+    _t16 = -T(0.5)*_r0 - T(5e-13)
+    _t17 = _t13*_t16
+    _t18 = (-_t17 if _t3 else ((T(0) if _t6 else (_t17 if _t7 else _t8)) + T(0) * (y - y)))
+    _t19 = _t12*_t2
+    _t20 = _t19*_t9
+    _t21 = (T(1)/(_t0*_t0))
+    _t22 = (T(1)/(_t1*_t1))
+    _t23 = _t21*_t22*_t4
+    _t24 = -_r2*_t11*_t2*_t21*_t9 + _t23*(_t9*_t9)
+    _t25 = _t16*_t19
+    _t26 = -_r2*_t10*_t16*_t2*_t22 + (_t16*_t16)*_t23
+    _h0 = ((-_t2 + T(0) * (_r2 - _r2)) if _t3 else ((T(0) if _t6 else (_t2 if _t7 else _t8)) + T(0) * (y - y)))
+    _h1 = _t15
+    _h2 = _t18
+    _h3 = T(2)*_t15
+    _h4 = ((-_t20 + T(0) * (_r2 - _r2)) if _t3 else ((T(0) if _t6 else (_t20 if _t7 else _t8)) + T(0) * (y - y)))
+    _h5 = (-_t24 if _t3 else ((T(0) if _t6 else (_t24 if _t7 else _t8)) + T(0) * (y - y)))
+    _h6 = T(2)*_t18
+    _h7 = ((-_t25 + T(0) * (_r2 - _r2)) if _t3 else ((T(0) if _t6 else (_t25 if _t7 else _t8)) + T(0) * (y - y)))
+    _h8 = (-_t26 if _t3 else ((T(0) if _t6 else (_t26 if _t7 else _t8)) + T(0) * (y - y)))
+    return _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8
+
+
+@numba.njit(**_SCALAR)
+def grad_hessian_diag_s2(x1, x2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, T):
+    _t27 = T(2)*x1
+    _t28 = T(2)*x2
+    _t29 = _h4*x2
+    _t30 = _h7*x1
+    _d_x1 = _h0*x2 + _h1*_t27
+    _d_x2 = _h0*x1 + _h2*_t28
+    _h_x1 = _h3 + _t27*_t29 + _t27*(_h5*_t27 + _t29)
+    _h_x2 = _h6 + _t28*_t30 + _t28*(_h8*_t28 + _t30)
+    return _d_x1, _d_x2, _h_x1, _h_x2
+
+
+@numba.njit(**_SCALAR)
 def hvp_s0(x1, x2, _v_x1, _v_x2, T):
     _r0 = (x1*x1)
     _r1 = (x2*x2)
@@ -419,6 +481,29 @@ def _hessian_diag_row(_i, x1, x2, y, margin, _sw, _scale, _HD_x1, _HD_x2, _nk, K
 
 
 @numba.njit(**_LOOP)
+def _grad_hessian_diag_row(_i, x1, x2, y, margin, _sw, _scale, _G_x1, _G_x2, _HD_x1, _HD_x2, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    _r1 = T(0)
+    _r2 = T(0)
+    for _k in range(_nk):
+        _x0, _x1, _x2 = grad_hessian_diag_s0(x1[_i, _k], x2[_i, _k], T)
+        _r0 += _x0
+        _r1 += _x1
+        _r2 += _x2
+    _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8 = grad_hessian_diag_s1(margin, y[_i], _r0, _r1, _r2, T)
+    for _k in range(_nk):
+        _d_x1, _d_x2, _h_x1, _h_x2 = grad_hessian_diag_s2(x1[_i, _k], x2[_i, _k], _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, T)
+        _G_x1[_i, _k] = _s * _d_x1
+        _G_x2[_i, _k] = _s * _d_x2
+        _HD_x1[_i, _k] = _s * _h_x1
+        _HD_x2[_i, _k] = _s * _h_x2
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
 def _hvp_row(_i, x1, x2, y, margin, _v_x1, _v_x2, _sw, _scale, _HV_x1, _HV_x2, _nk, K, T):
     # one row: its loss (0 when the kernel computes none), outputs written in place
     _s = _scale if _sw is None else _scale * _sw[_i]
@@ -544,6 +629,17 @@ def hessian_diag(x1, x2, y, margin, _sw, _scale, _HD_x1, _HD_x2, T):
 
 
 @numba.njit(parallel=False, **_LOOP)
+def grad_hessian_diag(x1, x2, y, margin, _sw, _scale, _G_x1, _G_x2, _HD_x1, _HD_x2, T):
+    _n = x1.shape[0]
+    _nk = x1.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_row(_i, x1, x2, y, margin, _sw, _scale, _G_x1, _G_x2, _HD_x1, _HD_x2, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=False, **_LOOP)
 def hvp(x1, x2, y, margin, _v_x1, _v_x2, _sw, _scale, _HV_x1, _HV_x2, T):
     _n = x1.shape[0]
     _nk = x1.shape[1]
@@ -614,6 +710,17 @@ def hessian_diag_parallel(x1, x2, y, margin, _sw, _scale, _HD_x1, _HD_x2, T):
     _total = 0.0
     for _i in numba.prange(_n):
         _loss = _hessian_diag_row(_i, x1, x2, y, margin, _sw, _scale, _HD_x1, _HD_x2, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=True, **_LOOP)
+def grad_hessian_diag_parallel(x1, x2, y, margin, _sw, _scale, _G_x1, _G_x2, _HD_x1, _HD_x2, T):
+    _n = x1.shape[0]
+    _nk = x1.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_row(_i, x1, x2, y, margin, _sw, _scale, _G_x1, _G_x2, _HD_x1, _HD_x2, _nk, K, T)
     return _total
 
 

@@ -124,6 +124,33 @@ def hessian_diag_s2(y, _h0, _h1, T):
 
 
 @numba.njit(**_SCALAR)
+def grad_hessian_diag_s0(p, y, T):
+    _r0 = p
+    _r1 = y
+    _r2 = p*y
+    return _r0, _r1, _r2
+
+
+@numba.njit(**_SCALAR)
+def grad_hessian_diag_s1(smooth, _r0, _r1, _r2, T):
+    _t0 = T(2)*_r2 + smooth
+    _t1 = _r0 + _r1 + smooth
+    _t2 = (T(1)/(_t1*_t1))
+    _h0 = _t0*_t2
+    _h1 = (T(1)/(_t1))
+    _h2 = ((-T(2)*_t0)/_t1/_t1/_t1)
+    _h3 = _t2
+    return _h0, _h1, _h2, _h3
+
+
+@numba.njit(**_SCALAR)
+def grad_hessian_diag_s2(y, _h0, _h1, _h2, _h3, T):
+    _d_p = _h0 - T(2)*_h1*y
+    _h_p = _h2 + T(4)*_h3*y
+    return _d_p, _h_p
+
+
+@numba.njit(**_SCALAR)
 def hvp_s0(p, y, _v_p, T):
     _r0 = p
     _r1 = y
@@ -256,6 +283,27 @@ def _hessian_diag_row(_i, y, p, smooth, _sw, _scale, _HD_p, _nk, K, T):
 
 
 @numba.njit(**_LOOP)
+def _grad_hessian_diag_row(_i, y, p, smooth, _sw, _scale, _G_p, _HD_p, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    _r1 = T(0)
+    _r2 = T(0)
+    for _k in range(_nk):
+        _x0, _x1, _x2 = grad_hessian_diag_s0(p[_i, _k], y[_i, _k], T)
+        _r0 += _x0
+        _r1 += _x1
+        _r2 += _x2
+    _h0, _h1, _h2, _h3 = grad_hessian_diag_s1(smooth, _r0, _r1, _r2, T)
+    for _k in range(_nk):
+        _d_p, _h_p = grad_hessian_diag_s2(y[_i, _k], _h0, _h1, _h2, _h3, T)
+        _G_p[_i, _k] = _s * _d_p
+        _HD_p[_i, _k] = _s * _h_p
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
 def _hvp_row(_i, y, p, smooth, _v_p, _sw, _scale, _HV_p, _nk, K, T):
     # one row: its loss (0 when the kernel computes none), outputs written in place
     _s = _scale if _sw is None else _scale * _sw[_i]
@@ -367,6 +415,17 @@ def hessian_diag(y, p, smooth, _sw, _scale, _HD_p, T):
 
 
 @numba.njit(parallel=False, **_LOOP)
+def grad_hessian_diag(y, p, smooth, _sw, _scale, _G_p, _HD_p, T):
+    _n = p.shape[0]
+    _nk = p.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_row(_i, y, p, smooth, _sw, _scale, _G_p, _HD_p, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=False, **_LOOP)
 def hvp(y, p, smooth, _v_p, _sw, _scale, _HV_p, T):
     _n = p.shape[0]
     _nk = p.shape[1]
@@ -437,6 +496,17 @@ def hessian_diag_parallel(y, p, smooth, _sw, _scale, _HD_p, T):
     _total = 0.0
     for _i in numba.prange(_n):
         _loss = _hessian_diag_row(_i, y, p, smooth, _sw, _scale, _HD_p, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=True, **_LOOP)
+def grad_hessian_diag_parallel(y, p, smooth, _sw, _scale, _G_p, _HD_p, T):
+    _n = p.shape[0]
+    _nk = p.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_row(_i, y, p, smooth, _sw, _scale, _G_p, _HD_p, _nk, K, T)
     return _total
 
 

@@ -28,6 +28,151 @@ PARAM_GRADS = ()  # parameters with a d loss / d param kernel
 _SCALAR = dict(cache=True, error_model="numpy", fastmath=False, forceinline=True)
 # reassoc lets the float64 sum vectorise.
 _LOOP = dict(cache=True, error_model="numpy", fastmath={"reassoc"})
+# Summing loops in float32: a float64 sum inside the loop makes LLVM vectorise it
+# 4-wide (the width of float64), not 8; so the losses of each _BLOCK go to a small
+# buffer (allocated once per _CHUNK, a parallel task) that _sum64 adds in float64
+# after the block.  Indices are unsigned there: no negative-index wraparound, so
+# the loads stay vector loads.  float64 loops sum in the loop (blocks cost ~10%
+# there: LLVM then reloads each constant of the math library in the loop).
+_BLOCK = numba.uint64(1024)
+_CHUNK = numba.uint64(16384)
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath={"reassoc"}, forceinline=True)
+def _sum64(a, k):
+    # float64 sum of a[:k]
+    s = 0.0
+    for j in range(k):
+        s += a[j]
+    return s
+
+# --- vectorisable math library (symloss.mathlib) ---
+# symloss math library: branch-free exp/log family that LLVM vectorises.
+# Options of the float32/float64 implementations behind each overload; "contract"
+# only lets LLVM fuse a*b + c into an FMA (one rounding instead of two).
+_ML_JIT = {"error_model": "numpy", "fastmath": {"contract"}, "forceinline": True}
+
+
+def _ml_is_f32(x, T):
+    # typing time: the float type asked for by T (a NumberClass), else x's own
+    t = getattr(T, "instance_type", x)
+    return t == numba.types.float32
+
+
+@numba.extending.intrinsic
+def _ml_i64_as_f64(typingctx, v):
+    # reinterpret the bits of int64 as float64 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Integer,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.int64)
+        return builder.bitcast(w, context.get_value_type(numba.types.float64))
+
+    return numba.types.float64(v), codegen
+
+
+@numba.extending.intrinsic
+def _ml_f64_as_i64(typingctx, v):
+    # reinterpret the bits of float64 as int64 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Float,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.float64)
+        return builder.bitcast(w, context.get_value_type(numba.types.int64))
+
+    return numba.types.int64(v), codegen
+
+
+@numba.extending.intrinsic
+def _ml_i32_as_f32(typingctx, v):
+    # reinterpret the bits of int32 as float32 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Integer,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.int32)
+        return builder.bitcast(w, context.get_value_type(numba.types.float32))
+
+    return numba.types.float32(v), codegen
+
+
+@numba.extending.intrinsic
+def _ml_f32_as_i32(typingctx, v):
+    # reinterpret the bits of float32 as int32 (LLVM bitcast; free in vector code)
+    if not isinstance(v, (numba.types.Float,)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        w = context.cast(builder, args[0], sig.args[0], numba.types.float32)
+        return builder.bitcast(w, context.get_value_type(numba.types.int32))
+
+    return numba.types.int32(v), codegen
+
+
+def flog1p(x, T):
+    """log(1 + x): in numba-compiled code the overload below replaces this body."""
+    x = T(x)
+    with np.errstate(all="ignore"):
+        return T(np.log1p(x))
+
+
+@numba.extending.overload(flog1p, jit_options=_ML_JIT)
+def _ml_flog1p_ol(x, T):
+    return _ml_flog1p_f32 if _ml_is_f32(x, T) else _ml_flog1p_f64
+
+
+def _ml_flog1p_f64(x, T):
+    x = np.float64(x)
+    u = 1.0 + x
+    c_small = x - (u - 1.0)
+    c_large = 1.0 - (u - x)
+    c = c_small if abs(x) <= 1.0 else c_large
+    iu = _ml_f64_as_i64(u)
+    e = (iu - 0x3FE6A09E667F3BCD) >> 52
+    m = _ml_i64_as_f64(iu - (e << 52))
+    ef = _ml_i64_as_f64(e + 0x4338000000000000) - 6755399441055744.0
+    f = m - 1.0
+    s = f / (2.0 + f)
+    z = s * s
+    hfsq = 0.5 * (f * f)
+    z2 = z * z
+    z4 = z2 * z2
+    R = z * (0.666666666666667 + z * 0.39999999999898356 + z2 * (0.28571428626439194 + z * 0.2222221106632336) + z4 * (0.18182893693373084 + z * 0.15331581190240257 + z2 * 0.14618067509549135))
+    ec = e if e < 1000 else 1000
+    cs = c * _ml_i64_as_f64((1023 - ec) << 52) * (1.0 - s) * ((1.0 - s) + z)
+    res = ef * 0.6931471806019545 - ((hfsq - (s * (hfsq + R) + (ef * -4.2009150726810846e-11 + cs))) - f)
+    res = -math.inf if x == -1.0 else res
+    res = math.nan if x < -1.0 else res
+    res = x if not (x < math.inf) else res
+    return x if x == 0.0 else res
+
+
+def _ml_flog1p_f32(x, T):
+    x = T(x)
+    u = T(1.0) + x
+    c_small = x - (u - T(1.0))
+    c_large = T(1.0) - (u - x)
+    c = c_small if abs(x) <= T(1.0) else c_large
+    iu = _ml_f32_as_i32(u)
+    e = (iu - 0x3F3504F3) >> 23
+    m = _ml_i32_as_f32(iu - (e << 23))
+    ef = _ml_i32_as_f32(e + 0x4B400000) - T(12582912.0)
+    f = m - T(1.0)
+    s = f / (T(2.0) + f)
+    z = s * s
+    z2 = z * z
+    hfsq = T(0.5) * (f * f)
+    R = z * (T(0.66666687) + z * T(0.39988714) + z2 * T(0.295823))
+    ec = e if e < 100 else 100
+    cs = c * _ml_i32_as_f32((127 - ec) << 23) * (T(1.0) - s) * ((T(1.0) - s) + z)
+    res = ef * T(0.69314575) - ((hfsq - (s * (hfsq + R) + (ef * T(1.4286068e-06) + cs))) - f)
+    res = -T(math.inf) if x == T(-1.0) else res
+    res = T(math.nan) if x < T(-1.0) else res
+    res = x if not (x < T(math.inf)) else res
+    return x if x == T(0.0) else res
+# --- end of math library ---
 
 
 @numba.njit(**_SCALAR)
@@ -41,18 +186,13 @@ def sign(x, T):
 
 @numba.njit(**_SCALAR)
 def xmlog1p(x, T):
-    # x - log1p(x).  Near 0, with s = x/(2 + x): log1p(x) = 2 atanh(s), and
-    # x - 2s = x^2/(2 + x) exactly, so x - log1p(x) = x^2/(2+x) - 2(s^3/3 + s^5/5 + ...)
-    if abs(x) > T(0.3):
-        return x - math.log1p(x)
+    # x - log1p(x); for |x| <= 0.3 the series of the helper below, in Horner form with
+    # 1/k as constants; both sides computed and selected, so a loop calling it vectorises
     s = x / (T(2) + x)
     s2 = s * s
-    acc = T(0)
-    k = 27
-    while k >= 3:
-        acc = acc * s2 + T(1) / T(k)
-        k -= 2
-    return x * x / (T(2) + x) - T(2) * s * s2 * acc
+    acc = ((((((((((((T(0.037037037037037035) * s2 + T(0.04)) * s2 + T(0.043478260869565216)) * s2 + T(0.047619047619047616)) * s2 + T(0.05263157894736842)) * s2 + T(0.058823529411764705)) * s2 + T(0.06666666666666667)) * s2 + T(0.07692307692307693)) * s2 + T(0.09090909090909091)) * s2 + T(0.1111111111111111)) * s2 + T(0.14285714285714285)) * s2 + T(0.2)) * s2 + T(0.3333333333333333))
+    near = x * x / (T(2) + x) - T(2) * s * s2 * acc
+    return near if abs(x) <= T(0.3) else x - flog1p(x, T)
 
 @numba.njit(**_SCALAR)
 def value_scalar(y, yhat, c, T):
@@ -95,6 +235,25 @@ def grad_hessian_scalar(y, yhat, c, T):
 
 @numba.njit(parallel=False, **_LOOP)
 def value(y, yhat, c, w, out, T):
+    if T(1e-50) == T(0):  # float32 (folded at compile time): see _sum64
+        _total = 0.0
+        _n = numba.uint64(yhat.size)
+        for _c in numba.prange((_n + _CHUNK - 1) // _CHUNK):
+            _buf = np.empty(_BLOCK, yhat.dtype)
+            _part = 0.0
+            _end = min(numba.uint64(_c + 1) * _CHUNK, _n)
+            for _lo in range(numba.uint64(_c) * _CHUNK, _end, _BLOCK):
+                _hi = min(_lo + _BLOCK, _end)
+                for i in range(_lo, _hi):
+                    loss = value_scalar(y[i], yhat[i], c, T)
+                    if w is not None:
+                        loss = w[i] * loss
+                    if out is not None:
+                        out[i] = loss
+                    _buf[i - _lo] = loss
+                _part += _sum64(_buf, _hi - _lo)
+            _total += _part
+        return _total
     total = 0.0
     for i in numba.prange(yhat.size):
         loss = value_scalar(y[i], yhat[i], c, T)
@@ -116,6 +275,27 @@ def grad(y, yhat, c, w, scale, g_yhat, T):
 
 @numba.njit(parallel=False, **_LOOP)
 def value_and_grad(y, yhat, c, w, scale, out, g_yhat, T):
+    if T(1e-50) == T(0):  # float32 (folded at compile time): see _sum64
+        _total = 0.0
+        _n = numba.uint64(yhat.size)
+        for _c in numba.prange((_n + _CHUNK - 1) // _CHUNK):
+            _buf = np.empty(_BLOCK, yhat.dtype)
+            _part = 0.0
+            _end = min(numba.uint64(_c + 1) * _CHUNK, _n)
+            for _lo in range(numba.uint64(_c) * _CHUNK, _end, _BLOCK):
+                _hi = min(_lo + _BLOCK, _end)
+                for i in range(_lo, _hi):
+                    loss, d_yhat = value_and_grad_scalar(y[i], yhat[i], c, T)
+                    if w is not None:
+                        loss = w[i] * loss
+                    if out is not None:
+                        out[i] = loss
+                    _buf[i - _lo] = loss
+                    _s = scale if w is None else scale * w[i]
+                    g_yhat[i] = _s * d_yhat
+                _part += _sum64(_buf, _hi - _lo)
+            _total += _part
+        return _total
     total = 0.0
     for i in numba.prange(yhat.size):
         loss, d_yhat = value_and_grad_scalar(y[i], yhat[i], c, T)
@@ -149,6 +329,25 @@ def grad_hessian(y, yhat, c, w, scale, g_yhat, h_yhat_yhat_out, T):
 
 @numba.njit(parallel=True, **_LOOP)
 def value_parallel(y, yhat, c, w, out, T):
+    if T(1e-50) == T(0):  # float32 (folded at compile time): see _sum64
+        _total = 0.0
+        _n = numba.uint64(yhat.size)
+        for _c in numba.prange((_n + _CHUNK - 1) // _CHUNK):
+            _buf = np.empty(_BLOCK, yhat.dtype)
+            _part = 0.0
+            _end = min(numba.uint64(_c + 1) * _CHUNK, _n)
+            for _lo in range(numba.uint64(_c) * _CHUNK, _end, _BLOCK):
+                _hi = min(_lo + _BLOCK, _end)
+                for i in range(_lo, _hi):
+                    loss = value_scalar(y[i], yhat[i], c, T)
+                    if w is not None:
+                        loss = w[i] * loss
+                    if out is not None:
+                        out[i] = loss
+                    _buf[i - _lo] = loss
+                _part += _sum64(_buf, _hi - _lo)
+            _total += _part
+        return _total
     total = 0.0
     for i in numba.prange(yhat.size):
         loss = value_scalar(y[i], yhat[i], c, T)
@@ -170,6 +369,27 @@ def grad_parallel(y, yhat, c, w, scale, g_yhat, T):
 
 @numba.njit(parallel=True, **_LOOP)
 def value_and_grad_parallel(y, yhat, c, w, scale, out, g_yhat, T):
+    if T(1e-50) == T(0):  # float32 (folded at compile time): see _sum64
+        _total = 0.0
+        _n = numba.uint64(yhat.size)
+        for _c in numba.prange((_n + _CHUNK - 1) // _CHUNK):
+            _buf = np.empty(_BLOCK, yhat.dtype)
+            _part = 0.0
+            _end = min(numba.uint64(_c + 1) * _CHUNK, _n)
+            for _lo in range(numba.uint64(_c) * _CHUNK, _end, _BLOCK):
+                _hi = min(_lo + _BLOCK, _end)
+                for i in range(_lo, _hi):
+                    loss, d_yhat = value_and_grad_scalar(y[i], yhat[i], c, T)
+                    if w is not None:
+                        loss = w[i] * loss
+                    if out is not None:
+                        out[i] = loss
+                    _buf[i - _lo] = loss
+                    _s = scale if w is None else scale * w[i]
+                    g_yhat[i] = _s * d_yhat
+                _part += _sum64(_buf, _hi - _lo)
+            _total += _part
+        return _total
     total = 0.0
     for i in numba.prange(yhat.size):
         loss, d_yhat = value_and_grad_scalar(y[i], yhat[i], c, T)

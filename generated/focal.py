@@ -126,7 +126,8 @@ def _ml_fexp_f64(x, T):
     r2 = r * r
     r4 = r2 * r2
     r8 = r4 * r4
-    p = 1.0 + (r + r2 * (0.5000000000000001 + r * 0.16666666666666674 + r2 * (0.04166666666662407 + r * 0.00833333333332219) + r4 * (0.0013888888917240126 + r * 0.00019841269886641222 + r2 * (2.480152125534934e-05 + r * 2.7557242285140456e-06)) + r8 * (2.762010760913474e-07 + r * 2.511006799814818e-08)))
+    em = r + r2 * (0.5000000000000001 + r * 0.16666666666666674 + r2 * (0.04166666666662407 + r * 0.00833333333332219) + r4 * (0.0013888888917240126 + r * 0.00019841269886641222 + r2 * (2.480152125534934e-05 + r * 2.7557242285140456e-06)) + r8 * (2.762010760913474e-07 + r * 2.511006799814818e-08))
+    p = 1.0 + em
     k1 = k >> 1
     res = p * _ml_i64_as_f64((k1 + 1023) << 52) * _ml_i64_as_f64((k - k1 + 1023) << 52)
     res = 0.0 if under else res
@@ -145,7 +146,8 @@ def _ml_fexp_f32(x, T):
     r = (y - kf * T(0.69314575)) - kf * T(1.4286068e-06)
     r2 = r * r
     r4 = r2 * r2
-    p = T(1.0) + (r + r2 * (T(0.5) + r * T(0.16666576) + r2 * (T(0.041666374) + r * T(0.00836319)) + r4 * T(0.0013941141)))
+    em = r + r2 * (T(0.5) + r * T(0.16666576) + r2 * (T(0.041666374) + r * T(0.00836319)) + r4 * T(0.0013941141))
+    p = T(1.0) + em
     k1 = k >> 1
     res = p * _ml_i32_as_f32((k1 + 127) << 23) * _ml_i32_as_f32((k - k1 + 127) << 23)
     res = T(0.0) if under else res
@@ -454,6 +456,83 @@ def hessian_diag_s6(gamma, y, z, _h7, _h8, _h9, _h10, _h11, _r3, _r4, _st, T):
     _t21 = _t17*(_t19 + _t20)
     _h_z = -_r3*_st + _st*(-_t16*_t18 - _t21 + powdiv(-_t19, _t13, gamma, T(1), T)) - _st*(_r4*_st - _t10*powdiv(_h11*_t20, _t13, gamma, T(2), T) + _t21 + powdiv(_t19, _t13, gamma, T(1), T)) + _t10*_t16 - _t17*(-_t12 - _t15) + powdiv(_t12, _t13, gamma, T(1), T)
     return _h_z
+
+
+@numba.njit(**_SCALAR)
+def grad_hessian_diag_s0(z, T):
+    _m0 = z
+    return _m0
+
+
+@numba.njit(**_SCALAR)
+def grad_hessian_diag_s1(_m0, T):
+    _h0 = -_m0
+    return _h0
+
+
+@numba.njit(**_SCALAR)
+def grad_hessian_diag_s2(z, _h0, T):
+    _t0 = fexp(_h0 + z, T)
+    _r0 = _t0
+    _st = _t0
+    return _r0, _st
+
+
+@numba.njit(**_SCALAR)
+def grad_hessian_diag_s3(gamma, _m0, _r0, T):
+    _h1 = (T(1)/(_r0))
+    _h2 = -_m0
+    _h3 = (T(1)/(_r0*_r0))
+    _h4 = -flog(_r0, T)
+    _h5 = (T(1)/(_r0*_r0*_r0))
+    _h6 = gamma - T(1)
+    return _h1, _h2, _h3, _h4, _h5, _h6
+
+
+@numba.njit(**_SCALAR)
+def grad_hessian_diag_s4(gamma, y, z, _h1, _h2, _h3, _h4, _h5, _h6, T):
+    _t1 = _h2 + z
+    _t2 = fexp(_t1, T)
+    _t3 = -_h1*_t2 + T(1)
+    _t4 = (_t3**gamma)*y
+    _t5 = _h4 + _t1
+    _t6 = _h3*_t2
+    _t7 = gamma*y
+    _t8 = _t5*_t6*_t7
+    _t9 = _h5*_t2*_t7
+    _r3 = -_h1*_t4 + powdiv(_t8, _t3, gamma, T(1), T)
+    _r4 = _h3*_t4 + _t6*powdiv(_h6*_t8, _t3, gamma, T(2), T) + (-T(2)*_t5*_t9 - _t9)*powdiv(T(1), _t3, gamma, T(1), T) + powdiv(-_t9, _t3, gamma, T(1), T)
+    return _r3, _r4
+
+
+@numba.njit(**_SCALAR)
+def grad_hessian_diag_s5(gamma, _m0, _r0, T):
+    _h7 = (T(1)/(_r0))
+    _h8 = -_m0
+    _h9 = -flog(_r0, T)
+    _h10 = (T(1)/(_r0*_r0))
+    _h11 = gamma - T(1)
+    return _h7, _h8, _h9, _h10, _h11
+
+
+@numba.njit(**_SCALAR)
+def grad_hessian_diag_s6(gamma, y, z, _h7, _h8, _h9, _h10, _h11, _r3, _r4, _st, T):
+    _t10 = _r3*_st
+    _t11 = _h7*_st
+    _t12 = T(1) - _t11
+    _t13 = _h8 + _h9 + z
+    _t14 = gamma*y
+    _t15 = _t11*_t14
+    _t16 = _t13*_t15
+    _t17 = powdiv(-_h11*_t16, _t12, gamma, T(2), T)
+    _t18 = powdiv(T(1), _t12, gamma, T(1), T)
+    _t19 = _h10*_st
+    _t20 = _t14*_t19
+    _t21 = _t13*_t20
+    _t22 = _t18*(_t20 + _t21)
+    _d_z = -_t10 - (_t12**gamma)*y - powdiv(-_t16, _t12, gamma, T(1), T)
+    _h_z = _st*(-_t17*_t19 - _t22 + powdiv(-_t20, _t12, gamma, T(1), T)) - _st*(_r4*_st - _t11*powdiv(_h11*_t21, _t12, gamma, T(2), T) + _t22 + powdiv(_t20, _t12, gamma, T(1), T)) - _t10 + _t11*_t17 - _t18*(-_t15 - _t16) + powdiv(_t15, _t12, gamma, T(1), T)
+    return _d_z, _h_z
 
 
 @numba.njit(**_SCALAR)
@@ -995,6 +1074,101 @@ def _hessian_diag_row(_i, y, z, gamma, _sw, _scale, _HD_z, _nk, K, T):
     _h7, _h8, _h9, _h10, _h11 = hessian_diag_s5(gamma, _m0, _r0, T)
     for _k in range(_nk):
         _h_z = hessian_diag_s6(gamma, y[_i, _k], z[_i, _k], _h7, _h8, _h9, _h10, _h11, _r3, _r4, _HD_z[_i, _k], T)
+        _HD_z[_i, _k] = _s * _h_z
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _grad_hessian_diag_row(_i, y, z, gamma, _sw, _scale, _G_z, _HD_z, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = grad_hessian_diag_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = grad_hessian_diag_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = grad_hessian_diag_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = grad_hessian_diag_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = grad_hessian_diag_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = grad_hessian_diag_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = grad_hessian_diag_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = grad_hessian_diag_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = grad_hessian_diag_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = grad_hessian_diag_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = grad_hessian_diag_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = grad_hessian_diag_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = grad_hessian_diag_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = grad_hessian_diag_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = grad_hessian_diag_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = grad_hessian_diag_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
+        _x0 = grad_hessian_diag_s0(z[_i, _k], T)
+        _m0 = _x0 if _x0 > _m0 else _m0
+    _h0 = grad_hessian_diag_s1(_m0, T)
+    _r0 = T(0)
+    for _k in range(_nk):
+        _x0, _x1 = grad_hessian_diag_s2(z[_i, _k], _h0, T)
+        _G_z[_i, _k] = _x1
+        _r0 += _x0
+    _h1, _h2, _h3, _h4, _h5, _h6 = grad_hessian_diag_s3(gamma, _m0, _r0, T)
+    _r3 = T(0)
+    _r4 = T(0)
+    for _k in range(_nk):
+        _x0, _x1 = grad_hessian_diag_s4(gamma, y[_i, _k], z[_i, _k], _h1, _h2, _h3, _h4, _h5, _h6, T)
+        _r3 += _x0
+        _r4 += _x1
+    _h7, _h8, _h9, _h10, _h11 = grad_hessian_diag_s5(gamma, _m0, _r0, T)
+    for _k in range(_nk):
+        _d_z, _h_z = grad_hessian_diag_s6(gamma, y[_i, _k], z[_i, _k], _h7, _h8, _h9, _h10, _h11, _r3, _r4, _G_z[_i, _k], T)
+        _G_z[_i, _k] = _s * _d_z
         _HD_z[_i, _k] = _s * _h_z
 
     return T(0)
@@ -1594,6 +1768,106 @@ def _hessian_diag_idx_row(_i, _ti_arr, z, gamma, _sw, _scale, _ignore, _HD_z, _n
 
 
 @numba.njit(**_LOOP)
+def _grad_hessian_diag_idx_row(_i, _ti_arr, z, gamma, _sw, _scale, _ignore, _G_z, _HD_z, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _ti = _ti_arr[_i]
+    if _ti == _ignore:
+        _G_z[_i, :] = T(0)
+        _HD_z[_i, :] = T(0)
+        return T(0)
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = grad_hessian_diag_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = grad_hessian_diag_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = grad_hessian_diag_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = grad_hessian_diag_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = grad_hessian_diag_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = grad_hessian_diag_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = grad_hessian_diag_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = grad_hessian_diag_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = grad_hessian_diag_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = grad_hessian_diag_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = grad_hessian_diag_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = grad_hessian_diag_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = grad_hessian_diag_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = grad_hessian_diag_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = grad_hessian_diag_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = grad_hessian_diag_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
+        _x0 = grad_hessian_diag_s0(z[_i, _k], T)
+        _m0 = _x0 if _x0 > _m0 else _m0
+    _h0 = grad_hessian_diag_s1(_m0, T)
+    _r0 = T(0)
+    for _k in range(_nk):
+        _x0, _x1 = grad_hessian_diag_s2(z[_i, _k], _h0, T)
+        _G_z[_i, _k] = _x1
+        _r0 += _x0
+    _h1, _h2, _h3, _h4, _h5, _h6 = grad_hessian_diag_s3(gamma, _m0, _r0, T)
+    _r3 = T(0)
+    _r4 = T(0)
+    for _k in range(_nk):
+        _x0, _x1 = grad_hessian_diag_s4(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h1, _h2, _h3, _h4, _h5, _h6, T)
+        _r3 += _x0
+        _r4 += _x1
+    _h7, _h8, _h9, _h10, _h11 = grad_hessian_diag_s5(gamma, _m0, _r0, T)
+    for _k in range(_nk):
+        _d_z, _h_z = grad_hessian_diag_s6(gamma, (T(1) if _k == _ti else T(0)), z[_i, _k], _h7, _h8, _h9, _h10, _h11, _r3, _r4, _G_z[_i, _k], T)
+        _G_z[_i, _k] = _s * _d_z
+        _HD_z[_i, _k] = _s * _h_z
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
 def _hvp_idx_row(_i, _ti_arr, z, gamma, _v_z, _sw, _scale, _ignore, _HV_z, _nk, K, T):
     # one row: its loss (0 when the kernel computes none), outputs written in place
     _s = _scale if _sw is None else _scale * _sw[_i]
@@ -1863,6 +2137,17 @@ def hessian_diag(y, z, gamma, _sw, _scale, _HD_z, T):
 
 
 @numba.njit(parallel=False, **_LOOP)
+def grad_hessian_diag(y, z, gamma, _sw, _scale, _G_z, _HD_z, T):
+    _n = z.shape[0]
+    _nk = z.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_row(_i, y, z, gamma, _sw, _scale, _G_z, _HD_z, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=False, **_LOOP)
 def hvp(y, z, gamma, _v_z, _sw, _scale, _HV_z, T):
     _n = z.shape[0]
     _nk = z.shape[1]
@@ -1933,6 +2218,17 @@ def hessian_diag_idx(_ti_arr, z, gamma, _sw, _scale, _ignore, _HD_z, T):
     _total = 0.0
     for _i in numba.prange(_n):
         _loss = _hessian_diag_idx_row(_i, _ti_arr, z, gamma, _sw, _scale, _ignore, _HD_z, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=False, **_LOOP)
+def grad_hessian_diag_idx(_ti_arr, z, gamma, _sw, _scale, _ignore, _G_z, _HD_z, T):
+    _n = z.shape[0]
+    _nk = z.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_idx_row(_i, _ti_arr, z, gamma, _sw, _scale, _ignore, _G_z, _HD_z, _nk, K, T)
     return _total
 
 
@@ -2011,6 +2307,17 @@ def hessian_diag_parallel(y, z, gamma, _sw, _scale, _HD_z, T):
 
 
 @numba.njit(parallel=True, **_LOOP)
+def grad_hessian_diag_parallel(y, z, gamma, _sw, _scale, _G_z, _HD_z, T):
+    _n = z.shape[0]
+    _nk = z.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_row(_i, y, z, gamma, _sw, _scale, _G_z, _HD_z, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=True, **_LOOP)
 def hvp_parallel(y, z, gamma, _v_z, _sw, _scale, _HV_z, T):
     _n = z.shape[0]
     _nk = z.shape[1]
@@ -2081,6 +2388,17 @@ def hessian_diag_idx_parallel(_ti_arr, z, gamma, _sw, _scale, _ignore, _HD_z, T)
     _total = 0.0
     for _i in numba.prange(_n):
         _loss = _hessian_diag_idx_row(_i, _ti_arr, z, gamma, _sw, _scale, _ignore, _HD_z, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=True, **_LOOP)
+def grad_hessian_diag_idx_parallel(_ti_arr, z, gamma, _sw, _scale, _ignore, _G_z, _HD_z, T):
+    _n = z.shape[0]
+    _nk = z.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_idx_row(_i, _ti_arr, z, gamma, _sw, _scale, _ignore, _G_z, _HD_z, _nk, K, T)
     return _total
 
 

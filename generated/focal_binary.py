@@ -28,6 +28,23 @@ PARAM_GRADS = ()  # parameters with a d loss / d param kernel
 _SCALAR = dict(cache=True, error_model="numpy", fastmath=False, forceinline=True)
 # reassoc lets the float64 sum vectorise.
 _LOOP = dict(cache=True, error_model="numpy", fastmath={"reassoc"})
+# Summing loops in float32: a float64 sum inside the loop makes LLVM vectorise it
+# 4-wide (the width of float64), not 8; so the losses of each _BLOCK go to a small
+# buffer (allocated once per _CHUNK, a parallel task) that _sum64 adds in float64
+# after the block.  Indices are unsigned there: no negative-index wraparound, so
+# the loads stay vector loads.  float64 loops sum in the loop (blocks cost ~10%
+# there: LLVM then reloads each constant of the math library in the loop).
+_BLOCK = numba.uint64(1024)
+_CHUNK = numba.uint64(16384)
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath={"reassoc"}, forceinline=True)
+def _sum64(a, k):
+    # float64 sum of a[:k]
+    s = 0.0
+    for j in range(k):
+        s += a[j]
+    return s
 
 # --- vectorisable math library (symloss.mathlib) ---
 # symloss math library: branch-free exp/log family that LLVM vectorises.
@@ -119,7 +136,8 @@ def _ml_fexp_f64(x, T):
     r2 = r * r
     r4 = r2 * r2
     r8 = r4 * r4
-    p = 1.0 + (r + r2 * (0.5000000000000001 + r * 0.16666666666666674 + r2 * (0.04166666666662407 + r * 0.00833333333332219) + r4 * (0.0013888888917240126 + r * 0.00019841269886641222 + r2 * (2.480152125534934e-05 + r * 2.7557242285140456e-06)) + r8 * (2.762010760913474e-07 + r * 2.511006799814818e-08)))
+    em = r + r2 * (0.5000000000000001 + r * 0.16666666666666674 + r2 * (0.04166666666662407 + r * 0.00833333333332219) + r4 * (0.0013888888917240126 + r * 0.00019841269886641222 + r2 * (2.480152125534934e-05 + r * 2.7557242285140456e-06)) + r8 * (2.762010760913474e-07 + r * 2.511006799814818e-08))
+    p = 1.0 + em
     k1 = k >> 1
     res = p * _ml_i64_as_f64((k1 + 1023) << 52) * _ml_i64_as_f64((k - k1 + 1023) << 52)
     res = 0.0 if under else res
@@ -138,7 +156,8 @@ def _ml_fexp_f32(x, T):
     r = (y - kf * T(0.69314575)) - kf * T(1.4286068e-06)
     r2 = r * r
     r4 = r2 * r2
-    p = T(1.0) + (r + r2 * (T(0.5) + r * T(0.16666576) + r2 * (T(0.041666374) + r * T(0.00836319)) + r4 * T(0.0013941141)))
+    em = r + r2 * (T(0.5) + r * T(0.16666576) + r2 * (T(0.041666374) + r * T(0.00836319)) + r4 * T(0.0013941141))
+    p = T(1.0) + em
     k1 = k >> 1
     res = p * _ml_i32_as_f32((k1 + 127) << 23) * _ml_i32_as_f32((k - k1 + 127) << 23)
     res = T(0.0) if under else res
@@ -198,69 +217,6 @@ def _ml_flog_f32(x, T):
     res = -T(math.inf) if x == T(0.0) else res
     res = T(math.nan) if x < T(0.0) else res
     return x if not (x < T(math.inf)) else res
-
-
-def flog1p(x, T):
-    """log(1 + x): in numba-compiled code the overload below replaces this body."""
-    x = T(x)
-    with np.errstate(all="ignore"):
-        return T(np.log1p(x))
-
-
-@numba.extending.overload(flog1p, jit_options=_ML_JIT)
-def _ml_flog1p_ol(x, T):
-    return _ml_flog1p_f32 if _ml_is_f32(x, T) else _ml_flog1p_f64
-
-
-def _ml_flog1p_f64(x, T):
-    x = np.float64(x)
-    u = 1.0 + x
-    c_small = x - (u - 1.0)
-    c_large = 1.0 - (u - x)
-    c = c_small if abs(x) <= 1.0 else c_large
-    iu = _ml_f64_as_i64(u)
-    e = (iu - 0x3FE6A09E667F3BCD) >> 52
-    m = _ml_i64_as_f64(iu - (e << 52))
-    ef = _ml_i64_as_f64(e + 0x4338000000000000) - 6755399441055744.0
-    f = m - 1.0
-    s = f / (2.0 + f)
-    z = s * s
-    hfsq = 0.5 * (f * f)
-    z2 = z * z
-    z4 = z2 * z2
-    R = z * (0.666666666666667 + z * 0.39999999999898356 + z2 * (0.28571428626439194 + z * 0.2222221106632336) + z4 * (0.18182893693373084 + z * 0.15331581190240257 + z2 * 0.14618067509549135))
-    ec = e if e < 1000 else 1000
-    cs = c * _ml_i64_as_f64((1023 - ec) << 52) * (1.0 - s) * ((1.0 - s) + z)
-    res = ef * 0.6931471806019545 - ((hfsq - (s * (hfsq + R) + (ef * -4.2009150726810846e-11 + cs))) - f)
-    res = -math.inf if x == -1.0 else res
-    res = math.nan if x < -1.0 else res
-    res = x if not (x < math.inf) else res
-    return x if x == 0.0 else res
-
-
-def _ml_flog1p_f32(x, T):
-    x = T(x)
-    u = T(1.0) + x
-    c_small = x - (u - T(1.0))
-    c_large = T(1.0) - (u - x)
-    c = c_small if abs(x) <= T(1.0) else c_large
-    iu = _ml_f32_as_i32(u)
-    e = (iu - 0x3F3504F3) >> 23
-    m = _ml_i32_as_f32(iu - (e << 23))
-    ef = _ml_i32_as_f32(e + 0x4B400000) - T(12582912.0)
-    f = m - T(1.0)
-    s = f / (T(2.0) + f)
-    z = s * s
-    z2 = z * z
-    hfsq = T(0.5) * (f * f)
-    R = z * (T(0.66666687) + z * T(0.39988714) + z2 * T(0.295823))
-    ec = e if e < 100 else 100
-    cs = c * _ml_i32_as_f32((127 - ec) << 23) * (T(1.0) - s) * ((T(1.0) - s) + z)
-    res = ef * T(0.69314575) - ((hfsq - (s * (hfsq + R) + (ef * T(1.4286068e-06) + cs))) - f)
-    res = -T(math.inf) if x == T(-1.0) else res
-    res = T(math.nan) if x < T(-1.0) else res
-    res = x if not (x < T(math.inf)) else res
-    return x if x == T(0.0) else res
 
 
 def _ml_log1pu(x, T):
@@ -365,8 +321,9 @@ def _ml_fsoftplus_f32(x, T):
 
 @numba.njit(**_SCALAR)
 def logistic(u, k, T):
-    # softplus(u) + k*u = log1p(e^-|u|) + ((1 + k) u if u > 0 else k u)
-    tail = flog1p(fexp(-abs(u), T), T)
+    # softplus(u) + k*u = log1p(e^-|u|) + ((1 + k) u if u > 0 else k u); e^-|u| is
+    # in [0, 1], where the math library's _ml_log1pu needs no reduction
+    tail = _ml_log1pu(fexp(-abs(u), T), T)
     return tail + ((T(1) + k) * u if u > T(0) else k * u)
 
 @numba.njit(**_SCALAR)
@@ -520,6 +477,25 @@ def grad_hessian_scalar(y, z, gamma, alpha, T):
 
 @numba.njit(parallel=False, **_LOOP)
 def value(y, z, gamma, alpha, w, out, T):
+    if T(1e-50) == T(0):  # float32 (folded at compile time): see _sum64
+        _total = 0.0
+        _n = numba.uint64(z.size)
+        for _c in numba.prange((_n + _CHUNK - 1) // _CHUNK):
+            _buf = np.empty(_BLOCK, z.dtype)
+            _part = 0.0
+            _end = min(numba.uint64(_c + 1) * _CHUNK, _n)
+            for _lo in range(numba.uint64(_c) * _CHUNK, _end, _BLOCK):
+                _hi = min(_lo + _BLOCK, _end)
+                for i in range(_lo, _hi):
+                    loss = value_scalar(y[i], z[i], gamma, alpha, T)
+                    if w is not None:
+                        loss = w[i] * loss
+                    if out is not None:
+                        out[i] = loss
+                    _buf[i - _lo] = loss
+                _part += _sum64(_buf, _hi - _lo)
+            _total += _part
+        return _total
     total = 0.0
     for i in numba.prange(z.size):
         loss = value_scalar(y[i], z[i], gamma, alpha, T)
@@ -541,6 +517,27 @@ def grad(y, z, gamma, alpha, w, scale, g_z, T):
 
 @numba.njit(parallel=False, **_LOOP)
 def value_and_grad(y, z, gamma, alpha, w, scale, out, g_z, T):
+    if T(1e-50) == T(0):  # float32 (folded at compile time): see _sum64
+        _total = 0.0
+        _n = numba.uint64(z.size)
+        for _c in numba.prange((_n + _CHUNK - 1) // _CHUNK):
+            _buf = np.empty(_BLOCK, z.dtype)
+            _part = 0.0
+            _end = min(numba.uint64(_c + 1) * _CHUNK, _n)
+            for _lo in range(numba.uint64(_c) * _CHUNK, _end, _BLOCK):
+                _hi = min(_lo + _BLOCK, _end)
+                for i in range(_lo, _hi):
+                    loss, d_z = value_and_grad_scalar(y[i], z[i], gamma, alpha, T)
+                    if w is not None:
+                        loss = w[i] * loss
+                    if out is not None:
+                        out[i] = loss
+                    _buf[i - _lo] = loss
+                    _s = scale if w is None else scale * w[i]
+                    g_z[i] = _s * d_z
+                _part += _sum64(_buf, _hi - _lo)
+            _total += _part
+        return _total
     total = 0.0
     for i in numba.prange(z.size):
         loss, d_z = value_and_grad_scalar(y[i], z[i], gamma, alpha, T)
@@ -574,6 +571,25 @@ def grad_hessian(y, z, gamma, alpha, w, scale, g_z, h_z_z_out, T):
 
 @numba.njit(parallel=True, **_LOOP)
 def value_parallel(y, z, gamma, alpha, w, out, T):
+    if T(1e-50) == T(0):  # float32 (folded at compile time): see _sum64
+        _total = 0.0
+        _n = numba.uint64(z.size)
+        for _c in numba.prange((_n + _CHUNK - 1) // _CHUNK):
+            _buf = np.empty(_BLOCK, z.dtype)
+            _part = 0.0
+            _end = min(numba.uint64(_c + 1) * _CHUNK, _n)
+            for _lo in range(numba.uint64(_c) * _CHUNK, _end, _BLOCK):
+                _hi = min(_lo + _BLOCK, _end)
+                for i in range(_lo, _hi):
+                    loss = value_scalar(y[i], z[i], gamma, alpha, T)
+                    if w is not None:
+                        loss = w[i] * loss
+                    if out is not None:
+                        out[i] = loss
+                    _buf[i - _lo] = loss
+                _part += _sum64(_buf, _hi - _lo)
+            _total += _part
+        return _total
     total = 0.0
     for i in numba.prange(z.size):
         loss = value_scalar(y[i], z[i], gamma, alpha, T)
@@ -595,6 +611,27 @@ def grad_parallel(y, z, gamma, alpha, w, scale, g_z, T):
 
 @numba.njit(parallel=True, **_LOOP)
 def value_and_grad_parallel(y, z, gamma, alpha, w, scale, out, g_z, T):
+    if T(1e-50) == T(0):  # float32 (folded at compile time): see _sum64
+        _total = 0.0
+        _n = numba.uint64(z.size)
+        for _c in numba.prange((_n + _CHUNK - 1) // _CHUNK):
+            _buf = np.empty(_BLOCK, z.dtype)
+            _part = 0.0
+            _end = min(numba.uint64(_c + 1) * _CHUNK, _n)
+            for _lo in range(numba.uint64(_c) * _CHUNK, _end, _BLOCK):
+                _hi = min(_lo + _BLOCK, _end)
+                for i in range(_lo, _hi):
+                    loss, d_z = value_and_grad_scalar(y[i], z[i], gamma, alpha, T)
+                    if w is not None:
+                        loss = w[i] * loss
+                    if out is not None:
+                        out[i] = loss
+                    _buf[i - _lo] = loss
+                    _s = scale if w is None else scale * w[i]
+                    g_z[i] = _s * d_z
+                _part += _sum64(_buf, _hi - _lo)
+            _total += _part
+        return _total
     total = 0.0
     for i in numba.prange(z.size):
         loss, d_z = value_and_grad_scalar(y[i], z[i], gamma, alpha, T)

@@ -212,6 +212,15 @@ def hessian_diag_s0(p, q, T):
 
 
 @numba.njit(**_SCALAR)
+def grad_hessian_diag_s0(p, q, T):
+    _t0 = (p*p)
+    _t1 = -_t0
+    _d_q = xdivy(_t1, p*q, T)
+    _h_q = -p*xdivy(_t1, _t0*(q*q), T)
+    return _d_q, _h_q
+
+
+@numba.njit(**_SCALAR)
 def hvp_s0(p, q, _v_q, T):
     _t0 = (p*p)
     _hv_q = -_v_q*p*xdivy(-_t0, _t0*(q*q), T)
@@ -271,6 +280,18 @@ def _hessian_diag_row(_i, p, q, _sw, _scale, _HD_q, _nk, K, T):
     _s = _scale if _sw is None else _scale * _sw[_i]
     for _k in range(_nk):
         _h_q = hessian_diag_s0(p[_i, _k], q[_i, _k], T)
+        _HD_q[_i, _k] = _s * _h_q
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _grad_hessian_diag_row(_i, p, q, _sw, _scale, _G_q, _HD_q, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    for _k in range(_nk):
+        _d_q, _h_q = grad_hessian_diag_s0(p[_i, _k], q[_i, _k], T)
+        _G_q[_i, _k] = _s * _d_q
         _HD_q[_i, _k] = _s * _h_q
 
     return T(0)
@@ -362,6 +383,17 @@ def hessian_diag(p, q, _sw, _scale, _HD_q, T):
 
 
 @numba.njit(parallel=False, **_LOOP)
+def grad_hessian_diag(p, q, _sw, _scale, _G_q, _HD_q, T):
+    _n = q.shape[0]
+    _nk = q.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_row(_i, p, q, _sw, _scale, _G_q, _HD_q, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=False, **_LOOP)
 def hvp(p, q, _v_q, _sw, _scale, _HV_q, T):
     _n = q.shape[0]
     _nk = q.shape[1]
@@ -432,6 +464,17 @@ def hessian_diag_parallel(p, q, _sw, _scale, _HD_q, T):
     _total = 0.0
     for _i in numba.prange(_n):
         _loss = _hessian_diag_row(_i, p, q, _sw, _scale, _HD_q, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=True, **_LOOP)
+def grad_hessian_diag_parallel(p, q, _sw, _scale, _G_q, _HD_q, T):
+    _n = q.shape[0]
+    _nk = q.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_row(_i, p, q, _sw, _scale, _G_q, _HD_q, _nk, K, T)
     return _total
 
 

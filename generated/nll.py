@@ -80,6 +80,13 @@ def hessian_diag_s0(logp, T):
 
 
 @numba.njit(**_SCALAR)
+def grad_hessian_diag_s0(logp, weight, y, T):
+    _d_logp = (-weight*y + T(0) * (logp - logp))
+    _h_logp = (T(0) + T(0) * (logp - logp))
+    return _d_logp, _h_logp
+
+
+@numba.njit(**_SCALAR)
 def hvp_s0(logp, T):
     _hv_logp = (T(0) + T(0) * (logp - logp))
     return _hv_logp
@@ -137,6 +144,18 @@ def _hessian_diag_row(_i, y, logp, weight, _sw, _scale, _HD_logp, _nk, K, T):
     _s = _scale if _sw is None else _scale * _sw[_i]
     for _k in range(_nk):
         _h_logp = hessian_diag_s0(logp[_i, _k], T)
+        _HD_logp[_i, _k] = _s * _h_logp
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _grad_hessian_diag_row(_i, y, logp, weight, _sw, _scale, _G_logp, _HD_logp, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    for _k in range(_nk):
+        _d_logp, _h_logp = grad_hessian_diag_s0(logp[_i, _k], (weight[_k] if weight is not None else T(1.0)), y[_i, _k], T)
+        _G_logp[_i, _k] = _s * _d_logp
         _HD_logp[_i, _k] = _s * _h_logp
 
     return T(0)
@@ -242,6 +261,23 @@ def _hessian_diag_idx_row(_i, _ti_arr, logp, weight, _sw, _scale, _ignore, _HD_l
 
 
 @numba.njit(**_LOOP)
+def _grad_hessian_diag_idx_row(_i, _ti_arr, logp, weight, _sw, _scale, _ignore, _G_logp, _HD_logp, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _ti = _ti_arr[_i]
+    if _ti == _ignore:
+        _G_logp[_i, :] = T(0)
+        _HD_logp[_i, :] = T(0)
+        return T(0)
+    for _k in range(_nk):
+        _d_logp, _h_logp = grad_hessian_diag_s0(logp[_i, _k], (weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), T)
+        _G_logp[_i, _k] = _s * _d_logp
+        _HD_logp[_i, _k] = _s * _h_logp
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
 def _hvp_idx_row(_i, _ti_arr, logp, weight, _v_logp, _sw, _scale, _ignore, _HV_logp, _nk, K, T):
     # one row: its loss (0 when the kernel computes none), outputs written in place
     _s = _scale if _sw is None else _scale * _sw[_i]
@@ -335,6 +371,17 @@ def hessian_diag(y, logp, weight, _sw, _scale, _HD_logp, T):
 
 
 @numba.njit(parallel=False, **_LOOP)
+def grad_hessian_diag(y, logp, weight, _sw, _scale, _G_logp, _HD_logp, T):
+    _n = logp.shape[0]
+    _nk = logp.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_row(_i, y, logp, weight, _sw, _scale, _G_logp, _HD_logp, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=False, **_LOOP)
 def hvp(y, logp, weight, _v_logp, _sw, _scale, _HV_logp, T):
     _n = logp.shape[0]
     _nk = logp.shape[1]
@@ -405,6 +452,17 @@ def hessian_diag_idx(_ti_arr, logp, weight, _sw, _scale, _ignore, _HD_logp, T):
     _total = 0.0
     for _i in numba.prange(_n):
         _loss = _hessian_diag_idx_row(_i, _ti_arr, logp, weight, _sw, _scale, _ignore, _HD_logp, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=False, **_LOOP)
+def grad_hessian_diag_idx(_ti_arr, logp, weight, _sw, _scale, _ignore, _G_logp, _HD_logp, T):
+    _n = logp.shape[0]
+    _nk = logp.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_idx_row(_i, _ti_arr, logp, weight, _sw, _scale, _ignore, _G_logp, _HD_logp, _nk, K, T)
     return _total
 
 
@@ -483,6 +541,17 @@ def hessian_diag_parallel(y, logp, weight, _sw, _scale, _HD_logp, T):
 
 
 @numba.njit(parallel=True, **_LOOP)
+def grad_hessian_diag_parallel(y, logp, weight, _sw, _scale, _G_logp, _HD_logp, T):
+    _n = logp.shape[0]
+    _nk = logp.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_row(_i, y, logp, weight, _sw, _scale, _G_logp, _HD_logp, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=True, **_LOOP)
 def hvp_parallel(y, logp, weight, _v_logp, _sw, _scale, _HV_logp, T):
     _n = logp.shape[0]
     _nk = logp.shape[1]
@@ -553,6 +622,17 @@ def hessian_diag_idx_parallel(_ti_arr, logp, weight, _sw, _scale, _ignore, _HD_l
     _total = 0.0
     for _i in numba.prange(_n):
         _loss = _hessian_diag_idx_row(_i, _ti_arr, logp, weight, _sw, _scale, _ignore, _HD_logp, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=True, **_LOOP)
+def grad_hessian_diag_idx_parallel(_ti_arr, logp, weight, _sw, _scale, _ignore, _G_logp, _HD_logp, T):
+    _n = logp.shape[0]
+    _nk = logp.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_idx_row(_i, _ti_arr, logp, weight, _sw, _scale, _ignore, _G_logp, _HD_logp, _nk, K, T)
     return _total
 
 

@@ -126,7 +126,8 @@ def _ml_fexp_f64(x, T):
     r2 = r * r
     r4 = r2 * r2
     r8 = r4 * r4
-    p = 1.0 + (r + r2 * (0.5000000000000001 + r * 0.16666666666666674 + r2 * (0.04166666666662407 + r * 0.00833333333332219) + r4 * (0.0013888888917240126 + r * 0.00019841269886641222 + r2 * (2.480152125534934e-05 + r * 2.7557242285140456e-06)) + r8 * (2.762010760913474e-07 + r * 2.511006799814818e-08)))
+    em = r + r2 * (0.5000000000000001 + r * 0.16666666666666674 + r2 * (0.04166666666662407 + r * 0.00833333333332219) + r4 * (0.0013888888917240126 + r * 0.00019841269886641222 + r2 * (2.480152125534934e-05 + r * 2.7557242285140456e-06)) + r8 * (2.762010760913474e-07 + r * 2.511006799814818e-08))
+    p = 1.0 + em
     k1 = k >> 1
     res = p * _ml_i64_as_f64((k1 + 1023) << 52) * _ml_i64_as_f64((k - k1 + 1023) << 52)
     res = 0.0 if under else res
@@ -145,7 +146,8 @@ def _ml_fexp_f32(x, T):
     r = (y - kf * T(0.69314575)) - kf * T(1.4286068e-06)
     r2 = r * r
     r4 = r2 * r2
-    p = T(1.0) + (r + r2 * (T(0.5) + r * T(0.16666576) + r2 * (T(0.041666374) + r * T(0.00836319)) + r4 * T(0.0013941141)))
+    em = r + r2 * (T(0.5) + r * T(0.16666576) + r2 * (T(0.041666374) + r * T(0.00836319)) + r4 * T(0.0013941141))
+    p = T(1.0) + em
     k1 = k >> 1
     res = p * _ml_i32_as_f32((k1 + 127) << 23) * _ml_i32_as_f32((k - k1 + 127) << 23)
     res = T(0.0) if under else res
@@ -354,6 +356,51 @@ def hessian_diag_s4(epsilon, y, z, _h1, _h2, _h3, _h4, _h5, _st, T):
     _t4 = _h2*epsilon*y
     _h_z = _h3*_st - _h5*_st*epsilon*y + _st*(_h1*_st + _st*_t4) + _t4*fexp(_h4 + T(2)*z, T)
     return _h_z
+
+
+@numba.njit(**_SCALAR)
+def grad_hessian_diag_s0(z, T):
+    _m0 = z
+    return _m0
+
+
+@numba.njit(**_SCALAR)
+def grad_hessian_diag_s1(_m0, T):
+    _h0 = -_m0
+    return _h0
+
+
+@numba.njit(**_SCALAR)
+def grad_hessian_diag_s2(y, z, _h0, T):
+    _t0 = fexp(_h0 + z, T)
+    _r1 = _t0
+    _r2 = _t0*y
+    _r3 = y
+    _st = _t0
+    return _r1, _r2, _r3, _st
+
+
+@numba.njit(**_SCALAR)
+def grad_hessian_diag_s3(epsilon, _m0, _r1, _r2, _r3, T):
+    _t1 = (T(1)/(_r1))
+    _t2 = (T(1)/(_r1*_r1))
+    _t3 = _r2*epsilon
+    _h1 = _r3*_t1 + _t2*_t3
+    _h2 = _t1
+    _h3 = -_r3*_t2 + ((-T(2)*_t3)/_r1/_r1/_r1)
+    _h4 = _t2
+    _h5 = -T(2)*_m0
+    return _h1, _h2, _h3, _h4, _h5
+
+
+@numba.njit(**_SCALAR)
+def grad_hessian_diag_s4(epsilon, y, z, _h1, _h2, _h3, _h4, _h5, _st, T):
+    _t4 = epsilon*y
+    _t5 = _st*_t4
+    _t6 = _h2*_t5
+    _d_z = _h1*_st - _t6 - y
+    _h_z = _h1*_st + _h4*_t4*fexp(_h5 + T(2)*z, T) + _st*(_h3*_st + _h4*_t5) - _t6
+    return _d_z, _h_z
 
 
 @numba.njit(**_SCALAR)
@@ -807,6 +854,98 @@ def _hessian_diag_row(_i, y, z, epsilon, _sw, _scale, _HD_z, _nk, K, T):
     _h1, _h2, _h3, _h4, _h5 = hessian_diag_s3(epsilon, _m0, _r1, _r2, _r3, T)
     for _k in range(_nk):
         _h_z = hessian_diag_s4(epsilon, y[_i, _k], z[_i, _k], _h1, _h2, _h3, _h4, _h5, _HD_z[_i, _k], T)
+        _HD_z[_i, _k] = _s * _h_z
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
+def _grad_hessian_diag_row(_i, y, z, epsilon, _sw, _scale, _G_z, _HD_z, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = grad_hessian_diag_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = grad_hessian_diag_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = grad_hessian_diag_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = grad_hessian_diag_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = grad_hessian_diag_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = grad_hessian_diag_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = grad_hessian_diag_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = grad_hessian_diag_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = grad_hessian_diag_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = grad_hessian_diag_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = grad_hessian_diag_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = grad_hessian_diag_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = grad_hessian_diag_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = grad_hessian_diag_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = grad_hessian_diag_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = grad_hessian_diag_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
+        _x0 = grad_hessian_diag_s0(z[_i, _k], T)
+        _m0 = _x0 if _x0 > _m0 else _m0
+    _h0 = grad_hessian_diag_s1(_m0, T)
+    _r1 = T(0)
+    _r2 = T(0)
+    _r3 = T(0)
+    for _k in range(_nk):
+        _x0, _x1, _x2, _x3 = grad_hessian_diag_s2(y[_i, _k], z[_i, _k], _h0, T)
+        _G_z[_i, _k] = _x3
+        _r1 += _x0
+        _r2 += _x1
+        _r3 += _x2
+    _h1, _h2, _h3, _h4, _h5 = grad_hessian_diag_s3(epsilon, _m0, _r1, _r2, _r3, T)
+    for _k in range(_nk):
+        _d_z, _h_z = grad_hessian_diag_s4(epsilon, y[_i, _k], z[_i, _k], _h1, _h2, _h3, _h4, _h5, _G_z[_i, _k], T)
+        _G_z[_i, _k] = _s * _d_z
         _HD_z[_i, _k] = _s * _h_z
 
     return T(0)
@@ -1393,6 +1532,103 @@ def _hessian_diag_idx_row(_i, _ti_arr, z, epsilon, _sw, _scale, _ignore, _HD_z, 
 
 
 @numba.njit(**_LOOP)
+def _grad_hessian_diag_idx_row(_i, _ti_arr, z, epsilon, _sw, _scale, _ignore, _G_z, _HD_z, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _ti = _ti_arr[_i]
+    if _ti == _ignore:
+        _G_z[_i, :] = T(0)
+        _HD_z[_i, :] = T(0)
+        return T(0)
+    _m0_0 = -T(math.inf)
+    _m0_1 = -T(math.inf)
+    _m0_2 = -T(math.inf)
+    _m0_3 = -T(math.inf)
+    _m0_4 = -T(math.inf)
+    _m0_5 = -T(math.inf)
+    _m0_6 = -T(math.inf)
+    _m0_7 = -T(math.inf)
+    _m0_8 = -T(math.inf)
+    _m0_9 = -T(math.inf)
+    _m0_10 = -T(math.inf)
+    _m0_11 = -T(math.inf)
+    _m0_12 = -T(math.inf)
+    _m0_13 = -T(math.inf)
+    _m0_14 = -T(math.inf)
+    _m0_15 = -T(math.inf)
+    _kl = _nk - _nk % 16
+    for _k0 in range(0, _kl, 16):
+        _x0_0 = grad_hessian_diag_s0(z[_i, _k0], T)
+        _m0_0 = _x0_0 if _x0_0 > _m0_0 else _m0_0
+        _x0_1 = grad_hessian_diag_s0(z[_i, _k0 + 1], T)
+        _m0_1 = _x0_1 if _x0_1 > _m0_1 else _m0_1
+        _x0_2 = grad_hessian_diag_s0(z[_i, _k0 + 2], T)
+        _m0_2 = _x0_2 if _x0_2 > _m0_2 else _m0_2
+        _x0_3 = grad_hessian_diag_s0(z[_i, _k0 + 3], T)
+        _m0_3 = _x0_3 if _x0_3 > _m0_3 else _m0_3
+        _x0_4 = grad_hessian_diag_s0(z[_i, _k0 + 4], T)
+        _m0_4 = _x0_4 if _x0_4 > _m0_4 else _m0_4
+        _x0_5 = grad_hessian_diag_s0(z[_i, _k0 + 5], T)
+        _m0_5 = _x0_5 if _x0_5 > _m0_5 else _m0_5
+        _x0_6 = grad_hessian_diag_s0(z[_i, _k0 + 6], T)
+        _m0_6 = _x0_6 if _x0_6 > _m0_6 else _m0_6
+        _x0_7 = grad_hessian_diag_s0(z[_i, _k0 + 7], T)
+        _m0_7 = _x0_7 if _x0_7 > _m0_7 else _m0_7
+        _x0_8 = grad_hessian_diag_s0(z[_i, _k0 + 8], T)
+        _m0_8 = _x0_8 if _x0_8 > _m0_8 else _m0_8
+        _x0_9 = grad_hessian_diag_s0(z[_i, _k0 + 9], T)
+        _m0_9 = _x0_9 if _x0_9 > _m0_9 else _m0_9
+        _x0_10 = grad_hessian_diag_s0(z[_i, _k0 + 10], T)
+        _m0_10 = _x0_10 if _x0_10 > _m0_10 else _m0_10
+        _x0_11 = grad_hessian_diag_s0(z[_i, _k0 + 11], T)
+        _m0_11 = _x0_11 if _x0_11 > _m0_11 else _m0_11
+        _x0_12 = grad_hessian_diag_s0(z[_i, _k0 + 12], T)
+        _m0_12 = _x0_12 if _x0_12 > _m0_12 else _m0_12
+        _x0_13 = grad_hessian_diag_s0(z[_i, _k0 + 13], T)
+        _m0_13 = _x0_13 if _x0_13 > _m0_13 else _m0_13
+        _x0_14 = grad_hessian_diag_s0(z[_i, _k0 + 14], T)
+        _m0_14 = _x0_14 if _x0_14 > _m0_14 else _m0_14
+        _x0_15 = grad_hessian_diag_s0(z[_i, _k0 + 15], T)
+        _m0_15 = _x0_15 if _x0_15 > _m0_15 else _m0_15
+    _m0 = _m0_0
+    _m0 = _m0_1 if _m0_1 > _m0 else _m0
+    _m0 = _m0_2 if _m0_2 > _m0 else _m0
+    _m0 = _m0_3 if _m0_3 > _m0 else _m0
+    _m0 = _m0_4 if _m0_4 > _m0 else _m0
+    _m0 = _m0_5 if _m0_5 > _m0 else _m0
+    _m0 = _m0_6 if _m0_6 > _m0 else _m0
+    _m0 = _m0_7 if _m0_7 > _m0 else _m0
+    _m0 = _m0_8 if _m0_8 > _m0 else _m0
+    _m0 = _m0_9 if _m0_9 > _m0 else _m0
+    _m0 = _m0_10 if _m0_10 > _m0 else _m0
+    _m0 = _m0_11 if _m0_11 > _m0 else _m0
+    _m0 = _m0_12 if _m0_12 > _m0 else _m0
+    _m0 = _m0_13 if _m0_13 > _m0 else _m0
+    _m0 = _m0_14 if _m0_14 > _m0 else _m0
+    _m0 = _m0_15 if _m0_15 > _m0 else _m0
+    for _k in range(_kl, _nk):
+        _x0 = grad_hessian_diag_s0(z[_i, _k], T)
+        _m0 = _x0 if _x0 > _m0 else _m0
+    _h0 = grad_hessian_diag_s1(_m0, T)
+    _r1 = T(0)
+    _r2 = T(0)
+    _r3 = T(0)
+    for _k in range(_nk):
+        _x0, _x1, _x2, _x3 = grad_hessian_diag_s2((T(1) if _k == _ti else T(0)), z[_i, _k], _h0, T)
+        _G_z[_i, _k] = _x3
+        _r1 += _x0
+        _r2 += _x1
+        _r3 += _x2
+    _h1, _h2, _h3, _h4, _h5 = grad_hessian_diag_s3(epsilon, _m0, _r1, _r2, _r3, T)
+    for _k in range(_nk):
+        _d_z, _h_z = grad_hessian_diag_s4(epsilon, (T(1) if _k == _ti else T(0)), z[_i, _k], _h1, _h2, _h3, _h4, _h5, _G_z[_i, _k], T)
+        _G_z[_i, _k] = _s * _d_z
+        _HD_z[_i, _k] = _s * _h_z
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
 def _hvp_idx_row(_i, _ti_arr, z, epsilon, _v_z, _sw, _scale, _ignore, _HV_z, _nk, K, T):
     # one row: its loss (0 when the kernel computes none), outputs written in place
     _s = _scale if _sw is None else _scale * _sw[_i]
@@ -1653,6 +1889,17 @@ def hessian_diag(y, z, epsilon, _sw, _scale, _HD_z, T):
 
 
 @numba.njit(parallel=False, **_LOOP)
+def grad_hessian_diag(y, z, epsilon, _sw, _scale, _G_z, _HD_z, T):
+    _n = z.shape[0]
+    _nk = z.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_row(_i, y, z, epsilon, _sw, _scale, _G_z, _HD_z, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=False, **_LOOP)
 def hvp(y, z, epsilon, _v_z, _sw, _scale, _HV_z, T):
     _n = z.shape[0]
     _nk = z.shape[1]
@@ -1723,6 +1970,17 @@ def hessian_diag_idx(_ti_arr, z, epsilon, _sw, _scale, _ignore, _HD_z, T):
     _total = 0.0
     for _i in numba.prange(_n):
         _loss = _hessian_diag_idx_row(_i, _ti_arr, z, epsilon, _sw, _scale, _ignore, _HD_z, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=False, **_LOOP)
+def grad_hessian_diag_idx(_ti_arr, z, epsilon, _sw, _scale, _ignore, _G_z, _HD_z, T):
+    _n = z.shape[0]
+    _nk = z.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_idx_row(_i, _ti_arr, z, epsilon, _sw, _scale, _ignore, _G_z, _HD_z, _nk, K, T)
     return _total
 
 
@@ -1801,6 +2059,17 @@ def hessian_diag_parallel(y, z, epsilon, _sw, _scale, _HD_z, T):
 
 
 @numba.njit(parallel=True, **_LOOP)
+def grad_hessian_diag_parallel(y, z, epsilon, _sw, _scale, _G_z, _HD_z, T):
+    _n = z.shape[0]
+    _nk = z.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_row(_i, y, z, epsilon, _sw, _scale, _G_z, _HD_z, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=True, **_LOOP)
 def hvp_parallel(y, z, epsilon, _v_z, _sw, _scale, _HV_z, T):
     _n = z.shape[0]
     _nk = z.shape[1]
@@ -1871,6 +2140,17 @@ def hessian_diag_idx_parallel(_ti_arr, z, epsilon, _sw, _scale, _ignore, _HD_z, 
     _total = 0.0
     for _i in numba.prange(_n):
         _loss = _hessian_diag_idx_row(_i, _ti_arr, z, epsilon, _sw, _scale, _ignore, _HD_z, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=True, **_LOOP)
+def grad_hessian_diag_idx_parallel(_ti_arr, z, epsilon, _sw, _scale, _ignore, _G_z, _HD_z, T):
+    _n = z.shape[0]
+    _nk = z.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_idx_row(_i, _ti_arr, z, epsilon, _sw, _scale, _ignore, _G_z, _HD_z, _nk, K, T)
     return _total
 
 

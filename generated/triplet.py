@@ -153,6 +153,45 @@ def hessian_diag_s2(_h0, _h1, _h2, T):
 
 
 @numba.njit(**_SCALAR)
+def grad_hessian_diag_s0(anchor, negative, positive, T):
+    _r0 = ((anchor - negative)*(anchor - negative))
+    _r1 = ((anchor - positive)*(anchor - positive))
+    return _r0, _r1
+
+
+@numba.njit(**_SCALAR)
+def grad_hessian_diag_s1(margin, _r0, _r1, T):
+    _t0 = -_r0 + _r1 + margin
+    _t1 = (_t0 < T(0))
+    _t2 = (_t0 > T(0))
+    _t3 = (T(0) + T(0) * (_r0 - _r0 + _r1 - _r1))
+    _t4 = (T(0) if _t1 else (-T(1) if _t2 else _t3))
+    _t5 = (T(0) if _t1 else (T(1) if _t2 else _t3))
+    _t6 = T(2)*_t4
+    _t7 = T(2)*_t5
+    _h0 = _t4
+    _h1 = _t5
+    _h2 = _t6 + _t7
+    _h3 = _t7
+    _h4 = _t6
+    return _h0, _h1, _h2, _h3, _h4
+
+
+@numba.njit(**_SCALAR)
+def grad_hessian_diag_s2(anchor, negative, positive, _h0, _h1, _h2, _h3, _h4, T):
+    _t8 = T(2)*anchor
+    _t9 = _t8 - T(2)*negative
+    _t10 = _t8 - T(2)*positive
+    _d_anchor = _h0*_t9 + _h1*_t10
+    _d_positive = -_h1*_t10
+    _d_negative = -_h0*_t9
+    _h_anchor = _h2
+    _h_positive = _h3
+    _h_negative = _h4
+    return _d_anchor, _d_positive, _d_negative, _h_anchor, _h_positive, _h_negative
+
+
+@numba.njit(**_SCALAR)
 def hvp_s0(anchor, negative, positive, T):
     _r0 = ((anchor - negative)*(anchor - negative))
     _r1 = ((anchor - positive)*(anchor - positive))
@@ -315,6 +354,29 @@ def _hessian_diag_row(_i, anchor, positive, negative, margin, _sw, _scale, _HD_a
 
 
 @numba.njit(**_LOOP)
+def _grad_hessian_diag_row(_i, anchor, positive, negative, margin, _sw, _scale, _G_anchor, _G_positive, _G_negative, _HD_anchor, _HD_positive, _HD_negative, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    _r1 = T(0)
+    for _k in range(_nk):
+        _x0, _x1 = grad_hessian_diag_s0(anchor[_i, _k], negative[_i, _k], positive[_i, _k], T)
+        _r0 += _x0
+        _r1 += _x1
+    _h0, _h1, _h2, _h3, _h4 = grad_hessian_diag_s1(margin, _r0, _r1, T)
+    for _k in range(_nk):
+        _d_anchor, _d_positive, _d_negative, _h_anchor, _h_positive, _h_negative = grad_hessian_diag_s2(anchor[_i, _k], negative[_i, _k], positive[_i, _k], _h0, _h1, _h2, _h3, _h4, T)
+        _G_anchor[_i, _k] = _s * _d_anchor
+        _G_positive[_i, _k] = _s * _d_positive
+        _G_negative[_i, _k] = _s * _d_negative
+        _HD_anchor[_i, _k] = _s * _h_anchor
+        _HD_positive[_i, _k] = _s * _h_positive
+        _HD_negative[_i, _k] = _s * _h_negative
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
 def _hvp_row(_i, anchor, positive, negative, margin, _v_anchor, _v_positive, _v_negative, _sw, _scale, _HV_anchor, _HV_positive, _HV_negative, _nk, K, T):
     # one row: its loss (0 when the kernel computes none), outputs written in place
     _s = _scale if _sw is None else _scale * _sw[_i]
@@ -436,6 +498,17 @@ def hessian_diag(anchor, positive, negative, margin, _sw, _scale, _HD_anchor, _H
 
 
 @numba.njit(parallel=False, **_LOOP)
+def grad_hessian_diag(anchor, positive, negative, margin, _sw, _scale, _G_anchor, _G_positive, _G_negative, _HD_anchor, _HD_positive, _HD_negative, T):
+    _n = anchor.shape[0]
+    _nk = anchor.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_row(_i, anchor, positive, negative, margin, _sw, _scale, _G_anchor, _G_positive, _G_negative, _HD_anchor, _HD_positive, _HD_negative, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=False, **_LOOP)
 def hvp(anchor, positive, negative, margin, _v_anchor, _v_positive, _v_negative, _sw, _scale, _HV_anchor, _HV_positive, _HV_negative, T):
     _n = anchor.shape[0]
     _nk = anchor.shape[1]
@@ -506,6 +579,17 @@ def hessian_diag_parallel(anchor, positive, negative, margin, _sw, _scale, _HD_a
     _total = 0.0
     for _i in numba.prange(_n):
         _loss = _hessian_diag_row(_i, anchor, positive, negative, margin, _sw, _scale, _HD_anchor, _HD_positive, _HD_negative, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=True, **_LOOP)
+def grad_hessian_diag_parallel(anchor, positive, negative, margin, _sw, _scale, _G_anchor, _G_positive, _G_negative, _HD_anchor, _HD_positive, _HD_negative, T):
+    _n = anchor.shape[0]
+    _nk = anchor.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_row(_i, anchor, positive, negative, margin, _sw, _scale, _G_anchor, _G_positive, _G_negative, _HD_anchor, _HD_positive, _HD_negative, _nk, K, T)
     return _total
 
 

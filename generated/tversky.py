@@ -150,6 +150,48 @@ def hessian_diag_s2(alpha, beta, y, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, T):
 
 
 @numba.njit(**_SCALAR)
+def grad_hessian_diag_s0(p, y, T):
+    _r0 = p*(T(1) - y)
+    _r1 = y*(T(1) - p)
+    _r2 = p*y
+    return _r0, _r1, _r2
+
+
+@numba.njit(**_SCALAR)
+def grad_hessian_diag_s1(alpha, beta, smooth, _r0, _r1, _r2, T):
+    _t0 = _r2 + smooth
+    _t1 = _r0*alpha + _r1*beta + _t0
+    _t2 = (T(1)/(_t1*_t1))
+    _t3 = (T(1)/(_t1*_t1*_t1))
+    _t4 = T(2)*_t0*_t3
+    _h0 = _t0*_t2 - T(1)/_t1
+    _h1 = _t2
+    _h2 = _t0
+    _h3 = T(2)*_t2 - _t4
+    _h4 = _t3
+    _h5 = _t2*alpha - _t4*alpha
+    _h6 = (alpha*alpha)
+    _h7 = _t2*beta - _t4*beta
+    _h8 = (beta*beta)
+    return _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8
+
+
+@numba.njit(**_SCALAR)
+def grad_hessian_diag_s2(alpha, beta, y, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, T):
+    _t5 = beta*y
+    _t6 = _h1*_t5
+    _t7 = T(1) - y
+    _t8 = _t7*alpha
+    _t9 = _h1*_t8
+    _t10 = T(2)*_h2*_h4
+    _t11 = _t10*_t8
+    _t12 = _t10*_t5
+    _d_p = _h0*y - _h2*_t6 + _h2*_t9
+    _h_p = _t7*(_h5*y - _h6*_t10*_t7 + _t12*alpha) - y*(_h7*y + _h8*_t10*y - _t11*beta) + y*(_h3*y - _t11 + _t12 - _t6 + _t9)
+    return _d_p, _h_p
+
+
+@numba.njit(**_SCALAR)
 def hvp_s0(p, y, _v_p, T):
     _t0 = T(1) - y
     _t1 = _v_p*y
@@ -315,6 +357,27 @@ def _hessian_diag_row(_i, y, p, alpha, beta, smooth, _sw, _scale, _HD_p, _nk, K,
 
 
 @numba.njit(**_LOOP)
+def _grad_hessian_diag_row(_i, y, p, alpha, beta, smooth, _sw, _scale, _G_p, _HD_p, _nk, K, T):
+    # one row: its loss (0 when the kernel computes none), outputs written in place
+    _s = _scale if _sw is None else _scale * _sw[_i]
+    _r0 = T(0)
+    _r1 = T(0)
+    _r2 = T(0)
+    for _k in range(_nk):
+        _x0, _x1, _x2 = grad_hessian_diag_s0(p[_i, _k], y[_i, _k], T)
+        _r0 += _x0
+        _r1 += _x1
+        _r2 += _x2
+    _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8 = grad_hessian_diag_s1(alpha, beta, smooth, _r0, _r1, _r2, T)
+    for _k in range(_nk):
+        _d_p, _h_p = grad_hessian_diag_s2(alpha, beta, y[_i, _k], _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, T)
+        _G_p[_i, _k] = _s * _d_p
+        _HD_p[_i, _k] = _s * _h_p
+
+    return T(0)
+
+
+@numba.njit(**_LOOP)
 def _hvp_row(_i, y, p, alpha, beta, smooth, _v_p, _sw, _scale, _HV_p, _nk, K, T):
     # one row: its loss (0 when the kernel computes none), outputs written in place
     _s = _scale if _sw is None else _scale * _sw[_i]
@@ -430,6 +493,17 @@ def hessian_diag(y, p, alpha, beta, smooth, _sw, _scale, _HD_p, T):
 
 
 @numba.njit(parallel=False, **_LOOP)
+def grad_hessian_diag(y, p, alpha, beta, smooth, _sw, _scale, _G_p, _HD_p, T):
+    _n = p.shape[0]
+    _nk = p.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_row(_i, y, p, alpha, beta, smooth, _sw, _scale, _G_p, _HD_p, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=False, **_LOOP)
 def hvp(y, p, alpha, beta, smooth, _v_p, _sw, _scale, _HV_p, T):
     _n = p.shape[0]
     _nk = p.shape[1]
@@ -500,6 +574,17 @@ def hessian_diag_parallel(y, p, alpha, beta, smooth, _sw, _scale, _HD_p, T):
     _total = 0.0
     for _i in numba.prange(_n):
         _loss = _hessian_diag_row(_i, y, p, alpha, beta, smooth, _sw, _scale, _HD_p, _nk, K, T)
+    return _total
+
+
+@numba.njit(parallel=True, **_LOOP)
+def grad_hessian_diag_parallel(y, p, alpha, beta, smooth, _sw, _scale, _G_p, _HD_p, T):
+    _n = p.shape[0]
+    _nk = p.shape[1]
+    K = T(_nk)
+    _total = 0.0
+    for _i in numba.prange(_n):
+        _loss = _grad_hessian_diag_row(_i, y, p, alpha, beta, smooth, _sw, _scale, _G_p, _HD_p, _nk, K, T)
     return _total
 
 

@@ -27,12 +27,13 @@ HESSIAN_PAIRS = ((0, 0),)
 
 
 def logcosh(x):
-    # near 0: log1p(2 sinh(|x|/2)^2) keeps every digit; beyond: |x| + log1p(e^{-2|x|}) - log 2
+    # log cosh|x| = log1p(cosh m - 1) + (|x| - m), m = min(|x|, 20), cosh m - 1 = v^2/(2 + 2v), v = expm1(m):
+    # exact near 0 (no cancellation) and branch-free (one expm1, one log1p under XLA); beyond 20,
+    # log cosh grows by exactly |x| - m (the dropped log1p(e^{-2|x|}) is below 1e-17)
     a = jnp.abs(x)
-    s = jnp.sinh(0.5 * jnp.minimum(a, 1.0))
-    near = jnp.log1p(2.0 * s * s)
-    far = a + jnp.log1p(jnp.exp(-2.0 * a)) - 0.6931471805599453
-    return jnp.where(a < 1.0, near, far)
+    m = jnp.minimum(a, 20.0)
+    v = jnp.expm1(m)
+    return jnp.log1p(v * v / (2.0 + 2.0 * v)) + (a - m)
 
 
 def sech2(x):

@@ -29,7 +29,7 @@ def _full(x, like):
     # a per-row (N, 1) value or a constant, broadcast over the classes
     if not isinstance(x, torch.Tensor):
         x = torch.full((), x, dtype=like.dtype, device=like.device)
-    return torch.broadcast_to(x, like.shape)
+    return x if x.shape == like.shape else torch.broadcast_to(x, like.shape)
 
 
 def xdivy(x, y):
@@ -62,10 +62,23 @@ def hvp_s0(p, y, _v_p):
     return _hv_p,
 
 
+def value_and_grad_s0(p, y):
+    _r0 = xlogy(y, p)
+    return _r0,
+
+
+def value_and_grad_s1(p, y):
+    _d_p = -xdivy(y, p)
+    return _d_p,
+
+
+def value_and_grad_s2(_r0):
+    _loss = -_r0
+    return _loss,
+
+
 def value(y, p):
     _like = p
-    _classes = torch.arange(_like.shape[-1], device=_like.device)
-    K = torch.full((), _like.shape[-1], dtype=_like.dtype, device=_like.device)
     _x0, = value_s0(p, y)
     _r0 = torch.sum(_full(_x0, _like), -1, keepdim=True)
     _loss, = value_s1(_r0)
@@ -74,21 +87,29 @@ def value(y, p):
 
 def grad(y, p):
     _like = p
-    _classes = torch.arange(_like.shape[-1], device=_like.device)
-    K = torch.full((), _like.shape[-1], dtype=_like.dtype, device=_like.device)
     _d_p, = grad_s0(p, y)
     return _full(_d_p, _like),
 
 
 def hvp(y, p, _v_p):
     _like = p
-    _classes = torch.arange(_like.shape[-1], device=_like.device)
-    K = torch.full((), _like.shape[-1], dtype=_like.dtype, device=_like.device)
     _hv_p, = hvp_s0(p, y, _v_p)
     return _full(_hv_p, _like),
 
 
+def value_and_grad(y, p):
+    _like = p
+    _x0, = value_and_grad_s0(p, y)
+    _r0 = torch.sum(_full(_x0, _like), -1, keepdim=True)
+    _d_p, = value_and_grad_s1(p, y)
+    _loss, = value_and_grad_s2(_r0)
+    return _loss.squeeze(-1), _full(_d_p, _like)
+
+
 _PRED_POS = tuple(INPUTS.index(p) for p in PREDICTIONS)
+
+
+_N_ARGS = 2
 
 
 class Value(torch.autograd.Function):
@@ -96,18 +117,64 @@ class Value(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, y, p):
+        if any(ctx.needs_input_grad[i] for i in _PRED_POS):
+            # value and gradient in one pass (shared max, exp and sums), the gradient kept for
+            # a first-order backward
+            loss, *d = value_and_grad(y, p)
+            ctx.save_for_backward(y, p, *d)
+            return loss
         ctx.save_for_backward(y, p)
         return value(y, p)
 
     @staticmethod
     def backward(ctx, g):
-        args = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        args, d = saved[:_N_ARGS], saved[_N_ARGS:]
         need = ctx.needs_input_grad
         out = [None] * len(args)
         if any(need[i] for i in _PRED_POS):
-            for i, d in zip(_PRED_POS, Grad.apply(g, *args)):
-                out[i] = d if need[i] else None
+            # first order (no create_graph): g times the kept gradient; otherwise Grad,
+            # whose backward is the symbolic Hessian-vector product
+            if torch.is_grad_enabled():
+                ds = Grad.apply(g, *args)
+            else:
+                ds = tuple(g.unsqueeze(-1) * x for x in d)
+            for i, x in zip(_PRED_POS, ds):
+                out[i] = x if need[i] else None
         return tuple(out)
+
+
+class Total(torch.autograd.Function):
+    """sum(w * L) over the rows in one autograd node (w: a number, 1/N for the mean, or
+    per-row data weights): the forward runs value_and_grad, the first-order backward
+    scales its gradient; a double backward goes through Grad (the symbolic H v)."""
+
+    @staticmethod
+    def forward(ctx, w, y, p):
+        if any(ctx.needs_input_grad[1 + i] for i in _PRED_POS):
+            loss, *d = value_and_grad(y, p)
+            ctx.save_for_backward(y, p, *d)
+        else:
+            loss = value(y, p)
+            ctx.save_for_backward(y, p)
+        ctx.w = w
+        return (loss * w).sum() if isinstance(w, torch.Tensor) else loss.sum() * w
+
+    @staticmethod
+    def backward(ctx, g):
+        saved = ctx.saved_tensors
+        args, d = saved[:_N_ARGS], saved[_N_ARGS:]
+        need = ctx.needs_input_grad[1:]
+        out = [None] * len(args)
+        if any(need[i] for i in _PRED_POS):
+            gw = g * ctx.w
+            if torch.is_grad_enabled():  # create_graph
+                ds = Grad.apply(gw.expand(args[_PRED_POS[0]].shape[:-1]), *args)
+            else:
+                ds = tuple((gw if gw.dim() == 0 else gw.unsqueeze(-1)) * x for x in d)
+            for i, x in zip(_PRED_POS, ds):
+                out[i] = x if need[i] else None
+        return (None, *out)
 
 
 class Grad(torch.autograd.Function):

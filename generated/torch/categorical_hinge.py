@@ -29,7 +29,7 @@ def _full(x, like):
     # a per-row (N, 1) value or a constant, broadcast over the classes
     if not isinstance(x, torch.Tensor):
         x = torch.full((), x, dtype=like.dtype, device=like.device)
-    return torch.broadcast_to(x, like.shape)
+    return x if x.shape == like.shape else torch.broadcast_to(x, like.shape)
 
 
 def kinkmax(a, b):
@@ -82,10 +82,39 @@ def hvp_s0(z):
     return _hv_z,
 
 
+def value_and_grad_s0(y, z):
+    _r1 = z*(1.0 - y)
+    return _r1,
+
+
+def value_and_grad_s1(y, z):
+    _r0 = y*z
+    return _r0,
+
+
+def value_and_grad_s2(_r0, _r1):
+    _t0 = _r0 - _r1
+    _t1 = (_t0 > 1.0)
+    _t2 = (_t0 < 1.0)
+    _t3 = (0.0 + 0.0 * (_r0 - _r0 + _r1 - _r1))
+    _h0 = torch.where(_t1, 0.0, torch.where(_t2, (-1.0), _t3))
+    _h1 = torch.where(_t1, 0.0, torch.where(_t2, 1.0, _t3))
+    return _h0, _h1
+
+
+def value_and_grad_s3(y, _h0, _h1, _sel1):
+    _d_z = _h0*y + _h1*_sel1*(1.0 - y)
+    return _d_z,
+
+
+def value_and_grad_s4(_r0, _r1):
+    _loss = kinkmax(0.0, -_r0 + _r1 + 1.0)
+    return _loss,
+
+
 def value(y, z):
     _like = z
     _classes = torch.arange(_like.shape[-1], device=_like.device)
-    K = torch.full((), _like.shape[-1], dtype=_like.dtype, device=_like.device)
     _x0, = value_s0(y, z)
     _x0 = _full(_x0, _like)
     _r1 = torch.amax(_x0, -1, keepdim=True)
@@ -100,7 +129,6 @@ def value(y, z):
 def grad(y, z):
     _like = z
     _classes = torch.arange(_like.shape[-1], device=_like.device)
-    K = torch.full((), _like.shape[-1], dtype=_like.dtype, device=_like.device)
     _x0, = grad_s0(y, z)
     _x0 = _full(_x0, _like)
     _r1 = torch.amax(_x0, -1, keepdim=True)
@@ -115,13 +143,30 @@ def grad(y, z):
 
 def hvp(y, z, _v_z):
     _like = z
-    _classes = torch.arange(_like.shape[-1], device=_like.device)
-    K = torch.full((), _like.shape[-1], dtype=_like.dtype, device=_like.device)
     _hv_z, = hvp_s0(z)
     return _full(_hv_z, _like),
 
 
+def value_and_grad(y, z):
+    _like = z
+    _classes = torch.arange(_like.shape[-1], device=_like.device)
+    _x0, = value_and_grad_s0(y, z)
+    _x0 = _full(_x0, _like)
+    _r1 = torch.amax(_x0, -1, keepdim=True)
+    _a1 = torch.argmax(_x0, -1, keepdim=True)
+    _sel1 = (_classes == _a1).to(_like.dtype)
+    _x0, = value_and_grad_s1(y, z)
+    _r0 = torch.sum(_full(_x0, _like), -1, keepdim=True)
+    _h0, _h1 = value_and_grad_s2(_r0, _r1)
+    _d_z, = value_and_grad_s3(y, _h0, _h1, _sel1)
+    _loss, = value_and_grad_s4(_r0, _r1)
+    return _loss.squeeze(-1), _full(_d_z, _like)
+
+
 _PRED_POS = tuple(INPUTS.index(p) for p in PREDICTIONS)
+
+
+_N_ARGS = 2
 
 
 class Value(torch.autograd.Function):
@@ -129,18 +174,64 @@ class Value(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, y, z):
+        if any(ctx.needs_input_grad[i] for i in _PRED_POS):
+            # value and gradient in one pass (shared max, exp and sums), the gradient kept for
+            # a first-order backward
+            loss, *d = value_and_grad(y, z)
+            ctx.save_for_backward(y, z, *d)
+            return loss
         ctx.save_for_backward(y, z)
         return value(y, z)
 
     @staticmethod
     def backward(ctx, g):
-        args = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        args, d = saved[:_N_ARGS], saved[_N_ARGS:]
         need = ctx.needs_input_grad
         out = [None] * len(args)
         if any(need[i] for i in _PRED_POS):
-            for i, d in zip(_PRED_POS, Grad.apply(g, *args)):
-                out[i] = d if need[i] else None
+            # first order (no create_graph): g times the kept gradient; otherwise Grad,
+            # whose backward is the symbolic Hessian-vector product
+            if torch.is_grad_enabled():
+                ds = Grad.apply(g, *args)
+            else:
+                ds = tuple(g.unsqueeze(-1) * x for x in d)
+            for i, x in zip(_PRED_POS, ds):
+                out[i] = x if need[i] else None
         return tuple(out)
+
+
+class Total(torch.autograd.Function):
+    """sum(w * L) over the rows in one autograd node (w: a number, 1/N for the mean, or
+    per-row data weights): the forward runs value_and_grad, the first-order backward
+    scales its gradient; a double backward goes through Grad (the symbolic H v)."""
+
+    @staticmethod
+    def forward(ctx, w, y, z):
+        if any(ctx.needs_input_grad[1 + i] for i in _PRED_POS):
+            loss, *d = value_and_grad(y, z)
+            ctx.save_for_backward(y, z, *d)
+        else:
+            loss = value(y, z)
+            ctx.save_for_backward(y, z)
+        ctx.w = w
+        return (loss * w).sum() if isinstance(w, torch.Tensor) else loss.sum() * w
+
+    @staticmethod
+    def backward(ctx, g):
+        saved = ctx.saved_tensors
+        args, d = saved[:_N_ARGS], saved[_N_ARGS:]
+        need = ctx.needs_input_grad[1:]
+        out = [None] * len(args)
+        if any(need[i] for i in _PRED_POS):
+            gw = g * ctx.w
+            if torch.is_grad_enabled():  # create_graph
+                ds = Grad.apply(gw.expand(args[_PRED_POS[0]].shape[:-1]), *args)
+            else:
+                ds = tuple((gw if gw.dim() == 0 else gw.unsqueeze(-1)) * x for x in d)
+            for i, x in zip(_PRED_POS, ds):
+                out[i] = x if need[i] else None
+        return (None, *out)
 
 
 class Grad(torch.autograd.Function):

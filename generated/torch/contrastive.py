@@ -29,7 +29,7 @@ def _full(x, like):
     # a per-row (N, 1) value or a constant, broadcast over the classes
     if not isinstance(x, torch.Tensor):
         x = torch.full((), x, dtype=like.dtype, device=like.device)
-    return torch.broadcast_to(x, like.shape)
+    return x if x.shape == like.shape else torch.broadcast_to(x, like.shape)
 
 
 def kinkmax(a, b):
@@ -120,10 +120,38 @@ def hvp_s2(x1, x2, y, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _v_x1, _v_x2):
     return _hv_x1, _hv_x2
 
 
+def value_and_grad_s0(x1, x2):
+    _r0 = ((x1 - x2)*(x1 - x2))
+    return _r0,
+
+
+def value_and_grad_s1(margin, y, _r0):
+    _t0 = torch.sqrt(_r0)
+    _t1 = _t0 - margin
+    _d0 = _t0
+    _h0 = 1.0 - y
+    _h1 = torch.where((_t1 > 0.0), 0.0, torch.where((_t1 < 0.0), (-1.0), (0.0 + 0.0 * (_t0 - _t0))))
+    _h2 = kinkmax(0.0, -_t1)
+    _h3 = 2.0*_t0
+    return _d0, _h0, _h1, _h2, _h3
+
+
+def value_and_grad_s2(x1, x2, y, _h0, _h1, _h2, _h3):
+    _t2 = 2.0*x1 - 2.0*x2
+    _t3 = 2.0*_h1*_h2*y
+    _t4 = -_t2
+    _d_x1 = _h0*_t2 + quotient0(_t2*_t3, _h3)
+    _d_x2 = _h0*_t4 + quotient0(_t3*_t4, _h3)
+    return _d_x1, _d_x2
+
+
+def value_and_grad_s3(margin, y, _d0, _r0):
+    _loss = _r0*(1.0 - y) + y*(kinkmax(0.0, -_d0 + margin)*kinkmax(0.0, -_d0 + margin))
+    return _loss,
+
+
 def value(y, x1, x2, margin):
     _like = x1
-    _classes = torch.arange(_like.shape[-1], device=_like.device)
-    K = torch.full((), _like.shape[-1], dtype=_like.dtype, device=_like.device)
     y = y.unsqueeze(-1)
     _x0, = value_s0(x1, x2)
     _r0 = torch.sum(_full(_x0, _like), -1, keepdim=True)
@@ -133,8 +161,6 @@ def value(y, x1, x2, margin):
 
 def grad(y, x1, x2, margin):
     _like = x1
-    _classes = torch.arange(_like.shape[-1], device=_like.device)
-    K = torch.full((), _like.shape[-1], dtype=_like.dtype, device=_like.device)
     y = y.unsqueeze(-1)
     _x0, = grad_s0(x1, x2)
     _r0 = torch.sum(_full(_x0, _like), -1, keepdim=True)
@@ -145,8 +171,6 @@ def grad(y, x1, x2, margin):
 
 def hvp(y, x1, x2, margin, _v_x1, _v_x2):
     _like = x1
-    _classes = torch.arange(_like.shape[-1], device=_like.device)
-    K = torch.full((), _like.shape[-1], dtype=_like.dtype, device=_like.device)
     y = y.unsqueeze(-1)
     _x0, _x1 = hvp_s0(x1, x2, _v_x1, _v_x2)
     _r0 = torch.sum(_full(_x0, _like), -1, keepdim=True)
@@ -156,7 +180,21 @@ def hvp(y, x1, x2, margin, _v_x1, _v_x2):
     return _full(_hv_x1, _like), _full(_hv_x2, _like)
 
 
+def value_and_grad(y, x1, x2, margin):
+    _like = x1
+    y = y.unsqueeze(-1)
+    _x0, = value_and_grad_s0(x1, x2)
+    _r0 = torch.sum(_full(_x0, _like), -1, keepdim=True)
+    _d0, _h0, _h1, _h2, _h3 = value_and_grad_s1(margin, y, _r0)
+    _d_x1, _d_x2 = value_and_grad_s2(x1, x2, y, _h0, _h1, _h2, _h3)
+    _loss, = value_and_grad_s3(margin, y, _d0, _r0)
+    return _loss.squeeze(-1), _full(_d_x1, _like), _full(_d_x2, _like)
+
+
 _PRED_POS = tuple(INPUTS.index(p) for p in PREDICTIONS)
+
+
+_N_ARGS = 4
 
 
 class Value(torch.autograd.Function):
@@ -164,18 +202,64 @@ class Value(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, y, x1, x2, margin):
+        if any(ctx.needs_input_grad[i] for i in _PRED_POS):
+            # value and gradient in one pass (shared max, exp and sums), the gradient kept for
+            # a first-order backward
+            loss, *d = value_and_grad(y, x1, x2, margin)
+            ctx.save_for_backward(y, x1, x2, margin, *d)
+            return loss
         ctx.save_for_backward(y, x1, x2, margin)
         return value(y, x1, x2, margin)
 
     @staticmethod
     def backward(ctx, g):
-        args = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        args, d = saved[:_N_ARGS], saved[_N_ARGS:]
         need = ctx.needs_input_grad
         out = [None] * len(args)
         if any(need[i] for i in _PRED_POS):
-            for i, d in zip(_PRED_POS, Grad.apply(g, *args)):
-                out[i] = d if need[i] else None
+            # first order (no create_graph): g times the kept gradient; otherwise Grad,
+            # whose backward is the symbolic Hessian-vector product
+            if torch.is_grad_enabled():
+                ds = Grad.apply(g, *args)
+            else:
+                ds = tuple(g.unsqueeze(-1) * x for x in d)
+            for i, x in zip(_PRED_POS, ds):
+                out[i] = x if need[i] else None
         return tuple(out)
+
+
+class Total(torch.autograd.Function):
+    """sum(w * L) over the rows in one autograd node (w: a number, 1/N for the mean, or
+    per-row data weights): the forward runs value_and_grad, the first-order backward
+    scales its gradient; a double backward goes through Grad (the symbolic H v)."""
+
+    @staticmethod
+    def forward(ctx, w, y, x1, x2, margin):
+        if any(ctx.needs_input_grad[1 + i] for i in _PRED_POS):
+            loss, *d = value_and_grad(y, x1, x2, margin)
+            ctx.save_for_backward(y, x1, x2, margin, *d)
+        else:
+            loss = value(y, x1, x2, margin)
+            ctx.save_for_backward(y, x1, x2, margin)
+        ctx.w = w
+        return (loss * w).sum() if isinstance(w, torch.Tensor) else loss.sum() * w
+
+    @staticmethod
+    def backward(ctx, g):
+        saved = ctx.saved_tensors
+        args, d = saved[:_N_ARGS], saved[_N_ARGS:]
+        need = ctx.needs_input_grad[1:]
+        out = [None] * len(args)
+        if any(need[i] for i in _PRED_POS):
+            gw = g * ctx.w
+            if torch.is_grad_enabled():  # create_graph
+                ds = Grad.apply(gw.expand(args[_PRED_POS[0]].shape[:-1]), *args)
+            else:
+                ds = tuple((gw if gw.dim() == 0 else gw.unsqueeze(-1)) * x for x in d)
+            for i, x in zip(_PRED_POS, ds):
+                out[i] = x if need[i] else None
+        return (None, *out)
 
 
 class Grad(torch.autograd.Function):

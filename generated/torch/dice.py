@@ -29,7 +29,7 @@ def _full(x, like):
     # a per-row (N, 1) value or a constant, broadcast over the classes
     if not isinstance(x, torch.Tensor):
         x = torch.full((), x, dtype=like.dtype, device=like.device)
-    return torch.broadcast_to(x, like.shape)
+    return x if x.shape == like.shape else torch.broadcast_to(x, like.shape)
 
 
 def value_s0(p, y):
@@ -86,10 +86,32 @@ def hvp_s2(y, _h0, _h1, _h2, _r3):
     return _hv_p,
 
 
+def value_and_grad_s0(p, y):
+    _r0 = p
+    _r1 = y
+    _r2 = p*y
+    return _r0, _r1, _r2
+
+
+def value_and_grad_s1(smooth, _r0, _r1, _r2):
+    _t0 = _r0 + _r1 + smooth
+    _h0 = ((2.0*_r2 + smooth)/_t0/_t0)
+    _h1 = (1.0/(_t0))
+    return _h0, _h1
+
+
+def value_and_grad_s2(y, _h0, _h1):
+    _d_p = _h0 - 2.0*_h1*y
+    return _d_p,
+
+
+def value_and_grad_s3(smooth, _r0, _r1, _r2):
+    _loss = -(2.0*_r2 + smooth)/(_r0 + _r1 + smooth) + 1.0
+    return _loss,
+
+
 def value(y, p, smooth):
     _like = p
-    _classes = torch.arange(_like.shape[-1], device=_like.device)
-    K = torch.full((), _like.shape[-1], dtype=_like.dtype, device=_like.device)
     _x0, _x1, _x2 = value_s0(p, y)
     _r0 = torch.sum(_full(_x0, _like), -1, keepdim=True)
     _r1 = torch.sum(_full(_x1, _like), -1, keepdim=True)
@@ -100,8 +122,6 @@ def value(y, p, smooth):
 
 def grad(y, p, smooth):
     _like = p
-    _classes = torch.arange(_like.shape[-1], device=_like.device)
-    K = torch.full((), _like.shape[-1], dtype=_like.dtype, device=_like.device)
     _x0, _x1, _x2 = grad_s0(p, y)
     _r0 = torch.sum(_full(_x0, _like), -1, keepdim=True)
     _r1 = torch.sum(_full(_x1, _like), -1, keepdim=True)
@@ -113,8 +133,6 @@ def grad(y, p, smooth):
 
 def hvp(y, p, smooth, _v_p):
     _like = p
-    _classes = torch.arange(_like.shape[-1], device=_like.device)
-    K = torch.full((), _like.shape[-1], dtype=_like.dtype, device=_like.device)
     _x0, _x1, _x2, _x3, _x4 = hvp_s0(p, y, _v_p)
     _r0 = torch.sum(_full(_x0, _like), -1, keepdim=True)
     _r1 = torch.sum(_full(_x1, _like), -1, keepdim=True)
@@ -126,7 +144,22 @@ def hvp(y, p, smooth, _v_p):
     return _full(_hv_p, _like),
 
 
+def value_and_grad(y, p, smooth):
+    _like = p
+    _x0, _x1, _x2 = value_and_grad_s0(p, y)
+    _r0 = torch.sum(_full(_x0, _like), -1, keepdim=True)
+    _r1 = torch.sum(_full(_x1, _like), -1, keepdim=True)
+    _r2 = torch.sum(_full(_x2, _like), -1, keepdim=True)
+    _h0, _h1 = value_and_grad_s1(smooth, _r0, _r1, _r2)
+    _d_p, = value_and_grad_s2(y, _h0, _h1)
+    _loss, = value_and_grad_s3(smooth, _r0, _r1, _r2)
+    return _loss.squeeze(-1), _full(_d_p, _like)
+
+
 _PRED_POS = tuple(INPUTS.index(p) for p in PREDICTIONS)
+
+
+_N_ARGS = 3
 
 
 class Value(torch.autograd.Function):
@@ -134,18 +167,64 @@ class Value(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, y, p, smooth):
+        if any(ctx.needs_input_grad[i] for i in _PRED_POS):
+            # value and gradient in one pass (shared max, exp and sums), the gradient kept for
+            # a first-order backward
+            loss, *d = value_and_grad(y, p, smooth)
+            ctx.save_for_backward(y, p, smooth, *d)
+            return loss
         ctx.save_for_backward(y, p, smooth)
         return value(y, p, smooth)
 
     @staticmethod
     def backward(ctx, g):
-        args = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        args, d = saved[:_N_ARGS], saved[_N_ARGS:]
         need = ctx.needs_input_grad
         out = [None] * len(args)
         if any(need[i] for i in _PRED_POS):
-            for i, d in zip(_PRED_POS, Grad.apply(g, *args)):
-                out[i] = d if need[i] else None
+            # first order (no create_graph): g times the kept gradient; otherwise Grad,
+            # whose backward is the symbolic Hessian-vector product
+            if torch.is_grad_enabled():
+                ds = Grad.apply(g, *args)
+            else:
+                ds = tuple(g.unsqueeze(-1) * x for x in d)
+            for i, x in zip(_PRED_POS, ds):
+                out[i] = x if need[i] else None
         return tuple(out)
+
+
+class Total(torch.autograd.Function):
+    """sum(w * L) over the rows in one autograd node (w: a number, 1/N for the mean, or
+    per-row data weights): the forward runs value_and_grad, the first-order backward
+    scales its gradient; a double backward goes through Grad (the symbolic H v)."""
+
+    @staticmethod
+    def forward(ctx, w, y, p, smooth):
+        if any(ctx.needs_input_grad[1 + i] for i in _PRED_POS):
+            loss, *d = value_and_grad(y, p, smooth)
+            ctx.save_for_backward(y, p, smooth, *d)
+        else:
+            loss = value(y, p, smooth)
+            ctx.save_for_backward(y, p, smooth)
+        ctx.w = w
+        return (loss * w).sum() if isinstance(w, torch.Tensor) else loss.sum() * w
+
+    @staticmethod
+    def backward(ctx, g):
+        saved = ctx.saved_tensors
+        args, d = saved[:_N_ARGS], saved[_N_ARGS:]
+        need = ctx.needs_input_grad[1:]
+        out = [None] * len(args)
+        if any(need[i] for i in _PRED_POS):
+            gw = g * ctx.w
+            if torch.is_grad_enabled():  # create_graph
+                ds = Grad.apply(gw.expand(args[_PRED_POS[0]].shape[:-1]), *args)
+            else:
+                ds = tuple((gw if gw.dim() == 0 else gw.unsqueeze(-1)) * x for x in d)
+            for i, x in zip(_PRED_POS, ds):
+                out[i] = x if need[i] else None
+        return (None, *out)
 
 
 class Grad(torch.autograd.Function):

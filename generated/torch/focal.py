@@ -29,7 +29,7 @@ def _full(x, like):
     # a per-row (N, 1) value or a constant, broadcast over the classes
     if not isinstance(x, torch.Tensor):
         x = torch.full((), x, dtype=like.dtype, device=like.device)
-    return torch.broadcast_to(x, like.shape)
+    return x if x.shape == like.shape else torch.broadcast_to(x, like.shape)
 
 
 def powdiv(x, b, g, k):
@@ -208,10 +208,63 @@ def hvp_s8(gamma, y, z, _h12, _h13, _h14, _h15, _h16, _r3, _r5, _r6, _st, _v_z):
     return _hv_z,
 
 
+def value_and_grad_s0(z):
+    _m0 = z
+    return _m0,
+
+
+def value_and_grad_s1(_m0):
+    _h0 = -_m0
+    return _h0,
+
+
+def value_and_grad_s2(z, _h0):
+    _t0 = torch.exp(_h0 + z)
+    _r0 = _t0
+    _st = _t0
+    return _r0, _st
+
+
+def value_and_grad_s3(_m0, _r0):
+    _h1 = (1.0/(_r0))
+    _h2 = -_m0
+    _h3 = -torch.log(_r0)
+    _h4 = (1.0/(_r0*_r0))
+    return _h1, _h2, _h3, _h4
+
+
+def value_and_grad_s4(gamma, y, z, _h1, _h2, _h3, _h4):
+    _t1 = _h2 + z
+    _t2 = _h3 + _t1
+    _t3 = torch.exp(_t1)
+    _t4 = -_h1*_t3 + 1.0
+    _t5 = (_t4**gamma)*y
+    _r1 = _t2*_t5
+    _r3 = -_h1*_t5 + powdiv(_h4*_t2*_t3*gamma*y, _t4, gamma, 1.0)
+    return _r1, _r3
+
+
+def value_and_grad_s5(_m0, _r0):
+    _h5 = (1.0/(_r0))
+    _h6 = -_m0
+    _h7 = -torch.log(_r0)
+    return _h5, _h6, _h7
+
+
+def value_and_grad_s6(gamma, y, z, _h5, _h6, _h7, _r3, _st):
+    _t6 = _h5*_st
+    _t7 = 1.0 - _t6
+    _d_z = -_r3*_st - (_t7**gamma)*y - powdiv(-_t6*gamma*y*(_h6 + _h7 + z), _t7, gamma, 1.0)
+    return _d_z,
+
+
+def value_and_grad_s7(_r1):
+    _loss = -_r1
+    return _loss,
+
+
 def value(y, z, gamma):
     _like = z
-    _classes = torch.arange(_like.shape[-1], device=_like.device)
-    K = torch.full((), _like.shape[-1], dtype=_like.dtype, device=_like.device)
     _x0, = value_s0(z)
     _x0 = _full(_x0, _like)
     _m0 = torch.amax(_x0, -1, keepdim=True)
@@ -227,8 +280,6 @@ def value(y, z, gamma):
 
 def grad(y, z, gamma):
     _like = z
-    _classes = torch.arange(_like.shape[-1], device=_like.device)
-    K = torch.full((), _like.shape[-1], dtype=_like.dtype, device=_like.device)
     _x0, = grad_s0(z)
     _x0 = _full(_x0, _like)
     _m0 = torch.amax(_x0, -1, keepdim=True)
@@ -246,8 +297,6 @@ def grad(y, z, gamma):
 
 def hvp(y, z, gamma, _v_z):
     _like = z
-    _classes = torch.arange(_like.shape[-1], device=_like.device)
-    K = torch.full((), _like.shape[-1], dtype=_like.dtype, device=_like.device)
     _x0, = hvp_s0(z)
     _x0 = _full(_x0, _like)
     _m0 = torch.amax(_x0, -1, keepdim=True)
@@ -268,7 +317,29 @@ def hvp(y, z, gamma, _v_z):
     return _full(_hv_z, _like),
 
 
+def value_and_grad(y, z, gamma):
+    _like = z
+    _x0, = value_and_grad_s0(z)
+    _x0 = _full(_x0, _like)
+    _m0 = torch.amax(_x0, -1, keepdim=True)
+    _h0, = value_and_grad_s1(_m0)
+    _x0, _x1 = value_and_grad_s2(z, _h0)
+    _r0 = torch.sum(_full(_x0, _like), -1, keepdim=True)
+    _st = _x1
+    _h1, _h2, _h3, _h4 = value_and_grad_s3(_m0, _r0)
+    _x0, _x1 = value_and_grad_s4(gamma, y, z, _h1, _h2, _h3, _h4)
+    _r1 = torch.sum(_full(_x0, _like), -1, keepdim=True)
+    _r3 = torch.sum(_full(_x1, _like), -1, keepdim=True)
+    _h5, _h6, _h7 = value_and_grad_s5(_m0, _r0)
+    _d_z, = value_and_grad_s6(gamma, y, z, _h5, _h6, _h7, _r3, _st)
+    _loss, = value_and_grad_s7(_r1)
+    return _loss.squeeze(-1), _full(_d_z, _like)
+
+
 _PRED_POS = tuple(INPUTS.index(p) for p in PREDICTIONS)
+
+
+_N_ARGS = 3
 
 
 class Value(torch.autograd.Function):
@@ -276,18 +347,64 @@ class Value(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, y, z, gamma):
+        if any(ctx.needs_input_grad[i] for i in _PRED_POS):
+            # value and gradient in one pass (shared max, exp and sums), the gradient kept for
+            # a first-order backward
+            loss, *d = value_and_grad(y, z, gamma)
+            ctx.save_for_backward(y, z, gamma, *d)
+            return loss
         ctx.save_for_backward(y, z, gamma)
         return value(y, z, gamma)
 
     @staticmethod
     def backward(ctx, g):
-        args = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        args, d = saved[:_N_ARGS], saved[_N_ARGS:]
         need = ctx.needs_input_grad
         out = [None] * len(args)
         if any(need[i] for i in _PRED_POS):
-            for i, d in zip(_PRED_POS, Grad.apply(g, *args)):
-                out[i] = d if need[i] else None
+            # first order (no create_graph): g times the kept gradient; otherwise Grad,
+            # whose backward is the symbolic Hessian-vector product
+            if torch.is_grad_enabled():
+                ds = Grad.apply(g, *args)
+            else:
+                ds = tuple(g.unsqueeze(-1) * x for x in d)
+            for i, x in zip(_PRED_POS, ds):
+                out[i] = x if need[i] else None
         return tuple(out)
+
+
+class Total(torch.autograd.Function):
+    """sum(w * L) over the rows in one autograd node (w: a number, 1/N for the mean, or
+    per-row data weights): the forward runs value_and_grad, the first-order backward
+    scales its gradient; a double backward goes through Grad (the symbolic H v)."""
+
+    @staticmethod
+    def forward(ctx, w, y, z, gamma):
+        if any(ctx.needs_input_grad[1 + i] for i in _PRED_POS):
+            loss, *d = value_and_grad(y, z, gamma)
+            ctx.save_for_backward(y, z, gamma, *d)
+        else:
+            loss = value(y, z, gamma)
+            ctx.save_for_backward(y, z, gamma)
+        ctx.w = w
+        return (loss * w).sum() if isinstance(w, torch.Tensor) else loss.sum() * w
+
+    @staticmethod
+    def backward(ctx, g):
+        saved = ctx.saved_tensors
+        args, d = saved[:_N_ARGS], saved[_N_ARGS:]
+        need = ctx.needs_input_grad[1:]
+        out = [None] * len(args)
+        if any(need[i] for i in _PRED_POS):
+            gw = g * ctx.w
+            if torch.is_grad_enabled():  # create_graph
+                ds = Grad.apply(gw.expand(args[_PRED_POS[0]].shape[:-1]), *args)
+            else:
+                ds = tuple((gw if gw.dim() == 0 else gw.unsqueeze(-1)) * x for x in d)
+            for i, x in zip(_PRED_POS, ds):
+                out[i] = x if need[i] else None
+        return (None, *out)
 
 
 class Grad(torch.autograd.Function):

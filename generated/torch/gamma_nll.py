@@ -60,13 +60,56 @@ class Value(torch.autograd.Function):
         args = ctx.saved_tensors
         need = ctx.needs_input_grad
         out = [None] * len(args)
+        # a first-order backward (no create_graph) needs no graph of its own: the gradient
+        # directly; otherwise Grad and ParamGrad, whose backward is the symbolic Hessian
+        first = not torch.is_grad_enabled()
         if any(need[i] for i in _PRED_POS):
-            for i, d in zip(_PRED_POS, Grad.apply(g, *args)):
+            ds = tuple(g * d for d in grad(*args)) if first else Grad.apply(g, *args)
+            for i, d in zip(_PRED_POS, ds):
                 out[i] = _sum_to(d, args[i]) if need[i] else None
         if any(need[i] for i in _PARAM_POS):
-            for i, d in zip(_PARAM_POS, ParamGrad.apply(g, *args)):
+            ds = tuple(g * d for d in param_grad(*args)) if first else ParamGrad.apply(g, *args)
+            for i, d in zip(_PARAM_POS, ds):
                 out[i] = _sum_to(d, args[i]) if need[i] else None
         return tuple(out)
+
+
+class Total(torch.autograd.Function):
+    """sum(w * L) in one autograd node (w: a number, 1/n for the mean, or data weights of
+    the inputs' shape): the forward also computes the gradient, the first-order backward
+    scales it; a double backward goes through Grad and ParamGrad (the symbolic Hessian)."""
+
+    @staticmethod
+    def forward(ctx, w, y, z):
+        args = (y, z,)
+        need = ctx.needs_input_grad[1:]
+        kept = ()
+        if any(need[i] for i in _PRED_POS):
+            kept += grad(*args)
+        if any(need[i] for i in _PARAM_POS):
+            kept += param_grad(*args)
+        ctx.w = w
+        ctx.save_for_backward(*args, *kept)
+        loss = value(*args)
+        return (loss * w).sum() if isinstance(w, torch.Tensor) else loss.sum() * w
+
+    @staticmethod
+    def backward(ctx, g):
+        saved = ctx.saved_tensors
+        args, kept = saved[:len(INPUTS) + len(PARAMS)], saved[len(INPUTS) + len(PARAMS):]
+        need = ctx.needs_input_grad[1:]
+        out = [None] * len(args)
+        gw = g * ctx.w
+        preds, params = any(need[i] for i in _PRED_POS), any(need[i] for i in _PARAM_POS)
+        if torch.is_grad_enabled():  # create_graph
+            gw = gw.expand(args[_PRED_POS[0]].shape)
+            ds = (Grad.apply(gw, *args) if preds else ()) + (ParamGrad.apply(gw, *args) if params else ())
+        else:
+            ds = tuple(gw * d for d in kept)
+        pos = (_PRED_POS if preds else ()) + (_PARAM_POS if params else ())
+        for i, d in zip(pos, ds):
+            out[i] = _sum_to(d, args[i]) if need[i] else None
+        return (None, *out)
 
 
 def _mixed(args):

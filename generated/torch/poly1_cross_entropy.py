@@ -29,7 +29,7 @@ def _full(x, like):
     # a per-row (N, 1) value or a constant, broadcast over the classes
     if not isinstance(x, torch.Tensor):
         x = torch.full((), x, dtype=like.dtype, device=like.device)
-    return torch.broadcast_to(x, like.shape)
+    return x if x.shape == like.shape else torch.broadcast_to(x, like.shape)
 
 
 def value_s0(z):
@@ -126,10 +126,45 @@ def hvp_s4(epsilon, y, _h1, _h2, _h3, _h4, _r5, _r6, _st, _v_z):
     return _hv_z,
 
 
+def value_and_grad_s0(z):
+    _m0 = z
+    return _m0,
+
+
+def value_and_grad_s1(_m0):
+    _h0 = -_m0
+    return _h0,
+
+
+def value_and_grad_s2(y, z, _h0):
+    _t0 = torch.exp(_h0 + z)
+    _r0 = y*z
+    _r1 = _t0
+    _r2 = _t0*y
+    _r3 = y
+    _st = _t0
+    return _r0, _r1, _r2, _r3, _st
+
+
+def value_and_grad_s3(epsilon, _r1, _r2, _r3):
+    _t1 = (1.0/(_r1))
+    _h1 = _r3*_t1 + ((_r2*epsilon)/_r1/_r1)
+    _h2 = _t1
+    return _h1, _h2
+
+
+def value_and_grad_s4(epsilon, y, _h1, _h2, _st):
+    _d_z = _h1*_st - _h2*_st*epsilon*y - y
+    return _d_z,
+
+
+def value_and_grad_s5(epsilon, _m0, _r0, _r1, _r2, _r3):
+    _loss = -_r0 + _r3*(_m0 + torch.log(_r1)) + epsilon*(1.0 - _r2/_r1)
+    return _loss,
+
+
 def value(y, z, epsilon):
     _like = z
-    _classes = torch.arange(_like.shape[-1], device=_like.device)
-    K = torch.full((), _like.shape[-1], dtype=_like.dtype, device=_like.device)
     _x0, = value_s0(z)
     _x0 = _full(_x0, _like)
     _m0 = torch.amax(_x0, -1, keepdim=True)
@@ -145,8 +180,6 @@ def value(y, z, epsilon):
 
 def grad(y, z, epsilon):
     _like = z
-    _classes = torch.arange(_like.shape[-1], device=_like.device)
-    K = torch.full((), _like.shape[-1], dtype=_like.dtype, device=_like.device)
     _x0, = grad_s0(z)
     _x0 = _full(_x0, _like)
     _m0 = torch.amax(_x0, -1, keepdim=True)
@@ -163,8 +196,6 @@ def grad(y, z, epsilon):
 
 def hvp(y, z, epsilon, _v_z):
     _like = z
-    _classes = torch.arange(_like.shape[-1], device=_like.device)
-    K = torch.full((), _like.shape[-1], dtype=_like.dtype, device=_like.device)
     _x0, = hvp_s0(z)
     _x0 = _full(_x0, _like)
     _m0 = torch.amax(_x0, -1, keepdim=True)
@@ -181,7 +212,28 @@ def hvp(y, z, epsilon, _v_z):
     return _full(_hv_z, _like),
 
 
+def value_and_grad(y, z, epsilon):
+    _like = z
+    _x0, = value_and_grad_s0(z)
+    _x0 = _full(_x0, _like)
+    _m0 = torch.amax(_x0, -1, keepdim=True)
+    _h0, = value_and_grad_s1(_m0)
+    _x0, _x1, _x2, _x3, _x4 = value_and_grad_s2(y, z, _h0)
+    _r0 = torch.sum(_full(_x0, _like), -1, keepdim=True)
+    _r1 = torch.sum(_full(_x1, _like), -1, keepdim=True)
+    _r2 = torch.sum(_full(_x2, _like), -1, keepdim=True)
+    _r3 = torch.sum(_full(_x3, _like), -1, keepdim=True)
+    _st = _x4
+    _h1, _h2 = value_and_grad_s3(epsilon, _r1, _r2, _r3)
+    _d_z, = value_and_grad_s4(epsilon, y, _h1, _h2, _st)
+    _loss, = value_and_grad_s5(epsilon, _m0, _r0, _r1, _r2, _r3)
+    return _loss.squeeze(-1), _full(_d_z, _like)
+
+
 _PRED_POS = tuple(INPUTS.index(p) for p in PREDICTIONS)
+
+
+_N_ARGS = 3
 
 
 class Value(torch.autograd.Function):
@@ -189,18 +241,64 @@ class Value(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, y, z, epsilon):
+        if any(ctx.needs_input_grad[i] for i in _PRED_POS):
+            # value and gradient in one pass (shared max, exp and sums), the gradient kept for
+            # a first-order backward
+            loss, *d = value_and_grad(y, z, epsilon)
+            ctx.save_for_backward(y, z, epsilon, *d)
+            return loss
         ctx.save_for_backward(y, z, epsilon)
         return value(y, z, epsilon)
 
     @staticmethod
     def backward(ctx, g):
-        args = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        args, d = saved[:_N_ARGS], saved[_N_ARGS:]
         need = ctx.needs_input_grad
         out = [None] * len(args)
         if any(need[i] for i in _PRED_POS):
-            for i, d in zip(_PRED_POS, Grad.apply(g, *args)):
-                out[i] = d if need[i] else None
+            # first order (no create_graph): g times the kept gradient; otherwise Grad,
+            # whose backward is the symbolic Hessian-vector product
+            if torch.is_grad_enabled():
+                ds = Grad.apply(g, *args)
+            else:
+                ds = tuple(g.unsqueeze(-1) * x for x in d)
+            for i, x in zip(_PRED_POS, ds):
+                out[i] = x if need[i] else None
         return tuple(out)
+
+
+class Total(torch.autograd.Function):
+    """sum(w * L) over the rows in one autograd node (w: a number, 1/N for the mean, or
+    per-row data weights): the forward runs value_and_grad, the first-order backward
+    scales its gradient; a double backward goes through Grad (the symbolic H v)."""
+
+    @staticmethod
+    def forward(ctx, w, y, z, epsilon):
+        if any(ctx.needs_input_grad[1 + i] for i in _PRED_POS):
+            loss, *d = value_and_grad(y, z, epsilon)
+            ctx.save_for_backward(y, z, epsilon, *d)
+        else:
+            loss = value(y, z, epsilon)
+            ctx.save_for_backward(y, z, epsilon)
+        ctx.w = w
+        return (loss * w).sum() if isinstance(w, torch.Tensor) else loss.sum() * w
+
+    @staticmethod
+    def backward(ctx, g):
+        saved = ctx.saved_tensors
+        args, d = saved[:_N_ARGS], saved[_N_ARGS:]
+        need = ctx.needs_input_grad[1:]
+        out = [None] * len(args)
+        if any(need[i] for i in _PRED_POS):
+            gw = g * ctx.w
+            if torch.is_grad_enabled():  # create_graph
+                ds = Grad.apply(gw.expand(args[_PRED_POS[0]].shape[:-1]), *args)
+            else:
+                ds = tuple((gw if gw.dim() == 0 else gw.unsqueeze(-1)) * x for x in d)
+            for i, x in zip(_PRED_POS, ds):
+                out[i] = x if need[i] else None
+        return (None, *out)
 
 
 class Grad(torch.autograd.Function):

@@ -29,7 +29,7 @@ def _full(x, like):
     # a per-row (N, 1) value or a constant, broadcast over the classes
     if not isinstance(x, torch.Tensor):
         x = torch.full((), x, dtype=like.dtype, device=like.device)
-    return torch.broadcast_to(x, like.shape)
+    return x if x.shape == like.shape else torch.broadcast_to(x, like.shape)
 
 
 def kinkmax(a, b):
@@ -104,10 +104,39 @@ def hvp_s2(_h0, _h1, _h2, _v_anchor, _v_negative, _v_positive):
     return _hv_anchor, _hv_positive, _hv_negative
 
 
+def value_and_grad_s0(anchor, negative, positive):
+    _r0 = ((anchor - negative)*(anchor - negative))
+    _r1 = ((anchor - positive)*(anchor - positive))
+    return _r0, _r1
+
+
+def value_and_grad_s1(margin, _r0, _r1):
+    _t0 = -_r0 + _r1 + margin
+    _t1 = (_t0 < 0.0)
+    _t2 = (_t0 > 0.0)
+    _t3 = (0.0 + 0.0 * (_r0 - _r0 + _r1 - _r1))
+    _h0 = torch.where(_t1, 0.0, torch.where(_t2, (-1.0), _t3))
+    _h1 = torch.where(_t1, 0.0, torch.where(_t2, 1.0, _t3))
+    return _h0, _h1
+
+
+def value_and_grad_s2(anchor, negative, positive, _h0, _h1):
+    _t4 = 2.0*anchor
+    _t5 = _t4 - 2.0*negative
+    _t6 = _t4 - 2.0*positive
+    _d_anchor = _h0*_t5 + _h1*_t6
+    _d_positive = -_h1*_t6
+    _d_negative = -_h0*_t5
+    return _d_anchor, _d_positive, _d_negative
+
+
+def value_and_grad_s3(margin, _r0, _r1):
+    _loss = kinkmax(0.0, -_r0 + _r1 + margin)
+    return _loss,
+
+
 def value(anchor, positive, negative, margin):
     _like = anchor
-    _classes = torch.arange(_like.shape[-1], device=_like.device)
-    K = torch.full((), _like.shape[-1], dtype=_like.dtype, device=_like.device)
     _x0, _x1 = value_s0(anchor, negative, positive)
     _r0 = torch.sum(_full(_x0, _like), -1, keepdim=True)
     _r1 = torch.sum(_full(_x1, _like), -1, keepdim=True)
@@ -117,8 +146,6 @@ def value(anchor, positive, negative, margin):
 
 def grad(anchor, positive, negative, margin):
     _like = anchor
-    _classes = torch.arange(_like.shape[-1], device=_like.device)
-    K = torch.full((), _like.shape[-1], dtype=_like.dtype, device=_like.device)
     _x0, _x1 = grad_s0(anchor, negative, positive)
     _r0 = torch.sum(_full(_x0, _like), -1, keepdim=True)
     _r1 = torch.sum(_full(_x1, _like), -1, keepdim=True)
@@ -129,8 +156,6 @@ def grad(anchor, positive, negative, margin):
 
 def hvp(anchor, positive, negative, margin, _v_anchor, _v_positive, _v_negative):
     _like = anchor
-    _classes = torch.arange(_like.shape[-1], device=_like.device)
-    K = torch.full((), _like.shape[-1], dtype=_like.dtype, device=_like.device)
     _x0, _x1 = hvp_s0(anchor, negative, positive)
     _r0 = torch.sum(_full(_x0, _like), -1, keepdim=True)
     _r1 = torch.sum(_full(_x1, _like), -1, keepdim=True)
@@ -139,7 +164,21 @@ def hvp(anchor, positive, negative, margin, _v_anchor, _v_positive, _v_negative)
     return _full(_hv_anchor, _like), _full(_hv_positive, _like), _full(_hv_negative, _like)
 
 
+def value_and_grad(anchor, positive, negative, margin):
+    _like = anchor
+    _x0, _x1 = value_and_grad_s0(anchor, negative, positive)
+    _r0 = torch.sum(_full(_x0, _like), -1, keepdim=True)
+    _r1 = torch.sum(_full(_x1, _like), -1, keepdim=True)
+    _h0, _h1 = value_and_grad_s1(margin, _r0, _r1)
+    _d_anchor, _d_positive, _d_negative = value_and_grad_s2(anchor, negative, positive, _h0, _h1)
+    _loss, = value_and_grad_s3(margin, _r0, _r1)
+    return _loss.squeeze(-1), _full(_d_anchor, _like), _full(_d_positive, _like), _full(_d_negative, _like)
+
+
 _PRED_POS = tuple(INPUTS.index(p) for p in PREDICTIONS)
+
+
+_N_ARGS = 4
 
 
 class Value(torch.autograd.Function):
@@ -147,18 +186,64 @@ class Value(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, anchor, positive, negative, margin):
+        if any(ctx.needs_input_grad[i] for i in _PRED_POS):
+            # value and gradient in one pass (shared max, exp and sums), the gradient kept for
+            # a first-order backward
+            loss, *d = value_and_grad(anchor, positive, negative, margin)
+            ctx.save_for_backward(anchor, positive, negative, margin, *d)
+            return loss
         ctx.save_for_backward(anchor, positive, negative, margin)
         return value(anchor, positive, negative, margin)
 
     @staticmethod
     def backward(ctx, g):
-        args = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        args, d = saved[:_N_ARGS], saved[_N_ARGS:]
         need = ctx.needs_input_grad
         out = [None] * len(args)
         if any(need[i] for i in _PRED_POS):
-            for i, d in zip(_PRED_POS, Grad.apply(g, *args)):
-                out[i] = d if need[i] else None
+            # first order (no create_graph): g times the kept gradient; otherwise Grad,
+            # whose backward is the symbolic Hessian-vector product
+            if torch.is_grad_enabled():
+                ds = Grad.apply(g, *args)
+            else:
+                ds = tuple(g.unsqueeze(-1) * x for x in d)
+            for i, x in zip(_PRED_POS, ds):
+                out[i] = x if need[i] else None
         return tuple(out)
+
+
+class Total(torch.autograd.Function):
+    """sum(w * L) over the rows in one autograd node (w: a number, 1/N for the mean, or
+    per-row data weights): the forward runs value_and_grad, the first-order backward
+    scales its gradient; a double backward goes through Grad (the symbolic H v)."""
+
+    @staticmethod
+    def forward(ctx, w, anchor, positive, negative, margin):
+        if any(ctx.needs_input_grad[1 + i] for i in _PRED_POS):
+            loss, *d = value_and_grad(anchor, positive, negative, margin)
+            ctx.save_for_backward(anchor, positive, negative, margin, *d)
+        else:
+            loss = value(anchor, positive, negative, margin)
+            ctx.save_for_backward(anchor, positive, negative, margin)
+        ctx.w = w
+        return (loss * w).sum() if isinstance(w, torch.Tensor) else loss.sum() * w
+
+    @staticmethod
+    def backward(ctx, g):
+        saved = ctx.saved_tensors
+        args, d = saved[:_N_ARGS], saved[_N_ARGS:]
+        need = ctx.needs_input_grad[1:]
+        out = [None] * len(args)
+        if any(need[i] for i in _PRED_POS):
+            gw = g * ctx.w
+            if torch.is_grad_enabled():  # create_graph
+                ds = Grad.apply(gw.expand(args[_PRED_POS[0]].shape[:-1]), *args)
+            else:
+                ds = tuple((gw if gw.dim() == 0 else gw.unsqueeze(-1)) * x for x in d)
+            for i, x in zip(_PRED_POS, ds):
+                out[i] = x if need[i] else None
+        return (None, *out)
 
 
 class Grad(torch.autograd.Function):

@@ -29,7 +29,7 @@ def _full(x, like):
     # a per-row (N, 1) value or a constant, broadcast over the classes
     if not isinstance(x, torch.Tensor):
         x = torch.full((), x, dtype=like.dtype, device=like.device)
-    return torch.broadcast_to(x, like.shape)
+    return x if x.shape == like.shape else torch.broadcast_to(x, like.shape)
 
 
 def value_s0(p, y):
@@ -108,10 +108,37 @@ def hvp_s2(alpha, beta, y, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _r3, _r4, _r5
     return _hv_p,
 
 
+def value_and_grad_s0(p, y):
+    _r0 = p*(1.0 - y)
+    _r1 = y*(1.0 - p)
+    _r2 = p*y
+    return _r0, _r1, _r2
+
+
+def value_and_grad_s1(alpha, beta, smooth, _r0, _r1, _r2):
+    _t0 = _r2 + smooth
+    _t1 = _r0*alpha + _r1*beta + _t0
+    _t2 = (1.0/(_t1*_t1))
+    _h0 = _t0*_t2 - 1.0/_t1
+    _h1 = _t2
+    _h2 = _t0
+    return _h0, _h1, _h2
+
+
+def value_and_grad_s2(alpha, beta, y, _h0, _h1, _h2):
+    _t3 = _h1*_h2
+    _d_p = _h0*y + _t3*alpha*(1.0 - y) - _t3*beta*y
+    return _d_p,
+
+
+def value_and_grad_s3(alpha, beta, smooth, _r0, _r1, _r2):
+    _t4 = _r2 + smooth
+    _loss = -_t4/(_r0*alpha + _r1*beta + _t4) + 1.0
+    return _loss,
+
+
 def value(y, p, alpha, beta, smooth):
     _like = p
-    _classes = torch.arange(_like.shape[-1], device=_like.device)
-    K = torch.full((), _like.shape[-1], dtype=_like.dtype, device=_like.device)
     _x0, _x1, _x2 = value_s0(p, y)
     _r0 = torch.sum(_full(_x0, _like), -1, keepdim=True)
     _r1 = torch.sum(_full(_x1, _like), -1, keepdim=True)
@@ -122,8 +149,6 @@ def value(y, p, alpha, beta, smooth):
 
 def grad(y, p, alpha, beta, smooth):
     _like = p
-    _classes = torch.arange(_like.shape[-1], device=_like.device)
-    K = torch.full((), _like.shape[-1], dtype=_like.dtype, device=_like.device)
     _x0, _x1, _x2 = grad_s0(p, y)
     _r0 = torch.sum(_full(_x0, _like), -1, keepdim=True)
     _r1 = torch.sum(_full(_x1, _like), -1, keepdim=True)
@@ -135,8 +160,6 @@ def grad(y, p, alpha, beta, smooth):
 
 def hvp(y, p, alpha, beta, smooth, _v_p):
     _like = p
-    _classes = torch.arange(_like.shape[-1], device=_like.device)
-    K = torch.full((), _like.shape[-1], dtype=_like.dtype, device=_like.device)
     _x0, _x1, _x2, _x3, _x4, _x5 = hvp_s0(p, y, _v_p)
     _r0 = torch.sum(_full(_x0, _like), -1, keepdim=True)
     _r1 = torch.sum(_full(_x1, _like), -1, keepdim=True)
@@ -149,7 +172,22 @@ def hvp(y, p, alpha, beta, smooth, _v_p):
     return _full(_hv_p, _like),
 
 
+def value_and_grad(y, p, alpha, beta, smooth):
+    _like = p
+    _x0, _x1, _x2 = value_and_grad_s0(p, y)
+    _r0 = torch.sum(_full(_x0, _like), -1, keepdim=True)
+    _r1 = torch.sum(_full(_x1, _like), -1, keepdim=True)
+    _r2 = torch.sum(_full(_x2, _like), -1, keepdim=True)
+    _h0, _h1, _h2 = value_and_grad_s1(alpha, beta, smooth, _r0, _r1, _r2)
+    _d_p, = value_and_grad_s2(alpha, beta, y, _h0, _h1, _h2)
+    _loss, = value_and_grad_s3(alpha, beta, smooth, _r0, _r1, _r2)
+    return _loss.squeeze(-1), _full(_d_p, _like)
+
+
 _PRED_POS = tuple(INPUTS.index(p) for p in PREDICTIONS)
+
+
+_N_ARGS = 5
 
 
 class Value(torch.autograd.Function):
@@ -157,18 +195,64 @@ class Value(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, y, p, alpha, beta, smooth):
+        if any(ctx.needs_input_grad[i] for i in _PRED_POS):
+            # value and gradient in one pass (shared max, exp and sums), the gradient kept for
+            # a first-order backward
+            loss, *d = value_and_grad(y, p, alpha, beta, smooth)
+            ctx.save_for_backward(y, p, alpha, beta, smooth, *d)
+            return loss
         ctx.save_for_backward(y, p, alpha, beta, smooth)
         return value(y, p, alpha, beta, smooth)
 
     @staticmethod
     def backward(ctx, g):
-        args = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        args, d = saved[:_N_ARGS], saved[_N_ARGS:]
         need = ctx.needs_input_grad
         out = [None] * len(args)
         if any(need[i] for i in _PRED_POS):
-            for i, d in zip(_PRED_POS, Grad.apply(g, *args)):
-                out[i] = d if need[i] else None
+            # first order (no create_graph): g times the kept gradient; otherwise Grad,
+            # whose backward is the symbolic Hessian-vector product
+            if torch.is_grad_enabled():
+                ds = Grad.apply(g, *args)
+            else:
+                ds = tuple(g.unsqueeze(-1) * x for x in d)
+            for i, x in zip(_PRED_POS, ds):
+                out[i] = x if need[i] else None
         return tuple(out)
+
+
+class Total(torch.autograd.Function):
+    """sum(w * L) over the rows in one autograd node (w: a number, 1/N for the mean, or
+    per-row data weights): the forward runs value_and_grad, the first-order backward
+    scales its gradient; a double backward goes through Grad (the symbolic H v)."""
+
+    @staticmethod
+    def forward(ctx, w, y, p, alpha, beta, smooth):
+        if any(ctx.needs_input_grad[1 + i] for i in _PRED_POS):
+            loss, *d = value_and_grad(y, p, alpha, beta, smooth)
+            ctx.save_for_backward(y, p, alpha, beta, smooth, *d)
+        else:
+            loss = value(y, p, alpha, beta, smooth)
+            ctx.save_for_backward(y, p, alpha, beta, smooth)
+        ctx.w = w
+        return (loss * w).sum() if isinstance(w, torch.Tensor) else loss.sum() * w
+
+    @staticmethod
+    def backward(ctx, g):
+        saved = ctx.saved_tensors
+        args, d = saved[:_N_ARGS], saved[_N_ARGS:]
+        need = ctx.needs_input_grad[1:]
+        out = [None] * len(args)
+        if any(need[i] for i in _PRED_POS):
+            gw = g * ctx.w
+            if torch.is_grad_enabled():  # create_graph
+                ds = Grad.apply(gw.expand(args[_PRED_POS[0]].shape[:-1]), *args)
+            else:
+                ds = tuple((gw if gw.dim() == 0 else gw.unsqueeze(-1)) * x for x in d)
+            for i, x in zip(_PRED_POS, ds):
+                out[i] = x if need[i] else None
+        return (None, *out)
 
 
 class Grad(torch.autograd.Function):
