@@ -28,23 +28,6 @@ PARAM_GRADS = ()  # parameters with a d loss / d param kernel
 _SCALAR = dict(cache=True, error_model="numpy", fastmath=False, forceinline=True)
 # reassoc lets the float64 sum vectorise.
 _LOOP = dict(cache=True, error_model="numpy", fastmath={"reassoc"})
-# Summing loops in float32: a float64 sum inside the loop makes LLVM vectorise it
-# 4-wide (the width of float64), not 8; so the losses of each _BLOCK go to a small
-# buffer (allocated once per _CHUNK, a parallel task) that _sum64 adds in float64
-# after the block.  Indices are unsigned there: no negative-index wraparound, so
-# the loads stay vector loads.  float64 loops sum in the loop (blocks cost ~10%
-# there: LLVM then reloads each constant of the math library in the loop).
-_BLOCK = numba.uint64(1024)
-_CHUNK = numba.uint64(16384)
-
-
-@numba.njit(cache=True, error_model="numpy", fastmath={"reassoc"}, forceinline=True)
-def _sum64(a, k):
-    # float64 sum of a[:k]
-    s = 0.0
-    for j in range(k):
-        s += a[j]
-    return s
 
 
 @numba.njit(**_SCALAR)
@@ -98,25 +81,6 @@ def grad_hessian_scalar(y, yhat, T):
 
 @numba.njit(parallel=False, **_LOOP)
 def value(y, yhat, w, out, T):
-    if T(1e-50) == T(0):  # float32 (folded at compile time): see _sum64
-        _total = 0.0
-        _n = numba.uint64(yhat.size)
-        for _c in numba.prange((_n + _CHUNK - 1) // _CHUNK):
-            _buf = np.empty(_BLOCK, yhat.dtype)
-            _part = 0.0
-            _end = min(numba.uint64(_c + 1) * _CHUNK, _n)
-            for _lo in range(numba.uint64(_c) * _CHUNK, _end, _BLOCK):
-                _hi = min(_lo + _BLOCK, _end)
-                for i in range(_lo, _hi):
-                    loss = value_scalar(y[i], yhat[i], T)
-                    if w is not None:
-                        loss = w[i] * loss
-                    if out is not None:
-                        out[i] = loss
-                    _buf[i - _lo] = loss
-                _part += _sum64(_buf, _hi - _lo)
-            _total += _part
-        return _total
     total = 0.0
     for i in numba.prange(yhat.size):
         loss = value_scalar(y[i], yhat[i], T)
@@ -138,27 +102,6 @@ def grad(y, yhat, w, scale, g_yhat, T):
 
 @numba.njit(parallel=False, **_LOOP)
 def value_and_grad(y, yhat, w, scale, out, g_yhat, T):
-    if T(1e-50) == T(0):  # float32 (folded at compile time): see _sum64
-        _total = 0.0
-        _n = numba.uint64(yhat.size)
-        for _c in numba.prange((_n + _CHUNK - 1) // _CHUNK):
-            _buf = np.empty(_BLOCK, yhat.dtype)
-            _part = 0.0
-            _end = min(numba.uint64(_c + 1) * _CHUNK, _n)
-            for _lo in range(numba.uint64(_c) * _CHUNK, _end, _BLOCK):
-                _hi = min(_lo + _BLOCK, _end)
-                for i in range(_lo, _hi):
-                    loss, d_yhat = value_and_grad_scalar(y[i], yhat[i], T)
-                    if w is not None:
-                        loss = w[i] * loss
-                    if out is not None:
-                        out[i] = loss
-                    _buf[i - _lo] = loss
-                    _s = scale if w is None else scale * w[i]
-                    g_yhat[i] = _s * d_yhat
-                _part += _sum64(_buf, _hi - _lo)
-            _total += _part
-        return _total
     total = 0.0
     for i in numba.prange(yhat.size):
         loss, d_yhat = value_and_grad_scalar(y[i], yhat[i], T)
@@ -192,25 +135,6 @@ def grad_hessian(y, yhat, w, scale, g_yhat, h_yhat_yhat_out, T):
 
 @numba.njit(parallel=True, **_LOOP)
 def value_parallel(y, yhat, w, out, T):
-    if T(1e-50) == T(0):  # float32 (folded at compile time): see _sum64
-        _total = 0.0
-        _n = numba.uint64(yhat.size)
-        for _c in numba.prange((_n + _CHUNK - 1) // _CHUNK):
-            _buf = np.empty(_BLOCK, yhat.dtype)
-            _part = 0.0
-            _end = min(numba.uint64(_c + 1) * _CHUNK, _n)
-            for _lo in range(numba.uint64(_c) * _CHUNK, _end, _BLOCK):
-                _hi = min(_lo + _BLOCK, _end)
-                for i in range(_lo, _hi):
-                    loss = value_scalar(y[i], yhat[i], T)
-                    if w is not None:
-                        loss = w[i] * loss
-                    if out is not None:
-                        out[i] = loss
-                    _buf[i - _lo] = loss
-                _part += _sum64(_buf, _hi - _lo)
-            _total += _part
-        return _total
     total = 0.0
     for i in numba.prange(yhat.size):
         loss = value_scalar(y[i], yhat[i], T)
@@ -232,27 +156,6 @@ def grad_parallel(y, yhat, w, scale, g_yhat, T):
 
 @numba.njit(parallel=True, **_LOOP)
 def value_and_grad_parallel(y, yhat, w, scale, out, g_yhat, T):
-    if T(1e-50) == T(0):  # float32 (folded at compile time): see _sum64
-        _total = 0.0
-        _n = numba.uint64(yhat.size)
-        for _c in numba.prange((_n + _CHUNK - 1) // _CHUNK):
-            _buf = np.empty(_BLOCK, yhat.dtype)
-            _part = 0.0
-            _end = min(numba.uint64(_c + 1) * _CHUNK, _n)
-            for _lo in range(numba.uint64(_c) * _CHUNK, _end, _BLOCK):
-                _hi = min(_lo + _BLOCK, _end)
-                for i in range(_lo, _hi):
-                    loss, d_yhat = value_and_grad_scalar(y[i], yhat[i], T)
-                    if w is not None:
-                        loss = w[i] * loss
-                    if out is not None:
-                        out[i] = loss
-                    _buf[i - _lo] = loss
-                    _s = scale if w is None else scale * w[i]
-                    g_yhat[i] = _s * d_yhat
-                _part += _sum64(_buf, _hi - _lo)
-            _total += _part
-        return _total
     total = 0.0
     for i in numba.prange(yhat.size):
         loss, d_yhat = value_and_grad_scalar(y[i], yhat[i], T)

@@ -135,8 +135,9 @@ def test_log_cosh_stable_for_large_and_tiny_residuals(dtype):
 
 @pytest.mark.parametrize("n", [0, 1, 1023, 1025, 16383, 16385, 40000])
 def test_float32_sums_across_blocks(n):
-    """float32 value/value_and_grad sum per 1024-element block (templates/cpu): every element
-    counted once, in float64, at sizes around the block and task boundaries, serial and parallel."""
+    """float32 value/value_and_grad totals: every element counted once, in float64, at sizes around
+    1024-element and parallel-task boundaries, serial and parallel (kept from a blocked-sum template,
+    reverted for its compile time)."""
     L = symloss.load("bce_logits")
     rng = np.random.default_rng(n)
     y = rng.integers(0, 2, n).astype(np.float32)
