@@ -188,7 +188,9 @@ def test_grad_hessian_diag_is_grad_and_hessian_diag_in_one_pass(name, monkeypatc
         t = np.random.default_rng(4).integers(0, 5, 9)
         t[2] = -100  # ignored: gradient and diagonal 0
         cases.append(([t if j == k else c for j, c in enumerate(cols)], dict(sample_weight=w)))
-    for parallel in (False, True):
+    # the parallel loop is the same rendered body under prange: checked on one loss (each row kernel
+    # signature is a separate Numba compile, and CI compiles them cold)
+    for parallel in (False, True) if name == "cross_entropy" else (False,):
         if parallel:
             monkeypatch.setattr(row_loss, "PARALLEL_THRESHOLD", 1)
         for arrays, kw in cases:
