@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -155,20 +156,59 @@ def cmd_docs(args) -> int:
     return 0
 
 
-def cmd_check(args) -> int:
+def _check_one(path: str, builtin: bool) -> list[tuple[bool, str]]:
+    """Every check of one loss as (ok, line); a top-level function so a worker process can run it."""
     from .check import check_loss
     from .runtime import load
 
+    loss = load(Path(path).stem) if builtin else load(Path(path))
+    return [(result.ok, str(result)) for result in check_loss(loss)]
+
+
+def _jobs(requested: int | None, n: int) -> int:
+    if requested is not None:
+        if requested < 1:
+            raise SymlossError(f"--jobs must be at least 1, not {requested}")
+        return min(requested, n)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, n))
+
+
+def cmd_check(args) -> int:
     start = time.perf_counter()
     paths = _named_specs(args, args.names)  # unknown names fail before any work starts
+    work = [(str(path), catalog.is_builtin_dir(path.parent)) for path in paths]
+    jobs = _jobs(args.jobs, len(work))
     failures = 0
-    for k, path in enumerate(paths, 1):
-        _progress(f"[{k}/{len(paths)}] checking {path.stem}")
-        loss = load(path.stem) if catalog.is_builtin_dir(path.parent) else load(path)
-        for result in check_loss(loss):
-            if not result.ok or args.verbose:
-                print(result)
-            failures += not result.ok
+
+    def report(results):
+        nonlocal failures
+        for ok, line in results:
+            if not ok or args.verbose:
+                print(line)
+            failures += not ok
+
+    if jobs == 1:
+        for k, (path, item) in enumerate(zip(paths, work), 1):
+            _progress(f"[{k}/{len(paths)}] checking {path.stem}")
+            report(_check_one(*item))
+    else:
+        # Losses are independent and their checks compile-bound (Numba, one core each): one process per
+        # core, each writing its own modules' caches.  Spawned, not forked: the parent's threads and
+        # Numba state do not carry over.  Reported in the given order, whatever order they finish in.
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        _progress(f"checking {len(paths)} loss(es) in {jobs} processes")
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_check_one, *item) for item in work]
+            for k, (path, future) in enumerate(zip(paths, futures), 1):
+                results = future.result()
+                _progress(f"[{k}/{len(paths)}] checked {path.stem}")
+                report(results)
     print(f"{len(paths)} loss(es) checked, {failures} failure(s) {_took(start)}")
     return 1 if failures else 0
 
@@ -248,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("check", cmd_check, "verify kernels against finite differences and mpmath")
     p.add_argument("names", nargs="*", help="loss names or spec paths (default: every spec of the folder)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every check, not only failures")
+    p.add_argument("-j", "--jobs", type=int, default=None,
+                   help="losses checked at once, one process each (default: the CPUs this process may use)")
 
     p = command("new", cmd_new, "write a spec file for a new loss from one expression")
     p.add_argument("name")

@@ -64,3 +64,21 @@ def test_new_then_generate_gives_a_verified_importable_module(tmp_path):
     assert all(r.ok for r in check_loss(L)), [str(r) for r in check_loss(L) if not r.ok]
     y, yhat = np.zeros(3), np.array([0.0, 1.0, -2.0])
     np.testing.assert_allclose(L.grad(y, yhat, reduction="none"), 2 * yhat / (1 + yhat**2))
+
+
+def test_check_in_several_processes_reports_in_order_and_counts_failures(tmp_path):
+    """`check -j 2` runs losses in worker processes: the same lines as one process, in the given order,
+    and a wrong closed-form derivative in one loss fails the run."""
+    specs = tmp_path / "specs"
+    assert run("new", "good", "--expr", "log(1 + (yhat - y)**2)", "--specs", str(specs)).returncode == 0
+    (specs / "wrong.toml").write_text(
+        'name = "wrong"\nloss = "a * (yhat - y)**2"\n[inputs]\ny = "target"\nyhat = "prediction"\n'
+        '[params]\na = { default = 1.5, differentiable = true }\n'
+        '[derivatives]\na = "2 * (yhat - y)**2"\n')  # d/da is (yhat - y)**2
+    outs = [run("check", "--specs", str(specs), "-j", j, cwd=tmp_path) for j in ("1", "2")]
+    for out in outs:
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert "2 loss(es) checked" in out.stdout and "0 failure(s)" not in out.stdout
+        assert "param[a] vs finite diff" in out.stdout
+    assert outs[0].stdout.splitlines()[:-1] == outs[1].stdout.splitlines()[:-1]
+    assert "[1/2] checked good" in outs[1].stderr and "[2/2] checked wrong" in outs[1].stderr

@@ -111,8 +111,8 @@ else:
         got, want = np.asarray(got), np.asarray(want)
         assert got.shape == want.shape, (what, got.shape, want.shape)
         assert got.dtype == dtype, (what, got.dtype)
-        if dtype == np.float32:  # the simulator evaluates math functions in double
-            np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6, err_msg=what)
+        if dtype == np.float32:  # the device's float32 rounding (its math runs in double in the simulator)
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=what)
         else:
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14, err_msg=what)
 
@@ -131,12 +131,12 @@ else:
         ("hessian", "none", False), ("hessian", "mean", True),
         ("grad_hessian", "none", False), ("grad_hessian", "sum", True),
     ]
-    # every method, reduction and weighting at least once
+    # every kernel (its printed body is the loss's own) once, weighted: the weighting flag and the
+    # reductions are the template's, the same for every loss, and ALL_CASES sweeps them on two losses.
+    # One weighting keeps the CPU reference to one Numba signature per method (compiled cold in CI).
     CASES = [
-        ("value", "mean", False), ("value", "sum", True), ("value", "none", True),
-        ("grad", "mean", True), ("grad", "none", False),
-        ("value_and_grad", "mean", False), ("value_and_grad", "mean", True), ("value_and_grad", "none", False),
-        ("hessian", "mean", True), ("grad_hessian", "none", False),
+        ("value", "mean", True), ("grad", "none", True), ("value_and_grad", "mean", True),
+        ("hessian", "mean", True), ("grad_hessian", "none", True),
     ]
 
     def check_against_cpu(loss, dev, dtype, cases):
@@ -145,7 +145,10 @@ else:
         d_weights = cuda.to_device(weights)
         for method, reduction, weighted in cases:
             what = f"{loss.name}.{method}({reduction}, weighted={weighted})"
-            want = getattr(loss, method)(*arrays, reduction=reduction, sample_weight=weights if weighted else None)
+            # the CPU side in float64 at the same inputs: one CPU signature per method (each a cold
+            # Numba compile in CI), and float32 compared against the exact-to-rounding value
+            want = getattr(loss, method)(*(a.astype(np.float64) for a in arrays), reduction=reduction,
+                                         sample_weight=weights.astype(np.float64) if weighted else None)
             got = getattr(dev, method)(*d_arrays, reduction=reduction, sample_weight=d_weights if weighted else None)
             if not isinstance(want, tuple):
                 want, got = (want,), (got,)

@@ -6,7 +6,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -110,11 +109,9 @@ def _committed() -> dict[str, bytes]:
     return {p.relative_to(DOCS).as_posix(): p.read_bytes() for p in sorted(DOCS.rglob("*")) if p.is_file()}
 
 
-def test_docs_are_up_to_date_and_fast(update_generated):
+def test_docs_are_up_to_date(update_generated):
     """generated/docs/ is byte-identical to a fresh render (`pytest --update-generated` rewrites it)."""
-    start = time.perf_counter()
     files = render_docs()
-    elapsed = time.perf_counter() - start
     if update_generated:
         write_docs(DOCS)
     committed = _committed()
@@ -124,7 +121,6 @@ def test_docs_are_up_to_date_and_fast(update_generated):
     assert not stale and not extra, (
         f"generated/docs is out of date: changed {stale}, not produced any more {extra}; "
         "run `symloss docs` (or pytest --update-generated)")
-    assert elapsed < 90, f"rendering the docs took {elapsed:.0f} s"
 
 
 def test_every_generated_file_carries_the_mark():

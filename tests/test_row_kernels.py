@@ -177,7 +177,12 @@ def _close(got, want):
 def test_grad_hessian_diag_is_grad_and_hessian_diag_in_one_pass(name, monkeypatch):
     """The fused kernel shares one softmax per row; its numbers are those of the two kernels (to rounding:
     the fused expressions share other common subexpressions, so a few ulp of the output's scale),
-    weighted, in float32 and float64, serial and parallel, and with class indices where the loss takes them."""
+    weighted, in float32 and float64, serial and parallel, and with class indices where the loss takes them.
+
+    Each row-kernel signature (dtype, weights or not, indices or not, prange or not) is a separate cold
+    Numba compile in CI, of three kernels here: every case runs in float64, float32 on the unweighted
+    case (the dtype changes the rendered body's constants, not its logic), and the prange loop (the same
+    rendered body) on cross_entropy only."""
     L = symloss.load(name)
     cols = sample_row_inputs(L, 9, 5, seed=3)
     cls = sample_class_inputs(L, 5)
@@ -188,22 +193,21 @@ def test_grad_hessian_diag_is_grad_and_hessian_diag_in_one_pass(name, monkeypatc
         t = np.random.default_rng(4).integers(0, 5, 9)
         t[2] = -100  # ignored: gradient and diagonal 0
         cases.append(([t if j == k else c for j, c in enumerate(cols)], dict(sample_weight=w)))
-    # the parallel loop is the same rendered body under prange: checked on one loss (each row kernel
-    # signature is a separate Numba compile, and CI compiles them cold)
-    for parallel in (False, True) if name == "cross_entropy" else (False,):
-        if parallel:
-            monkeypatch.setattr(row_loss, "PARALLEL_THRESHOLD", 1)
-        for arrays, kw in cases:
-            for dtype in (np.float64, np.float32):
-                arrs = [a if a.dtype.kind in "iu" else a.astype(dtype) for a in arrays]
-                g, h = L.grad_hessian_diag(*arrs, **kw)
-                for got, want in zip(_tuple(g) + _tuple(h),
-                                     _tuple(L.grad(*arrs, reduction="none", **kw)) + _tuple(L.hessian_diag(*arrs, **kw))):
-                    assert got.dtype == dtype and got.shape == want.shape
-                    _close(got, want)
     g, h = L.grad_hessian_diag(*cols, reduction="mean")  # reductions scale both, as grad's would
     _close(_tuple(g)[0], _tuple(L.grad(*cols, reduction="mean"))[0])
     _close(_tuple(h)[0], _tuple(L.hessian_diag(*cols, reduction="mean"))[0])
+    runs = [(arrays, kw, np.float64, False) for arrays, kw in cases] + [(*cases[0], np.float32, False)]
+    if name == "cross_entropy":
+        runs.append((*cases[-1], np.float64, True))
+    for arrays, kw, dtype, parallel in runs:
+        if parallel:
+            monkeypatch.setattr(row_loss, "PARALLEL_THRESHOLD", 1)
+        arrs = [a if a.dtype.kind in "iu" else a.astype(dtype) for a in arrays]
+        g, h = L.grad_hessian_diag(*arrs, **kw)
+        want = _tuple(L.grad(*arrs, reduction="none", **kw)) + _tuple(L.hessian_diag(*arrs, **kw))
+        for got, ref in zip(_tuple(g) + _tuple(h), want):
+            assert got.dtype == dtype and got.shape == ref.shape
+            _close(got, ref)
 
 
 def test_grad_hessian_diag_writes_given_buffers_and_refuses_shared_ones():
