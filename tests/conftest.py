@@ -30,7 +30,6 @@ FIRST = (
     "test_cuda_row_sim.py::test_cuda_row_kernels_under_the_simulator",
     "test_cuda_sim.py::test_cuda_kernels_under_the_simulator",
     "test_docs.py::test_docs_are_up_to_date",
-    "test_param_grad.py::test_the_grid_catches_the_textbook_alpha_derivative",
     "test_fuzz_expr.py::test_kernels_match_mpmath_and_propagate_nan",
     "test_keras_backend.py::test_keras_modules_equal_the_kernels",
 )
