@@ -170,11 +170,31 @@ def _jobs(requested: int | None, n: int) -> int:
         if requested < 1:
             raise SymlossError(f"--jobs must be at least 1, not {requested}")
         return min(requested, n)
+    return max(1, min(_usable_cpus(), MAX_DEFAULT_JOBS, n))
+
+
+MAX_DEFAULT_JOBS = 8  # each worker holds its own Numba and SymPy (about half a GB)
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on: its affinity, and a container's CPU quota (cgroup v2 or v1),
+    which the affinity does not show."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    return max(1, min(cpus, n))
+    for path, read in (("/sys/fs/cgroup/cpu.max", lambda t: t.split()[:2]),
+                       ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", lambda t: [t.strip(), None])):
+        try:
+            quota, period = read(Path(path).read_text())
+            if period is None:
+                period = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text().strip()
+            if quota not in ("max", "-1"):
+                cpus = min(cpus, max(1, -(-int(quota) // int(period))))
+            break
+        except (OSError, ValueError):
+            continue
+    return cpus
 
 
 def cmd_check(args) -> int:

@@ -82,3 +82,18 @@ def test_check_in_several_processes_reports_in_order_and_counts_failures(tmp_pat
         assert "param[a] vs finite diff" in out.stdout
     assert outs[0].stdout.splitlines()[:-1] == outs[1].stdout.splitlines()[:-1]
     assert "[1/2] checked good" in outs[1].stderr and "[2/2] checked wrong" in outs[1].stderr
+
+
+def test_check_jobs_default_to_the_usable_cpus_and_never_exceed_the_losses():
+    import os
+
+    import pytest
+
+    from symloss.cli import MAX_DEFAULT_JOBS, _jobs, _usable_cpus
+    from symloss.errors import SymlossError
+
+    assert 1 <= _usable_cpus() <= len(os.sched_getaffinity(0))
+    assert _jobs(None, 34) == min(_usable_cpus(), MAX_DEFAULT_JOBS)
+    assert _jobs(None, 1) == 1 and _jobs(5, 3) == 3 and _jobs(1, 34) == 1
+    with pytest.raises(SymlossError, match="at least 1"):
+        _jobs(0, 3)
