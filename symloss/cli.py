@@ -177,24 +177,32 @@ MAX_DEFAULT_JOBS = 8  # each worker holds its own Numba and SymPy (about half a 
 
 
 def _usable_cpus() -> int:
-    """CPUs this process may run on: its affinity, and a container's CPU quota (cgroup v2 or v1),
+    """CPUs this process may run on: its affinity, capped by a container's CPU quota,
     which the affinity does not show."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    for path, read in (("/sys/fs/cgroup/cpu.max", lambda t: t.split()[:2]),
-                       ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", lambda t: [t.strip(), None])):
+    quota = _cgroup_cpu_quota()
+    return cpus if quota is None else min(cpus, quota)
+
+
+def _cgroup_cpu_quota() -> int | None:
+    """The CPU quota of this process's cgroup (v2, else v1), rounded up; None where unlimited or unknown."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
         try:
-            quota, period = read(Path(path).read_text())
-            if period is None:
-                period = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text().strip()
-            if quota not in ("max", "-1"):
-                cpus = min(cpus, max(1, -(-int(quota) // int(period))))
-            break
-        except (OSError, ValueError):
-            continue
-    return cpus
+            quota = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text().strip()
+            period = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    if quota in ("max", "-1"):
+        return None
+    try:
+        return max(1, -(-int(quota) // int(period)))
+    except ValueError:
+        return None
 
 
 def cmd_check(args) -> int:

@@ -59,6 +59,8 @@ else:
 
     from numba import cuda
 
+    from cuda_sim_compare import close, f64, host
+
     import symloss
     from symloss.errors import InputError
     from symloss.backends.numba_cuda import runtime_row as R
@@ -72,27 +74,8 @@ else:
             MODULES[loss.name] = R.load_module(loss.spec)
         return R.DeviceRowLoss(loss.spec, MODULES[loss.name], layout=layout, threads=threads, max_blocks=2)
 
-    def host(x):
-        if isinstance(x, tuple):
-            return tuple(host(a) for a in x)
-        return x.copy_to_host()
-
-    def close(got, want, dtype, what):
-        got, want = np.asarray(got), np.asarray(want)
-        assert got.shape == want.shape, (what, got.shape, want.shape)
-        assert got.dtype == dtype, (what, got.dtype)
-        if dtype == np.float32:  # against float64: the device's float32 rounding (its math runs in double)
-            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=what)
-        else:
-            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14, err_msg=what)
-
-    def f64(a):
-        return a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
-
     def check(loss, dev, arrays, dtype, cases, **kw):
-        """The device kernels against the CPU kernels at the same inputs, the CPU side in float64
-        whatever the device dtype: float32 then compares against the exact-to-rounding value, and
-        the CPU kernels compile one signature per method (cold Numba compiles are CI's cost)."""
+        """The device kernels against the CPU kernels (in float64: cuda_sim_compare) at the same inputs."""
         d_arrays = [cuda.to_device(a) for a in arrays]
         batch = arrays[-1].shape[:-1]
         w = np.random.default_rng(9).uniform(0.2, 2.0, batch).astype(dtype)

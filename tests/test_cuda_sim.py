@@ -77,6 +77,8 @@ else:
 
     from numba import cuda
 
+    from cuda_sim_compare import close, f64, host
+
     import symloss
     from symloss import catalog
     from symloss.errors import InputError
@@ -101,20 +103,6 @@ else:
 
     def device_loss(loss, launch=BLOCKS) -> "C.DeviceLoss":
         return C.DeviceLoss(loss.spec, C.load_module(loss.spec, loss.module), launch)
-
-    def host(x):
-        if isinstance(x, tuple):
-            return tuple(host(a) for a in x)
-        return x.copy_to_host()
-
-    def close(got, want, dtype, what):
-        got, want = np.asarray(got), np.asarray(want)
-        assert got.shape == want.shape, (what, got.shape, want.shape)
-        assert got.dtype == dtype, (what, got.dtype)
-        if dtype == np.float32:  # the device's float32 rounding (its math runs in double in the simulator)
-            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=what)
-        else:
-            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14, err_msg=what)
 
     def inputs(loss, dtype, seed=0):
         rng = np.random.default_rng(seed)
@@ -145,10 +133,8 @@ else:
         d_weights = cuda.to_device(weights)
         for method, reduction, weighted in cases:
             what = f"{loss.name}.{method}({reduction}, weighted={weighted})"
-            # the CPU side in float64 at the same inputs: one CPU signature per method (each a cold
-            # Numba compile in CI), and float32 compared against the exact-to-rounding value
-            want = getattr(loss, method)(*(a.astype(np.float64) for a in arrays), reduction=reduction,
-                                         sample_weight=weights.astype(np.float64) if weighted else None)
+            want = getattr(loss, method)(*map(f64, arrays), reduction=reduction,
+                                         sample_weight=f64(weights) if weighted else None)
             got = getattr(dev, method)(*d_arrays, reduction=reduction, sample_weight=d_weights if weighted else None)
             if not isinstance(want, tuple):
                 want, got = (want,), (got,)
