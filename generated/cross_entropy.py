@@ -344,16 +344,15 @@ def hessian_diag_s2(weight, y, z, _h0, _h1, _h2, T):
 
 
 @numba.njit(**_SCALAR)
-def hessian_diag_s3(_m0, _r1, T):
+def hessian_diag_s3(_r1, T):
     _h3 = (T(1)/(_r1))
     _h4 = (T(1)/(_r1*_r1))
-    _h5 = -T(2)*_m0
-    return _h3, _h4, _h5
+    return _h3, _h4
 
 
 @numba.njit(**_SCALAR)
-def hessian_diag_s4(z, _h3, _h4, _h5, _r2, _st, T):
-    _h_z = _h3*_r2*_st - _h4*_r2*fexp(_h5 + T(2)*z, T)
+def hessian_diag_s4(_h3, _h4, _r2, _st, T):
+    _h_z = _h3*_r2*_st - _h4*_r2*(_st*_st)
     return _h_z
 
 
@@ -381,20 +380,19 @@ def grad_hessian_diag_s2(weight, y, z, _h0, _h1, _h2, T):
 
 
 @numba.njit(**_SCALAR)
-def grad_hessian_diag_s3(K, label_smoothing, _m0, _r1, T):
+def grad_hessian_diag_s3(K, label_smoothing, _r1, T):
     _h3 = label_smoothing/K
     _h4 = T(1) - label_smoothing
     _h5 = (T(1)/(_r1))
     _h6 = (T(1)/(_r1*_r1))
-    _h7 = -T(2)*_m0
-    return _h3, _h4, _h5, _h6, _h7
+    return _h3, _h4, _h5, _h6
 
 
 @numba.njit(**_SCALAR)
-def grad_hessian_diag_s4(weight, y, z, _h3, _h4, _h5, _h6, _h7, _r2, _st, T):
+def grad_hessian_diag_s4(weight, y, _h3, _h4, _h5, _h6, _r2, _st, T):
     _t1 = _h5*_r2*_st
     _d_z = _t1 - weight*(_h3 + _h4*y)
-    _h_z = -_h6*_r2*fexp(_h7 + T(2)*z, T) + _t1
+    _h_z = -_h6*_r2*(_st*_st) + _t1
     return _d_z, _h_z
 
 
@@ -824,9 +822,9 @@ def _hessian_diag_row(_i, y, z, weight, label_smoothing, _sw, _scale, _HD_z, _nk
         _HD_z[_i, _k] = _x2
         _r1 += _x0
         _r2 += _x1
-    _h3, _h4, _h5 = hessian_diag_s3(_m0, _r1, T)
+    _h3, _h4 = hessian_diag_s3(_r1, T)
     for _k in range(_nk):
-        _h_z = hessian_diag_s4(z[_i, _k], _h3, _h4, _h5, _r2, _HD_z[_i, _k], T)
+        _h_z = hessian_diag_s4(_h3, _h4, _r2, _HD_z[_i, _k], T)
         _HD_z[_i, _k] = _s * _h_z
 
     return T(0)
@@ -913,9 +911,9 @@ def _grad_hessian_diag_row(_i, y, z, weight, label_smoothing, _sw, _scale, _G_z,
         _G_z[_i, _k] = _x2
         _r1 += _x0
         _r2 += _x1
-    _h3, _h4, _h5, _h6, _h7 = grad_hessian_diag_s3(K, label_smoothing, _m0, _r1, T)
+    _h3, _h4, _h5, _h6 = grad_hessian_diag_s3(K, label_smoothing, _r1, T)
     for _k in range(_nk):
-        _d_z, _h_z = grad_hessian_diag_s4((weight[_k] if weight is not None else T(1.0)), y[_i, _k], z[_i, _k], _h3, _h4, _h5, _h6, _h7, _r2, _G_z[_i, _k], T)
+        _d_z, _h_z = grad_hessian_diag_s4((weight[_k] if weight is not None else T(1.0)), y[_i, _k], _h3, _h4, _h5, _h6, _r2, _G_z[_i, _k], T)
         _G_z[_i, _k] = _s * _d_z
         _HD_z[_i, _k] = _s * _h_z
 
@@ -1478,9 +1476,9 @@ def _hessian_diag_idx_row(_i, _ti_arr, z, weight, label_smoothing, _sw, _scale, 
         _HD_z[_i, _k] = _x2
         _r1 += _x0
         _r2 += _x1
-    _h3, _h4, _h5 = hessian_diag_s3(_m0, _r1, T)
+    _h3, _h4 = hessian_diag_s3(_r1, T)
     for _k in range(_nk):
-        _h_z = hessian_diag_s4(z[_i, _k], _h3, _h4, _h5, _r2, _HD_z[_i, _k], T)
+        _h_z = hessian_diag_s4(_h3, _h4, _r2, _HD_z[_i, _k], T)
         _HD_z[_i, _k] = _s * _h_z
 
     return T(0)
@@ -1572,9 +1570,9 @@ def _grad_hessian_diag_idx_row(_i, _ti_arr, z, weight, label_smoothing, _sw, _sc
         _G_z[_i, _k] = _x2
         _r1 += _x0
         _r2 += _x1
-    _h3, _h4, _h5, _h6, _h7 = grad_hessian_diag_s3(K, label_smoothing, _m0, _r1, T)
+    _h3, _h4, _h5, _h6 = grad_hessian_diag_s3(K, label_smoothing, _r1, T)
     for _k in range(_nk):
-        _d_z, _h_z = grad_hessian_diag_s4((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), z[_i, _k], _h3, _h4, _h5, _h6, _h7, _r2, _G_z[_i, _k], T)
+        _d_z, _h_z = grad_hessian_diag_s4((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti else T(0)), _h3, _h4, _h5, _h6, _r2, _G_z[_i, _k], T)
         _G_z[_i, _k] = _s * _d_z
         _HD_z[_i, _k] = _s * _h_z
 

@@ -339,22 +339,21 @@ def hessian_diag_s2(y, z, _h0, T):
 
 
 @numba.njit(**_SCALAR)
-def hessian_diag_s3(epsilon, _m0, _r1, _r2, _r3, T):
+def hessian_diag_s3(epsilon, _r1, _r2, _r3, T):
     _t1 = (T(1)/(_r1*_r1))
     _t2 = _r2*epsilon
     _t3 = (T(1)/(_r1))
     _h1 = -_r3*_t1 + ((-T(2)*_t2)/_r1/_r1/_r1)
     _h2 = _t1
     _h3 = _r3*_t3 + _t1*_t2
-    _h4 = -T(2)*_m0
-    _h5 = _t3
-    return _h1, _h2, _h3, _h4, _h5
+    _h4 = _t3
+    return _h1, _h2, _h3, _h4
 
 
 @numba.njit(**_SCALAR)
-def hessian_diag_s4(epsilon, y, z, _h1, _h2, _h3, _h4, _h5, _st, T):
+def hessian_diag_s4(epsilon, y, _h1, _h2, _h3, _h4, _st, T):
     _t4 = _h2*epsilon*y
-    _h_z = _h3*_st - _h5*_st*epsilon*y + _st*(_h1*_st + _st*_t4) + _t4*fexp(_h4 + T(2)*z, T)
+    _h_z = _h3*_st - _h4*_st*epsilon*y + (_st*_st)*_t4 + _st*(_h1*_st + _st*_t4)
     return _h_z
 
 
@@ -381,7 +380,7 @@ def grad_hessian_diag_s2(y, z, _h0, T):
 
 
 @numba.njit(**_SCALAR)
-def grad_hessian_diag_s3(epsilon, _m0, _r1, _r2, _r3, T):
+def grad_hessian_diag_s3(epsilon, _r1, _r2, _r3, T):
     _t1 = (T(1)/(_r1))
     _t2 = (T(1)/(_r1*_r1))
     _t3 = _r2*epsilon
@@ -389,17 +388,16 @@ def grad_hessian_diag_s3(epsilon, _m0, _r1, _r2, _r3, T):
     _h2 = _t1
     _h3 = -_r3*_t2 + ((-T(2)*_t3)/_r1/_r1/_r1)
     _h4 = _t2
-    _h5 = -T(2)*_m0
-    return _h1, _h2, _h3, _h4, _h5
+    return _h1, _h2, _h3, _h4
 
 
 @numba.njit(**_SCALAR)
-def grad_hessian_diag_s4(epsilon, y, z, _h1, _h2, _h3, _h4, _h5, _st, T):
+def grad_hessian_diag_s4(epsilon, y, _h1, _h2, _h3, _h4, _st, T):
     _t4 = epsilon*y
     _t5 = _st*_t4
     _t6 = _h2*_t5
     _d_z = _h1*_st - _t6 - y
-    _h_z = _h1*_st + _h4*_t4*fexp(_h5 + T(2)*z, T) + _st*(_h3*_st + _h4*_t5) - _t6
+    _h_z = _h1*_st + _h4*(_st*_st)*_t4 + _st*(_h3*_st + _h4*_t5) - _t6
     return _d_z, _h_z
 
 
@@ -851,9 +849,9 @@ def _hessian_diag_row(_i, y, z, epsilon, _sw, _scale, _HD_z, _nk, K, T):
         _r1 += _x0
         _r2 += _x1
         _r3 += _x2
-    _h1, _h2, _h3, _h4, _h5 = hessian_diag_s3(epsilon, _m0, _r1, _r2, _r3, T)
+    _h1, _h2, _h3, _h4 = hessian_diag_s3(epsilon, _r1, _r2, _r3, T)
     for _k in range(_nk):
-        _h_z = hessian_diag_s4(epsilon, y[_i, _k], z[_i, _k], _h1, _h2, _h3, _h4, _h5, _HD_z[_i, _k], T)
+        _h_z = hessian_diag_s4(epsilon, y[_i, _k], _h1, _h2, _h3, _h4, _HD_z[_i, _k], T)
         _HD_z[_i, _k] = _s * _h_z
 
     return T(0)
@@ -942,9 +940,9 @@ def _grad_hessian_diag_row(_i, y, z, epsilon, _sw, _scale, _G_z, _HD_z, _nk, K, 
         _r1 += _x0
         _r2 += _x1
         _r3 += _x2
-    _h1, _h2, _h3, _h4, _h5 = grad_hessian_diag_s3(epsilon, _m0, _r1, _r2, _r3, T)
+    _h1, _h2, _h3, _h4 = grad_hessian_diag_s3(epsilon, _r1, _r2, _r3, T)
     for _k in range(_nk):
-        _d_z, _h_z = grad_hessian_diag_s4(epsilon, y[_i, _k], z[_i, _k], _h1, _h2, _h3, _h4, _h5, _G_z[_i, _k], T)
+        _d_z, _h_z = grad_hessian_diag_s4(epsilon, y[_i, _k], _h1, _h2, _h3, _h4, _G_z[_i, _k], T)
         _G_z[_i, _k] = _s * _d_z
         _HD_z[_i, _k] = _s * _h_z
 
@@ -1523,9 +1521,9 @@ def _hessian_diag_idx_row(_i, _ti_arr, z, epsilon, _sw, _scale, _ignore, _HD_z, 
         _r1 += _x0
         _r2 += _x1
         _r3 += _x2
-    _h1, _h2, _h3, _h4, _h5 = hessian_diag_s3(epsilon, _m0, _r1, _r2, _r3, T)
+    _h1, _h2, _h3, _h4 = hessian_diag_s3(epsilon, _r1, _r2, _r3, T)
     for _k in range(_nk):
-        _h_z = hessian_diag_s4(epsilon, (T(1) if _k == _ti else T(0)), z[_i, _k], _h1, _h2, _h3, _h4, _h5, _HD_z[_i, _k], T)
+        _h_z = hessian_diag_s4(epsilon, (T(1) if _k == _ti else T(0)), _h1, _h2, _h3, _h4, _HD_z[_i, _k], T)
         _HD_z[_i, _k] = _s * _h_z
 
     return T(0)
@@ -1619,9 +1617,9 @@ def _grad_hessian_diag_idx_row(_i, _ti_arr, z, epsilon, _sw, _scale, _ignore, _G
         _r1 += _x0
         _r2 += _x1
         _r3 += _x2
-    _h1, _h2, _h3, _h4, _h5 = grad_hessian_diag_s3(epsilon, _m0, _r1, _r2, _r3, T)
+    _h1, _h2, _h3, _h4 = grad_hessian_diag_s3(epsilon, _r1, _r2, _r3, T)
     for _k in range(_nk):
-        _d_z, _h_z = grad_hessian_diag_s4(epsilon, (T(1) if _k == _ti else T(0)), z[_i, _k], _h1, _h2, _h3, _h4, _h5, _G_z[_i, _k], T)
+        _d_z, _h_z = grad_hessian_diag_s4(epsilon, (T(1) if _k == _ti else T(0)), _h1, _h2, _h3, _h4, _G_z[_i, _k], T)
         _G_z[_i, _k] = _s * _d_z
         _HD_z[_i, _k] = _s * _h_z
 

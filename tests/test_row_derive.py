@@ -50,6 +50,17 @@ def test_hessian_is_diagonal_plus_rank_one_for_cross_entropy():
     assert hvp.count("sum") == 1 and hvp[-1] == "out"  # the tangent sum joins the primal sums
 
 
+def test_softmax_hessian_diagonal_computes_one_exp_per_class():
+    # p_k**2 arrives from SymPy as exp(2*z - 2*m): the out loop squares the stashed exp(z - m)
+    ir = build_row_ir(derivation(CE), kernels=("hessian_diag", "grad_hessian_diag"))
+    for kernel in ir.kernels.values():
+        n_exp = [sum(len(a.expr.atoms(sp.exp)) for a in s.fn.temporaries + s.fn.outputs)
+                 for s in kernel.steps if s.kind in ("sum", "out")]
+        assert n_exp == [1, 0]
+        (out,) = [s for s in kernel.steps if s.kind == "out"]
+        assert "_st" in out.fn.args
+
+
 def test_nested_softmax_and_multi_input_losses():
     focal = derivation({"name": "f", "kind": "row", "inputs": {"y": "target", "z": "prediction"},
                         "let": {"p": "exp(z[k]) / Sum(exp(z[k]), k)"},

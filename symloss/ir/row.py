@@ -223,7 +223,7 @@ class _Builder:
                     extra = {"argmax": argmax} if kind == "max" else {}
                     if kind == "sum" and stash is not None and any(e.has(stash) for _, e in targets):
                         self.loop(kind, targets + [(STASH, stash)], stash=True)
-                        cls_out = [(n, e.xreplace({stash: sp.Symbol(STASH)})) for n, e in cls_out]
+                        cls_out = [(n, _read_stash(e, stash)) for n, e in cls_out]
                         stash = None
                     else:
                         self.loop(kind, targets, **extra)
@@ -237,6 +237,20 @@ class _Builder:
             self.flush_row(row_out)
         return RowKernelIR(self.kernel, tuple(self.steps), tuple(n for n, _ in row_out),
                            tuple(n for n, _ in cls_out))
+
+
+def _read_stash(expr: sp.Basic, stash: sp.exp) -> sp.Basic:
+    """``expr`` with the stashed ``exp(a)`` read back, and ``exp(n*a)`` for n = 2..4 as its
+    power: SymPy writes the softmax Hessian's p_k**2 as ``exp(2*z - 2*m)``, a second exp
+    per class where one multiply does (and over/underflows only where exp(n*a) does)."""
+    st = sp.Symbol(STASH)
+    a = stash.args[0]
+    sub = {stash: st}
+    for e in expr.atoms(sp.exp):
+        n = sp.cancel(e.args[0] / a)
+        if n.is_Integer and 2 <= n <= 4:
+            sub[e] = st**n
+    return expr.xreplace(sub)
 
 
 def _natural(name: str):
