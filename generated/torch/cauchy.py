@@ -42,6 +42,15 @@ def hessian(y, yhat, c):
     return h_yhat_yhat,
 
 
+def value_and_grad(y, yhat, c):
+    t0 = (c*c)
+    t1 = y - yhat
+    t2 = (t1*t1)
+    loss = (0.5)*t0*torch.log1p(t2/t0)
+    d_yhat = -t0*t1/(t0 + t2)
+    return loss, d_yhat
+
+
 _PRED_POS = tuple(INPUTS.index(p) for p in PREDICTIONS)
 _PARAM_POS = tuple(len(INPUTS) + list(PARAMS).index(p) for p in PARAM_GRADS)
 
@@ -88,12 +97,14 @@ class Total(torch.autograd.Function):
         need = ctx.needs_input_grad[1:]
         kept = ()
         if any(need[i] for i in _PRED_POS):
-            kept += grad(*args)
+            loss, *grads = value_and_grad(*args)
+            kept += tuple(grads)
+        else:
+            loss = value(*args)
         if any(need[i] for i in _PARAM_POS):
             kept += param_grad(*args)
         ctx.w = w
         ctx.save_for_backward(*args, *kept)
-        loss = value(*args)
         return (loss * w).sum() if isinstance(w, torch.Tensor) else loss.sum() * w
 
     @staticmethod

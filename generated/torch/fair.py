@@ -57,6 +57,15 @@ def hessian(y, yhat, c):
     return h_yhat_yhat,
 
 
+def value_and_grad(y, yhat, c):
+    t0 = y - yhat
+    t1 = torch.abs(t0)
+    t2 = t1/c
+    loss = (c*c)*xmlog1p(t2)
+    d_yhat = -t1*sign(t0)/(t2 + 1.0)
+    return loss, d_yhat
+
+
 _PRED_POS = tuple(INPUTS.index(p) for p in PREDICTIONS)
 _PARAM_POS = tuple(len(INPUTS) + list(PARAMS).index(p) for p in PARAM_GRADS)
 
@@ -103,12 +112,14 @@ class Total(torch.autograd.Function):
         need = ctx.needs_input_grad[1:]
         kept = ()
         if any(need[i] for i in _PRED_POS):
-            kept += grad(*args)
+            loss, *grads = value_and_grad(*args)
+            kept += tuple(grads)
+        else:
+            loss = value(*args)
         if any(need[i] for i in _PARAM_POS):
             kept += param_grad(*args)
         ctx.w = w
         ctx.save_for_backward(*args, *kept)
-        loss = value(*args)
         return (loss * w).sum() if isinstance(w, torch.Tensor) else loss.sum() * w
 
     @staticmethod

@@ -106,6 +106,29 @@ def hessian(y, z, gamma, alpha):
     return h_z_z,
 
 
+def value_and_grad(y, z, gamma, alpha):
+    t0 = -z
+    t1 = torch.sigmoid(t0)
+    t2 = alpha*(t1**gamma)
+    t3 = t2*softplus(t0)
+    t4 = (y == 1.0)
+    t5 = 1.0 - alpha
+    t6 = torch.sigmoid(z)
+    t7 = t5*(t6**gamma)
+    t8 = t7*softplus(z)
+    t9 = (y == 0.0)
+    t10 = -y
+    t11 = logistic(z, t10)
+    t12 = t1*y
+    t13 = 1.0 - y
+    t14 = t12 + t13*t6
+    t15 = alpha*y + t13*t5
+    t16 = (t14**gamma)*t15
+    loss = torch.where(t4, t3, torch.where(t9, t8, t11*t16))
+    d_z = torch.where(t4, -gamma*t3*t6 - t1*t2, torch.where(t9, gamma*t1*t8 + t6*t7, t16*sigmoid_plus(z, t10) + powdiv(gamma*t11*t15*(t1*t13*t6 - t12*t6), t14, gamma, 1.0)))
+    return loss, d_z
+
+
 _PRED_POS = tuple(INPUTS.index(p) for p in PREDICTIONS)
 _PARAM_POS = tuple(len(INPUTS) + list(PARAMS).index(p) for p in PARAM_GRADS)
 
@@ -152,12 +175,14 @@ class Total(torch.autograd.Function):
         need = ctx.needs_input_grad[1:]
         kept = ()
         if any(need[i] for i in _PRED_POS):
-            kept += grad(*args)
+            loss, *grads = value_and_grad(*args)
+            kept += tuple(grads)
+        else:
+            loss = value(*args)
         if any(need[i] for i in _PARAM_POS):
             kept += param_grad(*args)
         ctx.w = w
         ctx.save_for_backward(*args, *kept)
-        loss = value(*args)
         return (loss * w).sum() if isinstance(w, torch.Tensor) else loss.sum() * w
 
     @staticmethod

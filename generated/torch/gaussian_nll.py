@@ -53,6 +53,18 @@ def hessian(y, mu, var, eps):
     return h_mu_mu, h_mu_var, h_var_var
 
 
+def value_and_grad(y, mu, var, eps):
+    t0 = kinkmax(eps, var)
+    t1 = (1.0/(t0))
+    t2 = mu - y
+    t3 = (t2*t2)
+    t4 = eps - var
+    loss = (0.5)*t1*t3 + (0.5)*torch.log(t0)
+    d_mu = t1*t2
+    d_var = (((0.5)*(t0 - t3)*torch.where((t4 > 0.0), 0.0, torch.where((t4 < 0.0), 1.0, (0.0 + 0.0 * (var - var)))))/t0/t0)
+    return loss, d_mu, d_var
+
+
 _PRED_POS = tuple(INPUTS.index(p) for p in PREDICTIONS)
 _PARAM_POS = tuple(len(INPUTS) + list(PARAMS).index(p) for p in PARAM_GRADS)
 
@@ -99,12 +111,14 @@ class Total(torch.autograd.Function):
         need = ctx.needs_input_grad[1:]
         kept = ()
         if any(need[i] for i in _PRED_POS):
-            kept += grad(*args)
+            loss, *grads = value_and_grad(*args)
+            kept += tuple(grads)
+        else:
+            loss = value(*args)
         if any(need[i] for i in _PARAM_POS):
             kept += param_grad(*args)
         ctx.w = w
         ctx.save_for_backward(*args, *kept)
-        loss = value(*args)
         return (loss * w).sum() if isinstance(w, torch.Tensor) else loss.sum() * w
 
     @staticmethod

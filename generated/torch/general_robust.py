@@ -121,6 +121,21 @@ def param_grad(y, yhat, alpha, c):
     return dp_alpha,
 
 
+def value_and_grad(y, yhat, alpha, c):
+    t0 = (1.0/(c*c))
+    t1 = t0*((y - yhat)*(y - yhat))
+    t2 = (0.5)*t1
+    t3 = (alpha == 2.0)
+    t4 = (alpha == 0.0)
+    t5 = torch.abs(alpha + (-2.0))
+    t6 = t1/t5
+    t7 = (0.5)*alpha
+    t8 = (0.5)*t0*(-2.0*y + 2.0*yhat)
+    loss = torch.where(t3, t2, torch.where(t4, torch.log1p(t2), (0.5)*t5*boxcox1p(t6, t7)))
+    d_yhat = torch.where(t3, t8, torch.where(t4, t8/(t2 + 1.0), t8*torch.exp((t7 + (-1.0))*torch.log1p(t6))))
+    return loss, d_yhat
+
+
 def mixed(y, yhat, alpha, c):
     t0 = (1.0/(c*c))
     t1 = (0.5)*alpha + (-1.0)
@@ -177,12 +192,14 @@ class Total(torch.autograd.Function):
         need = ctx.needs_input_grad[1:]
         kept = ()
         if any(need[i] for i in _PRED_POS):
-            kept += grad(*args)
+            loss, *grads = value_and_grad(*args)
+            kept += tuple(grads)
+        else:
+            loss = value(*args)
         if any(need[i] for i in _PARAM_POS):
             kept += param_grad(*args)
         ctx.w = w
         ctx.save_for_backward(*args, *kept)
-        loss = value(*args)
         return (loss * w).sum() if isinstance(w, torch.Tensor) else loss.sum() * w
 
     @staticmethod

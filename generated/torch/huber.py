@@ -45,6 +45,15 @@ def hessian(y, yhat, delta):
     return h_yhat_yhat,
 
 
+def value_and_grad(y, yhat, delta):
+    t0 = y - yhat
+    t1 = torch.abs(t0)
+    t2 = (delta >= t1)
+    loss = torch.where(t2, (0.5)*(t0*t0), delta*(-0.5*delta + t1))
+    d_yhat = torch.where(t2, -t0, -delta*sign(t0))
+    return loss, d_yhat
+
+
 _PRED_POS = tuple(INPUTS.index(p) for p in PREDICTIONS)
 _PARAM_POS = tuple(len(INPUTS) + list(PARAMS).index(p) for p in PARAM_GRADS)
 
@@ -91,12 +100,14 @@ class Total(torch.autograd.Function):
         need = ctx.needs_input_grad[1:]
         kept = ()
         if any(need[i] for i in _PRED_POS):
-            kept += grad(*args)
+            loss, *grads = value_and_grad(*args)
+            kept += tuple(grads)
+        else:
+            loss = value(*args)
         if any(need[i] for i in _PARAM_POS):
             kept += param_grad(*args)
         ctx.w = w
         ctx.save_for_backward(*args, *kept)
-        loss = value(*args)
         return (loss * w).sum() if isinstance(w, torch.Tensor) else loss.sum() * w
 
     @staticmethod

@@ -38,6 +38,16 @@ def hessian(y, z):
     return h_z_z,
 
 
+def value_and_grad(y, z):
+    t0 = torch.expm1(z)
+    t1 = y*z
+    t2 = (torch.abs(z) < 0.5)
+    t3 = -torch.exp(z)
+    loss = torch.where(t2, t0 + (1.0 - t1), -t1 - t3)
+    d_z = torch.where(t2, t0 + (1.0 - y), -t3 - y)
+    return loss, d_z
+
+
 _PRED_POS = tuple(INPUTS.index(p) for p in PREDICTIONS)
 _PARAM_POS = tuple(len(INPUTS) + list(PARAMS).index(p) for p in PARAM_GRADS)
 
@@ -84,12 +94,14 @@ class Total(torch.autograd.Function):
         need = ctx.needs_input_grad[1:]
         kept = ()
         if any(need[i] for i in _PRED_POS):
-            kept += grad(*args)
+            loss, *grads = value_and_grad(*args)
+            kept += tuple(grads)
+        else:
+            loss = value(*args)
         if any(need[i] for i in _PARAM_POS):
             kept += param_grad(*args)
         ctx.w = w
         ctx.save_for_backward(*args, *kept)
-        loss = value(*args)
         return (loss * w).sum() if isinstance(w, torch.Tensor) else loss.sum() * w
 
     @staticmethod

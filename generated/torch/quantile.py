@@ -47,6 +47,16 @@ def hessian(y, yhat, tau):
     return h_yhat_yhat,
 
 
+def value_and_grad(y, yhat, tau):
+    t0 = y - yhat
+    t1 = tau + (-1.0)
+    t2 = -tau
+    t3 = -t1
+    loss = kinkmax(t0*tau, t0*t1)
+    d_yhat = torch.where((t0 > 0.0), t2, torch.where((t0 < 0.0), t3, (torch.where((t3*tau >= 0.0), 0.0, torch.where((torch.abs(t1) >= torch.abs(tau)), t2, t3)) + 0.0 * (y - y + yhat - yhat))))
+    return loss, d_yhat
+
+
 _PRED_POS = tuple(INPUTS.index(p) for p in PREDICTIONS)
 _PARAM_POS = tuple(len(INPUTS) + list(PARAMS).index(p) for p in PARAM_GRADS)
 
@@ -93,12 +103,14 @@ class Total(torch.autograd.Function):
         need = ctx.needs_input_grad[1:]
         kept = ()
         if any(need[i] for i in _PRED_POS):
-            kept += grad(*args)
+            loss, *grads = value_and_grad(*args)
+            kept += tuple(grads)
+        else:
+            loss = value(*args)
         if any(need[i] for i in _PARAM_POS):
             kept += param_grad(*args)
         ctx.w = w
         ctx.save_for_backward(*args, *kept)
-        loss = value(*args)
         return (loss * w).sum() if isinstance(w, torch.Tensor) else loss.sum() * w
 
     @staticmethod

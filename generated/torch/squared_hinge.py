@@ -44,6 +44,14 @@ def hessian(y, yhat):
     return h_yhat_yhat,
 
 
+def value_and_grad(y, yhat):
+    t0 = y*yhat
+    t1 = kinkmax(0.0, 1.0 - t0)
+    loss = (t1*t1)
+    d_yhat = 2.0*t1*torch.where((t0 > 1.0), 0.0, torch.where((t0 < 1.0), -y, (0.0 + 0.0 * (y - y + yhat - yhat))))
+    return loss, d_yhat
+
+
 _PRED_POS = tuple(INPUTS.index(p) for p in PREDICTIONS)
 _PARAM_POS = tuple(len(INPUTS) + list(PARAMS).index(p) for p in PARAM_GRADS)
 
@@ -90,12 +98,14 @@ class Total(torch.autograd.Function):
         need = ctx.needs_input_grad[1:]
         kept = ()
         if any(need[i] for i in _PRED_POS):
-            kept += grad(*args)
+            loss, *grads = value_and_grad(*args)
+            kept += tuple(grads)
+        else:
+            loss = value(*args)
         if any(need[i] for i in _PARAM_POS):
             kept += param_grad(*args)
         ctx.w = w
         ctx.save_for_backward(*args, *kept)
-        loss = value(*args)
         return (loss * w).sum() if isinstance(w, torch.Tensor) else loss.sum() * w
 
     @staticmethod

@@ -44,6 +44,17 @@ def hessian(y, yhat, c):
     return h_yhat_yhat,
 
 
+def value_and_grad(y, yhat, c):
+    t0 = y - yhat
+    t1 = (t0*t0)
+    t2 = (c*c)
+    t3 = t1/t2
+    t4 = (c >= torch.abs(t0))
+    loss = torch.where(t4, (0.16666666666666666)*t1*(-3.0*t3 + 3.0 + ((t0*t0*t0*t0)/c/c/c/c)), ((0.16666666666666666)*t2 + 0.0 * (y - y + yhat - yhat)))
+    d_yhat = torch.where(t4, (0.5)*((1.0 - t3)*(1.0 - t3))*(-2.0*y + 2.0*yhat), (0.0 + 0.0 * (y - y + yhat - yhat)))
+    return loss, d_yhat
+
+
 _PRED_POS = tuple(INPUTS.index(p) for p in PREDICTIONS)
 _PARAM_POS = tuple(len(INPUTS) + list(PARAMS).index(p) for p in PARAM_GRADS)
 
@@ -90,12 +101,14 @@ class Total(torch.autograd.Function):
         need = ctx.needs_input_grad[1:]
         kept = ()
         if any(need[i] for i in _PRED_POS):
-            kept += grad(*args)
+            loss, *grads = value_and_grad(*args)
+            kept += tuple(grads)
+        else:
+            loss = value(*args)
         if any(need[i] for i in _PARAM_POS):
             kept += param_grad(*args)
         ctx.w = w
         ctx.save_for_backward(*args, *kept)
-        loss = value(*args)
         return (loss * w).sum() if isinstance(w, torch.Tensor) else loss.sum() * w
 
     @staticmethod

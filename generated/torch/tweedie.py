@@ -62,6 +62,35 @@ def hessian(y, z, power):
     return h_z_z,
 
 
+def value_and_grad(y, z, power):
+    t0 = torch.expm1(z)
+    t1 = y*z
+    t2 = (torch.abs(z) < 0.5)
+    t3 = -torch.exp(z)
+    t4 = (power == 1.0)
+    t5 = -z
+    t6 = y*torch.expm1(t5)
+    t7 = y*torch.exp(t5)
+    t8 = (power == 2.0)
+    t9 = power + (-2.0)
+    t10 = -t9
+    t11 = (1.0/(t10))
+    t12 = t10*z
+    t13 = torch.expm1(t12)
+    t14 = power + (-1.0)
+    t15 = -t14
+    t16 = t15*z
+    t17 = torch.expm1(t16)
+    t18 = y/t15
+    t19 = ((torch.abs(t14*z) < 0.5) & (torch.abs(t9*z) < 0.5))
+    t20 = torch.exp(t12)
+    t21 = torch.exp(t16)
+    t22 = (1.0 - y)
+    loss = torch.where(t4, torch.where(t2, t0 + (1.0 - t1), -t1 - t3), torch.where(t8, torch.where(t2, t6 + (y + z), t7 + z), torch.where(t19, t11*t13 - t17*t18 + (t11 - t18), t11*t20 - t18*t21)))
+    d_z = torch.where(t4, torch.where(t2, t0 + t22, -t3 - y), torch.where(t8, torch.where(t2, t22 - t6, 1.0 - t7), torch.where(t19, t13 - t17*y + t22, t20 - t21*y)))
+    return loss, d_z
+
+
 _PRED_POS = tuple(INPUTS.index(p) for p in PREDICTIONS)
 _PARAM_POS = tuple(len(INPUTS) + list(PARAMS).index(p) for p in PARAM_GRADS)
 
@@ -108,12 +137,14 @@ class Total(torch.autograd.Function):
         need = ctx.needs_input_grad[1:]
         kept = ()
         if any(need[i] for i in _PRED_POS):
-            kept += grad(*args)
+            loss, *grads = value_and_grad(*args)
+            kept += tuple(grads)
+        else:
+            loss = value(*args)
         if any(need[i] for i in _PARAM_POS):
             kept += param_grad(*args)
         ctx.w = w
         ctx.save_for_backward(*args, *kept)
-        loss = value(*args)
         return (loss * w).sum() if isinstance(w, torch.Tensor) else loss.sum() * w
 
     @staticmethod

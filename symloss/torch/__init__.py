@@ -44,7 +44,8 @@ def loss(name_or_spec_path, reduction: str = "mean", ignore_index: int = _F.IGNO
     or "auto": the kernels for an elementwise loss on CPU tensors of at least
     ``kernels.AUTO_KERNEL_MIN`` (32768) elements outside torch.compile, the generated
     code otherwise (row losses, GPUs, small batches, and under torch.compile, where it
-    fuses with the rest of the graph).
+    fuses with the rest of the graph); except that a one-prediction row loss's plain
+    training call on CPU runs its Numba row kernel at any size (``symloss.torch.fast``).
     """
     spec, module = resolve(name_or_spec_path)
     return Loss(spec, module, reduction=reduction, ignore_index=ignore_index, impl=impl,

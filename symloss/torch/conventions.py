@@ -196,6 +196,16 @@ def _broadcast_shape(shapes):
     return torch.Size(out)
 
 
+def summed(module, w, tensors) -> torch.Tensor:
+    """``sum(w * L)`` through the generated module's ``Total`` node (w: a number, or weights of
+    the loss's shape); without grad mode the value alone, as the node would also compute a
+    gradient nobody asks for."""
+    if torch.is_grad_enabled():
+        return module.Total.apply(w, *tensors)
+    loss = module.value(*tensors)
+    return (loss * w).sum() if isinstance(w, torch.Tensor) else loss.sum() * w
+
+
 def elementwise(spec, module, bound, params, reduction="mean", sample_weight=None, impl="generated",
                 kernels=None):
     preds = module.PREDICTIONS
@@ -218,16 +228,15 @@ def elementwise(spec, module, bound, params, reduction="mean", sample_weight=Non
     elif impl == "kernel":
         choose(impl, spec, tensors)  # the clear error for a loss or device the kernels do not take
     w = _weights(spec, sample_weight, shape, dtype, tensors[0].device)
-    total = getattr(module, "Total", None)
     n = tensors[0].numel()
-    if (reduction in ("mean", "sum") and not kernel_ops and total is not None and n
+    if (reduction in ("mean", "sum") and not kernel_ops and hasattr(module, "Total") and n
             and not torch.compiler.is_compiling()):
         # one autograd node: the gradient computed in the forward, the backward a product
         # (under torch.compile the per-element Value and the reduction fuse instead)
         if w is None:
-            out = total.apply(1.0 / n if reduction == "mean" else 1.0, *tensors, *pvals)
+            out = summed(module, 1.0 / n if reduction == "mean" else 1.0, (*tensors, *pvals))
         else:
-            out = total.apply(w, *tensors, *pvals)
+            out = summed(module, w, (*tensors, *pvals))
             out = out / w.sum() if reduction == "mean" else out
         return out if out_dtype == dtype else out.to(out_dtype)
     losses = apply(*tensors, *pvals)
@@ -309,9 +318,8 @@ def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignor
         else:  # one op fewer than one_hot(...).to(dtype)
             data[onehot] = torch.zeros((i.shape[0], C), dtype=dtype, device=i.device).scatter_(1, i.unsqueeze(1), 1.0)
     w = None if sample_weight is None else _weights(spec, sample_weight, batch, dtype, first.device).reshape(-1)
-    total = getattr(module, "Total", None)
     M = data[list(module.INPUTS).index(preds[0])].shape[0]
-    if live is None and reduction in ("mean", "sum") and total is not None and not compiling and M:
+    if live is None and reduction in ("mean", "sum") and hasattr(module, "Total") and not compiling and M:
         # one autograd node: value and gradient in the forward, the backward a product
         denominator = None
         if reduction == "mean":
@@ -321,9 +329,9 @@ def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignor
             elif w is not None:
                 denominator = w.sum()
             elif w is None:
-                out = total.apply(1.0 / M, *data, *classes, *pvals)
+                out = summed(module, 1.0 / M, (*data, *classes, *pvals))
                 return out if out_dtype == dtype else out.to(out_dtype)
-        out = total.apply(1.0 if w is None else w, *data, *classes, *pvals)
+        out = summed(module, 1.0 if w is None else w, (*data, *classes, *pvals))
         out = out if denominator is None else out / denominator
         return out if out_dtype == dtype else out.to(out_dtype)
     losses = module.Value.apply(*data, *classes, *pvals)

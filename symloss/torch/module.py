@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from . import conventions as F
+from .fast import FastCall, FastRowCall
 
 
 class Loss(torch.nn.Module):
@@ -38,6 +39,15 @@ class Loss(torch.nn.Module):
             self.register_buffer(n, None if value is None else torch.as_tensor(value))
         F._params(spec, {k: v for k, v in params.items()}, torch.empty(0))  # validate now
         self._param_names = tuple(params)
+        for p in spec.params:  # defaults, so the shortcut sees every parameter's value in order
+            if p.name not in params:
+                setattr(self, p.name, p.default)
+        self._all_params = tuple(p.name for p in spec.params)
+        self._fast = self._fast_row = None
+        if FastCall.applies(spec, module, reduction, impl):
+            self._fast = FastCall(spec, module, reduction, impl)
+        elif FastRowCall.applies(spec, module, reduction, impl, kernels):
+            self._fast_row = FastRowCall(spec, module, reduction, impl, kernels)
         for k, v in params.items():
             if isinstance(v, torch.nn.Parameter):
                 self.register_parameter(k, v)
@@ -46,9 +56,18 @@ class Loss(torch.nn.Module):
 
     @property
     def params(self) -> dict:
-        return {k: getattr(self, k) for k in self._param_names}
+        return {k: getattr(self, k) for k in self._all_params}
 
     def forward(self, *args, sample_weight=None, **kwargs):
+        if sample_weight is None and not kwargs:  # the training call's shortcuts (symloss/torch/fast.py)
+            out = None
+            if self._fast is not None:
+                out = self._fast(args, tuple(getattr(self, k) for k in self._all_params))
+            elif self._fast_row is not None:
+                out = self._fast_row(args, tuple(getattr(self, k) for k in self._all_params),
+                                     tuple(getattr(self, n) for n in self._class_names), self.ignore_index)
+            if out is not None:
+                return out
         for n in self._class_names:
             if n not in kwargs and getattr(self, n) is not None:
                 kwargs[n] = getattr(self, n)

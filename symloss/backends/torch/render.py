@@ -31,6 +31,8 @@ ROW_KERNELS = ("value", "grad", "hvp")
 # the torch module also fuses value and gradient for its first-order backward (not jax's)
 TORCH_ROW_KERNELS = ROW_KERNELS + ("value_and_grad",)
 ELEMENTWISE_KERNELS = ("value", "grad", "hessian", "param_grad")
+# and the loss with its gradient, sharing their subexpressions, for Total's forward (not jax's)
+TORCH_ELEMENTWISE_KERNELS = ELEMENTWISE_KERNELS + ("value_and_grad",)
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ def module_model(derivation: Derivation) -> dict:
     args = ", ".join(ir.inputs + ir.params)
     functions = [
         _function(k, args, ir.kernels[k].temporaries, ir.kernels[k].outputs, printer, tuple_out=k != "value")
-        for k in ELEMENTWISE_KERNELS if k in ir.kernels
+        for k in TORCH_ELEMENTWISE_KERNELS if k in ir.kernels
     ]
     if ir.param_grads:
         mixed = _kernel("mixed", _mixed(derivation))
