@@ -1,4 +1,5 @@
 """The command line as a user runs it: one-line errors, non-zero exits, new + generate."""
+import os
 import subprocess
 import sys
 
@@ -22,6 +23,17 @@ def test_list_and_show():
     assert "alpha=1 (differentiable)" in out.stdout
     barron = run("show", "general_robust")
     assert "d/dalpha:       barron_dalpha((-y + yhat)/c, alpha) (closed form from [derivatives])" in barron.stdout
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    # `symloss list | head -1`: the reader is gone before the listing ends
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "symloss", "list"], stdout=w, stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(w)
+    assert proc.returncode == 141 and proc.stderr == ""
 
 
 def test_check_passes_for_catalog_losses():
