@@ -34,14 +34,29 @@ from .kernels import choose
 _FLOATS = (torch.float32, torch.float64)
 
 
-class FastCall:
+class _Shortcut:
+    def __init__(self, spec):
+        self.params, self._valid = tuple(spec.params), None
+
+    def numbers_ok(self, values: tuple) -> bool:
+        """Parameter values that are plain numbers within their constraints; the last valid
+        values are remembered, as a training loop passes the same ones every call."""
+        if values != self._valid:
+            if not all(type(v) in (float, int) for v in values) or any(
+                    p.violation(float(v)) for p, v in zip(self.params, values)):
+                return False
+            self._valid = values
+        return True
+
+
+class FastCall(_Shortcut):
     def __init__(self, spec, module, reduction: str, impl: str):
+        super().__init__(spec)
         names = argument_names(spec)
         self.order = tuple(names.index(n) for n in module.INPUTS)  # declared order from call order
         self.targets = tuple(i for i, n in enumerate(names) if n not in module.PREDICTIONS)
         self.n_args, self.mean = len(names), reduction == "mean"
-        self.spec, self.module, self.impl, self.params = spec, module, impl, tuple(spec.params)
-        self._valid: tuple | None = None  # the last parameter values found valid
+        self.spec, self.module, self.impl = spec, module, impl
 
     @staticmethod
     def applies(spec, module, reduction: str, impl: str) -> bool:
@@ -60,11 +75,8 @@ class FastCall:
                 return None
         if any(args[i].requires_grad for i in self.targets) or not first.numel():
             return None
-        if values != self._valid:
-            if not all(type(v) in (float, int) for v in values) or any(
-                    p.violation(float(v)) for p, v in zip(self.params, values)):
-                return None
-            self._valid = values
+        if not self.numbers_ok(values):
+            return None
         tensors = [args[i] for i in self.order]
         if self.impl == "auto" and choose("auto", self.spec, tensors) == "kernel":
             return None
@@ -72,15 +84,15 @@ class FastCall:
         return summed(self.module, 1.0 / first.numel() if self.mean else 1.0, (*tensors, *pvals))
 
 
-class FastRowCall:
+class FastRowCall(_Shortcut):
     def __init__(self, spec, module, reduction: str, impl: str, kernels):
+        super().__init__(spec)
         names = argument_names(spec)
         self.order = tuple(names.index(n) for n in module.INPUTS)
         self.pred = list(module.INPUTS).index(module.PREDICTIONS[0])
         self.index = list(module.INPUTS).index(module.INDEX_INPUT) if module.INDEX_INPUT else -1
         self.n_args, self.reduction, self.kernels = len(names), reduction, kernels
         self.classes = tuple(module.CLASS_INPUTS.items())
-        self.params, self._valid = tuple(spec.params), None
 
     @staticmethod
     def applies(spec, module, reduction: str, impl: str, kernels) -> bool:
@@ -88,7 +100,8 @@ class FastRowCall:
                 and kernels is not None and len(module.PREDICTIONS) == 1 and not module.SCALAR_INPUTS)
 
     def __call__(self, args: tuple, values: tuple, classes: tuple, ignore_index: int):
-        if len(args) != self.n_args or torch.compiler.is_compiling() or any(c is not None for c in classes):
+        if (len(args) != self.n_args or torch.compiler.is_compiling() or any(c is not None for c in classes)
+                or type(ignore_index) is not int):
             return None
         xs = [args[i] for i in self.order]
         z = xs[self.pred]
@@ -105,11 +118,8 @@ class FastRowCall:
                     return None
             elif t.dtype != z.dtype or t.shape != z.shape:
                 return None
-        if values != self._valid:
-            if not all(type(v) in (float, int) for v in values) or any(
-                    p.violation(float(v)) for p, v in zip(self.params, values)):
-                return None
-            self._valid = values
+        if not self.numbers_ok(values):
+            return None
         scale = 1.0 / z.shape[0] if self.reduction == "mean" else 1.0
         if not torch.is_grad_enabled() or not z.requires_grad:
             return _run(self, xs, values, scale, ignore_index, None)
