@@ -12,8 +12,9 @@ class Loss(torch.nn.Module):
 
     Parameters are constructor keywords; a tensor (an ``nn.Parameter`` for a
     differentiable parameter such as general_robust's ``alpha``) is kept as
-    is, so its gradient flows.  Class inputs (cross_entropy's ``weight``) are
-    buffers.
+    is, so its gradient flows.  Every parameter is an attribute, read on each call
+    (``loss.delta = 0.5`` changes the next one).  Class inputs (cross_entropy's
+    ``weight``) are buffers.
     """
 
     def __init__(self, spec, module, reduction="mean", ignore_index=F.IGNORE_INDEX, impl="auto", kernels=None,
@@ -38,8 +39,7 @@ class Loss(torch.nn.Module):
             value = params.pop(n, None)
             self.register_buffer(n, None if value is None else torch.as_tensor(value))
         F._params(spec, {k: v for k, v in params.items()}, torch.empty(0))  # validate now
-        self._param_names = tuple(params)
-        for p in spec.params:  # defaults, so the shortcut sees every parameter's value in order
+        for p in spec.params:  # every parameter is an attribute (the default unless given), read per call
             if p.name not in params:
                 setattr(self, p.name, p.default)
         self._all_params = tuple(p.name for p in spec.params)
