@@ -187,6 +187,15 @@ def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
             and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
 
 
+def out_pair(out, what: str):
+    """A (gradient, Hessian) ``out``: None, or a pair of arrays (checked by ``Output``)."""
+    if out is None:
+        return None, None
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise InputError(f"{what}: out must be a (gradient, Hessian) pair of arrays")
+    return out
+
+
 def disjoint(outputs: Sequence[Output], what: str) -> None:
     """Several outputs (one per prediction) must be distinct buffers."""
     for i, a in enumerate(outputs):

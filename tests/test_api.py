@@ -26,7 +26,8 @@ def test_reductions_and_gradient_of_the_reduced_loss():
     np.testing.assert_allclose(L.grad(Y, YHAT, sample_weight=w), w * g_sum / w.sum())
     np.testing.assert_allclose(L.value(Y, YHAT, reduction="none", sample_weight=w), w * per)
     g, h = L.grad_hessian(Y, YHAT)
-    np.testing.assert_allclose(g, g_sum) and np.testing.assert_allclose(h, L.hessian(Y, YHAT))
+    np.testing.assert_allclose(g, g_sum)
+    np.testing.assert_allclose(h, L.hessian(Y, YHAT))
 
 
 def test_out_buffers_are_filled_in_place():
@@ -40,6 +41,18 @@ def test_out_buffers_are_filled_in_place():
         L.grad(Y, YHAT, out=np.empty(4))
     with pytest.raises(InputError, match="C-contiguous"):
         L.grad(Y, YHAT, out=np.empty((5, 3)).T)
+    # grad_hessian's pair, for Newton and boosting loops that keep their buffers
+    H = symloss.load("huber")
+    g, h = np.empty_like(YHAT), np.empty_like(YHAT)
+    got = H.grad_hessian(Y, YHAT, out=(g, h), delta=0.5)
+    assert got[0] is g and got[1] is h
+    want = H.grad_hessian(Y, YHAT, delta=0.5)
+    np.testing.assert_array_equal(g, want[0])
+    np.testing.assert_array_equal(h, want[1])
+    with pytest.raises(InputError, match="pair"):
+        H.grad_hessian(Y, YHAT, out=g)
+    with pytest.raises(InputError, match="share memory with each other"):
+        H.grad_hessian(Y, YHAT, out=(g, g))
 
 
 def test_parameters_and_defaults():

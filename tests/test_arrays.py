@@ -233,7 +233,8 @@ def test_row_broadcasting(ce):
     p = np.array([0.1, 0.2, 0.3, 0.4])
     want = ce.value_and_grad(np.tile(p, (5, 1)), Z, sample_weight=np.full(5, 2.0), reduction="sum")
     got = ce.value_and_grad(p, Z, sample_weight=2.0, reduction="sum")  # one distribution for every row
-    np.testing.assert_allclose(got[0], want[0], rtol=1e-14) and np.testing.assert_allclose(got[1], want[1])
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-14)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-14)
     with pytest.raises(InputError, match=r"'y' of shape \(5, 1\) looks like class indices with an extra axis"):
         ce.value(T[:, None], Z)
     with pytest.raises(InputError, match=r"'y' has shape \(5, 1\).*class axis does not broadcast"):

@@ -191,6 +191,12 @@ else:
         got = dev.grad(dy, dyhat, delta=0.3, out=out)
         assert got is out
         close(out.copy_to_host(), loss.grad(y, yhat, delta=0.3), np.float64, "grad(out=)")
+        gh = (cuda.device_array(N, np.float64), cuda.device_array(N, np.float64))
+        got = dev.grad_hessian(dy, dyhat, delta=0.3, out=gh)
+        assert got[0] is gh[0] and got[1] is gh[1]
+        want_g, want_h = loss.grad_hessian(y, yhat, delta=0.3)
+        close(gh[0].copy_to_host(), want_g, np.float64, "grad_hessian(out=) g")
+        close(gh[1].copy_to_host(), want_h, np.float64, "grad_hessian(out=) h")
         v, g = dev.value_and_grad(dy, dyhat, reduction="sum", delta=2.5)
         want_v, want_g = loss.value_and_grad(y, yhat, reduction="sum", delta=2.5)
         close(v.copy_to_host(), want_v, np.float64, "value")

@@ -34,7 +34,8 @@ def test_reductions_row_weights_and_gradients_of_the_reduced_loss():
     np.testing.assert_allclose(L.value(Y, Z, sample_weight=w, reduction="none"), w * per)
     np.testing.assert_allclose(L.grad(Y, Z, sample_weight=w), w[:, None] * g_none / w.sum())
     v, g = L.value_and_grad(Y, Z, reduction="none")
-    np.testing.assert_allclose(v, per) and np.testing.assert_allclose(g, g_none)
+    np.testing.assert_allclose(v, per)
+    np.testing.assert_allclose(g, g_none)
     # Hessians default to each row's own; "mean" scales them like the gradient
     np.testing.assert_allclose(L.hessian_diag(Y, Z, reduction="mean"), L.hessian_diag(Y, Z) / 5)
 

@@ -192,11 +192,10 @@ class BoostLoss:
             return g, h
         shape = m.shape
         flat = m.reshape(n)
-        if ws is None:
-            g, h = self.loss.grad_hessian(labels, flat, reduction="none", sample_weight=w, **self.params)
-        else:
-            g, h = _buffer(ws, "g", (n,), m.dtype), _buffer(ws, "h", (n,), m.dtype)
-            _grad_hessian_into(self.loss, labels, flat, w, self.params, g, h)
+        # kept buffers (ws): at 1M samples the first touch of two fresh results' pages costs
+        # several times the kernel itself (3 to 20 ms against 1 to 2 ms)
+        out = None if ws is None else (_buffer(ws, "g", (n,), m.dtype), _buffer(ws, "h", (n,), m.dtype))
+        g, h = self.loss.grad_hessian(labels, flat, reduction="none", sample_weight=w, out=out, **self.params)
         if self.hessian == "fisher":
             values = self.loss.value(labels, flat, reduction="none", sample_weight=w, **self.params)
             _policy.fisher(h, g, values, w)
@@ -359,19 +358,6 @@ def _one_thread():
         yield
     finally:
         numba.set_num_threads(old)
-
-
-def _grad_hessian_into(loss, y, m, w, params, g, h) -> None:
-    """``loss.grad_hessian(y, m, reduction="none", ...)`` written into ``g`` and ``h``.
-
-    The public method allocates its two results on every call; at 1M samples the
-    first touch of fresh pages (page faults) costs several times the kernel
-    itself (measured 3 to 20 ms against 1 to 2 ms), so the boosting path keeps its
-    buffers and calls the kernel through the runtime's own argument checking
-    (``Loss._setup``) and kernel choice.  (Loss.grad_hessian has no ``out=``.)"""
-    c = loss._setup((y, m), "none", w, params)
-    T = c.dtype.type
-    loss._kernel("grad_hessian", c.n)(*c.flat, *c.pvals, c.w, T(c.scale), g, h, T)
 
 
 def _check_domain(loss, shown: str, y: np.ndarray) -> np.ndarray:

@@ -212,11 +212,17 @@ class Loss:
 
     @_dask.dispatch
     @_cuda.dispatch
-    def grad_hessian(self, *arrays, reduction="none", sample_weight=None, **params):
-        """(gradient, Hessian) in one fused pass, for Newton steps and gradient boosting."""
+    def grad_hessian(self, *arrays, reduction="none", sample_weight=None, out=None, **params):
+        """(gradient, Hessian) in one fused pass, for Newton steps and gradient boosting.
+
+        ``out=(g, h)``: the two buffers, as ``grad``'s and ``hessian``'s ``out`` (g a tuple for
+        several predictions); they must not overlap each other.
+        """
         c = self._setup(arrays, reduction, sample_weight, params)
-        bufs = self._grad_buffers(c, None, "grad_hessian")
-        hbuf, hviews = self._hess_buffer(c, None)
+        out_g, out_h = A.out_pair(out, f"{self.name}.grad_hessian")
+        bufs = self._grad_buffers(c, out_g, "grad_hessian")
+        hbuf, hviews = self._hess_buffer(c, out_h)
+        A.disjoint(bufs + [hbuf], f"{self.name}.grad_hessian")
         T = c.dtype.type
         self._kernel("grad_hessian", c.n)(
             *c.flat, *c.pvals, c.w, T(c.scale), *(b.flat for b in bufs), *hviews, T

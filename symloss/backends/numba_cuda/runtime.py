@@ -561,12 +561,13 @@ class DeviceLoss:
             self._map(c, self.module.hessian, *c.data, *c.params, c.w, c.weighted, scale, norm, *views)
             return arr
 
-    def grad_hessian(self, *arrays, reduction="none", sample_weight=None, **params):
-        """(gradient, Hessian) in one fused pass."""
+    def grad_hessian(self, *arrays, reduction="none", sample_weight=None, out=None, **params):
+        """(gradient, Hessian) in one fused pass; ``out=(g, h)`` as for the CPU."""
         c = self._setup(arrays, reduction, sample_weight, params)
+        out_g, out_h = A.out_pair(out, f"{self.name}.grad_hessian")
         with c.kind.context():
-            g, gviews = self._grad_buffers(c, None)
-            h, hviews = self._hess_buffers(c, None)
+            g, gviews = self._grad_buffers(c, out_g)
+            h, hviews = self._hess_buffers(c, out_h)
             scale, norm = self._scale(c, reduction), self._norm(c, reduction)
             self._map(
                 c, self.module.grad_hessian, *c.data, *c.params, c.w, c.weighted, scale, norm, *gviews, *hviews
