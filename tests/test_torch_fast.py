@@ -99,3 +99,39 @@ def test_elementwise_shortcut_is_the_general_path():
     torch.testing.assert_close(st.loss("mse")(x, y[:1]), F.mse_loss(x, y[:1].expand(50)))
     with pytest.raises(InputError, match="requires grad"):
         st.loss("mse")(x, y.clone().requires_grad_(True))
+
+
+def test_attributes_changed_after_a_shortcut_call_are_honoured():
+    """Found in review: the shortcuts had fixed reduction at construction, and a tensor equal
+    to the last accepted number passed their parameter check; forward-mode AD lost its tangent."""
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(4, dtype=D, generator=g), torch.randn(4, dtype=D, generator=g)
+    mse = st.loss("mse")
+    mse(x, y)
+    mse.reduction = "sum"
+    torch.testing.assert_close(mse(x, y), F.mse_loss(x, y, reduction="sum"))
+    mse.reduction = "none"
+    torch.testing.assert_close(mse(x, y), F.mse_loss(x, y, reduction="none"))
+    z, t = _ce_inputs(4)
+    ce = st.loss("cross_entropy")
+    ce(z, t)
+    ce.reduction = "none"
+    torch.testing.assert_close(ce(z, t), F.cross_entropy(z, t, reduction="none"))
+    # a tensor parameter equal to the last number: the general path (gradient, or the error)
+    robust = st.loss("general_robust", alpha=1.5)
+    robust(x.requires_grad_(True), y)
+    robust.alpha = torch.nn.Parameter(torch.tensor(1.5, dtype=D))
+    robust(x, y).backward()
+    assert robust.alpha.grad is not None and robust.alpha.grad != 0
+    huber = st.loss("huber", delta=1.0)
+    huber(x, y)
+    huber.delta = torch.nn.Parameter(torch.tensor(1.0, dtype=D))
+    with pytest.raises(InputError, match="no parameter of this loss can"):
+        huber(x, y)
+    # forward-mode AD goes through the general path (and gives torch's tangent without grad mode)
+    fw = torch.autograd.forward_ad
+    v = torch.randn(z.shape, dtype=D, generator=g)
+    with torch.no_grad(), fw.dual_level():
+        got = fw.unpack_dual(st.loss("cross_entropy")(fw.make_dual(z, v), t)).tangent
+        want = fw.unpack_dual(F.cross_entropy(fw.make_dual(z, v), t)).tangent
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)

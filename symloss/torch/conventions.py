@@ -109,8 +109,10 @@ def _params(spec: LossSpec, given: dict, like: torch.Tensor) -> list[torch.Tenso
             if v.numel() != 1:
                 raise InputError(f"{spec.name}: parameter {p.name} must be a scalar, got shape {tuple(v.shape)}")
             if v.requires_grad and not p.differentiable:
-                raise InputError(f"{spec.name}: parameter {p.name} requires grad, but only "
-                                 f"{[q.name for q in spec.params if q.differentiable] or 'no'} parameters are differentiable")
+                ok = [q.name for q in spec.params if q.differentiable]
+                raise InputError(f"{spec.name}: parameter {p.name} requires grad, but "
+                                 + (f"only {', '.join(ok)} can" if ok else "no parameter of this loss can")
+                                 + " (params.<name>.differentiable in the spec)")
             out.append(v.reshape(()).to(dtype=like.dtype, device=like.device))
         else:
             out.append(_constant(float(v), (), like.dtype, like.device))

@@ -21,11 +21,16 @@ every erroneous one included, returns None and takes the general path
   is 1); a double backward goes through the custom ops, whose own backward
   is the Hessian-vector product.  Rows equal to ``ignore_index``, class
   weights and probability targets of another dtype take the general path.
+
+The module rebuilds its shortcuts when its ``reduction`` or ``impl`` changes;
+parameter values are read (and type-checked) on every call; forward-mode AD
+(a ``dual_level``) and ``torch.compile`` always take the general path.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.autograd.forward_ad as _forward_ad
 
 from ..runtime.loss import PARALLEL_THRESHOLD
 from .conventions import _constant, _plain_indices, argument_names, summed
@@ -41,9 +46,10 @@ class _Shortcut:
     def numbers_ok(self, values: tuple) -> bool:
         """Parameter values that are plain numbers within their constraints; the last valid
         values are remembered, as a training loop passes the same ones every call."""
+        if not all(type(v) in (float, int) for v in values):  # before comparing: tensor(1.5) == 1.5
+            return False
         if values != self._valid:
-            if not all(type(v) in (float, int) for v in values) or any(
-                    p.violation(float(v)) for p, v in zip(self.params, values)):
+            if any(p.violation(float(v)) for p, v in zip(self.params, values)):
                 return False
             self._valid = values
         return True
@@ -64,7 +70,7 @@ class FastCall(_Shortcut):
                 and hasattr(module, "Total"))
 
     def __call__(self, args: tuple, values: tuple):
-        if len(args) != self.n_args or torch.compiler.is_compiling():
+        if len(args) != self.n_args or torch.compiler.is_compiling() or _forward_ad._current_level >= 0:
             return None  # under torch.compile the per-element Value fuses with the reduction instead
         first = args[0]
         if not isinstance(first, torch.Tensor) or first.dtype not in _FLOATS:
@@ -96,12 +102,15 @@ class FastRowCall(_Shortcut):
 
     @staticmethod
     def applies(spec, module, reduction: str, impl: str, kernels) -> bool:
+        # class inputs at their default of 1 only: the custom ops a double backward runs take them
+        # explicitly, and a mean's denominator weighs explicit class weights
         return (spec.kind == "row" and reduction in ("mean", "sum") and impl != "generated"
-                and kernels is not None and len(module.PREDICTIONS) == 1 and not module.SCALAR_INPUTS)
+                and kernels is not None and len(module.PREDICTIONS) == 1 and not module.SCALAR_INPUTS
+                and all(d == 1.0 for d in module.CLASS_INPUTS.values()))
 
     def __call__(self, args: tuple, values: tuple, classes: tuple, ignore_index: int):
         if (len(args) != self.n_args or torch.compiler.is_compiling() or any(c is not None for c in classes)
-                or type(ignore_index) is not int):
+                or type(ignore_index) is not int or _forward_ad._current_level >= 0):
             return None
         xs = [args[i] for i in self.order]
         z = xs[self.pred]

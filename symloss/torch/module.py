@@ -43,11 +43,7 @@ class Loss(torch.nn.Module):
             if p.name not in params:
                 setattr(self, p.name, p.default)
         self._all_params = tuple(p.name for p in spec.params)
-        self._fast = self._fast_row = None
-        if FastCall.applies(spec, module, reduction, impl):
-            self._fast = FastCall(spec, module, reduction, impl)
-        elif FastRowCall.applies(spec, module, reduction, impl, kernels):
-            self._fast_row = FastRowCall(spec, module, reduction, impl, kernels)
+        self._fast_key, self._fast, self._fast_row = None, None, None
         for k, v in params.items():
             if isinstance(v, torch.nn.Parameter):
                 self.register_parameter(k, v)
@@ -58,8 +54,19 @@ class Loss(torch.nn.Module):
     def params(self) -> dict:
         return {k: getattr(self, k) for k in self._all_params}
 
+    def _shortcuts(self) -> None:
+        """The shortcuts for the current reduction and impl (attributes a user may change)."""
+        key = (self.reduction, self.impl)
+        if key != self._fast_key:
+            spec, module, kernels = self.spec, self.kernels, self._kernels
+            self._fast = FastCall(spec, module, *key) if FastCall.applies(spec, module, *key) else None
+            self._fast_row = FastRowCall(spec, module, *key, kernels) if FastRowCall.applies(
+                spec, module, *key, kernels) else None
+            self._fast_key = key
+
     def forward(self, *args, sample_weight=None, **kwargs):
         if sample_weight is None and not kwargs:  # the training call's shortcuts (symloss/torch/fast.py)
+            self._shortcuts()
             out = None
             if self._fast is not None:
                 out = self._fast(args, tuple(getattr(self, k) for k in self._all_params))
