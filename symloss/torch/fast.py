@@ -40,7 +40,14 @@ _FLOATS = (torch.float32, torch.float64)
 
 
 class _Shortcut:
-    def __init__(self, spec):
+    """What both shortcuts share: the call's argument order and the parameter check.  A
+    shortcut is called as ``shortcut(args, values, classes, ignore_index)``: the positional
+    tensors, the parameter values and class inputs in the spec's order, the ignore index."""
+
+    def __init__(self, spec, module):
+        names = argument_names(spec)
+        self.order = tuple(names.index(n) for n in module.INPUTS)  # declared order from call order
+        self.n_args = len(names)
         self.params, self._valid = tuple(spec.params), None
 
     def numbers_ok(self, values: tuple) -> bool:
@@ -57,11 +64,9 @@ class _Shortcut:
 
 class FastCall(_Shortcut):
     def __init__(self, spec, module, reduction: str, impl: str):
-        super().__init__(spec)
-        names = argument_names(spec)
-        self.order = tuple(names.index(n) for n in module.INPUTS)  # declared order from call order
-        self.targets = tuple(i for i, n in enumerate(names) if n not in module.PREDICTIONS)
-        self.n_args, self.mean = len(names), reduction == "mean"
+        super().__init__(spec, module)
+        self.targets = tuple(i for i, n in enumerate(argument_names(spec)) if n not in module.PREDICTIONS)
+        self.mean = reduction == "mean"
         self.spec, self.module, self.impl = spec, module, impl
 
     @staticmethod
@@ -69,7 +74,8 @@ class FastCall(_Shortcut):
         return (spec.kind == "elementwise" and reduction in ("mean", "sum") and impl != "kernel"
                 and hasattr(module, "Total"))
 
-    def __call__(self, args: tuple, values: tuple):
+    def __call__(self, args: tuple, values: tuple, classes: tuple, ignore_index: int):
+        # elementwise losses have no class inputs or ignore index
         if len(args) != self.n_args or torch.compiler.is_compiling() or _forward_ad._current_level >= 0:
             return None  # under torch.compile the per-element Value fuses with the reduction instead
         first = args[0]
@@ -92,12 +98,10 @@ class FastCall(_Shortcut):
 
 class FastRowCall(_Shortcut):
     def __init__(self, spec, module, reduction: str, impl: str, kernels):
-        super().__init__(spec)
-        names = argument_names(spec)
-        self.order = tuple(names.index(n) for n in module.INPUTS)
+        super().__init__(spec, module)
         self.pred = list(module.INPUTS).index(module.PREDICTIONS[0])
         self.index = list(module.INPUTS).index(module.INDEX_INPUT) if module.INDEX_INPUT else -1
-        self.n_args, self.reduction, self.kernels = len(names), reduction, kernels
+        self.reduction, self.kernels = reduction, kernels
         self.classes = tuple(module.CLASS_INPUTS.items())
 
     @staticmethod

@@ -43,7 +43,7 @@ class Loss(torch.nn.Module):
             if p.name not in params:
                 setattr(self, p.name, p.default)
         self._all_params = tuple(p.name for p in spec.params)
-        self._fast_key, self._fast, self._fast_row = None, None, None
+        self._fast_key, self._fast = None, None
         for k, v in params.items():
             if isinstance(v, torch.nn.Parameter):
                 self.register_parameter(k, v)
@@ -54,25 +54,26 @@ class Loss(torch.nn.Module):
     def params(self) -> dict:
         return {k: getattr(self, k) for k in self._all_params}
 
-    def _shortcuts(self) -> None:
-        """The shortcuts for the current reduction and impl (attributes a user may change)."""
+    def _shortcut(self):
+        """The training call's shortcut (symloss/torch/fast.py) for the current reduction and
+        impl, attributes a user may change; None where neither applies."""
         key = (self.reduction, self.impl)
         if key != self._fast_key:
             spec, module, kernels = self.spec, self.kernels, self._kernels
-            self._fast = FastCall(spec, module, *key) if FastCall.applies(spec, module, *key) else None
-            self._fast_row = FastRowCall(spec, module, *key, kernels) if FastRowCall.applies(
-                spec, module, *key, kernels) else None
+            if FastCall.applies(spec, module, *key):
+                self._fast = FastCall(spec, module, *key)
+            elif FastRowCall.applies(spec, module, *key, kernels):
+                self._fast = FastRowCall(spec, module, *key, kernels)
+            else:
+                self._fast = None
             self._fast_key = key
+        return self._fast
 
     def forward(self, *args, sample_weight=None, **kwargs):
-        if sample_weight is None and not kwargs:  # the training call's shortcuts (symloss/torch/fast.py)
-            self._shortcuts()
-            out = None
-            if self._fast is not None:
-                out = self._fast(args, tuple(getattr(self, k) for k in self._all_params))
-            elif self._fast_row is not None:
-                out = self._fast_row(args, tuple(getattr(self, k) for k in self._all_params),
-                                     tuple(getattr(self, n) for n in self._class_names), self.ignore_index)
+        fast = self._shortcut() if sample_weight is None and not kwargs else None
+        if fast is not None:
+            out = fast(args, tuple(getattr(self, k) for k in self._all_params),
+                       tuple(getattr(self, n) for n in self._class_names), self.ignore_index)
             if out is not None:
                 return out
         for n in self._class_names:
