@@ -7,7 +7,8 @@
 shape, parameters 0-dim tensors).  Its backward is `Grad`, the symbolic
 gradient in torch ops, whose own backward multiplies by the symbolic Hessian:
 autograd never differentiates the stable formulas, and double backward gives
-the exact diagonal Hessian.  Imports only math and torch.
+the exact diagonal Hessian.  `ValueJvp` adds the forward-mode derivative for
+torch.func transforms (grad, vmap, jvp, hessian).  Imports only math and torch.
 """
 import math
 
@@ -20,6 +21,7 @@ PREDICTIONS = ('yhat',)
 PARAMS = {'delta': 1.0}
 PARAM_GRADS = ()
 HESSIAN_PAIRS = ((0, 0),)
+ARGS = INPUTS + tuple(PARAMS)
 
 
 def sign(x):
@@ -62,22 +64,42 @@ def _sum_to(t, like):
     return t.sum_to_size(like.shape) if t.shape != like.shape else t
 
 
+def _first_order():
+    # a backward that nothing differentiates again (no create_graph, no torch.func transform
+    # around it) may use the gradient formulas directly; otherwise Grad and ParamGrad, whose
+    # own derivatives are the symbolic Hessian
+    return not torch.is_grad_enabled() and torch._C._functorch.peek_interpreter_stack() is None
+
+
+def _differentiable(tangents, allowed):
+    # a tangent in an input this derivative does not cover (a target, a fixed parameter)
+    for i, t in enumerate(tangents):
+        if t is not None and i not in allowed:
+            raise RuntimeError(f"{NAME}: this derivative is not provided with respect to {ARGS[i]!r} "
+                               f"(only {', '.join(ARGS[j] for j in allowed)})")
+
+
 class Value(torch.autograd.Function):
     """Per-element loss; backward: the symbolic gradient (Grad) and parameter derivative."""
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, y, yhat, delta):
-        ctx.save_for_backward(y, yhat, delta)
+    def forward(y, yhat, delta):
         return value(y, yhat, delta)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+        ctx.save_for_forward(*inputs)
+        ctx.set_materialize_grads(False)  # None, not zeros, for what has no tangent
 
     @staticmethod
     def backward(ctx, g):
         args = ctx.saved_tensors
         need = ctx.needs_input_grad
         out = [None] * len(args)
-        # a first-order backward (no create_graph) needs no graph of its own: the gradient
-        # directly; otherwise Grad and ParamGrad, whose backward is the symbolic Hessian
-        first = not torch.is_grad_enabled()
+        first = _first_order()
         if any(need[i] for i in _PRED_POS):
             ds = tuple(g * d for d in grad(*args)) if first else Grad.apply(g, *args)
             for i, d in zip(_PRED_POS, ds):
@@ -87,6 +109,24 @@ class Value(torch.autograd.Function):
             for i, d in zip(_PARAM_POS, ds):
                 out[i] = _sum_to(d, args[i]) if need[i] else None
         return tuple(out)
+
+
+class ValueJvp(Value):
+    """Value with its forward-mode derivative, for torch.func transforms and forward-mode AD
+    (torch.compile does not trace a custom jvp, so Value has none)."""
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        args = ctx.saved_tensors
+        _differentiable(tangents, _PRED_POS + _PARAM_POS)
+        out = torch.zeros_like(args[_PRED_POS[0]])
+        if any(tangents[i] is not None for i in _PRED_POS):
+            for i, d in zip(_PRED_POS, grad(*args)):
+                out = out if tangents[i] is None else out + d * tangents[i]
+        if any(tangents[i] is not None for i in _PARAM_POS):
+            for i, d in zip(_PARAM_POS, param_grad(*args)):
+                out = out if tangents[i] is None else out + d * tangents[i]
+        return out
 
 
 class Total(torch.autograd.Function):
@@ -118,7 +158,7 @@ class Total(torch.autograd.Function):
         out = [None] * len(args)
         gw = g * ctx.w
         preds, params = any(need[i] for i in _PRED_POS), any(need[i] for i in _PARAM_POS)
-        if torch.is_grad_enabled():  # create_graph
+        if not _first_order():  # create_graph, or a torch.func transform
             gw = gw.expand(args[_PRED_POS[0]].shape)
             ds = (Grad.apply(gw, *args) if preds else ()) + (ParamGrad.apply(gw, *args) if params else ())
         else:
@@ -129,20 +169,35 @@ class Total(torch.autograd.Function):
         return (None, *out)
 
 
+def _hessian(args):
+    """{(prediction index, prediction index): d^2 L / d x_p d x_q}, both orders."""
+    h = {}
+    for (i, j), v in zip(HESSIAN_PAIRS, hessian(*args)):
+        h[i, j] = h[j, i] = v
+    return h
+
+
 def _mixed(args):
     """{(prediction index, parameter index): d^2 L / d prediction d parameter}."""
     return dict(zip([(i, j) for i in range(len(PREDICTIONS)) for j in range(len(PARAM_GRADS))], mixed(*args)))
 
 
 class ParamGrad(torch.autograd.Function):
-    """g * dL/dp per element for each differentiable parameter p; backward: the
-    symbolic mixed derivative for the predictions (the second derivative in the
-    parameter itself is not provided)."""
+    """g * dL/dp per element for each differentiable parameter p; backward and jvp: the
+    symbolic mixed derivative for the predictions (the second derivative in the parameter
+    itself is not provided)."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, _g, y, yhat, delta):
-        ctx.save_for_backward(_g, y, yhat, delta)
+    def forward(_g, y, yhat, delta):
         return tuple(_g * d for d in param_grad(y, yhat, delta))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+        ctx.save_for_forward(*inputs)
+        ctx.set_materialize_grads(False)  # None, not zeros, for what has no tangent
 
     @staticmethod
     def backward(ctx, *cot):
@@ -162,14 +217,35 @@ class ParamGrad(torch.autograd.Function):
                     out[1 + i] = _sum_to(g * sum(c * m[q, j] for j, c in live), args[i])
         return tuple(out)
 
+    @staticmethod
+    def jvp(ctx, tg, *tangents):
+        g, *args = ctx.saved_tensors
+        _differentiable(tangents, _PRED_POS)
+        ds = param_grad(*args)
+        out = [torch.zeros_like(d) if tg is None else tg * d for d in ds]
+        if any(tangents[i] is not None for i in _PRED_POS):
+            m = _mixed(args)
+            for j in range(len(out)):
+                for q, i in enumerate(_PRED_POS):
+                    if tangents[i] is not None:
+                        out[j] = out[j] + g * m[q, j] * tangents[i]
+        return tuple(out)
+
 
 class Grad(torch.autograd.Function):
-    """g * dL/dx for each prediction x; backward: the symbolic Hessian's action."""
+    """g * dL/dx for each prediction x; backward and jvp: the symbolic Hessian's action."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, _g, y, yhat, delta):
-        ctx.save_for_backward(_g, y, yhat, delta)
+    def forward(_g, y, yhat, delta):
         return tuple(_g * d for d in grad(y, yhat, delta))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+        ctx.save_for_forward(*inputs)
+        ctx.set_materialize_grads(False)  # None, not zeros, for what has no tangent
 
     @staticmethod
     def backward(ctx, *cot):
@@ -183,9 +259,7 @@ class Grad(torch.autograd.Function):
             ds = grad(*args)
             out[0] = _sum_to(sum(c * ds[p] for p, c in live), g)
         if any(need[1 + i] for i in _PRED_POS):
-            h = {}
-            for (i, j), v in zip(HESSIAN_PAIRS, hessian(*args)):
-                h[i, j] = h[j, i] = v
+            h = _hessian(args)
             for q, i in enumerate(_PRED_POS):
                 if need[1 + i]:
                     out[1 + i] = _sum_to(g * sum(c * h[p, q] for p, c in live), args[i])
@@ -194,4 +268,23 @@ class Grad(torch.autograd.Function):
             for j, i in enumerate(_PARAM_POS):
                 if need[1 + i]:
                     out[1 + i] = _sum_to(g * sum(c * m[p, j] for p, c in live), args[i])
+        return tuple(out)
+
+    @staticmethod
+    def jvp(ctx, tg, *tangents):
+        g, *args = ctx.saved_tensors
+        _differentiable(tangents, _PRED_POS + _PARAM_POS)
+        out = [torch.zeros_like(d) if tg is None else tg * d for d in grad(*args)]
+        if any(tangents[i] is not None for i in _PRED_POS):
+            h = _hessian(args)
+            for p in range(len(out)):
+                for q, i in enumerate(_PRED_POS):
+                    if tangents[i] is not None:
+                        out[p] = out[p] + g * h[p, q] * tangents[i]
+        if any(tangents[i] is not None for i in _PARAM_POS):
+            m = _mixed(args)
+            for p in range(len(out)):
+                for j, i in enumerate(_PARAM_POS):
+                    if tangents[i] is not None:
+                        out[p] = out[p] + g * m[p, j] * tangents[i]
         return tuple(out)

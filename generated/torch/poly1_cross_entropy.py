@@ -6,7 +6,8 @@
 `Value.apply(*inputs, *class_inputs, *params)` gives the loss per row (vector
 inputs (N, K), scalar inputs (N,), class inputs (K,), parameters 0-dim
 tensors).  Its backward is `Grad`, the symbolic gradient, whose own backward
-is the symbolic Hessian-vector product in O(K) per row.  Each kernel runs the
+is the symbolic Hessian-vector product in O(K) per row; `ValueJvp` adds the
+forward-mode derivative for torch.func transforms.  Each kernel runs the
 steps of the row IR: per-class expressions on (N, K) tensors, per-row values
 on (N, 1), reductions over the last axis.  Imports only math and torch.
 """
@@ -234,38 +235,69 @@ _PRED_POS = tuple(INPUTS.index(p) for p in PREDICTIONS)
 
 
 _N_ARGS = 3
+_ARGS = INPUTS + tuple(CLASS_INPUTS) + tuple(PARAMS)
+
+
+def _first_order():
+    # a backward that nothing differentiates again (no create_graph, no torch.func transform
+    # around it) may use the gradient formulas directly; otherwise Grad, whose own derivative
+    # is the symbolic Hessian-vector product
+    return not torch.is_grad_enabled() and torch._C._functorch.peek_interpreter_stack() is None
+
+
+def _differentiable(tangents):
+    # a tangent in an input the loss is not differentiated in (a target, a class input, a
+    # parameter)
+    for i, t in enumerate(tangents):
+        if t is not None and i not in _PRED_POS:
+            raise RuntimeError(f"{NAME}: no derivative with respect to {_ARGS[i]!r} (only "
+                               f"{', '.join(PREDICTIONS)})")
 
 
 class Value(torch.autograd.Function):
     """Loss per row; backward: the symbolic gradient (Grad)."""
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, y, z, epsilon):
-        if any(ctx.needs_input_grad[i] for i in _PRED_POS):
-            # value and gradient in one pass (shared max, exp and sums), the gradient kept for
-            # a first-order backward
-            loss, *d = value_and_grad(y, z, epsilon)
-            ctx.save_for_backward(y, z, epsilon, *d)
-            return loss
-        ctx.save_for_backward(y, z, epsilon)
+    def forward(y, z, epsilon):
         return value(y, z, epsilon)
 
     @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+        ctx.save_for_forward(*inputs)
+        ctx.set_materialize_grads(False)  # None, not zeros, for what has no tangent
+
+    @staticmethod
     def backward(ctx, g):
-        saved = ctx.saved_tensors
-        args, d = saved[:_N_ARGS], saved[_N_ARGS:]
+        args = ctx.saved_tensors
         need = ctx.needs_input_grad
         out = [None] * len(args)
         if any(need[i] for i in _PRED_POS):
-            # first order (no create_graph): g times the kept gradient; otherwise Grad,
-            # whose backward is the symbolic Hessian-vector product
-            if torch.is_grad_enabled():
-                ds = Grad.apply(g, *args)
+            # first order: g times the gradient; otherwise Grad, whose own derivative is the
+            # symbolic Hessian-vector product
+            if _first_order():
+                ds = tuple(g.unsqueeze(-1) * x for x in grad(*args))
             else:
-                ds = tuple(g.unsqueeze(-1) * x for x in d)
+                ds = Grad.apply(g, *args)
             for i, x in zip(_PRED_POS, ds):
                 out[i] = x if need[i] else None
         return tuple(out)
+
+
+class ValueJvp(Value):
+    """Value with its forward-mode derivative, for torch.func transforms and forward-mode AD
+    (torch.compile does not trace a custom jvp, so Value has none)."""
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        args = ctx.saved_tensors
+        _differentiable(tangents)
+        out = torch.zeros_like(args[_PRED_POS[0]][..., 0])
+        for i, d in zip(_PRED_POS, grad(*args)):
+            out = out if tangents[i] is None else out + (d * tangents[i]).sum(-1)
+        return out
 
 
 class Total(torch.autograd.Function):
@@ -292,7 +324,7 @@ class Total(torch.autograd.Function):
         out = [None] * len(args)
         if any(need[i] for i in _PRED_POS):
             gw = g * ctx.w
-            if torch.is_grad_enabled():  # create_graph
+            if not _first_order():  # create_graph, or a torch.func transform
                 ds = Grad.apply(gw.expand(args[_PRED_POS[0]].shape[:-1]), *args)
             else:
                 ds = tuple((gw if gw.dim() == 0 else gw.unsqueeze(-1)) * x for x in d)
@@ -302,12 +334,20 @@ class Total(torch.autograd.Function):
 
 
 class Grad(torch.autograd.Function):
-    """g[i] * dL_i/dx for each prediction x; backward: the symbolic Hessian-vector product."""
+    """g[i] * dL_i/dx for each prediction x; backward and jvp: the symbolic Hessian-vector
+    product."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, _g, y, z, epsilon):
-        ctx.save_for_backward(_g, y, z, epsilon)
+    def forward(_g, y, z, epsilon):
         return tuple(_g.unsqueeze(-1) * d for d in grad(y, z, epsilon))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+        ctx.save_for_forward(*inputs)
+        ctx.set_materialize_grads(False)  # None, not zeros, for what has no tangent
 
     @staticmethod
     def backward(ctx, *cot):
@@ -322,4 +362,14 @@ class Grad(torch.autograd.Function):
         if any(need[1 + i] for i in _PRED_POS):
             for i, hv in zip(_PRED_POS, hvp(*args, *v)):
                 out[1 + i] = g.unsqueeze(-1) * hv if need[1 + i] else None
+        return tuple(out)
+
+    @staticmethod
+    def jvp(ctx, tg, *tangents):
+        g, *args = ctx.saved_tensors
+        _differentiable(tangents)
+        out = [torch.zeros_like(d) if tg is None else tg.unsqueeze(-1) * d for d in grad(*args)]
+        if any(tangents[i] is not None for i in _PRED_POS):
+            v = [torch.zeros_like(args[i]) if tangents[i] is None else tangents[i] for i in _PRED_POS]
+            out = [o + g.unsqueeze(-1) * hv for o, hv in zip(out, hvp(*args, *v))]
         return tuple(out)

@@ -23,7 +23,7 @@ import torch
 
 from ..errors import InputError
 from ..spec import LossSpec
-from .kernels import choose, row_kernel_ok
+from .kernels import choose, row_kernel_ok, transformed
 
 REDUCTIONS = ("mean", "sum", "none")
 IGNORE_INDEX = -100
@@ -198,6 +198,14 @@ def _broadcast_shape(shapes):
     return torch.Size(out)
 
 
+def value_node(module):
+    """The generated per-element (per-row) loss node: with its jvp under torch.func transforms
+    and forward-mode AD, without one otherwise (torch.compile cannot trace a custom jvp)."""
+    if not torch.compiler.is_compiling() and transformed():
+        return module.ValueJvp
+    return module.Value
+
+
 def summed(module, w, tensors) -> torch.Tensor:
     """``sum(w * L)`` through the generated module's ``Total`` node (w: a number, or weights of
     the loss's shape); without grad mode the value alone, as the node would also compute a
@@ -219,7 +227,7 @@ def elementwise(spec, module, bound, params, reduction="mean", sample_weight=Non
         shapes = ", ".join(f"{n} {tuple(data[n].shape)}" for n in argument_names(spec))
         raise InputError(f"{spec.name}: input shapes do not match: {shapes}")
     tensors = [t if t.shape == shape else torch.broadcast_to(t, shape) for t in data.values()]
-    apply, kernel_ops = module.Value.apply, False
+    apply, kernel_ops = value_node(module).apply, False
     pvals = _params(spec, params, tensors[0])
     if kernels is not None and impl != "generated" and choose(impl, spec, tensors) == "kernel":
         ops = kernels()
@@ -232,9 +240,10 @@ def elementwise(spec, module, bound, params, reduction="mean", sample_weight=Non
     w = _weights(spec, sample_weight, shape, dtype, tensors[0].device)
     n = tensors[0].numel()
     if (reduction in ("mean", "sum") and not kernel_ops and hasattr(module, "Total") and n
-            and not torch.compiler.is_compiling()):
+            and not torch.compiler.is_compiling() and not transformed()):
         # one autograd node: the gradient computed in the forward, the backward a product
-        # (under torch.compile the per-element Value and the reduction fuse instead)
+        # (under torch.compile the per-element Value and the reduction fuse instead; torch.func
+        # transforms need Value's jvp and vmap rules)
         if w is None:
             out = summed(module, 1.0 / n if reduction == "mean" else 1.0, (*tensors, *pvals))
         else:
@@ -249,7 +258,9 @@ def elementwise(spec, module, bound, params, reduction="mean", sample_weight=Non
 def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignore_index=IGNORE_INDEX,
         class_inputs=None, impl="generated", kernels=None):
     preds = list(module.PREDICTIONS)
-    compiling = torch.compiler.is_compiling()
+    # traced: no data-dependent checks, and the per-row Value node (which torch.compile fuses
+    # and torch.func transforms see through) rather than Total
+    traced = torch.compiler.is_compiling() or transformed()
     _check_common(spec, {**bound, **(class_inputs or {})}, preds)
     dtype, out_dtype = _compute_dtype(spec, {p: bound[p] for p in preds})
     first = bound[preds[0]]
@@ -278,10 +289,10 @@ def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignor
                 raise InputError(f"{spec.name}: class indices '{n}' have shape {tuple(t.shape)}, expected {batch}")
             index = (t if t.dim() == 1 else t.reshape(-1)).long()
             live, safe = None, index
-            if compiling or not index.numel() or not _plain_indices(index, C, ignore_index):
+            if traced or not index.numel() or not _plain_indices(index, C, ignore_index):
                 live = index != ignore_index
                 safe = torch.where(live, index, 0)
-                if not compiling and bool(((safe < 0) | (safe >= C)).any()):
+                if not traced and bool(((safe < 0) | (safe >= C)).any()):
                     raise InputError(f"{spec.name}: class indices '{n}' outside [0, {C}) "
                                      f"(ignore_index={ignore_index})")
             data.append(safe)  # one-hot encoded below if the generated code runs
@@ -315,13 +326,13 @@ def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignor
         choose(impl, spec, [first_raw, *raw], row_ok)  # the clear error
     if onehot is not None:
         i = data[onehot]
-        if compiling:
+        if traced:
             data[onehot] = torch.nn.functional.one_hot(i, C).to(dtype)
         else:  # one op fewer than one_hot(...).to(dtype)
             data[onehot] = torch.zeros((i.shape[0], C), dtype=dtype, device=i.device).scatter_(1, i.unsqueeze(1), 1.0)
     w = None if sample_weight is None else _weights(spec, sample_weight, batch, dtype, first.device).reshape(-1)
     M = data[list(module.INPUTS).index(preds[0])].shape[0]
-    if live is None and reduction in ("mean", "sum") and hasattr(module, "Total") and not compiling and M:
+    if live is None and reduction in ("mean", "sum") and hasattr(module, "Total") and not traced and M:
         # one autograd node: value and gradient in the forward, the backward a product
         denominator = None
         if reduction == "mean":
@@ -336,7 +347,7 @@ def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignor
         out = summed(module, 1.0 if w is None else w, (*data, *classes, *pvals))
         out = out if denominator is None else out / denominator
         return out if out_dtype == dtype else out.to(out_dtype)
-    losses = module.Value.apply(*data, *classes, *pvals)
+    losses = value_node(module).apply(*data, *classes, *pvals)
     denominator = None
     if live is not None:
         losses = torch.where(live, losses, 0.0)

@@ -23,18 +23,17 @@ every erroneous one included, returns None and takes the general path
   weights and probability targets of another dtype take the general path.
 
 The module rebuilds its shortcuts when its ``reduction`` or ``impl`` changes;
-parameter values are read (and type-checked) on every call; forward-mode AD
-(a ``dual_level``) and ``torch.compile`` always take the general path.
+parameter values are read (and type-checked) on every call; torch.func
+transforms, forward-mode AD and ``torch.compile`` always take the general path.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.autograd.forward_ad as _forward_ad
 
 from ..runtime.loss import PARALLEL_THRESHOLD
 from .conventions import _constant, _plain_indices, argument_names, summed
-from .kernels import choose
+from .kernels import choose, transformed
 
 _FLOATS = (torch.float32, torch.float64)
 
@@ -76,7 +75,7 @@ class FastCall(_Shortcut):
 
     def __call__(self, args: tuple, values: tuple, classes: tuple, ignore_index: int):
         # elementwise losses have no class inputs or ignore index
-        if len(args) != self.n_args or torch.compiler.is_compiling() or _forward_ad._current_level >= 0:
+        if len(args) != self.n_args or torch.compiler.is_compiling() or transformed():
             return None  # under torch.compile the per-element Value fuses with the reduction instead
         first = args[0]
         if not isinstance(first, torch.Tensor) or first.dtype not in _FLOATS:
@@ -114,7 +113,7 @@ class FastRowCall(_Shortcut):
 
     def __call__(self, args: tuple, values: tuple, classes: tuple, ignore_index: int):
         if (len(args) != self.n_args or torch.compiler.is_compiling() or any(c is not None for c in classes)
-                or type(ignore_index) is not int or _forward_ad._current_level >= 0):
+                or type(ignore_index) is not int or transformed()):
             return None
         xs = [args[i] for i in self.order]
         z = xs[self.pred]

@@ -234,16 +234,28 @@ def row_kernel_ok(spec, reduction, sample_weight) -> bool:
             and sample_weight is None)
 
 
+def transformed() -> bool:
+    """Inside a torch.func transform (grad, vmap, jvp, jacrev, hessian, ...) or forward-mode AD.
+
+    These see through torch ops and the generated autograd.Functions (their jvp and vmap
+    rules) but not through a Numba kernel, nor through data-dependent Python checks."""
+    return (torch._C._functorch.peek_interpreter_stack() is not None
+            or torch.autograd.forward_ad._current_level >= 0)
+
+
 def choose(impl: str, spec, tensors, row_ok: bool = False) -> str:
     """"generated" or "kernel": what ``impl`` means for these tensors."""
     if impl not in ("auto", "generated", "kernel"):
         raise ValueError(f"{spec.name}: impl must be 'auto', 'generated' or 'kernel', got {impl!r}")
     ok = (spec.kind == "elementwise" or row_ok) and all(t.device.type == "cpu" for t in tensors)
     if impl == "kernel":
+        if not torch.compiler.is_compiling() and transformed():
+            raise ValueError(f"{spec.name}: impl='kernel' runs Numba kernels, which torch.func transforms "
+                             f"and forward-mode AD cannot see through; use impl='auto' or 'generated'")
         if not ok:
             raise ValueError(f"{spec.name}: impl='kernel' runs the Numba CPU kernels of elementwise losses "
                              f"(got a {spec.kind} loss on {tensors[0].device}); use impl='generated'")
         return "kernel"
-    if impl == "generated" or not ok or torch.compiler.is_compiling():
+    if impl == "generated" or not ok or torch.compiler.is_compiling() or transformed():
         return "generated"  # under torch.compile the generated code fuses with the graph
     return "kernel" if tensors[0].numel() >= AUTO_KERNEL_MIN else "generated"
