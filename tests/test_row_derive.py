@@ -61,6 +61,20 @@ def test_softmax_hessian_diagonal_computes_one_exp_per_class():
         assert "_st" in out.fn.args
 
 
+def test_array_backends_fold_the_sums_a_row_value_is_affine_in():
+    # -r0 + r2 * log(r1) (with the shift) -> sum_k y_k * (m + log r1 - z_k) after the exp sum,
+    # the log-softmax form XLA runs fast; compiled loops keep the three sums in one pass
+    d = derivation(CE)
+    plain = build_row_ir(d, kernels=("value",)).kernels["value"]
+    folded = build_row_ir(d, kernels=("value", "grad"), fold_linear_sums=True).kernels
+    assert [len(s.targets) for s in plain.steps if s.kind == "sum"] == [3]
+    assert [s.targets for s in folded["value"].steps if s.kind == "sum"] == [("_r1",), ("_rf",)]
+    # only per-row results fold: the gradient's sums feed its class outputs
+    assert [s.kind for s in folded["grad"].steps] == [s.kind for s in build_row_ir(d, kernels=("grad",))
+                                                       .kernels["grad"].steps]
+    # the values: test_jax_backend compares every row loss's jax value with the Numba kernels'
+
+
 def test_nested_softmax_and_multi_input_losses():
     focal = derivation({"name": "f", "kind": "row", "inputs": {"y": "target", "z": "prediction"},
                         "let": {"p": "exp(z[k]) / Sum(exp(z[k]), k)"},

@@ -38,23 +38,31 @@ def value_s0(z):
     return _m0,
 
 
-def value_s1(K, label_smoothing, _m0):
-    _h0 = label_smoothing/K
-    _h1 = 1.0 - label_smoothing
-    _h2 = -_m0
-    return _h0, _h1, _h2
+def value_s1(_m0):
+    _h0 = -_m0
+    return _h0,
 
 
-def value_s2(weight, y, z, _h0, _h1, _h2):
-    _t0 = weight*(_h0 + _h1*y)
-    _r0 = _t0*z
-    _r1 = jnp.exp(_h2 + z)
-    _r2 = _t0
-    return _r0, _r1, _r2
+def value_s2(z, _h0):
+    _r1 = jnp.exp(_h0 + z)
+    return _r1,
 
 
-def value_s3(_m0, _r0, _r1, _r2):
-    _loss = -_r0 + _r2*(_m0 + jnp.log(_r1))
+def value_s3(K, label_smoothing, _m0, _r1):
+    _h1 = _m0 + jnp.log(_r1)
+    _h2 = label_smoothing/K
+    _h3 = 1.0 - label_smoothing
+    return _h1, _h2, _h3
+
+
+def value_s4(weight, y, z, _h1, _h2, _h3):
+    _t0 = weight*(_h2 + _h3*y)
+    _rf = _h1*_t0 - _t0*z
+    return _rf,
+
+
+def value_s5(_rf):
+    _loss = _rf
     return _loss,
 
 
@@ -130,12 +138,13 @@ def value(y, z, weight, label_smoothing):
     _x0, = value_s0(z)
     _x0 = _full(_x0, _like)
     _m0 = jnp.max(_x0, -1, keepdims=True)
-    _h0, _h1, _h2 = value_s1(K, label_smoothing, _m0)
-    _x0, _x1, _x2 = value_s2(weight, y, z, _h0, _h1, _h2)
-    _r0 = jnp.sum(_full(_x0, _like), -1, keepdims=True)
-    _r1 = jnp.sum(_full(_x1, _like), -1, keepdims=True)
-    _r2 = jnp.sum(_full(_x2, _like), -1, keepdims=True)
-    _loss, = value_s3(_m0, _r0, _r1, _r2)
+    _h0, = value_s1(_m0)
+    _x0, = value_s2(z, _h0)
+    _r1 = jnp.sum(_full(_x0, _like), -1, keepdims=True)
+    _h1, _h2, _h3 = value_s3(K, label_smoothing, _m0, _r1)
+    _x0, = value_s4(weight, y, z, _h1, _h2, _h3)
+    _rf = jnp.sum(_full(_x0, _like), -1, keepdims=True)
+    _loss, = value_s5(_rf)
     return _loss[..., 0]
 
 

@@ -105,7 +105,7 @@ def row_module_model(d) -> dict:
     from ...ir.row import build_row_ir
 
     spec = d.spec
-    ir = build_row_ir(d, ROW_KERNELS)
+    ir = build_row_ir(d, ROW_KERNELS, fold_linear_sums=True)
     require("jax", [a.expr for k in ir.kernels.values() for st in k.steps
                     for a in st.fn.temporaries + st.fn.outputs], spec.name)
     printer = JaxPrinter()
