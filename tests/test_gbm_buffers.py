@@ -44,11 +44,14 @@ def test_row_policies_match_the_softmax_formulas(rows, policy):
 
 @pytest.mark.parametrize("policy", ["clip", "upper_bound", "constant", "fisher"])
 @pytest.mark.parametrize("n", [300, 20000])  # 20000 x 4: the compiled class-major copy
-def test_reuse_and_lightgbm_layout_equal_the_plain_call(policy, n):
+@pytest.mark.parametrize("weighted", [True, False])  # unweighted "clip": floored in the layout copy
+def test_reuse_and_lightgbm_layout_equal_the_plain_call(policy, n, weighted):
     rng = np.random.default_rng(n)
     y = rng.integers(0, K, n).astype(np.float32)
-    w = rng.uniform(0.2, 2, n).astype(np.float32)
-    z_f = np.asfortranarray(rng.normal(size=(n, K)))  # LightGBM's class-major margins
+    w = rng.uniform(0.2, 2, n).astype(np.float32) if weighted else None
+    z = rng.normal(size=(n, K))
+    z[::3] *= 60.0  # confident rows: Hessian entries below the 1e-16 floor
+    z_f = np.asfortranarray(z)  # LightGBM's class-major margins
     bl = BoostLoss("cross_entropy", hessian=policy)
     g0, h0 = bl.grad_hess(y, z_f, w)
     g1, h1 = bl.grad_hess(y, z_f, w, reuse=True)
@@ -58,6 +61,8 @@ def test_reuse_and_lightgbm_layout_equal_the_plain_call(policy, n):
     assert g2.dtype == h2.dtype == np.float32 and g2.flags.f_contiguous and g2.shape == (n, K)
     np.testing.assert_array_equal(g2, g0.astype(np.float32))
     np.testing.assert_array_equal(h2, h0.astype(np.float32))
+    if policy == "clip":  # the floor was applied somewhere
+        assert np.isclose(h0, 1e-16 * (1.0 if w is None else w[:, None]), rtol=1e-6, atol=0).any()
     # LightGBM's own flattening of it is a view, already float32
     assert np.shares_memory(g2.ravel(order="F"), g2)
 

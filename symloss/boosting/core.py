@@ -183,12 +183,14 @@ class BoostLoss:
         labels = self._checked(ws, "labels", y, m.dtype, k)
         w = self._checked(ws, "weights", weight, m.dtype, n)
         if self.row:
-            g, h = self._row_grad_hess(labels, m, w, ws)
+            # the "clip" floor of an unweighted Hessian goes into LightGBM's layout copy: one pass less
+            floor = _policy.FLOOR if layout == "lightgbm" and self.hessian == "clip" and w is None else None
+            g, h = self._row_grad_hess(labels, m, w, ws, clip=floor is None)
             if layout == "lightgbm":
                 from .layout import class_major_into
 
                 g = class_major_into(g, _buffer(ws, "g_lgb", (k, n), np.float32))
-                h = class_major_into(h, _buffer(ws, "h_lgb", (k, n), np.float32))
+                h = class_major_into(h, _buffer(ws, "h_lgb", (k, n), np.float32), floor)
             return g, h
         shape = m.shape
         flat = m.reshape(n)
@@ -225,7 +227,8 @@ class BoostLoss:
             ws.checked[key] = (np.array(a, copy=True), out)
         return out
 
-    def _row_grad_hess(self, labels, m, w, ws=None):
+    def _row_grad_hess(self, labels, m, w, ws=None, clip: bool = True):
+        """``clip=False``: the caller applies the "clip" policy's floor itself."""
         L, kw = self.loss, dict(reduction="none", sample_weight=w, **self.params)
         if ws is not None:
             # the row kernels read C rows: LightGBM's class-major margins are copied into a kept buffer
@@ -249,7 +252,7 @@ class BoostLoss:
         if self.hessian == "upper_bound":
             h[...] = self._gershgorin(labels, m, h, kw)
             _policy.apply("clip", h, wcol)
-        elif self.hessian == "clip":
+        elif self.hessian == "clip" and clip:
             _policy.apply("clip", h, wcol)
         return g, h
 

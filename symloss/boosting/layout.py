@@ -29,15 +29,35 @@ def _classes_from_rows(src, dst):  # pragma: no cover - compiled
                 dst[j, i] = src[i, j]
 
 
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _classes_from_rows_floored(src, dst, floor):  # pragma: no cover - compiled
+    """The same copy with ``max(src, floor)`` (NaN stays NaN, as np.maximum keeps it)."""
+    n, k = src.shape
+    for b in numba.prange((n + _ROWS - 1) // _ROWS):
+        lo = b * _ROWS
+        hi = min(n, lo + _ROWS)
+        for j in range(k):
+            for i in range(lo, hi):
+                v = src[i, j]
+                dst[j, i] = floor if v < floor else v
+
+
 # below this many values numpy's copy is as fast and needs no compiled function
 _SMALL = 1 << 15
 
 
-def class_major_into(a: np.ndarray, dst_t: np.ndarray) -> np.ndarray:
+def class_major_into(a: np.ndarray, dst_t: np.ndarray, floor: float | None = None) -> np.ndarray:
     """Copy C-contiguous (n, K) ``a`` into the (K, n) C-contiguous ``dst_t`` (its dtype); returns
-    ``dst_t.T``: ``a``'s values as an F-contiguous (n, K) array."""
+    ``dst_t.T``: ``a``'s values as an F-contiguous (n, K) array.  ``floor``: ``max(a, floor)``
+    in the same pass, compared in ``a``'s dtype (the "clip" Hessian policy without its own pass
+    over ``a``)."""
     if a.size >= _SMALL and a.flags.c_contiguous:
-        _classes_from_rows(a, dst_t)
+        if floor is None:
+            _classes_from_rows(a, dst_t)
+        else:
+            _classes_from_rows_floored(a, dst_t, a.dtype.type(floor))
     else:
+        if floor is not None:
+            np.maximum(a, a.dtype.type(floor), out=a)
         np.copyto(dst_t, a.T, casting="same_kind")
     return dst_t.T

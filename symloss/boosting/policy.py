@@ -82,7 +82,7 @@ def fisher(h: np.ndarray, g: np.ndarray, values: np.ndarray, w: np.ndarray | Non
     """g / kappa and max(h / kappa, w), kappa = E_w[g^2] / E_w[L], in place; ``g``, ``h`` and ``values``
     carry the weights already.  Returns h."""
     if w is None:
-        num, den = float(np.dot(g, g)), float(values.sum(dtype=np.float64))
+        num, den = float(np.vdot(g, g)), float(values.sum(dtype=np.float64))  # vdot: a class axis too
     else:
         ok = w > 0  # g and values carry one factor of w: E_w[g0^2] = sum(g^2 / w) / sum(w)
         num = float(np.sum(g[ok].astype(np.float64) ** 2 / w[ok]))
