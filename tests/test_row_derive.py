@@ -72,6 +72,12 @@ def test_array_backends_fold_the_sums_a_row_value_is_affine_in():
     # only per-row results fold: the gradient's sums feed its class outputs
     assert [s.kind for s in folded["grad"].steps] == [s.kind for s in build_row_ir(d, kernels=("grad",))
                                                        .kernels["grad"].steps]
+    # a term beside the sums (poly1's epsilon (1 - p_y)) is not folded: added to per-class terms
+    # that cancel at huge logits it would be lost
+    poly1 = derivation({**CE, "name": "p1", "params": {"eps": {"default": 1.0}},
+                        "loss": CE["loss"] + " + eps * (1 - Sum(y[k] * exp(z[k]), k) / Sum(exp(z[k]), k))"})
+    kernel = build_row_ir(poly1, kernels=("value",), fold_linear_sums=True).kernels["value"]
+    assert not any("_rf" in s.targets for s in kernel.steps)
     # the values: test_jax_backend compares every row loss's jax value with the Numba kernels'
 
 

@@ -130,3 +130,36 @@ def test_targets_kernels_and_auto_under_transforms():
     live = z.clone().requires_grad_(True)
     ref = torch.autograd.grad(ce(live, k), live)[0]
     torch.testing.assert_close(grad(lambda p: ce(p, k))(z), ref, **TOL)
+
+
+def test_transforms_after_one_another_and_class_indices_under_vmap():
+    gen = torch.Generator().manual_seed(7)
+    x, y = (torch.randn(5, dtype=torch.float64, generator=gen) for _ in range(2))
+    f = lambda p: st.loss("huber", reduction="sum", delta=0.7)(p, y)  # noqa: E731
+    h = hessian(f)(x)
+    # a parameter tensor made under one transform must not be reused by the next
+    live = x.clone().requires_grad_(True)
+    ref = torch.autograd.grad(f(live), live)[0]
+    torch.testing.assert_close(grad(f)(x), ref, **TOL)
+    torch.testing.assert_close(hessian(f)(x), h, **TOL)
+    # per-sample gradients of a classifier: class indices batched by vmap
+    z = torch.randn(6, 4, dtype=torch.float64, generator=gen)
+    k = torch.randint(0, 4, (6,), generator=gen)
+    w = torch.rand(4, dtype=torch.float64, generator=gen) + 0.5
+    ce = st.loss("cross_entropy", reduction="sum", weight=w, label_smoothing=0.1)
+    per = vmap(grad(lambda zi, ki: ce(zi[None], ki[None])))(z, k)
+    live = z.clone().requires_grad_(True)
+    torch.testing.assert_close(per, torch.autograd.grad(ce(live, k), live)[0], **TOL)
+
+
+def test_forward_mode_under_another_derivative_is_refused():
+    from torch.func import jacfwd, jacrev
+
+    from symloss.errors import InputError
+
+    x, y = torch.randn(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+    f = lambda p: st.loss("mse", reduction="sum")(p, y)  # noqa: E731
+    for nested in (jacfwd(jacfwd(f)), jacrev(jacfwd(f))):
+        with pytest.raises(InputError, match="mse: forward mode"):
+            nested(x)
+    torch.testing.assert_close(jacrev(jacrev(f))(x), 2 * torch.eye(3, dtype=torch.float64), **TOL)

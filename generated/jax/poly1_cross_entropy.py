@@ -43,25 +43,17 @@ def value_s1(_m0):
     return _h0,
 
 
-def value_s2(z, _h0):
-    _r1 = jnp.exp(_h0 + z)
-    return _r1,
+def value_s2(y, z, _h0):
+    _t0 = jnp.exp(_h0 + z)
+    _r0 = y*z
+    _r1 = _t0
+    _r2 = _t0*y
+    _r3 = y
+    return _r0, _r1, _r2, _r3
 
 
-def value_s3(_m0, _r1):
-    _h1 = _m0 + jnp.log(_r1)
-    _h2 = (1.0/(_r1))
-    _h3 = -_m0
-    return _h1, _h2, _h3
-
-
-def value_s4(epsilon, y, z, _h1, _h2, _h3):
-    _rf = _h1*y - _h2*epsilon*y*jnp.exp(_h3 + z) - y*z
-    return _rf,
-
-
-def value_s5(epsilon, _rf):
-    _loss = _rf + epsilon
+def value_s3(epsilon, _m0, _r0, _r1, _r2, _r3):
+    _loss = -_r0 + _r3*(_m0 + jnp.log(_r1)) + epsilon*(1.0 - _r2/_r1)
     return _loss,
 
 
@@ -143,12 +135,12 @@ def value(y, z, epsilon):
     _x0 = _full(_x0, _like)
     _m0 = jnp.max(_x0, -1, keepdims=True)
     _h0, = value_s1(_m0)
-    _x0, = value_s2(z, _h0)
-    _r1 = jnp.sum(_full(_x0, _like), -1, keepdims=True)
-    _h1, _h2, _h3 = value_s3(_m0, _r1)
-    _x0, = value_s4(epsilon, y, z, _h1, _h2, _h3)
-    _rf = jnp.sum(_full(_x0, _like), -1, keepdims=True)
-    _loss, = value_s5(epsilon, _rf)
+    _x0, _x1, _x2, _x3 = value_s2(y, z, _h0)
+    _r0 = jnp.sum(_full(_x0, _like), -1, keepdims=True)
+    _r1 = jnp.sum(_full(_x1, _like), -1, keepdims=True)
+    _r2 = jnp.sum(_full(_x2, _like), -1, keepdims=True)
+    _r3 = jnp.sum(_full(_x3, _like), -1, keepdims=True)
+    _loss, = value_s3(epsilon, _m0, _r0, _r1, _r2, _r3)
     return _loss[..., 0]
 
 

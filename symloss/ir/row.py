@@ -195,8 +195,8 @@ class _Builder:
         self.steps.append(Step(kind, fn, names[:-1] if extra.get("stash") else names, **extra))
 
     def _fold_linear(self, row_out, need):
-        """For array backends: the sums a per-row result is affine in, folded into one sum
-        taken after the others.  Softmax cross-entropy's ``-r0 + r2 * (m + log r1)`` becomes
+        """For array backends: the sums a per-row result is linear in (with nothing beside
+        them), folded into one sum taken after the others.  Softmax cross-entropy's ``-r0 + r2 * (m + log r1)`` becomes
         ``sum_k t_k * (m + log r1 - z_k)``, the log-softmax form: XLA's CPU backend runs
         that as fast as jax.nn.log_softmax, and the three independent sums of the same row
         about six times slower.  (A compiled loop prefers the three sums: one pass.)"""
@@ -211,10 +211,14 @@ class _Builder:
         coef = {r: sp.diff(F, r) for r in linear}
         if any(coef[r].free_symbols & set(linear) for r in linear):
             return row_out, need
+        rest = F.xreplace({r: 0 for r in linear})
+        if rest != 0:
+            # a term beside the sum (poly1's epsilon) would be added to per-class terms that cancel
+            # (y (lse - z) at huge logits) and be lost: keep the separate sums there
+            return row_out, need
         sym = sp.Symbol("_rf")
         summand = sp.Add(*(coef[r] * self.reductions[r].expr for r in linear))
         self.reductions[sym] = type(self.reductions[linear[0]])(sym, "sum", summand)
-        rest = F.xreplace({r: 0 for r in linear})
         need = [r for r in need if r not in linear] + [sym]
         return [(name, rest + sym)], self.closure([rest + sym])
 

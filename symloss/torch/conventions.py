@@ -82,7 +82,7 @@ def _constant(value: float, shape, dtype, device) -> torch.Tensor:
     """A parameter or default class-input tensor, made once per value, dtype and device: a
     small batch's step should not pay for new tensors each call.  Fresh under torch.compile,
     where it is a graph constant."""
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or transformed():  # a cached tensor would outlive the transform's level
         return torch.full(shape, value, dtype=dtype, device=device)
     key = (value, math.copysign(1.0, value), shape, dtype, device)  # -0.0 is not 0.0 here
     t = _CONSTANTS.get(key)
@@ -176,6 +176,17 @@ def _weights(spec, sample_weight, shape, dtype, device):
         raise InputError(f"{spec.name}: sample_weight has shape {tuple(w.shape)}, expected {tuple(shape)}") from None
 
 
+def _batched(t: torch.Tensor) -> bool:
+    """A tensor under vmap (at any level of the transforms' wrappers), whose values Python may
+    not branch on."""
+    functorch = torch._C._functorch
+    while not functorch.is_batchedtensor(t):
+        if not functorch.is_functorch_wrapped_tensor(t):
+            return False
+        t = functorch.get_unwrapped(t)
+    return True
+
+
 def _plain_indices(index, C, ignore_index) -> bool:
     """All indices in [0, C) and none equal to ignore_index: no masking needed (one sync)."""
     lo, hi = torch.aminmax(index)
@@ -198,12 +209,33 @@ def _broadcast_shape(shapes):
     return torch.Size(out)
 
 
-def value_node(module):
+def value_node(module, name: str):
     """The generated per-element (per-row) loss node: with its jvp under torch.func transforms
     and forward-mode AD, without one otherwise (torch.compile cannot trace a custom jvp)."""
     if not torch.compiler.is_compiling() and transformed():
+        _check_nesting(name)
         return module.ValueJvp
     return module.Value
+
+
+def _check_nesting(name: str) -> None:
+    """Refuse forward mode under another derivative transform (jacfwd(jacfwd), jacrev(jacfwd),
+    jvp of jvp): the jvp rules are the symbolic gradient in plain ops, which an outer level does
+    not differentiate through (it gave zeros, or autograd's NaN at extreme inputs).  Forward over
+    reverse (``torch.func.hessian``), reverse over reverse and one forward level are exact."""
+    try:
+        from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+        from torch._C._functorch import TransformType
+    except ImportError:  # pragma: no cover - a torch without these internals
+        return
+    outer_derivative = False
+    for interpreter in retrieve_all_functorch_interpreters():  # outermost first
+        key = interpreter.key()
+        if key == TransformType.Jvp and outer_derivative:
+            raise InputError(f"{name}: forward mode (jvp, jacfwd) under another derivative transform is not "
+                             "supported; for second derivatives use torch.func.hessian (forward over "
+                             "reverse) or jacrev(jacrev(...))")
+        outer_derivative = outer_derivative or key in (TransformType.Jvp, TransformType.Grad)
 
 
 def summed(module, w, tensors) -> torch.Tensor:
@@ -227,7 +259,7 @@ def elementwise(spec, module, bound, params, reduction="mean", sample_weight=Non
         shapes = ", ".join(f"{n} {tuple(data[n].shape)}" for n in argument_names(spec))
         raise InputError(f"{spec.name}: input shapes do not match: {shapes}")
     tensors = [t if t.shape == shape else torch.broadcast_to(t, shape) for t in data.values()]
-    apply, kernel_ops = value_node(module).apply, False
+    apply, kernel_ops = value_node(module, spec.name).apply, False
     pvals = _params(spec, params, tensors[0])
     if kernels is not None and impl != "generated" and choose(impl, spec, tensors) == "kernel":
         ops = kernels()
@@ -292,7 +324,8 @@ def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignor
             if traced or not index.numel() or not _plain_indices(index, C, ignore_index):
                 live = index != ignore_index
                 safe = torch.where(live, index, 0)
-                if not traced and bool(((safe < 0) | (safe >= C)).any()):
+                if (not torch.compiler.is_compiling() and not _batched(safe)
+                        and bool(((safe < 0) | (safe >= C)).any())):
                     raise InputError(f"{spec.name}: class indices '{n}' outside [0, {C}) "
                                      f"(ignore_index={ignore_index})")
             data.append(safe)  # one-hot encoded below if the generated code runs
@@ -326,7 +359,10 @@ def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignor
         choose(impl, spec, [first_raw, *raw], row_ok)  # the clear error
     if onehot is not None:
         i = data[onehot]
-        if traced:
+        if traced and not torch.compiler.is_compiling() and _batched(i):
+            # one_hot is data-dependent under vmap; a comparison is not
+            data[onehot] = (i.unsqueeze(-1) == torch.arange(C, device=i.device)).to(dtype)
+        elif traced:
             data[onehot] = torch.nn.functional.one_hot(i, C).to(dtype)
         else:  # one op fewer than one_hot(...).to(dtype)
             data[onehot] = torch.zeros((i.shape[0], C), dtype=dtype, device=i.device).scatter_(1, i.unsqueeze(1), 1.0)
@@ -347,7 +383,7 @@ def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignor
         out = summed(module, 1.0 if w is None else w, (*data, *classes, *pvals))
         out = out if denominator is None else out / denominator
         return out if out_dtype == dtype else out.to(out_dtype)
-    losses = value_node(module).apply(*data, *classes, *pvals)
+    losses = value_node(module, spec.name).apply(*data, *classes, *pvals)
     denominator = None
     if live is not None:
         losses = torch.where(live, losses, 0.0)
