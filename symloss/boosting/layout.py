@@ -18,20 +18,9 @@ _ROWS = 512  # rows per block: 512 x K values of one block stay in L1/L2 while t
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _classes_from_rows(src, dst):  # pragma: no cover - compiled
-    """dst[j, i] = src[i, j]: (n, K) rows into (K, n) class-major, cast to dst's dtype."""
-    n, k = src.shape
-    for b in numba.prange((n + _ROWS - 1) // _ROWS):
-        lo = b * _ROWS
-        hi = min(n, lo + _ROWS)
-        for j in range(k):
-            for i in range(lo, hi):
-                dst[j, i] = src[i, j]
-
-
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _classes_from_rows_floored(src, dst, floor):  # pragma: no cover - compiled
-    """The same copy with ``max(src, floor)`` (NaN stays NaN, as np.maximum keeps it)."""
+def _classes_from_rows(src, dst, floor):  # pragma: no cover - compiled
+    """dst[j, i] = max(src[i, j], floor): (n, K) rows into (K, n) class-major, cast to dst's
+    dtype (NaN stays NaN, as np.maximum keeps it; floor -inf: a plain copy)."""
     n, k = src.shape
     for b in numba.prange((n + _ROWS - 1) // _ROWS):
         lo = b * _ROWS
@@ -52,10 +41,7 @@ def class_major_into(a: np.ndarray, dst_t: np.ndarray, floor: float | None = Non
     in the same pass, compared in ``a``'s dtype (the "clip" Hessian policy without its own pass
     over ``a``)."""
     if a.size >= _SMALL and a.flags.c_contiguous:
-        if floor is None:
-            _classes_from_rows(a, dst_t)
-        else:
-            _classes_from_rows_floored(a, dst_t, a.dtype.type(floor))
+        _classes_from_rows(a, dst_t, a.dtype.type(-np.inf if floor is None else floor))
     else:
         if floor is not None:
             np.maximum(a, a.dtype.type(floor), out=a)
