@@ -163,6 +163,14 @@ def _first_order():
     return not torch.is_grad_enabled() and torch._C._functorch.peek_interpreter_stack() is None
 
 
+def _save_inputs(ctx, inputs, output):
+    # every node's setup_context: backward and jvp read the inputs; None, not zeros, for an
+    # input without a tangent
+    ctx.save_for_backward(*inputs)
+    ctx.save_for_forward(*inputs)
+    ctx.set_materialize_grads(False)
+
+
 def _differentiable(tangents, allowed):
     # a tangent in an input this derivative does not cover (a target, a fixed parameter)
     for i, t in enumerate(tangents):
@@ -180,11 +188,7 @@ class Value(torch.autograd.Function):
     def forward(y, yhat, alpha, c):
         return value(y, yhat, alpha, c)
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(*inputs)
-        ctx.save_for_forward(*inputs)
-        ctx.set_materialize_grads(False)  # None, not zeros, for what has no tangent
+    setup_context = staticmethod(_save_inputs)
 
     @staticmethod
     def backward(ctx, g):
@@ -285,11 +289,7 @@ class ParamGrad(torch.autograd.Function):
     def forward(_g, y, yhat, alpha, c):
         return tuple(_g * d for d in param_grad(y, yhat, alpha, c))
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(*inputs)
-        ctx.save_for_forward(*inputs)
-        ctx.set_materialize_grads(False)  # None, not zeros, for what has no tangent
+    setup_context = staticmethod(_save_inputs)
 
     @staticmethod
     def backward(ctx, *cot):
@@ -333,11 +333,7 @@ class Grad(torch.autograd.Function):
     def forward(_g, y, yhat, alpha, c):
         return tuple(_g * d for d in grad(y, yhat, alpha, c))
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(*inputs)
-        ctx.save_for_forward(*inputs)
-        ctx.set_materialize_grads(False)  # None, not zeros, for what has no tangent
+    setup_context = staticmethod(_save_inputs)
 
     @staticmethod
     def backward(ctx, *cot):

@@ -199,6 +199,14 @@ def _first_order():
     return not torch.is_grad_enabled() and torch._C._functorch.peek_interpreter_stack() is None
 
 
+def _save_inputs(ctx, inputs, output):
+    # every node's setup_context: backward and jvp read the inputs; None, not zeros, for an
+    # input without a tangent
+    ctx.save_for_backward(*inputs)
+    ctx.save_for_forward(*inputs)
+    ctx.set_materialize_grads(False)
+
+
 def _differentiable(tangents):
     # a tangent in an input the loss is not differentiated in (a target, a class input, a
     # parameter)
@@ -217,11 +225,7 @@ class Value(torch.autograd.Function):
     def forward(y, p, alpha, beta, smooth):
         return value(y, p, alpha, beta, smooth)
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(*inputs)
-        ctx.save_for_forward(*inputs)
-        ctx.set_materialize_grads(False)  # None, not zeros, for what has no tangent
+    setup_context = staticmethod(_save_inputs)
 
     @staticmethod
     def backward(ctx, g):
@@ -297,11 +301,7 @@ class Grad(torch.autograd.Function):
     def forward(_g, y, p, alpha, beta, smooth):
         return tuple(_g.unsqueeze(-1) * d for d in grad(y, p, alpha, beta, smooth))
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(*inputs)
-        ctx.save_for_forward(*inputs)
-        ctx.set_materialize_grads(False)  # None, not zeros, for what has no tangent
+    setup_context = staticmethod(_save_inputs)
 
     @staticmethod
     def backward(ctx, *cot):

@@ -196,19 +196,19 @@ class _Builder:
 
     def _fold_linear(self, row_out, need):
         """For array backends: the sums a per-row result is linear in (with nothing beside
-        them), folded into one sum taken after the others.  Softmax cross-entropy's ``-r0 + r2 * (m + log r1)`` becomes
-        ``sum_k t_k * (m + log r1 - z_k)``, the log-softmax form: XLA's CPU backend runs
+        them), folded into one sum taken after the others.  Softmax cross-entropy's
+        ``-r0 + r2 * (m + log r1)`` becomes ``sum_k t_k * (m + log r1 - z_k)``, the
+        log-softmax form: XLA's CPU backend runs
         that as fast as jax.nn.log_softmax, and the three independent sums of the same row
         about six times slower.  (A compiled loop prefers the three sums: one pass.)"""
         if len(row_out) != 1:
             return row_out, need
         name, F = row_out[0]
         used = set().union(*(self.deps(r) for r in need))
-        linear = [r for r in need if self.reductions[r].kind == "sum" and r not in used
-                  and sp.diff(F, r, 2) == 0 and not (sp.diff(F, r).free_symbols & {r})]
+        coef = {r: sp.diff(F, r) for r in need if self.reductions[r].kind == "sum" and r not in used}
+        linear = [r for r, c in coef.items() if r not in c.free_symbols]  # F is affine in r
         if len(linear) < 2:  # nothing to merge
             return row_out, need
-        coef = {r: sp.diff(F, r) for r in linear}
         if any(coef[r].free_symbols & set(linear) for r in linear):
             return row_out, need
         rest = F.xreplace({r: 0 for r in linear})

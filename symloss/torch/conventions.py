@@ -292,7 +292,8 @@ def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignor
     preds = list(module.PREDICTIONS)
     # traced: no data-dependent checks, and the per-row Value node (which torch.compile fuses
     # and torch.func transforms see through) rather than Total
-    traced = torch.compiler.is_compiling() or transformed()
+    compiling = torch.compiler.is_compiling()
+    traced = compiling or transformed()
     _check_common(spec, {**bound, **(class_inputs or {})}, preds)
     dtype, out_dtype = _compute_dtype(spec, {p: bound[p] for p in preds})
     first = bound[preds[0]]
@@ -324,8 +325,7 @@ def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignor
             if traced or not index.numel() or not _plain_indices(index, C, ignore_index):
                 live = index != ignore_index
                 safe = torch.where(live, index, 0)
-                if (not torch.compiler.is_compiling() and not _batched(safe)
-                        and bool(((safe < 0) | (safe >= C)).any())):
+                if not compiling and not _batched(safe) and bool(((safe < 0) | (safe >= C)).any()):
                     raise InputError(f"{spec.name}: class indices '{n}' outside [0, {C}) "
                                      f"(ignore_index={ignore_index})")
             data.append(safe)  # one-hot encoded below if the generated code runs
@@ -359,7 +359,7 @@ def row(spec, module, bound, params, reduction="mean", sample_weight=None, ignor
         choose(impl, spec, [first_raw, *raw], row_ok)  # the clear error
     if onehot is not None:
         i = data[onehot]
-        if traced and not torch.compiler.is_compiling() and _batched(i):
+        if traced and not compiling and _batched(i):
             # one_hot is data-dependent under vmap; a comparison is not
             data[onehot] = (i.unsqueeze(-1) == torch.arange(C, device=i.device)).to(dtype)
         elif traced:

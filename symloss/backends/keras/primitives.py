@@ -5,7 +5,8 @@ and runs on whichever backend Keras runs on (jax, torch, tensorflow).
 
 The formulas are the jax backend's, one for one (elementwise; branches as
 ``ops.where`` selects with no ``0 * inf`` on the unselected side): its source
-text respelt with ``keras.ops``, and four lines replaced (``_KERAS_LINES``).  Max/min against a constant: Keras's torch backend computes
+text respelt with ``keras.ops``, and four lines replaced (``_KERAS_LINES``).
+Max/min against a constant: Keras's torch backend computes
 ``ops.maximum``/``ops.minimum`` of float64 tensors in float32 (its result_type
 maps float64 to float32 off tensorflow), while a select (``ops.where``, or
 ``ops.clip``) keeps the dtype but is not fused into the loss's reduction by XLA
