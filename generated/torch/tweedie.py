@@ -173,41 +173,39 @@ class ValueJvp(Value):
 class Total(torch.autograd.Function):
     """sum(w * L) in one autograd node (w: a number, 1/n for the mean, or data weights of
     the inputs' shape): the forward also computes the gradient, the first-order backward
-    scales it; a double backward goes through Grad and ParamGrad (the symbolic Hessian)."""
+    scales it; a double backward goes through Grad and ParamGrad (the symbolic Hessian).
+    The need checks are written out per loss: this is the small-batch training call."""
 
     @staticmethod
     def forward(ctx, w, y, z, power):
-        args = (y, z, power,)
-        need = ctx.needs_input_grad[1:]
-        kept = ()
-        if any(need[i] for i in _PRED_POS):
-            loss, *grads = value_and_grad(*args)
-            kept += tuple(grads)
+        need = ctx.needs_input_grad
+        preds, params = need[2], False
+        if preds:
+            loss, *kept = value_and_grad(y, z, power)
         else:
-            loss = value(*args)
-        if any(need[i] for i in _PARAM_POS):
-            kept += param_grad(*args)
-        ctx.w = w
-        ctx.save_for_backward(*args, *kept)
+            loss, kept = value(y, z, power), []
+        if params:
+            kept += param_grad(y, z, power)
+        ctx.w, ctx.pos = w, (_PRED_POS if preds else ()) + (_PARAM_POS if params else ())
+        ctx.save_for_backward(y, z, power, *kept)
         return (loss * w).sum() if isinstance(w, torch.Tensor) else loss.sum() * w
 
     @staticmethod
     def backward(ctx, g):
         saved = ctx.saved_tensors
-        args, kept = saved[:len(INPUTS) + len(PARAMS)], saved[len(INPUTS) + len(PARAMS):]
-        need = ctx.needs_input_grad[1:]
-        out = [None] * len(args)
+        args, pos = saved[:3], ctx.pos
         gw = g * ctx.w
-        preds, params = any(need[i] for i in _PRED_POS), any(need[i] for i in _PARAM_POS)
-        if not _first_order():  # create_graph, or a torch.func transform
+        if _first_order():
+            ds = [gw * d for d in saved[3:]]
+        else:  # create_graph, or a torch.func transform
             gw = gw.expand(args[_PRED_POS[0]].shape)
+            preds, params = _PRED_POS[0] in pos, bool(_PARAM_POS) and _PARAM_POS[0] in pos
             ds = (Grad.apply(gw, *args) if preds else ()) + (ParamGrad.apply(gw, *args) if params else ())
-        else:
-            ds = tuple(gw * d for d in kept)
-        pos = (_PRED_POS if preds else ()) + (_PARAM_POS if params else ())
+        need, out = ctx.needs_input_grad, [None] * 4
         for i, d in zip(pos, ds):
-            out[i] = _sum_to(d, args[i]) if need[i] else None
-        return (None, *out)
+            if need[i + 1]:
+                out[i + 1] = _sum_to(d, args[i])
+        return tuple(out)
 
 
 def _hessian(args):

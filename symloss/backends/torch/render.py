@@ -104,6 +104,11 @@ def module_model(derivation: Derivation) -> dict:
         "params_dict": "{" + ", ".join(f"{p.name!r}: {p.default!r}" for p in spec.params) + "}",
         "param_grads_tuple": repr(ir.param_grads),
         "hessian_pairs": repr(ir.hessian_pairs),
+        "n_args": len(ir.inputs + ir.params),
+        # Total's needs_input_grad (w first): does any prediction / differentiable parameter need one
+        "total_preds_need": " or ".join(f"need[{ir.inputs.index(p) + 1}]" for p in ir.predictions),
+        "total_params_need": " or ".join(f"need[{len(ir.inputs) + list(ir.params).index(p) + 1}]"
+                                         for p in ir.param_grads) or "False",
         "helpers": [printer.helpers[k].strip() for k in sorted(printer.helpers)],
         "functions": functions,
         }),
