@@ -146,7 +146,7 @@ class _LossModel(BaseEstimator):
             history = {k: list(v) for k, v in self.history_.items()}
             s = np.zeros(len(heads))
             for _ in range(50):
-                Z = data.X @ W
+                Z = data.outputs(W)
                 vals = CombinedHead(heads, np.ones(len(heads))).task_values(data.Y, Z, data.sw) / data.weight_sum
                 if np.any(vals <= 0):
                     raise ValueError("uncertainty weighting needs every task's mean loss > 0")

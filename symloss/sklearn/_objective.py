@@ -16,66 +16,101 @@ import numpy as np
 
 def block_terms(head, X, Y, sw, W, order: int, intercept: bool):
     """Weighted loss sum (order 0), plus X^T G (1), plus the Hessian (2), for one block."""
-    if intercept:  # Dask chunks get their column of ones here, not stored twice
-        X = np.hstack([X, np.ones((X.shape[0], 1), dtype=X.dtype)])
-    Z = np.dot(X, W)  # np.dot: numpy's matmul is far slower on transposed operands here
+    Z = outputs(X, W, intercept)
     if order == 0:
         return {"value": head.value(Y, Z, sw)}
     v, G = head.value_grad(Y, Z, sw)
-    out = {"value": v, "grad": np.dot(X.T, G)}
+    out = {"value": v, "grad": xt(X, G, intercept)}
     if order >= 2:
         _, H = head.grad_hess(Y, Z, sw)
-        out["hess"] = hessian_blocks(head, X, H, W.shape)
+        out["hess"] = hessian_blocks(head, X, H, W.shape, intercept)
     return out
 
 
-def hessian_blocks(head, X, H, shape):
+# The intercept is theta's last row.  It is handled beside X, not as a column of ones
+# appended to it: that copy of X cost as much as a Newton iteration (400 MB at 100k x 500,
+# 1.2 s when the pages are fresh; bench/README.md).
+
+def outputs(X, W, intercept: bool):
+    """Z = [X 1] W."""
+    if not intercept:
+        return np.dot(X, W)  # np.dot: numpy's matmul is far slower on transposed operands here
+    Z = np.dot(X, W[:-1])
+    Z += W[-1]
+    return Z
+
+
+def xt(X, G, intercept: bool):
+    """[X 1]^T G."""
+    XG = np.dot(X.T, G)
+    return np.vstack([XG, G.sum(axis=0, keepdims=True)]) if intercept else XG
+
+
+def hessian_blocks(head, X, H, shape, intercept: bool):
     """The data Hessian in theta (p1 * m square) from the per-sample Hessian H in Z."""
     p1, m = shape
     big = np.zeros((p1, m, p1, m))
     for j in range(m):
         for k in range(j, m) if head.full_hessian else (j,):
             d = H[:, j, k] if head.full_hessian else H[:, j]
-            B = _weighted_gram(X, np.ascontiguousarray(d))
+            B = _weighted_gram(X, np.ascontiguousarray(d), intercept)
             big[:, j, :, k] = B
             big[:, k, :, j] = B.T
     return big.reshape(p1 * m, p1 * m)
 
 
-def _weighted_gram(X, d, chunk=8192):
-    """X^T diag(d) X.  Where d >= 0: S^T S with S = sqrt(d) * X, which numpy's dot
-    hands to BLAS syrk (half the flops of a product), a chunk of rows at a
-    time so the scaled copy stays in cache and costs chunk * p memory, not n * p.
-    (numpy's BLAS, not scipy.linalg.blas: scipy ships its own OpenBLAS with its
-    own thread pool, one more to oversubscribe the cores.)"""
+def _weighted_gram(X, d, intercept: bool, chunk=8192):
+    """[X 1]^T diag(d) [X 1].  Where d >= 0: S^T S with S = sqrt(d) * X, which numpy's
+    dot hands to BLAS syrk (half the flops of a product), a chunk of rows at a
+    time so the scaled copy stays in cache and costs chunk * p memory, not n * p;
+    the intercept's row is S^T sqrt(d) = X^T d.  (numpy's BLAS, not
+    scipy.linalg.blas: scipy ships its own OpenBLAS with its own thread pool, one
+    more to oversubscribe the cores.)"""
+    p = X.shape[1]
+    C = np.empty((p + 1, p + 1)) if intercept else np.empty((p, p))
     if not (d.size and d.min() >= 0):
-        return np.dot(X.T, d[:, None] * X)
-    C = np.zeros((X.shape[1], X.shape[1]))
-    r = np.sqrt(d)
-    for s in range(0, X.shape[0], chunk):
-        S = X[s:s + chunk] * r[s:s + chunk, None]
-        C += np.dot(S.T, S)
+        C[:p, :p] = np.dot(X.T, d[:, None] * X)
+        if intercept:
+            C[:p, p] = np.dot(X.T, d)
+    else:
+        A, v = np.zeros((p, p)), np.zeros(p)
+        r = np.sqrt(d)
+        for s in range(0, X.shape[0], chunk):
+            S = X[s:s + chunk] * r[s:s + chunk, None]
+            A += np.dot(S.T, S)
+            if intercept:
+                v += np.dot(S.T, r[s:s + chunk])
+        C[:p, :p] = A
+        if intercept:
+            C[:p, p] = v
+    if intercept:
+        C[p, :p] = C[:p, p]
+        C[p, p] = d.sum()
     return C
 
 
 class InMemoryData:
-    """numpy data: X with its intercept column added once."""
+    """numpy data; the intercept (theta's last row) beside X, not a column of it."""
 
     def __init__(self, X, Y, sw, intercept: bool):
-        self.X = np.hstack([X, np.ones((X.shape[0], 1))]) if intercept else np.asarray(X, dtype=float)
+        self.X, self.intercept = np.asarray(X, dtype=float), intercept
         self.Y, self.sw = Y, sw
         self.weight_sum = float(sw.sum())
 
     speculative = False  # a pass over the data is cheap here: Newton computes a Hessian only when needed
 
+    def design(self):
+        """[X 1] as one array (the LP solver's constraint matrix), made on request."""
+        return np.hstack([self.X, np.ones((self.X.shape[0], 1))]) if self.intercept else self.X
+
     def reduce(self, head, W, order):
-        return block_terms(head, self.X, self.Y, self.sw, W, order, False)
+        return block_terms(head, self.X, self.Y, self.sw, W, order, self.intercept)
 
     # Newton in memory works on the model outputs Z = X W: a line search moves
     # Z + t X D (one product per direction, O(n) per trial step), and the
     # gradient and Hessian come from one kernel pass at the accepted Z.
     def outputs(self, W):
-        return np.dot(self.X, W)
+        return outputs(self.X, W, self.intercept)
 
     def value_at(self, head, Z):
         return head.value(self.Y, Z, self.sw)
@@ -83,10 +118,10 @@ class InMemoryData:
     def grad_at(self, head, Z):
         """(X^T G, H): the unnormalised gradient and the per-sample Hessian in Z, one kernel pass."""
         G, H = head.grad_hess(self.Y, Z, self.sw)
-        return np.dot(self.X.T, G), H
+        return xt(self.X, G, self.intercept), H
 
     def gram(self, head, H, shape):
-        return hessian_blocks(head, self.X, H, shape)
+        return hessian_blocks(head, self.X, H, shape, self.intercept)
 
     def intercept_start(self, head, m, tol, steps=30):
         """The best intercept with w = 0, by scalar Newton steps on each output's own

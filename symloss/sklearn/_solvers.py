@@ -322,7 +322,7 @@ def lp(obj, theta, max_iter, tol, hist, **_):
     head, data = obj.head, obj.data
     if obj.l2 != 0.0:
         raise ValueError("solver='lp' takes L1 or no penalty (l1_ratio=1 or alpha=0); use 'lbfgs' or 'gd'")
-    X, sw = data.X, data.sw / data.weight_sum
+    X, sw = data.design(), data.sw / data.weight_sum
     n, p1 = X.shape
     Y = data.Y if data.Y.ndim == 2 else data.Y[:, None]
     pen = obj.pen.reshape(obj.shape)[:, 0] > 0
