@@ -112,6 +112,31 @@ def test_elastic_net_vs_sklearn(data):
     assert ((ours.coef_ == 0) == (ref.coef_ == 0)).all()  # the same support, exact zeros
 
 
+def test_proximal_newton_poisson_elastic_net_kkt():
+    """Proximal Newton on a loss whose Hessian moves (each step needs a new one): the
+    optimality conditions checked in plain numpy, independently of the solver's own."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(400, 12)) / 3
+    w = np.where(rng.random(12) < 0.5, rng.normal(size=12), 0.0)
+    y = rng.poisson(np.exp(X @ w + 0.3)).astype(float)
+    sw = rng.uniform(0.5, 2.0, 400)
+    alpha, l1_ratio = 0.02, 0.6
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        m = LossRegressor("poisson_nll", alpha=alpha, l1_ratio=l1_ratio, tol=1e-10, max_iter=100).fit(
+            X, y, sample_weight=sw)
+    assert m.solver_ == "proximal" and m.n_iter_ > 2
+    z = X @ m.coef_ + m.intercept_
+    resid = sw * (np.exp(z) - y) / sw.sum()  # poisson_nll: exp(z) - y z
+    assert abs(resid.sum()) < 1e-8  # the unpenalised intercept
+    g = X.T @ resid + alpha * (1 - l1_ratio) * m.coef_
+    l1 = alpha * l1_ratio
+    nz = m.coef_ != 0
+    assert 0 < nz.sum() < 12
+    assert np.max(np.abs(g[nz] + l1 * np.sign(m.coef_[nz]))) < 1e-8
+    assert np.max(np.abs(g[~nz])) <= l1 + 1e-10
+
+
 @pytest.mark.parametrize("tau", [0.1, 0.5, 0.9])
 def test_quantile_l1_vs_highs(tau):
     X, y = load_diabetes(return_X_y=True)

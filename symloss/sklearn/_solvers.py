@@ -294,13 +294,16 @@ def proximal(obj, theta, max_iter, tol, hist, **_):
     then backtracks on F (Lee, Sun & Saunders 2014; glmnet's outer/inner loops)."""
     pen = obj.pen.astype(float)
     F = obj.total
+    lazy = hasattr(obj.data, "outputs")  # in memory a pass is cheap: the Hessian only where a step follows
     for it in range(max_iter + 1):
-        f, g, H = obj.smooth(theta, 2)
+        f, g, H = obj.smooth(theta, 1 if lazy else 2)
         gn = obj.optimality(theta, g)
         Fv = f + obj.l1_term(theta)
         if not np.isfinite(f) or gn <= tol or it == max_iter:
             hist.record(Fv, gn, 0.0)
             return theta, it, gn <= tol
+        if H is None:
+            H = obj.hessian(theta)
         u = _cd_quadratic(g, H, theta, pen, obj.l1, 1000, min(tol, 1e-10) * 1e-2)
         d = u - theta
         slope = float(g @ d) + obj.l1_term(u) - obj.l1_term(theta)
