@@ -139,3 +139,43 @@ def test_row_kernel_path_cross_entropy(reduction):
         pv = torch.tensor([0.1], dtype=D)
         torch.library.opcheck(ops.value_and_grad_op, ([t, z.detach()], [w], pv, "mean", -100))
         torch.library.opcheck(ops.hvp_op, ([t, z.detach()], [w], pv, v, "mean", -100))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_eager_kernel_total_keeps_the_gradient(reduction):
+    """The eager mean/sum over the kernels (the 10M-element training call): one fused pass
+    forward keeps the gradient; an upstream other than 1 scales it; a retained graph's second
+    backward gives the same bits; create_graph goes through the ops whose backward is the
+    Hessian; a parameter that requires grad, or no grad at all, takes the one-pass sum op."""
+    g = torch.Generator().manual_seed(3)
+    n = K.AUTO_KERNEL_MIN + 17
+    x = (3 * torch.randn(n, dtype=D, generator=g)).requires_grad_(True)
+    y = torch.randn(n, dtype=D, generator=g)
+    ker = st.loss("huber", delta=0.7, reduction=reduction)  # auto: the kernels at this size
+    gen = st.loss("huber", delta=0.7, reduction=reduction, impl="generated")
+    out = ker(x, y)
+    assert type(out.grad_fn).__name__ == "_KeptTotalBackward"
+    torch.testing.assert_close(out, gen(x, y), rtol=1e-12, atol=0)
+    (want,) = torch.autograd.grad(gen(x, y), x)
+    (got,) = torch.autograd.grad(2.5 * ker(x, y), x)
+    torch.testing.assert_close(got, 2.5 * want, rtol=1e-12, atol=0)
+    out = ker(x, y)
+    out.backward(torch.tensor(0.5, dtype=D), retain_graph=True)
+    first = x.grad.clone()
+    x.grad = None
+    out.backward(torch.tensor(0.5, dtype=D))
+    assert torch.equal(x.grad, first)
+    torch.testing.assert_close(first, 0.5 * want, rtol=1e-12, atol=0)
+    (d1,) = torch.autograd.grad(ker(x, y), x, create_graph=True)
+    (h,) = torch.autograd.grad(d1.sum(), x)
+    (d2,) = torch.autograd.grad(gen(x, y), x, create_graph=True)
+    (h2,) = torch.autograd.grad(d2.sum(), x)
+    torch.testing.assert_close(h, h2, rtol=1e-12, atol=0)
+    with torch.no_grad():
+        assert ker(x, y).grad_fn is None
+    alpha = torch.nn.Parameter(torch.tensor(0.5, dtype=D))
+    robust = st.loss("general_robust", alpha=alpha, reduction=reduction)
+    out = robust(x, y)
+    assert type(out.grad_fn).__name__ != "_KeptTotalBackward"
+    out.backward()
+    assert alpha.grad is not None and torch.isfinite(alpha.grad)

@@ -263,8 +263,12 @@ def elementwise(spec, module, bound, params, reduction="mean", sample_weight=Non
     pvals = _params(spec, params, tensors[0])
     if kernels is not None and impl != "generated" and choose(impl, spec, tensors) == "kernel":
         ops = kernels()
-        if reduction in ("sum", "mean") and sample_weight is None:  # one pass forward, one backward
-            total = ops.sum(*tensors, *pvals)
+        if reduction in ("sum", "mean") and sample_weight is None:
+            scale = 1.0 / tensors[0].numel() if reduction == "mean" else 1.0
+            if (torch.is_grad_enabled() and any(tensors[i].requires_grad for i in ops.pred_pos)
+                    and not any(t.requires_grad for t in pvals) and not torch.compiler.is_compiling()):
+                return ops.kept_total(scale, *tensors, *pvals).to(out_dtype)  # one pass in all
+            total = ops.sum(*tensors, *pvals)  # one pass forward, one backward
             return (total if reduction == "sum" else total / tensors[0].numel()).to(out_dtype)
         apply, kernel_ops = ops.apply, True
     elif impl == "kernel":

@@ -33,7 +33,7 @@ import torch
 
 from ..runtime.loss import PARALLEL_THRESHOLD
 from .conventions import _constant, _plain_indices, argument_names, summed
-from .kernels import AUTO_KERNEL_MIN, transformed
+from .kernels import AUTO_KERNEL_MIN, empty_out, transformed
 
 _FLOATS = (torch.float32, torch.float64)
 
@@ -161,7 +161,7 @@ def _run(fast: FastRowCall, xs, values, scale: float, ignore_index: int, grad):
 class _KernelRowTotal(torch.autograd.Function):
     @staticmethod
     def forward(ctx, fast, scale, values, ignore_index, *xs):
-        kept = torch.empty_like(xs[fast.pred])
+        kept = empty_out(xs[fast.pred].shape, xs[fast.pred].dtype)
         out = _run(fast, xs, values, scale, ignore_index, kept)
         ctx.fast, ctx.scale, ctx.values, ctx.ignore_index, ctx.kept = fast, scale, values, ignore_index, kept
         ctx.save_for_backward(*xs)
@@ -179,10 +179,10 @@ class _KernelRowTotal(torch.autograd.Function):
         else:
             d, ctx.kept = ctx.kept, None
             s = float(g)
-            if d is None:  # a second backward of a retained graph
-                d = torch.empty_like(z)
-                _run(fast, xs, ctx.values, ctx.scale * s, ctx.ignore_index, d)
-            elif s != 1.0:
+            if d is None:  # a second backward of a retained graph: the same pass again (same bits)
+                d = empty_out(z.shape, z.dtype)
+                _run(fast, xs, ctx.values, ctx.scale, ctx.ignore_index, d)
+            if s != 1.0:
                 d.mul_(s)
         out = [None] * len(xs)
         out[fast.pred] = d

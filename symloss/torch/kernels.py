@@ -9,11 +9,15 @@ by ``torch.compile``; autograd registrations chain value -> grad -> hessian,
 so double backward is the kernels' exact Hessian.  Parameters travel as one
 1-D tensor, so a differentiable one (general_robust's alpha) may require grad.
 Row losses and CUDA tensors use the generated torch code (see ``choose``).
+Eagerly, a mean or sum with a prediction that requires grad runs ``_KeptTotal``
+instead: one fused ``value_and_grad`` pass keeps the gradient (torch.compile
+takes the ``sum`` op, one pass forward and one backward).
 """
 from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 
 import numpy as np
 import torch
@@ -28,6 +32,20 @@ _OPS: dict[int, "KernelOps"] = {}
 
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
+
+
+_NUMPY_FLOATS = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def empty_out(shape, dtype: torch.dtype) -> torch.Tensor:
+    """A fresh CPU tensor for a kernel to fill.  A large one comes from numpy, which asks
+    Linux for huge pages on big buffers (madvise) where torch's CPU allocator does not:
+    first-touch page faults took a kernel writing a fresh (65536, 1024) float32
+    gradient from 83 to 128 ms (bench/README.md)."""
+    T = _NUMPY_FLOATS.get(dtype)
+    if T is None or math.prod(shape) * dtype.itemsize < 1 << 22:  # numpy's own huge-page threshold
+        return torch.empty(shape, dtype=dtype)
+    return torch.from_numpy(np.empty(tuple(shape), dtype=T))
 
 
 class KernelOps:
@@ -59,14 +77,14 @@ class KernelOps:
         @torch.library.custom_op(f"{base}_value", mutates_args=())
         def value(xs: list[torch.Tensor], p: torch.Tensor) -> torch.Tensor:
             arrays, pvals, T = self._flat(xs, p)
-            out = torch.empty(xs[0].shape, dtype=xs[0].dtype)
+            out = empty_out(xs[0].shape, xs[0].dtype)
             self._kernel("value", arrays[0].size)(*arrays, *pvals, None, out.numpy().reshape(-1), T)
             return out
 
         @torch.library.custom_op(f"{base}_grad", mutates_args=())
         def grad(g: torch.Tensor, xs: list[torch.Tensor], p: torch.Tensor) -> list[torch.Tensor]:
             arrays, pvals, T = self._flat(xs, p)
-            outs = [torch.empty(xs[0].shape, dtype=xs[0].dtype) for _ in range(n_preds)]
+            outs = [empty_out(xs[0].shape, xs[0].dtype) for _ in range(n_preds)]
             self._kernel("grad", arrays[0].size)(*arrays, *pvals, _np(g).reshape(-1), T(1.0),
                                                  *(o.numpy().reshape(-1) for o in outs), T)
             return outs
@@ -74,7 +92,7 @@ class KernelOps:
         @torch.library.custom_op(f"{base}_hessian", mutates_args=())
         def hessian(xs: list[torch.Tensor], p: torch.Tensor) -> list[torch.Tensor]:
             arrays, pvals, T = self._flat(xs, p)
-            outs = [torch.empty(xs[0].shape, dtype=xs[0].dtype) for _ in pairs]
+            outs = [empty_out(xs[0].shape, xs[0].dtype) for _ in pairs]
             self._kernel("hessian", arrays[0].size)(*arrays, *pvals, None, T(1.0),
                                                     *(o.numpy().reshape(-1) for o in outs), T)
             return outs
@@ -98,7 +116,7 @@ class KernelOps:
         def grad_scaled(g: torch.Tensor, xs: list[torch.Tensor], p: torch.Tensor) -> list[torch.Tensor]:
             # g * dL/dx with a scalar g: the backward of the sum, reading no weight array
             arrays, pvals, T = self._flat(xs, p)
-            outs = [torch.empty(xs[0].shape, dtype=xs[0].dtype) for _ in range(n_preds)]
+            outs = [empty_out(xs[0].shape, xs[0].dtype) for _ in range(n_preds)]
             self._kernel("grad", arrays[0].size)(*arrays, *pvals, None, T(g.item()),
                                                  *(o.numpy().reshape(-1) for o in outs), T)
             return outs
@@ -111,7 +129,7 @@ class KernelOps:
             @torch.library.custom_op(f"{base}_param_grad", mutates_args=())
             def param_grad(xs: list[torch.Tensor], p: torch.Tensor) -> list[torch.Tensor]:
                 arrays, pvals, T = self._flat(xs, p)
-                outs = [torch.empty(xs[0].shape, dtype=xs[0].dtype) for _ in range(n_dp)]
+                outs = [empty_out(xs[0].shape, xs[0].dtype) for _ in range(n_dp)]
                 self._kernel("param_grad", arrays[0].size)(*arrays, *pvals, None, *(o.numpy().reshape(-1) for o in outs), T)
                 return outs
 
@@ -199,6 +217,55 @@ class KernelOps:
     def sum(self, *args):
         """The summed loss in one fused pass (its backward: one fused gradient pass)."""
         return self.sum_op(*self._split(args))
+
+    def kept_total(self, scale: float, *args):
+        """``scale *`` the summed loss where a backward will follow, eagerly: one fused
+        ``value_and_grad`` pass keeps the gradient, so the backward reads no input again
+        (one pass over the data instead of two).  Not traceable: torch.compile takes ``sum``."""
+        return _KeptTotal.apply(self, scale, *args)
+
+
+class _KeptTotal(torch.autograd.Function):
+    """The eager mean/sum over the kernels: value and gradient in the forward pass; a
+    first-order backward hands over the kept gradient (scaled in place unless the upstream
+    is 1); a double backward goes through ``grad_scaled``, whose own backward is the Hessian.
+    Parameters are constants here (a parameter that requires grad takes ``sum``)."""
+
+    @staticmethod
+    def forward(ctx, ops, scale, *args):
+        xs, p = ops._split(args)
+        total, kept = _KeptTotal.run(ops, scale, xs, p)
+        ctx.ops, ctx.scale, ctx.kept = ops, scale, kept
+        ctx.save_for_backward(*xs, p)
+        return torch.tensor(total * scale, dtype=xs[0].dtype)
+
+    @staticmethod
+    def run(ops, scale, xs, p):
+        """The fused pass: the summed loss, and the gradients times ``scale`` in new tensors."""
+        arrays, pvals, T = ops._flat(xs, p)
+        kept = [empty_out(xs[0].shape, xs[0].dtype) for _ in ops.pred_pos]
+        total = ops._kernel("value_and_grad", arrays[0].size)(*arrays, *pvals, None, T(scale), None,
+                                                              *(k.numpy().reshape(-1) for k in kept), T)
+        return total, kept
+
+    @staticmethod
+    def backward(ctx, g):
+        ops, saved = ctx.ops, ctx.saved_tensors
+        xs, p = list(saved[:-1]), saved[-1]
+        if torch.is_grad_enabled():  # create_graph: the op whose backward is the Hessian
+            ds = ops.grad_scaled_op(g * ctx.scale, xs, p)
+        else:
+            ds, ctx.kept = ctx.kept, None
+            if ds is None:  # a retained graph's second backward: the same pass again (same bits)
+                ds = _KeptTotal.run(ops, ctx.scale, xs, p)[1]
+            s = float(g)
+            if s != 1.0:
+                for d in ds:
+                    d.mul_(s)
+        out = [None] * len(xs)
+        for i, d in zip(ops.pred_pos, ds):
+            out[i] = d
+        return (None, None, *out, *([None] * ops.n_params))
 
 
 def kernel_ops(spec, name_or_path=None):

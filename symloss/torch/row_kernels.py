@@ -14,6 +14,8 @@ import itertools
 
 import torch
 
+from .kernels import empty_out
+
 _COUNTER = itertools.count()
 
 
@@ -42,7 +44,7 @@ class RowKernelOps:
         def value_and_grad(xs: list[torch.Tensor], classes: list[torch.Tensor], p: torch.Tensor, reduction: str,
                            ignore_index: int) -> tuple[torch.Tensor, torch.Tensor]:
             z = xs[self.pred]
-            g = torch.empty(z.shape, dtype=z.dtype)
+            g = empty_out(z.shape, z.dtype)
             v, _ = self.loss.value_and_grad(*(_np(x) for x in xs), reduction=reduction, out=g.numpy(),
                                             **self._kwargs(classes, p, ignore_index))
             return torch.tensor(float(v), dtype=z.dtype), g
