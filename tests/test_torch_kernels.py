@@ -179,3 +179,18 @@ def test_eager_kernel_total_keeps_the_gradient(reduction):
     assert type(out.grad_fn).__name__ != "_KeptTotalBackward"
     out.backward()
     assert alpha.grad is not None and torch.isfinite(alpha.grad)
+
+
+def test_kernel_total_on_empty_input_and_under_jit_trace():
+    """Cases the eager kept-gradient pass leaves to the sum op: an empty input's mean is
+    NaN (as torch's), and torch.jit.trace records the registered op (a trace that saves)."""
+    import io
+
+    loss = st.loss("huber", impl="kernel")
+    x = torch.randn(0, dtype=D, requires_grad=True)
+    assert torch.isnan(loss(x, torch.randn(0, dtype=D)))
+    x = torch.randn(100, dtype=D, requires_grad=True)
+    y = torch.randn(100, dtype=D)
+    traced = torch.jit.trace(lambda a, b: loss(a, b), (x, y), check_trace=False)
+    torch.jit.save(traced, io.BytesIO())
+    torch.testing.assert_close(traced(x, y), st.loss("huber", impl="generated")(x, y), rtol=1e-12, atol=0)

@@ -181,7 +181,8 @@ class Objective:
     def hessian(self, theta):
         """The smooth part's Hessian alone (in memory: one pass for the per-sample Hessian,
         then the Gram matrix, which is kept: where the per-sample Hessian comes out the
-        same, as mse's constant 2 does, the kept one is returned)."""
+        same, as mse's constant 2 does, the kept one is returned; only while the per-sample
+        Hessian is no bigger than X)."""
         data = self.data
         if not hasattr(data, "outputs"):
             return self.smooth(theta, 2)[2]
@@ -191,7 +192,8 @@ class Objective:
         if kept is not None and np.array_equal(kept[0], Hz):
             return kept[1]
         H = data.gram(self.head, Hz, self.shape) / data.weight_sum + np.diag(self.l2 * self.pen)
-        self._kept_hessian = (Hz, H)
+        # kept only where it costs no more memory than X (not a multinomial's (n, K, K))
+        self._kept_hessian = (Hz, H) if Hz.nbytes <= data.X.nbytes else None
         return H
 
     def total(self, theta):

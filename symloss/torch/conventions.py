@@ -264,10 +264,13 @@ def elementwise(spec, module, bound, params, reduction="mean", sample_weight=Non
     if kernels is not None and impl != "generated" and choose(impl, spec, tensors) == "kernel":
         ops = kernels()
         if reduction in ("sum", "mean") and sample_weight is None:
-            scale = 1.0 / tensors[0].numel() if reduction == "mean" else 1.0
+            n = tensors[0].numel()
+            # eagerly, a backward to follow: one fused pass (not under torch.compile or
+            # torch.jit.trace, which record the registered ops; not for empty inputs)
             if (torch.is_grad_enabled() and any(tensors[i].requires_grad for i in ops.pred_pos)
-                    and not any(t.requires_grad for t in pvals) and not torch.compiler.is_compiling()):
-                return ops.kept_total(scale, *tensors, *pvals).to(out_dtype)  # one pass in all
+                    and not any(t.requires_grad for t in pvals) and not torch.compiler.is_compiling()
+                    and not torch.jit.is_tracing() and n):
+                return ops.kept_total(1.0 / n if reduction == "mean" else 1.0, *tensors, *pvals).to(out_dtype)
             total = ops.sum(*tensors, *pvals)  # one pass forward, one backward
             return (total if reduction == "sum" else total / tensors[0].numel()).to(out_dtype)
         apply, kernel_ops = ops.apply, True
