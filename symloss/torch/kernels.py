@@ -237,7 +237,7 @@ class _KeptTotal(torch.autograd.Function):
         total, kept = _KeptTotal.run(ops, scale, xs, p)
         ctx.ops, ctx.scale, ctx.kept = ops, scale, kept
         ctx.save_for_backward(*xs, p)
-        return torch.tensor(total * scale, dtype=xs[0].dtype)
+        return torch.scalar_tensor(total * scale, dtype=xs[0].dtype)
 
     @staticmethod
     def run(ops, scale, xs, p):
