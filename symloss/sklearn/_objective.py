@@ -178,6 +178,10 @@ class Objective:
         H = r["hess"] + np.diag(self.l2 * self.pen) if order >= 2 else None
         return f, g, H
 
+    def gram(self, Hz):
+        """The smooth part's Hessian in theta from the per-sample Hessian Hz (in-memory data)."""
+        return self.data.gram(self.head, Hz, self.shape) / self.data.weight_sum + np.diag(self.l2 * self.pen)
+
     def hessian(self, theta):
         """The smooth part's Hessian alone (in memory: one pass for the per-sample Hessian,
         then the Gram matrix, which is kept: where the per-sample Hessian comes out the
@@ -191,7 +195,7 @@ class Objective:
         kept = getattr(self, "_kept_hessian", None)
         if kept is not None and np.array_equal(kept[0], Hz):
             return kept[1]
-        H = data.gram(self.head, Hz, self.shape) / data.weight_sum + np.diag(self.l2 * self.pen)
+        H = self.gram(Hz)
         # kept only where it costs no more memory than X (not a multinomial's (n, K, K))
         self._kept_hessian = (Hz, H) if Hz.nbytes <= data.X.nbytes else None
         return H

@@ -164,7 +164,7 @@ def _newton_outputs(obj, theta, max_iter, tol, hist):
         # the Hessian has barely moved, so one more step on it (the Gram matrix is
         # most of an iteration's cost) still converges fast; the next is exact again.
         if H is None or not (full and gn <= 1e-2 * last_gn):
-            H = data.gram(head, Hz, shape) / S + np.diag(l2 * pen)
+            H = obj.gram(Hz)
             fresh = True
         else:
             fresh = False

@@ -272,7 +272,7 @@ def elementwise(spec, module, bound, params, reduction="mean", sample_weight=Non
                     and not torch.jit.is_tracing() and n):
                 return ops.kept_total(1.0 / n if reduction == "mean" else 1.0, *tensors, *pvals).to(out_dtype)
             total = ops.sum(*tensors, *pvals)  # one pass forward, one backward
-            return (total if reduction == "sum" else total / tensors[0].numel()).to(out_dtype)
+            return (total if reduction == "sum" else total / n).to(out_dtype)
         apply, kernel_ops = ops.apply, True
     elif impl == "kernel":
         choose(impl, spec, tensors)  # the clear error for a loss or device the kernels do not take

@@ -33,7 +33,7 @@ import torch
 
 from ..runtime.loss import PARALLEL_THRESHOLD
 from .conventions import _constant, _plain_indices, argument_names, summed
-from .kernels import AUTO_KERNEL_MIN, empty_out, transformed
+from .kernels import AUTO_KERNEL_MIN, empty_out, hand_over, transformed
 
 _FLOATS = (torch.float32, torch.float64)
 
@@ -66,7 +66,7 @@ class FastCall(_Shortcut):
         super().__init__(spec, module)
         self.targets = tuple(i for i, n in enumerate(argument_names(spec)) if n not in module.PREDICTIONS)
         self.mean = reduction == "mean"
-        self.spec, self.module, self.impl = spec, module, impl
+        self.module, self.impl = module, impl
 
     @staticmethod
     def applies(spec, module, reduction: str, impl: str) -> bool:
@@ -163,7 +163,7 @@ class _KernelRowTotal(torch.autograd.Function):
     def forward(ctx, fast, scale, values, ignore_index, *xs):
         kept = empty_out(xs[fast.pred].shape, xs[fast.pred].dtype)
         out = _run(fast, xs, values, scale, ignore_index, kept)
-        ctx.fast, ctx.scale, ctx.values, ctx.ignore_index, ctx.kept = fast, scale, values, ignore_index, kept
+        ctx.fast, ctx.scale, ctx.values, ctx.ignore_index, ctx.kept = fast, scale, values, ignore_index, [kept]
         ctx.save_for_backward(*xs)
         return out
 
@@ -177,13 +177,12 @@ class _KernelRowTotal(torch.autograd.Function):
             _, G = fast.kernels().value_and_grad_op(xs, classes, p, fast.reduction, ctx.ignore_index)
             d = G * g
         else:
-            d, ctx.kept = ctx.kept, None
-            s = float(g)
-            if d is None:  # a second backward of a retained graph: the same pass again (same bits)
+            def recompute():
                 d = empty_out(z.shape, z.dtype)
                 _run(fast, xs, ctx.values, ctx.scale, ctx.ignore_index, d)
-            if s != 1.0:
-                d.mul_(s)
+                return [d]
+
+            (d,) = hand_over(ctx, g, recompute)
         out = [None] * len(xs)
         out[fast.pred] = d
         return (None, None, None, None, *out)

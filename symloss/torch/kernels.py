@@ -225,6 +225,21 @@ class KernelOps:
         return _KeptTotal.apply(self, scale, *args)
 
 
+def hand_over(ctx, g, recompute):
+    """The first-order backward of a node that kept its gradients (``ctx.kept``, a list, times
+    the node's scale) from its forward pass: those tensors, released from ctx, or on a retained
+    graph's second backward ``recompute()``, the same pass again (same bits); then times the
+    upstream ``g`` in place unless it is 1."""
+    ds, ctx.kept = ctx.kept, None
+    if ds is None:
+        ds = recompute()
+    s = float(g)
+    if s != 1.0:
+        for d in ds:
+            d.mul_(s)
+    return ds
+
+
 class _KeptTotal(torch.autograd.Function):
     """The eager mean/sum over the kernels: value and gradient in the forward pass; a
     first-order backward hands over the kept gradient (scaled in place unless the upstream
@@ -255,13 +270,7 @@ class _KeptTotal(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph: the op whose backward is the Hessian
             ds = ops.grad_scaled_op(g * ctx.scale, xs, p)
         else:
-            ds, ctx.kept = ctx.kept, None
-            if ds is None:  # a retained graph's second backward: the same pass again (same bits)
-                ds = _KeptTotal.run(ops, ctx.scale, xs, p)[1]
-            s = float(g)
-            if s != 1.0:
-                for d in ds:
-                    d.mul_(s)
+            ds = hand_over(ctx, g, lambda: _KeptTotal.run(ops, ctx.scale, xs, p)[1])
         out = [None] * len(xs)
         for i, d in zip(ops.pred_pos, ds):
             out[i] = d
