@@ -50,6 +50,22 @@ def test_poisson_vs_newton_cholesky(glm_data, weighted):
     assert abs(ours.intercept_ - ref.intercept_) < 1e-6 * abs(ref.intercept_)
 
 
+def test_newton_keeps_its_hessian_in_the_fast_phase(glm_data, monkeypatch):
+    """Newton in memory reuses a Gram matrix while its steps converge fast (the chord
+    method), and still stops on the exact gradient at the reference's optimum."""
+    from symloss.sklearn import _objective
+
+    grams = []
+    gram = _objective.Objective.gram
+    monkeypatch.setattr(_objective.Objective, "gram", lambda self, Hz: grams.append(1) or gram(self, Hz))
+    X, y = glm_data["X"], glm_data["poisson"]
+    ours = LossRegressor("poisson_nll", alpha=0.01, tol=1e-13, solver="newton").fit(X, y)
+    ref = PoissonRegressor(alpha=0.01, solver="newton-cholesky", tol=1e-12, max_iter=1000).fit(X, y)
+    assert len(grams) <= ours.n_iter_ - 2  # at least two steps on a kept Gram matrix
+    assert ours.history_["grad_norm"][-1] <= 1e-13
+    assert rel(ours.coef_, ref.coef_) < 1e-6
+
+
 def test_gamma_vs_sklearn(glm_data):
     X, y = glm_data["X"], glm_data["gamma"]
     ours = LossRegressor("gamma_nll", alpha=0.01, tol=TIGHT).fit(X, y)
