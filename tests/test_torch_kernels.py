@@ -194,3 +194,38 @@ def test_kernel_total_on_empty_input_and_under_jit_trace():
     traced = torch.jit.trace(lambda a, b: loss(a, b), (x, y), check_trace=False)
     torch.jit.save(traced, io.BytesIO())
     torch.testing.assert_close(traced(x, y), st.loss("huber", impl="generated")(x, y), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("name,reduction,params", [
+    ("huber", "none", {"delta": 0.7}), ("huber", "mean", {"delta": 0.7}), ("huber", "sum", {}),
+    ("gaussian_nll", "mean", {}), ("general_robust", "sum", {"alpha": 0.5}), ("cross_entropy", "mean", {}),
+    ("cross_entropy", "sum", {})])
+def test_kernel_path_batched_upstream(name, reduction, params):
+    """autograd.grad(..., is_grads_batched=True) through the kernels' nodes (legacy vmap, which
+    runs no custom op with list arguments), as functional.jacobian/hessian(vectorize=True) do:
+    the same numbers as one upstream at a time."""
+    from torch.autograd.functional import hessian, jacobian
+
+    g = torch.Generator().manual_seed(3)
+    if name == "cross_entropy":
+        xs, y = (torch.randn(5, 4, dtype=D, generator=g),), torch.randint(0, 4, (5,), generator=g)
+    else:
+        args, _ = _args(name, n=6)
+        xs, y = tuple(a.detach() for a in args[:-1]), args[-1]
+    loss = st.loss(name, reduction=reduction, impl="kernel", **params)
+    if name == "general_robust":  # a parameter that receives its gradient: the sum op's path
+        loss.alpha = torch.nn.Parameter(torch.tensor(0.5, dtype=D))
+
+    def f(*a):
+        return loss(*a, y)
+
+    torch.testing.assert_close(jacobian(f, xs, vectorize=True), jacobian(f, xs), rtol=1e-12, atol=1e-14)
+    if reduction != "none":
+        torch.testing.assert_close(hessian(f, xs, vectorize=True), hessian(f, xs), rtol=1e-12, atol=1e-14)
+    # a batch of upstreams on one graph, against one at a time
+    x = xs[0].clone().requires_grad_(True)
+    out = loss(x, *xs[1:], y)
+    V = torch.randn((3,) + out.shape, dtype=D, generator=g)
+    (batch,) = torch.autograd.grad(out, x, V, is_grads_batched=True, retain_graph=True)
+    one = torch.stack([torch.autograd.grad(out, x, v, retain_graph=True)[0] for v in V])
+    torch.testing.assert_close(batch, one, rtol=1e-12, atol=0)

@@ -48,6 +48,35 @@ def empty_out(shape, dtype: torch.dtype) -> torch.Tensor:
     return torch.from_numpy(np.empty(tuple(shape), dtype=T))
 
 
+def batched(t: torch.Tensor) -> bool:
+    """A vmapped tensor: torch.func.vmap's, or the legacy kind ``autograd.grad(...,
+    is_grads_batched=True)`` makes (legacy vmap runs no custom op with list arguments;
+    the backwards here multiply such an upstream in with torch ops instead)."""
+    return torch._C._functorch.is_batchedtensor(t) or torch._C._functorch.is_legacy_batchedtensor(t)
+
+
+def batch_loop(op):
+    """Register ``op``'s vmap rule as a loop over the batch, one kernel call per entry,
+    stacked.  vmap reaches these ops through ``autograd.grad(..., is_grads_batched=True)``
+    (a batch of upstream gradients, e.g. ``autograd.functional.jacobian(vectorize=True)``)
+    on a graph the kernels built; torch.func transforms themselves take the generated
+    code (``choose``), so the batch is small and the loop is what it costs."""
+
+    def pick(arg, dim, b):
+        if isinstance(arg, (list, tuple)):
+            return [pick(a, d, b) for a, d in zip(arg, dim)]
+        return arg if dim is None else arg.select(dim, b)
+
+    def rule(info, in_dims, *args):
+        outs = [op(*(pick(a, d, b) for a, d in zip(args, in_dims))) for b in range(info.batch_size)]
+        if isinstance(outs[0], torch.Tensor):
+            return torch.stack(outs), 0
+        parts = [torch.stack(list(col)) for col in zip(*outs)]
+        return (tuple(parts) if isinstance(outs[0], tuple) else parts), [0] * len(parts)
+
+    op.register_vmap(rule)
+
+
 class KernelOps:
     """The custom ops of one Numba module, and an ``apply`` like the generated ``Value.apply``."""
 
@@ -145,7 +174,9 @@ class KernelOps:
             saved = ctx.saved_tensors
             xs, p = list(saved[:-1]), saved[-1]
             dxs = [None] * len(xs)
-            for i, d in zip(self.pred_pos, grad(g, xs, p)):
+            # a batch of upstreams (is_grads_batched): the gradient is linear in it
+            ds = [g * d for d in grad(torch.ones_like(xs[0]), xs, p)] if batched(g) else grad(g, xs, p)
+            for i, d in zip(self.pred_pos, ds):
                 dxs[i] = d
             dp = None
             if n_dp and ctx.needs_input_grad[1]:
@@ -174,7 +205,9 @@ class KernelOps:
             saved = ctx.saved_tensors
             xs, p = list(saved[:-1]), saved[-1]
             dxs = [None] * len(xs)
-            for i, d in zip(self.pred_pos, grad_scaled(g, xs, p)):
+            ds = ([g * d for d in grad_scaled(torch.ones((), dtype=p.dtype), xs, p)] if batched(g)
+                  else grad_scaled(g, xs, p))
+            for i, d in zip(self.pred_pos, ds):
                 dxs[i] = d
             dp = None
             if n_dp and ctx.needs_input_grad[1]:
@@ -198,6 +231,8 @@ class KernelOps:
             dg = sum((c * ds[k]).sum() for k, c in live)
             return dg, dxs, None
 
+        for op in (value, grad, hessian, total, grad_scaled) + ((param_grad,) if n_dp else ()):
+            batch_loop(op)
         value.register_autograd(value_backward, setup_context=setup)
         grad.register_autograd(grad_backward, setup_context=setup)
         total.register_autograd(total_backward, setup_context=setup)
@@ -233,6 +268,8 @@ def hand_over(ctx, g, recompute):
     ds, ctx.kept = ctx.kept, None
     if ds is None:
         ds = recompute()
+    if batched(g):  # a batch of upstream gradients (is_grads_batched)
+        return [d * g for d in ds]
     s = float(g)
     if s != 1.0:
         for d in ds:
@@ -268,7 +305,10 @@ class _KeptTotal(torch.autograd.Function):
         ops, saved = ctx.ops, ctx.saved_tensors
         xs, p = list(saved[:-1]), saved[-1]
         if torch.is_grad_enabled():  # create_graph: the op whose backward is the Hessian
-            ds = ops.grad_scaled_op(g * ctx.scale, xs, p)
+            if batched(g):
+                ds = [g * d for d in ops.grad_scaled_op(torch.scalar_tensor(ctx.scale, dtype=p.dtype), xs, p)]
+            else:
+                ds = ops.grad_scaled_op(g * ctx.scale, xs, p)
         else:
             ds = hand_over(ctx, g, lambda: _KeptTotal.run(ops, ctx.scale, xs, p)[1])
         out = [None] * len(xs)

@@ -14,7 +14,7 @@ import itertools
 
 import torch
 
-from .kernels import empty_out
+from .kernels import batch_loop, batched, empty_out
 
 _COUNTER = itertools.count()
 
@@ -72,7 +72,15 @@ class RowKernelOps:
             xs, classes, p, G = list(saved[:nx]), list(saved[nx:nx + nc]), saved[nx + nc], saved[-1]
             dz = G * g_value if g_value is not None else torch.zeros_like(G)
             if g_grad is not None:  # the gradient output was used (double backward): H v
-                dz = dz + hvp(xs, classes, p, g_grad, ctx.reduction, ctx.ignore_index)
+                if torch._C._functorch.is_legacy_batchedtensor(g_grad):
+                    # a batch of vectors (is_grads_batched, e.g. functional.hessian(vectorize=True)),
+                    # which legacy vmap cannot pass to a custom op: each row's K x K Hessian, then
+                    # a batched product in torch ops
+                    H = torch.from_numpy(self.loss.hessian(*(_np(x) for x in xs), reduction=ctx.reduction,
+                                                           **self._kwargs(classes, p, ctx.ignore_index)))
+                    dz = dz + (H.to(G.dtype) @ g_grad.unsqueeze(-1)).squeeze(-1)
+                else:
+                    dz = dz + hvp(xs, classes, p, g_grad, ctx.reduction, ctx.ignore_index)
             dxs = [None] * nx
             dxs[self.pred] = dz
             return dxs, [None] * nc, None, None, None
@@ -90,6 +98,8 @@ class RowKernelOps:
             hv = hvp(xs, classes, p, g, ctx.reduction, ctx.ignore_index)
             return [None] * nx, [None] * nc, None, hv, None, None
 
+        batch_loop(value_and_grad)
+        batch_loop(hvp)
         value_and_grad.register_autograd(backward, setup_context=setup)
         hvp.register_autograd(hvp_backward, setup_context=hvp_setup)
         self.value_and_grad_op, self.hvp_op = value_and_grad, hvp
