@@ -163,3 +163,24 @@ def test_forward_mode_under_another_derivative_is_refused():
         with pytest.raises(InputError, match="mse: forward mode"):
             nested(x)
     torch.testing.assert_close(jacrev(jacrev(f))(x), 2 * torch.eye(3, dtype=torch.float64), **TOL)
+
+
+@pytest.mark.parametrize("name,reduction", [("huber", "mean"), ("log_cosh", "none"), ("cross_entropy", "mean")])
+def test_forward_mode_over_a_backward(name, reduction):
+    """A dual tensor through autograd.grad (forward over reverse, as a Hessian-vector
+    product by dual numbers): the gradient's tangent is the symbolic Hessian times it."""
+    from torch.autograd.functional import hessian as full_hessian
+
+    g = torch.Generator().manual_seed(1)
+    if name == "cross_entropy":
+        x, y = torch.randn(4, 3, dtype=torch.float64, generator=g), torch.randint(0, 3, (4,), generator=g)
+    else:
+        x, y = torch.randn(6, dtype=torch.float64, generator=g), torch.randn(6, dtype=torch.float64, generator=g)
+    t = torch.randn(x.shape, dtype=torch.float64, generator=g)
+    loss = st.loss(name, reduction=reduction)
+    with fwAD.dual_level():
+        xd = fwAD.make_dual(x.clone().requires_grad_(True), t)
+        (gx,) = torch.autograd.grad(loss(xd, y).sum(), xd)
+        tangent = fwAD.unpack_dual(gx).tangent
+    H = full_hessian(lambda a: loss(a, y).sum(), x).reshape(x.numel(), x.numel())
+    torch.testing.assert_close(tangent, (H @ t.reshape(-1)).reshape(x.shape), **TOL)
