@@ -229,3 +229,32 @@ def test_kernel_path_batched_upstream(name, reduction, params):
     (batch,) = torch.autograd.grad(out, x, V, is_grads_batched=True, retain_graph=True)
     one = torch.stack([torch.autograd.grad(out, x, v, retain_graph=True)[0] for v in V])
     torch.testing.assert_close(batch, one, rtol=1e-12, atol=0)
+
+
+def test_kept_gradient_stands_aside_under_saved_tensor_hooks():
+    """save_on_cpu and non-reentrant checkpointing manage what a node saves through hooks,
+    which never see a gradient kept on ctx: under them the kernels' custom ops run instead,
+    with the same gradients."""
+    from torch.utils.checkpoint import checkpoint
+
+    g = torch.Generator().manual_seed(4)
+    n = K.AUTO_KERNEL_MIN + 5
+    x = torch.randn(n, dtype=D, generator=g).requires_grad_(True)
+    y = torch.randn(n, dtype=D, generator=g)
+    z = torch.randn(64, 5, dtype=D, generator=g).requires_grad_(True)
+    c = torch.randint(0, 5, (64,), generator=g)
+    for loss, a, b, kept in ((st.loss("huber"), x, y, "_KeptTotalBackward"),
+                             (st.loss("cross_entropy"), z, c, "_KernelRowTotalBackward")):
+        out = loss(a, b)
+        assert type(out.grad_fn).__name__ == kept
+        (want,) = torch.autograd.grad(out, a)
+        packed = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: packed.append(t) or t, lambda t: t):
+            out = loss(a, b)
+        assert type(out.grad_fn).__name__ != kept and packed
+        torch.testing.assert_close(torch.autograd.grad(out, a)[0], want, rtol=1e-12, atol=0)
+        with torch.autograd.graph.save_on_cpu():
+            out = loss(a, b)
+        torch.testing.assert_close(torch.autograd.grad(out, a)[0], want, rtol=1e-12, atol=0)
+        out = checkpoint(lambda u: loss(u * 1.0, b), a, use_reentrant=False)
+        torch.testing.assert_close(torch.autograd.grad(out, a)[0], want, rtol=1e-12, atol=0)

@@ -23,7 +23,7 @@ import torch
 
 from ..errors import InputError
 from ..spec import LossSpec
-from .kernels import choose, row_kernel_ok, transformed
+from .kernels import choose, row_kernel_ok, saved_tensor_hooks, transformed
 
 REDUCTIONS = ("mean", "sum", "none")
 IGNORE_INDEX = -100
@@ -266,10 +266,11 @@ def elementwise(spec, module, bound, params, reduction="mean", sample_weight=Non
         if reduction in ("sum", "mean") and sample_weight is None:
             n = tensors[0].numel()
             # eagerly, a backward to follow: one fused pass (not under torch.compile or
-            # torch.jit.trace, which record the registered ops; not for empty inputs)
+            # torch.jit.trace, which record the registered ops; not for empty inputs; not
+            # under saved-tensor hooks, which would not see the kept gradient)
             if (torch.is_grad_enabled() and any(tensors[i].requires_grad for i in ops.pred_pos)
                     and not any(t.requires_grad for t in pvals) and not torch.compiler.is_compiling()
-                    and not torch.jit.is_tracing() and n):
+                    and not torch.jit.is_tracing() and n and not saved_tensor_hooks()):
                 return ops.kept_total(1.0 / n if reduction == "mean" else 1.0, *tensors, *pvals).to(out_dtype)
             total = ops.sum(*tensors, *pvals)  # one pass forward, one backward
             return (total if reduction == "sum" else total / n).to(out_dtype)

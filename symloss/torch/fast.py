@@ -20,7 +20,8 @@ every erroneous one included, returns None and takes the general path
   backward hands over the kept gradient (scaled in place unless the upstream
   is 1); a double backward goes through the custom ops, whose own backward
   is the Hessian-vector product.  Rows equal to ``ignore_index``, class
-  weights and probability targets of another dtype take the general path.
+  weights, probability targets of another dtype and calls under saved-tensor
+  hooks take the general path.
 
 The module rebuilds its shortcuts when its ``reduction`` or ``impl`` changes;
 parameter values are read (and type-checked) on every call; torch.func
@@ -33,7 +34,7 @@ import torch
 
 from ..runtime.loss import PARALLEL_THRESHOLD
 from .conventions import _constant, _plain_indices, argument_names, summed
-from .kernels import AUTO_KERNEL_MIN, empty_out, hand_over, transformed
+from .kernels import AUTO_KERNEL_MIN, empty_out, hand_over, saved_tensor_hooks, transformed
 
 _FLOATS = (torch.float32, torch.float64)
 
@@ -135,6 +136,8 @@ class FastRowCall(_Shortcut):
         scale = 1.0 / z.shape[0] if self.reduction == "mean" else 1.0
         if not torch.is_grad_enabled() or not z.requires_grad:
             return _run(self, xs, values, scale, ignore_index, None)
+        if saved_tensor_hooks():
+            return None  # the custom op saves its gradient where the hooks see it
         return _KernelRowTotal.apply(self, scale, values, ignore_index, *xs)
 
     def kernel(self, name: str, xs):

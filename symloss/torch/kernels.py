@@ -48,6 +48,12 @@ def empty_out(shape, dtype: torch.dtype) -> torch.Tensor:
     return torch.from_numpy(np.empty(tuple(shape), dtype=T))
 
 
+def saved_tensor_hooks() -> bool:
+    """Saved-tensor hooks are active (``save_on_cpu``, non-reentrant checkpointing): they manage
+    what a node saves, so the nodes that keep a gradient on ctx, which no hook sees, stand aside."""
+    return torch._C._autograd._top_saved_tensors_default_hooks(False) is not None
+
+
 def batched(t: torch.Tensor) -> bool:
     """A vmapped tensor: torch.func.vmap's, or the legacy kind ``autograd.grad(...,
     is_grads_batched=True)`` makes (legacy vmap runs no custom op with list arguments;
