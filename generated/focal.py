@@ -14,6 +14,11 @@ None for their default), parameters, kernel extras (`_v_*` tangents for hvp),
 `_scale * _sw[i]`), for `*_idx` kernels `_ignore` (rows whose class index
 equals it contribute nothing), outputs, and the float type T.  Kernels return
 the weighted sum of the row losses (0.0 when they compute none).
+
+`*_cm` kernels take the vector inputs and write the outputs class-major, (K, N)
+(LightGBM's layout; the outputs may be float32), running the same steps over
+blocks of rows with the per-row values in block arrays; `_floor` floors the
+Hessian at that times the row weight in the same pass (-inf: no floor).
 """
 import math
 
@@ -35,6 +40,9 @@ _SCALAR = dict(cache=True, error_model="numpy", fastmath=False, forceinline=True
 # reassoc lets the class sums vectorise (partial sums); the math itself sits
 # in the step functions, compiled without it.
 _LOOP = dict(cache=True, error_model="numpy", fastmath={"reassoc"})
+# class-major kernels: rows per block (its stashed values stay in L1) and per parallel task
+_CM_BLOCK = 64
+_CM_CHUNK = 4096
 
 
 # symloss math library: branch-free exp/log family that LLVM vectorises.
@@ -2422,3 +2430,175 @@ def hessian_idx_parallel(_ti_arr, z, gamma, _sw, _scale, _ignore, _H, T):
     for _i in numba.prange(_n):
         _loss = _hessian_idx_row(_i, _ti_arr, z, gamma, _sw, _scale, _ignore, _H, _nk, K, T)
     return _total
+
+
+@numba.njit(**_LOOP)
+def _grad_hessian_diag_cm_rows(_lo, _hi, y, z, gamma, _sw, _scale, _G_z, _HD_z, _floor, _nk, K, T):
+    # rows _lo to _hi, _CM_BLOCK at a time: per-row values in block arrays, the block loops innermost
+    _m0 = np.empty(_CM_BLOCK, T)
+    _h0 = np.empty(_CM_BLOCK, T)
+    _r0 = np.empty(_CM_BLOCK, T)
+    _h1 = np.empty(_CM_BLOCK, T)
+    _h2 = np.empty(_CM_BLOCK, T)
+    _h3 = np.empty(_CM_BLOCK, T)
+    _h4 = np.empty(_CM_BLOCK, T)
+    _h5 = np.empty(_CM_BLOCK, T)
+    _h6 = np.empty(_CM_BLOCK, T)
+    _r3 = np.empty(_CM_BLOCK, T)
+    _r4 = np.empty(_CM_BLOCK, T)
+    _h7 = np.empty(_CM_BLOCK, T)
+    _h8 = np.empty(_CM_BLOCK, T)
+    _h9 = np.empty(_CM_BLOCK, T)
+    _h10 = np.empty(_CM_BLOCK, T)
+    _h11 = np.empty(_CM_BLOCK, T)
+    _stb = np.empty((_nk, _CM_BLOCK), T)
+    for _i0 in range(_lo, _hi, _CM_BLOCK):
+        _nb = min(_CM_BLOCK, _hi - _i0)
+        for _b in range(_nb):
+            _m0[_b] = -T(math.inf)
+        for _k in range(_nk):
+            for _b in range(_nb):
+                _i = _i0 + _b
+                _x0 = grad_hessian_diag_s0(z[_k, _i], T)
+                _m0[_b] = _x0 if _x0 > _m0[_b] else _m0[_b]
+        for _b in range(_nb):
+            _i = _i0 + _b
+            _h0[_b] = grad_hessian_diag_s1(_m0[_b], T)
+        for _b in range(_nb):
+            _r0[_b] = T(0)
+        for _k in range(_nk):
+            for _b in range(_nb):
+                _i = _i0 + _b
+                _x0, _x1 = grad_hessian_diag_s2(z[_k, _i], _h0[_b], T)
+                _stb[_k, _b] = _x1
+                _r0[_b] += _x0
+        for _b in range(_nb):
+            _i = _i0 + _b
+            _h1[_b], _h2[_b], _h3[_b], _h4[_b], _h5[_b], _h6[_b] = grad_hessian_diag_s3(gamma, _m0[_b], _r0[_b], T)
+        for _b in range(_nb):
+            _r3[_b] = T(0)
+            _r4[_b] = T(0)
+        for _k in range(_nk):
+            for _b in range(_nb):
+                _i = _i0 + _b
+                _x0, _x1 = grad_hessian_diag_s4(gamma, y[_k, _i], z[_k, _i], _h1[_b], _h2[_b], _h3[_b], _h4[_b], _h5[_b], _h6[_b], T)
+                _r3[_b] += _x0
+                _r4[_b] += _x1
+        for _b in range(_nb):
+            _i = _i0 + _b
+            _h7[_b], _h8[_b], _h9[_b], _h10[_b], _h11[_b] = grad_hessian_diag_s5(gamma, _m0[_b], _r0[_b], T)
+        for _k in range(_nk):
+            for _b in range(_nb):
+                _i = _i0 + _b
+                _s = _scale if _sw is None else _scale * _sw[_i]
+                _d_z, _h_z = grad_hessian_diag_s6(gamma, y[_k, _i], z[_k, _i], _h7[_b], _h8[_b], _h9[_b], _h10[_b], _h11[_b], _r3[_b], _r4[_b], _stb[_k, _b], T)
+                _hf = _floor if _sw is None else _floor * _sw[_i]
+                _G_z[_k, _i] = _s * _d_z
+                _hv = _s * _h_z
+                _HD_z[_k, _i] = _hf if _hv < _hf else _hv
+
+
+@numba.njit(parallel=False, **_LOOP)
+def grad_hessian_diag_cm(y, z, gamma, _sw, _scale, _G_z, _HD_z, _floor, T):
+    _nk = z.shape[0]
+    _n = z.shape[1]
+    K = T(_nk)
+    for _c in numba.prange((_n + _CM_CHUNK - 1) // _CM_CHUNK):
+        _grad_hessian_diag_cm_rows(_c * _CM_CHUNK, min(_n, (_c + 1) * _CM_CHUNK), y, z, gamma, _sw, _scale, _G_z, _HD_z, _floor, _nk, K, T)
+    return 0.0
+
+
+@numba.njit(parallel=True, **_LOOP)
+def grad_hessian_diag_cm_parallel(y, z, gamma, _sw, _scale, _G_z, _HD_z, _floor, T):
+    _nk = z.shape[0]
+    _n = z.shape[1]
+    K = T(_nk)
+    for _c in numba.prange((_n + _CM_CHUNK - 1) // _CM_CHUNK):
+        _grad_hessian_diag_cm_rows(_c * _CM_CHUNK, min(_n, (_c + 1) * _CM_CHUNK), y, z, gamma, _sw, _scale, _G_z, _HD_z, _floor, _nk, K, T)
+    return 0.0
+
+
+@numba.njit(**_LOOP)
+def _grad_hessian_diag_cm_idx_rows(_lo, _hi, _ti_arr, z, gamma, _sw, _scale, _ignore, _G_z, _HD_z, _floor, _nk, K, T):
+    # rows _lo to _hi, _CM_BLOCK at a time: per-row values in block arrays, the block loops innermost
+    _m0 = np.empty(_CM_BLOCK, T)
+    _h0 = np.empty(_CM_BLOCK, T)
+    _r0 = np.empty(_CM_BLOCK, T)
+    _h1 = np.empty(_CM_BLOCK, T)
+    _h2 = np.empty(_CM_BLOCK, T)
+    _h3 = np.empty(_CM_BLOCK, T)
+    _h4 = np.empty(_CM_BLOCK, T)
+    _h5 = np.empty(_CM_BLOCK, T)
+    _h6 = np.empty(_CM_BLOCK, T)
+    _r3 = np.empty(_CM_BLOCK, T)
+    _r4 = np.empty(_CM_BLOCK, T)
+    _h7 = np.empty(_CM_BLOCK, T)
+    _h8 = np.empty(_CM_BLOCK, T)
+    _h9 = np.empty(_CM_BLOCK, T)
+    _h10 = np.empty(_CM_BLOCK, T)
+    _h11 = np.empty(_CM_BLOCK, T)
+    _stb = np.empty((_nk, _CM_BLOCK), T)
+    for _i0 in range(_lo, _hi, _CM_BLOCK):
+        _nb = min(_CM_BLOCK, _hi - _i0)
+        for _b in range(_nb):
+            _m0[_b] = -T(math.inf)
+        for _k in range(_nk):
+            for _b in range(_nb):
+                _i = _i0 + _b
+                _x0 = grad_hessian_diag_s0(z[_k, _i], T)
+                _m0[_b] = _x0 if _x0 > _m0[_b] else _m0[_b]
+        for _b in range(_nb):
+            _i = _i0 + _b
+            _h0[_b] = grad_hessian_diag_s1(_m0[_b], T)
+        for _b in range(_nb):
+            _r0[_b] = T(0)
+        for _k in range(_nk):
+            for _b in range(_nb):
+                _i = _i0 + _b
+                _x0, _x1 = grad_hessian_diag_s2(z[_k, _i], _h0[_b], T)
+                _stb[_k, _b] = _x1
+                _r0[_b] += _x0
+        for _b in range(_nb):
+            _i = _i0 + _b
+            _h1[_b], _h2[_b], _h3[_b], _h4[_b], _h5[_b], _h6[_b] = grad_hessian_diag_s3(gamma, _m0[_b], _r0[_b], T)
+        for _b in range(_nb):
+            _r3[_b] = T(0)
+            _r4[_b] = T(0)
+        for _k in range(_nk):
+            for _b in range(_nb):
+                _i = _i0 + _b
+                _x0, _x1 = grad_hessian_diag_s4(gamma, (T(1) if _k == _ti_arr[_i] else T(0)), z[_k, _i], _h1[_b], _h2[_b], _h3[_b], _h4[_b], _h5[_b], _h6[_b], T)
+                _r3[_b] += _x0
+                _r4[_b] += _x1
+        for _b in range(_nb):
+            _i = _i0 + _b
+            _h7[_b], _h8[_b], _h9[_b], _h10[_b], _h11[_b] = grad_hessian_diag_s5(gamma, _m0[_b], _r0[_b], T)
+        for _k in range(_nk):
+            for _b in range(_nb):
+                _i = _i0 + _b
+                _s = _scale if _sw is None else _scale * _sw[_i]
+                _d_z, _h_z = grad_hessian_diag_s6(gamma, (T(1) if _k == _ti_arr[_i] else T(0)), z[_k, _i], _h7[_b], _h8[_b], _h9[_b], _h10[_b], _h11[_b], _r3[_b], _r4[_b], _stb[_k, _b], T)
+                _hf = _floor if _sw is None else _floor * _sw[_i]
+                _G_z[_k, _i] = T(0) if _ti_arr[_i] == _ignore else _s * _d_z
+                _hv = T(0) if _ti_arr[_i] == _ignore else _s * _h_z
+                _HD_z[_k, _i] = _hf if _hv < _hf else _hv
+
+
+@numba.njit(parallel=False, **_LOOP)
+def grad_hessian_diag_cm_idx(_ti_arr, z, gamma, _sw, _scale, _ignore, _G_z, _HD_z, _floor, T):
+    _nk = z.shape[0]
+    _n = z.shape[1]
+    K = T(_nk)
+    for _c in numba.prange((_n + _CM_CHUNK - 1) // _CM_CHUNK):
+        _grad_hessian_diag_cm_idx_rows(_c * _CM_CHUNK, min(_n, (_c + 1) * _CM_CHUNK), _ti_arr, z, gamma, _sw, _scale, _ignore, _G_z, _HD_z, _floor, _nk, K, T)
+    return 0.0
+
+
+@numba.njit(parallel=True, **_LOOP)
+def grad_hessian_diag_cm_idx_parallel(_ti_arr, z, gamma, _sw, _scale, _ignore, _G_z, _HD_z, _floor, T):
+    _nk = z.shape[0]
+    _n = z.shape[1]
+    K = T(_nk)
+    for _c in numba.prange((_n + _CM_CHUNK - 1) // _CM_CHUNK):
+        _grad_hessian_diag_cm_idx_rows(_c * _CM_CHUNK, min(_n, (_c + 1) * _CM_CHUNK), _ti_arr, z, gamma, _sw, _scale, _ignore, _G_z, _HD_z, _floor, _nk, K, T)
+    return 0.0

@@ -14,6 +14,11 @@ None for their default), parameters, kernel extras (`_v_*` tangents for hvp),
 `_scale * _sw[i]`), for `*_idx` kernels `_ignore` (rows whose class index
 equals it contribute nothing), outputs, and the float type T.  Kernels return
 the weighted sum of the row losses (0.0 when they compute none).
+
+`*_cm` kernels take the vector inputs and write the outputs class-major, (K, N)
+(LightGBM's layout; the outputs may be float32), running the same steps over
+blocks of rows with the per-row values in block arrays; `_floor` floors the
+Hessian at that times the row weight in the same pass (-inf: no floor).
 """
 import math
 
@@ -35,6 +40,9 @@ _SCALAR = dict(cache=True, error_model="numpy", fastmath=False, forceinline=True
 # reassoc lets the class sums vectorise (partial sums); the math itself sits
 # in the step functions, compiled without it.
 _LOOP = dict(cache=True, error_model="numpy", fastmath={"reassoc"})
+# class-major kernels: rows per block (its stashed values stay in L1) and per parallel task
+_CM_BLOCK = 64
+_CM_CHUNK = 4096
 
 
 @numba.njit(**_SCALAR)
@@ -608,3 +616,65 @@ def hessian_parallel(y, p, alpha, beta, smooth, _sw, _scale, _H, T):
     for _i in numba.prange(_n):
         _loss = _hessian_row(_i, y, p, alpha, beta, smooth, _sw, _scale, _H, _nk, K, T)
     return _total
+
+
+@numba.njit(**_LOOP)
+def _grad_hessian_diag_cm_rows(_lo, _hi, y, p, alpha, beta, smooth, _sw, _scale, _G_p, _HD_p, _floor, _nk, K, T):
+    # rows _lo to _hi, _CM_BLOCK at a time: per-row values in block arrays, the block loops innermost
+    _r0 = np.empty(_CM_BLOCK, T)
+    _r1 = np.empty(_CM_BLOCK, T)
+    _r2 = np.empty(_CM_BLOCK, T)
+    _h0 = np.empty(_CM_BLOCK, T)
+    _h1 = np.empty(_CM_BLOCK, T)
+    _h2 = np.empty(_CM_BLOCK, T)
+    _h3 = np.empty(_CM_BLOCK, T)
+    _h4 = np.empty(_CM_BLOCK, T)
+    _h5 = np.empty(_CM_BLOCK, T)
+    _h6 = np.empty(_CM_BLOCK, T)
+    _h7 = np.empty(_CM_BLOCK, T)
+    _h8 = np.empty(_CM_BLOCK, T)
+    for _i0 in range(_lo, _hi, _CM_BLOCK):
+        _nb = min(_CM_BLOCK, _hi - _i0)
+        for _b in range(_nb):
+            _r0[_b] = T(0)
+            _r1[_b] = T(0)
+            _r2[_b] = T(0)
+        for _k in range(_nk):
+            for _b in range(_nb):
+                _i = _i0 + _b
+                _x0, _x1, _x2 = grad_hessian_diag_s0(p[_k, _i], y[_k, _i], T)
+                _r0[_b] += _x0
+                _r1[_b] += _x1
+                _r2[_b] += _x2
+        for _b in range(_nb):
+            _i = _i0 + _b
+            _h0[_b], _h1[_b], _h2[_b], _h3[_b], _h4[_b], _h5[_b], _h6[_b], _h7[_b], _h8[_b] = grad_hessian_diag_s1(alpha, beta, smooth, _r0[_b], _r1[_b], _r2[_b], T)
+        for _k in range(_nk):
+            for _b in range(_nb):
+                _i = _i0 + _b
+                _s = _scale if _sw is None else _scale * _sw[_i]
+                _d_p, _h_p = grad_hessian_diag_s2(alpha, beta, y[_k, _i], _h0[_b], _h1[_b], _h2[_b], _h3[_b], _h4[_b], _h5[_b], _h6[_b], _h7[_b], _h8[_b], T)
+                _hf = _floor if _sw is None else _floor * _sw[_i]
+                _G_p[_k, _i] = _s * _d_p
+                _hv = _s * _h_p
+                _HD_p[_k, _i] = _hf if _hv < _hf else _hv
+
+
+@numba.njit(parallel=False, **_LOOP)
+def grad_hessian_diag_cm(y, p, alpha, beta, smooth, _sw, _scale, _G_p, _HD_p, _floor, T):
+    _nk = p.shape[0]
+    _n = p.shape[1]
+    K = T(_nk)
+    for _c in numba.prange((_n + _CM_CHUNK - 1) // _CM_CHUNK):
+        _grad_hessian_diag_cm_rows(_c * _CM_CHUNK, min(_n, (_c + 1) * _CM_CHUNK), y, p, alpha, beta, smooth, _sw, _scale, _G_p, _HD_p, _floor, _nk, K, T)
+    return 0.0
+
+
+@numba.njit(parallel=True, **_LOOP)
+def grad_hessian_diag_cm_parallel(y, p, alpha, beta, smooth, _sw, _scale, _G_p, _HD_p, _floor, T):
+    _nk = p.shape[0]
+    _n = p.shape[1]
+    K = T(_nk)
+    for _c in numba.prange((_n + _CM_CHUNK - 1) // _CM_CHUNK):
+        _grad_hessian_diag_cm_rows(_c * _CM_CHUNK, min(_n, (_c + 1) * _CM_CHUNK), y, p, alpha, beta, smooth, _sw, _scale, _G_p, _HD_p, _floor, _nk, K, T)
+    return 0.0

@@ -222,3 +222,57 @@ def test_grad_hessian_diag_writes_given_buffers_and_refuses_shared_ones():
         L.grad_hessian_diag(t, z, out=(g, g))
     with pytest.raises(symloss.InputError, match="pair"):
         L.grad_hessian_diag(t, z, out=g)
+
+
+ONE_PREDICTION = [n for n in ROW if len(symloss.load(n).predictions) == 1]
+
+
+@pytest.mark.parametrize("name", ONE_PREDICTION)
+def test_class_major_kernel_equals_the_row_kernel(name):
+    """grad_hessian_diag over class-major arrays (LightGBM's layout, float32 or float64 outputs
+    written in place) gives the row kernel's numbers: weighted, with class inputs, floored.
+    One signature per loss (each is a cold compile in CI); cross_entropy's extra cases below."""
+    L = symloss.load(name)
+    cols = sample_row_inputs(L, 9, 5, seed=5)
+    kw = dict(sample_weight=np.linspace(0.5, 2.0, 9), **sample_class_inputs(L, 5))
+    g, h = L.grad_hessian_diag(*cols, **kw)
+    out = (np.empty((9, 5), order="F"), np.empty((9, 5), order="F"))
+    floor = 1e-3
+    got = L.grad_hessian_diag_class_major(*(np.asfortranarray(c) for c in cols), out=out, hessian_floor=floor, **kw)
+    assert got is out
+    _close(out[0], g)
+    _close(out[1], np.maximum(h, floor * kw["sample_weight"][:, None]))
+
+
+def test_class_major_cross_entropy_layouts_indices_nan_and_errors(monkeypatch):
+    L = symloss.load("cross_entropy")
+    rng = np.random.default_rng(6)
+    z = rng.normal(scale=4, size=(40, 6))
+    z[3, 2] = np.nan  # stays in its row, no crash
+    t = rng.integers(0, 6, 40)
+    t[5] = -100  # ignored: gradient 0, Hessian at the floor
+    g, h = L.grad_hessian_diag(t, z)
+    for parallel in (False, True):
+        if parallel:
+            monkeypatch.setattr(row_loss, "PARALLEL_THRESHOLD", 1)
+        for dtype in (np.float64, np.float32):
+            out = (np.zeros((40, 6), dtype, order="F"), np.zeros((40, 6), dtype, order="F"))
+            L.grad_hessian_diag_class_major(t, z, out=out, hessian_floor=1e-16)  # a C array: copied to K x N
+            ok = np.ones(40, bool)
+            ok[3] = False
+            np.testing.assert_array_equal(np.isnan(out[0]).any(axis=1), ~ok)
+            np.testing.assert_allclose(out[0][ok], g[ok].astype(dtype), rtol=4 * np.finfo(dtype).eps, atol=1e-15)
+            np.testing.assert_allclose(out[1][ok], np.maximum(h[ok], 1e-16).astype(dtype),
+                                       rtol=4 * np.finfo(dtype).eps, atol=1e-15)
+            assert (out[0][5] == 0).all() and (out[1][5] == dtype(1e-16)).all()
+    F = (np.empty((40, 6), order="F"), np.empty((40, 6), order="F"))
+    with pytest.raises(symloss.InputError, match="F-contiguous"):
+        L.grad_hessian_diag_class_major(t, z, out=(np.empty((40, 6)), F[1]))
+    with pytest.raises(symloss.InputError, match="share memory"):
+        L.grad_hessian_diag_class_major(t, z, out=(F[0], F[0]))
+    zf = np.asfortranarray(z)
+    with pytest.raises(symloss.InputError, match="shares memory with an input"):
+        L.grad_hessian_diag_class_major(t, zf, out=(zf, F[1]))
+    with pytest.raises(symloss.InputError, match="one prediction"):
+        symloss.load("triplet").grad_hessian_diag_class_major(*sample_row_inputs(symloss.load("triplet"), 4, 3),
+                                                                out=F)

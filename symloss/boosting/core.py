@@ -182,6 +182,13 @@ class BoostLoss:
         k = m.shape[1] if self.row else None
         labels = self._checked(ws, "labels", y, m.dtype, k)
         w = self._checked(ws, "weights", weight, m.dtype, n)
+        if self.row and layout == "lightgbm" and self.hessian in ("exact", "clip"):
+            # LightGBM's own layout in and out: the class-major kernel reads its (F-ordered) margins
+            # and writes float32 F-ordered results, floored in the same pass; no copies
+            out = (_buffer(ws, "g_lgb", (k, n), np.float32).T, _buffer(ws, "h_lgb", (k, n), np.float32).T)
+            floor = _policy.FLOOR if self.hessian == "clip" else -np.inf
+            return self.loss.grad_hessian_diag_class_major(labels, m, out=out, sample_weight=w,
+                                                           hessian_floor=floor, **self.params)
         if self.row:
             # the "clip" floor of an unweighted Hessian goes into LightGBM's layout copy: one pass less
             floor = _policy.FLOOR if layout == "lightgbm" and self.hessian == "clip" and w is None else None

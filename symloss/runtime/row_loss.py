@@ -56,7 +56,8 @@ IGNORE_INDEX = -100
 class _Call:
     """Validated, flattened arguments of one call."""
 
-    def __init__(self, loss: "RowLoss", arrays, reduction, sample_weight, params, ignore_index):
+    def __init__(self, loss: "RowLoss", arrays, reduction, sample_weight, params, ignore_index,
+                 class_major: bool = False):
         spec = loss.spec
         name = spec.name
         A.check_reduction(reduction)
@@ -74,6 +75,8 @@ class _Call:
         self.shape, self.batch, self.k = shape, shape[:-1], shape[-1]
         if self.k == 0:
             raise InputError(f"{name}: predictions of shape {shape} have no classes (the last axis is empty)")
+        if class_major and len(shape) != 2:
+            raise InputError(f"{name}: class-major arrays are (N, K), got predictions of shape {shape}")
         if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, (int, np.integer)):
             raise InputError(f"{name}: ignore_index must be an integer, got {ignore_index!r}")
         T = dtype.type
@@ -90,6 +93,8 @@ class _Call:
                 flat.append(A.for_kernel(a, dtype).reshape(self.n))
             elif inp.indices and a.shape == self.batch and a.shape != shape:
                 flat.append(self._class_indices(name, inp.name, a, ignore_index))
+            elif class_major:  # (K, N) C-contiguous: an F-contiguous (N, K) array's own memory
+                flat.append(A.for_kernel(self._vector(name, inp, a).T, dtype))
             else:
                 flat.append(A.for_kernel(self._vector(name, inp, a), dtype).reshape(self.n, self.k))
         self.arrays = flat
@@ -313,6 +318,37 @@ class RowLoss:
         A.disjoint(gbufs + hbufs, f"{self.name}.grad_hessian_diag")
         self._kernel("grad_hessian_diag", c)(*c.args(), *self._views(c, gbufs), *self._views(c, hbufs), c.T)
         return self._results(gbufs), self._results(hbufs)
+
+    def grad_hessian_diag_class_major(self, *arrays, out, sample_weight=None, hessian_floor=-math.inf,
+                                      ignore_index=IGNORE_INDEX, **params):
+        """``grad_hessian_diag`` (reduction "none") of (N, K) arrays kept class-major, as LightGBM
+        keeps multi-class scores: F-contiguous vector inputs are read where they lie, and ``out``, a
+        (gradient, diagonal) pair of F-contiguous (N, K) float32 or float64 arrays, is written in
+        place (cast as written).  The diagonal is floored at ``hessian_floor`` times the row
+        weight in the same pass (NaN stays NaN).  One prediction, CPU arrays; returns ``out``."""
+        what = f"{self.name}.grad_hessian_diag_class_major"
+        if len(self.predictions) != 1:
+            raise InputError(f"{what}: takes losses with one prediction")
+        c = _Call(self, arrays, "none", sample_weight, params, ignore_index, class_major=True)
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise InputError(f"{what}: out must be a (gradient, diagonal) pair")
+        inputs = [a for a in (*c.arrays, *c.class_arrays, c.w) if a is not None]
+        for o in out:
+            if not (isinstance(o, np.ndarray) and o.shape == c.shape and o.dtype in (np.float32, np.float64)
+                    and o.flags.f_contiguous and o.flags.writeable):
+                raise InputError(f"{what}: out must be two writeable F-contiguous float32 or float64 "
+                                 f"arrays of shape {c.shape}")
+            if any(np.shares_memory(o, a) for a in inputs):
+                raise InputError(f"{what}: out shares memory with an input")
+        if np.shares_memory(out[0], out[1]):
+            raise InputError(f"{what}: the two outputs share memory")
+        suffix = ("_idx" if c.indices else "") + ("_parallel" if c.n * c.k >= PARALLEL_THRESHOLD else "")
+        kernel = getattr(self.module, "grad_hessian_diag_cm" + suffix, None)
+        if kernel is None:
+            raise InputError(f"{what}: {self.name}'s generated module has no class-major kernels; "
+                             f"run `symloss generate` again")
+        kernel(*c.args(), out[0].T, out[1].T, c.T(hessian_floor), c.T)
+        return out
 
     @_cuda_row.dispatch
     def hvp(self, *arrays, v, reduction="none", sample_weight=None, out=None, ignore_index=IGNORE_INDEX, **params):

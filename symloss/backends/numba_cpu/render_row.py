@@ -74,6 +74,15 @@ class _Names:
         self.tangents = {f"_v_{p}" for p in ir.predictions}
         self.sel = ir.sel
         self.stash_buffer = ""  # the kernel's first per-class output buffer (set per kernel)
+        self.lanes = True  # a max over the classes of one row runs in LANES lanes
+
+    def cell(self, name: str) -> str:
+        """Where a per-row value (a reduction, a hoisted value, an argmax) lives."""
+        return name
+
+    def stash(self, value: str) -> str:
+        """The line keeping a stashed per-class value for the out loop."""
+        return f"{self.stash_buffer}[_i, _k] = {value}"
 
     def at(self, name: str, variant: str, k: str) -> str:
         """The code for ``name`` at class ``k`` of row ``_i``."""
@@ -120,31 +129,111 @@ def _lanes(st: Step, names: _Names, variants, locals_):
 
 
 def _step(st: Step, names: _Names, variants) -> PrintedStep:
-    args = st.fn.args
+    args, cell = st.fn.args, names.cell
     class_args = {v: ", ".join([names.at(a, v, "_k") for a in args] + ["T"]) for v in variants}
-    pick_args = {v: ", ".join([names.at(a, v, st.at) for a in args] + ["T"]) for v in variants} if st.at else {}
+    pick_args = ({v: ", ".join([names.at(a, v, cell(st.at)) for a in args] + ["T"]) for v in variants}
+                 if st.at else {})
     row_args = ", ".join([names.row(a) for a in args] + ["T"])
     locals_ = [f"_x{n}" for n in range(len(st.targets) + st.stash)]
     inits, updates = [], []
-    if st.stash:  # kept for the out loop in its output buffer
-        updates.append(f"{names.stash_buffer}[_i, _k] = {locals_[-1]}")
+    if st.stash:  # kept for the out loop
+        updates.append(names.stash(locals_[-1]))
     if st.kind == "max":
-        for t, x, am in zip(st.targets, locals_, st.argmax):
+        for t, x, am in zip(map(cell, st.targets), locals_, st.argmax):
             inits.append(f"{t} = -T(math.inf)")
             if am:
                 # NaN-propagating argmax: a NaN class wins and stays
-                inits.append(f"{am} = 0")
-                updates += [f"if {x} > {t} or ({x} != {x} and {t} == {t}):", f"    {t} = {x}", f"    {am} = _k"]
+                inits.append(f"{cell(am)} = 0")
+                updates += [f"if {x} > {t} or ({x} != {x} and {t} == {t}):", f"    {t} = {x}", f"    {cell(am)} = _k"]
             else:
                 # the softmax shift may skip NaN: it then flows through the sums
                 updates.append(f"{t} = {x} if {x} > {t} else {t}")
     elif st.kind == "sum":
-        for t, x in zip(st.targets, locals_):
+        for t, x in zip(map(cell, st.targets), locals_):
             inits.append(f"{t} = T(0)")
             updates.append(f"{t} += {x}")
-    lanes, lane_inits, lane_combine = _lanes(st, names, variants, locals_)
-    return PrintedStep(st.kind, st.fn.name, ", ".join(st.targets), row_args, class_args, pick_args,
+    lanes, lane_inits, lane_combine = _lanes(st, names, variants, locals_) if names.lanes else ((), (), ())
+    targets = st.targets if st.kind == "out" else tuple(map(cell, st.targets))  # out: per-class locals
+    return PrintedStep(st.kind, st.fn.name, ", ".join(targets), row_args, class_args, pick_args,
                        tuple(inits), tuple(updates), ", ".join(locals_), lanes, lane_inits, lane_combine)
+
+
+# Class-major kernels: (K, N) arrays, as LightGBM keeps multi-class scores and reads its
+# gradients back (F-ordered (N, K)).  They run the same steps over a block of rows at a
+# time, the loops over the block innermost: each per-row value lives in a block array,
+# and the rows of a block vectorise across (at K = 10 the class loops are too short to).
+# Copying LightGBM's layout to and from rows cost as much as the row kernel itself.
+CLASS_MAJOR = ("grad_hessian_diag",)  # the boosting libraries' call
+CM_BLOCK = 64  # rows per block: K x 64 stashed values stay in L1
+CM_CHUNK = 4096  # rows per parallel task (each allocates its block arrays once)
+
+
+class _ClassMajorNames(_Names):
+    def __init__(self, ir: RowIR, d: RowDerivation, kernel: RowKernelIR):
+        super().__init__(ir, d)
+        self.lanes = False
+        self.floats = tuple(dict.fromkeys(t for st in kernel.steps if st.kind != "out" for t in st.targets))
+        self.ints = tuple(dict.fromkeys(a for st in kernel.steps for a in st.argmax if a))
+        self.stashes = any(st.stash for st in kernel.steps)
+
+    def cell(self, name: str) -> str:
+        return f"{name}[_b]"
+
+    def stash(self, value: str) -> str:
+        return f"_stb[_k, _b] = {value}"
+
+    def at(self, name: str, variant: str, k: str) -> str:
+        if name == STASH:
+            return f"_stb[{k}, _b]"
+        if variant == "_idx" and name == self.ir.index_input:
+            return f"(T(1) if {k} == _ti_arr[_i] else T(0))"
+        if name in self.vector or name in self.tangents:
+            return f"{name}[{k}, _i]"
+        if name in self.sel:
+            return f"(T(1) if {k} == {self.sel[name]}[_b] else T(0))"
+        return super().at(name, variant, k)
+
+    def row(self, name: str) -> str:
+        if name in self.floats or name in self.ints:
+            return f"{name}[_b]"
+        return super().row(name)
+
+    def blocks(self) -> tuple[str, ...]:
+        lines = [f"{t} = np.empty(_CM_BLOCK, T)" for t in self.floats]
+        lines += [f"{a} = np.empty(_CM_BLOCK, np.int64)" for a in self.ints]
+        if self.stashes:
+            lines.append("_stb = np.empty((_nk, _CM_BLOCK), T)")
+        return tuple(lines)
+
+
+@dataclass(frozen=True)
+class PrintedClassMajor:
+    name: str
+    steps: tuple[PrintedStep, ...]
+    blocks: tuple[str, ...]  # the per-row block arrays
+    out_args: str
+    stores: dict  # variant -> lines inside the out loop
+
+
+def _class_major(kname: str, ir: RowIR, d: RowDerivation, variants) -> PrintedClassMajor:
+    """grad_hessian_diag over class-major arrays; the Hessian floored at ``_floor`` times the row's
+    weight in the same pass (the boosting "clip" policy: LightGBM gets float32 outputs)."""
+    k = ir.kernels[kname]
+    names = _ClassMajorNames(ir, d, k)
+    gs, hs = [f"_G_{p}" for p in ir.predictions], [f"_HD_{p}" for p in ir.predictions]
+    stores = {}
+    for v in variants:
+        lines = ["_hf = _floor if _sw is None else _floor * _sw[_i]"]
+        for g, h, p in zip(gs, hs, ir.predictions):
+            if v == "_idx":  # an ignored row: zero gradient, Hessian at the floor
+                lines += [f"{g}[_k, _i] = T(0) if _ti_arr[_i] == _ignore else _s * _d_{p}",
+                          f"_hv = T(0) if _ti_arr[_i] == _ignore else _s * _h_{p}"]
+            else:
+                lines += [f"{g}[_k, _i] = _s * _d_{p}", f"_hv = _s * _h_{p}"]
+            lines.append(f"{h}[_k, _i] = _hf if _hv < _hf else _hv")  # NaN stays NaN
+        stores[v] = tuple(lines)
+    return PrintedClassMajor(kname, tuple(_step(st, names, variants) for st in k.steps), names.blocks(),
+                             "".join(f"{o}, " for o in gs + hs), stores)
 
 
 def _outputs(kernel: str, ir: RowIR):
@@ -230,6 +319,9 @@ def module_model(d: RowDerivation, ir: RowIR | None = None) -> dict:
             "n_preds": len(ir.predictions),
             "index_name": ir.index_input or "",
             "lanes": LANES,
+            "class_major": [_class_major(kname, ir, d, variants) for kname in CLASS_MAJOR],
+            "cm_block": CM_BLOCK,
+            "cm_chunk": CM_CHUNK,
         }),
     }
 
