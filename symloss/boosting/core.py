@@ -182,7 +182,8 @@ class BoostLoss:
         k = m.shape[1] if self.row else None
         labels = self._checked(ws, "labels", y, m.dtype, k)
         w = self._checked(ws, "weights", weight, m.dtype, n)
-        if self.row and layout == "lightgbm" and self.hessian in ("exact", "clip"):
+        if (self.row and layout == "lightgbm" and self.hessian in ("exact", "clip")
+                and hasattr(self.loss.module, "grad_hessian_diag_cm")):  # (a module generated before them: below)
             # LightGBM's own layout in and out: the class-major kernel reads its (F-ordered) margins
             # and writes float32 F-ordered results, floored in the same pass; no copies
             out = (_buffer(ws, "g_lgb", (k, n), np.float32).T, _buffer(ws, "h_lgb", (k, n), np.float32).T)
