@@ -187,3 +187,13 @@ else:
             dev.hessian(z, z)
         with pytest.raises(InputError, match="unknown parameter"):
             dev.value(z, z, delta=1.0)
+        # a row's outputs are written before the row is read again: no overlap at all
+        t = cuda.to_device(np.array([0, 2, 1]))
+        zz = cuda.to_device(np.random.default_rng(0).normal(size=(3, 4)))
+        with pytest.raises(InputError, match="share memory with the inputs"):
+            dev.grad(t, zz, out=zz)
+        big = cuda.device_array(24, np.float64)
+        with pytest.raises(InputError, match="share memory with the inputs"):
+            dev.hvp(t, zz, v=big[:12].reshape(3, 4), out=big[8:20].reshape(3, 4))
+        with pytest.raises(InputError, match="with each other"):
+            dev.grad_hessian_diag(t, zz, out=(big[:12].reshape(3, 4), big[4:16].reshape(3, 4)))

@@ -202,6 +202,22 @@ else:
         close(v.copy_to_host(), want_v, np.float64, "value")
         close(g.copy_to_host(), want_g, np.float64, "grad")
 
+    def test_out_buffers_that_overlap_are_refused():
+        """out may be an input exactly (elementwise: read before written), never a part of one or
+        of another output."""
+        loss = symloss.load("huber")
+        dev = device_loss(loss)
+        (y, yhat), _ = inputs(loss, np.float64, seed=1)
+        dy, dyhat = cuda.to_device(y), cuda.to_device(yhat)
+        got = dev.grad(dy, dyhat, out=dyhat)  # in place
+        close(got.copy_to_host(), loss.grad(y, yhat), np.float64, "grad(out=yhat)")
+        big = cuda.device_array(2 * N, np.float64)
+        big[:N].copy_to_device(y)
+        with pytest.raises(InputError, match="share memory with the inputs"):
+            dev.grad(big[:N], dyhat, out=big[1:N + 1])
+        with pytest.raises(InputError, match="with each other"):
+            dev.grad_hessian(dy, cuda.to_device(yhat), out=(big[:N], big[N // 2:N // 2 + N]))
+
     def test_shapes_are_kept_and_targets_are_cast():
         loss = symloss.load("mse")
         dev = device_loss(loss)

@@ -266,6 +266,29 @@ class _CuPy(_Numba):
         return _ONES[key]
 
 
+def _span(view) -> tuple[int, int]:
+    """The bytes a C-contiguous device view covers (the simulator's: those of the host array it wraps)."""
+    iface = getattr(view, "__cuda_array_interface__", None) or view.__array_interface__
+    start = iface["data"][0]
+    return start, start + view.size * view.dtype.itemsize
+
+
+def check_disjoint(outs, inputs, what: str, alias_ok: bool) -> None:
+    """Output views must not overlap the input views (``alias_ok``: except being one exactly, as an
+    elementwise kernel reads an element before it writes it) nor one another.  A row kernel writes
+    a row's outputs before it reads the row again, so an overlap there corrupts results silently."""
+    spans = [_span(v) for v in outs]
+    for s in (_span(v) for v in inputs if v is not None):
+        for o in spans:
+            if o[0] < s[1] and s[0] < o[1] and not (alias_ok and o == s):
+                raise InputError(f"{what}: out must not share memory with the inputs"
+                                 + (" (except being one of them exactly)" if alias_ok else ""))
+    for i, a in enumerate(spans):
+        for b in spans[i + 1:]:
+            if a[0] < b[1] and b[0] < a[1]:
+                raise InputError(f"{what}: the out arrays must not share memory with each other")
+
+
 def _torch_dtype(dtype: np.dtype):
     import torch
 
@@ -495,7 +518,9 @@ class DeviceLoss:
             )
         if not c.kind.contiguous(out):
             raise InputError(f"{what}: out must be C-contiguous")
-        return out, c.kind.view(out)
+        view = c.kind.view(out)
+        check_disjoint([view], c.data + ([c.w] if c.weighted else []), what, alias_ok=True)
+        return out, view
 
     def _grad_buffers(self, c: _Call, out):
         k = len(self.predictions)
@@ -506,6 +531,7 @@ class DeviceLoss:
             if len(outs) != k:
                 raise InputError(f"{self.name}: out must be a tuple of {k} arrays")
         pairs = [self._out(c, o, c.shape, f"{self.name}.grad") for o in outs]
+        check_disjoint([p[1] for p in pairs], [], f"{self.name}.grad", alias_ok=False)
         result = pairs[0][0] if k == 1 else tuple(p[0] for p in pairs)
         return result, [p[1] for p in pairs]
 
@@ -568,6 +594,7 @@ class DeviceLoss:
         with c.kind.context():
             g, gviews = self._grad_buffers(c, out_g)
             h, hviews = self._hess_buffers(c, out_h)
+            check_disjoint(gviews + hviews, [], f"{self.name}.grad_hessian", alias_ok=False)
             scale, norm = self._scale(c, reduction), self._norm(c, reduction)
             self._map(
                 c, self.module.grad_hessian, *c.data, *c.params, c.w, c.weighted, scale, norm, *gviews, *hviews

@@ -332,7 +332,7 @@ class DeviceRowLoss:
         self.module.finish_sum[1, threads, c.kind.stream](partials, scale, norm, view)
         return c.kind.result(owner, ())
 
-    def _outputs(self, c: _Call, out, what):
+    def _outputs(self, c: _Call, out, what, extra=()):
         preds = self.predictions
         outs = (out,) if len(preds) == 1 else ((None,) * len(preds) if out is None else tuple(out))
         if len(outs) != len(preds):
@@ -347,6 +347,10 @@ class DeviceRowLoss:
             if c.kind.shape_of(o) != c.shape or c.kind.dtype_of(o) != c.dtype or not c.kind.contiguous(o):
                 raise InputError(f"{what}: out must be C-contiguous with shape {c.shape} and dtype {c.dtype}")
             pairs.append((o, c.kind.view(o)))
+        given = [view for (o, view), user in zip(pairs, outs) if user is not None]
+        inputs = [*c.arrays, *(a for a, has in zip(c.class_arrays, c.has_class) if has), *extra]
+        C.check_disjoint(given, inputs + ([c.w] if c.weighted else []), what, alias_ok=False)
+        C.check_disjoint([view for _, view in pairs], [], what, alias_ok=False)
         result = pairs[0][0] if len(pairs) == 1 else tuple(p[0] for p in pairs)
         return result, [p[1] for p in pairs]
 
@@ -398,6 +402,11 @@ class DeviceRowLoss:
         """``grad`` then ``hessian_diag``: two launches (the fused row kernel is CPU-only; on a GPU
         the second softmax pass is cheap next to the host round trip a booster makes anyway)."""
         g_out, h_out = (None, None) if out is None else out
+        if g_out is not None and h_out is not None and C.is_device_array(g_out) and C.is_device_array(h_out):
+            kind = C._kind_of(g_out, self.module, 32)
+            if kind.is_same_kind(h_out) and kind.contiguous(g_out) and kind.contiguous(h_out):
+                C.check_disjoint([kind.view(g_out), kind.view(h_out)], [], f"{self.name}.grad_hessian_diag",
+                                 alias_ok=False)
         kw = dict(reduction=reduction, sample_weight=sample_weight, ignore_index=ignore_index, **params)
         return self.grad(*arrays, out=g_out, **kw), self.hessian_diag(*arrays, out=h_out, **kw)
 
@@ -414,7 +423,7 @@ class DeviceRowLoss:
                 owner, view = c.kind.convert(x, c.dtype, f"{self.name}.hvp: v")
                 c.owners.append(owner)
                 flat.append(view)
-            result, views = self._outputs(c, out, f"{self.name}.hvp")
+            result, views = self._outputs(c, out, f"{self.name}.hvp", extra=flat)
             self._run(c, "hvp", reduction, extra=flat, outs=views)
             return result
 
