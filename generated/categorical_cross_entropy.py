@@ -513,7 +513,7 @@ def _grad_hessian_diag_cm_rows(_lo, _hi, y, p, _sw, _scale, _G_p, _HD_p, _floor,
                 _i = _i0 + _b
                 _s = _scale if _sw is None else _scale * _sw[_i]
                 _d_p, _h_p = grad_hessian_diag_s0(p[_k, _i], y[_k, _i], T)
-                _hf = _floor if _sw is None else _floor * _sw[_i]
+                _hf = _floor if _sw is None or _floor == -T(math.inf) else _floor * _sw[_i]
                 _G_p[_k, _i] = _s * _d_p
                 _hv = _s * _h_p
                 _HD_p[_k, _i] = _hf if _hv < _hf else _hv

@@ -546,7 +546,7 @@ def _grad_hessian_diag_cm_rows(_lo, _hi, y, z, _sw, _scale, _G_z, _HD_z, _floor,
                 _i = _i0 + _b
                 _s = _scale if _sw is None else _scale * _sw[_i]
                 _d_z, _h_z = grad_hessian_diag_s3(y[_k, _i], z[_k, _i], _h0[_b], _h1[_b], (T(1) if _k == _a1[_b] else T(0)), T)
-                _hf = _floor if _sw is None else _floor * _sw[_i]
+                _hf = _floor if _sw is None or _floor == -T(math.inf) else _floor * _sw[_i]
                 _G_z[_k, _i] = _s * _d_z
                 _hv = _s * _h_z
                 _HD_z[_k, _i] = _hf if _hv < _hf else _hv

@@ -790,7 +790,7 @@ def _grad_hessian_diag_cm_rows(_lo, _hi, x1, x2, y, margin, _sw, _scale, _G_x1, 
                 _i = _i0 + _b
                 _s = _scale if _sw is None else _scale * _sw[_i]
                 _d_x1, _d_x2, _h_x1, _h_x2 = grad_hessian_diag_s2(x1[_k, _i], x2[_k, _i], _h0[_b], _h1[_b], _h2[_b], _h3[_b], _h4[_b], _h5[_b], _h6[_b], _h7[_b], _h8[_b], T)
-                _hf = _floor if _sw is None else _floor * _sw[_i]
+                _hf = _floor if _sw is None or _floor == -T(math.inf) else _floor * _sw[_i]
                 _G_x1[_k, _i] = _s * _d_x1
                 _hv = _s * _h_x1
                 _HD_x1[_k, _i] = _hf if _hv < _hf else _hv

@@ -2171,7 +2171,7 @@ def _grad_hessian_diag_cm_rows(_lo, _hi, y, z, weight, label_smoothing, _sw, _sc
                 _i = _i0 + _b
                 _s = _scale if _sw is None else _scale * _sw[_i]
                 _d_z, _h_z = grad_hessian_diag_s4((weight[_k] if weight is not None else T(1.0)), y[_k, _i], _h3[_b], _h4[_b], _h5[_b], _h6[_b], _r2[_b], _stb[_k, _b], T)
-                _hf = _floor if _sw is None else _floor * _sw[_i]
+                _hf = _floor if _sw is None or _floor == -T(math.inf) else _floor * _sw[_i]
                 _G_z[_k, _i] = _s * _d_z
                 _hv = _s * _h_z
                 _HD_z[_k, _i] = _hf if _hv < _hf else _hv
@@ -2241,7 +2241,7 @@ def _grad_hessian_diag_cm_idx_rows(_lo, _hi, _ti_arr, z, weight, label_smoothing
                 _i = _i0 + _b
                 _s = _scale if _sw is None else _scale * _sw[_i]
                 _d_z, _h_z = grad_hessian_diag_s4((weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti_arr[_i] else T(0)), _h3[_b], _h4[_b], _h5[_b], _h6[_b], _r2[_b], _stb[_k, _b], T)
-                _hf = _floor if _sw is None else _floor * _sw[_i]
+                _hf = _floor if _sw is None or _floor == -T(math.inf) else _floor * _sw[_i]
                 _G_z[_k, _i] = T(0) if _ti_arr[_i] == _ignore else _s * _d_z
                 _hv = T(0) if _ti_arr[_i] == _ignore else _s * _h_z
                 _HD_z[_k, _i] = _hf if _hv < _hf else _hv

@@ -2492,7 +2492,7 @@ def _grad_hessian_diag_cm_rows(_lo, _hi, y, z, gamma, _sw, _scale, _G_z, _HD_z, 
                 _i = _i0 + _b
                 _s = _scale if _sw is None else _scale * _sw[_i]
                 _d_z, _h_z = grad_hessian_diag_s6(gamma, y[_k, _i], z[_k, _i], _h7[_b], _h8[_b], _h9[_b], _h10[_b], _h11[_b], _r3[_b], _r4[_b], _stb[_k, _b], T)
-                _hf = _floor if _sw is None else _floor * _sw[_i]
+                _hf = _floor if _sw is None or _floor == -T(math.inf) else _floor * _sw[_i]
                 _G_z[_k, _i] = _s * _d_z
                 _hv = _s * _h_z
                 _HD_z[_k, _i] = _hf if _hv < _hf else _hv
@@ -2578,7 +2578,7 @@ def _grad_hessian_diag_cm_idx_rows(_lo, _hi, _ti_arr, z, gamma, _sw, _scale, _ig
                 _i = _i0 + _b
                 _s = _scale if _sw is None else _scale * _sw[_i]
                 _d_z, _h_z = grad_hessian_diag_s6(gamma, (T(1) if _k == _ti_arr[_i] else T(0)), z[_k, _i], _h7[_b], _h8[_b], _h9[_b], _h10[_b], _h11[_b], _r3[_b], _r4[_b], _stb[_k, _b], T)
-                _hf = _floor if _sw is None else _floor * _sw[_i]
+                _hf = _floor if _sw is None or _floor == -T(math.inf) else _floor * _sw[_i]
                 _G_z[_k, _i] = T(0) if _ti_arr[_i] == _ignore else _s * _d_z
                 _hv = T(0) if _ti_arr[_i] == _ignore else _s * _h_z
                 _HD_z[_k, _i] = _hf if _hv < _hf else _hv

@@ -518,7 +518,7 @@ def _grad_hessian_diag_cm_rows(_lo, _hi, p, q, _sw, _scale, _G_q, _HD_q, _floor,
                 _i = _i0 + _b
                 _s = _scale if _sw is None else _scale * _sw[_i]
                 _d_q, _h_q = grad_hessian_diag_s0(p[_k, _i], q[_k, _i], T)
-                _hf = _floor if _sw is None else _floor * _sw[_i]
+                _hf = _floor if _sw is None or _floor == -T(math.inf) else _floor * _sw[_i]
                 _G_q[_k, _i] = _s * _d_q
                 _hv = _s * _h_q
                 _HD_q[_k, _i] = _hf if _hv < _hf else _hv

@@ -676,7 +676,7 @@ def _grad_hessian_diag_cm_rows(_lo, _hi, y, logp, weight, _sw, _scale, _G_logp, 
                 _i = _i0 + _b
                 _s = _scale if _sw is None else _scale * _sw[_i]
                 _d_logp, _h_logp = grad_hessian_diag_s0(logp[_k, _i], (weight[_k] if weight is not None else T(1.0)), y[_k, _i], T)
-                _hf = _floor if _sw is None else _floor * _sw[_i]
+                _hf = _floor if _sw is None or _floor == -T(math.inf) else _floor * _sw[_i]
                 _G_logp[_k, _i] = _s * _d_logp
                 _hv = _s * _h_logp
                 _HD_logp[_k, _i] = _hf if _hv < _hf else _hv
@@ -712,7 +712,7 @@ def _grad_hessian_diag_cm_idx_rows(_lo, _hi, _ti_arr, logp, weight, _sw, _scale,
                 _i = _i0 + _b
                 _s = _scale if _sw is None else _scale * _sw[_i]
                 _d_logp, _h_logp = grad_hessian_diag_s0(logp[_k, _i], (weight[_k] if weight is not None else T(1.0)), (T(1) if _k == _ti_arr[_i] else T(0)), T)
-                _hf = _floor if _sw is None else _floor * _sw[_i]
+                _hf = _floor if _sw is None or _floor == -T(math.inf) else _floor * _sw[_i]
                 _G_logp[_k, _i] = T(0) if _ti_arr[_i] == _ignore else _s * _d_logp
                 _hv = T(0) if _ti_arr[_i] == _ignore else _s * _h_logp
                 _HD_logp[_k, _i] = _hf if _hv < _hf else _hv

@@ -2227,7 +2227,7 @@ def _grad_hessian_diag_cm_rows(_lo, _hi, y, z, epsilon, _sw, _scale, _G_z, _HD_z
                 _i = _i0 + _b
                 _s = _scale if _sw is None else _scale * _sw[_i]
                 _d_z, _h_z = grad_hessian_diag_s4(epsilon, y[_k, _i], _h1[_b], _h2[_b], _h3[_b], _h4[_b], _stb[_k, _b], T)
-                _hf = _floor if _sw is None else _floor * _sw[_i]
+                _hf = _floor if _sw is None or _floor == -T(math.inf) else _floor * _sw[_i]
                 _G_z[_k, _i] = _s * _d_z
                 _hv = _s * _h_z
                 _HD_z[_k, _i] = _hf if _hv < _hf else _hv
@@ -2298,7 +2298,7 @@ def _grad_hessian_diag_cm_idx_rows(_lo, _hi, _ti_arr, z, epsilon, _sw, _scale, _
                 _i = _i0 + _b
                 _s = _scale if _sw is None else _scale * _sw[_i]
                 _d_z, _h_z = grad_hessian_diag_s4(epsilon, (T(1) if _k == _ti_arr[_i] else T(0)), _h1[_b], _h2[_b], _h3[_b], _h4[_b], _stb[_k, _b], T)
-                _hf = _floor if _sw is None else _floor * _sw[_i]
+                _hf = _floor if _sw is None or _floor == -T(math.inf) else _floor * _sw[_i]
                 _G_z[_k, _i] = T(0) if _ti_arr[_i] == _ignore else _s * _d_z
                 _hv = T(0) if _ti_arr[_i] == _ignore else _s * _h_z
                 _HD_z[_k, _i] = _hf if _hv < _hf else _hv

@@ -652,7 +652,7 @@ def _grad_hessian_diag_cm_rows(_lo, _hi, anchor, positive, negative, margin, _sw
                 _i = _i0 + _b
                 _s = _scale if _sw is None else _scale * _sw[_i]
                 _d_anchor, _d_positive, _d_negative, _h_anchor, _h_positive, _h_negative = grad_hessian_diag_s2(anchor[_k, _i], negative[_k, _i], positive[_k, _i], _h0[_b], _h1[_b], _h2[_b], _h3[_b], _h4[_b], T)
-                _hf = _floor if _sw is None else _floor * _sw[_i]
+                _hf = _floor if _sw is None or _floor == -T(math.inf) else _floor * _sw[_i]
                 _G_anchor[_k, _i] = _s * _d_anchor
                 _hv = _s * _h_anchor
                 _HD_anchor[_k, _i] = _hf if _hv < _hf else _hv

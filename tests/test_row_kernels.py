@@ -276,3 +276,16 @@ def test_class_major_cross_entropy_layouts_indices_nan_and_errors(monkeypatch):
     with pytest.raises(symloss.InputError, match="one prediction"):
         symloss.load("triplet").grad_hessian_diag_class_major(*sample_row_inputs(symloss.load("triplet"), 4, 3),
                                                                 out=F)
+
+
+def test_class_major_without_a_floor_keeps_negative_weights_exact():
+    """No floor (the default, -inf) is no floor whatever the weight's sign (-inf * -w is +inf)."""
+    L = symloss.load("cross_entropy")
+    rng = np.random.default_rng(8)
+    z, t = rng.normal(size=(4, 3)), np.array([0, 2, 1, 1])
+    w = np.array([1.0, -1.0, 0.0, 2.0])
+    out = (np.empty((4, 3), order="F"), np.empty((4, 3), order="F"))
+    L.grad_hessian_diag_class_major(t, z, out=out, sample_weight=w)
+    g, h = L.grad_hessian_diag(t, z, sample_weight=w)
+    _close(out[0], g)
+    _close(out[1], h)

@@ -258,3 +258,26 @@ def test_kept_gradient_stands_aside_under_saved_tensor_hooks():
         torch.testing.assert_close(torch.autograd.grad(out, a)[0], want, rtol=1e-12, atol=0)
         out = checkpoint(lambda u: loss(u * 1.0, b), a, use_reentrant=False)
         torch.testing.assert_close(torch.autograd.grad(out, a)[0], want, rtol=1e-12, atol=0)
+
+
+def test_custom_ops_under_torch_func_vmap():
+    """The kernels' custom ops loop over a vmapped batch (their vmap rule); an op returning a
+    tuple (the row value-and-gradient) gives its out_dims as a tuple too."""
+    from symloss import catalog
+    from symloss.spec import load_spec
+
+    g = torch.Generator().manual_seed(9)
+    rops = K.kernel_ops(load_spec(catalog.spec_path("cross_entropy")), "cross_entropy")
+    t = torch.randint(0, 4, (5,), generator=g)
+    Z = torch.randn(3, 5, 4, dtype=D, generator=g)
+    cls, p = [torch.ones(4, dtype=D)], torch.zeros(1, dtype=D)
+    v, G = torch.func.vmap(lambda z: rops.value_and_grad_op([t, z], cls, p, "mean", -100))(Z)
+    for b in range(3):
+        vb, Gb = rops.value_and_grad_op([t, Z[b]], cls, p, "mean", -100)
+        torch.testing.assert_close(v[b], vb, rtol=0, atol=0)
+        torch.testing.assert_close(G[b], Gb, rtol=0, atol=0)
+    eops = K.kernel_ops(load_spec(catalog.spec_path("huber")), "huber")
+    x, y = torch.randn(3, 6, dtype=D, generator=g), torch.randn(6, dtype=D, generator=g)
+    got = torch.func.vmap(lambda a: eops.value_op([a, y], torch.tensor([1.0], dtype=D)), in_dims=1)(x.T)
+    torch.testing.assert_close(got, torch.stack([eops.value_op([x[b], y], torch.tensor([1.0], dtype=D))
+                                                 for b in range(3)]), rtol=0, atol=0)

@@ -183,6 +183,9 @@ def _newton_outputs(obj, theta, max_iter, tol, hist):
                 break
             t *= 0.5
         else:  # no decrease possible at float64 resolution
+            if not fresh:  # on a kept Hessian: once more on a fresh one
+                full = False
+                continue
             hist.record(f, gn, 0.0)
             return theta, it + 1, False
         hist.record(f, gn, t * float(np.linalg.norm(d)))

@@ -78,7 +78,9 @@ def batch_loop(op):
         if isinstance(outs[0], torch.Tensor):
             return torch.stack(outs), 0
         parts = [torch.stack(list(col)) for col in zip(*outs)]
-        return (tuple(parts) if isinstance(outs[0], tuple) else parts), [0] * len(parts)
+        if isinstance(outs[0], tuple):  # out_dims mirror the output's structure
+            return tuple(parts), (0,) * len(parts)
+        return parts, [0] * len(parts)
 
     op.register_vmap(rule)
 

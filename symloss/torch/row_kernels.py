@@ -14,6 +14,7 @@ import itertools
 
 import torch
 
+from ..errors import InputError
 from .kernels import batch_loop, batched, empty_out
 
 _COUNTER = itertools.count()
@@ -76,8 +77,13 @@ class RowKernelOps:
                     # a batch of vectors (is_grads_batched, e.g. functional.hessian(vectorize=True)),
                     # which legacy vmap cannot pass to a custom op: each row's K x K Hessian, then
                     # a batched product in torch ops
-                    H = torch.from_numpy(self.loss.hessian(*(_np(x) for x in xs), reduction=ctx.reduction,
-                                                           **self._kwargs(classes, p, ctx.ignore_index)))
+                    try:
+                        H = torch.from_numpy(self.loss.hessian(*(_np(x) for x in xs), reduction=ctx.reduction,
+                                                               **self._kwargs(classes, p, ctx.ignore_index)))
+                    except InputError as e:
+                        raise InputError(f"{self.spec.name}: a batch of Hessian-vector products on the row "
+                                         f"kernels goes through each row's K x K Hessian, and {e}; pass the "
+                                         f"vectors one at a time, or use impl='generated'") from None
                     dz = dz + (H.to(G.dtype) @ g_grad.unsqueeze(-1)).squeeze(-1)
                 else:
                     dz = dz + hvp(xs, classes, p, g_grad, ctx.reduction, ctx.ignore_index)

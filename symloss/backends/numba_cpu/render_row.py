@@ -223,7 +223,8 @@ def _class_major(kname: str, ir: RowIR, d: RowDerivation, variants) -> PrintedCl
     gs, hs = [f"_G_{p}" for p in ir.predictions], [f"_HD_{p}" for p in ir.predictions]
     stores = {}
     for v in variants:
-        lines = ["_hf = _floor if _sw is None else _floor * _sw[_i]"]
+        # no floor (-inf) stays none whatever the weight's sign (-inf * -w is +inf)
+        lines = ["_hf = _floor if _sw is None or _floor == -T(math.inf) else _floor * _sw[_i]"]
         for g, h, p in zip(gs, hs, ir.predictions):
             if v == "_idx":  # an ignored row: zero gradient, Hessian at the floor
                 lines += [f"{g}[_k, _i] = T(0) if _ti_arr[_i] == _ignore else _s * _d_{p}",
