@@ -124,7 +124,8 @@ def fold_start(booster, start) -> None:
 
 
 def train(loss, params: dict, train_set, num_boost_round: int = 100, *, loss_params: dict | None = None,
-          hessian: str | None = None, start="auto", metric: bool = True, valid_sets=None, **kwargs):
+          hessian: str | None = None, start="auto", metric: bool = True, valid_sets=None,
+          renew_leaves="auto", **kwargs):
     """``lgb.train`` with the symloss objective and metric, started from the loss's optimal constant.
 
     ``start="auto"`` computes it from ``train_set``'s labels and weights (unless
@@ -132,15 +133,29 @@ def train(loss, params: dict, train_set, num_boost_round: int = 100, *, loss_par
     ``None`` starts from 0 (a custom objective's default).
     The start is set as ``init_score`` on every data set (which keeps it) and
     folded into the returned booster's first trees.
+
+    ``renew_leaves``: after each tree, set every leaf to the learning rate times
+    the constant that minimises the loss of its samples, as LightGBM's built-in
+    ``l1`` and ``quantile`` objectives renew theirs (symloss/boosting/refresh.py).
+    ``"auto"`` does it for losses whose exact Hessian vanishes on a set of
+    positive measure (mae, quantile, hinge, huber) where it can: an elementwise
+    loss, ``gbdt`` boosting, data sets built from in-memory features (each
+    sample's leaf is found by predicting on them), and no metric but symloss's
+    (LightGBM's cached scores keep the old leaves; the objective and symloss's
+    metric add the difference).  ``True`` insists (an error where it cannot);
+    ``False`` never.
     """
     import lightgbm as lgb
 
     bl = as_boost_loss(loss, hessian=hessian, **(loss_params or {}))
-    params = {**params, "objective": Objective(bl)}
-    if metric and "feval" not in kwargs:
-        kwargs["feval"] = Metric(bl)
-        params.setdefault("metric", "None")
     valid_sets = list(valid_sets or [])
+    renewal = _Renewal.make(renew_leaves, bl, params, train_set, valid_sets, metric, kwargs)
+    params = {**params, "objective": renewal.objective if renewal else Objective(bl)}
+    if metric and "feval" not in kwargs:
+        kwargs["feval"] = renewal.metric if renewal else Metric(bl)
+        params.setdefault("metric", "None")
+    if renewal:
+        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), renewal.before, renewal.after]
     if isinstance(start, str) and start == "auto":
         # an init_score the caller set on the data wins (and is not folded: it is theirs)
         start = None if _field(train_set, "init_score") is not None else \
@@ -153,6 +168,99 @@ def train(loss, params: dict, train_set, num_boost_round: int = 100, *, loss_par
     if start is not None:
         fold_start(booster, start)
     return booster
+
+
+_LEARNING_RATE = ("learning_rate", "shrinkage_rate", "eta")
+_BOOSTING = ("boosting", "boosting_type", "boost")
+_METRIC = ("metric", "metrics", "metric_types")
+
+
+class _Renewal:
+    """Leaf renewal inside :func:`train`.  LightGBM keeps each data set's scores cached with the
+    leaves a tree was grown with; after renewing them, the objective and the metric add the
+    difference (``delta``, per data set) to the scores LightGBM hands over."""
+
+    def __init__(self, bl: BoostLoss, params: dict, sets: list):
+        self.bl = bl
+        self.lr = next((float(params[k]) for k in _LEARNING_RATE if k in params), 0.1)
+        self.sets = sets  # [(Dataset, in-memory features)], the training set first
+        self.delta = {id(ds): None for ds, _ in sets}
+        self.margin = None  # the training margins of this round's objective call
+        self.booster, self.iteration, self.done = None, -1, -1
+
+    @classmethod
+    def make(cls, mode, bl: BoostLoss, params: dict, train_set, valid_sets: list, metric: bool, kwargs: dict):
+        if mode not in ("auto", True, False):
+            raise ValueError(f"renew_leaves must be 'auto', True or False, got {mode!r}")
+        if mode is False:
+            return None
+        if mode == "auto":
+            from .boosting import policy
+
+            if bl.row or policy.default(bl.loss, bl.params)[0] != "fisher":
+                return None
+        sets = [(ds, getattr(ds, "data", None)) for ds in [train_set, *valid_sets]]
+        why = None
+        if bl.row:
+            why = "it renews one tree per iteration (an elementwise loss)"
+        elif str(next((params[k] for k in _BOOSTING if k in params), "gbdt")).lower() not in ("gbdt", "gbrt"):
+            why = "it needs gbdt boosting (dart and rf rescale or drop trees)"
+        elif any(X is None or isinstance(X, str) or hasattr(X, "__fspath__") for _, X in sets):
+            why = "it needs every data set's in-memory features (not a file; keep them: free_raw_data=False)"
+        elif "feval" in kwargs or str(next((params[k] for k in _METRIC if k in params), "None")) not in \
+                ("None", "none", ""):
+            why = "a metric other than symloss's would see LightGBM's cached scores, not the renewed ones"
+        if why is not None:
+            if mode is True:
+                raise ValueError(f"{bl.name}: renew_leaves=True, but {why}")
+            return None
+        return cls(bl, params, sets)
+
+    def __deepcopy__(self, memo):
+        return self  # lgb.train deep-copies params: its objective must share this state with the callbacks
+
+    def objective(self, preds, train_data):
+        m = np.asarray(preds, dtype=np.float64)
+        d = self.delta[id(train_data)]
+        self.margin = m if d is None else m + d
+        return self.bl.grad_hess(train_data.get_label(), self.margin, train_data.get_weight(), reuse=True,
+                                 layout="lightgbm")
+
+    def metric(self, preds, eval_data):
+        self.renew(self.booster, self.iteration)  # the metric of this round sees the renewed tree
+        d = self.delta.get(id(eval_data))
+        m = np.asarray(preds, dtype=np.float64)
+        return Metric(self.bl)(m if d is None else m + d, eval_data)
+
+    def before(self, env):
+        self.booster, self.iteration = env.model, env.iteration
+
+    def after(self, env):
+        self.renew(env.model, env.iteration)
+
+    before.before_iteration = True
+    before.order = after.order = 0  # before early stopping reads the round's metric
+
+    def renew(self, booster, it: int) -> None:
+        from .boosting.refresh import leaf_constants
+
+        if it <= self.done or self.margin is None:
+            return
+        self.done = it
+        leaves = [np.asarray(booster.predict(X, start_iteration=it, num_iteration=1, pred_leaf=True)).reshape(-1)
+                  .astype(np.int64) for _, X in self.sets]
+        train = self.sets[0][0]
+        w = train.get_weight()
+        consts = leaf_constants(self.bl, self.bl.labels(train.get_label()).astype(np.float64),
+                                None if w is None else np.asarray(w, dtype=np.float64), self.margin, leaves[0])
+        change = np.zeros(max(int(lv.max(initial=0)) for lv in leaves) + 1)
+        for leaf, c in consts.items():
+            new = self.lr * c
+            change[leaf] = new - booster.get_leaf_output(it, leaf)
+            booster.set_leaf_output(it, leaf, new)
+        for (ds, _), lv in zip(self.sets, leaves):
+            d = change[lv]
+            self.delta[id(ds)] = d if self.delta[id(ds)] is None else self.delta[id(ds)] + d
 
 
 def fit(model, X, y, sample_weight=None, *, start="auto", **fit_kwargs):

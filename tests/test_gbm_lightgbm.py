@@ -68,22 +68,65 @@ def test_cross_entropy_exact_is_close_to_multiclass():
     assert np.mean(p.argmax(1) == pb.argmax(1)) >= 0.99
 
 
-@pytest.mark.parametrize("name, builtin, params, slack", [
-    ("mae", {"objective": "l1"}, {}, 1.05),
-    ("quantile", {"objective": "quantile", "alpha": 0.9}, {"tau": 0.9}, 1.20),
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("name, builtin, params", [
+    ("mae", {"objective": "l1"}, {}),
+    ("quantile", {"objective": "quantile", "alpha": 0.9}, {"tau": 0.9}),
 ])
-def test_nonsmooth_losses_train_close_to_the_builtin(diabetes, name, builtin, params, slack):
+def test_nonsmooth_losses_train_close_to_the_builtin(diabetes, name, builtin, params, seed):
+    """Within 5% of the built-in on held-out data, with leaves renewed as the built-ins renew
+    theirs (the default for these losses); the metric of the renewed model, which adds what
+    LightGBM's cached scores lack, equals the loss of its own predictions."""
     X, y = diabetes
-    idx = np.random.default_rng(0).permutation(len(y))
+    idx = np.random.default_rng(seed).permutation(len(y))
     tr, te = idx[:300], idx[300:]
     p = {**P, "learning_rate": 0.1}
     ref = lgb.train({**p, **builtin}, lgb.Dataset(X[tr], y[tr]), 60)
-    ours = sl.train(name, p, lgb.Dataset(X[tr], y[tr]), 60, loss_params=params)
+    history = {}
+    ours = sl.train(name, p, lgb.Dataset(X[tr], y[tr]), 60, loss_params=params,
+                    valid_sets=[lgb.Dataset(X[te], y[te])], callbacks=[lgb.record_evaluation(history)])
     L = symloss.load(name)
     start = L.value(y[te], np.full(len(te), sl.base_margin(name, y[tr], **params)), **params)
     ours_loss = L.value(y[te], ours.predict(X[te]), **params)
     assert ours_loss < 0.9 * start
-    assert ours_loss <= slack * L.value(y[te], ref.predict(X[te]), **params)
+    assert ours_loss <= 1.05 * L.value(y[te], ref.predict(X[te]), **params)
+    (curve,) = history["valid_0"].values()
+    assert curve[-1] == pytest.approx(ours_loss, rel=1e-9)
+    plain = sl.train(name, p, lgb.Dataset(X[tr], y[tr]), 60, loss_params=params, renew_leaves=False)
+    assert not np.allclose(plain.predict(X[te]), ours.predict(X[te]))
+
+
+def test_renewed_leaves_minimise_their_samples_loss():
+    """One round at learning rate 1 from the start score: each leaf is the weighted median of
+    its samples' labels (mae), which no nearby constant improves."""
+    rng = np.random.default_rng(3)
+    X, w = rng.normal(size=(400, 3)), rng.uniform(0.2, 3.0, 400)
+    y = X[:, 0] * 3 + rng.standard_t(2, 400)
+    b = sl.train("mae", {**P, "learning_rate": 1.0}, lgb.Dataset(X, y, weight=w), 1, metric=False)
+    pred, leaf = b.predict(X), b.predict(X, pred_leaf=True).reshape(-1)
+    assert len(np.unique(leaf)) > 2
+    for k in np.unique(leaf):
+        s = leaf == k
+        c = pred[s][0]
+        cost = lambda v: np.sum(w[s] * np.abs(y[s] - v))  # noqa: E731
+        assert cost(c) <= min(cost(c - 1e-3), cost(c + 1e-3)) + 1e-9
+
+
+def test_renew_leaves_refuses_what_it_cannot_do():
+    X, y = np.random.default_rng(0).normal(size=(60, 2)), np.arange(60) % 3
+    with pytest.raises(ValueError, match="elementwise"):
+        sl.train("cross_entropy", {**P, "num_class": 3}, lgb.Dataset(X, y), 1, renew_leaves=True)
+    with pytest.raises(ValueError, match="gbdt"):
+        sl.train("mae", {**P, "boosting": "dart"}, lgb.Dataset(X, y * 1.0), 1, renew_leaves=True)
+    with pytest.raises(ValueError, match="metric other than symloss's"):
+        sl.train("mae", {**P, "metric": "l1"}, lgb.Dataset(X, y * 1.0), 1, renew_leaves=True)
+    with pytest.raises(ValueError, match="in-memory features"):
+        ds = lgb.Dataset(X, y * 1.0)
+        ds.data = "train.bin"  # as a Dataset loaded from a file holds it
+        sl.train("mae", P, ds, 1, renew_leaves=True)
+    # "auto" steps aside where it cannot (a LightGBM metric), and is off for smooth losses
+    b = sl.train("mae", {**P, "metric": "l1"}, lgb.Dataset(X, y * 1.0), 2)
+    assert b.num_trees() == 2
 
 
 @pytest.mark.parametrize("name, params", [("general_robust", {"alpha": -1.0}), ("tukey", {}),
