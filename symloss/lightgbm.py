@@ -199,7 +199,8 @@ class _Renewal:
 
             if bl.row or policy.default(bl.loss, bl.params)[0] != "fisher":
                 return None
-        sets = [(ds, getattr(ds, "data", None)) for ds in [train_set, *valid_sets]]
+        unique = {id(ds): ds for ds in [train_set, *valid_sets]}  # the training set may be a validation set too
+        sets = [(ds, getattr(ds, "data", None)) for ds in unique.values()]
         why = None
         if bl.row:
             why = "it renews one tree per iteration (an elementwise loss)"

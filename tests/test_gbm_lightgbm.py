@@ -83,15 +83,18 @@ def test_nonsmooth_losses_train_close_to_the_builtin(diabetes, name, builtin, pa
     p = {**P, "learning_rate": 0.1}
     ref = lgb.train({**p, **builtin}, lgb.Dataset(X[tr], y[tr]), 60)
     history = {}
-    ours = sl.train(name, p, lgb.Dataset(X[tr], y[tr]), 60, loss_params=params,
-                    valid_sets=[lgb.Dataset(X[te], y[te])], callbacks=[lgb.record_evaluation(history)])
+    train_set = lgb.Dataset(X[tr], y[tr])
+    ours = sl.train(name, p, train_set, 60, loss_params=params, valid_sets=[train_set, lgb.Dataset(X[te], y[te])],
+                    callbacks=[lgb.record_evaluation(history)])
     L = symloss.load(name)
     start = L.value(y[te], np.full(len(te), sl.base_margin(name, y[tr], **params)), **params)
     ours_loss = L.value(y[te], ours.predict(X[te]), **params)
     assert ours_loss < 0.9 * start
     assert ours_loss <= 1.05 * L.value(y[te], ref.predict(X[te]), **params)
-    (curve,) = history["valid_0"].values()
+    (curve,) = history["valid_1"].values()
     assert curve[-1] == pytest.approx(ours_loss, rel=1e-9)
+    (curve,) = history["training"].values()  # the training set as a validation set: its scores once corrected
+    assert curve[-1] == pytest.approx(L.value(y[tr], ours.predict(X[tr]), **params), rel=1e-9)
     plain = sl.train(name, p, lgb.Dataset(X[tr], y[tr]), 60, loss_params=params, renew_leaves=False)
     assert not np.allclose(plain.predict(X[te]), ours.predict(X[te]))
 
