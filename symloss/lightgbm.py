@@ -139,27 +139,39 @@ def train(loss, params: dict, train_set, num_boost_round: int = 100, *, loss_par
     ``l1`` and ``quantile`` objectives renew theirs (symloss/boosting/refresh.py).
     ``"auto"`` does it for losses whose exact Hessian vanishes on a set of
     positive measure (mae, quantile, hinge, huber) where it can: an elementwise
-    loss, ``gbdt`` boosting, data sets built from in-memory features (each
-    sample's leaf is found by predicting on them), and no metric but symloss's
-    (LightGBM's cached scores keep the old leaves; the objective and symloss's
-    metric add the difference).  ``True`` insists (an error where it cannot);
-    ``False`` never.
+    loss, ``gbdt`` boosting without linear trees or monotone constraints, data
+    sets built from in-memory features (each sample's leaf is found by
+    predicting on them), no LightGBM metric on a validation set and no kept
+    training booster (LightGBM's cached scores keep the old leaves; the
+    objective and symloss's metric add the difference).  ``True`` insists (an
+    error where it cannot); ``False`` never.  With ``init_model`` training goes
+    on from that model's predictions (no start score).
     """
     import lightgbm as lgb
 
     bl = as_boost_loss(loss, hessian=hessian, **(loss_params or {}))
     valid_sets = list(valid_sets or [])
-    renewal = _Renewal.make(renew_leaves, bl, params, train_set, valid_sets, metric, kwargs)
+    renewal = _Renewal.make(renew_leaves, bl, params, train_set, valid_sets, kwargs)
     params = {**params, "objective": renewal.objective if renewal else Objective(bl)}
     if metric and "feval" not in kwargs:
         kwargs["feval"] = renewal.metric if renewal else Metric(bl)
         params.setdefault("metric", "None")
     if renewal:
         kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), renewal.before, renewal.after]
-    if isinstance(start, str) and start == "auto":
+    auto = isinstance(start, str) and start == "auto"
+    if kwargs.get("init_model") is not None:  # training goes on from that model's predictions
+        if not auto and start is not None:
+            raise ValueError("with init_model, training continues from the model's predictions: "
+                             "start must be 'auto' or None")
+        start = None
+    if auto and start is not None:
         # an init_score the caller set on the data wins (and is not folded: it is theirs)
         start = None if _field(train_set, "init_score") is not None else \
             bl.start(train_set.get_label(), _weight(train_set), num_class=_num_class(params))
+    if start is not None and _param(params, _LINEAR, False) in (True, "true", "True", 1):
+        raise ValueError("linear trees cannot hold the start score (set_leaf_output does not reach their "
+                         "linear models): pass start=None, or an init_score of your own and add it to "
+                         "the predictions")
     if start is not None:
         for ds in [train_set, *valid_sets]:
             if _field(ds, "init_score") is None:
@@ -170,27 +182,38 @@ def train(loss, params: dict, train_set, num_boost_round: int = 100, *, loss_par
     return booster
 
 
-_LEARNING_RATE = ("learning_rate", "shrinkage_rate", "eta")
 _BOOSTING = ("boosting", "boosting_type", "boost")
 _METRIC = ("metric", "metrics", "metric_types")
+_NO_METRIC = ("none", "", "na", "null", "custom")
+_MONOTONE = ("monotone_constraints", "mc", "monotone_constraint", "monotonic_cst")
+_LINEAR = ("linear_tree", "linear_trees")
+
+
+def _param(params: dict, aliases, default=None):
+    return next((params[k] for k in aliases if k in params), default)
+
+
+def _lightgbm_metric(params: dict) -> bool:
+    m = _param(params, _METRIC, "None")
+    return any(str(v).lower() not in _NO_METRIC for v in (m if isinstance(m, (list, tuple)) else [m]))
 
 
 class _Renewal:
     """Leaf renewal inside :func:`train`.  LightGBM keeps each data set's scores cached with the
     leaves a tree was grown with; after renewing them, the objective and the metric add the
-    difference (``delta``, per data set) to the scores LightGBM hands over."""
+    difference (``delta``, per data set) to the scores LightGBM hands over.  All training samples
+    enter a leaf's constant (LightGBM's own renewal takes the in-bag ones under bagging)."""
 
-    def __init__(self, bl: BoostLoss, params: dict, sets: list):
+    def __init__(self, bl: BoostLoss, sets: list):
         self.bl = bl
-        self.lr = next((float(params[k]) for k in _LEARNING_RATE if k in params), 0.1)
         self.sets = sets  # [(Dataset, in-memory features)], the training set first
         self.delta = {id(ds): None for ds, _ in sets}
         self.margin = None  # the training margins of this round's objective call
         self.booster, self.iteration, self.done = None, -1, -1
 
     @classmethod
-    def make(cls, mode, bl: BoostLoss, params: dict, train_set, valid_sets: list, metric: bool, kwargs: dict):
-        if mode not in ("auto", True, False):
+    def make(cls, mode, bl: BoostLoss, params: dict, train_set, valid_sets: list, kwargs: dict):
+        if mode != "auto" and not isinstance(mode, bool):
             raise ValueError(f"renew_leaves must be 'auto', True or False, got {mode!r}")
         if mode is False:
             return None
@@ -204,26 +227,32 @@ class _Renewal:
         why = None
         if bl.row:
             why = "it renews one tree per iteration (an elementwise loss)"
-        elif str(next((params[k] for k in _BOOSTING if k in params), "gbdt")).lower() not in ("gbdt", "gbrt"):
+        elif str(_param(params, _BOOSTING, "gbdt")).lower() not in ("gbdt", "gbrt"):
             why = "it needs gbdt boosting (dart and rf rescale or drop trees)"
-        elif any(X is None or isinstance(X, str) or hasattr(X, "__fspath__") for _, X in sets):
-            why = "it needs every data set's in-memory features (not a file; keep them: free_raw_data=False)"
-        elif "feval" in kwargs or str(next((params[k] for k in _METRIC if k in params), "None")) not in \
-                ("None", "none", ""):
+        elif _param(params, _LINEAR, False) in (True, "true", "True", 1):
+            why = "linear trees' leaves are not constants"
+        elif _param(params, _MONOTONE) is not None and np.any(np.asarray(_param(params, _MONOTONE)) != 0):
+            why = "a renewed leaf can break monotone constraints (LightGBM refuses them with l1 and quantile)"
+        elif kwargs.get("keep_training_booster"):
+            why = "a kept training booster's cached scores would miss the renewal"
+        elif any(not (hasattr(X, "shape") and len(X.shape) == 2) for _, X in sets):
+            why = ("it needs every data set's in-memory features (an array, DataFrame or sparse matrix: "
+                   "not a file or a Sequence)")
+        elif "feval" in kwargs or (valid_sets and _lightgbm_metric(params)):
             why = "a metric other than symloss's would see LightGBM's cached scores, not the renewed ones"
         if why is not None:
             if mode is True:
                 raise ValueError(f"{bl.name}: renew_leaves=True, but {why}")
             return None
-        return cls(bl, params, sets)
+        return cls(bl, sets)
 
     def __deepcopy__(self, memo):
         return self  # lgb.train deep-copies params: its objective must share this state with the callbacks
 
     def objective(self, preds, train_data):
-        m = np.asarray(preds, dtype=np.float64)
         d = self.delta[id(train_data)]
-        self.margin = m if d is None else m + d
+        # a copy: LightGBM evaluates the training set into the same buffer after the tree is added
+        self.margin = np.array(preds, dtype=np.float64) if d is None else preds + d
         return self.bl.grad_hess(train_data.get_label(), self.margin, train_data.get_weight(), reuse=True,
                                  layout="lightgbm")
 
@@ -240,7 +269,9 @@ class _Renewal:
         self.renew(env.model, env.iteration)
 
     before.before_iteration = True
-    before.order = after.order = 0  # before early stopping reads the round's metric
+    # first among the round's callbacks (lgb.train gives unordered ones negative orders), so every
+    # callback, early stopping included, sees the renewed tree
+    before.order = after.order = -(1 << 30)
 
     def renew(self, booster, it: int) -> None:
         from .boosting.refresh import leaf_constants
@@ -248,6 +279,8 @@ class _Renewal:
         if it <= self.done or self.margin is None:
             return
         self.done = it
+        # the tree's own shrinkage: the learning rate it was grown with (aliases, reset_parameter)
+        shrinkage = float(booster.dump_model(start_iteration=it, num_iteration=1)["tree_info"][0]["shrinkage"])
         leaves = [np.asarray(booster.predict(X, start_iteration=it, num_iteration=1, pred_leaf=True)).reshape(-1)
                   .astype(np.int64) for _, X in self.sets]
         train = self.sets[0][0]
@@ -256,7 +289,7 @@ class _Renewal:
                                 None if w is None else np.asarray(w, dtype=np.float64), self.margin, leaves[0])
         change = np.zeros(max(int(lv.max(initial=0)) for lv in leaves) + 1)
         for leaf, c in consts.items():
-            new = self.lr * c
+            new = shrinkage * c
             change[leaf] = new - booster.get_leaf_output(it, leaf)
             booster.set_leaf_output(it, leaf, new)
         for (ds, _), lv in zip(self.sets, leaves):

@@ -83,7 +83,7 @@ def test_nonsmooth_losses_train_close_to_the_builtin(diabetes, name, builtin, pa
     p = {**P, "learning_rate": 0.1}
     ref = lgb.train({**p, **builtin}, lgb.Dataset(X[tr], y[tr]), 60)
     history = {}
-    train_set = lgb.Dataset(X[tr], y[tr])
+    train_set = lgb.Dataset(X[tr], y[tr])  # also a validation set: the training scores are evaluated after the tree
     ours = sl.train(name, p, train_set, 60, loss_params=params, valid_sets=[train_set, lgb.Dataset(X[te], y[te])],
                     callbacks=[lgb.record_evaluation(history)])
     L = symloss.load(name)
@@ -122,13 +122,20 @@ def test_renew_leaves_refuses_what_it_cannot_do():
     with pytest.raises(ValueError, match="gbdt"):
         sl.train("mae", {**P, "boosting": "dart"}, lgb.Dataset(X, y * 1.0), 1, renew_leaves=True)
     with pytest.raises(ValueError, match="metric other than symloss's"):
-        sl.train("mae", {**P, "metric": "l1"}, lgb.Dataset(X, y * 1.0), 1, renew_leaves=True)
+        sl.train("mae", {**P, "metric": "l1"}, lgb.Dataset(X, y * 1.0), 1, renew_leaves=True,
+                 valid_sets=[lgb.Dataset(X, y * 1.0)])
     with pytest.raises(ValueError, match="in-memory features"):
         ds = lgb.Dataset(X, y * 1.0)
         ds.data = "train.bin"  # as a Dataset loaded from a file holds it
         sl.train("mae", P, ds, 1, renew_leaves=True)
-    # "auto" steps aside where it cannot (a LightGBM metric), and is off for smooth losses
-    b = sl.train("mae", {**P, "metric": "l1"}, lgb.Dataset(X, y * 1.0), 2)
+    with pytest.raises(ValueError, match="monotone"):
+        sl.train("mae", {**P, "monotone_constraints": [1, 0]}, lgb.Dataset(X, y * 1.0), 1, renew_leaves=True)
+    with pytest.raises(ValueError, match="kept training booster"):
+        sl.train("mae", P, lgb.Dataset(X, y * 1.0), 1, renew_leaves=True, keep_training_booster=True)
+    with pytest.raises(ValueError, match="renew_leaves must be"):
+        sl.train("mae", P, lgb.Dataset(X, y * 1.0), 1, renew_leaves=0)
+    # "auto" steps aside where it cannot (a LightGBM metric on a validation set)
+    b = sl.train("mae", {**P, "metric": "l1"}, lgb.Dataset(X, y * 1.0), 2, valid_sets=[lgb.Dataset(X, y * 1.0)])
     assert b.num_trees() == 2
 
 
@@ -178,3 +185,26 @@ def test_margin_shape_mismatch_names_the_loss():
     X, y = load_wine(return_X_y=True)
     with pytest.raises(symloss.InputError, match=r"mse: margins have shape"):
         sl.train("mse", {**P, "num_class": 3}, lgb.Dataset(X, y), 1, start=None)
+
+
+def test_renewal_reads_each_tree_shrinkage_and_continued_training_starts_once():
+    """The learning rate a tree was grown with (reset_parameter) scales its renewed leaves; with
+    init_model training continues from that model's predictions (no second start score)."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(300, 3))
+    y = X[:, 0] + rng.standard_t(3, 300)
+    tiny = sl.train("mae", {**P, "learning_rate": 1.0}, lgb.Dataset(X, y), 3, start=None,
+                    callbacks=[lgb.reset_parameter(learning_rate=[1e-4] * 3)])
+    assert np.ptp(tiny.predict(X)) < 1e-2
+    first = sl.train("mae", P, lgb.Dataset(X, y), 5, metric=False)
+    history = {}
+    more = sl.train("mae", P, lgb.Dataset(X, y, free_raw_data=False), 5, init_model=first,
+                    valid_sets=[lgb.Dataset(X, y)], callbacks=[lgb.record_evaluation(history)])
+    (curve,) = history["valid_0"].values()
+    L = symloss.load("mae")
+    assert curve[-1] == pytest.approx(L.value(y, more.predict(X)), rel=1e-7)  # (the init model's scores
+    assert curve[-1] < L.value(y, first.predict(X))                           # pass through its text form)
+    with pytest.raises(ValueError, match="init_model"):
+        sl.train("mae", P, lgb.Dataset(X, y), 1, init_model=first, start=0.5)
+    with pytest.raises(ValueError, match="linear trees"):
+        sl.train("mae", {**P, "linear_tree": True}, lgb.Dataset(X, y), 1)
