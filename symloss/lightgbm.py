@@ -168,10 +168,8 @@ def train(loss, params: dict, train_set, num_boost_round: int = 100, *, loss_par
         # an init_score the caller set on the data wins (and is not folded: it is theirs)
         start = None if _field(train_set, "init_score") is not None else \
             bl.start(train_set.get_label(), _weight(train_set), num_class=_num_class(params))
-    if start is not None and _param(params, _LINEAR, False) in (True, "true", "True", 1):
-        raise ValueError("linear trees cannot hold the start score (set_leaf_output does not reach their "
-                         "linear models): pass start=None, or an init_score of your own and add it to "
-                         "the predictions")
+    if start is not None:
+        _check_foldable(params)
     if start is not None:
         for ds in [train_set, *valid_sets]:
             if _field(ds, "init_score") is None:
@@ -297,6 +295,13 @@ class _Renewal:
             self.delta[id(ds)] = d if self.delta[id(ds)] is None else self.delta[id(ds)] + d
 
 
+def _check_foldable(params: dict) -> None:
+    if _param(params, _LINEAR, False) in (True, "true", "True", 1):
+        raise ValueError("linear trees cannot hold the start score (set_leaf_output does not reach their "
+                         "linear models): pass start=None, or an init_score of your own and add it to "
+                         "the predictions")
+
+
 def fit(model, X, y, sample_weight=None, *, start="auto", **fit_kwargs):
     """``model.fit`` for an ``LGBMModel`` whose objective is :func:`sklearn_objective`'s, started
     from the loss's optimal constant (folded into the fitted booster); returns the model."""
@@ -304,6 +309,7 @@ def fit(model, X, y, sample_weight=None, *, start="auto", **fit_kwargs):
     if not isinstance(obj, SklearnObjective):
         raise TypeError("fit() needs an LGBM estimator with objective=symloss.lightgbm.sklearn_objective(...)")
     if start is not None:
+        _check_foldable({**model.get_params(), **model.get_params().get("kwargs", {})})
         y_arr = np.asarray(y)
         if isinstance(start, str) and start == "auto":
             k = int(y_arr.max()) + 1 if obj.loss.row else None
@@ -330,6 +336,7 @@ def dask_fit(model, X, y, sample_weight=None, *, start="auto", **fit_kwargs):
         raise TypeError("dask_fit() needs a lightgbm.dask estimator with "
                         "objective=symloss.lightgbm.sklearn_objective(...)")
     if start is not None:
+        _check_foldable({**model.get_params(), **model.get_params().get("kwargs", {})})
         if isinstance(start, str) and start == "auto":
             k = model.get_params().get("num_class") if obj.loss.row else None
             start = _dask.base_margin(obj.loss, y, sample_weight, num_class=k if k and k > 1 else None)

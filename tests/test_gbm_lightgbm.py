@@ -208,3 +208,5 @@ def test_renewal_reads_each_tree_shrinkage_and_continued_training_starts_once():
         sl.train("mae", P, lgb.Dataset(X, y), 1, init_model=first, start=0.5)
     with pytest.raises(ValueError, match="linear trees"):
         sl.train("mae", {**P, "linear_tree": True}, lgb.Dataset(X, y), 1)
+    with pytest.raises(ValueError, match="linear trees"):
+        sl.fit(lgb.LGBMRegressor(objective=sl.sklearn_objective("mae"), linear_tree=True, verbose=-1), X, y)
