@@ -413,6 +413,9 @@ def time_limit(what: str, error: Callable[[str], Exception] = _derivation_error,
         with recursion_headroom(_FRAMES_PER_LEVEL * MAX_DEPTH):
             watchdog = _Watchdog(seconds) if _Watchdog.available else None  # else: check_time only
             yield
+        # finished, but late: the interrupt can land where it is swallowed (an exception raised in
+        # a gc callback, such as hypothesis installs, is only printed), so the deadline decides
+        expired = time.monotonic() > deadline
     except _Expired:
         expired = True
     except Exception as exc:
