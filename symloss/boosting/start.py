@@ -30,8 +30,10 @@ MAX_ITER = 200
 MAX_MARGIN = 1e4  # no bracket within this: the infimum is at infinity
 
 
-def newton_1d(stats: Callable[[float], tuple[float, float, float]], name: str) -> float:
-    """argmin over a constant c; ``stats(c)`` gives (sum of w*dL/dc, sum of w*d2L/dc2, sum of w)."""
+def newton_1d(stats: Callable[[float], tuple[float, float, float]], name: str, rtol: float = 1e-12) -> float:
+    """argmin over a constant c; ``stats(c)`` gives (sum of w*dL/dc, sum of w*d2L/dc2, sum of w).
+    ``rtol``: the bracket's final width relative to max(1, |c|) (where the gradient has no
+    root, as a step function's: the median's case)."""
     c = 0.0
     g, h, wsum = stats(c)
     if not wsum > 0:
@@ -74,7 +76,7 @@ def newton_1d(stats: Callable[[float], tuple[float, float, float]], name: str) -
             lo = x
         else:
             hi = x
-        if hi - lo <= 1e-12 * max(1.0, abs(x)):
+        if hi - lo <= rtol * max(1.0, abs(x)):
             return 0.5 * (lo + hi)
     return x
 
