@@ -170,7 +170,6 @@ def train(loss, params: dict, train_set, num_boost_round: int = 100, *, loss_par
             bl.start(train_set.get_label(), _weight(train_set), num_class=_num_class(params))
     if start is not None:
         _check_foldable(params)
-    if start is not None:
         for ds in [train_set, *valid_sets]:
             if _field(ds, "init_score") is None:
                 ds.set_init_score(init_score(start, len(ds.get_label())))
@@ -191,6 +190,10 @@ def _param(params: dict, aliases, default=None):
     return next((params[k] for k in aliases if k in params), default)
 
 
+def _linear_trees(params: dict) -> bool:
+    return _param(params, _LINEAR, False) in (True, "true", "True", 1)
+
+
 def _lightgbm_metric(params: dict) -> bool:
     m = _param(params, _METRIC, "None")
     return any(str(v).lower() not in _NO_METRIC for v in (m if isinstance(m, (list, tuple)) else [m]))
@@ -208,6 +211,7 @@ class _Renewal:
         self.delta = {id(ds): None for ds, _ in sets}
         self.margin = None  # the training margins of this round's objective call
         self.booster, self.iteration, self.done = None, -1, -1
+        self._metric = Metric(bl)
 
     @classmethod
     def make(cls, mode, bl: BoostLoss, params: dict, train_set, valid_sets: list, kwargs: dict):
@@ -227,7 +231,7 @@ class _Renewal:
             why = "it renews one tree per iteration (an elementwise loss)"
         elif str(_param(params, _BOOSTING, "gbdt")).lower() not in ("gbdt", "gbrt"):
             why = "it needs gbdt boosting (dart and rf rescale or drop trees)"
-        elif _param(params, _LINEAR, False) in (True, "true", "True", 1):
+        elif _linear_trees(params):
             why = "linear trees' leaves are not constants"
         elif _param(params, _MONOTONE) is not None and np.any(np.asarray(_param(params, _MONOTONE)) != 0):
             why = "a renewed leaf can break monotone constraints (LightGBM refuses them with l1 and quantile)"
@@ -258,7 +262,7 @@ class _Renewal:
         self.renew(self.booster, self.iteration)  # the metric of this round sees the renewed tree
         d = self.delta.get(id(eval_data))
         m = np.asarray(preds, dtype=np.float64)
-        return Metric(self.bl)(m if d is None else m + d, eval_data)
+        return self._metric(m if d is None else m + d, eval_data)
 
     def before(self, env):
         self.booster, self.iteration = env.model, env.iteration
@@ -296,7 +300,7 @@ class _Renewal:
 
 
 def _check_foldable(params: dict) -> None:
-    if _param(params, _LINEAR, False) in (True, "true", "True", 1):
+    if _linear_trees(params):
         raise ValueError("linear trees cannot hold the start score (set_leaf_output does not reach their "
                          "linear models): pass start=None, or an init_score of your own and add it to "
                          "the predictions")
@@ -309,7 +313,7 @@ def fit(model, X, y, sample_weight=None, *, start="auto", **fit_kwargs):
     if not isinstance(obj, SklearnObjective):
         raise TypeError("fit() needs an LGBM estimator with objective=symloss.lightgbm.sklearn_objective(...)")
     if start is not None:
-        _check_foldable({**model.get_params(), **model.get_params().get("kwargs", {})})
+        _check_foldable(model.get_params())  # (an estimator's extra LightGBM parameters included)
         y_arr = np.asarray(y)
         if isinstance(start, str) and start == "auto":
             k = int(y_arr.max()) + 1 if obj.loss.row else None
@@ -336,7 +340,7 @@ def dask_fit(model, X, y, sample_weight=None, *, start="auto", **fit_kwargs):
         raise TypeError("dask_fit() needs a lightgbm.dask estimator with "
                         "objective=symloss.lightgbm.sklearn_objective(...)")
     if start is not None:
-        _check_foldable({**model.get_params(), **model.get_params().get("kwargs", {})})
+        _check_foldable(model.get_params())  # (an estimator's extra LightGBM parameters included)
         if isinstance(start, str) and start == "auto":
             k = model.get_params().get("num_class") if obj.loss.row else None
             start = _dask.base_margin(obj.loss, y, sample_weight, num_class=k if k and k > 1 else None)

@@ -342,12 +342,10 @@ class RowLoss:
                 raise InputError(f"{what}: out shares memory with an input")
         if np.shares_memory(out[0], out[1]):
             raise InputError(f"{what}: the two outputs share memory")
-        suffix = ("_idx" if c.indices else "") + ("_parallel" if c.n * c.k >= PARALLEL_THRESHOLD else "")
-        kernel = getattr(self.module, "grad_hessian_diag_cm" + suffix, None)
-        if kernel is None:
+        if not hasattr(self.module, "grad_hessian_diag_cm"):
             raise InputError(f"{what}: {self.name}'s generated module has no class-major kernels; "
                              f"run `symloss generate` again")
-        kernel(*c.args(), out[0].T, out[1].T, c.T(hessian_floor), c.T)
+        self._kernel("grad_hessian_diag_cm", c)(*c.args(), out[0].T, out[1].T, c.T(hessian_floor), c.T)
         return out
 
     @_cuda_row.dispatch

@@ -105,6 +105,7 @@ def module_model(derivation: Derivation) -> dict:
         "param_grads_tuple": repr(ir.param_grads),
         "hessian_pairs": repr(ir.hessian_pairs),
         "n_args": len(ir.inputs + ir.params),
+        "n_total_args": len(ir.inputs + ir.params) + 1,  # Total's: the weight first
         # Total's needs_input_grad (w first): does any prediction / differentiable parameter need one
         "total_preds_need": " or ".join(f"need[{ir.inputs.index(p) + 1}]" for p in ir.predictions),
         "total_params_need": " or ".join(f"need[{len(ir.inputs) + list(ir.params).index(p) + 1}]"
