@@ -7,6 +7,9 @@ intercept (``base_score`` stays 0.5), so :func:`train` and
 :func:`sklearn_objective`'s users set it from :func:`base_margin`: a scalar
 ``base_score`` (a vector of K for a class axis), stored in the model.
 
+:func:`train` also renews the leaves of losses whose Hessian vanishes (mae,
+quantile) as the built-in L1 and quantile objectives do (see its docstring).
+
 Native API::
 
     booster = symloss.xgboost.train("huber", {"max_depth": 4}, dtrain, 100, loss_params={"delta": 1.0})
@@ -20,6 +23,9 @@ scikit-learn API::
                  eval_metric=sklearn_metric("huber"))
 """
 from __future__ import annotations
+
+import json
+import re
 
 import numpy as np
 
@@ -112,25 +118,190 @@ def _score(start):
 
 
 def train(loss, params: dict, dtrain, num_boost_round: int = 10, *, loss_params: dict | None = None,
-          hessian: str | None = None, start: str | None = "auto", metric: bool = True, **kwargs):
+          hessian: str | None = None, start: str | None = "auto", metric: bool = True, renew_leaves="auto",
+          **kwargs):
     """``xgb.train`` with the symloss objective, its metric, and its start score as ``base_score``.
 
     ``start="auto"`` computes the start score from ``dtrain``'s labels and weights
     (unless ``params`` has ``base_score`` or ``dtrain`` a base margin); a number
     (or K) is used as it is; ``None`` keeps XGBoost's (0.5 for a custom objective).
+    With ``xgb_model`` training goes on from that model's predictions (no start score).
+
+    ``renew_leaves``: after each tree, every leaf becomes the learning rate times
+    the constant that minimises the loss of its samples, as XGBoost's built-in
+    ``reg:absoluteerror`` and ``reg:quantileerror`` renew theirs
+    (symloss/boosting/refresh.py).  XGBoost has no leaf setter, so the renewed
+    leaves are written into the model once, when training ends; until then the
+    objective and symloss's metric add the difference to the margins XGBoost
+    hands over, and a callback that predicts during training sees the leaves
+    as grown.  ``"auto"`` renews for losses whose exact Hessian vanishes on a
+    set of positive measure (mae, quantile, hinge, huber) where it can: an
+    elementwise loss, the ``gbtree`` booster with one tree per round and no
+    monotone constraints, and no metric but symloss's on ``evals``.  ``True``
+    insists (an error where it cannot); ``False`` never.
     """
     import xgboost as xgb
 
     bl = as_boost_loss(loss, hessian=hessian, **(loss_params or {}))
+    renewal = _Renewal.make(renew_leaves, bl, params, dtrain, kwargs.get("evals") or (), metric, kwargs)
+    start = _continued(start, kwargs)
     if start is not None and "base_score" not in params and dtrain.get_base_margin().size == 0:
         if isinstance(start, str) and start == "auto":
             w = dtrain.get_weight()
             start = bl.start(dtrain.get_label(), w if w.size else None, num_class=params.get("num_class"))
         params = {**params, "base_score": _score(start)}
     if metric and "custom_metric" not in kwargs:
-        kwargs["custom_metric"] = Metric(bl)
+        kwargs["custom_metric"] = renewal.metric if renewal else Metric(bl)
         params = {**params, "disable_default_eval_metric": 1}
-    return xgb.train(params, dtrain, num_boost_round, obj=Objective(bl), **kwargs)
+    if renewal:
+        kwargs["callbacks"] = [renewal, *(kwargs.get("callbacks") or [])]  # first: the others see renewed scores
+    return xgb.train(params, dtrain, num_boost_round, obj=renewal.objective if renewal else Objective(bl), **kwargs)
+
+
+def _continued(start, kwargs: dict):
+    """No start score when training goes on from ``xgb_model``: a ``base_score`` parameter would
+    replace the model's own and shift every prediction of its trees."""
+    if kwargs.get("xgb_model") is None:
+        return start
+    if start is not None and not (isinstance(start, str) and start == "auto"):
+        raise ValueError("with xgb_model, training continues from the model's predictions: "
+                         "start must be 'auto' or None")
+    return None
+
+
+def _monotone(constraints) -> bool:
+    """Whether XGBoost's ``monotone_constraints`` (a string "(1,0)", a sequence or a dict by
+    feature name) constrains any feature."""
+    if constraints is None:
+        return False
+    if isinstance(constraints, dict):
+        return any(int(v) != 0 for v in constraints.values())
+    if isinstance(constraints, str):
+        return any(int(v) != 0 for v in re.findall(r"-?\d+", constraints))
+    return bool(np.any(np.asarray(constraints) != 0))
+
+
+def _renewal_callback_base():
+    import xgboost as xgb
+
+    return xgb.callback.TrainingCallback
+
+
+class _Renewal:
+    """Leaf renewal inside :func:`train` (built lazily as a ``TrainingCallback``).  XGBoost keeps
+    each DMatrix's margins cached with the leaves a tree was grown with, and its Python API cannot
+    set a leaf: the renewed values are kept per tree, the objective and the metric add their
+    difference (``delta``, per DMatrix) to XGBoost's margins, and ``after_training`` writes them
+    into the model (its JSON form, the one public way in).  All training samples enter a leaf's
+    constant (the built-ins take the sampled ones under ``subsample``)."""
+
+    @classmethod
+    def make(cls, mode, bl: BoostLoss, params: dict, dtrain, evals, metric: bool, kwargs: dict):
+        if mode != "auto" and not isinstance(mode, bool):
+            raise ValueError(f"renew_leaves must be 'auto', True or False, got {mode!r}")
+        if mode is False:
+            return None
+        if mode == "auto":
+            from .boosting import policy
+
+            if bl.row or policy.default(bl.loss, bl.params)[0] != "fisher":
+                return None
+        why = None
+        if bl.row or int(params.get("num_class", 1) or 1) > 1:
+            why = "it renews one tree per round (an elementwise loss)"
+        elif str(params.get("booster", "gbtree")) != "gbtree":
+            why = "it needs the gbtree booster (dart drops and rescales trees, gblinear has none)"
+        elif int(params.get("num_parallel_tree", 1)) != 1:
+            why = "it renews one tree per round (num_parallel_tree is not 1)"
+        elif str(params.get("process_type", "default")) != "default":
+            why = "process_type 'update' refreshes existing trees"
+        elif _monotone(params.get("monotone_constraints")):
+            why = "a renewed leaf can break monotone constraints"
+        elif "custom_metric" in kwargs or "feval" in kwargs or "eval_metric" in params \
+                or (evals and not metric):
+            why = "a metric other than symloss's would see XGBoost's cached margins, not the renewed ones"
+        if why is not None:
+            if mode is True:
+                raise ValueError(f"{bl.name}: renew_leaves=True, but {why}")
+            return None
+        base = _renewal_callback_base()
+        return type("LeafRenewal", (cls, base), {})(bl, [dtrain, *(d for d, _ in evals)])
+
+    def __init__(self, bl: BoostLoss, dmatrices: list):
+        self.bl = bl
+        self.sets = list({id(d): d for d in dmatrices}.values())  # the training set first
+        self.delta = {id(d): None for d in self.sets}
+        self.leaves = {}  # {tree: {node: renewed value}}
+        self.margin = None  # the training margins of this round's objective call
+        self.booster, self.done = None, -1
+        self._metric = Metric(bl)
+
+    def objective(self, predt, dtrain):
+        d = self.delta.get(id(dtrain))
+        self.margin = np.array(predt, dtype=np.float64) if d is None else predt + d
+        return self.bl.grad_hess(dtrain.get_label(), self.margin, dtrain.get_weight(), reuse=True)
+
+    def metric(self, predt, dmatrix):
+        self.renew(self.booster)  # the round's metric sees the renewed tree
+        d = self.delta.get(id(dmatrix))
+        m = np.asarray(predt, dtype=np.float64)
+        return self._metric(m if d is None else m + d, dmatrix)
+
+    def before_iteration(self, model, epoch, evals_log) -> bool:
+        self.booster = model
+        return False
+
+    def after_iteration(self, model, epoch, evals_log) -> bool:
+        self.renew(model)
+        return False
+
+    def after_training(self, model):
+        if self.leaves:
+            _set_leaves(model, self.leaves)
+        return model
+
+    def renew(self, booster) -> None:
+        from .boosting.refresh import leaf_constants
+
+        tree = booster.num_boosted_rounds() - 1  # one tree per round (checked in make)
+        if tree <= self.done or self.margin is None:
+            return
+        self.done = tree
+        one = booster[tree:tree + 1]
+        (grown,) = json.loads(one.save_raw("json"))["learner"]["gradient_booster"]["model"]["trees"]
+        config = json.loads(booster.save_config())["learner"]["gradient_booster"]["tree_train_param"]
+        eta = float(config["learning_rate"])  # the one the tree was grown with (a scheduler may change it)
+        leaves = [one.predict(d, pred_leaf=True).reshape(-1).astype(np.int64) for d in self.sets]
+        train = self.sets[0]
+        w = train.get_weight()
+        consts = leaf_constants(self.bl, self.bl.labels(train.get_label()).astype(np.float64),
+                                np.asarray(w, dtype=np.float64) if w.size else None, self.margin, leaves[0])
+        old = np.asarray(grown["split_conditions"], dtype=np.float64)
+        change = np.zeros(old.size)
+        renewed = {}
+        for node, c in consts.items():
+            # XGBoost's leaves are float32: the difference is taken against what the model will hold
+            renewed[node] = float(np.float32(eta * c))
+            change[node] = renewed[node] - old[node]
+        self.leaves[tree] = renewed
+        for d, lv in zip(self.sets, leaves):
+            dd = change[lv]
+            self.delta[id(d)] = dd if self.delta[id(d)] is None else self.delta[id(d)] + dd
+
+
+def _set_leaves(booster, leaves: dict) -> None:
+    """Write ``{tree: {node: value}}`` into the booster's leaves, in place (its JSON model;
+    the training configuration, which loading a model resets, is put back)."""
+    config = booster.save_config()
+    model = json.loads(booster.save_raw("json"))
+    trees = model["learner"]["gradient_booster"]["model"]["trees"]
+    for t, nodes in leaves.items():
+        if t < len(trees):  # (early stopping may have cut the model)
+            cond = trees[t]["split_conditions"]
+            for node, v in nodes.items():
+                cond[node] = v
+    booster.load_model(bytearray(json.dumps(model).encode()))
+    booster.load_config(config)
 
 
 def dask_train(client, loss, params: dict, X, y, num_boost_round: int = 10, *, sample_weight=None,
@@ -145,6 +316,7 @@ def dask_train(client, loss, params: dict, X, y, num_boost_round: int = 10, *, s
     from .boosting import dask as _dask
 
     bl = as_boost_loss(loss, hessian=hessian, **(loss_params or {}))
+    start = _continued(start, kwargs)
     if start is not None and "base_score" not in params:
         if isinstance(start, str) and start == "auto":
             start = _dask.base_margin(bl, y, sample_weight, num_class=params.get("num_class"))

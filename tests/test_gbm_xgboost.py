@@ -1,4 +1,6 @@
-"""symloss losses as XGBoost objectives: built-ins reproduced, the start score, the Hessian policy, bad input."""
+"""symloss losses as XGBoost objectives: built-ins reproduced, the start score, the Hessian policy, leaf
+renewal, bad input."""
+import json
 import pickle
 
 import numpy as np
@@ -98,28 +100,101 @@ def test_default_policy_from_derived_properties():
     assert BoostLoss("cross_entropy").hessian == "clip"
 
 
-# the built-ins refresh each leaf to the residuals' median / quantile after the tree is grown, which a
-# custom objective cannot do; the default "fisher" policy is within 5% for mae and, for the asymmetric
-# 0.9-quantile, measured 10-15% behind the refreshed leaves (the test allows 20%)
-@pytest.mark.parametrize("name, builtin, params, eta, slack", [
-    ("mae", {"objective": "reg:absoluteerror"}, {}, 0.1, 1.05),
-    ("quantile", {"objective": "reg:quantileerror", "quantile_alpha": 0.9}, {"tau": 0.9}, 0.05, 1.20),
+# the built-ins renew each leaf to the residuals' median / quantile after the tree is grown; symloss's
+# train() does the same for these losses (renew_leaves="auto"): within 5% of the built-in, where the
+# 0.9-quantile without renewal measured 7-15% behind
+@pytest.mark.parametrize("seed", [0, 2])
+@pytest.mark.parametrize("name, builtin, params, eta", [
+    ("mae", {"objective": "reg:absoluteerror"}, {}, 0.1),
+    ("quantile", {"objective": "reg:quantileerror", "quantile_alpha": 0.9}, {"tau": 0.9}, 0.05),
 ])
-def test_nonsmooth_losses_train_close_to_the_builtin(diabetes, name, builtin, params, eta, slack):
-    Xtr, ytr, Xte, yte = split(*diabetes)
+def test_nonsmooth_losses_train_close_to_the_builtin(diabetes, name, builtin, params, eta, seed):
+    Xtr, ytr, Xte, yte = split(*diabetes, seed=seed)
     dtr, dte = xgb.DMatrix(Xtr, label=ytr), xgb.DMatrix(Xte, label=yte)
     ref = xgb.train({**P, "eta": eta, **builtin}, dtr, 100)
-    ours = sx.train(name, {**P, "eta": eta}, dtr, 100, loss_params=params)
-    stalled = sx.train(name, {**P, "eta": eta}, dtr, 100, loss_params=params, hessian="exact")
+    history = {}
+    ours = sx.train(name, {**P, "eta": eta}, dtr, 100, loss_params=params, evals=[(dtr, "train"), (dte, "test")],
+                    evals_result=history, verbose_eval=False)
+    plain = sx.train(name, {**P, "eta": eta}, dtr, 100, loss_params=params, renew_leaves=False)
+    stalled = sx.train(name, {**P, "eta": eta}, dtr, 100, loss_params=params, hessian="exact", renew_leaves=False)
     L = symloss.load(name)
 
-    def test_loss(booster):
-        return L.value(yte, booster.predict(dte).astype(np.float64), **params)
+    def loss(booster, d=dte, y=yte):
+        return L.value(y, booster.predict(d).astype(np.float64), **params)
 
     start_loss = L.value(yte, np.full(len(yte), sx.base_margin(name, ytr, **params)), **params)
-    assert test_loss(stalled) == pytest.approx(start_loss, rel=1e-6)  # zero Hessians: no split, no step
-    assert test_loss(ours) < 0.9 * start_loss
-    assert test_loss(ours) <= slack * test_loss(ref)
+    assert loss(stalled) == pytest.approx(start_loss, rel=1e-6)  # zero Hessians: no split, no step
+    assert loss(plain) < 0.9 * start_loss
+    assert loss(ours) <= 1.05 * loss(ref)
+    assert not np.allclose(plain.predict(dte), ours.predict(dte))
+    # the metric adds what XGBoost's cached margins lack: it is the loss of the final model's predictions
+    # (XGBoost reports metrics in float32 text)
+    assert history["test"][name][-1] == pytest.approx(loss(ours), rel=1e-6)
+    assert history["train"][name][-1] == pytest.approx(loss(ours, dtr, ytr), rel=1e-6)
+
+
+def test_renewed_leaves_minimise_their_samples_loss():
+    """One round at learning rate 1: each leaf is the start plus the weighted median of its samples'
+    residuals (mae), which no nearby constant improves."""
+    rng = np.random.default_rng(3)
+    X, w = rng.normal(size=(400, 3)), rng.uniform(0.2, 3.0, 400)
+    y = X[:, 0] * 3 + rng.standard_t(2, 400)
+    d = xgb.DMatrix(X, label=y, weight=w)
+    b = sx.train("mae", {**P, "eta": 1.0}, d, 1, metric=False)
+    pred, leaf = b.predict(d).astype(np.float64), b.predict(d, pred_leaf=True).reshape(-1)
+    assert len(np.unique(leaf)) > 2
+    for k in np.unique(leaf):
+        s = leaf == k
+        c = pred[s][0]
+        cost = lambda v: np.sum(w[s] * np.abs(y[s] - v))  # noqa: E731
+        assert cost(c) <= min(cost(c - 1e-3), cost(c + 1e-3)) + 1e-6
+
+
+def test_renew_leaves_refuses_what_it_cannot_do():
+    X, y = np.random.default_rng(0).normal(size=(60, 2)), np.arange(60) % 3
+    d = xgb.DMatrix(X, label=y * 1.0)
+    with pytest.raises(ValueError, match="elementwise"):
+        sx.train("cross_entropy", {**P, "num_class": 3}, d, 1, renew_leaves=True)
+    with pytest.raises(ValueError, match="gbtree"):
+        sx.train("mae", {**P, "booster": "dart"}, d, 1, renew_leaves=True)
+    with pytest.raises(ValueError, match="num_parallel_tree"):
+        sx.train("mae", {**P, "num_parallel_tree": 2}, d, 1, renew_leaves=True)
+    with pytest.raises(ValueError, match="monotone"):
+        sx.train("mae", {**P, "monotone_constraints": "(1,0)"}, d, 1, renew_leaves=True)
+    with pytest.raises(ValueError, match="metric other than symloss's"):
+        sx.train("mae", {**P, "eval_metric": "mae"}, d, 1, renew_leaves=True, evals=[(d, "t")])
+    with pytest.raises(ValueError, match="renew_leaves must be"):
+        sx.train("mae", P, d, 1, renew_leaves=0)
+    # "auto" steps aside where it cannot: XGBoost's metric, on margins with the leaves as grown
+    hist = {}
+    b = sx.train("mae", {**P, "eval_metric": "mae"}, d, 2, evals=[(d, "t")], evals_result=hist, verbose_eval=False)
+    assert hist["t"]["mae"][-1] == pytest.approx(np.mean(np.abs(b.predict(d) - y)), rel=1e-5)
+
+
+def test_renewal_learning_rate_early_stopping_and_continued_training(diabetes):
+    """The learning rate a tree was grown with (a scheduler's) scales its renewed leaves; the leaves
+    written into the model survive early stopping's cut and keep the training configuration; with
+    xgb_model training continues from that model's predictions (its base_score untouched)."""
+    X, y = diabetes
+    dtr, dte = xgb.DMatrix(X[:300], label=y[:300]), xgb.DMatrix(X[300:], label=y[300:])
+    tiny = sx.train("mae", {**P, "eta": 1.0}, dtr, 3, start=None,
+                    callbacks=[xgb.callback.LearningRateScheduler([1e-4] * 3)])
+    assert np.ptp(tiny.predict(dtr)) < 0.1  # leaves of the median residual (~100) times 1e-4, three times
+    L = symloss.load("mae")
+    history = {}
+    best = sx.train("mae", P, dtr, 200, evals=[(dte, "test")], evals_result=history, verbose_eval=False,
+                    callbacks=[xgb.callback.EarlyStopping(rounds=5, save_best=True)])
+    assert best.num_boosted_rounds() == best.best_iteration + 1 < 200
+    assert history["test"]["mae"][best.best_iteration] == pytest.approx(
+        L.value(y[300:], best.predict(dte).astype(np.float64)), rel=1e-6)
+    config = json.loads(best.save_config())["learner"]["gradient_booster"]["tree_train_param"]
+    assert (config["max_depth"], float(config["eta"])) == ("3", pytest.approx(0.3))
+    shifted = xgb.DMatrix(X[:300], label=y[:300] + 1000.0)  # a start of its own would be ~1000 higher
+    more = sx.train("mae", P, shifted, 2, xgb_model=best)
+    np.testing.assert_array_equal(more[:best.num_boosted_rounds()].predict(dte), best.predict(dte))
+    assert np.all(more.predict(dtr) > best.predict(dtr))
+    with pytest.raises(ValueError, match="xgb_model"):
+        sx.train("mae", P, dtr, 1, xgb_model=best, start=0.5)
 
 
 def test_hinge_trains_close_to_binary_hinge():

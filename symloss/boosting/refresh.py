@@ -25,7 +25,9 @@ def leaf_constants(bl, y: np.ndarray, weight: np.ndarray | None, margin: np.ndar
     loss = bl.loss
     # the samples grouped by leaf, checked and converted once; each solver step then runs the
     # generated kernel on one leaf's contiguous slice (tens of steps per leaf, every round)
-    order = np.argsort(leaves, kind="stable")
+    # leaf ids are small: a stable sort of 16-bit keys is numpy's radix sort (4x faster at 1M rows)
+    keys = leaves.astype(np.uint16) if 0 <= leaves.min(initial=0) and leaves.max(initial=0) < 1 << 16 else leaves
+    order = np.argsort(keys, kind="stable")
     c = loss._setup((y[order], margin[order]), "none", None if weight is None else weight[order], bl.params)
     ys, ms = c.flat
     ws = c.w
