@@ -205,66 +205,89 @@ class _Renewal:
     difference (``delta``, per data set) to the scores LightGBM hands over.  All training samples
     enter a leaf's constant (LightGBM's own renewal takes the in-bag ones under bagging)."""
 
-    def __init__(self, bl: BoostLoss, sets: list):
+    def __init__(self, bl: BoostLoss, sets: list | None):
         self.bl = bl
-        self.sets = sets  # [(Dataset, in-memory features)], the training set first
-        self.delta = {id(ds): None for ds, _ in sets}
+        self.sets = sets  # [(Dataset, in-memory features)], the training set first (fit(): at bind)
+        self.delta = {id(ds): None for ds, _ in sets or []}
         self.margin = None  # the training margins of this round's objective call
         self.booster, self.iteration, self.done = None, -1, -1
         self._metric = Metric(bl)
 
     @classmethod
     def make(cls, mode, bl: BoostLoss, params: dict, train_set, valid_sets: list, kwargs: dict):
-        if mode != "auto" and not isinstance(mode, bool):
-            raise ValueError(f"renew_leaves must be 'auto', True or False, got {mode!r}")
-        if mode is False:
+        if not _wanted(mode, bl):
             return None
-        if mode == "auto":
-            from .boosting import policy
-
-            if bl.row or policy.default(bl.loss, bl.params)[0] != "fisher":
-                return None
         unique = {id(ds): ds for ds in [train_set, *valid_sets]}  # the training set may be a validation set too
         sets = [(ds, getattr(ds, "data", None)) for ds in unique.values()]
-        why = None
-        if bl.row:
-            why = "it renews one tree per iteration (an elementwise loss)"
-        elif str(_param(params, _BOOSTING, "gbdt")).lower() not in ("gbdt", "gbrt"):
-            why = "it needs gbdt boosting (dart and rf rescale or drop trees)"
-        elif _linear_trees(params):
-            why = "linear trees' leaves are not constants"
-        elif _param(params, _MONOTONE) is not None and np.any(np.asarray(_param(params, _MONOTONE)) != 0):
-            why = "a renewed leaf can break monotone constraints (LightGBM refuses them with l1 and quantile)"
-        elif kwargs.get("keep_training_booster"):
-            why = "a kept training booster's cached scores would miss the renewal"
-        elif any(not (hasattr(X, "shape") and len(X.shape) == 2) for _, X in sets):
-            why = ("it needs every data set's in-memory features (an array, DataFrame or sparse matrix: "
-                   "not a file or a Sequence)")
-        elif "feval" in kwargs or (valid_sets and _lightgbm_metric(params)):
-            why = "a metric other than symloss's would see LightGBM's cached scores, not the renewed ones"
+        foreign = "feval" in kwargs or (valid_sets and _lightgbm_metric(params))
+        why = _refusal(bl, params, [X for _, X in sets], foreign, kwargs.get("keep_training_booster"))
         if why is not None:
             if mode is True:
                 raise ValueError(f"{bl.name}: renew_leaves=True, but {why}")
             return None
         return cls(bl, sets)
 
+    @classmethod
+    def for_fit(cls, mode, bl: BoostLoss, params: dict, X, y, fit_kwargs: dict):
+        """The renewal of :func:`fit`: its data sets are the ones LGBMModel.fit builds, found on the
+        booster when training starts (the evaluation sets that are ``(X, y)`` itself share the
+        training set, as LightGBM does)."""
+        if not _wanted(mode, bl):
+            return None
+        evals = _eval_pairs(fit_kwargs)
+        metrics = fit_kwargs.get("eval_metric")
+        metrics = [] if metrics is None else metrics if isinstance(metrics, list) else [metrics]
+        foreign = bool(evals) and (_lightgbm_metric({"metric": params.get("metric") or "l2"})
+                                   or any(not isinstance(m, SklearnMetric) for m in metrics))
+        why = _refusal(bl, params, [X, *(ex for ex, _ in evals)], foreign, False)
+        if why is not None and foreign and evals:
+            why += " (with an eval_set, give the estimator metric='None' and symloss's sklearn_metric)"
+        if why is not None:
+            if mode is True:
+                raise ValueError(f"{bl.name}: renew_leaves=True, but {why}")
+            return None
+        r = cls(bl, None)
+        r._fit_data = (X, y, evals)
+        return r
+
+    def bind(self, booster) -> None:
+        """fit(): the booster's training and validation Datasets, paired with their features."""
+        X, y, evals = self._fit_data
+        valid = iter(booster.valid_sets)  # (LightGBM does not add the training set to them)
+        sets = {id(booster.train_set): (booster.train_set, X)}
+        for ex, ey in evals:
+            if not (ex is X and ey is y):
+                ds = next(valid)
+                sets[id(ds)] = (ds, ex)
+        self.sets = list(sets.values())
+        self.delta = {k: None for k in sets}
+        self.by_label = {id(ds.get_label()): id(ds) for ds, _ in self.sets}
+
     def __deepcopy__(self, memo):
         return self  # lgb.train deep-copies params: its objective must share this state with the callbacks
 
     def objective(self, preds, train_data):
-        d = self.delta[id(train_data)]
+        return self.sklearn_objective(train_data.get_label(), preds, train_data.get_weight())
+
+    def sklearn_objective(self, y_true, preds, weight):
+        d = self.delta[id(self.sets[0][0])]
         # a copy: LightGBM evaluates the training set into the same buffer after the tree is added
         self.margin = np.array(preds, dtype=np.float64) if d is None else preds + d
-        return self.bl.grad_hess(train_data.get_label(), self.margin, train_data.get_weight(), reuse=True,
-                                 layout="lightgbm")
+        return self.bl.grad_hess(y_true, self.margin, weight, reuse=True, layout="lightgbm")
+
+    def renewed(self, preds, key):
+        """A data set's margins with the renewed leaves (``key``: its id)."""
+        self.renew(self.booster, self.iteration)  # the metric of this round sees the renewed tree
+        d = self.delta.get(key)
+        m = np.asarray(preds, dtype=np.float64)
+        return m if d is None else m + d
 
     def metric(self, preds, eval_data):
-        self.renew(self.booster, self.iteration)  # the metric of this round sees the renewed tree
-        d = self.delta.get(id(eval_data))
-        m = np.asarray(preds, dtype=np.float64)
-        return self._metric(m if d is None else m + d, eval_data)
+        return self._metric(self.renewed(preds, id(eval_data)), eval_data)
 
     def before(self, env):
+        if self.sets is None:
+            self.bind(env.model)
         self.booster, self.iteration = env.model, env.iteration
 
     def after(self, env):
@@ -299,6 +322,83 @@ class _Renewal:
             self.delta[id(ds)] = d if self.delta[id(ds)] is None else self.delta[id(ds)] + d
 
 
+class _RenewingObjective(SklearnObjective):
+    """fit()'s objective while a renewal runs: the margins get the renewed leaves' difference.
+    LightGBM deep-copies its parameters and metrics; the copies must share the renewal."""
+
+    def __init__(self, loss: BoostLoss, renewal: _Renewal):
+        super().__init__(loss)
+        self.renewal = renewal
+
+    def __call__(self, y_true, y_pred, weight):
+        if self.renewal is None:  # (after fit: the plain objective)
+            return super().__call__(y_true, y_pred, weight)
+        return self.renewal.sklearn_objective(y_true, y_pred, weight)
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+class _RenewingMetric(SklearnMetric):
+    """fit()'s symloss metric while a renewal runs: each evaluation set is known by its label array
+    (the one LightGBM's Dataset keeps and hands to every metric call)."""
+
+    def __init__(self, metric: SklearnMetric, renewal: _Renewal):
+        super().__init__(metric.loss, metric.name)
+        self.renewal = renewal
+
+    def __call__(self, y_true, y_pred, weight):
+        r = self.renewal
+        if r is None:
+            return super().__call__(y_true, y_pred, weight)
+        return super().__call__(y_true, r.renewed(y_pred, r.by_label.get(id(y_true))), weight)
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+def _wanted(mode, bl: BoostLoss) -> bool:
+    if mode != "auto" and not isinstance(mode, bool):
+        raise ValueError(f"renew_leaves must be 'auto', True or False, got {mode!r}")
+    if mode is False:
+        return False
+    if mode == "auto":
+        from .boosting import policy
+
+        return not bl.row and policy.default(bl.loss, bl.params)[0] == "fisher"
+    return True
+
+
+def _refusal(bl: BoostLoss, params: dict, features: list, foreign_metric: bool, kept_booster) -> str | None:
+    """Why leaf renewal cannot run (None: it can)."""
+    if bl.row:
+        return "it renews one tree per iteration (an elementwise loss)"
+    if str(_param(params, _BOOSTING, "gbdt")).lower() not in ("gbdt", "gbrt"):
+        return "it needs gbdt boosting (dart and rf rescale or drop trees)"
+    if _linear_trees(params):
+        return "linear trees' leaves are not constants"
+    if _param(params, _MONOTONE) is not None and np.any(np.asarray(_param(params, _MONOTONE)) != 0):
+        return "a renewed leaf can break monotone constraints (LightGBM refuses them with l1 and quantile)"
+    if kept_booster:
+        return "a kept training booster's cached scores would miss the renewal"
+    if any(not (hasattr(X, "shape") and len(X.shape) == 2) for X in features):
+        return ("it needs every data set's in-memory features (an array, DataFrame or sparse matrix: "
+                "not a file or a Sequence)")
+    if foreign_metric:
+        return "a metric other than symloss's would see LightGBM's cached scores, not the renewed ones"
+    return None
+
+
+def _eval_pairs(fit_kwargs: dict) -> list:
+    """fit()'s evaluation sets as (X, y) pairs (``eval_set``, or LightGBM 4.6's eval_X/eval_y)."""
+    if fit_kwargs.get("eval_set") is not None:
+        return [tuple(e[:2]) for e in fit_kwargs["eval_set"]]
+    xs, ys = fit_kwargs.get("eval_X"), fit_kwargs.get("eval_y")
+    if xs is None or ys is None:
+        return []
+    return list(zip(xs if isinstance(xs, (list, tuple)) else [xs], _as_list(ys)))
+
+
 def _check_foldable(params: dict) -> None:
     if _linear_trees(params):
         raise ValueError("linear trees cannot hold the start score (set_leaf_output does not reach their "
@@ -306,14 +406,21 @@ def _check_foldable(params: dict) -> None:
                          "the predictions")
 
 
-def fit(model, X, y, sample_weight=None, *, start="auto", **fit_kwargs):
+def fit(model, X, y, sample_weight=None, *, start="auto", renew_leaves="auto", **fit_kwargs):
     """``model.fit`` for an ``LGBMModel`` whose objective is :func:`sklearn_objective`'s, started
-    from the loss's optimal constant (folded into the fitted booster); returns the model."""
+    from the loss's optimal constant (folded into the fitted booster); returns the model.
+
+    ``renew_leaves`` as in :func:`train`.  With an ``eval_set`` it needs symloss's
+    :func:`sklearn_metric` as the only metric: ``eval_metric=sklearn_metric(...)`` and
+    ``metric="None"`` on the estimator (an LGBMRegressor evaluates ``l2`` otherwise, on
+    LightGBM's cached scores)."""
     obj = model.get_params()["objective"]
     if not isinstance(obj, SklearnObjective):
         raise TypeError("fit() needs an LGBM estimator with objective=symloss.lightgbm.sklearn_objective(...)")
+    params = model.get_params()  # (an estimator's extra LightGBM parameters included)
+    renewal = _Renewal.for_fit(renew_leaves, obj.loss, params, X, y, fit_kwargs)
     if start is not None:
-        _check_foldable(model.get_params())  # (an estimator's extra LightGBM parameters included)
+        _check_foldable(params)
         y_arr = np.asarray(y)
         if isinstance(start, str) and start == "auto":
             k = int(y_arr.max()) + 1 if obj.loss.row else None
@@ -322,7 +429,23 @@ def fit(model, X, y, sample_weight=None, *, start="auto", **fit_kwargs):
         evals = [e[1] for e in fit_kwargs.get("eval_set") or []] or list(_as_list(fit_kwargs.get("eval_y")))
         if evals and fit_kwargs.get("eval_init_score") is None:
             fit_kwargs["eval_init_score"] = [init_score(start, len(ey)) for ey in evals]
-    model.fit(X, y, sample_weight=sample_weight, **fit_kwargs)
+    if renewal is None:
+        model.fit(X, y, sample_weight=sample_weight, **fit_kwargs)
+    else:
+        metrics = fit_kwargs.get("eval_metric")
+        if metrics is not None:
+            fit_kwargs["eval_metric"] = [_RenewingMetric(m, renewal)
+                                         for m in (metrics if isinstance(metrics, list) else [metrics])]
+        fit_kwargs["callbacks"] = [*(fit_kwargs.get("callbacks") or []), renewal.before, renewal.after]
+        renewing = _RenewingObjective(obj.loss, renewal)
+        model.set_params(objective=renewing)
+        try:
+            model.fit(X, y, sample_weight=sample_weight, **fit_kwargs)
+        finally:
+            model.set_params(objective=obj)  # the estimator's parameters are the caller's again
+            renewing.renewal = None  # (the fitted objective_ is then the plain objective)
+            for m in fit_kwargs.get("eval_metric") or []:
+                m.renewal = None
     if start is not None:
         fold_start(model.booster_, start)
     return model
