@@ -18,6 +18,9 @@ scikit-learn API::
 
     model = LGBMRegressor(objective=symloss.lightgbm.sklearn_objective("huber"))
     symloss.lightgbm.fit(model, X, y)        # start score and folding; plain model.fit(X, y) starts from 0
+
+:func:`train` and :func:`fit` also renew the leaves of losses whose Hessian
+vanishes (mae, quantile) as the built-in ``l1`` and ``quantile`` objectives do.
 """
 from __future__ import annotations
 
