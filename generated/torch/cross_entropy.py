@@ -296,7 +296,10 @@ class ValueJvp(Value):
         args = ctx.saved_tensors
         _differentiable(tangents)
         out = torch.zeros_like(args[_PRED_POS[0]][..., 0])
-        for i, d in zip(_PRED_POS, grad(*args)):
+        # under an outer derivative (jacrev of jacfwd, create_graph) the gradient comes from
+        # Grad, whose own derivative is the symbolic Hessian-vector product
+        ds = grad(*args) if _first_order() else Grad.apply(torch.ones_like(out), *args)
+        for i, d in zip(_PRED_POS, ds):
             out = out if tangents[i] is None else out + (d * tangents[i]).sum(-1)
         return out
 

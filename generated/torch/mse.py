@@ -114,11 +114,16 @@ class ValueJvp(Value):
         args = ctx.saved_tensors
         _differentiable(tangents, _PRED_POS + _PARAM_POS)
         out = torch.zeros_like(args[_PRED_POS[0]])
+        # under an outer derivative (jacrev of jacfwd, create_graph) the first derivatives come
+        # from Grad and ParamGrad, whose own derivatives are the symbolic Hessian
+        first = _first_order()
         if any(tangents[i] is not None for i in _PRED_POS):
-            for i, d in zip(_PRED_POS, grad(*args)):
+            ds = grad(*args) if first else Grad.apply(torch.ones_like(out), *args)
+            for i, d in zip(_PRED_POS, ds):
                 out = out if tangents[i] is None else out + d * tangents[i]
         if any(tangents[i] is not None for i in _PARAM_POS):
-            for i, d in zip(_PARAM_POS, param_grad(*args)):
+            ds = param_grad(*args) if first else ParamGrad.apply(torch.ones_like(out), *args)
+            for i, d in zip(_PARAM_POS, ds):
                 out = out if tangents[i] is None else out + d * tangents[i]
         return out
 

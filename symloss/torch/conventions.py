@@ -219,23 +219,24 @@ def value_node(module, name: str):
 
 
 def _check_nesting(name: str) -> None:
-    """Refuse forward mode under another derivative transform (jacfwd(jacfwd), jacrev(jacfwd),
-    jvp of jvp): the jvp rules are the symbolic gradient in plain ops, which an outer level does
-    not differentiate through (it gave zeros, or autograd's NaN at extreme inputs).  Forward over
-    reverse (``torch.func.hessian``), reverse over reverse and one forward level are exact."""
+    """Refuse forward mode under another forward transform (jacfwd(jacfwd), jvp of jvp): torch
+    runs a custom Function's jvp rule with forward AD off, so the outer level would see zeros
+    (as it does for any autograd.Function).  Reverse over forward (jacrev(jacfwd)) goes through
+    Grad's symbolic Hessian, as forward over reverse (``torch.func.hessian``) does."""
     try:
         from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
         from torch._C._functorch import TransformType
     except ImportError:  # pragma: no cover - a torch without these internals
         return
-    outer_derivative = False
+    outer_forward = False
     for interpreter in retrieve_all_functorch_interpreters():  # outermost first
         key = interpreter.key()
-        if key == TransformType.Jvp and outer_derivative:
-            raise InputError(f"{name}: forward mode (jvp, jacfwd) under another derivative transform is not "
-                             "supported; for second derivatives use torch.func.hessian (forward over "
-                             "reverse) or jacrev(jacrev(...))")
-        outer_derivative = outer_derivative or key in (TransformType.Jvp, TransformType.Grad)
+        if key == TransformType.Jvp and outer_forward:
+            raise InputError(f"{name}: forward mode (jvp, jacfwd) under another forward transform gives zeros "
+                             "for any torch.autograd.Function; for second derivatives use "
+                             "torch.func.hessian (forward over reverse), jacrev(jacfwd(...)) or "
+                             "jacrev(jacrev(...))")
+        outer_forward = outer_forward or key == TransformType.Jvp
 
 
 def summed(module, w, tensors) -> torch.Tensor:
