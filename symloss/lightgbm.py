@@ -366,9 +366,9 @@ def _wanted(mode, bl: BoostLoss) -> bool:
     if mode is False:
         return False
     if mode == "auto":
-        from .boosting import policy
+        from .boosting.refresh import renews_by_default
 
-        return not bl.row and policy.default(bl.loss, bl.params)[0] == "fisher"
+        return renews_by_default(bl)
     return True
 
 

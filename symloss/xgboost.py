@@ -143,6 +143,8 @@ def train(loss, params: dict, dtrain, num_boost_round: int = 10, *, loss_params:
     import xgboost as xgb
 
     bl = as_boost_loss(loss, hessian=hessian, **(loss_params or {}))
+    if kwargs.get("evals") is not None:
+        kwargs["evals"] = list(kwargs["evals"])  # (read here and by xgb.train: an iterator would run dry)
     renewal = _Renewal.make(renew_leaves, bl, params, dtrain, kwargs.get("evals") or (), metric, kwargs)
     start = _continued(start, kwargs)
     if start is not None and "base_score" not in params and dtrain.get_base_margin().size == 0:
@@ -202,30 +204,20 @@ class _Renewal:
         if mode is False:
             return None
         if mode == "auto":
-            from .boosting import policy
+            from .boosting.refresh import renews_by_default
 
-            if bl.row or policy.default(bl.loss, bl.params)[0] != "fisher":
+            if not renews_by_default(bl):
                 return None
-        why = None
-        if bl.row or int(params.get("num_class", 1) or 1) > 1:
-            why = "it renews one tree per round (an elementwise loss)"
-        elif str(params.get("booster", "gbtree")) != "gbtree":
-            why = "it needs the gbtree booster (dart drops and rescales trees, gblinear has none)"
-        elif int(params.get("num_parallel_tree", 1)) != 1:
-            why = "it renews one tree per round (num_parallel_tree is not 1)"
-        elif str(params.get("process_type", "default")) != "default":
-            why = "process_type 'update' refreshes existing trees"
-        elif _monotone(params.get("monotone_constraints")):
-            why = "a renewed leaf can break monotone constraints"
-        elif "custom_metric" in kwargs or "feval" in kwargs or "eval_metric" in params \
-                or (evals and not metric):
-            why = "a metric other than symloss's would see XGBoost's cached margins, not the renewed ones"
+        why = _refusal(bl, {k: v for k, v in params.items() if v is not None},  # (None: XGBoost's "not set")
+                       evals, metric, kwargs)
         if why is not None:
             if mode is True:
                 raise ValueError(f"{bl.name}: renew_leaves=True, but {why}")
             return None
         base = _renewal_callback_base()
-        return type("LeafRenewal", (cls, base), {})(bl, [dtrain, *(d for d, _ in evals)])
+        renewal = type("LeafRenewal", (cls, base), {})(bl, [dtrain, *(d for d, _ in evals)])
+        renewal.insist = mode is True
+        return renewal
 
     def __init__(self, bl: BoostLoss, dmatrices: list):
         self.bl = bl
@@ -234,6 +226,7 @@ class _Renewal:
         self.leaves = {}  # {tree: {node: renewed value}}
         self.margin = None  # the training margins of this round's objective call
         self.booster, self.done = None, -1
+        self.insist, self.off = False, False
         self._metric = Metric(bl)
 
     def objective(self, predt, dtrain):
@@ -248,6 +241,12 @@ class _Renewal:
         return self._metric(m if d is None else m + d, dmatrix)
 
     def before_iteration(self, model, epoch, evals_log) -> bool:
+        if self.booster is None:  # the first round: the booster's own configuration, an xgb_model's included
+            why = _model_refusal(model)
+            if why is not None:
+                if self.insist:
+                    raise ValueError(f"{self.bl.name}: renew_leaves=True, but {why}")
+                self.off = True
         self.booster = model
         return False
 
@@ -258,13 +257,14 @@ class _Renewal:
     def after_training(self, model):
         if self.leaves:
             _set_leaves(model, self.leaves)
+        self.sets, self.delta, self.margin, self.booster = [], {}, None, None  # (the data are the caller's)
         return model
 
     def renew(self, booster) -> None:
         from .boosting.refresh import leaf_constants
 
-        tree = booster.num_boosted_rounds() - 1  # one tree per round (checked in make)
-        if tree <= self.done or self.margin is None:
+        tree = booster.num_boosted_rounds() - 1  # one tree per round (make and _model_refusal)
+        if self.off or tree <= self.done or self.margin is None:
             return
         self.done = tree
         one = booster[tree:tree + 1]
@@ -287,6 +287,38 @@ class _Renewal:
         for d, lv in zip(self.sets, leaves):
             dd = change[lv]
             self.delta[id(d)] = dd if self.delta[id(d)] is None else self.delta[id(d)] + dd
+
+
+def _refusal(bl: BoostLoss, params: dict, evals, metric: bool, kwargs: dict) -> str | None:
+    """Why leaf renewal cannot run with these parameters (None: it can)."""
+    import xgboost as xgb
+
+    if bl.row or int(params.get("num_class", 1)) > 1:
+        return "it renews one tree per round (an elementwise loss)"
+    if str(params.get("booster", "gbtree")) != "gbtree":
+        return "it needs the gbtree booster (dart drops and rescales trees, gblinear has none)"
+    if int(params.get("num_parallel_tree", 1)) != 1:
+        return "it renews one tree per round (num_parallel_tree is not 1)"
+    if str(params.get("process_type", "default")) != "default":
+        return "process_type 'update' refreshes existing trees"
+    if _monotone(params.get("monotone_constraints")):
+        return "a renewed leaf can break monotone constraints"
+    if evals and ("custom_metric" in kwargs or "feval" in kwargs or "eval_metric" in params or not metric):
+        return "a metric other than symloss's would see XGBoost's cached margins, not the renewed ones"
+    if any(isinstance(cb, xgb.callback.TrainingCheckPoint) for cb in kwargs.get("callbacks") or ()):
+        return "a training checkpoint would save the leaves as grown (they are written when training ends)"
+    return None
+
+
+def _model_refusal(booster) -> str | None:
+    """Why renewal cannot run on this booster (an ``xgb_model`` brings its own booster type and
+    trees per round)."""
+    gb = json.loads(booster.save_config())["learner"]["gradient_booster"]
+    if gb["name"] != "gbtree":
+        return f"it needs the gbtree booster, and the model is {gb['name']}"
+    if int(gb["gbtree_model_param"]["num_parallel_tree"]) != 1:
+        return "it renews one tree per round, and the model grows a forest per round"
+    return None
 
 
 def _set_leaves(booster, leaves: dict) -> None:

@@ -18,6 +18,18 @@ from ..errors import InputError
 from .start import newton_1d
 
 
+def renews_by_default(bl) -> bool:
+    """``renew_leaves="auto"``: an elementwise loss whose exact Hessian vanishes on a set of
+    positive measure (the "fisher" policy: mae, quantile, huber) with a real-valued target.  A
+    margin loss on class labels (hinge) is left to ``True``: a pure leaf has no finite best
+    constant, and the leaves renewed where one exists measured no better."""
+    from . import policy
+
+    if bl.row or policy.default(bl.loss, bl.params)[0] != "fisher":
+        return False
+    return all(i.domain == "real" for i in bl.loss.spec.inputs if i.role == "target")
+
+
 def leaf_constants(bl, y: np.ndarray, weight: np.ndarray | None, margin: np.ndarray,
                    leaves: np.ndarray) -> dict[int, float]:
     """{leaf: argmin_c sum_i w_i L(y_i, margin_i + c)} over the samples of each leaf.  A leaf

@@ -27,7 +27,10 @@ from ..errors import InputError
 
 GRAD_TOL = 1e-12  # |mean gradient| below this is converged
 MAX_ITER = 200
-MAX_MARGIN = 1e4  # no bracket within this: the infimum is at infinity
+# past this margin a loss whose gradient has all but vanished is taken to have its infimum at
+# infinity; one still pulling as hard (data far out: labels of 1e5) is followed further
+MAX_MARGIN = 1e4
+FLAT = 1e-6  # "all but vanished": the summed gradient below this fraction of the one at 0
 
 
 def newton_1d(stats: Callable[[float], tuple[float, float, float]], name: str, rtol: float = 1e-12) -> float:
@@ -60,7 +63,7 @@ def newton_1d(stats: Callable[[float], tuple[float, float, float]], name: str, r
             break
         a, ga = b, gb
         step *= 2.0
-        if abs(b) > MAX_MARGIN:
+        if abs(b) > MAX_MARGIN and (abs(gb) <= FLAT * abs(g) or abs(b) > 1e300):
             raise InputError(f"{name}: the loss keeps decreasing as the constant margin goes to "
                              f"{'+' if b > 0 else '-'}infinity (e.g. every label is the same class); "
                              "pass a start score yourself")
