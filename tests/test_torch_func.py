@@ -94,9 +94,19 @@ def test_differentiable_parameter_under_grad_and_jvp():
     (mixed,) = torch.autograd.grad(gx.sum(), a_live)
     _, t = jvp(lambda a: grad(f, argnums=1)(a, yhat).sum(), (alpha,), (torch.ones_like(alpha),))
     torch.testing.assert_close(t, mixed, **TOL)
-    # the second derivative in alpha itself is not derived: a clear error, not a wrong zero
+    # the second derivative in alpha itself is not derived: a clear error, not a wrong zero, in
+    # forward over reverse and in reverse over either (reverse gave 0 until ParamGrad's backward
+    # asked the engine whether alpha's slot is used)
+    from torch.func import jacfwd, jacrev
+
+    for second in (hessian(f, argnums=0), jacrev(jacrev(f, argnums=0), argnums=0),
+                   jacrev(jacfwd(f, argnums=0), argnums=0)):
+        with pytest.raises(RuntimeError, match="general_robust.*'alpha'"):
+            second(alpha, yhat)
     with pytest.raises(RuntimeError, match="general_robust.*'alpha'"):
-        hessian(f, argnums=0)(alpha, yhat)
+        ga.backward()
+    # ... while the mixed block is there, by reverse over reverse too
+    torch.testing.assert_close(jacrev(jacrev(f, argnums=0), argnums=1)(alpha, yhat).sum(), mixed, **TOL)
 
 
 def test_hessian_stays_finite_where_autograd_of_the_formula_fails():

@@ -226,6 +226,21 @@ def _mixed(args):
     return dict(zip([(i, j) for i in range(len(PREDICTIONS)) for j in range(len(PARAM_GRADS))], mixed(*args)))
 
 
+def _refuse_second_in_params(ctx, need):
+    # the second derivative in a parameter itself is not derived: an error where the engine will
+    # use it, not a zero (needs_input_grad only says that the parameter requires grad)
+    for i in _PARAM_POS:
+        if need[1 + i]:
+            node = ctx.next_functions[1 + i][0]
+            try:
+                used = node is not None and torch._C._will_engine_execute_node(node)
+            except RuntimeError:  # (outside an engine's graph task: nothing to tell)
+                used = False
+            if used:
+                raise RuntimeError(f"{NAME}: the second derivative in {ARGS[i]!r} itself is not provided "
+                                   "(the mixed derivatives with the predictions are)")
+
+
 class ParamGrad(torch.autograd.Function):
     """g * dL/dp per element for each differentiable parameter p; backward and jvp: the
     symbolic mixed derivative for the predictions (the second derivative in the parameter
@@ -247,6 +262,7 @@ class ParamGrad(torch.autograd.Function):
         live = [(j, c) for j, c in enumerate(cot) if c is not None]
         if not live:
             return tuple(out)
+        _refuse_second_in_params(ctx, need)
         if need[0]:
             ds = param_grad(*args)
             out[0] = _sum_to(sum(c * ds[j] for j, c in live), g)
