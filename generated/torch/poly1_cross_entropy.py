@@ -245,6 +245,20 @@ def _first_order():
     return not torch.is_grad_enabled() and torch._C._functorch.peek_interpreter_stack() is None
 
 
+def _tangent_differentiated(args):
+    # in a jvp rule: will anything differentiate the tangent it returns (a torch.func transform
+    # around this one, or autograd recording inputs that require grad)?  Then the derivatives
+    # come from Grad, whose own derivatives are the symbolic Hessian
+    if torch.is_grad_enabled() and any(a.requires_grad for a in args):
+        return True
+    if torch._C._functorch.peek_interpreter_stack() is None:
+        return False
+    from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+
+    derivative = (torch._C._functorch.TransformType.Grad, torch._C._functorch.TransformType.Jvp)
+    return sum(i.key() in derivative for i in retrieve_all_functorch_interpreters()) > 1
+
+
 def _save_inputs(ctx, inputs, output):
     # every node's setup_context: backward and jvp read the inputs; None, not zeros, for an
     # input without a tangent
@@ -299,9 +313,7 @@ class ValueJvp(Value):
         args = ctx.saved_tensors
         _differentiable(tangents)
         out = torch.zeros_like(args[_PRED_POS[0]][..., 0])
-        # under an outer derivative (jacrev of jacfwd, create_graph) the gradient comes from
-        # Grad, whose own derivative is the symbolic Hessian-vector product
-        ds = grad(*args) if _first_order() else Grad.apply(torch.ones_like(out), *args)
+        ds = Grad.apply(torch.ones_like(out), *args) if _tangent_differentiated(args) else grad(*args)
         for i, d in zip(_PRED_POS, ds):
             out = out if tangents[i] is None else out + (d * tangents[i]).sum(-1)
         return out

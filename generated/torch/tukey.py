@@ -72,6 +72,20 @@ def _first_order():
     return not torch.is_grad_enabled() and torch._C._functorch.peek_interpreter_stack() is None
 
 
+def _tangent_differentiated(args):
+    # in a jvp rule: will anything differentiate the tangent it returns (a torch.func transform
+    # around this one, or autograd recording inputs that require grad)?  Then the derivatives
+    # come from Grad, whose own derivatives are the symbolic Hessian
+    if torch.is_grad_enabled() and any(a.requires_grad for a in args):
+        return True
+    if torch._C._functorch.peek_interpreter_stack() is None:
+        return False
+    from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+
+    derivative = (torch._C._functorch.TransformType.Grad, torch._C._functorch.TransformType.Jvp)
+    return sum(i.key() in derivative for i in retrieve_all_functorch_interpreters()) > 1
+
+
 def _save_inputs(ctx, inputs, output):
     # every node's setup_context: backward and jvp read the inputs; None, not zeros, for an
     # input without a tangent
@@ -125,9 +139,7 @@ class ValueJvp(Value):
         args = ctx.saved_tensors
         _differentiable(tangents, _PRED_POS + _PARAM_POS)
         out = torch.zeros_like(args[_PRED_POS[0]])
-        # under an outer derivative (jacrev of jacfwd, create_graph) the first derivatives come
-        # from Grad and ParamGrad, whose own derivatives are the symbolic Hessian
-        first = _first_order()
+        first = not _tangent_differentiated(args)
         if any(tangents[i] is not None for i in _PRED_POS):
             ds = grad(*args) if first else Grad.apply(torch.ones_like(out), *args)
             for i, d in zip(_PRED_POS, ds):
