@@ -240,7 +240,8 @@ class _Renewal:
         evals = _eval_pairs(fit_kwargs)
         metrics = fit_kwargs.get("eval_metric")
         metrics = [] if metrics is None else metrics if isinstance(metrics, list) else [metrics]
-        foreign = bool(evals) and (_lightgbm_metric({"metric": params.get("metric") or "l2"})
+        # (an estimator without a metric evaluates its class's default: l2, logloss)
+        foreign = bool(evals) and (_lightgbm_metric({"metric": _param(params, _METRIC) or "default"})
                                    or any(not isinstance(m, SklearnMetric) for m in metrics))
         why = _refusal(bl, params, [X, *(ex for ex, _ in evals)], foreign, False)
         if why is not None and foreign and evals:
@@ -256,10 +257,18 @@ class _Renewal:
     def bind(self, booster) -> None:
         """fit(): the booster's training and validation Datasets, paired with their features."""
         X, y, evals = self._fit_data
-        valid = iter(booster.valid_sets)  # (LightGBM does not add the training set to them)
+        # LightGBM uses the training Dataset for an evaluation pair that is (X, y) itself, and does
+        # not add it to valid_sets; a classifier, which encodes y, may build a separate one instead
+        same = [ex is X and ey is y for ex, ey in evals]
+        if len(booster.valid_sets) == len(evals):
+            same = [False] * len(evals)
+        elif len(booster.valid_sets) != len(evals) - sum(same):
+            raise RuntimeError("symloss.lightgbm.fit: cannot pair the evaluation sets with LightGBM's "
+                               "Datasets; pass renew_leaves=False")
+        valid = iter(booster.valid_sets)
         sets = {id(booster.train_set): (booster.train_set, X)}
-        for ex, ey in evals:
-            if not (ex is X and ey is y):
+        for (ex, _), train in zip(evals, same):
+            if not train:
                 ds = next(valid)
                 sets[id(ds)] = (ds, ex)
         self.sets = list(sets.values())
@@ -307,8 +316,11 @@ class _Renewal:
         if it <= self.done or self.margin is None:
             return
         self.done = it
+        info = booster.dump_model(start_iteration=it, num_iteration=1)["tree_info"]
+        if not info:  # a round whose tree had no split and was dropped
+            return
         # the tree's own shrinkage: the learning rate it was grown with (aliases, reset_parameter)
-        shrinkage = float(booster.dump_model(start_iteration=it, num_iteration=1)["tree_info"][0]["shrinkage"])
+        shrinkage = float(info[0]["shrinkage"])
         leaves = [np.asarray(booster.predict(X, start_iteration=it, num_iteration=1, pred_leaf=True)).reshape(-1)
                   .astype(np.int64) for _, X in self.sets]
         train = self.sets[0][0]
@@ -395,11 +407,16 @@ def _refusal(bl: BoostLoss, params: dict, features: list, foreign_metric: bool, 
 def _eval_pairs(fit_kwargs: dict) -> list:
     """fit()'s evaluation sets as (X, y) pairs (``eval_set``, or LightGBM 4.6's eval_X/eval_y)."""
     if fit_kwargs.get("eval_set") is not None:
-        return [tuple(e[:2]) for e in fit_kwargs["eval_set"]]
+        return [tuple(e[:2]) for e in _eval_list(fit_kwargs["eval_set"])]
     xs, ys = fit_kwargs.get("eval_X"), fit_kwargs.get("eval_y")
     if xs is None or ys is None:
         return []
     return list(zip(xs if isinstance(xs, (list, tuple)) else [xs], _as_list(ys)))
+
+
+def _eval_list(eval_set) -> list:
+    """LightGBM's ``eval_set``: a list of (X, y) pairs, or one pair as a tuple."""
+    return [eval_set] if isinstance(eval_set, tuple) else list(eval_set)
 
 
 def _check_foldable(params: dict) -> None:
@@ -416,12 +433,18 @@ def fit(model, X, y, sample_weight=None, *, start="auto", renew_leaves="auto", *
     ``renew_leaves`` as in :func:`train`.  With an ``eval_set`` it needs symloss's
     :func:`sklearn_metric` as the only metric: ``eval_metric=sklearn_metric(...)`` and
     ``metric="None"`` on the estimator (an LGBMRegressor evaluates ``l2`` otherwise, on
-    LightGBM's cached scores)."""
+    LightGBM's cached scores).  With ``init_model`` training goes on from that model's
+    predictions (no start score)."""
     obj = model.get_params()["objective"]
     if not isinstance(obj, SklearnObjective):
         raise TypeError("fit() needs an LGBM estimator with objective=symloss.lightgbm.sklearn_objective(...)")
     params = model.get_params()  # (an estimator's extra LightGBM parameters included)
     renewal = _Renewal.for_fit(renew_leaves, obj.loss, params, X, y, fit_kwargs)
+    if fit_kwargs.get("init_model") is not None:  # training goes on from that model's predictions
+        if start is not None and not (isinstance(start, str) and start == "auto"):
+            raise ValueError("with init_model, training continues from the model's predictions: "
+                             "start must be 'auto' or None")
+        start = None
     if start is not None:
         _check_foldable(params)
         y_arr = np.asarray(y)
@@ -429,7 +452,7 @@ def fit(model, X, y, sample_weight=None, *, start="auto", renew_leaves="auto", *
             k = int(y_arr.max()) + 1 if obj.loss.row else None
             start = obj.loss.start(y_arr, sample_weight, num_class=k)
         fit_kwargs["init_score"] = init_score(start, len(y_arr))
-        evals = [e[1] for e in fit_kwargs.get("eval_set") or []] or list(_as_list(fit_kwargs.get("eval_y")))
+        evals = [ey for _, ey in _eval_pairs(fit_kwargs)] or list(_as_list(fit_kwargs.get("eval_y")))
         if evals and fit_kwargs.get("eval_init_score") is None:
             fit_kwargs["eval_init_score"] = [init_score(start, len(ey)) for ey in evals]
     if renewal is None:

@@ -135,6 +135,36 @@ def test_fit_renews_leaves_too(diabetes):
     np.testing.assert_allclose(aside.predict(Xte), plain.predict(Xte), rtol=1e-12)
 
 
+def test_fit_renewal_edge_cases(diabetes):
+    """A classifier (which encodes y, so LightGBM builds a Dataset of its own for the training pair)
+    pairs every evaluation set with its features; a round whose tree has no split is skipped; one
+    (X, y) tuple as eval_set; init_model continues from that model (no second start score)."""
+    X, y = load_breast_cancer(return_X_y=True)
+    obj, met = sl.sklearn_objective("bce_logits"), sl.sklearn_metric("bce_logits")
+    Xa, ya, Xb, yb = X[:250], y[:250], X[250:500], y[250:500]
+    m = sl.fit(lgb.LGBMClassifier(objective=obj, metric="None", n_estimators=10, num_leaves=7, verbose=-1), Xa, ya,
+               renew_leaves=True, eval_X=(Xa, Xb), eval_y=(ya, yb), eval_metric=met)
+    for name, (Xe, ye) in zip(["valid_0", "valid_1"], [(Xa, ya), (Xb, yb)]):
+        assert m.evals_result_[name]["bce_logits"][-1] == pytest.approx(
+            met(ye, m.predict(Xe, raw_score=True), None)[1], rel=1e-9)
+    X, y = diabetes
+    q = sl.sklearn_objective("quantile", tau=0.9)
+    kw = dict(n_estimators=10, num_leaves=7, min_child_samples=10, verbose=-1)
+    sl.fit(lgb.LGBMRegressor(objective=q, **kw), X, y, start=None)  # all gradients equal: no split in round 1
+    b = sl.train("quantile", {**P, "min_split_gain": 1e4}, lgb.Dataset(X, y), 5, loss_params={"tau": 0.9})
+    assert b.num_trees() >= 1
+    qm = sl.sklearn_metric("quantile", tau=0.9)
+    one = sl.fit(lgb.LGBMRegressor(objective=q, metric="None", **kw), X[:300], y[:300], eval_set=(X[300:], y[300:]),
+                 eval_metric=qm)
+    listed = sl.fit(lgb.LGBMRegressor(objective=q, metric="None", **kw), X[:300], y[:300],
+                    eval_set=[(X[300:], y[300:])], eval_metric=qm)
+    np.testing.assert_array_equal(one.predict(X[300:]), listed.predict(X[300:]))
+    more = sl.fit(lgb.LGBMRegressor(objective=q, **kw), X[:300], y[:300] + 1000.0, init_model=one)
+    np.testing.assert_allclose(more.predict(X[300:], num_iteration=10), one.predict(X[300:]), rtol=1e-12)
+    with pytest.raises(ValueError, match="init_model"):
+        sl.fit(lgb.LGBMRegressor(objective=q, **kw), X, y, init_model=one, start=1.0)
+
+
 def test_renewed_leaves_minimise_their_samples_loss():
     """One round at learning rate 1 from the start score: each leaf is the weighted median of
     its samples' labels (mae), which no nearby constant improves."""
