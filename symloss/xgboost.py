@@ -133,19 +133,20 @@ def train(loss, params: dict, dtrain, num_boost_round: int = 10, *, loss_params:
     (symloss/boosting/refresh.py).  XGBoost has no leaf setter, so the renewed
     leaves are written into the model once, when training ends; until then the
     objective and symloss's metric add the difference to the margins XGBoost
-    hands over, and a callback that predicts during training sees the leaves
-    as grown.  ``"auto"`` renews for losses whose exact Hessian vanishes on a
-    set of positive measure (mae, quantile, hinge, huber) where it can: an
-    elementwise loss, the ``gbtree`` booster with one tree per round and no
-    monotone constraints, and no metric but symloss's on ``evals``.  ``True``
-    insists (an error where it cannot); ``False`` never.
+    hands over, and a callback that predicts or saves during training sees the
+    leaves as grown.  ``"auto"`` renews for losses on a real-valued target whose
+    exact Hessian vanishes on a set of positive measure (mae, quantile, huber)
+    where it can: an elementwise loss, the ``gbtree`` booster with one tree per
+    round and no monotone constraints, no metric but symloss's on ``evals`` and
+    no ``TrainingCheckPoint``.  ``True`` insists (an error where it cannot, and
+    for hinge); ``False`` never.
     """
     import xgboost as xgb
 
     bl = as_boost_loss(loss, hessian=hessian, **(loss_params or {}))
     if kwargs.get("evals") is not None:
         kwargs["evals"] = list(kwargs["evals"])  # (read here and by xgb.train: an iterator would run dry)
-    renewal = _Renewal.make(renew_leaves, bl, params, dtrain, kwargs.get("evals") or (), metric, kwargs)
+    renewal = _Renewal.make(renew_leaves, bl, params, kwargs.get("evals") or (), metric, kwargs)
     start = _continued(start, kwargs)
     if start is not None and "base_score" not in params and dtrain.get_base_margin().size == 0:
         if isinstance(start, str) and start == "auto":
@@ -183,22 +184,31 @@ def _monotone(constraints) -> bool:
     return bool(np.any(np.asarray(constraints) != 0))
 
 
-def _renewal_callback_base():
-    import xgboost as xgb
+def __getattr__(name: str):
+    # the renewal callback subclasses xgboost's TrainingCallback, made on first use (importing
+    # symloss.xgboost imports no xgboost) and importable by name, so it pickles to Dask workers
+    if name == "_LeafRenewal":
+        import xgboost as xgb
 
-    return xgb.callback.TrainingCallback
+        cls = type("_LeafRenewal", (_Renewal, xgb.callback.TrainingCallback), {"__module__": __name__})
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _Renewal:
-    """Leaf renewal inside :func:`train` (built lazily as a ``TrainingCallback``).  XGBoost keeps
-    each DMatrix's margins cached with the leaves a tree was grown with, and its Python API cannot
-    set a leaf: the renewed values are kept per tree, the objective and the metric add their
-    difference (``delta``, per DMatrix) to XGBoost's margins, and ``after_training`` writes them
-    into the model (its JSON form, the one public way in).  All training samples enter a leaf's
-    constant (the built-ins take the sampled ones under ``subsample``)."""
+    """Leaf renewal inside :func:`train` and :func:`dask_train` (as ``_LeafRenewal``, a
+    ``TrainingCallback``).  XGBoost keeps each DMatrix's margins cached with the leaves a tree was
+    grown with, and its Python API cannot set a leaf: the renewed values are kept per tree, the
+    objective and the metric add their difference to XGBoost's margins (each DMatrix's leaves
+    found once per tree, when it is first seen after the tree), and ``after_training`` writes them
+    into the model (its JSON form, the one public way in).  Under Dask every worker solves the same
+    leaves in lockstep, with XGBoost's allreduce of the per-leaf sums of its own samples.  All
+    training samples enter a leaf's constant (the built-ins take the sampled ones under
+    ``subsample``)."""
 
     @classmethod
-    def make(cls, mode, bl: BoostLoss, params: dict, dtrain, evals, metric: bool, kwargs: dict):
+    def make(cls, mode, bl: BoostLoss, params: dict, evals, metric: bool, kwargs: dict):
         if mode != "auto" and not isinstance(mode, bool):
             raise ValueError(f"renew_leaves must be 'auto', True or False, got {mode!r}")
         if mode is False:
@@ -214,29 +224,42 @@ class _Renewal:
             if mode is True:
                 raise ValueError(f"{bl.name}: renew_leaves=True, but {why}")
             return None
-        base = _renewal_callback_base()
-        renewal = type("LeafRenewal", (cls, base), {})(bl, [dtrain, *(d for d, _ in evals)])
+        import sys
+
+        renewal = getattr(sys.modules[__name__], "_LeafRenewal")(bl)
         renewal.insist = mode is True
         return renewal
 
-    def __init__(self, bl: BoostLoss, dmatrices: list):
+    def __init__(self, bl: BoostLoss):
         self.bl = bl
-        self.sets = list({id(d): d for d in dmatrices}.values())  # the training set first
-        self.delta = {id(d): None for d in self.sets}
+        self.changes = {}  # {tree: change of each node's value (0 where not renewed)}
         self.leaves = {}  # {tree: {node: renewed value}}
-        self.margin = None  # the training margins of this round's objective call
+        self.seen = {}  # {id(DMatrix): [DMatrix, its delta or None, trees accounted for]}
+        self.train = self.margin = None  # this round's training DMatrix and margins (the objective's)
         self.booster, self.done = None, -1
         self.insist, self.off = False, False
         self._metric = Metric(bl)
 
+    def _delta(self, d, booster=None):
+        """What ``d``'s cached margins lack: the renewed trees' changes at each sample's leaf."""
+        entry = self.seen.setdefault(id(d), [d, None, set()])  # (held: ids stay unique)
+        for tree, change in self.changes.items():
+            if tree not in entry[2]:
+                leaf = (booster or self.booster)[tree:tree + 1].predict(d, pred_leaf=True).reshape(-1)
+                add = change[leaf.astype(np.int64)]
+                entry[1] = add if entry[1] is None else entry[1] + add
+                entry[2].add(tree)
+        return entry[1]
+
     def objective(self, predt, dtrain):
-        d = self.delta.get(id(dtrain))
+        self.train = dtrain
+        d = self._delta(dtrain)
         self.margin = np.array(predt, dtype=np.float64) if d is None else predt + d
         return self.bl.grad_hess(dtrain.get_label(), self.margin, dtrain.get_weight(), reuse=True)
 
     def metric(self, predt, dmatrix):
         self.renew(self.booster)  # the round's metric sees the renewed tree
-        d = self.delta.get(id(dmatrix))
+        d = self._delta(dmatrix) if not self.off else None
         m = np.asarray(predt, dtype=np.float64)
         return self._metric(m if d is None else m + d, dmatrix)
 
@@ -257,11 +280,13 @@ class _Renewal:
     def after_training(self, model):
         if self.leaves:
             _set_leaves(model, self.leaves)
-        self.sets, self.delta, self.margin, self.booster = [], {}, None, None  # (the data are the caller's)
+        self.seen, self.train, self.margin, self.booster = {}, None, None, None  # (the data are the caller's)
         return model
 
     def renew(self, booster) -> None:
-        from .boosting.refresh import leaf_constants
+        from xgboost import collective
+
+        from .boosting.refresh import leaf_constants, leaf_constants_lockstep
 
         tree = booster.num_boosted_rounds() - 1  # one tree per round (make and _model_refusal)
         if self.off or tree <= self.done or self.margin is None:
@@ -271,12 +296,17 @@ class _Renewal:
         (grown,) = json.loads(one.save_raw("json"))["learner"]["gradient_booster"]["model"]["trees"]
         config = json.loads(booster.save_config())["learner"]["gradient_booster"]["tree_train_param"]
         eta = float(config["learning_rate"])  # the one the tree was grown with (a scheduler may change it)
-        leaves = [one.predict(d, pred_leaf=True).reshape(-1).astype(np.int64) for d in self.sets]
-        train = self.sets[0]
-        w = train.get_weight()
-        consts = leaf_constants(self.bl, self.bl.labels(train.get_label()).astype(np.float64),
-                                np.asarray(w, dtype=np.float64) if w.size else None, self.margin, leaves[0])
+        leaf = one.predict(self.train, pred_leaf=True).reshape(-1).astype(np.int64)
+        w = self.train.get_weight()
+        y = self.bl.labels(self.train.get_label()).astype(np.float64)
+        w = np.asarray(w, dtype=np.float64) if w.size else None
         old = np.asarray(grown["split_conditions"], dtype=np.float64)
+        if collective.get_world_size() > 1:  # every worker the same leaves, from all workers' samples
+            consts = leaf_constants_lockstep(self.bl, y, w, self.margin, leaf, old.size,
+                                             lambda a: collective.allreduce(a, collective.Op.SUM))
+            consts = {node: c for node, c in enumerate(consts) if np.isfinite(c)}
+        else:
+            consts = leaf_constants(self.bl, y, w, self.margin, leaf)
         change = np.zeros(old.size)
         renewed = {}
         for node, c in consts.items():
@@ -284,9 +314,10 @@ class _Renewal:
             renewed[node] = float(np.float32(eta * c))
             change[node] = renewed[node] - old[node]
         self.leaves[tree] = renewed
-        for d, lv in zip(self.sets, leaves):
-            dd = change[lv]
-            self.delta[id(d)] = dd if self.delta[id(d)] is None else self.delta[id(d)] + dd
+        self.changes[tree] = change
+        entry = self.seen.setdefault(id(self.train), [self.train, None, set()])
+        entry[1] = change[leaf] if entry[1] is None else entry[1] + change[leaf]
+        entry[2].add(tree)
 
 
 def _refusal(bl: BoostLoss, params: dict, evals, metric: bool, kwargs: dict) -> str | None:
@@ -338,23 +369,31 @@ def _set_leaves(booster, leaves: dict) -> None:
 
 def dask_train(client, loss, params: dict, X, y, num_boost_round: int = 10, *, sample_weight=None,
                loss_params: dict | None = None, hessian: str | None = None, start="auto", metric: bool = True,
-               **kwargs) -> dict:
+               renew_leaves="auto", **kwargs) -> dict:
     """``xgboost.dask.train`` on Dask collections ``X``, ``y`` (arrays or DataFrames) with the symloss
     objective; each worker calls it on its own partitions.  The start score is computed from ``y``
     by a distributed Newton (:mod:`symloss.boosting.dask`) and stored as ``base_score``.
+    ``renew_leaves`` as in :func:`train`: the workers solve each leaf together, from all of its
+    samples (one allreduce of per-leaf sums per solver step).
     Returns xgboost.dask.train's ``{"booster", "history"}``."""
     import xgboost.dask as xgb_dask
 
     from .boosting import dask as _dask
 
     bl = as_boost_loss(loss, hessian=hessian, **(loss_params or {}))
+    if kwargs.get("evals") is not None:
+        kwargs["evals"] = list(kwargs["evals"])
+    renewal = _Renewal.make(renew_leaves, bl, params, kwargs.get("evals") or (), metric, kwargs)
     start = _continued(start, kwargs)
     if start is not None and "base_score" not in params:
         if isinstance(start, str) and start == "auto":
             start = _dask.base_margin(bl, y, sample_weight, num_class=params.get("num_class"))
         params = {**params, "base_score": _score(start)}
     if metric and "custom_metric" not in kwargs:
-        kwargs["custom_metric"] = Metric(bl)
+        kwargs["custom_metric"] = renewal.metric if renewal else Metric(bl)
         params = {**params, "disable_default_eval_metric": 1}
+    if renewal:
+        kwargs["callbacks"] = [renewal, *(kwargs.get("callbacks") or [])]
     dtrain = xgb_dask.DaskDMatrix(client, X, y, weight=sample_weight)
-    return xgb_dask.train(client, params, dtrain, num_boost_round, obj=Objective(bl), **kwargs)
+    return xgb_dask.train(client, params, dtrain, num_boost_round,
+                          obj=renewal.objective if renewal else Objective(bl), **kwargs)

@@ -60,6 +60,25 @@ def test_xgboost_dask_equals_single_machine(client, data):
     np.testing.assert_allclose(out["booster"].predict(d), local.predict(d), rtol=0, atol=1e-5)
 
 
+def test_xgboost_dask_renews_leaves_from_every_worker(client, data):
+    """One round at learning rate 1: each leaf of the model trained on two workers is the weighted
+    median of all its samples' residuals (each worker alone would find its own)."""
+    X, y, w = data
+    y = y + np.random.default_rng(4).standard_t(2, len(y)) * 3
+    Xd, yd, wd = (da.from_array(a, chunks=(500,) + a.shape[1:]) for a in (X, y, w))
+    params = {"max_depth": 3, "eta": 1.0, "nthread": 1, "tree_method": "hist"}
+    booster = sx.dask_train(client, "mae", params, Xd, yd, 1, sample_weight=wd)["booster"]
+    plain = sx.dask_train(client, "mae", params, Xd, yd, 1, sample_weight=wd, renew_leaves=False)["booster"]
+    d = xgb.DMatrix(X)
+    pred, leaf = booster.predict(d).astype(np.float64), booster.predict(d, pred_leaf=True).reshape(-1)
+    assert len(np.unique(leaf)) > 2 and not np.allclose(pred, plain.predict(d))
+    for k in np.unique(leaf):
+        s = leaf == k
+        c = pred[s][0]
+        cost = lambda v: np.sum(w[s] * np.abs(y[s] - v))  # noqa: E731
+        assert cost(c) <= min(cost(c - 1e-3), cost(c + 1e-3)) + 1e-6
+
+
 def test_lightgbm_dask_dataframe_matches_the_single_machine_model(client, data):
     X, y, _ = data
     df = dd.from_pandas(pd.DataFrame(X, columns=[f"f{i}" for i in range(5)]), npartitions=4)

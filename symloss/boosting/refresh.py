@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from .start import newton_1d
+from .start import newton_1d, newton_1d_lockstep
 
 
 def renews_by_default(bl) -> bool:
@@ -66,3 +66,30 @@ def leaf_constants(bl, y: np.ndarray, weight: np.ndarray | None, margin: np.ndar
         except InputError:
             continue
     return out
+
+
+def leaf_constants_lockstep(bl, y: np.ndarray, weight: np.ndarray | None, margin: np.ndarray,
+                            leaves: np.ndarray, n_nodes: int, reduce=None) -> np.ndarray:
+    """:func:`leaf_constants` for the nodes 0..n_nodes-1 (NaN where a node has no samples or no
+    finite minimiser), all solved in lockstep: each solver step is one kernel pass over the
+    samples and one ``reduce`` of the per-node sums (an allreduce across machines: each machine
+    passes its own samples and every machine gets the constants of all samples together)."""
+    loss = bl.loss
+    c = loss._setup((y, margin), "none", weight, bl.params)
+    ys, ms = c.flat
+    ws = c.w
+    T = c.dtype.type
+    z, g, h = np.empty_like(ms), np.empty_like(ms), np.empty_like(ms)
+    kernel = loss._kernel("grad_hessian", ms.size)
+    wsum = np.bincount(leaves, weights=ws, minlength=n_nodes).astype(np.float64)
+
+    def stats(consts):
+        np.add(ms, consts[leaves], out=z)
+        kernel(ys, z, *c.pvals, ws, T(1.0), g, h, T)
+        sums = np.concatenate([np.bincount(leaves, weights=g, minlength=n_nodes),
+                               np.bincount(leaves, weights=h, minlength=n_nodes), wsum])
+        if reduce is not None:
+            sums = reduce(sums)
+        return sums[:n_nodes], sums[n_nodes:2 * n_nodes], sums[2 * n_nodes:]
+
+    return newton_1d_lockstep(stats, n_nodes, bl.name, rtol=1e-9)

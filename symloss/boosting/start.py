@@ -37,8 +37,45 @@ def newton_1d(stats: Callable[[float], tuple[float, float, float]], name: str, r
     """argmin over a constant c; ``stats(c)`` gives (sum of w*dL/dc, sum of w*d2L/dc2, sum of w).
     ``rtol``: the bracket's final width relative to max(1, |c|) (where the gradient has no
     root, as a step function's: the median's case)."""
+    steps = newton_1d_steps(name, rtol)
+    c = next(steps)
+    try:
+        while True:
+            c = steps.send(stats(c))
+    except StopIteration as done:
+        return done.value
+
+
+def newton_1d_lockstep(stats: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]], n: int,
+                       name: str, rtol: float = 1e-12) -> np.ndarray:
+    """``n`` independent :func:`newton_1d` problems solved in lockstep: ``stats(c)`` gives the three
+    sums of every problem at its constant ``c[j]`` in one call (one pass over data holding all of
+    them, one reduction across machines).  NaN where a problem has no finite minimiser or no
+    weight."""
+    out = np.full(n, np.nan)
+    c = np.zeros(n)
+    live = {}
+    for j in range(n):
+        live[j] = newton_1d_steps(name, rtol)
+        c[j] = next(live[j])
+    while live:
+        g, h, w = stats(c)
+        for j in list(live):
+            try:
+                c[j] = live[j].send((float(g[j]), float(h[j]), float(w[j])))
+            except StopIteration as done:
+                out[j] = c[j] = done.value
+                del live[j]
+            except InputError:
+                del live[j]
+    return out
+
+
+def newton_1d_steps(name: str, rtol: float = 1e-12):
+    """:func:`newton_1d` as a generator: it yields each constant to evaluate, is sent its
+    ``(g, h, wsum)`` and returns the minimiser, so one solver can drive many at once."""
     c = 0.0
-    g, h, wsum = stats(c)
+    g, h, wsum = yield c
     if not wsum > 0:
         raise InputError(f"{name}: the sample weights sum to {wsum}; there is nothing to fit a start score to")
     tol_g = GRAD_TOL * wsum
@@ -54,7 +91,7 @@ def newton_1d(stats: Callable[[float], tuple[float, float, float]], name: str, r
     a, ga = c, g
     while True:
         b = a - math.copysign(step, ga)
-        gb, hb, _ = stats(b)
+        gb, hb, _ = yield b
         if converged(gb):
             return b
         if not math.isfinite(gb):
@@ -72,7 +109,7 @@ def newton_1d(stats: Callable[[float], tuple[float, float, float]], name: str, r
     for _ in range(MAX_ITER):
         newton = x - gx / hx if hx > 0 else math.nan
         x = newton if lo < newton < hi else 0.5 * (lo + hi)
-        gx, hx, _ = stats(x)
+        gx, hx, _ = yield x
         if converged(gx):
             return x
         if gx < 0:
