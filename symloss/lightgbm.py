@@ -213,7 +213,7 @@ class _Renewal:
         self.sets = sets  # [(Dataset, in-memory features)], the training set first (fit(): at bind)
         self.delta = {id(ds): None for ds, _ in sets or []}
         self.margin = None  # the training margins of this round's objective call
-        self.booster, self.iteration, self.done = None, -1, -1
+        self.booster, self.done = None, -1
         self._metric = Metric(bl)
 
     @classmethod
@@ -289,7 +289,7 @@ class _Renewal:
 
     def renewed(self, preds, key):
         """A data set's margins with the renewed leaves (``key``: its id)."""
-        self.renew(self.booster, self.iteration)  # the metric of this round sees the renewed tree
+        self.renew(self.booster)  # the metric of this round sees the renewed tree
         d = self.delta.get(key)
         m = np.asarray(preds, dtype=np.float64)
         return m if d is None else m + d
@@ -300,25 +300,28 @@ class _Renewal:
     def before(self, env):
         if self.sets is None:
             self.bind(env.model)
-        self.booster, self.iteration = env.model, env.iteration
+        if self.booster is None:  # an init_model's trees are not this training's to renew
+            self.done = env.model.current_iteration() - 1
+        self.booster = env.model
 
     def after(self, env):
-        self.renew(env.model, env.iteration)
+        self.renew(env.model)
 
     before.before_iteration = True
     # first among the round's callbacks (lgb.train gives unordered ones negative orders), so every
     # callback, early stopping included, sees the renewed tree
     before.order = after.order = -(1 << 30)
 
-    def renew(self, booster, it: int) -> None:
+    def renew(self, booster) -> None:
         from .boosting.refresh import leaf_constants
 
+        # the newest tree (one per iteration): a round whose tree had no split adds none, so the
+        # tree's index, not the round's, says which tree is new
+        it = booster.current_iteration() - 1
         if it <= self.done or self.margin is None:
             return
         self.done = it
         info = booster.dump_model(start_iteration=it, num_iteration=1)["tree_info"]
-        if not info:  # a round whose tree had no split and was dropped
-            return
         # the tree's own shrinkage: the learning rate it was grown with (aliases, reset_parameter)
         shrinkage = float(info[0]["shrinkage"])
         leaves = [np.asarray(booster.predict(X, start_iteration=it, num_iteration=1, pred_leaf=True)).reshape(-1)
@@ -411,7 +414,7 @@ def _eval_pairs(fit_kwargs: dict) -> list:
     xs, ys = fit_kwargs.get("eval_X"), fit_kwargs.get("eval_y")
     if xs is None or ys is None:
         return []
-    return list(zip(xs if isinstance(xs, (list, tuple)) else [xs], _as_list(ys)))
+    return list(zip(_as_list(xs), _as_list(ys)))
 
 
 def _eval_list(eval_set) -> list:
@@ -452,7 +455,7 @@ def fit(model, X, y, sample_weight=None, *, start="auto", renew_leaves="auto", *
             k = int(y_arr.max()) + 1 if obj.loss.row else None
             start = obj.loss.start(y_arr, sample_weight, num_class=k)
         fit_kwargs["init_score"] = init_score(start, len(y_arr))
-        evals = [ey for _, ey in _eval_pairs(fit_kwargs)] or list(_as_list(fit_kwargs.get("eval_y")))
+        evals = [ey for _, ey in _eval_pairs(fit_kwargs)]
         if evals and fit_kwargs.get("eval_init_score") is None:
             fit_kwargs["eval_init_score"] = [init_score(start, len(ey)) for ey in evals]
     if renewal is None:
@@ -516,7 +519,8 @@ def _weight(ds):
     return _field(ds, "weight")
 
 
-def _as_list(eval_y):
-    if eval_y is None:
+def _as_list(eval_xy):
+    """LightGBM's eval_X or eval_y: a tuple holds several sets; anything else (a list too) is one."""
+    if eval_xy is None:
         return []
-    return eval_y if isinstance(eval_y, (list, tuple)) else [eval_y]
+    return list(eval_xy) if isinstance(eval_xy, tuple) else [eval_xy]

@@ -76,7 +76,17 @@ class Metric:
         self.__name__ = name or loss.source.name
 
     def __call__(self, predt, dmatrix):
-        return self.__name__, self.loss.value(dmatrix.get_label(), predt, dmatrix.get_weight())
+        from xgboost import collective
+
+        y, w = dmatrix.get_label(), dmatrix.get_weight()
+        if collective.get_world_size() == 1:
+            return self.__name__, self.loss.value(y, predt, w)
+        # distributed (Dask): each worker holds some rows and XGBoost averages the workers' values;
+        # the weighted sums of all workers give every worker the one exact mean (an empty part: no NaN)
+        wsum = float(w.sum(dtype=np.float64) if w.size else y.shape[0])
+        total = self.loss.value(y, predt, w) * wsum if wsum > 0 else 0.0
+        total, wsum = collective.allreduce(np.array([total, wsum]), collective.Op.SUM)
+        return self.__name__, float(total / wsum)
 
 
 class SklearnMetric:
@@ -265,6 +275,7 @@ class _Renewal:
 
     def before_iteration(self, model, epoch, evals_log) -> bool:
         if self.booster is None:  # the first round: the booster's own configuration, an xgb_model's included
+            self.done = model.num_boosted_rounds() - 1  # (an xgb_model's trees are not this training's)
             why = _model_refusal(model)
             if why is not None:
                 if self.insist:

@@ -8,6 +8,7 @@ da = pytest.importorskip("dask.array")
 dd = pytest.importorskip("dask.dataframe")
 pd = pytest.importorskip("pandas")
 xgb = pytest.importorskip("xgboost")
+xgb_dask = pytest.importorskip("xgboost.dask")
 lgb = pytest.importorskip("lightgbm")
 
 import symloss.lightgbm as sl  # noqa: E402
@@ -62,12 +63,19 @@ def test_xgboost_dask_equals_single_machine(client, data):
 
 def test_xgboost_dask_renews_leaves_from_every_worker(client, data):
     """One round at learning rate 1: each leaf of the model trained on two workers is the weighted
-    median of all its samples' residuals (each worker alone would find its own)."""
+    median of all its samples' residuals (each worker alone would find its own); the metric of an
+    evaluation set spread unevenly over the workers is its loss over all of it."""
     X, y, w = data
     y = y + np.random.default_rng(4).standard_t(2, len(y)) * 3
     Xd, yd, wd = (da.from_array(a, chunks=(500,) + a.shape[1:]) for a in (X, y, w))
     params = {"max_depth": 3, "eta": 1.0, "nthread": 1, "tree_method": "hist"}
-    booster = sx.dask_train(client, "mae", params, Xd, yd, 1, sample_weight=wd)["booster"]
+    # an evaluation set split 1990 / 10 over the workers: the metric is the weighted mean over all of it
+    Xe, ye = (da.from_array(a, chunks=(1990,) + a.shape[1:]) for a in (X, y))
+    out = sx.dask_train(client, "mae", params, Xd, yd, 1, sample_weight=wd,
+                        evals=[(xgb_dask.DaskDMatrix(client, Xe, ye), "all")])
+    booster = out["booster"]
+    assert out["history"]["all"]["mae"][-1] == pytest.approx(
+        np.mean(np.abs(booster.predict(xgb.DMatrix(X)) - y)), rel=1e-6)
     plain = sx.dask_train(client, "mae", params, Xd, yd, 1, sample_weight=wd, renew_leaves=False)["booster"]
     d = xgb.DMatrix(X)
     pred, leaf = booster.predict(d).astype(np.float64), booster.predict(d, pred_leaf=True).reshape(-1)

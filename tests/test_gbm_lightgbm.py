@@ -148,6 +148,7 @@ def test_fit_renewal_edge_cases(diabetes):
         assert m.evals_result_[name]["bce_logits"][-1] == pytest.approx(
             met(ye, m.predict(Xe, raw_score=True), None)[1], rel=1e-9)
     X, y = diabetes
+    L = symloss.load("quantile")
     q = sl.sklearn_objective("quantile", tau=0.9)
     kw = dict(n_estimators=10, num_leaves=7, min_child_samples=10, verbose=-1)
     sl.fit(lgb.LGBMRegressor(objective=q, **kw), X, y, start=None)  # all gradients equal: no split in round 1
@@ -159,10 +160,38 @@ def test_fit_renewal_edge_cases(diabetes):
     listed = sl.fit(lgb.LGBMRegressor(objective=q, metric="None", **kw), X[:300], y[:300],
                     eval_set=[(X[300:], y[300:])], eval_metric=qm)
     np.testing.assert_array_equal(one.predict(X[300:]), listed.predict(X[300:]))
+    as_lists = sl.fit(lgb.LGBMRegressor(objective=q, metric="None", **kw), X[:300], y[:300],
+                      eval_X=X[300:], eval_y=list(y[300:]), eval_metric=qm)  # a list is one set
+    assert as_lists.evals_result_["valid_0"]["quantile"][-1] == pytest.approx(
+        L.value(y[300:], as_lists.predict(X[300:]), tau=0.9), rel=1e-9)
     more = sl.fit(lgb.LGBMRegressor(objective=q, **kw), X[:300], y[:300] + 1000.0, init_model=one)
     np.testing.assert_allclose(more.predict(X[300:], num_iteration=10), one.predict(X[300:]), rtol=1e-12)
     with pytest.raises(ValueError, match="init_model"):
         sl.fit(lgb.LGBMRegressor(objective=q, **kw), X, y, init_model=one, start=1.0)
+
+
+def test_renewal_goes_on_after_a_round_without_a_tree():
+    """Under bagging some rounds find no split and LightGBM adds no tree; the trees after them are
+    still renewed (the renewal once looked the tree up by the round's number, and stopped)."""
+    from symloss.boosting import BoostLoss
+    from symloss.boosting.refresh import leaf_constants
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 4))
+    y = 2 * X[:, 0] + rng.standard_t(2, 400) * 2
+    params = {"learning_rate": 0.5, "num_leaves": 4, "min_data_in_leaf": 95, "bagging_fraction": 0.5,
+              "bagging_freq": 1, "bagging_seed": 0, "verbose": -1, "num_threads": 1}
+    trees = []
+    b = sl.train("mae", params, lgb.Dataset(X, y), 30, callbacks=[lambda env: trees.append(env.model.current_iteration())])
+    assert len(set(trees)) < len(trees)  # some rounds added no tree
+    bl = BoostLoss("mae")
+    start = bl.start(y)
+    for t in range(b.num_trees()):
+        m = np.full(len(y), start) if t == 0 else b.predict(X, num_iteration=t, raw_score=True)
+        leaf = b.predict(X, start_iteration=t, num_iteration=1, pred_leaf=True).reshape(-1).astype(int)
+        rate = b.dump_model(start_iteration=t, num_iteration=1)["tree_info"][0]["shrinkage"]
+        for k, c in leaf_constants(bl, y, None, m, leaf).items():
+            assert b.get_leaf_output(t, k) - (start if t == 0 else 0) == pytest.approx(rate * c, abs=1e-6), t
 
 
 def test_renewed_leaves_minimise_their_samples_loss():
