@@ -28,6 +28,7 @@ import numpy as np
 
 from .boosting import BoostLoss, as_boost_loss
 from .boosting import base_margin as _base_margin
+from .boosting.refresh import wanted
 
 __all__ = ["base_margin", "dask_fit", "fit", "fold_start", "metric", "objective", "sklearn_metric", "sklearn_objective",
            "train"]
@@ -218,7 +219,7 @@ class _Renewal:
 
     @classmethod
     def make(cls, mode, bl: BoostLoss, params: dict, train_set, valid_sets: list, kwargs: dict):
-        if not _wanted(mode, bl):
+        if not wanted(mode, bl):
             return None
         unique = {id(ds): ds for ds in [train_set, *valid_sets]}  # the training set may be a validation set too
         sets = [(ds, getattr(ds, "data", None)) for ds in unique.values()]
@@ -235,7 +236,7 @@ class _Renewal:
         """The renewal of :func:`fit`: its data sets are the ones LGBMModel.fit builds, found on the
         booster when training starts (the evaluation sets that are ``(X, y)`` itself share the
         training set, as LightGBM does)."""
-        if not _wanted(mode, bl):
+        if not wanted(mode, bl):
             return None
         evals = _eval_pairs(fit_kwargs)
         metrics = fit_kwargs.get("eval_metric")
@@ -373,18 +374,6 @@ class _RenewingMetric(SklearnMetric):
 
     def __deepcopy__(self, memo):
         return self
-
-
-def _wanted(mode, bl: BoostLoss) -> bool:
-    if mode != "auto" and not isinstance(mode, bool):
-        raise ValueError(f"renew_leaves must be 'auto', True or False, got {mode!r}")
-    if mode is False:
-        return False
-    if mode == "auto":
-        from .boosting.refresh import renews_by_default
-
-        return renews_by_default(bl)
-    return True
 
 
 def _refusal(bl: BoostLoss, params: dict, features: list, foreign_metric: bool, kept_booster) -> str | None:

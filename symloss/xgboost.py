@@ -219,24 +219,17 @@ class _Renewal:
 
     @classmethod
     def make(cls, mode, bl: BoostLoss, params: dict, evals, metric: bool, kwargs: dict):
-        if mode != "auto" and not isinstance(mode, bool):
-            raise ValueError(f"renew_leaves must be 'auto', True or False, got {mode!r}")
-        if mode is False:
-            return None
-        if mode == "auto":
-            from .boosting.refresh import renews_by_default
+        from .boosting.refresh import wanted
 
-            if not renews_by_default(bl):
-                return None
+        if not wanted(mode, bl):
+            return None
         why = _refusal(bl, {k: v for k, v in params.items() if v is not None},  # (None: XGBoost's "not set")
                        evals, metric, kwargs)
         if why is not None:
             if mode is True:
                 raise ValueError(f"{bl.name}: renew_leaves=True, but {why}")
             return None
-        import sys
-
-        renewal = getattr(sys.modules[__name__], "_LeafRenewal")(bl)
+        renewal = (globals().get("_LeafRenewal") or __getattr__("_LeafRenewal"))(bl)
         renewal.insist = mode is True
         return renewal
 
@@ -250,12 +243,12 @@ class _Renewal:
         self.insist, self.off = False, False
         self._metric = Metric(bl)
 
-    def _delta(self, d, booster=None):
+    def _delta(self, d):
         """What ``d``'s cached margins lack: the renewed trees' changes at each sample's leaf."""
         entry = self.seen.setdefault(id(d), [d, None, set()])  # (held: ids stay unique)
         for tree, change in self.changes.items():
             if tree not in entry[2]:
-                leaf = (booster or self.booster)[tree:tree + 1].predict(d, pred_leaf=True).reshape(-1)
+                leaf = self.booster[tree:tree + 1].predict(d, pred_leaf=True).reshape(-1)
                 add = change[leaf.astype(np.int64)]
                 entry[1] = add if entry[1] is None else entry[1] + add
                 entry[2].add(tree)

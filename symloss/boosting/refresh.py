@@ -18,6 +18,13 @@ from ..errors import InputError
 from .start import newton_1d, newton_1d_lockstep
 
 
+def wanted(mode, bl) -> bool:
+    """Whether ``renew_leaves=mode`` asks for renewal of ``bl`` ("auto": :func:`renews_by_default`)."""
+    if mode != "auto" and not isinstance(mode, bool):
+        raise ValueError(f"renew_leaves must be 'auto', True or False, got {mode!r}")
+    return renews_by_default(bl) if mode == "auto" else mode
+
+
 def renews_by_default(bl) -> bool:
     """``renew_leaves="auto"``: an elementwise loss whose exact Hessian vanishes on a set of
     positive measure (the "fisher" policy: mae, quantile, huber) with a real-valued target.  A
