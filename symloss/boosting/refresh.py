@@ -38,7 +38,7 @@ def renews_by_default(bl) -> bool:
 
 
 def leaf_constants(bl, y: np.ndarray, weight: np.ndarray | None, margin: np.ndarray,
-                   leaves: np.ndarray) -> dict[int, float]:
+                   leaves: np.ndarray, rtol: float = 1e-9) -> dict[int, float]:
     """{leaf: argmin_c sum_i w_i L(y_i, margin_i + c)} over the samples of each leaf.  A leaf
     whose loss keeps falling as c grows (no finite minimiser) is left out."""
     loss = bl.loss
@@ -68,15 +68,15 @@ def leaf_constants(bl, y: np.ndarray, weight: np.ndarray | None, margin: np.ndar
             return float(g[sl].sum(dtype=np.float64)), float(h[sl].sum(dtype=np.float64)), wsum
 
         try:
-            # a leaf value to 1e-9 of itself (the start score's 1e-12 takes a quarter more passes)
-            out[int(leaves[order[lo]])] = newton_1d(stats, bl.name, rtol=1e-9)
+            # a leaf value to rtol of itself (the start score's 1e-12 takes a quarter more passes)
+            out[int(leaves[order[lo]])] = newton_1d(stats, bl.name, rtol=rtol)
         except InputError:
             continue
     return out
 
 
 def leaf_constants_lockstep(bl, y: np.ndarray, weight: np.ndarray | None, margin: np.ndarray,
-                            leaves: np.ndarray, n_nodes: int, reduce=None) -> np.ndarray:
+                            leaves: np.ndarray, n_nodes: int, reduce=None, rtol: float = 1e-9) -> np.ndarray:
     """:func:`leaf_constants` for the nodes 0..n_nodes-1 (NaN where a node has no samples or no
     finite minimiser), all solved in lockstep: each solver step is one kernel pass over the
     samples and one ``reduce`` of the per-node sums (an allreduce across machines: each machine
@@ -101,4 +101,4 @@ def leaf_constants_lockstep(bl, y: np.ndarray, weight: np.ndarray | None, margin
             sums = reduce(sums)
         return sums[:n_nodes], sums[n_nodes:2 * n_nodes], sums[2 * n_nodes:]
 
-    return newton_1d_lockstep(stats, n_nodes, bl.name, rtol=1e-9)
+    return newton_1d_lockstep(stats, n_nodes, bl.name, rtol=rtol)
