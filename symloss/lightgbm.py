@@ -28,7 +28,7 @@ import numpy as np
 
 from .boosting import BoostLoss, as_boost_loss
 from .boosting import base_margin as _base_margin
-from .boosting.refresh import wanted
+from .boosting.refresh import refused, wanted
 
 __all__ = ["base_margin", "dask_fit", "fit", "fold_start", "metric", "objective", "sklearn_metric", "sklearn_objective",
            "train"]
@@ -141,8 +141,9 @@ def train(loss, params: dict, train_set, num_boost_round: int = 100, *, loss_par
     ``renew_leaves``: after each tree, set every leaf to the learning rate times
     the constant that minimises the loss of its samples, as LightGBM's built-in
     ``l1`` and ``quantile`` objectives renew theirs (symloss/boosting/refresh.py).
-    ``"auto"`` does it for losses whose exact Hessian vanishes on a set of
-    positive measure (mae, quantile, hinge, huber) where it can: an elementwise
+    ``"auto"`` does it for losses on a real-valued target whose exact Hessian
+    vanishes on a set of positive measure (mae, quantile, huber; hinge only
+    with ``True``) where it can: an elementwise
     loss, ``gbdt`` boosting without linear trees or monotone constraints, data
     sets built from in-memory features (each sample's leaf is found by
     predicting on them), no LightGBM metric on a validation set and no kept
@@ -225,11 +226,7 @@ class _Renewal:
         sets = [(ds, getattr(ds, "data", None)) for ds in unique.values()]
         foreign = "feval" in kwargs or (valid_sets and _lightgbm_metric(params))
         why = _refusal(bl, params, [X for _, X in sets], foreign, kwargs.get("keep_training_booster"))
-        if why is not None:
-            if mode is True:
-                raise ValueError(f"{bl.name}: renew_leaves=True, but {why}")
-            return None
-        return cls(bl, sets)
+        return None if refused(mode, bl.name, why) else cls(bl, sets)
 
     @classmethod
     def for_fit(cls, mode, bl: BoostLoss, params: dict, X, y, fit_kwargs: dict):
@@ -247,9 +244,7 @@ class _Renewal:
         why = _refusal(bl, params, [X, *(ex for ex, _ in evals)], foreign, False)
         if why is not None and foreign and evals:
             why += " (with an eval_set, give the estimator metric='None' and symloss's sklearn_metric)"
-        if why is not None:
-            if mode is True:
-                raise ValueError(f"{bl.name}: renew_leaves=True, but {why}")
+        if refused(mode, bl.name, why):
             return None
         r = cls(bl, None)
         r._fit_data = (X, y, evals)
@@ -398,17 +393,13 @@ def _refusal(bl: BoostLoss, params: dict, features: list, foreign_metric: bool, 
 
 def _eval_pairs(fit_kwargs: dict) -> list:
     """fit()'s evaluation sets as (X, y) pairs (``eval_set``, or LightGBM 4.6's eval_X/eval_y)."""
-    if fit_kwargs.get("eval_set") is not None:
-        return [tuple(e[:2]) for e in _eval_list(fit_kwargs["eval_set"])]
+    eval_set = fit_kwargs.get("eval_set")
+    if eval_set is not None:  # a list of (X, y) pairs, or one pair as a tuple
+        return [tuple(e[:2]) for e in ([eval_set] if isinstance(eval_set, tuple) else eval_set)]
     xs, ys = fit_kwargs.get("eval_X"), fit_kwargs.get("eval_y")
     if xs is None or ys is None:
         return []
     return list(zip(_as_list(xs), _as_list(ys)))
-
-
-def _eval_list(eval_set) -> list:
-    """LightGBM's ``eval_set``: a list of (X, y) pairs, or one pair as a tuple."""
-    return [eval_set] if isinstance(eval_set, tuple) else list(eval_set)
 
 
 def _check_foldable(params: dict) -> None:

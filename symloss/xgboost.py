@@ -31,6 +31,7 @@ import numpy as np
 
 from .boosting import BoostLoss, as_boost_loss
 from .boosting import base_margin as _base_margin
+from .boosting.refresh import refused, wanted
 
 __all__ = ["base_margin", "dask_train", "metric", "objective", "sklearn_metric", "sklearn_objective", "train"]
 
@@ -154,21 +155,28 @@ def train(loss, params: dict, dtrain, num_boost_round: int = 10, *, loss_params:
     import xgboost as xgb
 
     bl = as_boost_loss(loss, hessian=hessian, **(loss_params or {}))
-    if kwargs.get("evals") is not None:
-        kwargs["evals"] = list(kwargs["evals"])  # (read here and by xgb.train: an iterator would run dry)
-    renewal = _Renewal.make(renew_leaves, bl, params, kwargs.get("evals") or (), metric, kwargs)
+    params, obj = _wire(bl, params, kwargs, metric, renew_leaves)
     start = _continued(start, kwargs)
     if start is not None and "base_score" not in params and dtrain.get_base_margin().size == 0:
         if isinstance(start, str) and start == "auto":
             w = dtrain.get_weight()
             start = bl.start(dtrain.get_label(), w if w.size else None, num_class=params.get("num_class"))
         params = {**params, "base_score": _score(start)}
+    return xgb.train(params, dtrain, num_boost_round, obj=obj, **kwargs)
+
+
+def _wire(bl: BoostLoss, params: dict, kwargs: dict, metric: bool, renew_leaves):
+    """train's and dask_train's objective, with symloss's metric and the renewal callback put into
+    ``params`` (returned) and ``kwargs`` (in place)."""
+    if kwargs.get("evals") is not None:
+        kwargs["evals"] = list(kwargs["evals"])  # (read here and by xgb.train: an iterator would run dry)
+    renewal = _Renewal.make(renew_leaves, bl, params, kwargs.get("evals") or (), metric, kwargs)
     if metric and "custom_metric" not in kwargs:
         kwargs["custom_metric"] = renewal.metric if renewal else Metric(bl)
         params = {**params, "disable_default_eval_metric": 1}
     if renewal:
         kwargs["callbacks"] = [renewal, *(kwargs.get("callbacks") or [])]  # first: the others see renewed scores
-    return xgb.train(params, dtrain, num_boost_round, obj=renewal.objective if renewal else Objective(bl), **kwargs)
+    return params, (renewal.objective if renewal else Objective(bl))
 
 
 def _continued(start, kwargs: dict):
@@ -219,15 +227,11 @@ class _Renewal:
 
     @classmethod
     def make(cls, mode, bl: BoostLoss, params: dict, evals, metric: bool, kwargs: dict):
-        from .boosting.refresh import wanted
-
         if not wanted(mode, bl):
             return None
         why = _refusal(bl, {k: v for k, v in params.items() if v is not None},  # (None: XGBoost's "not set")
                        evals, metric, kwargs)
-        if why is not None:
-            if mode is True:
-                raise ValueError(f"{bl.name}: renew_leaves=True, but {why}")
+        if refused(mode, bl.name, why):
             return None
         renewal = (globals().get("_LeafRenewal") or __getattr__("_LeafRenewal"))(bl)
         renewal.insist = mode is True
@@ -243,14 +247,15 @@ class _Renewal:
         self.insist, self.off = False, False
         self._metric = Metric(bl)
 
-    def _delta(self, d):
-        """What ``d``'s cached margins lack: the renewed trees' changes at each sample's leaf."""
+    def _delta(self, d, known: tuple | None = None):
+        """What ``d``'s cached margins lack: the renewed trees' changes at each sample's leaf
+        (``known``: a tree and ``d``'s leaves in it, found already)."""
         entry = self.seen.setdefault(id(d), [d, None, set()])  # (held: ids stay unique)
         for tree, change in self.changes.items():
             if tree not in entry[2]:
-                leaf = self.booster[tree:tree + 1].predict(d, pred_leaf=True).reshape(-1)
-                add = change[leaf.astype(np.int64)]
-                entry[1] = add if entry[1] is None else entry[1] + add
+                leaf = known[1] if known and known[0] == tree else \
+                    self.booster[tree:tree + 1].predict(d, pred_leaf=True).reshape(-1).astype(np.int64)
+                entry[1] = change[leaf] if entry[1] is None else entry[1] + change[leaf]
                 entry[2].add(tree)
         return entry[1]
 
@@ -269,11 +274,7 @@ class _Renewal:
     def before_iteration(self, model, epoch, evals_log) -> bool:
         if self.booster is None:  # the first round: the booster's own configuration, an xgb_model's included
             self.done = model.num_boosted_rounds() - 1  # (an xgb_model's trees are not this training's)
-            why = _model_refusal(model)
-            if why is not None:
-                if self.insist:
-                    raise ValueError(f"{self.bl.name}: renew_leaves=True, but {why}")
-                self.off = True
+            self.off = refused(self.insist, self.bl.name, _model_refusal(model))
         self.booster = model
         return False
 
@@ -320,9 +321,7 @@ class _Renewal:
             change[node] = renewed[node] - old[node]
         self.leaves[tree] = renewed
         self.changes[tree] = change
-        entry = self.seen.setdefault(id(self.train), [self.train, None, set()])
-        entry[1] = change[leaf] if entry[1] is None else entry[1] + change[leaf]
-        entry[2].add(tree)
+        self._delta(self.train, (tree, leaf))
 
 
 def _refusal(bl: BoostLoss, params: dict, evals, metric: bool, kwargs: dict) -> str | None:
@@ -386,19 +385,11 @@ def dask_train(client, loss, params: dict, X, y, num_boost_round: int = 10, *, s
     from .boosting import dask as _dask
 
     bl = as_boost_loss(loss, hessian=hessian, **(loss_params or {}))
-    if kwargs.get("evals") is not None:
-        kwargs["evals"] = list(kwargs["evals"])
-    renewal = _Renewal.make(renew_leaves, bl, params, kwargs.get("evals") or (), metric, kwargs)
+    params, obj = _wire(bl, params, kwargs, metric, renew_leaves)
     start = _continued(start, kwargs)
     if start is not None and "base_score" not in params:
         if isinstance(start, str) and start == "auto":
             start = _dask.base_margin(bl, y, sample_weight, num_class=params.get("num_class"))
         params = {**params, "base_score": _score(start)}
-    if metric and "custom_metric" not in kwargs:
-        kwargs["custom_metric"] = renewal.metric if renewal else Metric(bl)
-        params = {**params, "disable_default_eval_metric": 1}
-    if renewal:
-        kwargs["callbacks"] = [renewal, *(kwargs.get("callbacks") or [])]
     dtrain = xgb_dask.DaskDMatrix(client, X, y, weight=sample_weight)
-    return xgb_dask.train(client, params, dtrain, num_boost_round,
-                          obj=renewal.objective if renewal else Objective(bl), **kwargs)
+    return xgb_dask.train(client, params, dtrain, num_boost_round, obj=obj, **kwargs)

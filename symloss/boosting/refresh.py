@@ -25,6 +25,16 @@ def wanted(mode, bl) -> bool:
     return renews_by_default(bl) if mode == "auto" else mode
 
 
+def refused(mode, name: str, why: str | None) -> bool:
+    """Whether renewal steps aside for ``why`` (None: it can run); ``renew_leaves=True`` makes a
+    reason an error instead."""
+    if why is None:
+        return False
+    if mode is True:
+        raise ValueError(f"{name}: renew_leaves=True, but {why}")
+    return True
+
+
 def renews_by_default(bl) -> bool:
     """``renew_leaves="auto"``: an elementwise loss whose exact Hessian vanishes on a set of
     positive measure (the "fisher" policy: mae, quantile, huber) with a real-valued target.  A
