@@ -12,7 +12,7 @@ def row_table(**over):
         "name": "t",
         "kind": "row",
         "inputs": {"y": {"role": "target", "domain": "simplex", "indices": True}, "z": "prediction",
-                   "w": {"role": "target", "shape": "class", "default": 1.0},
+                   "cw": {"role": "target", "shape": "class", "default": 1.0},
                    "s": {"role": "target", "shape": "scalar"}},
         "params": {"eps": {"default": 0.1, "min": 0.0}},
         "loss": "log(Sum(exp(z[k]), k)) - Sum(y[k] * z[k], k)",
@@ -22,7 +22,7 @@ def row_table(**over):
 
 
 def test_sums_max_subscripts_and_class_count():
-    spec = spec_from_table(row_table(loss="s * Sum(w[k] * (y[k] + eps / K) * z[k], k) + Max(z[k], k) - Min(z[k], k)"),
+    spec = spec_from_table(row_table(loss="s * Sum(cw[k] * (y[k] + eps / K) * z[k], k) + Max(z[k], k) - Min(z[k], k)"),
                            source="f")
     sums = spec.loss.atoms(RowSum)
     maxes = spec.loss.atoms(RowMax)
@@ -84,7 +84,7 @@ def test_rejects_everything_outside_the_row_whitelist(loss, needle):
         ({"inputs": {"z": "prediction", "y": {"role": "target", "indices": "yes"}}}, "inputs.y.indices", "true or false"),
         ({"inputs": {"z": {"role": "prediction", "indices": True}}}, "inputs.z.indices", "vector target"),
         ({"inputs": {"z": "prediction", "s": {"role": "prediction", "shape": "scalar"}}}, "inputs.s.role", "target"),
-        ({"inputs": {"z": "prediction", "w": {"role": "target", "shape": "class"}}}, "inputs.w", "default"),
+        ({"inputs": {"z": "prediction", "cw": {"role": "target", "shape": "class"}}}, "inputs.cw", "default"),
         ({"inputs": {"z": "prediction", "y": {"role": "target", "default": 1.0}}}, "inputs.y.default", "class inputs"),
         ({"inputs": {"z": "prediction", "s": {"role": "target", "shape": "scalar", "domain": "simplex"}}},
          "inputs.s.domain", "vector"),

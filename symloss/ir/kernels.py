@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..derive import Derivation
+from ..derive.representable import float64_problem
+from ..errors import DerivationError
 from .nan import guard_branches
 
 # Kernel name -> which outputs it produces.
@@ -59,6 +61,15 @@ def _kernel(name: str, outputs: list[tuple[str, sp.Basic]]) -> KernelIR:
     return KernelIR(name, temps, outs)
 
 
+def check_printable(spec, assignments: dict[str, tuple[Assignment, ...]]) -> None:
+    """Every constant of every kernel is a real float64 (a derivative can square a large one)."""
+    for kernel, assigned in assignments.items():
+        for a in assigned:
+            problem = float64_problem(a.expr)
+            if problem:
+                raise DerivationError(f"{spec.source}: field 'loss': the {kernel} kernel's {a.name}: {problem}")
+
+
 def build_ir(derivation: Derivation) -> LossIR:
     spec = derivation.spec
     d = derivation.stable
@@ -80,6 +91,7 @@ def build_ir(derivation: Derivation) -> LossIR:
         kernels[PARAM_KERNEL] = _kernel(
             PARAM_KERNEL, [(f"dp_{p}", guard_branches(e, data)) for p, e in zip(param_grads, d.params)]
         )
+    check_printable(spec, {k: (*kern.temporaries, *kern.outputs) for k, kern in kernels.items()})
     return LossIR(
         name=spec.name,
         inputs=tuple(i.name for i in spec.inputs),

@@ -26,7 +26,7 @@ import sympy as sp
 from ..derive.row import KERNELS, RowDerivation
 from ..errors import DerivationError
 from ..ir.nan import guard_branches, keepnan
-from .kernels import Assignment
+from .kernels import Assignment, check_printable
 
 
 @dataclass(frozen=True)
@@ -299,6 +299,8 @@ def build_row_ir(d: RowDerivation, kernels=KERNELS, fold_linear_sums: bool = Fal
     spec = d.spec
     index_input = next((i.name for i in spec.inputs if i.indices), None)
     built = {k: _Builder(d, k, fold_linear_sums).build() for k in kernels}
+    check_printable(spec, {k: tuple(a for st in kern.steps for a in (*st.fn.temporaries, *st.fn.outputs))
+                           for k, kern in built.items()})
     sel = {s.name: f"_a{m.name[2:]}" for m, s in d.calculus.sel.items()}
     return RowIR(
         name=spec.name,

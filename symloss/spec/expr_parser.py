@@ -16,6 +16,7 @@ import sympy as sp
 
 from .. import limits
 from ..derive import primitives as prim
+from ..derive.representable import float64_problem
 from ..errors import SpecError
 from .fields import CONSTANT_NAMES, FUNCTION_NAMES
 
@@ -245,3 +246,6 @@ def check_parsed(expr: sp.Basic, source: str, field: str) -> None:
             limits.check_exact(node, fail)
         elif isinstance(node, sp.Piecewise) and len(node.args) > limits.MAX_PIECEWISE_BRANCHES:
             raise fail(f"Piecewise with {len(node.args)} branches ({limits.how_to_raise('MAX_PIECEWISE_BRANCHES')})")
+    problem = float64_problem(expr)
+    if problem:
+        raise fail(problem)

@@ -7,6 +7,7 @@ imports SymPy.
 from __future__ import annotations
 
 import keyword
+import math
 from typing import Any
 
 from ..errors import SpecError
@@ -40,7 +41,13 @@ def _identifier(value: Any, source: str, field: str) -> str:
 def _number(value: Any, source: str, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SpecError(source, field, f"expected a number, got {value!r}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a TOML integer past float64
+        number = math.inf
+    if not math.isfinite(number):  # it would be printed into generated code as a bare name
+        raise SpecError(source, field, f"expected a finite number, got {value!r}")
+    return number
 
 
 def _inputs(raw: Any, source: str, kind: str = "elementwise") -> tuple[Input, ...]:

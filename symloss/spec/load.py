@@ -1,6 +1,8 @@
 """Read and validate spec files (TOML) and in-memory spec tables."""
 from __future__ import annotations
 
+import builtins
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -33,22 +35,30 @@ def load_spec(path: str | Path) -> LossSpec:
     return spec
 
 
-# Names the generated elementwise modules use for arguments, locals and globals
-# (templates/cpu, templates/cuda): an input or parameter named like one would
-# shadow it or repeat an argument, and the module would not compile.
-# (Their loop locals start with "_", which spec names cannot.)
+# Names the generated modules put beside the spec's own names, in the functions that take them
+# (templates/cpu, cuda, torch, jax, keras; tests/test_spec_names.py reads them off the rendered
+# catalog): an input or parameter named like one would shadow it or repeat an argument, and the
+# module would not compile or would compute something else.  (Their other locals start with "_",
+# which spec names cannot.)
 _GENERATED = {"w", "loss", "norm", "partials", "keep", "weighted", "cuda", "config",
               "value", "grad", "value_and_grad", "hessian", "grad_hessian", "param_grad",
-              "block_sum", "weight_sum", "ordered_sum", "finish_sum", "finish_reciprocal", "fdiv"}
-_GENERATED_PREFIXES = ("d_", "g_", "h_", "p_", "dp_")
+              "block_sum", "weight_sum", "ordered_sum", "finish_sum", "finish_reciprocal", "fdiv",
+              "quotient0",  # the row calculus' primitive
+              # the torch and jax modules: autograd context, need flags, kept results, frameworks
+              "ctx", "need", "kept", "preds", "params", "d", "torch", "jax", "jnp", "ops"}
+_GENERATED_PREFIXES = ("d_", "g_", "h_", "p_", "dp_", "m_")
+_STEP = re.compile(r".*_s[0-9]+")  # the row modules' step functions: value_s0, hvp_s3, ...
+_BUILTINS = frozenset(dir(builtins))  # the templates call range, tuple, isinstance, any, ...
 
 
 def _not_generated(name: str, source: str, field: str) -> None:
     from ..derive.primitives import BY_NAME
     from ..mathlib import FUNCTIONS as LIBRARY
 
+    if name in _BUILTINS:
+        raise SpecError(source, field, f"'{name}' is a Python builtin the generated code uses; choose another name")
     if (name in _GENERATED or name in BY_NAME or name in LIBRARY or name.startswith(_GENERATED_PREFIXES)
-            or name.endswith(("_", "_scalar")) or name.isupper()):
+            or name.endswith(("_", "_scalar")) or _STEP.fullmatch(name) or name.isupper()):
         raise SpecError(source, field, f"'{name}' is a name the generated kernels use; choose another name")
 
 
@@ -125,6 +135,10 @@ def _spec_from_table(table: dict, source: str) -> LossSpec:
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise SpecError(source, "params", f"name(s) {sorted(dupes)} declared twice")
+    for i in inputs:
+        _not_generated(i.name, source, f"inputs.{i.name}")
+    for p in params:
+        _not_generated(p.name, source, f"params.{p.name}")
     if kind == "row":
         for p in params:
             if p.differentiable:
@@ -143,10 +157,6 @@ def _spec_from_table(table: dict, source: str) -> LossSpec:
     if "row" in table:
         raise SpecError(source, "row", "only kind = \"row\" specs have a [row] table")
 
-    for i in inputs:
-        _not_generated(i.name, source, f"inputs.{i.name}")
-    for p in params:
-        _not_generated(p.name, source, f"params.{p.name}")
     scope: dict[str, sp.Basic] = {i.name: _symbol(i.name) for i in inputs}
     scope.update({p.name: _symbol(p.name, p) for p in params})
     symbols = dict(scope)

@@ -60,7 +60,10 @@ class NumbaPrinter(PythonCodePrinter):
         return f"T({float(value)!r})" if value >= 0 else f"-T({-float(value)!r})"
 
     def _print_Integer(self, expr):
-        return f"T({int(expr)})" if expr >= 0 else f"-T({-int(expr)})"
+        n = int(expr)
+        if abs(n) > 2**53:  # Numba cannot type an integer literal past int64; T is a float anyway
+            return self._typed(float(n))
+        return f"T({n})" if n >= 0 else f"-T({-n})"
 
     _print_int = _print_Integer
 
