@@ -72,6 +72,29 @@ def test_kernel_path_parameter_gradient_and_opcheck():
         torch.library.opcheck(op, args)
 
 
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_kernel_path_gradient_penalty_reaches_a_learned_parameter(reduction):
+    # d/dalpha of ||dL/dx||^2: the mixed derivative d2L/dx dalpha, which the Numba modules lack
+    # (the kernel path once returned no gradient for alpha here, silently)
+    (x, y), _ = _args("general_robust")
+
+    def penalty(a, impl):
+        x_ = x.detach().clone().requires_grad_()
+        v = st.loss("general_robust", alpha=a, impl=impl, reduction=reduction)(x_, y).sum()
+        (gx,) = torch.autograd.grad(v, x_, create_graph=True)
+        return (gx ** 2).sum()
+
+    alpha = torch.nn.Parameter(torch.tensor(0.7, dtype=D))
+    (kernel,) = torch.autograd.grad(penalty(alpha, "kernel"), alpha)
+    (generated,) = torch.autograd.grad(penalty(alpha, "generated"), alpha)
+    h = 1e-6
+    fd = (penalty(torch.tensor(0.7 + h, dtype=D), "generated")
+          - penalty(torch.tensor(0.7 - h, dtype=D), "generated")).item() / (2 * h)
+    assert kernel.item() == pytest.approx(generated.item(), rel=1e-12)
+    assert kernel.item() == pytest.approx(fd, rel=1e-6)
+    assert abs(fd) > 1e-6
+
 def test_kernel_path_compiles_fullgraph():
     torch.manual_seed(0)
     m = torch.nn.Linear(4, 1).double()

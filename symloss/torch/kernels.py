@@ -94,6 +94,7 @@ class KernelOps:
         self.pred_pos = tuple(self.inputs.index(p) for p in module.PREDICTIONS)
         self.n_params = len(module.PARAMS)
         self.dparam_pos = tuple(list(module.PARAMS).index(p) for p in getattr(module, "PARAM_GRADS", ()))
+        self._torch_module = None  # the generated torch module, for the mixed derivatives (_mixed_dp)
         digest = hashlib.sha1(f"{spec.name}:{id(module)}".encode()).hexdigest()[:8]
         base = f"symloss::{spec.name}_{digest}_{next(_COUNTER)}"
         self._define(base)
@@ -207,7 +208,7 @@ class KernelOps:
             ones = torch.ones_like(g)
             ds = grad(ones, xs, p)
             dg = sum(c * ds[k] for k, c in live)
-            return dg, dxs, None
+            return dg, dxs, self._mixed_dp(ctx, g, live, xs, p)
 
         def total_backward(ctx, g):
             saved = ctx.saved_tensors
@@ -237,7 +238,7 @@ class KernelOps:
                 dxs[i] = g * sum(c * h[k, q] for k, c in live)
             ds = grad_scaled(torch.ones_like(g), xs, p)
             dg = sum((c * ds[k]).sum() for k, c in live)
-            return dg, dxs, None
+            return dg, dxs, self._mixed_dp(ctx, g, live, xs, p)
 
         for op in (value, grad, hessian, total, grad_scaled) + ((param_grad,) if n_dp else ()):
             batch_loop(op)
@@ -247,6 +248,24 @@ class KernelOps:
         grad_scaled.register_autograd(grad_scaled_backward, setup_context=setup)
         self.value_op, self.grad_op, self.hessian_op, self.param_grad_op = value, grad, hessian, param_grad
         self.sum_op, self.grad_scaled_op = total, grad_scaled
+
+    def _mixed_dp(self, ctx, g, live, xs, p):
+        """d/dp of a gradient op's output against its cotangents ``live``: sum of g c_q d2L/dx_q dp.
+
+        The Numba modules have no mixed-derivative kernel; the generated torch module's ``mixed``
+        (the same derivation, in torch ops) serves this second-order path, e.g. a gradient
+        penalty with a learned Barron alpha."""
+        if not (self.dparam_pos and ctx.needs_input_grad[-1]):
+            return None
+        if self._torch_module is None:
+            from ._modules import module_for_spec
+
+            self._torch_module = module_for_spec(self.spec)
+        m = self._torch_module._mixed([*xs, *p.unbind()])
+        vals = [torch.zeros((), dtype=p.dtype)] * self.n_params
+        for j, pos in enumerate(self.dparam_pos):
+            vals[pos] = sum((g * c * m[q, j]).sum() for q, c in live)
+        return torch.stack(vals)
 
     def _split(self, args):
         xs = list(args[:len(self.inputs)])
