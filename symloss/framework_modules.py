@@ -40,6 +40,9 @@ class FrameworkModules:
         from .spec import load_spec
 
         text = str(name_or_path)
+        hit = self._by_name.get(text)  # no lock for a resolved name: torch.compile cannot trace one
+        if hit is not None and not text.endswith(".toml"):
+            return hit
         with self._lock:
             if text.endswith(".toml") or Path(text).is_file():
                 spec = load_spec(text)

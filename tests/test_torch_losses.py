@@ -145,6 +145,8 @@ def test_errors_name_loss_argument_and_shapes():
         mse(torch.arange(4), torch.randn(4))
     with pytest.raises(ValueError, match="huber: parameter delta must be > 0"):
         st.loss("huber", delta=-1.0)
+    with pytest.raises(ValueError, match="huber: parameter delta must be > 0"):  # a tensor: at construction
+        st.loss("huber", delta=torch.tensor(-1.0))
     with pytest.raises(ValueError, match="unknown parameter"):
         st.loss("huber", gamma=1.0)
     with pytest.raises(ValueError, match="cross_entropy: class indices 'y' outside"):

@@ -88,3 +88,12 @@ def test_torch_compile_fullgraph_training_step():
         for gc, p in zip(grads, [*model.parameters(), alpha]):
             torch.testing.assert_close(gc, p.grad, rtol=1e-4, atol=1e-6)
         opt.step()
+
+
+def test_a_loss_built_inside_a_compiled_function():
+    # the name is resolved by an earlier call; resolving it again takes no lock, which dynamo cannot trace
+    st.functional("huber"), st.loss("mse")
+    x, y = torch.randn(8, requires_grad=True), torch.randn(8)
+    f = torch.compile(lambda x, y: st.functional("huber")(x, y, delta=0.5) + st.loss("mse")(x, y),
+                      fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(f(x, y), F.huber_loss(x, y, delta=0.5) + F.mse_loss(x, y))

@@ -93,7 +93,9 @@ def _constant(value: float, shape, dtype, device) -> torch.Tensor:
     return t
 
 
-def _params(spec: LossSpec, given: dict, like: torch.Tensor) -> list[torch.Tensor]:
+def _params(spec: LossSpec, given: dict, like: torch.Tensor, tensor_values: bool = False) -> list[torch.Tensor]:
+    """``tensor_values``: also check a tensor parameter's value against its bounds (a module's
+    construction: once; per call it would cost a device sync and break a compiled graph)."""
     unknown = [k for k in given if k not in _names(spec).params]
     if unknown:
         raise InputError(f"{spec.name}: unknown parameter(s) {', '.join(sorted(unknown))}; "
@@ -108,6 +110,9 @@ def _params(spec: LossSpec, given: dict, like: torch.Tensor) -> list[torch.Tenso
         if isinstance(v, torch.Tensor):
             if v.numel() != 1:
                 raise InputError(f"{spec.name}: parameter {p.name} must be a scalar, got shape {tuple(v.shape)}")
+            bad = p.violation(float(v.detach())) if tensor_values else None
+            if bad:
+                raise InputError(f"{spec.name}: parameter {p.name} {bad}")
             if v.requires_grad and not p.differentiable:
                 ok = [q.name for q in spec.params if q.differentiable]
                 raise InputError(f"{spec.name}: parameter {p.name} requires grad, but "

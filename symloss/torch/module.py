@@ -38,7 +38,7 @@ class Loss(torch.nn.Module):
         for n in class_names:
             value = params.pop(n, None)
             self.register_buffer(n, None if value is None else torch.as_tensor(value))
-        F._params(spec, {k: v for k, v in params.items()}, torch.empty(0))  # validate now
+        F._params(spec, {k: v for k, v in params.items()}, torch.empty(0), tensor_values=True)  # validate now
         for p in spec.params:  # every parameter is an attribute (the default unless given), read per call
             if p.name not in params:
                 setattr(self, p.name, p.default)
