@@ -4,11 +4,13 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 from sklearn.utils.estimator_checks import check_estimator
 
 import symloss
+from symloss.errors import InputError
 from symloss.multitask import combine
 from symloss.plotting import plot_history
 from symloss.sklearn import LossClassifier, LossRegressor
@@ -76,6 +78,58 @@ def test_grid_search_tunes_loss_parameters(field):
     gs = GridSearchCV(LossRegressor("huber"), {"delta": [0.5, 2.0], "alpha": [0.0, 0.1]}, cv=2).fit(X, y)
     assert gs.best_params_["delta"] in (0.5, 2.0)
     assert gs.best_estimator_.get_params()["delta"] == gs.best_params_["delta"]
+
+
+def test_grid_search_switches_the_loss(field):
+    """A loss's defaults are not settings: clone keeps none of huber's delta, so the loss can change."""
+    X, y = field
+    base = LossRegressor("huber", verbose=0)
+    assert "delta" not in base.get_params() and clone(base).get_params() == base.get_params()
+    mse = clone(base).set_params(loss="mse").fit(X, y)
+    np.testing.assert_allclose(mse.coef_, LossRegressor("mse", verbose=0).fit(X, y).coef_)
+    gs = GridSearchCV(base, {"loss": ["huber", "mse"]}, cv=2, error_score="raise").fit(X, y)
+    assert set(gs.cv_results_["param_loss"]) == {"huber", "mse"}
+    set_delta = LossRegressor("huber", delta=2.0)
+    assert clone(set_delta).get_params() == set_delta.get_params() and set_delta.get_params()["delta"] == 2.0
+    with pytest.raises(ValueError, match="unknown parameter"):  # a delta that was set does not vanish
+        clone(set_delta).set_params(loss="mse").fit(X, y)
+
+
+def test_labels_outside_the_loss_domain_raise(field):
+    """The boosting objectives' domain rule: an InputError naming the loss and the label, not garbage."""
+    X, y = field
+    with pytest.raises(InputError, match=r"bce_logits: label .* \(0 <= y <= 1\); for class labels use LossClassifier"):
+        LossRegressor("bce_logits", verbose=0).fit(X, y)
+    with pytest.raises(InputError, match=r"gamma_nll: label -[0-9.]+ is outside .* \(y > 0\)"):
+        LossRegressor("gamma_nll", verbose=0).fit(X, y)
+    with pytest.raises(InputError, match=r"task 'count' \(poisson_nll\): label -"):
+        LossRegressor(combine({"y": ("mse", 1.0), "count": ("poisson_nll", 1.0)}), verbose=0).fit(
+            X, np.column_stack([y, y]))
+    with pytest.raises(InputError, match=r"gamma_nll \(classes encoded as 0/1\): label 0.0"):
+        LossClassifier("gamma_nll", verbose=0).fit(X, y > 0)
+    with pytest.raises(InputError, match="categorical_cross_entropy: .* use cross_entropy"):
+        LossClassifier("categorical_cross_entropy", verbose=0).fit(X, y > 0)
+
+
+def test_bce_on_probabilities_fits_through_its_link(field):
+    """LossClassifier("bce"): p = sigmoid(x w + b), as boosting composes it; the same fit as bce_logits."""
+    X, y = field
+    labels = y + 2 * np.random.default_rng(1).normal(size=y.size) > 0  # not separable: a finite optimum
+    bce = LossClassifier("bce", verbose=0, tol=1e-10).fit(X, labels)
+    logits = LossClassifier("bce_logits", verbose=0, tol=1e-10).fit(X, labels)
+    assert bce.loss_.name == "bce_sigmoid" and np.all(np.isfinite(bce.history_["objective"]))
+    np.testing.assert_allclose(bce.coef_, logits.coef_, rtol=1e-8)
+    np.testing.assert_allclose(bce.predict_proba(X), logits.predict_proba(X), rtol=1e-8, atol=1e-12)
+
+
+def test_predict_proba_depends_on_the_loss_only(field):
+    """available_if reads parameters, not fitted state: the same answer before and after fit."""
+    X, y = field
+    for loss, has in [("hinge", False), ("mse", False), ("bce_logits", True), ("bce", True), ("auto", True)]:
+        m = LossClassifier(loss, alpha=0.1, verbose=0)
+        assert hasattr(m, "predict_proba") is has and hasattr(m, "predict_log_proba") is has
+        assert hasattr(m.fit(X, y > 0), "predict_proba") is has
+    assert not hasattr(LossClassifier("bce_logits").set_params(loss="hinge"), "predict_proba")
 
 
 def test_classifier_losses_and_pickle():

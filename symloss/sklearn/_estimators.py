@@ -12,14 +12,16 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ..boosting import link as _link
 from ..multitask import CombinedLoss
 from ._dask import DaskData, is_dask
 from ..dask_arrays import LossRef
-from ._heads import CombinedHead, ElementwiseHead, RowHead, resolve_loss
+from ._heads import CombinedHead, ElementwiseHead, RowHead, check_indices, check_targets, margin_loss, resolve_loss
 from ._objective import InMemoryData, Objective
 from ._solvers import choose, run
 
 SIGMOID_LOSSES = ("bce_logits", "focal_binary")  # losses on logits: P(y = 1) = sigmoid(z)
+_CLASS_DOMAINS = ("binary", "sign", "unit", "unit_closed")  # targets a regressor's real labels may miss
 
 
 # Estimator parameters a loss parameter may not shadow: general_robust's shape
@@ -31,19 +33,24 @@ def _param_name(name: str) -> str:
     return f"loss_{name}" if name in _RESERVED else name
 
 
-def _loss_defaults(loss) -> dict:
-    """{estimator parameter name: default} for the loss's own parameters."""
-    if isinstance(loss, CombinedLoss) or (isinstance(loss, str) and loss == "auto"):
-        return {}
-    try:
-        params = resolve_loss(loss).params
-    except Exception:  # an unknown name fails in fit, with the catalog's message
-        return {}
-    return {_param_name(k): v for k, v in params.items()}
-
-
 def _is_row(loss) -> bool:
     return getattr(loss, "kind", None) == "row"
+
+
+def _checked(y, check):
+    """Labels passed through ``check``: at once in memory; for Dask, chunk by chunk
+    as the fit computes them (no extra pass over the data)."""
+    return y.map_blocks(check, dtype=y.dtype) if is_dask(y) else check(y)
+
+
+def _check_tasks(loss: CombinedLoss, Y) -> None:
+    """Each task's column against its loss: class indices for a row loss, its target domain otherwise."""
+    for t, (name, (l, _, _)) in enumerate(loss.tasks.items()):
+        shown = f"task {name!r} ({l.name})"
+        if _is_row(l):
+            check_indices(l, Y[:, t], shown)
+        else:
+            check_targets(margin_loss(l), Y[:, t], shown)
 
 
 class _LossModel(BaseEstimator):
@@ -64,14 +71,15 @@ class _LossModel(BaseEstimator):
     # The loss's parameters join get_params/set_params, so clone and grid search
     # see them.  A keyword the estimator does not know is kept as a loss
     # parameter (the loss may change after it is set) and checked by fit.
+    # get_params reports only those set, not the loss's defaults: clone would pass
+    # a default on as a setting, which then outlives a change of loss
+    # (GridSearchCV over "loss": huber's delta=1.0 reaching mse).
     def _extra_params(self) -> list:
         own = set(super().get_params(deep=False))
         return [k for k in vars(self) if k not in own and not k.startswith("_") and not k.endswith("_")]
 
     def get_params(self, deep=True):
         params = super().get_params(deep)
-        for k, default in _loss_defaults(self.loss).items():
-            params[k] = getattr(self, k, default)
         for k in self._extra_params():
             params[k] = getattr(self, k)
         return params
@@ -137,7 +145,7 @@ class _LossModel(BaseEstimator):
         descent (W for fixed s by the solver, then the exact s_t = log L_t)."""
         K = [int(np.max(data.Y[:, t])) + 1 if _is_row(l) else 1
              for t, (l, _, _) in enumerate(loss.tasks.values())]
-        heads = [(RowHead if _is_row(l) else ElementwiseHead)(l, params, k)
+        heads = [(RowHead if _is_row(l) else ElementwiseHead)(margin_loss(l), params, k)
                  for (l, _, params), k in zip(loss.tasks.values(), K)]
         head = CombinedHead(heads, loss.scales())
         W = self._solve(head, data, p)
@@ -194,7 +202,15 @@ class LossRegressor(RegressorMixin, _LossModel):
     gradient's infinity norm), ``learning_rate`` (gd: None = backtracking),
     ``verbose`` (1: a tqdm progress bar for fits longer than 3 s, when tqdm
     is installed; 0: none), and the loss's own parameters
-    (``delta=``, ``tau=``...) as keywords.
+    (``delta=``, ``tau=``...) as keywords.  ``get_params`` lists the loss
+    parameters that were set; unset ones take the loss's defaults at fit, so
+    ``set_params(loss=...)`` switches losses cleanly.
+
+    Labels outside the loss's target domain (y < 0 for gamma_nll, y outside
+    [0, 1] for bce_logits) raise an InputError naming the loss and the label,
+    by the rule the boosting objectives apply.  A loss on a probability or a
+    positive mean is composed with its link (sigmoid, exp): ``predict`` then
+    returns the raw margin, as it returns poisson_nll's log-rate.
 
     Attributes: ``coef_``, ``intercept_``, ``n_iter_``, ``solver_``,
     ``history_`` (objective, grad_norm, step, time per iteration).
@@ -210,21 +226,24 @@ class LossRegressor(RegressorMixin, _LossModel):
         combined = isinstance(self.loss, CombinedLoss)
         if not (is_dask(X) or is_dask(y)):
             X, y = validate_data(self, X, y, y_numeric=True, multi_output=True)
-        data, p = self._data(X, y, sample_weight)
         if combined:
             if is_dask(X) or is_dask(y):
                 raise ValueError("combined (multi-task) losses fit numpy data; Dask takes single losses")
             if y.ndim != 2 or y.shape[1] != len(self.loss.tasks):
                 raise ValueError(f"a combined loss of {len(self.loss.tasks)} tasks needs y of shape "
                                  f"(n, {len(self.loss.tasks)}), got {y.shape}")
-            W = self._fit_combined(self.loss, data, p)
+            _check_tasks(self.loss, y)
+            W = self._fit_combined(self.loss, *self._data(X, y, sample_weight))
             self._set_coef(W, squeeze=False)
             return self
-        loss = resolve_loss(self.loss)
-        if _is_row(loss):
-            raise ValueError(f"{loss.name} is a row (multi-class) loss: use LossClassifier")
+        source = resolve_loss(self.loss)
+        if _is_row(source):
+            raise ValueError(f"{source.name} is a row (multi-class) loss: use LossClassifier")
+        loss = margin_loss(source)
         head = ElementwiseHead(loss, self._loss_params(), 1 if y.ndim == 1 else y.shape[1])
-        W = self._solve(head, data, p)
+        hint = "; for class labels use LossClassifier" if loss.spec.targets[0].domain in _CLASS_DOMAINS else ""
+        y = _checked(y, lambda b: check_targets(loss, b, source.name, hint))
+        W = self._solve(head, *self._data(X, y, sample_weight))
         self._set_coef(W, squeeze=y.ndim == 1)
         return self
 
@@ -247,7 +266,14 @@ class LossClassifier(ClassifierMixin, _LossModel):
     ``focal_binary``...) with more than two classes fits one output per class
     (one-vs-rest, jointly); a row loss (``cross_entropy``) fits one output per
     class with the softmax.  Labels reach the loss as 0/1, or -1/+1 where its
-    target's domain is "sign" (hinge).
+    target's domain is "sign" (hinge); a loss whose targets cannot be those
+    raises an InputError.  A loss on a probability (``bce``'s p) is composed
+    with its sigmoid link, p = sigmoid(x w + b), as the boosting objectives
+    compose it (symloss.boosting.link): ``bce`` fits as ``bce_logits`` does.
+    A row loss on a distribution (``categorical_cross_entropy``) is refused:
+    use ``cross_entropy``.  ``predict_proba`` exists for row losses, losses on
+    logits (bce_logits, focal_binary) and losses on a probability, whether
+    fitted or not; not for margin losses such as hinge.
     """
 
     def __init__(self, loss="auto", *, alpha=0.0, l1_ratio=0.0, fit_intercept=True, solver="auto", max_iter=100,
@@ -279,7 +305,8 @@ class LossClassifier(ClassifierMixin, _LossModel):
         K = len(self.classes_)
         if K < 2:
             raise ValueError(f"LossClassifier needs samples of at least 2 classes; got one class: {self.classes_[0]}")
-        loss = self._resolved(K)
+        source = self._resolved(K)
+        loss = margin_loss(source)
         self._loss_ref = LossRef(loss)  # pickles by spec: the fitted model pickles
         params = self._loss_params()
         if _is_row(loss):
@@ -290,6 +317,9 @@ class LossClassifier(ClassifierMixin, _LossModel):
         Y = y.map_blocks(encode, dtype=float, chunks=y.chunks if head.m == 1 or _is_row(loss)
                          else (y.chunks[0], (head.m,)), new_axis=None if head.m == 1 or _is_row(loss) else 1) \
             if dask_input else encode(y)
+        if not _is_row(loss):  # a loss whose targets are not 0/1 (or -1/+1) cannot take class labels
+            shown = f"{source.name} (classes encoded as {self._negative(loss):g}/1)"
+            Y = _checked(Y, lambda b: check_targets(loss, b, shown))
         data, p = self._data(X, Y, sample_weight)
         W = self._solve(head, data, p)
         if _is_row(loss) and self.fit_intercept:  # the softmax ignores a common shift: report centred intercepts
@@ -301,9 +331,13 @@ class LossClassifier(ClassifierMixin, _LossModel):
         classes = self.classes_
         return lambda y: np.searchsorted(classes, y).astype(np.int64)
 
+    @staticmethod
+    def _negative(loss) -> float:
+        return -1.0 if loss.spec.targets[0].domain == "sign" else 0.0
+
     def _binary_encoder(self, loss, m):
         classes = self.classes_
-        neg = -1.0 if loss.spec.inputs[0].domain == "sign" else 0.0
+        neg = self._negative(loss)
 
         def encode(y):
             y = np.asarray(y)
@@ -326,14 +360,20 @@ class LossClassifier(ClassifierMixin, _LossModel):
 
     @property
     def loss_(self):
-        """The loss fitted (the one "auto" chose)."""
+        """The loss fitted (the one "auto" chose; bce composed with its sigmoid link: bce_sigmoid)."""
         check_is_fitted(self)
         return self._loss_ref.loss
 
     def _has_proba(self):
-        if not hasattr(self, "_loss_ref"):  # unfitted: let the call raise NotFittedError
+        """A function of ``loss`` alone, fitted or not (as available_if expects): a softmax
+        row loss, a loss on logits, or a loss on a probability (fitted through its sigmoid)."""
+        if isinstance(self.loss, str) and self.loss == "auto":
             return True
-        return _is_row(self.loss_) or self.loss_.name in SIGMOID_LOSSES
+        try:
+            loss = resolve_loss(self.loss)
+        except Exception:  # an unknown loss fails in fit, with the catalog's message
+            return True
+        return _is_row(loss) or loss.name in SIGMOID_LOSSES or _link.needs_link(loss) == "unit"
 
     @available_if(_has_proba)
     def predict_proba(self, X):

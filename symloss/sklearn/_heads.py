@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..boosting import link as _link
+from ..boosting.core import _check_domain
 from ..dask_arrays import LossRef
+from ..errors import InputError
 from ..runtime import load
 
 # Losses whose minimum needs a solver for non-smooth problems, with their
@@ -44,6 +47,48 @@ def resolve_loss(loss):
     if hasattr(loss, "spec") and hasattr(loss, "value"):
         return loss
     raise TypeError(f"loss must be a catalog name, a spec path or a symloss Loss, got {type(loss).__name__}")
+
+
+_COMPOSED: dict = {}  # id(loss) -> (loss, composed): composing derives kernels; the pair keeps the id taken
+
+
+def margin_loss(loss):
+    """The loss on the model's raw output z = x w + b.
+
+    As the boosting objectives do (symloss.boosting.link), a loss on a probability
+    (bce's p) or a positive mean is composed with its link, p = sigmoid(z) or
+    mu = exp(z): a linear p would leave (0, 1) and the loss would be infinite.  A
+    prediction that is a distribution (simplex) has no scalar link: an InputError
+    names the loss to use."""
+    dom = _link.needs_link(loss)
+    if dom is None:
+        return loss
+    if loss.spec.kind == "row":
+        raise InputError(f"{loss.name}: its prediction is a {dom}, not raw class scores; "
+                         f"use {_link.ALTERNATIVE.get(dom, 'cross_entropy')}")
+    if id(loss) not in _COMPOSED:
+        _COMPOSED[id(loss)] = (loss, _link.compose(loss))
+    return _COMPOSED[id(loss)][1]
+
+
+def check_targets(loss, y, shown: str | None = None, hint: str = ""):
+    """y (any shape) inside the loss's target domain, by the rule the boosting objectives
+    apply; else an InputError naming the loss and the first bad label (plus ``hint``)."""
+    try:
+        _check_domain(loss, shown or loss.name, np.asarray(y, dtype=float).ravel())
+    except InputError as e:
+        raise InputError(f"{e}{hint}") from None
+    return y
+
+
+def check_indices(loss, y, shown: str | None = None):
+    """Class indices for a row loss: integers >= 0."""
+    y = np.asarray(y, dtype=float)
+    bad = ~np.isfinite(y) | (y < 0) | (y != np.round(y))
+    if bad.any():
+        raise InputError(f"{shown or loss.name}: labels must be class indices (integers >= 0), "
+                         f"got {float(y.ravel()[np.argmax(bad.ravel())])!r}")
+    return y
 
 
 class ElementwiseHead:
