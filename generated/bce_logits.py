@@ -257,14 +257,14 @@ def value_and_grad_scalar(y, z, T):
 
 @numba.njit(**_SCALAR)
 def hessian_scalar(y, z, T):
-    h_z_z = (fsigmoid(-z, T)*fsigmoid(z, T) + T(0) * (y - y))
+    h_z_z = (fsigmoid(-z, T)*fsigmoid(z, T) if (y == y) else y)
     return h_z_z
 
 
 @numba.njit(**_SCALAR)
 def grad_hessian_scalar(y, z, T):
     d_z = sigmoid_plus(z, -y, T)
-    h_z_z = (fsigmoid(-z, T)*fsigmoid(z, T) + T(0) * (y - y))
+    h_z_z = (fsigmoid(-z, T)*fsigmoid(z, T) if (y == y) else y)
     return d_z, h_z_z
 
 

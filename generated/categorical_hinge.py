@@ -62,7 +62,7 @@ def value_s0(y, z, T):
 
 @numba.njit(**_SCALAR)
 def value_s1(y, z, T):
-    _r0 = y*z
+    _r0 = (T(0) if (y == T(0)) else y*z)
     return _r0
 
 
@@ -89,7 +89,7 @@ def grad_s2(_r0, _r1, T):
     _t0 = _r0 - _r1
     _t1 = (_t0 > T(1))
     _t2 = (_t0 < T(1))
-    _t3 = (T(0) + T(0) * (_r0 - _r0 + _r1 - _r1))
+    _t3 = (T(0) if (_r0 == _r0) & (_r1 == _r1) else _r0 + _r1)
     _h0 = (T(0) if _t1 else (-T(1) if _t2 else _t3))
     _h1 = (T(0) if _t1 else (T(1) if _t2 else _t3))
     return _h0, _h1
@@ -109,7 +109,7 @@ def value_and_grad_s0(y, z, T):
 
 @numba.njit(**_SCALAR)
 def value_and_grad_s1(y, z, T):
-    _r0 = y*z
+    _r0 = (T(0) if (y == T(0)) else y*z)
     return _r0
 
 
@@ -118,7 +118,7 @@ def value_and_grad_s2(_r0, _r1, T):
     _t0 = _r0 - _r1
     _t1 = (_t0 > T(1))
     _t2 = (_t0 < T(1))
-    _t3 = (T(0) + T(0) * (_r0 - _r0 + _r1 - _r1))
+    _t3 = (T(0) if (_r0 == _r0) & (_r1 == _r1) else _r0 + _r1)
     _h0 = (T(0) if _t1 else (-T(1) if _t2 else _t3))
     _h1 = (T(0) if _t1 else (T(1) if _t2 else _t3))
     return _h0, _h1
@@ -138,7 +138,7 @@ def value_and_grad_s4(_r0, _r1, T):
 
 @numba.njit(**_SCALAR)
 def hessian_diag_s0(z, T):
-    _h_z = (T(0) + T(0) * (z - z))
+    _h_z = (T(0) if (z == z) else z)
     return _h_z
 
 
@@ -159,7 +159,7 @@ def grad_hessian_diag_s2(_r0, _r1, T):
     _t0 = _r0 - _r1
     _t1 = (_t0 > T(1))
     _t2 = (_t0 < T(1))
-    _t3 = (T(0) + T(0) * (_r0 - _r0 + _r1 - _r1))
+    _t3 = (T(0) if (_r0 == _r0) & (_r1 == _r1) else _r0 + _r1)
     _h0 = (T(0) if _t1 else (-T(1) if _t2 else _t3))
     _h1 = (T(0) if _t1 else (T(1) if _t2 else _t3))
     return _h0, _h1
@@ -168,13 +168,13 @@ def grad_hessian_diag_s2(_r0, _r1, T):
 @numba.njit(**_SCALAR)
 def grad_hessian_diag_s3(y, z, _h0, _h1, _sel1, T):
     _d_z = _h0*y + _h1*_sel1*(T(1) - y)
-    _h_z = (T(0) + T(0) * (z - z))
+    _h_z = (T(0) if (z == z) else z)
     return _d_z, _h_z
 
 
 @numba.njit(**_SCALAR)
 def hvp_s0(z, T):
-    _hv_z = (T(0) + T(0) * (z - z))
+    _hv_z = (T(0) if (z == z) else z)
     return _hv_z
 
 
@@ -186,12 +186,12 @@ def hessian_s0(y, z, T):
 
 @numba.njit(**_SCALAR)
 def hessian_s1(y, z, _sel1, T):
-    _t0 = (T(0) + T(0) * (z - z))
+    _t0 = (T(0) if (z == z) else z)
     _e_z_z = _t0
     _a_z_0 = _t0
     _a_z_1 = _t0
-    _b_z_0 = (y + T(0) * (z - z))
-    _b_z_1 = (_sel1*(T(1) - y) + T(0) * (z - z))
+    _b_z_0 = (y if (z == z) else z)
+    _b_z_1 = (_sel1*(T(1) - y) if (z == z) else z)
     return _e_z_z, _a_z_0, _a_z_1, _b_z_0, _b_z_1
 
 

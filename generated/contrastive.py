@@ -87,7 +87,7 @@ def grad_s1(margin, y, _r0, T):
     _t1 = _t0 - margin
     _d0 = _t0
     _h0 = T(1) - y
-    _h1 = (T(0) if (_t1 > T(0)) else (-T(1) if (_t1 < T(0)) else (T(0) + T(0) * (_t0 - _t0))))
+    _h1 = (T(0) if (_t1 > T(0)) else (-T(1) if (_t1 < T(0)) else (T(0) if (_t0 == _t0) else _t0)))
     _h2 = kinkmax(T(0), -_t1, T)
     _h3 = T(2)*_t0
     return _d0, _h0, _h1, _h2, _h3
@@ -115,7 +115,7 @@ def value_and_grad_s1(margin, y, _r0, T):
     _t1 = _t0 - margin
     _d0 = _t0
     _h0 = T(1) - y
-    _h1 = (T(0) if (_t1 > T(0)) else (-T(1) if (_t1 < T(0)) else (T(0) + T(0) * (_t0 - _t0))))
+    _h1 = (T(0) if (_t1 > T(0)) else (-T(1) if (_t1 < T(0)) else (T(0) if (_t0 == _t0) else _t0)))
     _h2 = kinkmax(T(0), -_t1, T)
     _h3 = T(2)*_t0
     return _d0, _h0, _h1, _h2, _h3
@@ -149,7 +149,7 @@ def hessian_diag_s1(margin, y, _r0, T):
     _t1 = _t0 - margin
     _t2 = (_t1 > T(0))
     _t3 = (_t1 < T(0))
-    _t4 = (T(0) + T(0) * (_t0 - _t0))
+    _t4 = (T(0) if (_t0 == _t0) else _t0)
     _t5 = (T(0) if _t2 else (-T(1) if _t3 else _t4))
     _t6 = kinkmax(T(0), -_t1, T)
     _t7 = T(2)*_t0
@@ -190,7 +190,7 @@ def grad_hessian_diag_s1(margin, y, _r0, T):
     _t1 = _t0 - margin
     _t2 = (_t1 > T(0))
     _t3 = (_t1 < T(0))
-    _t4 = (T(0) + T(0) * (_t0 - _t0))
+    _t4 = (T(0) if (_t0 == _t0) else _t0)
     _t5 = (T(0) if _t2 else (-T(1) if _t3 else _t4))
     _t6 = kinkmax(T(0), -_t1, T)
     _t7 = T(2)*_t0
@@ -239,7 +239,7 @@ def hvp_s1(margin, y, _r0, _r2, T):
     _t4 = kinkmax(T(0), -_t3, T)
     _t5 = (_t3 > T(0))
     _t6 = (_t3 < T(0))
-    _t7 = (T(0) + T(0) * (_t1 - _t1))
+    _t7 = (T(0) if (_t1 == _t1) else _t1)
     _t8 = (T(0) if _t5 else (-T(1) if _t6 else _t7))
     _t9 = T(4)*_t4*_t8*y
     _t10 = T(2)*_t1
@@ -281,7 +281,7 @@ def hessian_s1(margin, y, _r0, T):
     _t3 = kinkmax(T(0), -_t2, T)
     _t4 = (_t2 > T(0))
     _t5 = (_t2 < T(0))
-    _t6 = (T(0) + T(0) * (_t0 - _t0))
+    _t6 = (T(0) if (_t0 == _t0) else _t0)
     _t7 = (T(0) if _t4 else (-T(1) if _t5 else _t6))
     _t8 = T(4)*_t3*_t7*y
     _t9 = T(2)*_t0

@@ -65,7 +65,7 @@ def value_s0(x1, x2, T):
 @numba.njit(**_SCALAR)
 def value_s1(margin, y, _r0, _r1, _r2, T):
     _t0 = _r2/math.sqrt((_r0 + T(1e-12))*(_r1 + T(1e-12)))
-    _loss = (T(1) - _t0 if (y > T(0)) else (kinkmax(T(0), _t0 - margin, T) + T(0) * (y - y)))
+    _loss = (T(1) - _t0 if (y > T(0)) else (kinkmax(T(0), _t0 - margin, T) if (y == y) else y))
     return _loss
 
 
@@ -87,13 +87,13 @@ def grad_s1(margin, y, _r0, _r1, _r2, T):
     _t5 = _t4 - margin
     _t6 = (_t5 < T(0))
     _t7 = (_t5 > T(0))
-    _t8 = (T(0) + T(0) * (_r0 - _r0 + _r1 - _r1 + _r2 - _r2))
+    _t8 = (T(0) if (_r0 == _r0) & (_r1 == _r1) & (_r2 == _r2) else _r0 + _r1 + _r2)
     _t9 = _t4/(_t0*_t1)
     _t10 = _t9*(-T(0.5)*_r1 - T(5e-13))
     _t11 = _t9*(-T(0.5)*_r0 - T(5e-13))
-    _h0 = ((-_t2 + T(0) * (_r2 - _r2)) if _t3 else ((T(0) if _t6 else (_t2 if _t7 else _t8)) + T(0) * (y - y)))
-    _h1 = (-_t10 if _t3 else ((T(0) if _t6 else (_t10 if _t7 else _t8)) + T(0) * (y - y)))
-    _h2 = (-_t11 if _t3 else ((T(0) if _t6 else (_t11 if _t7 else _t8)) + T(0) * (y - y)))
+    _h0 = ((-_t2 if (_r2 == _r2) else _r2) if _t3 else ((T(0) if _t6 else (_t2 if _t7 else _t8)) if (y == y) else y))
+    _h1 = (-_t10 if _t3 else ((T(0) if _t6 else (_t10 if _t7 else _t8)) if (y == y) else y))
+    _h2 = (-_t11 if _t3 else ((T(0) if _t6 else (_t11 if _t7 else _t8)) if (y == y) else y))
     return _h0, _h1, _h2
 
 
@@ -122,13 +122,13 @@ def value_and_grad_s1(margin, y, _r0, _r1, _r2, T):
     _t5 = _t4 - margin
     _t6 = (_t5 < T(0))
     _t7 = (_t5 > T(0))
-    _t8 = (T(0) + T(0) * (_r0 - _r0 + _r1 - _r1 + _r2 - _r2))
+    _t8 = (T(0) if (_r0 == _r0) & (_r1 == _r1) & (_r2 == _r2) else _r0 + _r1 + _r2)
     _t9 = _t4/(_t0*_t1)
     _t10 = _t9*(-T(0.5)*_r1 - T(5e-13))
     _t11 = _t9*(-T(0.5)*_r0 - T(5e-13))
-    _h0 = ((-_t2 + T(0) * (_r2 - _r2)) if _t3 else ((T(0) if _t6 else (_t2 if _t7 else _t8)) + T(0) * (y - y)))
-    _h1 = (-_t10 if _t3 else ((T(0) if _t6 else (_t10 if _t7 else _t8)) + T(0) * (y - y)))
-    _h2 = (-_t11 if _t3 else ((T(0) if _t6 else (_t11 if _t7 else _t8)) + T(0) * (y - y)))
+    _h0 = ((-_t2 if (_r2 == _r2) else _r2) if _t3 else ((T(0) if _t6 else (_t2 if _t7 else _t8)) if (y == y) else y))
+    _h1 = (-_t10 if _t3 else ((T(0) if _t6 else (_t10 if _t7 else _t8)) if (y == y) else y))
+    _h2 = (-_t11 if _t3 else ((T(0) if _t6 else (_t11 if _t7 else _t8)) if (y == y) else y))
     return _h0, _h1, _h2
 
 
@@ -142,7 +142,7 @@ def value_and_grad_s2(x1, x2, _h0, _h1, _h2, T):
 @numba.njit(**_SCALAR)
 def value_and_grad_s3(margin, y, _r0, _r1, _r2, T):
     _t12 = _r2/math.sqrt((_r0 + T(1e-12))*(_r1 + T(1e-12)))
-    _loss = (T(1) - _t12 if (y > T(0)) else (kinkmax(T(0), _t12 - margin, T) + T(0) * (y - y)))
+    _loss = (T(1) - _t12 if (y > T(0)) else (kinkmax(T(0), _t12 - margin, T) if (y == y) else y))
     return _loss
 
 
@@ -169,7 +169,7 @@ def hessian_diag_s1(margin, y, _r0, _r1, _r2, T):
     _t10 = _t4 - margin
     _t11 = (_t10 < T(0))
     _t12 = (_t10 > T(0))
-    _t13 = (T(0) + T(0) * (_r0 - _r0 + _r1 - _r1 + _r2 - _r2))
+    _t13 = (T(0) if (_r0 == _r0) & (_r1 == _r1) & (_r2 == _r2) else _r0 + _r1 + _r2)
     _t14 = _t1*_t3
     _t15 = _t14*_t7
     _t16 = (T(1)/(_t0*_t0))
@@ -181,12 +181,12 @@ def hessian_diag_s1(margin, y, _r0, _r1, _r2, T):
     _t22 = _t1*_t21*_t4
     _t23 = _t14*_t21
     _t24 = -_r2*_t1*_t17*_t20*_t3 + _t18*(_t20*_t20)
-    _h0 = T(2)*(-_t8 if _t9 else ((T(0) if _t11 else (_t8 if _t12 else _t13)) + T(0) * (y - y)))
-    _h1 = ((-_t15 + T(0) * (_r2 - _r2)) if _t9 else ((T(0) if _t11 else (_t15 if _t12 else _t13)) + T(0) * (y - y)))
-    _h2 = (-_t19 if _t9 else ((T(0) if _t11 else (_t19 if _t12 else _t13)) + T(0) * (y - y)))
-    _h3 = T(2)*(-_t22 if _t9 else ((T(0) if _t11 else (_t22 if _t12 else _t13)) + T(0) * (y - y)))
-    _h4 = ((-_t23 + T(0) * (_r2 - _r2)) if _t9 else ((T(0) if _t11 else (_t23 if _t12 else _t13)) + T(0) * (y - y)))
-    _h5 = (-_t24 if _t9 else ((T(0) if _t11 else (_t24 if _t12 else _t13)) + T(0) * (y - y)))
+    _h0 = T(2)*(-_t8 if _t9 else ((T(0) if _t11 else (_t8 if _t12 else _t13)) if (y == y) else y))
+    _h1 = ((-_t15 if (_r2 == _r2) else _r2) if _t9 else ((T(0) if _t11 else (_t15 if _t12 else _t13)) if (y == y) else y))
+    _h2 = (-_t19 if _t9 else ((T(0) if _t11 else (_t19 if _t12 else _t13)) if (y == y) else y))
+    _h3 = T(2)*(-_t22 if _t9 else ((T(0) if _t11 else (_t22 if _t12 else _t13)) if (y == y) else y))
+    _h4 = ((-_t23 if (_r2 == _r2) else _r2) if _t9 else ((T(0) if _t11 else (_t23 if _t12 else _t13)) if (y == y) else y))
+    _h5 = (-_t24 if _t9 else ((T(0) if _t11 else (_t24 if _t12 else _t13)) if (y == y) else y))
     return _h0, _h1, _h2, _h3, _h4, _h5
 
 
@@ -219,17 +219,17 @@ def grad_hessian_diag_s1(margin, y, _r0, _r1, _r2, T):
     _t5 = _t4 - margin
     _t6 = (_t5 < T(0))
     _t7 = (_t5 > T(0))
-    _t8 = (T(0) + T(0) * (_r0 - _r0 + _r1 - _r1 + _r2 - _r2))
+    _t8 = (T(0) if (_r0 == _r0) & (_r1 == _r1) & (_r2 == _r2) else _r0 + _r1 + _r2)
     _t9 = -T(0.5)*_r1 - T(5e-13)
     _t10 = (T(1)/(_t0))
     _t11 = (T(1)/(_t1))
     _t12 = _t10*_t11
     _t13 = _t12*_t4
     _t14 = _t13*_t9
-    _t15 = (-_t14 if _t3 else ((T(0) if _t6 else (_t14 if _t7 else _t8)) + T(0) * (y - y)))
+    _t15 = (-_t14 if _t3 else ((T(0) if _t6 else (_t14 if _t7 else _t8)) if (y == y) else y))
     _t16 = -T(0.5)*_r0 - T(5e-13)
     _t17 = _t13*_t16
-    _t18 = (-_t17 if _t3 else ((T(0) if _t6 else (_t17 if _t7 else _t8)) + T(0) * (y - y)))
+    _t18 = (-_t17 if _t3 else ((T(0) if _t6 else (_t17 if _t7 else _t8)) if (y == y) else y))
     _t19 = _t12*_t2
     _t20 = _t19*_t9
     _t21 = (T(1)/(_t0*_t0))
@@ -238,15 +238,15 @@ def grad_hessian_diag_s1(margin, y, _r0, _r1, _r2, T):
     _t24 = -_r2*_t11*_t2*_t21*_t9 + _t23*(_t9*_t9)
     _t25 = _t16*_t19
     _t26 = -_r2*_t10*_t16*_t2*_t22 + (_t16*_t16)*_t23
-    _h0 = ((-_t2 + T(0) * (_r2 - _r2)) if _t3 else ((T(0) if _t6 else (_t2 if _t7 else _t8)) + T(0) * (y - y)))
+    _h0 = ((-_t2 if (_r2 == _r2) else _r2) if _t3 else ((T(0) if _t6 else (_t2 if _t7 else _t8)) if (y == y) else y))
     _h1 = _t15
     _h2 = _t18
     _h3 = T(2)*_t15
-    _h4 = ((-_t20 + T(0) * (_r2 - _r2)) if _t3 else ((T(0) if _t6 else (_t20 if _t7 else _t8)) + T(0) * (y - y)))
-    _h5 = (-_t24 if _t3 else ((T(0) if _t6 else (_t24 if _t7 else _t8)) + T(0) * (y - y)))
+    _h4 = ((-_t20 if (_r2 == _r2) else _r2) if _t3 else ((T(0) if _t6 else (_t20 if _t7 else _t8)) if (y == y) else y))
+    _h5 = (-_t24 if _t3 else ((T(0) if _t6 else (_t24 if _t7 else _t8)) if (y == y) else y))
     _h6 = T(2)*_t18
-    _h7 = ((-_t25 + T(0) * (_r2 - _r2)) if _t3 else ((T(0) if _t6 else (_t25 if _t7 else _t8)) + T(0) * (y - y)))
-    _h8 = (-_t26 if _t3 else ((T(0) if _t6 else (_t26 if _t7 else _t8)) + T(0) * (y - y)))
+    _h7 = ((-_t25 if (_r2 == _r2) else _r2) if _t3 else ((T(0) if _t6 else (_t25 if _t7 else _t8)) if (y == y) else y))
+    _h8 = (-_t26 if _t3 else ((T(0) if _t6 else (_t26 if _t7 else _t8)) if (y == y) else y))
     return _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8
 
 
@@ -290,7 +290,7 @@ def hvp_s1(margin, y, _r0, _r1, _r2, T):
     _t11 = _t10 - margin
     _t12 = (_t11 < T(0))
     _t13 = (_t11 > T(0))
-    _t14 = (T(0) + T(0) * (_r0 - _r0 + _r1 - _r1 + _r2 - _r2))
+    _t14 = (T(0) if (_r0 == _r0) & (_r1 == _r1) & (_r2 == _r2) else _r0 + _r1 + _r2)
     _t15 = (T(1)/(_t4*_t4))
     _t16 = (T(1)/(_t0*_t0))
     _t17 = _t10*_t15
@@ -306,15 +306,15 @@ def hvp_s1(margin, y, _r0, _r1, _r2, T):
     _t27 = _t17*_t21 + _t24
     _t28 = -_r2*_t16*_t20*_t5*_t6 + _t18*(_t20*_t20)
     _t29 = _t21*_t23
-    _h0 = ((-_t8 + T(0) * (_r2 - _r2)) if _t9 else ((T(0) if _t12 else (_t8 if _t13 else _t14)) + T(0) * (y - y)))
-    _h1 = (-_t19 if _t9 else ((T(0) if _t12 else (_t19 if _t13 else _t14)) + T(0) * (y - y)))
-    _h2 = ((-_t22 + T(0) * (_r2 - _r2)) if _t9 else ((T(0) if _t12 else (_t22 if _t13 else _t14)) + T(0) * (y - y)))
-    _h3 = (_t25 if _t9 else ((T(0) if _t12 else (-_t25 if _t13 else _t14)) + T(0) * (y - y)))
-    _h4 = ((-_t5 + T(0) * (_r2 - _r2)) if _t9 else ((T(0) if _t12 else (_t5 if _t13 else _t14)) + T(0) * (y - y)))
-    _h5 = (-_t26 if _t9 else ((T(0) if _t12 else (_t26 if _t13 else _t14)) + T(0) * (y - y)))
-    _h6 = (_t27 if _t9 else ((T(0) if _t12 else (-_t27 if _t13 else _t14)) + T(0) * (y - y)))
-    _h7 = (-_t28 if _t9 else ((T(0) if _t12 else (_t28 if _t13 else _t14)) + T(0) * (y - y)))
-    _h8 = (-_t29 if _t9 else ((T(0) if _t12 else (_t29 if _t13 else _t14)) + T(0) * (y - y)))
+    _h0 = ((-_t8 if (_r2 == _r2) else _r2) if _t9 else ((T(0) if _t12 else (_t8 if _t13 else _t14)) if (y == y) else y))
+    _h1 = (-_t19 if _t9 else ((T(0) if _t12 else (_t19 if _t13 else _t14)) if (y == y) else y))
+    _h2 = ((-_t22 if (_r2 == _r2) else _r2) if _t9 else ((T(0) if _t12 else (_t22 if _t13 else _t14)) if (y == y) else y))
+    _h3 = (_t25 if _t9 else ((T(0) if _t12 else (-_t25 if _t13 else _t14)) if (y == y) else y))
+    _h4 = ((-_t5 if (_r2 == _r2) else _r2) if _t9 else ((T(0) if _t12 else (_t5 if _t13 else _t14)) if (y == y) else y))
+    _h5 = (-_t26 if _t9 else ((T(0) if _t12 else (_t26 if _t13 else _t14)) if (y == y) else y))
+    _h6 = (_t27 if _t9 else ((T(0) if _t12 else (-_t27 if _t13 else _t14)) if (y == y) else y))
+    _h7 = (-_t28 if _t9 else ((T(0) if _t12 else (_t28 if _t13 else _t14)) if (y == y) else y))
+    _h8 = (-_t29 if _t9 else ((T(0) if _t12 else (_t29 if _t13 else _t14)) if (y == y) else y))
     return _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8
 
 
@@ -354,7 +354,7 @@ def hessian_s1(margin, y, _r0, _r1, _r2, T):
     _t11 = _t4 - margin
     _t12 = (_t11 < T(0))
     _t13 = (_t11 > T(0))
-    _t14 = (T(0) + T(0) * (_r0 - _r0 + _r1 - _r1 + _r2 - _r2))
+    _t14 = (T(0) if (_r0 == _r0) & (_r1 == _r1) & (_r2 == _r2) else _r0 + _r1 + _r2)
     _t15 = -T(0.5)*_r0 - T(5e-13)
     _t16 = _t15*_t8
     _t17 = _t3*_t7
@@ -369,15 +369,15 @@ def hessian_s1(margin, y, _r0, _r1, _r2, T):
     _t26 = _t0*_t20*_t4*_t5 + _t25
     _t27 = _t15*_t21*_t6 + _t25
     _t28 = -_r2*_t15*_t20*_t3*_t5 + (_t15*_t15)*_t22
-    _h0 = T(2)*(-_t9 if _t10 else ((T(0) if _t12 else (_t9 if _t13 else _t14)) + T(0) * (y - y)))
-    _h1 = ((-_t3 + T(0) * (_r2 - _r2)) if _t10 else ((T(0) if _t12 else (_t3 if _t13 else _t14)) + T(0) * (y - y)))
-    _h2 = T(2)*(-_t16 if _t10 else ((T(0) if _t12 else (_t16 if _t13 else _t14)) + T(0) * (y - y)))
-    _h3 = ((-_t18 + T(0) * (_r2 - _r2)) if _t10 else ((T(0) if _t12 else (_t18 if _t13 else _t14)) + T(0) * (y - y)))
-    _h4 = (-_t23 if _t10 else ((T(0) if _t12 else (_t23 if _t13 else _t14)) + T(0) * (y - y)))
-    _h5 = ((-_t24 + T(0) * (_r2 - _r2)) if _t10 else ((T(0) if _t12 else (_t24 if _t13 else _t14)) + T(0) * (y - y)))
-    _h6 = (_t26 if _t10 else ((T(0) if _t12 else (-_t26 if _t13 else _t14)) + T(0) * (y - y)))
-    _h7 = (_t27 if _t10 else ((T(0) if _t12 else (-_t27 if _t13 else _t14)) + T(0) * (y - y)))
-    _h8 = (-_t28 if _t10 else ((T(0) if _t12 else (_t28 if _t13 else _t14)) + T(0) * (y - y)))
+    _h0 = T(2)*(-_t9 if _t10 else ((T(0) if _t12 else (_t9 if _t13 else _t14)) if (y == y) else y))
+    _h1 = ((-_t3 if (_r2 == _r2) else _r2) if _t10 else ((T(0) if _t12 else (_t3 if _t13 else _t14)) if (y == y) else y))
+    _h2 = T(2)*(-_t16 if _t10 else ((T(0) if _t12 else (_t16 if _t13 else _t14)) if (y == y) else y))
+    _h3 = ((-_t18 if (_r2 == _r2) else _r2) if _t10 else ((T(0) if _t12 else (_t18 if _t13 else _t14)) if (y == y) else y))
+    _h4 = (-_t23 if _t10 else ((T(0) if _t12 else (_t23 if _t13 else _t14)) if (y == y) else y))
+    _h5 = ((-_t24 if (_r2 == _r2) else _r2) if _t10 else ((T(0) if _t12 else (_t24 if _t13 else _t14)) if (y == y) else y))
+    _h6 = (_t26 if _t10 else ((T(0) if _t12 else (-_t26 if _t13 else _t14)) if (y == y) else y))
+    _h7 = (_t27 if _t10 else ((T(0) if _t12 else (-_t27 if _t13 else _t14)) if (y == y) else y))
+    _h8 = (-_t28 if _t10 else ((T(0) if _t12 else (_t28 if _t13 else _t14)) if (y == y) else y))
     return _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8
 
 
@@ -387,7 +387,7 @@ def hessian_s2(x1, x2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, T):
     _t30 = _h5*x2
     _t31 = _h3*x1
     _t32 = T(2)*x2
-    _t33 = (T(0) + T(0) * (x1 - x1 + x2 - x2))
+    _t33 = (T(0) if (x1 == x1) & (x2 == x2) else x1 + x2)
     _e_x1_x1 = _h0
     _e_x1_x2 = _h1
     _e_x2_x1 = _h1

@@ -49,7 +49,7 @@ _CM_CHUNK = 4096
 def value_s0(p, y, T):
     _r0 = p
     _r1 = y
-    _r2 = p*y
+    _r2 = (T(0) if (y == T(0)) else p*y)
     return _r0, _r1, _r2
 
 
@@ -85,7 +85,7 @@ def grad_s2(y, _h0, _h1, T):
 def value_and_grad_s0(p, y, T):
     _r0 = p
     _r1 = y
-    _r2 = p*y
+    _r2 = (T(0) if (y == T(0)) else p*y)
     return _r0, _r1, _r2
 
 
@@ -204,11 +204,11 @@ def hessian_s1(smooth, _r0, _r1, _r2, T):
 
 @numba.njit(**_SCALAR)
 def hessian_s2(p, y, _h0, _h1, _h2, T):
-    _e_p_p = (T(0) + T(0) * (p - p))
+    _e_p_p = (T(0) if (p == p) else p)
     _a_p_0 = _h0 + T(2)*_h1*y
     _a_p_1 = _h2
-    _b_p_0 = (T(1) + T(0) * (p - p))
-    _b_p_1 = (y + T(0) * (p - p))
+    _b_p_0 = (T(1) if (p == p) else p)
+    _b_p_1 = (y if (p == p) else p)
     return _e_p_p, _a_p_0, _a_p_1, _b_p_0, _b_p_1
 
 

@@ -431,7 +431,7 @@ def hessian_scalar(y, yhat, alpha, c, T):
     t2 = ((y - yhat)*(y - yhat))
     t3 = abs(alpha - T(2))
     t4 = t0*t3
-    h_yhat_yhat = ((t1 + T(0) * (y - y + yhat - yhat)) if (alpha == T(2)) else (((T(4)*t0 - T(2)*t2)/(T(2)*t0 + t2)/(T(2)*t0 + t2)) if (alpha == T(0)) else t1*fexp(((T(0.5))*alpha - T(1))*flog1p(t1*t2/t3, T), T)*((t2*(alpha - T(1)) + t4)/(t2 + t4))))
+    h_yhat_yhat = ((t1 if (y == y) & (yhat == yhat) else y + yhat) if (alpha == T(2)) else (((T(4)*t0 - T(2)*t2)/(T(2)*t0 + t2)/(T(2)*t0 + t2)) if (alpha == T(0)) else t1*fexp(((T(0.5))*alpha - T(1))*flog1p(t1*t2/t3, T), T)*((t2*(alpha - T(1)) + t4)/(t2 + t4))))
     return h_yhat_yhat
 
 
@@ -448,7 +448,7 @@ def grad_hessian_scalar(y, yhat, alpha, c, T):
     t8 = fexp(((T(0.5))*alpha - T(1))*flog1p(t1*t5/t7, T), T)
     t9 = t0*t7
     d_yhat = (t3 if t4 else (t3/(t2*t5 + T(1)) if t6 else t3*t8))
-    h_yhat_yhat = ((t1 + T(0) * (y - y + yhat - yhat)) if t4 else (((T(4)*t0 - T(2)*t5)/(T(2)*t0 + t5)/(T(2)*t0 + t5)) if t6 else t1*t8*((t5*(alpha - T(1)) + t9)/(t5 + t9))))
+    h_yhat_yhat = ((t1 if (y == y) & (yhat == yhat) else y + yhat) if t4 else (((T(4)*t0 - T(2)*t5)/(T(2)*t0 + t5)/(T(2)*t0 + t5)) if t6 else t1*t8*((t5*(alpha - T(1)) + t9)/(t5 + t9))))
     return d_yhat, h_yhat_yhat
 
 

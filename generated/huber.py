@@ -66,7 +66,7 @@ def value_and_grad_scalar(y, yhat, delta, T):
 
 @numba.njit(**_SCALAR)
 def hessian_scalar(y, yhat, delta, T):
-    h_yhat_yhat = (T(1) if (delta >= abs(y - yhat)) else (T(0) + T(0) * (y - y + yhat - yhat)))
+    h_yhat_yhat = (T(1) if (delta >= abs(y - yhat)) else (T(0) if (y == y) & (yhat == yhat) else y + yhat))
     return h_yhat_yhat
 
 
@@ -75,7 +75,7 @@ def grad_hessian_scalar(y, yhat, delta, T):
     t0 = y - yhat
     t1 = (delta >= abs(t0))
     d_yhat = (-t0 if t1 else -delta*sign(t0, T))
-    h_yhat_yhat = (T(1) if t1 else (T(0) + T(0) * (y - y + yhat - yhat)))
+    h_yhat_yhat = (T(1) if t1 else (T(0) if (y == y) & (yhat == yhat) else y + yhat))
     return d_yhat, h_yhat_yhat
 
 

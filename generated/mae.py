@@ -61,14 +61,14 @@ def value_and_grad_scalar(y, yhat, T):
 
 @numba.njit(**_SCALAR)
 def hessian_scalar(y, yhat, T):
-    h_yhat_yhat = (T(0) + T(0) * (y - y + yhat - yhat))
+    h_yhat_yhat = (T(0) if (y == y) & (yhat == yhat) else y + yhat)
     return h_yhat_yhat
 
 
 @numba.njit(**_SCALAR)
 def grad_hessian_scalar(y, yhat, T):
     d_yhat = -sign(y - yhat, T)
-    h_yhat_yhat = (T(0) + T(0) * (y - y + yhat - yhat))
+    h_yhat_yhat = (T(0) if (y == y) & (yhat == yhat) else y + yhat)
     return d_yhat, h_yhat_yhat
 
 

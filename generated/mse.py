@@ -52,14 +52,14 @@ def value_and_grad_scalar(y, yhat, T):
 
 @numba.njit(**_SCALAR)
 def hessian_scalar(y, yhat, T):
-    h_yhat_yhat = (T(2) + T(0) * (y - y + yhat - yhat))
+    h_yhat_yhat = (T(2) if (y == y) & (yhat == yhat) else y + yhat)
     return h_yhat_yhat
 
 
 @numba.njit(**_SCALAR)
 def grad_hessian_scalar(y, yhat, T):
     d_yhat = T(2)*(-y + yhat)
-    h_yhat_yhat = (T(2) + T(0) * (y - y + yhat - yhat))
+    h_yhat_yhat = (T(2) if (y == y) & (yhat == yhat) else y + yhat)
     return d_yhat, h_yhat_yhat
 
 

@@ -47,7 +47,8 @@ _CM_CHUNK = 4096
 
 @numba.njit(**_SCALAR)
 def value_s0(logp, weight, y, T):
-    _r0 = logp*weight*y
+    _t0 = weight*y
+    _r0 = (T(0) if (_t0 == T(0)) else _t0*logp)
     return _r0
 
 
@@ -59,19 +60,20 @@ def value_s1(_r0, T):
 
 @numba.njit(**_SCALAR)
 def grad_s0(logp, weight, y, T):
-    _d_logp = (-weight*y + T(0) * (logp - logp))
+    _d_logp = (-weight*y if (logp == logp) else logp)
     return _d_logp
 
 
 @numba.njit(**_SCALAR)
 def value_and_grad_s0(logp, weight, y, T):
-    _r0 = logp*weight*y
+    _t0 = weight*y
+    _r0 = (T(0) if (_t0 == T(0)) else _t0*logp)
     return _r0
 
 
 @numba.njit(**_SCALAR)
 def value_and_grad_s1(logp, weight, y, T):
-    _d_logp = (-weight*y + T(0) * (logp - logp))
+    _d_logp = (-weight*y if (logp == logp) else logp)
     return _d_logp
 
 
@@ -83,26 +85,26 @@ def value_and_grad_s2(_r0, T):
 
 @numba.njit(**_SCALAR)
 def hessian_diag_s0(logp, T):
-    _h_logp = (T(0) + T(0) * (logp - logp))
+    _h_logp = (T(0) if (logp == logp) else logp)
     return _h_logp
 
 
 @numba.njit(**_SCALAR)
 def grad_hessian_diag_s0(logp, weight, y, T):
-    _d_logp = (-weight*y + T(0) * (logp - logp))
-    _h_logp = (T(0) + T(0) * (logp - logp))
+    _d_logp = (-weight*y if (logp == logp) else logp)
+    _h_logp = (T(0) if (logp == logp) else logp)
     return _d_logp, _h_logp
 
 
 @numba.njit(**_SCALAR)
 def hvp_s0(logp, T):
-    _hv_logp = (T(0) + T(0) * (logp - logp))
+    _hv_logp = (T(0) if (logp == logp) else logp)
     return _hv_logp
 
 
 @numba.njit(**_SCALAR)
 def hessian_s0(logp, T):
-    _e_logp_logp = (T(0) + T(0) * (logp - logp))
+    _e_logp_logp = (T(0) if (logp == logp) else logp)
     return _e_logp_logp
 
 

@@ -231,7 +231,7 @@ def value_and_grad_scalar(y, z, T):
 
 @numba.njit(**_SCALAR)
 def hessian_scalar(y, z, T):
-    h_z_z = (fexp(z, T) + T(0) * (y - y))
+    h_z_z = (fexp(z, T) if (y == y) else y)
     return h_z_z
 
 
@@ -239,7 +239,7 @@ def hessian_scalar(y, z, T):
 def grad_hessian_scalar(y, z, T):
     t0 = fexp(z, T)
     d_z = (fexpm1(z, T) + (T(1) - y) if (abs(z) < T(0.5)) else t0 - y)
-    h_z_z = (t0 + T(0) * (y - y))
+    h_z_z = (t0 if (y == y) else y)
     return d_z, h_z_z
 
 

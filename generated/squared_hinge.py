@@ -48,7 +48,7 @@ def value_scalar(y, yhat, T):
 @numba.njit(**_SCALAR)
 def grad_scalar(y, yhat, T):
     t0 = y*yhat
-    d_yhat = T(2)*(T(0) if (t0 > T(1)) else (-y if (t0 < T(1)) else (T(0) + T(0) * (y - y + yhat - yhat))))*kinkmax(T(0), T(1) - t0, T)
+    d_yhat = T(2)*(T(0) if (t0 > T(1)) else (-y if (t0 < T(1)) else (T(0) if (y == y) & (yhat == yhat) else y + yhat)))*kinkmax(T(0), T(1) - t0, T)
     return d_yhat
 
 
@@ -57,14 +57,14 @@ def value_and_grad_scalar(y, yhat, T):
     t0 = y*yhat
     t1 = kinkmax(T(0), T(1) - t0, T)
     loss = (t1*t1)
-    d_yhat = T(2)*t1*(T(0) if (t0 > T(1)) else (-y if (t0 < T(1)) else (T(0) + T(0) * (y - y + yhat - yhat))))
+    d_yhat = T(2)*t1*(T(0) if (t0 > T(1)) else (-y if (t0 < T(1)) else (T(0) if (y == y) & (yhat == yhat) else y + yhat)))
     return loss, d_yhat
 
 
 @numba.njit(**_SCALAR)
 def hessian_scalar(y, yhat, T):
     t0 = y*yhat
-    h_yhat_yhat = T(2)*(T(0) if (t0 > T(1)) else ((y*y) if (t0 < T(1)) else (T(0) + T(0) * (y - y + yhat - yhat))))
+    h_yhat_yhat = T(2)*(T(0) if (t0 > T(1)) else ((y*y) if (t0 < T(1)) else (T(0) if (y == y) & (yhat == yhat) else y + yhat)))
     return h_yhat_yhat
 
 
@@ -73,7 +73,7 @@ def grad_hessian_scalar(y, yhat, T):
     t0 = y*yhat
     t1 = (t0 > T(1))
     t2 = (t0 < T(1))
-    t3 = (T(0) + T(0) * (y - y + yhat - yhat))
+    t3 = (T(0) if (y == y) & (yhat == yhat) else y + yhat)
     d_yhat = T(2)*(T(0) if t1 else (-y if t2 else t3))*kinkmax(T(0), T(1) - t0, T)
     h_yhat_yhat = T(2)*(T(0) if t1 else ((y*y) if t2 else t3))
     return d_yhat, h_yhat_yhat

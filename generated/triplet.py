@@ -79,7 +79,7 @@ def grad_s1(margin, _r0, _r1, T):
     _t0 = -_r0 + _r1 + margin
     _t1 = (_t0 < T(0))
     _t2 = (_t0 > T(0))
-    _t3 = (T(0) + T(0) * (_r0 - _r0 + _r1 - _r1))
+    _t3 = (T(0) if (_r0 == _r0) & (_r1 == _r1) else _r0 + _r1)
     _h0 = (T(0) if _t1 else (-T(1) if _t2 else _t3))
     _h1 = (T(0) if _t1 else (T(1) if _t2 else _t3))
     return _h0, _h1
@@ -108,7 +108,7 @@ def value_and_grad_s1(margin, _r0, _r1, T):
     _t0 = -_r0 + _r1 + margin
     _t1 = (_t0 < T(0))
     _t2 = (_t0 > T(0))
-    _t3 = (T(0) + T(0) * (_r0 - _r0 + _r1 - _r1))
+    _t3 = (T(0) if (_r0 == _r0) & (_r1 == _r1) else _r0 + _r1)
     _h0 = (T(0) if _t1 else (-T(1) if _t2 else _t3))
     _h1 = (T(0) if _t1 else (T(1) if _t2 else _t3))
     return _h0, _h1
@@ -143,7 +143,7 @@ def hessian_diag_s1(margin, _r0, _r1, T):
     _t0 = -_r0 + _r1 + margin
     _t1 = (_t0 < T(0))
     _t2 = (_t0 > T(0))
-    _t3 = (T(0) + T(0) * (_r0 - _r0 + _r1 - _r1))
+    _t3 = (T(0) if (_r0 == _r0) & (_r1 == _r1) else _r0 + _r1)
     _t4 = T(2)*(T(0) if _t1 else (-T(1) if _t2 else _t3))
     _t5 = T(2)*(T(0) if _t1 else (T(1) if _t2 else _t3))
     _h0 = _t4 + _t5
@@ -172,7 +172,7 @@ def grad_hessian_diag_s1(margin, _r0, _r1, T):
     _t0 = -_r0 + _r1 + margin
     _t1 = (_t0 < T(0))
     _t2 = (_t0 > T(0))
-    _t3 = (T(0) + T(0) * (_r0 - _r0 + _r1 - _r1))
+    _t3 = (T(0) if (_r0 == _r0) & (_r1 == _r1) else _r0 + _r1)
     _t4 = (T(0) if _t1 else (-T(1) if _t2 else _t3))
     _t5 = (T(0) if _t1 else (T(1) if _t2 else _t3))
     _t6 = T(2)*_t4
@@ -211,7 +211,7 @@ def hvp_s1(margin, _r0, _r1, T):
     _t0 = -_r0 + _r1 + margin
     _t1 = (_t0 < T(0))
     _t2 = (_t0 > T(0))
-    _t3 = (T(0) + T(0) * (_r0 - _r0 + _r1 - _r1))
+    _t3 = (T(0) if (_r0 == _r0) & (_r1 == _r1) else _r0 + _r1)
     _t4 = (T(0) if _t1 else (-T(1) if _t2 else _t3))
     _t5 = (T(0) if _t1 else (T(1) if _t2 else _t3))
     _h0 = T(2)*_t4 + T(2)*_t5
@@ -244,7 +244,7 @@ def hessian_s1(margin, _r0, _r1, T):
     _t0 = -_r0 + _r1 + margin
     _t1 = (_t0 < T(0))
     _t2 = (_t0 > T(0))
-    _t3 = (T(0) + T(0) * (_r0 - _r0 + _r1 - _r1))
+    _t3 = (T(0) if (_r0 == _r0) & (_r1 == _r1) else _r0 + _r1)
     _t4 = T(2)*(T(0) if _t1 else (-T(1) if _t2 else _t3))
     _t5 = T(2)*(T(0) if _t1 else (T(1) if _t2 else _t3))
     _h0 = _t4 + _t5
@@ -257,7 +257,7 @@ def hessian_s1(margin, _r0, _r1, T):
 
 @numba.njit(**_SCALAR)
 def hessian_s2(anchor, negative, positive, _h0, _h1, _h2, _h3, _h4, T):
-    _t6 = (T(0) + T(0) * (anchor - anchor + positive - positive + negative - negative))
+    _t6 = (T(0) if (anchor == anchor) & (positive == positive) & (negative == negative) else anchor + positive + negative)
     _t7 = T(2)*anchor
     _t8 = _t7 - T(2)*negative
     _t9 = _t7 - T(2)*positive

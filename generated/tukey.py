@@ -35,14 +35,14 @@ def value_scalar(y, yhat, c, T):
     t0 = y - yhat
     t1 = (t0*t0)
     t2 = (c*c)
-    loss = ((T(0.16666666666666666))*t1*(-T(3)*t1/t2 + T(3) + ((t0*t0*t0*t0)/c/c/c/c)) if (c >= abs(t0)) else ((T(0.16666666666666666))*t2 + T(0) * (y - y + yhat - yhat)))
+    loss = ((T(0.16666666666666666))*t1*(-T(3)*t1/t2 + T(3) + ((t0*t0*t0*t0)/c/c/c/c)) if (c >= abs(t0)) else ((T(0.16666666666666666))*t2 if (y == y) & (yhat == yhat) else y + yhat))
     return loss
 
 
 @numba.njit(**_SCALAR)
 def grad_scalar(y, yhat, c, T):
     t0 = y - yhat
-    d_yhat = ((T(0.5))*((T(1) + ((-(t0*t0))/c/c))*(T(1) + ((-(t0*t0))/c/c)))*(-T(2)*y + T(2)*yhat) if (c >= abs(t0)) else (T(0) + T(0) * (y - y + yhat - yhat)))
+    d_yhat = ((T(0.5))*((T(1) + ((-(t0*t0))/c/c))*(T(1) + ((-(t0*t0))/c/c)))*(-T(2)*y + T(2)*yhat) if (c >= abs(t0)) else (T(0) if (y == y) & (yhat == yhat) else y + yhat))
     return d_yhat
 
 
@@ -53,8 +53,8 @@ def value_and_grad_scalar(y, yhat, c, T):
     t2 = (c*c)
     t3 = t1/t2
     t4 = (c >= abs(t0))
-    loss = ((T(0.16666666666666666))*t1*(-T(3)*t3 + T(3) + ((t0*t0*t0*t0)/c/c/c/c)) if t4 else ((T(0.16666666666666666))*t2 + T(0) * (y - y + yhat - yhat)))
-    d_yhat = ((T(0.5))*((T(1) - t3)*(T(1) - t3))*(-T(2)*y + T(2)*yhat) if t4 else (T(0) + T(0) * (y - y + yhat - yhat)))
+    loss = ((T(0.16666666666666666))*t1*(-T(3)*t3 + T(3) + ((t0*t0*t0*t0)/c/c/c/c)) if t4 else ((T(0.16666666666666666))*t2 if (y == y) & (yhat == yhat) else y + yhat))
+    d_yhat = ((T(0.5))*((T(1) - t3)*(T(1) - t3))*(-T(2)*y + T(2)*yhat) if t4 else (T(0) if (y == y) & (yhat == yhat) else y + yhat))
     return loss, d_yhat
 
 
@@ -63,7 +63,7 @@ def hessian_scalar(y, yhat, c, T):
     t0 = (c*c)
     t1 = y - yhat
     t2 = (t1*t1)
-    h_yhat_yhat = ((((t0 - T(5)*t2)*(t0 - t2))/c/c/c/c) if (c >= abs(t1)) else (T(0) + T(0) * (y - y + yhat - yhat)))
+    h_yhat_yhat = ((((t0 - T(5)*t2)*(t0 - t2))/c/c/c/c) if (c >= abs(t1)) else (T(0) if (y == y) & (yhat == yhat) else y + yhat))
     return h_yhat_yhat
 
 
@@ -73,7 +73,7 @@ def grad_hessian_scalar(y, yhat, c, T):
     t1 = y - yhat
     t2 = (t1*t1)
     t3 = (c >= abs(t1))
-    t4 = (T(0) + T(0) * (y - y + yhat - yhat))
+    t4 = (T(0) if (y == y) & (yhat == yhat) else y + yhat)
     d_yhat = ((T(0.5))*((T(1) - t2/t0)*(T(1) - t2/t0))*(-T(2)*y + T(2)*yhat) if t3 else t4)
     h_yhat_yhat = ((((t0 - T(5)*t2)*(t0 - t2))/c/c/c/c) if t3 else t4)
     return d_yhat, h_yhat_yhat

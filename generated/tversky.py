@@ -47,16 +47,17 @@ _CM_CHUNK = 4096
 
 @numba.njit(**_SCALAR)
 def value_s0(p, y, T):
-    _r0 = p*(T(1) - y)
-    _r1 = y*(T(1) - p)
-    _r2 = p*y
+    _t0 = (y == T(0))
+    _r0 = (T(0) if (y == T(1)) else p*(T(1) - y))
+    _r1 = (T(0) if _t0 else y*(T(1) - p))
+    _r2 = (T(0) if _t0 else p*y)
     return _r0, _r1, _r2
 
 
 @numba.njit(**_SCALAR)
 def value_s1(alpha, beta, smooth, _r0, _r1, _r2, T):
-    _t0 = _r2 + smooth
-    _loss = -_t0/(_r0*alpha + _r1*beta + _t0) + T(1)
+    _t1 = _r2 + smooth
+    _loss = -_t1/(_r0*alpha + _r1*beta + _t1) + T(1)
     return _loss
 
 
@@ -88,34 +89,35 @@ def grad_s2(alpha, beta, y, _h0, _h1, _h2, T):
 
 @numba.njit(**_SCALAR)
 def value_and_grad_s0(p, y, T):
-    _r0 = p*(T(1) - y)
-    _r1 = y*(T(1) - p)
-    _r2 = p*y
+    _t0 = (y == T(0))
+    _r0 = (T(0) if (y == T(1)) else p*(T(1) - y))
+    _r1 = (T(0) if _t0 else y*(T(1) - p))
+    _r2 = (T(0) if _t0 else p*y)
     return _r0, _r1, _r2
 
 
 @numba.njit(**_SCALAR)
 def value_and_grad_s1(alpha, beta, smooth, _r0, _r1, _r2, T):
-    _t0 = _r2 + smooth
-    _t1 = _r0*alpha + _r1*beta + _t0
-    _t2 = (T(1)/(_t1*_t1))
-    _h0 = _t0*_t2 - T(1)/_t1
-    _h1 = _t2
-    _h2 = _t0
+    _t1 = _r2 + smooth
+    _t2 = _r0*alpha + _r1*beta + _t1
+    _t3 = (T(1)/(_t2*_t2))
+    _h0 = _t1*_t3 - T(1)/_t2
+    _h1 = _t3
+    _h2 = _t1
     return _h0, _h1, _h2
 
 
 @numba.njit(**_SCALAR)
 def value_and_grad_s2(alpha, beta, y, _h0, _h1, _h2, T):
-    _t3 = _h1*_h2
-    _d_p = _h0*y + _t3*alpha*(T(1) - y) - _t3*beta*y
+    _t4 = _h1*_h2
+    _d_p = _h0*y + _t4*alpha*(T(1) - y) - _t4*beta*y
     return _d_p
 
 
 @numba.njit(**_SCALAR)
 def value_and_grad_s3(alpha, beta, smooth, _r0, _r1, _r2, T):
-    _t4 = _r2 + smooth
-    _loss = -_t4/(_r0*alpha + _r1*beta + _t4) + T(1)
+    _t5 = _r2 + smooth
+    _loss = -_t5/(_r0*alpha + _r1*beta + _t5) + T(1)
     return _loss
 
 
@@ -276,13 +278,13 @@ def hessian_s2(alpha, beta, p, y, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, T):
     _t8 = T(1) - y
     _t9 = _t8*alpha
     _t10 = _t6*_t9
-    _e_p_p = (T(0) + T(0) * (p - p))
+    _e_p_p = (T(0) if (p == p) else p)
     _a_p_0 = _h0*y - _h1*_t6*_t8 + _t7*alpha
     _a_p_1 = _h4*y + _h5*_t6*y - _t10*beta
     _a_p_2 = _h6*y - _h7*_t5 + _h7*_t9 - _t10 + _t7
-    _b_p_0 = (_t8 + T(0) * (p - p))
-    _b_p_1 = (-y + T(0) * (p - p))
-    _b_p_2 = (y + T(0) * (p - p))
+    _b_p_0 = (_t8 if (p == p) else p)
+    _b_p_1 = (-y if (p == p) else p)
+    _b_p_2 = (y if (p == p) else p)
     return _e_p_p, _a_p_0, _a_p_1, _a_p_2, _b_p_0, _b_p_1, _b_p_2
 
 

@@ -274,7 +274,7 @@ def hessian_scalar(y, z, power, T):
     t4 = -t3
     t5 = t4*y
     t6 = t4*z
-    h_z_z = ((fexp(z, T) + T(0) * (y - y)) if (power == T(1)) else (y*fexp(-z, T) if (power == T(2)) else (t1*fexpm1(t2, T) - t5*fexpm1(t6, T) + (-t0 - t5) if ((abs(t0*z) < T(0.5)) and (abs(t3*z) < T(0.5))) else t1*fexp(t2, T) - t5*fexp(t6, T))))
+    h_z_z = ((fexp(z, T) if (y == y) else y) if (power == T(1)) else (y*fexp(-z, T) if (power == T(2)) else (t1*fexpm1(t2, T) - t5*fexpm1(t6, T) + (-t0 - t5) if ((abs(t0*z) < T(0.5)) and (abs(t3*z) < T(0.5))) else t1*fexp(t2, T) - t5*fexp(t6, T))))
     return h_z_z
 
 
@@ -299,7 +299,7 @@ def grad_hessian_scalar(y, z, power, T):
     t16 = y*fexp(t13, T)
     t17 = fexp(t9, T)
     d_z = ((t0 + fexpm1(z, T) if t1 else t2 - y) if t3 else ((t0 - y*fexpm1(t4, T) if t1 else T(1) - t5) if t6 else (t0 + t10 - t14 if t15 else -t16 + t17)))
-    h_z_z = ((t2 + T(0) * (y - y)) if t3 else (t5 if t6 else (t10*t8 - t12*t14 + (-t12*y - t7) if t15 else -t12*t16 + t17*t8)))
+    h_z_z = ((t2 if (y == y) else y) if t3 else (t5 if t6 else (t10*t8 - t12*t14 + (-t12*y - t7) if t15 else -t12*t16 + t17*t8)))
     return d_z, h_z_z
 
 

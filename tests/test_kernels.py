@@ -66,6 +66,16 @@ def test_nan_propagates_and_never_crashes(name):
     assert np.isnan(L.value(*cols))
 
 
+def test_an_infinite_input_in_a_constant_branch_keeps_its_value():
+    # the NaN guard of a constant branch tells NaN from inf (x - x would be NaN at inf too)
+    L = symloss.load("tukey")
+    c = L.params["c"]
+    yhat = np.array([np.inf, -np.inf, np.nan, 1e300])
+    y = np.zeros(4)
+    np.testing.assert_array_equal(L.value(y, yhat, reduction="none"), [c * c / 6, c * c / 6, np.nan, c * c / 6])
+    np.testing.assert_array_equal(L.grad(y, yhat, reduction="none"), [0.0, 0.0, np.nan, 0.0])
+
+
 @pytest.mark.parametrize("name", ["huber", "bce_logits"])
 def test_parallel_kernels_equal_serial(name, monkeypatch):
     L = symloss.load(name)

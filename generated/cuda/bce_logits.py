@@ -108,14 +108,14 @@ def value_and_grad_scalar(y, z, T):
 
 @cuda.jit(device=True)
 def hessian_scalar(y, z, T):
-    h_z_z = (sigmoid(-z, T)*sigmoid(z, T) + T(0) * (y - y))
+    h_z_z = (sigmoid(-z, T)*sigmoid(z, T) if (y == y) else y)
     return h_z_z
 
 
 @cuda.jit(device=True)
 def grad_hessian_scalar(y, z, T):
     d_z = sigmoid_plus(z, -y, T)
-    h_z_z = (sigmoid(-z, T)*sigmoid(z, T) + T(0) * (y - y))
+    h_z_z = (sigmoid(-z, T)*sigmoid(z, T) if (y == y) else y)
     return d_z, h_z_z
 
 

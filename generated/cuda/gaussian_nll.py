@@ -86,7 +86,7 @@ def grad_scalar(y, mu, var, eps, T):
     t1 = kinkmax(eps, var, T)
     t2 = eps - var
     d_mu = t0/t1
-    d_var = (((T(0.5))*(-(t0*t0) + t1)*(T(0) if (t2 > T(0)) else (T(1) if (t2 < T(0)) else (T(0) + T(0) * (var - var)))))/t1/t1)
+    d_var = (((T(0.5))*(-(t0*t0) + t1)*(T(0) if (t2 > T(0)) else (T(1) if (t2 < T(0)) else (T(0) if (var == var) else var))))/t1/t1)
     return d_mu, d_var
 
 
@@ -99,7 +99,7 @@ def value_and_grad_scalar(y, mu, var, eps, T):
     t4 = eps - var
     loss = (T(0.5))*t1*t3 + (T(0.5))*math.log(t0)
     d_mu = t1*t2
-    d_var = (((T(0.5))*(t0 - t3)*(T(0) if (t4 > T(0)) else (T(1) if (t4 < T(0)) else (T(0) + T(0) * (var - var)))))/t0/t0)
+    d_var = (((T(0.5))*(t0 - t3)*(T(0) if (t4 > T(0)) else (T(1) if (t4 < T(0)) else (T(0) if (var == var) else var))))/t0/t0)
     return loss, d_mu, d_var
 
 
@@ -108,8 +108,8 @@ def hessian_scalar(y, mu, var, eps, T):
     t0 = kinkmax(eps, var, T)
     t1 = mu - y
     t2 = eps - var
-    t3 = (T(0) if (t2 > T(0)) else (T(1) if (t2 < T(0)) else (T(0) + T(0) * (var - var))))
-    h_mu_mu = ((T(1)/(t0)) + T(0) * (mu - mu + y - y))
+    t3 = (T(0) if (t2 > T(0)) else (T(1) if (t2 < T(0)) else (T(0) if (var == var) else var)))
+    h_mu_mu = ((T(1)/(t0)) if (mu == mu) & (y == y) else mu + y)
     h_mu_var = ((-t1*t3)/t0/t0)
     h_var_var = (((T(0.5))*t3*(-t0 + T(2)*(t1*t1)))/t0/t0/t0)
     return h_mu_mu, h_mu_var, h_var_var
@@ -123,11 +123,11 @@ def grad_hessian_scalar(y, mu, var, eps, T):
     t3 = -t1
     t4 = (t0*t0)
     t5 = eps - var
-    t6 = (T(0) if (t5 > T(0)) else (T(1) if (t5 < T(0)) else (T(0) + T(0) * (var - var))))
+    t6 = (T(0) if (t5 > T(0)) else (T(1) if (t5 < T(0)) else (T(0) if (var == var) else var)))
     t7 = (t6/t1/t1)
     d_mu = t0*t2
     d_var = (T(0.5))*t7*(-t3 - t4)
-    h_mu_mu = (t2 + T(0) * (mu - mu + y - y))
+    h_mu_mu = (t2 if (mu == mu) & (y == y) else mu + y)
     h_mu_var = -t0*t7
     h_var_var = (((T(0.5))*t6*(t3 + T(2)*t4))/t1/t1/t1)
     return d_mu, d_var, h_mu_mu, h_mu_var, h_var_var

@@ -82,7 +82,7 @@ def value_scalar(y, yhat, T):
 @cuda.jit(device=True)
 def grad_scalar(y, yhat, T):
     t0 = y*yhat
-    d_yhat = (T(0) if (t0 > T(1)) else (-y if (t0 < T(1)) else (T(0) + T(0) * (y - y + yhat - yhat))))
+    d_yhat = (T(0) if (t0 > T(1)) else (-y if (t0 < T(1)) else (T(0) if (y == y) & (yhat == yhat) else y + yhat)))
     return d_yhat
 
 
@@ -90,20 +90,20 @@ def grad_scalar(y, yhat, T):
 def value_and_grad_scalar(y, yhat, T):
     t0 = y*yhat
     loss = kinkmax(T(0), T(1) - t0, T)
-    d_yhat = (T(0) if (t0 > T(1)) else (-y if (t0 < T(1)) else (T(0) + T(0) * (y - y + yhat - yhat))))
+    d_yhat = (T(0) if (t0 > T(1)) else (-y if (t0 < T(1)) else (T(0) if (y == y) & (yhat == yhat) else y + yhat)))
     return loss, d_yhat
 
 
 @cuda.jit(device=True)
 def hessian_scalar(y, yhat, T):
-    h_yhat_yhat = (T(0) + T(0) * (y - y + yhat - yhat))
+    h_yhat_yhat = (T(0) if (y == y) & (yhat == yhat) else y + yhat)
     return h_yhat_yhat
 
 
 @cuda.jit(device=True)
 def grad_hessian_scalar(y, yhat, T):
     t0 = y*yhat
-    t1 = (T(0) + T(0) * (y - y + yhat - yhat))
+    t1 = (T(0) if (y == y) & (yhat == yhat) else y + yhat)
     d_yhat = (T(0) if (t0 > T(1)) else (-y if (t0 < T(1)) else t1))
     h_yhat_yhat = t1
     return d_yhat, h_yhat_yhat

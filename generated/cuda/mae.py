@@ -91,14 +91,14 @@ def value_and_grad_scalar(y, yhat, T):
 
 @cuda.jit(device=True)
 def hessian_scalar(y, yhat, T):
-    h_yhat_yhat = (T(0) + T(0) * (y - y + yhat - yhat))
+    h_yhat_yhat = (T(0) if (y == y) & (yhat == yhat) else y + yhat)
     return h_yhat_yhat
 
 
 @cuda.jit(device=True)
 def grad_hessian_scalar(y, yhat, T):
     d_yhat = -sign(y - yhat, T)
-    h_yhat_yhat = (T(0) + T(0) * (y - y + yhat - yhat))
+    h_yhat_yhat = (T(0) if (y == y) & (yhat == yhat) else y + yhat)
     return d_yhat, h_yhat_yhat
 
 

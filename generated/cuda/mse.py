@@ -85,14 +85,14 @@ def value_and_grad_scalar(y, yhat, T):
 
 @cuda.jit(device=True)
 def hessian_scalar(y, yhat, T):
-    h_yhat_yhat = (T(2) + T(0) * (y - y + yhat - yhat))
+    h_yhat_yhat = (T(2) if (y == y) & (yhat == yhat) else y + yhat)
     return h_yhat_yhat
 
 
 @cuda.jit(device=True)
 def grad_hessian_scalar(y, yhat, T):
     d_yhat = T(2)*(-y + yhat)
-    h_yhat_yhat = (T(2) + T(0) * (y - y + yhat - yhat))
+    h_yhat_yhat = (T(2) if (y == y) & (yhat == yhat) else y + yhat)
     return d_yhat, h_yhat_yhat
 
 

@@ -89,7 +89,7 @@ def value_and_grad_scalar(y, z, T):
 
 @cuda.jit(device=True)
 def hessian_scalar(y, z, T):
-    h_z_z = (math.exp(z) + T(0) * (y - y))
+    h_z_z = (math.exp(z) if (y == y) else y)
     return h_z_z
 
 
@@ -97,7 +97,7 @@ def hessian_scalar(y, z, T):
 def grad_hessian_scalar(y, z, T):
     t0 = math.exp(z)
     d_z = (math.expm1(z) + (T(1) - y) if (abs(z) < T(0.5)) else t0 - y)
-    h_z_z = (t0 + T(0) * (y - y))
+    h_z_z = (t0 if (y == y) else y)
     return d_z, h_z_z
 
 

@@ -86,7 +86,7 @@ def grad_scalar(y, yhat, tau, T):
     t1 = y - yhat
     t2 = tau - T(1)
     t3 = -t2
-    d_yhat = (t0 if (t1 > T(0)) else (t3 if (t1 < T(0)) else ((T(0) if (t3*tau >= T(0)) else (t0 if (abs(t2) >= abs(tau)) else t3)) + T(0) * (y - y + yhat - yhat))))
+    d_yhat = (t0 if (t1 > T(0)) else (t3 if (t1 < T(0)) else ((T(0) if (t3*tau >= T(0)) else (t0 if (abs(t2) >= abs(tau)) else t3)) if (y == y) & (yhat == yhat) else y + yhat)))
     return d_yhat
 
 
@@ -97,13 +97,13 @@ def value_and_grad_scalar(y, yhat, tau, T):
     t2 = -tau
     t3 = -t1
     loss = kinkmax(t0*tau, t0*t1, T)
-    d_yhat = (t2 if (t0 > T(0)) else (t3 if (t0 < T(0)) else ((T(0) if (t3*tau >= T(0)) else (t2 if (abs(t1) >= abs(tau)) else t3)) + T(0) * (y - y + yhat - yhat))))
+    d_yhat = (t2 if (t0 > T(0)) else (t3 if (t0 < T(0)) else ((T(0) if (t3*tau >= T(0)) else (t2 if (abs(t1) >= abs(tau)) else t3)) if (y == y) & (yhat == yhat) else y + yhat)))
     return loss, d_yhat
 
 
 @cuda.jit(device=True)
 def hessian_scalar(y, yhat, tau, T):
-    h_yhat_yhat = (T(0) + T(0) * (y - y + yhat - yhat))
+    h_yhat_yhat = (T(0) if (y == y) & (yhat == yhat) else y + yhat)
     return h_yhat_yhat
 
 
@@ -113,8 +113,8 @@ def grad_hessian_scalar(y, yhat, tau, T):
     t1 = y - yhat
     t2 = tau - T(1)
     t3 = -t2
-    d_yhat = (t0 if (t1 > T(0)) else (t3 if (t1 < T(0)) else ((T(0) if (t3*tau >= T(0)) else (t0 if (abs(t2) >= abs(tau)) else t3)) + T(0) * (y - y + yhat - yhat))))
-    h_yhat_yhat = (T(0) + T(0) * (y - y + yhat - yhat))
+    d_yhat = (t0 if (t1 > T(0)) else (t3 if (t1 < T(0)) else ((T(0) if (t3*tau >= T(0)) else (t0 if (abs(t2) >= abs(tau)) else t3)) if (y == y) & (yhat == yhat) else y + yhat)))
+    h_yhat_yhat = (T(0) if (y == y) & (yhat == yhat) else y + yhat)
     return d_yhat, h_yhat_yhat
 
 

@@ -97,7 +97,7 @@ def value_and_grad_scalar(y, yhat, beta, T):
 
 @cuda.jit(device=True)
 def hessian_scalar(y, yhat, beta, T):
-    h_yhat_yhat = ((T(1)/(beta)) if (beta > abs(y - yhat)) else (T(0) + T(0) * (y - y + yhat - yhat)))
+    h_yhat_yhat = ((T(1)/(beta)) if (beta > abs(y - yhat)) else (T(0) if (y == y) & (yhat == yhat) else y + yhat))
     return h_yhat_yhat
 
 
@@ -107,7 +107,7 @@ def grad_hessian_scalar(y, yhat, beta, T):
     t1 = y - yhat
     t2 = (beta > abs(t1))
     d_yhat = ((T(0.5))*t0*(-T(2)*y + T(2)*yhat) if t2 else -sign(t1, T))
-    h_yhat_yhat = (t0 if t2 else (T(0) + T(0) * (y - y + yhat - yhat)))
+    h_yhat_yhat = (t0 if t2 else (T(0) if (y == y) & (yhat == yhat) else y + yhat))
     return d_yhat, h_yhat_yhat
 
 

@@ -132,7 +132,7 @@ def hessian_scalar(y, z, power, T):
     t4 = -t3
     t5 = t4*y
     t6 = t4*z
-    h_z_z = ((math.exp(z) + T(0) * (y - y)) if (power == T(1)) else (y*math.exp(-z) if (power == T(2)) else (t1*math.expm1(t2) - t5*math.expm1(t6) + (-t0 - t5) if ((abs(t0*z) < T(0.5)) and (abs(t3*z) < T(0.5))) else t1*math.exp(t2) - t5*math.exp(t6))))
+    h_z_z = ((math.exp(z) if (y == y) else y) if (power == T(1)) else (y*math.exp(-z) if (power == T(2)) else (t1*math.expm1(t2) - t5*math.expm1(t6) + (-t0 - t5) if ((abs(t0*z) < T(0.5)) and (abs(t3*z) < T(0.5))) else t1*math.exp(t2) - t5*math.exp(t6))))
     return h_z_z
 
 
@@ -157,7 +157,7 @@ def grad_hessian_scalar(y, z, power, T):
     t16 = y*math.exp(t13)
     t17 = math.exp(t9)
     d_z = ((t0 + math.expm1(z) if t1 else t2 - y) if t3 else ((t0 - y*math.expm1(t4) if t1 else T(1) - t5) if t6 else (t0 + t10 - t14 if t15 else -t16 + t17)))
-    h_z_z = ((t2 + T(0) * (y - y)) if t3 else (t5 if t6 else (t10*t8 - t12*t14 + (-t12*y - t7) if t15 else -t12*t16 + t17*t8)))
+    h_z_z = ((t2 if (y == y) else y) if t3 else (t5 if t6 else (t10*t8 - t12*t14 + (-t12*y - t7) if t15 else -t12*t16 + t17*t8)))
     return d_z, h_z_z
 
 

@@ -44,7 +44,7 @@ def value_s0(y, z):
 
 
 def value_s1(y, z):
-    _r0 = y*z
+    _r0 = jnp.where((y == 0.0), 0.0, y*z)
     return _r0,
 
 
@@ -67,7 +67,7 @@ def grad_s2(_r0, _r1):
     _t0 = _r0 - _r1
     _t1 = (_t0 > 1.0)
     _t2 = (_t0 < 1.0)
-    _t3 = (0.0 + 0.0 * (_r0 - _r0 + _r1 - _r1))
+    _t3 = jnp.where((_r0 == _r0) & (_r1 == _r1), 0.0, _r0 + _r1)
     _h0 = jnp.where(_t1, 0.0, jnp.where(_t2, (-1.0), _t3))
     _h1 = jnp.where(_t1, 0.0, jnp.where(_t2, 1.0, _t3))
     return _h0, _h1
@@ -79,7 +79,7 @@ def grad_s3(y, _h0, _h1, _sel1):
 
 
 def hvp_s0(z):
-    _hv_z = (0.0 + 0.0 * (z - z))
+    _hv_z = jnp.where((z == z), 0.0, z)
     return _hv_z,
 
 

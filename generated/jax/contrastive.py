@@ -65,7 +65,7 @@ def grad_s1(margin, y, _r0):
     _t1 = _t0 - margin
     _d0 = _t0
     _h0 = 1.0 - y
-    _h1 = jnp.where((_t1 > 0.0), 0.0, jnp.where((_t1 < 0.0), (-1.0), (0.0 + 0.0 * (_t0 - _t0))))
+    _h1 = jnp.where((_t1 > 0.0), 0.0, jnp.where((_t1 < 0.0), (-1.0), jnp.where((_t0 == _t0), 0.0, _t0)))
     _h2 = kinkmax(0.0, -_t1)
     _h3 = 2.0*_t0
     return _d0, _h0, _h1, _h2, _h3
@@ -94,7 +94,7 @@ def hvp_s1(margin, y, _r0, _r2):
     _t4 = kinkmax(0.0, -_t3)
     _t5 = (_t3 > 0.0)
     _t6 = (_t3 < 0.0)
-    _t7 = (0.0 + 0.0 * (_t1 - _t1))
+    _t7 = jnp.where((_t1 == _t1), 0.0, _t1)
     _t8 = jnp.where(_t5, 0.0, jnp.where(_t6, (-1.0), _t7))
     _t9 = 4.0*_t4*_t8*y
     _t10 = 2.0*_t1

@@ -47,7 +47,7 @@ def value_s0(x1, x2):
 
 def value_s1(margin, y, _r0, _r1, _r2):
     _t0 = _r2/jnp.sqrt((_r0 + 1e-12)*(_r1 + 1e-12))
-    _loss = jnp.where((y > 0.0), 1.0 - _t0, (kinkmax(0.0, _t0 - margin) + 0.0 * (y - y)))
+    _loss = jnp.where((y > 0.0), 1.0 - _t0, jnp.where((y == y), kinkmax(0.0, _t0 - margin), y))
     return _loss,
 
 
@@ -67,13 +67,13 @@ def grad_s1(margin, y, _r0, _r1, _r2):
     _t5 = _t4 - margin
     _t6 = (_t5 < 0.0)
     _t7 = (_t5 > 0.0)
-    _t8 = (0.0 + 0.0 * (_r0 - _r0 + _r1 - _r1 + _r2 - _r2))
+    _t8 = jnp.where((_r0 == _r0) & (_r1 == _r1) & (_r2 == _r2), 0.0, _r0 + _r1 + _r2)
     _t9 = _t4/(_t0*_t1)
     _t10 = _t9*(-0.5*_r1 + (-5e-13))
     _t11 = _t9*(-0.5*_r0 + (-5e-13))
-    _h0 = jnp.where(_t3, (-_t2 + 0.0 * (_r2 - _r2)), (jnp.where(_t6, 0.0, jnp.where(_t7, _t2, _t8)) + 0.0 * (y - y)))
-    _h1 = jnp.where(_t3, -_t10, (jnp.where(_t6, 0.0, jnp.where(_t7, _t10, _t8)) + 0.0 * (y - y)))
-    _h2 = jnp.where(_t3, -_t11, (jnp.where(_t6, 0.0, jnp.where(_t7, _t11, _t8)) + 0.0 * (y - y)))
+    _h0 = jnp.where(_t3, jnp.where((_r2 == _r2), -_t2, _r2), jnp.where((y == y), jnp.where(_t6, 0.0, jnp.where(_t7, _t2, _t8)), y))
+    _h1 = jnp.where(_t3, -_t10, jnp.where((y == y), jnp.where(_t6, 0.0, jnp.where(_t7, _t10, _t8)), y))
+    _h2 = jnp.where(_t3, -_t11, jnp.where((y == y), jnp.where(_t6, 0.0, jnp.where(_t7, _t11, _t8)), y))
     return _h0, _h1, _h2
 
 
@@ -108,7 +108,7 @@ def hvp_s1(margin, y, _r0, _r1, _r2):
     _t11 = _t10 - margin
     _t12 = (_t11 < 0.0)
     _t13 = (_t11 > 0.0)
-    _t14 = (0.0 + 0.0 * (_r0 - _r0 + _r1 - _r1 + _r2 - _r2))
+    _t14 = jnp.where((_r0 == _r0) & (_r1 == _r1) & (_r2 == _r2), 0.0, _r0 + _r1 + _r2)
     _t15 = (1.0/(_t4*_t4))
     _t16 = (1.0/(_t0*_t0))
     _t17 = _t10*_t15
@@ -124,15 +124,15 @@ def hvp_s1(margin, y, _r0, _r1, _r2):
     _t27 = _t17*_t21 + _t24
     _t28 = -_r2*_t16*_t20*_t5*_t6 + _t18*(_t20*_t20)
     _t29 = _t21*_t23
-    _h0 = jnp.where(_t9, (-_t8 + 0.0 * (_r2 - _r2)), (jnp.where(_t12, 0.0, jnp.where(_t13, _t8, _t14)) + 0.0 * (y - y)))
-    _h1 = jnp.where(_t9, -_t19, (jnp.where(_t12, 0.0, jnp.where(_t13, _t19, _t14)) + 0.0 * (y - y)))
-    _h2 = jnp.where(_t9, (-_t22 + 0.0 * (_r2 - _r2)), (jnp.where(_t12, 0.0, jnp.where(_t13, _t22, _t14)) + 0.0 * (y - y)))
-    _h3 = jnp.where(_t9, _t25, (jnp.where(_t12, 0.0, jnp.where(_t13, -_t25, _t14)) + 0.0 * (y - y)))
-    _h4 = jnp.where(_t9, (-_t5 + 0.0 * (_r2 - _r2)), (jnp.where(_t12, 0.0, jnp.where(_t13, _t5, _t14)) + 0.0 * (y - y)))
-    _h5 = jnp.where(_t9, -_t26, (jnp.where(_t12, 0.0, jnp.where(_t13, _t26, _t14)) + 0.0 * (y - y)))
-    _h6 = jnp.where(_t9, _t27, (jnp.where(_t12, 0.0, jnp.where(_t13, -_t27, _t14)) + 0.0 * (y - y)))
-    _h7 = jnp.where(_t9, -_t28, (jnp.where(_t12, 0.0, jnp.where(_t13, _t28, _t14)) + 0.0 * (y - y)))
-    _h8 = jnp.where(_t9, -_t29, (jnp.where(_t12, 0.0, jnp.where(_t13, _t29, _t14)) + 0.0 * (y - y)))
+    _h0 = jnp.where(_t9, jnp.where((_r2 == _r2), -_t8, _r2), jnp.where((y == y), jnp.where(_t12, 0.0, jnp.where(_t13, _t8, _t14)), y))
+    _h1 = jnp.where(_t9, -_t19, jnp.where((y == y), jnp.where(_t12, 0.0, jnp.where(_t13, _t19, _t14)), y))
+    _h2 = jnp.where(_t9, jnp.where((_r2 == _r2), -_t22, _r2), jnp.where((y == y), jnp.where(_t12, 0.0, jnp.where(_t13, _t22, _t14)), y))
+    _h3 = jnp.where(_t9, _t25, jnp.where((y == y), jnp.where(_t12, 0.0, jnp.where(_t13, -_t25, _t14)), y))
+    _h4 = jnp.where(_t9, jnp.where((_r2 == _r2), -_t5, _r2), jnp.where((y == y), jnp.where(_t12, 0.0, jnp.where(_t13, _t5, _t14)), y))
+    _h5 = jnp.where(_t9, -_t26, jnp.where((y == y), jnp.where(_t12, 0.0, jnp.where(_t13, _t26, _t14)), y))
+    _h6 = jnp.where(_t9, _t27, jnp.where((y == y), jnp.where(_t12, 0.0, jnp.where(_t13, -_t27, _t14)), y))
+    _h7 = jnp.where(_t9, -_t28, jnp.where((y == y), jnp.where(_t12, 0.0, jnp.where(_t13, _t28, _t14)), y))
+    _h8 = jnp.where(_t9, -_t29, jnp.where((y == y), jnp.where(_t12, 0.0, jnp.where(_t13, _t29, _t14)), y))
     return _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8
 
 

@@ -42,7 +42,7 @@ def grad(y, mu, var, eps):
     t1 = kinkmax(eps, var)
     t2 = eps - var
     d_mu = t0/t1
-    d_var = (((0.5)*(-(t0*t0) + t1)*jnp.where((t2 > 0.0), 0.0, jnp.where((t2 < 0.0), 1.0, (0.0 + 0.0 * (var - var)))))/t1/t1)
+    d_var = (((0.5)*(-(t0*t0) + t1)*jnp.where((t2 > 0.0), 0.0, jnp.where((t2 < 0.0), 1.0, jnp.where((var == var), 0.0, var))))/t1/t1)
     return d_mu, d_var
 
 
@@ -50,8 +50,8 @@ def hessian(y, mu, var, eps):
     t0 = kinkmax(eps, var)
     t1 = mu - y
     t2 = eps - var
-    t3 = jnp.where((t2 > 0.0), 0.0, jnp.where((t2 < 0.0), 1.0, (0.0 + 0.0 * (var - var))))
-    h_mu_mu = ((1.0/(t0)) + 0.0 * (mu - mu + y - y))
+    t3 = jnp.where((t2 > 0.0), 0.0, jnp.where((t2 < 0.0), 1.0, jnp.where((var == var), 0.0, var)))
+    h_mu_mu = jnp.where((mu == mu) & (y == y), (1.0/(t0)), mu + y)
     h_mu_var = ((-t1*t3)/t0/t0)
     h_var_var = (((0.5)*t3*(-t0 + 2.0*(t1*t1)))/t0/t0/t0)
     return h_mu_mu, h_mu_var, h_var_var

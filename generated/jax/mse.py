@@ -37,7 +37,7 @@ def grad(y, yhat):
 
 
 def hessian(y, yhat):
-    h_yhat_yhat = (2.0 + 0.0 * (y - y + yhat - yhat))
+    h_yhat_yhat = jnp.where((y == y) & (yhat == yhat), 2.0, y + yhat)
     return h_yhat_yhat,
 
 

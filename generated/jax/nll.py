@@ -34,7 +34,8 @@ def _full(x, like):
 
 
 def value_s0(logp, weight, y):
-    _r0 = logp*weight*y
+    _t0 = weight*y
+    _r0 = jnp.where((_t0 == 0.0), 0.0, _t0*logp)
     return _r0,
 
 
@@ -44,12 +45,12 @@ def value_s1(_r0):
 
 
 def grad_s0(logp, weight, y):
-    _d_logp = (-weight*y + 0.0 * (logp - logp))
+    _d_logp = jnp.where((logp == logp), -weight*y, logp)
     return _d_logp,
 
 
 def hvp_s0(logp):
-    _hv_logp = (0.0 + 0.0 * (logp - logp))
+    _hv_logp = jnp.where((logp == logp), 0.0, logp)
     return _hv_logp,
 
 

@@ -38,7 +38,7 @@ def grad(y, z):
 
 
 def hessian(y, z):
-    h_z_z = (jnp.exp(z) + 0.0 * (y - y))
+    h_z_z = jnp.where((y == y), jnp.exp(z), y)
     return h_z_z,
 
 

@@ -42,12 +42,12 @@ def grad(y, yhat, tau):
     t1 = y - yhat
     t2 = tau + (-1.0)
     t3 = -t2
-    d_yhat = jnp.where((t1 > 0.0), t0, jnp.where((t1 < 0.0), t3, (jnp.where((t3*tau >= 0.0), 0.0, jnp.where((jnp.abs(t2) >= jnp.abs(tau)), t0, t3)) + 0.0 * (y - y + yhat - yhat))))
+    d_yhat = jnp.where((t1 > 0.0), t0, jnp.where((t1 < 0.0), t3, jnp.where((y == y) & (yhat == yhat), jnp.where((t3*tau >= 0.0), 0.0, jnp.where((jnp.abs(t2) >= jnp.abs(tau)), t0, t3)), y + yhat)))
     return d_yhat,
 
 
 def hessian(y, yhat, tau):
-    h_yhat_yhat = (0.0 + 0.0 * (y - y + yhat - yhat))
+    h_yhat_yhat = jnp.where((y == y) & (yhat == yhat), 0.0, y + yhat)
     return h_yhat_yhat,
 
 

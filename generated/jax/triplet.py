@@ -59,7 +59,7 @@ def grad_s1(margin, _r0, _r1):
     _t0 = -_r0 + _r1 + margin
     _t1 = (_t0 < 0.0)
     _t2 = (_t0 > 0.0)
-    _t3 = (0.0 + 0.0 * (_r0 - _r0 + _r1 - _r1))
+    _t3 = jnp.where((_r0 == _r0) & (_r1 == _r1), 0.0, _r0 + _r1)
     _h0 = jnp.where(_t1, 0.0, jnp.where(_t2, (-1.0), _t3))
     _h1 = jnp.where(_t1, 0.0, jnp.where(_t2, 1.0, _t3))
     return _h0, _h1
@@ -85,7 +85,7 @@ def hvp_s1(margin, _r0, _r1):
     _t0 = -_r0 + _r1 + margin
     _t1 = (_t0 < 0.0)
     _t2 = (_t0 > 0.0)
-    _t3 = (0.0 + 0.0 * (_r0 - _r0 + _r1 - _r1))
+    _t3 = jnp.where((_r0 == _r0) & (_r1 == _r1), 0.0, _r0 + _r1)
     _t4 = jnp.where(_t1, 0.0, jnp.where(_t2, (-1.0), _t3))
     _t5 = jnp.where(_t1, 0.0, jnp.where(_t2, 1.0, _t3))
     _h0 = 2.0*_t4 + 2.0*_t5

@@ -34,15 +34,16 @@ def _full(x, like):
 
 
 def value_s0(p, y):
-    _r0 = p*(1.0 - y)
-    _r1 = y*(1.0 - p)
-    _r2 = p*y
+    _t0 = (y == 0.0)
+    _r0 = jnp.where((y == 1.0), 0.0, p*(1.0 - y))
+    _r1 = jnp.where(_t0, 0.0, y*(1.0 - p))
+    _r2 = jnp.where(_t0, 0.0, p*y)
     return _r0, _r1, _r2
 
 
 def value_s1(alpha, beta, smooth, _r0, _r1, _r2):
-    _t0 = _r2 + smooth
-    _loss = -_t0/(_r0*alpha + _r1*beta + _t0) + 1.0
+    _t1 = _r2 + smooth
+    _loss = -_t1/(_r0*alpha + _r1*beta + _t1) + 1.0
     return _loss,
 
 

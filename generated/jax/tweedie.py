@@ -62,7 +62,7 @@ def hessian(y, z, power):
     t4 = -t3
     t5 = t4*y
     t6 = t4*z
-    h_z_z = jnp.where((power == 1.0), (jnp.exp(z) + 0.0 * (y - y)), jnp.where((power == 2.0), y*jnp.exp(-z), jnp.where(((jnp.abs(t0*z) < 0.5) & (jnp.abs(t3*z) < 0.5)), t1*jnp.expm1(t2) - t5*jnp.expm1(t6) + (-t0 - t5), t1*jnp.exp(t2) - t5*jnp.exp(t6))))
+    h_z_z = jnp.where((power == 1.0), jnp.where((y == y), jnp.exp(z), y), jnp.where((power == 2.0), y*jnp.exp(-z), jnp.where(((jnp.abs(t0*z) < 0.5) & (jnp.abs(t3*z) < 0.5)), t1*jnp.expm1(t2) - t5*jnp.expm1(t6) + (-t0 - t5), t1*jnp.exp(t2) - t5*jnp.exp(t6))))
     return h_z_z,
 
 

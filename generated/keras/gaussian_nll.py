@@ -38,7 +38,7 @@ def grad(y, mu, var, eps):
     t1 = kinkmax(eps, var)
     t2 = eps - var
     d_mu = t0/t1
-    d_var = (((0.5)*(-(t0*t0) + t1)*ops.where((t2 > 0.0), 0.0, ops.where((t2 < 0.0), 1.0, (0.0 + 0.0 * (var - var)))))/t1/t1)
+    d_var = (((0.5)*(-(t0*t0) + t1)*ops.where((t2 > 0.0), 0.0, ops.where((t2 < 0.0), 1.0, ops.where((var == var), 0.0, var))))/t1/t1)
     return d_mu, d_var
 
 

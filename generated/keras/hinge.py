@@ -34,7 +34,7 @@ def value(y, yhat):
 
 def grad(y, yhat):
     t0 = y*yhat
-    d_yhat = ops.where((t0 > 1.0), 0.0, ops.where((t0 < 1.0), -y, (0.0 + 0.0 * (y - y + yhat - yhat))))
+    d_yhat = ops.where((t0 > 1.0), 0.0, ops.where((t0 < 1.0), -y, ops.where((y == y) & (yhat == yhat), 0.0, y + yhat)))
     return d_yhat,
 
 

@@ -38,7 +38,7 @@ def grad(y, yhat, tau):
     t1 = y - yhat
     t2 = tau + (-1.0)
     t3 = -t2
-    d_yhat = ops.where((t1 > 0.0), t0, ops.where((t1 < 0.0), t3, (ops.where((t3*tau >= 0.0), 0.0, ops.where((ops.abs(t2) >= ops.abs(tau)), t0, t3)) + 0.0 * (y - y + yhat - yhat))))
+    d_yhat = ops.where((t1 > 0.0), t0, ops.where((t1 < 0.0), t3, ops.where((y == y) & (yhat == yhat), ops.where((t3*tau >= 0.0), 0.0, ops.where((ops.abs(t2) >= ops.abs(tau)), t0, t3)), y + yhat)))
     return d_yhat,
 
 

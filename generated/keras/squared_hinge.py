@@ -34,7 +34,7 @@ def value(y, yhat):
 
 def grad(y, yhat):
     t0 = y*yhat
-    d_yhat = 2.0*ops.where((t0 > 1.0), 0.0, ops.where((t0 < 1.0), -y, (0.0 + 0.0 * (y - y + yhat - yhat))))*kinkmax(0.0, 1.0 - t0)
+    d_yhat = 2.0*ops.where((t0 > 1.0), 0.0, ops.where((t0 < 1.0), -y, ops.where((y == y) & (yhat == yhat), 0.0, y + yhat)))*kinkmax(0.0, 1.0 - t0)
     return d_yhat,
 
 

@@ -26,13 +26,13 @@ def value(y, yhat, c):
     t0 = y - yhat
     t1 = (t0*t0)
     t2 = (c*c)
-    loss = ops.where((c >= ops.abs(t0)), (0.16666666666666666)*t1*(-3.0*t1/t2 + 3.0 + ((t0*t0*t0*t0)/c/c/c/c)), ((0.16666666666666666)*t2 + 0.0 * (y - y + yhat - yhat)))
+    loss = ops.where((c >= ops.abs(t0)), (0.16666666666666666)*t1*(-3.0*t1/t2 + 3.0 + ((t0*t0*t0*t0)/c/c/c/c)), ops.where((y == y) & (yhat == yhat), (0.16666666666666666)*t2, y + yhat))
     return loss
 
 
 def grad(y, yhat, c):
     t0 = y - yhat
-    d_yhat = ops.where((c >= ops.abs(t0)), (0.5)*((1.0 + ((-(t0*t0))/c/c))*(1.0 + ((-(t0*t0))/c/c)))*(-2.0*y + 2.0*yhat), (0.0 + 0.0 * (y - y + yhat - yhat)))
+    d_yhat = ops.where((c >= ops.abs(t0)), (0.5)*((1.0 + ((-(t0*t0))/c/c))*(1.0 + ((-(t0*t0))/c/c)))*(-2.0*y + 2.0*yhat), ops.where((y == y) & (yhat == yhat), 0.0, y + yhat))
     return d_yhat,
 
 

@@ -40,7 +40,7 @@ def grad(y, mu, var, eps):
     t1 = kinkmax(eps, var)
     t2 = eps - var
     d_mu = t0/t1
-    d_var = (((0.5)*(-(t0*t0) + t1)*torch.where((t2 > 0.0), 0.0, torch.where((t2 < 0.0), 1.0, (0.0 + 0.0 * (var - var)))))/t1/t1)
+    d_var = (((0.5)*(-(t0*t0) + t1)*torch.where((t2 > 0.0), 0.0, torch.where((t2 < 0.0), 1.0, torch.where((var == var), 0.0, var))))/t1/t1)
     return d_mu, d_var
 
 
@@ -48,8 +48,8 @@ def hessian(y, mu, var, eps):
     t0 = kinkmax(eps, var)
     t1 = mu - y
     t2 = eps - var
-    t3 = torch.where((t2 > 0.0), 0.0, torch.where((t2 < 0.0), 1.0, (0.0 + 0.0 * (var - var))))
-    h_mu_mu = ((1.0/(t0)) + 0.0 * (mu - mu + y - y))
+    t3 = torch.where((t2 > 0.0), 0.0, torch.where((t2 < 0.0), 1.0, torch.where((var == var), 0.0, var)))
+    h_mu_mu = torch.where((mu == mu) & (y == y), (1.0/(t0)), mu + y)
     h_mu_var = ((-t1*t3)/t0/t0)
     h_var_var = (((0.5)*t3*(-t0 + 2.0*(t1*t1)))/t0/t0/t0)
     return h_mu_mu, h_mu_var, h_var_var
@@ -63,7 +63,7 @@ def value_and_grad(y, mu, var, eps):
     t4 = eps - var
     loss = (0.5)*t1*t3 + (0.5)*torch.log(t0)
     d_mu = t1*t2
-    d_var = (((0.5)*(t0 - t3)*torch.where((t4 > 0.0), 0.0, torch.where((t4 < 0.0), 1.0, (0.0 + 0.0 * (var - var)))))/t0/t0)
+    d_var = (((0.5)*(t0 - t3)*torch.where((t4 > 0.0), 0.0, torch.where((t4 < 0.0), 1.0, torch.where((var == var), 0.0, var))))/t0/t0)
     return loss, d_mu, d_var
 
 

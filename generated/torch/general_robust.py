@@ -114,7 +114,7 @@ def hessian(y, yhat, alpha, c):
     t2 = ((y - yhat)*(y - yhat))
     t3 = torch.abs(alpha + (-2.0))
     t4 = t0*t3
-    h_yhat_yhat = torch.where((alpha == 2.0), (t1 + 0.0 * (y - y + yhat - yhat)), torch.where((alpha == 0.0), ((4.0*t0 - 2.0*t2)/(2.0*t0 + t2)/(2.0*t0 + t2)), t1*torch.exp(((0.5)*alpha + (-1.0))*torch.log1p(t1*t2/t3))*((t2*(alpha + (-1.0)) + t4)/(t2 + t4))))
+    h_yhat_yhat = torch.where((alpha == 2.0), torch.where((y == y) & (yhat == yhat), t1, y + yhat), torch.where((alpha == 0.0), ((4.0*t0 - 2.0*t2)/(2.0*t0 + t2)/(2.0*t0 + t2)), t1*torch.exp(((0.5)*alpha + (-1.0))*torch.log1p(t1*t2/t3))*((t2*(alpha + (-1.0)) + t4)/(t2 + t4))))
     return h_yhat_yhat,
 
 

@@ -40,7 +40,7 @@ def grad(y, yhat):
 
 
 def hessian(y, yhat):
-    h_yhat_yhat = (0.0 + 0.0 * (y - y + yhat - yhat))
+    h_yhat_yhat = torch.where((y == y) & (yhat == yhat), 0.0, y + yhat)
     return h_yhat_yhat,
 
 

@@ -36,7 +36,7 @@ def grad(y, z):
 
 
 def hessian(y, z):
-    h_z_z = (torch.exp(z) + 0.0 * (y - y))
+    h_z_z = torch.where((y == y), torch.exp(z), y)
     return h_z_z,
 
 

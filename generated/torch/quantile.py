@@ -40,12 +40,12 @@ def grad(y, yhat, tau):
     t1 = y - yhat
     t2 = tau + (-1.0)
     t3 = -t2
-    d_yhat = torch.where((t1 > 0.0), t0, torch.where((t1 < 0.0), t3, (torch.where((t3*tau >= 0.0), 0.0, torch.where((torch.abs(t2) >= torch.abs(tau)), t0, t3)) + 0.0 * (y - y + yhat - yhat))))
+    d_yhat = torch.where((t1 > 0.0), t0, torch.where((t1 < 0.0), t3, torch.where((y == y) & (yhat == yhat), torch.where((t3*tau >= 0.0), 0.0, torch.where((torch.abs(t2) >= torch.abs(tau)), t0, t3)), y + yhat)))
     return d_yhat,
 
 
 def hessian(y, yhat, tau):
-    h_yhat_yhat = (0.0 + 0.0 * (y - y + yhat - yhat))
+    h_yhat_yhat = torch.where((y == y) & (yhat == yhat), 0.0, y + yhat)
     return h_yhat_yhat,
 
 
@@ -55,7 +55,7 @@ def value_and_grad(y, yhat, tau):
     t2 = -tau
     t3 = -t1
     loss = kinkmax(t0*tau, t0*t1)
-    d_yhat = torch.where((t0 > 0.0), t2, torch.where((t0 < 0.0), t3, (torch.where((t3*tau >= 0.0), 0.0, torch.where((torch.abs(t1) >= torch.abs(tau)), t2, t3)) + 0.0 * (y - y + yhat - yhat))))
+    d_yhat = torch.where((t0 > 0.0), t2, torch.where((t0 < 0.0), t3, torch.where((y == y) & (yhat == yhat), torch.where((t3*tau >= 0.0), 0.0, torch.where((torch.abs(t1) >= torch.abs(tau)), t2, t3)), y + yhat)))
     return loss, d_yhat
 
 

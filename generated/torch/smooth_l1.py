@@ -43,7 +43,7 @@ def grad(y, yhat, beta):
 
 
 def hessian(y, yhat, beta):
-    h_yhat_yhat = torch.where((beta > torch.abs(y - yhat)), (1.0/(beta)), (0.0 + 0.0 * (y - y + yhat - yhat)))
+    h_yhat_yhat = torch.where((beta > torch.abs(y - yhat)), (1.0/(beta)), torch.where((y == y) & (yhat == yhat), 0.0, y + yhat))
     return h_yhat_yhat,
 
 

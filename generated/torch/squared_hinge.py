@@ -36,13 +36,13 @@ def value(y, yhat):
 
 def grad(y, yhat):
     t0 = y*yhat
-    d_yhat = 2.0*torch.where((t0 > 1.0), 0.0, torch.where((t0 < 1.0), -y, (0.0 + 0.0 * (y - y + yhat - yhat))))*kinkmax(0.0, 1.0 - t0)
+    d_yhat = 2.0*torch.where((t0 > 1.0), 0.0, torch.where((t0 < 1.0), -y, torch.where((y == y) & (yhat == yhat), 0.0, y + yhat)))*kinkmax(0.0, 1.0 - t0)
     return d_yhat,
 
 
 def hessian(y, yhat):
     t0 = y*yhat
-    h_yhat_yhat = 2.0*torch.where((t0 > 1.0), 0.0, torch.where((t0 < 1.0), (y*y), (0.0 + 0.0 * (y - y + yhat - yhat))))
+    h_yhat_yhat = 2.0*torch.where((t0 > 1.0), 0.0, torch.where((t0 < 1.0), (y*y), torch.where((y == y) & (yhat == yhat), 0.0, y + yhat)))
     return h_yhat_yhat,
 
 
@@ -50,7 +50,7 @@ def value_and_grad(y, yhat):
     t0 = y*yhat
     t1 = kinkmax(0.0, 1.0 - t0)
     loss = (t1*t1)
-    d_yhat = 2.0*t1*torch.where((t0 > 1.0), 0.0, torch.where((t0 < 1.0), -y, (0.0 + 0.0 * (y - y + yhat - yhat))))
+    d_yhat = 2.0*t1*torch.where((t0 > 1.0), 0.0, torch.where((t0 < 1.0), -y, torch.where((y == y) & (yhat == yhat), 0.0, y + yhat)))
     return loss, d_yhat
 
 

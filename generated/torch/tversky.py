@@ -34,15 +34,16 @@ def _full(x, like):
 
 
 def value_s0(p, y):
-    _r0 = p*(1.0 - y)
-    _r1 = y*(1.0 - p)
-    _r2 = p*y
+    _t0 = (y == 0.0)
+    _r0 = torch.where((y == 1.0), 0.0, p*(1.0 - y))
+    _r1 = torch.where(_t0, 0.0, y*(1.0 - p))
+    _r2 = torch.where(_t0, 0.0, p*y)
     return _r0, _r1, _r2
 
 
 def value_s1(alpha, beta, smooth, _r0, _r1, _r2):
-    _t0 = _r2 + smooth
-    _loss = -_t0/(_r0*alpha + _r1*beta + _t0) + 1.0
+    _t1 = _r2 + smooth
+    _loss = -_t1/(_r0*alpha + _r1*beta + _t1) + 1.0
     return _loss,
 
 
@@ -110,31 +111,32 @@ def hvp_s2(alpha, beta, y, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _r3, _r4, _r5
 
 
 def value_and_grad_s0(p, y):
-    _r0 = p*(1.0 - y)
-    _r1 = y*(1.0 - p)
-    _r2 = p*y
+    _t0 = (y == 0.0)
+    _r0 = torch.where((y == 1.0), 0.0, p*(1.0 - y))
+    _r1 = torch.where(_t0, 0.0, y*(1.0 - p))
+    _r2 = torch.where(_t0, 0.0, p*y)
     return _r0, _r1, _r2
 
 
 def value_and_grad_s1(alpha, beta, smooth, _r0, _r1, _r2):
-    _t0 = _r2 + smooth
-    _t1 = _r0*alpha + _r1*beta + _t0
-    _t2 = (1.0/(_t1*_t1))
-    _h0 = _t0*_t2 - 1.0/_t1
-    _h1 = _t2
-    _h2 = _t0
+    _t1 = _r2 + smooth
+    _t2 = _r0*alpha + _r1*beta + _t1
+    _t3 = (1.0/(_t2*_t2))
+    _h0 = _t1*_t3 - 1.0/_t2
+    _h1 = _t3
+    _h2 = _t1
     return _h0, _h1, _h2
 
 
 def value_and_grad_s2(alpha, beta, y, _h0, _h1, _h2):
-    _t3 = _h1*_h2
-    _d_p = _h0*y + _t3*alpha*(1.0 - y) - _t3*beta*y
+    _t4 = _h1*_h2
+    _d_p = _h0*y + _t4*alpha*(1.0 - y) - _t4*beta*y
     return _d_p,
 
 
 def value_and_grad_s3(alpha, beta, smooth, _r0, _r1, _r2):
-    _t4 = _r2 + smooth
-    _loss = -_t4/(_r0*alpha + _r1*beta + _t4) + 1.0
+    _t5 = _r2 + smooth
+    _loss = -_t5/(_r0*alpha + _r1*beta + _t5) + 1.0
     return _loss,
 
 

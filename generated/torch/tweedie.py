@@ -60,7 +60,7 @@ def hessian(y, z, power):
     t4 = -t3
     t5 = t4*y
     t6 = t4*z
-    h_z_z = torch.where((power == 1.0), (torch.exp(z) + 0.0 * (y - y)), torch.where((power == 2.0), y*torch.exp(-z), torch.where(((torch.abs(t0*z) < 0.5) & (torch.abs(t3*z) < 0.5)), t1*torch.expm1(t2) - t5*torch.expm1(t6) + (-t0 - t5), t1*torch.exp(t2) - t5*torch.exp(t6))))
+    h_z_z = torch.where((power == 1.0), torch.where((y == y), torch.exp(z), y), torch.where((power == 2.0), y*torch.exp(-z), torch.where(((torch.abs(t0*z) < 0.5) & (torch.abs(t3*z) < 0.5)), t1*torch.expm1(t2) - t5*torch.expm1(t6) + (-t0 - t5), t1*torch.exp(t2) - t5*torch.exp(t6))))
     return h_z_z,
 
 

@@ -4,7 +4,8 @@ Every comparison with NaN is false, so a NaN input falls through to a
 Piecewise's default branch; if that branch is a constant (Tukey beyond c, a
 zero Hessian), the NaN would be silently lost.  ``keepnan(value, x, ...)``
 marks such a branch: it equals ``value`` but is printed as
-``value + 0*(x - x ...)``, which is NaN exactly when an input is.
+``value if x == x ... else x + ...``, which is NaN exactly when an input is
+(an infinite input keeps the value: ``x - x`` would be NaN there).
 """
 from __future__ import annotations
 

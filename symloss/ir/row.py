@@ -49,6 +49,7 @@ class Step:
 
 STASH = "_st"  # the class symbol of a stashed value (read back from the first output buffer)
 STASH_KERNELS = ("grad", "value_and_grad", "hessian_diag", "grad_hessian_diag", "hvp")
+VALUE_KERNELS = ("value", "value_and_grad")  # the kernels whose sums add up the loss itself
 
 
 @dataclass(frozen=True)
@@ -252,6 +253,8 @@ class _Builder:
                 else:
                     kind = "max" if "max" in kinds else "sum"
                     targets = [(r.name, self.guard(self.reductions[r].expr, False)) for r in ready]
+                    if kind == "sum" and self.kernel in VALUE_KERNELS:
+                        targets = [(n, _weightless_terms(e, set(self.d.preds))) for n, e in targets]
                     argmax = tuple(self.argmax_var(r) if self.reductions[r].kind == "max" else "" for r in ready)
                     extra = {"argmax": argmax} if kind == "max" else {}
                     if kind == "sum" and stash is not None and any(e.has(stash) for _, e in targets):
@@ -270,6 +273,22 @@ class _Builder:
             self.flush_row(row_out)
         return RowKernelIR(self.kernel, tuple(self.steps), tuple(n for n, _ in row_out),
                            tuple(n for n, _ in cls_out))
+
+
+def _weightless_terms(summand: sp.Basic, preds: set[sp.Symbol]) -> sp.Basic:
+    """Each term ``a * f(x)`` of a loss's summand with ``a`` free of the predictions (a target, a
+    class weight) written ``0 if a == 0 else a * f(x)``: a class the target gives no weight adds
+    nothing, also where f(x) is infinite.  So a logit of -inf masks its class, as torch's
+    cross_entropy and nll_loss read one (0 * -inf would make the row NaN)."""
+    def term(t: sp.Basic) -> sp.Basic:
+        if not isinstance(t, sp.Mul):
+            return t
+        a = sp.Mul(*(f for f in t.args if not f.free_symbols & preds))
+        if a.is_number or not t.free_symbols & preds:
+            return t
+        return sp.Piecewise((sp.S.Zero, sp.Eq(a, 0)), (t, True))
+
+    return sp.Add(*(term(t) for t in sp.Add.make_args(summand)))
 
 
 def _read_stash(expr: sp.Basic, stash: sp.exp) -> sp.Basic:

@@ -151,9 +151,12 @@ class NumbaPrinter(PythonCodePrinter):
         return out
 
     def _print_keepnan(self, expr):
+        # the value where every probe is a number (an infinite one too: x - x would be NaN there),
+        # else their sum, which is NaN
         value, *probes = expr.args
-        probe = " + ".join(f"{self._print(p)} - {self._print(p)}" for p in probes)
-        return f"({self._print(value)} + T(0) * ({probe}))"
+        ps = [self._print(p) for p in probes]
+        ok = " & ".join(f"({p} == {p})" for p in ps)
+        return f"({self._print(value)} if {ok} else {' + '.join(ps)})"
 
     def _print_Relational(self, expr):
         op = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}[expr.rel_op]

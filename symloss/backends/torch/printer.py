@@ -120,8 +120,9 @@ class TorchPrinter(NumbaPrinter):
 
     def _print_keepnan(self, expr):
         value, *probes = expr.args
-        probe = " + ".join(f"{self._print(p)} - {self._print(p)}" for p in probes)
-        return f"({self._print(value)} + 0.0 * ({probe}))"
+        ps = [self._print(p) for p in probes]
+        ok = " & ".join(f"({p} == {p})" for p in ps)
+        return f"{self.WHERE}({ok}, {self._print(value)}, {' + '.join(ps)})"
 
     def _print_And(self, expr):
         return "(" + " & ".join(self._print(a) for a in sorted(expr.args, key=str)) + ")"
