@@ -83,27 +83,95 @@ def base_margin(loss, y, sample_weight=None, num_class: int | None = None, **par
 
 def fit(model, X, y, sample_weight=None, *, start="auto", **fit_kwargs):
     """``model.fit`` for a CatBoost model whose ``loss_function`` is :func:`objective`'s, trained from
-    the loss's optimal constant (``baseline``), which becomes the model's bias; returns the model."""
-    from catboost import Pool
+    the loss's optimal constant (``baseline``), which becomes the model's bias; returns the model.
 
+    The evaluation sets (``eval_set``: an ``(X, y)`` pair, a Pool, a file, or a list of them) start
+    from the same constant (a Pool that has a baseline of its own keeps it; the caller's Pools are
+    copied, not changed).  A CatBoostClassifier's start comes from its classes as the objective sees
+    them, 0..K-1 in sorted order (or ``class_names``' order).  A ``baseline`` of the caller's wins
+    (``start="auto"``: no start score of symloss's)."""
     obj = model.get_params().get("loss_function")
     if not isinstance(obj, Objective):
         raise TypeError("fit() needs a CatBoost model with loss_function=symloss.catboost.objective(...)")
     y_arr = np.asarray(y)
-    if obj.loss.row and not model.get_params().get("classes_count"):
-        model.set_params(classes_count=_classes(model, y_arr))  # the approx dimension of a custom objective
+    labels, k = _labels(model, y_arr, obj.loss)
+    if fit_kwargs.get("baseline") is not None:  # the caller's: it wins, and is not the model's bias
+        if not _auto(start) and start is not None:
+            raise ValueError("a baseline of the caller's is the start: start must be 'auto' or None")
+        start = None
     if start is None:
         model.fit(X, y_arr, sample_weight=sample_weight, **fit_kwargs)
         return model
-    if isinstance(start, str) and start == "auto":
-        start = obj.loss.start(y_arr, sample_weight, num_class=_classes(model, y_arr) if obj.loss.row else None)
+    if _auto(start):
+        start = obj.loss.start(labels, sample_weight, num_class=k)
     start = np.asarray(start, dtype=np.float64)
-    n = len(y_arr)
-    baseline = np.full(n, float(start)) if start.ndim == 0 else np.tile(start, (n, 1))
-    model.fit(Pool(X, y_arr, weight=sample_weight, baseline=baseline), **fit_kwargs)
+    if fit_kwargs.get("eval_set") is not None:
+        fit_kwargs["eval_set"] = _eval_with_baseline(fit_kwargs["eval_set"], start, model.get_params(), fit_kwargs)
+    model.fit(X, y_arr, sample_weight=sample_weight, baseline=_baseline(start, len(y_arr)), **fit_kwargs)
     model.set_scale_and_bias(1.0, float(start) if start.ndim == 0 else start.tolist())
     return model
 
 
-def _classes(model, y) -> int:
-    return int(model.get_params().get("classes_count") or int(np.max(y)) + 1)
+def _auto(start) -> bool:
+    return isinstance(start, str) and start == "auto"
+
+
+def _baseline(start: np.ndarray, n: int) -> np.ndarray:
+    return np.full(n, float(start)) if start.ndim == 0 else np.tile(start, (n, 1))
+
+
+def _labels(model, y: np.ndarray, bl: BoostLoss):
+    """The targets the objective sees and the class count of a row loss.  A CatBoostClassifier
+    with ``class_names`` hands the objective class indices, positions in them; one without them
+    (nor ``classes_count``) hands a custom objective the raw labels, so it is given the sorted
+    classes as ``class_names`` ({1, 2} and {"a", "b"} become {0, 1}, as a built-in classifier's
+    do) where the labels are classes: with a class axis, or two of them.  (Other labels, such as
+    probabilities, stay as they are.)"""
+    from catboost import CatBoostClassifier
+
+    params = model.get_params()
+    if isinstance(model, CatBoostClassifier) and not params.get("classes_count"):
+        names = params.get("class_names")
+        if names is None:
+            classes, codes = np.unique(y, return_inverse=True)
+            if not (bl.row or len(classes) == 2):
+                return y, None
+            model.set_params(class_names=classes.tolist())
+        else:
+            classes, index = names, {c: i for i, c in enumerate(names)}
+            missing = set(np.unique(y).tolist()) - set(index)
+            if missing:
+                raise ValueError(f"labels {sorted(missing, key=str)[:5]} are not among the model's class_names")
+            codes = np.array([index[c] for c in y.reshape(-1).tolist()])
+        return codes.reshape(-1), (len(classes) if bl.row else None)
+    if bl.row and not params.get("classes_count"):
+        model.set_params(classes_count=int(np.max(y)) + 1)  # the approx dimension of a custom objective
+    return y, (int(model.get_params()["classes_count"]) if bl.row else None)
+
+
+_FEATURE_KINDS = ("cat_features", "text_features", "embedding_features")
+
+
+def _eval_with_baseline(eval_set, start: np.ndarray, params: dict, fit_kwargs: dict):
+    """``eval_set`` with the start as each set's baseline, in the forms CatBoost takes: an ``(X, y)``
+    pair becomes a Pool with the training data's special features (as CatBoost builds it), a file
+    is loaded, a Pool without a baseline is copied and given one."""
+    from catboost import Pool
+
+    features = {kind: fit_kwargs.get(kind, params.get(kind)) for kind in _FEATURE_KINDS}
+    features = {kind: v for kind, v in features.items() if v is not None}
+
+    def one(es):
+        if isinstance(es, tuple) and len(es) == 2 and es[0] is not None and es[1] is not None:
+            return Pool(es[0], es[1], baseline=_baseline(start, len(es[1])), **features)
+        if isinstance(es, (str, bytes)) or hasattr(es, "__fspath__"):
+            es = Pool(es, column_description=fit_kwargs.get("column_description"))
+        elif isinstance(es, Pool):
+            if es.get_baseline().size:  # the caller's baseline
+                return es
+            es = es.slice(np.arange(es.num_row()))  # (slice: a copy; the caller's Pool stays as it is)
+        else:
+            return es  # (CatBoost says what is wrong with it)
+        return es.set_baseline(_baseline(start, es.num_row()))
+
+    return [one(es) for es in eval_set] if isinstance(eval_set, list) else one(eval_set)

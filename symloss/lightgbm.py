@@ -24,6 +24,8 @@ vanishes (mae, quantile) as the built-in ``l1`` and ``quantile`` objectives do.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from .boosting import BoostLoss, as_boost_loss
@@ -135,7 +137,8 @@ def train(loss, params: dict, train_set, num_boost_round: int = 100, *, loss_par
     ``start="auto"`` computes it from ``train_set``'s labels and weights (unless
     ``train_set`` has an ``init_score``); a number (or K numbers) uses that;
     ``None`` starts from 0 (a custom objective's default).
-    The start is set as ``init_score`` on every data set (which keeps it) and
+    The start is set as ``init_score`` on every data set without one while
+    training (and taken off again: the Datasets are left as they came) and
     folded into the returned booster's first trees.
 
     ``renew_leaves``: after each tree, set every leaf to the learning rate times
@@ -163,25 +166,42 @@ def train(loss, params: dict, train_set, num_boost_round: int = 100, *, loss_par
         params.setdefault("metric", "None")
     if renewal:
         kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), renewal.before, renewal.after]
-    auto = isinstance(start, str) and start == "auto"
-    if kwargs.get("init_model") is not None:  # training goes on from that model's predictions
-        if not auto and start is not None:
-            raise ValueError("with init_model, training continues from the model's predictions: "
-                             "start must be 'auto' or None")
-        start = None
-    if auto and start is not None:
-        # an init_score the caller set on the data wins (and is not folded: it is theirs)
-        start = None if _field(train_set, "init_score") is not None else \
-            bl.start(train_set.get_label(), _weight(train_set), num_class=_num_class(params))
+    start = _theirs(start, kwargs.get("init_model") is not None, _field(train_set, "init_score") is not None)
+    if _auto(start):
+        start = bl.start(_float32(train_set.get_label()), _float32(_weight(train_set)), num_class=_num_class(params))
     if start is not None:
         _check_foldable(params)
-        for ds in [train_set, *valid_sets]:
-            if _field(ds, "init_score") is None:
-                ds.set_init_score(init_score(start, len(ds.get_label())))
-    booster = lgb.train(params, train_set, num_boost_round, valid_sets=valid_sets or None, **kwargs)
+    with _start_scores([train_set, *valid_sets], start):
+        booster = lgb.train(params, train_set, num_boost_round, valid_sets=valid_sets or None, **kwargs)
     if start is not None:
         fold_start(booster, start)
     return booster
+
+
+@contextmanager
+def _start_scores(sets: list, start):
+    """The start as ``init_score`` of the data sets that have none, taken off again when training
+    ends: the Datasets are the caller's, and one left behind would pass for the caller's own
+    init_score (the next :func:`train` on it would neither compute nor fold a start score, and a
+    plain ``lgb.train`` would train from it unseen)."""
+    mine = []
+    try:
+        for ds in sets if start is not None else ():
+            if _field(ds, "init_score") is None:
+                ds.set_init_score(init_score(start, len(ds.get_label())))
+                mine.append(ds)
+        yield
+    finally:
+        for ds in mine:
+            _clear_init_score(ds)
+
+
+def _clear_init_score(ds) -> None:
+    # set_init_score(None) forgets the Python copy only; a constructed Dataset keeps its field (metadata,
+    # not raw data: it can be cleared whether or not the raw data were freed)
+    ds.set_init_score(None)
+    if ds._handle is not None:
+        ds.set_field("init_score", None)
 
 
 _BOOSTING = ("boosting", "boosting_type", "boost")
@@ -423,17 +443,13 @@ def fit(model, X, y, sample_weight=None, *, start="auto", renew_leaves="auto", *
         raise TypeError("fit() needs an LGBM estimator with objective=symloss.lightgbm.sklearn_objective(...)")
     params = model.get_params()  # (an estimator's extra LightGBM parameters included)
     renewal = _Renewal.for_fit(renew_leaves, obj.loss, params, X, y, fit_kwargs)
-    if fit_kwargs.get("init_model") is not None:  # training goes on from that model's predictions
-        if start is not None and not (isinstance(start, str) and start == "auto"):
-            raise ValueError("with init_model, training continues from the model's predictions: "
-                             "start must be 'auto' or None")
-        start = None
+    start = _theirs(start, fit_kwargs.get("init_model") is not None, fit_kwargs.get("init_score") is not None)
     if start is not None:
         _check_foldable(params)
         y_arr = np.asarray(y)
-        if isinstance(start, str) and start == "auto":
-            k = int(y_arr.max()) + 1 if obj.loss.row else None
-            start = obj.loss.start(y_arr, sample_weight, num_class=k)
+        if _auto(start):
+            labels, k = _fit_labels(model, y_arr, obj.loss)
+            start = obj.loss.start(labels, _fit_weights(model, y_arr, sample_weight), num_class=k)
         fit_kwargs["init_score"] = init_score(start, len(y_arr))
         evals = [ey for _, ey in _eval_pairs(fit_kwargs)]
         if evals and fit_kwargs.get("eval_init_score") is None:
@@ -471,9 +487,10 @@ def dask_fit(model, X, y, sample_weight=None, *, start="auto", **fit_kwargs):
     if not isinstance(obj, SklearnObjective):
         raise TypeError("dask_fit() needs a lightgbm.dask estimator with "
                         "objective=symloss.lightgbm.sklearn_objective(...)")
+    start = _theirs(start, fit_kwargs.get("init_model") is not None, fit_kwargs.get("init_score") is not None)
     if start is not None:
         _check_foldable(model.get_params())  # (an estimator's extra LightGBM parameters included)
-        if isinstance(start, str) and start == "auto":
+        if _auto(start):
             k = model.get_params().get("num_class") if obj.loss.row else None
             start = _dask.base_margin(obj.loss, y, sample_weight, num_class=k if k and k > 1 else None)
         fit_kwargs["init_score"] = _dask.constant_like(y, start)
@@ -481,6 +498,45 @@ def dask_fit(model, X, y, sample_weight=None, *, start="auto", **fit_kwargs):
     if start is not None:
         fold_start(model.booster_, start)
     return model
+
+
+def _auto(start) -> bool:
+    return isinstance(start, str) and start == "auto"
+
+
+def _theirs(start, continued: bool, init_score: bool):
+    """The start score to use: none when training goes on from ``init_model`` (its predictions are
+    the start) or from an init_score the caller gave (it wins and is not folded: it is theirs)."""
+    if not (continued or init_score) or start is None:
+        return start
+    if not _auto(start):
+        why = "with init_model, training continues from the model's predictions" if continued else \
+            "the training data have an init_score of their own (the model is trained from it)"
+        raise ValueError(f"{why}: start must be 'auto' or None")
+    return None
+
+
+def _fit_labels(model, y: np.ndarray, bl: BoostLoss):
+    """The labels fit()'s objective sees, and the class count of a row loss.  An LGBMClassifier
+    encodes its classes as 0..K-1 in sorted order (sklearn's LabelEncoder: {1, 2} and {"a", "b"}
+    become {0, 1}); other estimators hand y over as LightGBM keeps it (float32)."""
+    from lightgbm import LGBMClassifier
+
+    if isinstance(model, LGBMClassifier):
+        classes, codes = np.unique(y, return_inverse=True)
+        return codes.reshape(-1), (len(classes) if bl.row else None)
+    y = _float32(y)
+    return y, (int(y.max()) + 1 if bl.row else None)
+
+
+def _fit_weights(model, y: np.ndarray, sample_weight):
+    """The weights fit()'s objective sees: LGBMModel.fit multiplies ``class_weight``'s into them."""
+    if getattr(model, "class_weight", None) is None:
+        return _float32(sample_weight)
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    w = compute_sample_weight(model.class_weight, y)
+    return _float32(w if sample_weight is None else w * np.asarray(sample_weight, dtype=np.float64))
 
 
 def _num_class(params: dict) -> int | None:
@@ -497,6 +553,12 @@ def _field(ds, name: str):
 
 def _weight(ds):
     return _field(ds, "weight")
+
+
+def _float32(a):
+    """Labels or weights as LightGBM keeps them (float32), whether or not the Dataset is constructed yet:
+    the same start score either way, from the values the objective sees."""
+    return None if a is None else np.asarray(a, dtype=np.float32)
 
 
 def _as_list(eval_xy):

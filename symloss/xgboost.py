@@ -21,6 +21,13 @@ scikit-learn API::
 
     XGBRegressor(objective=sklearn_objective("huber"), base_score=base_margin("huber", y),
                  eval_metric=sklearn_metric("huber"))
+
+An ``XGBClassifier`` runs a custom objective under ``binary:logistic`` (two
+classes), which reads ``base_score`` as a probability: give it the sigmoid of
+the margin, which :func:`sklearn_base_score` works out for any estimator::
+
+    model = XGBClassifier(objective=sklearn_objective("bce_logits"))
+    model.set_params(base_score=sklearn_base_score("bce_logits", y, model)).fit(X, y)
 """
 from __future__ import annotations
 
@@ -33,7 +40,8 @@ from .boosting import BoostLoss, as_boost_loss
 from .boosting import base_margin as _base_margin
 from .boosting.refresh import refused, wanted
 
-__all__ = ["base_margin", "dask_train", "metric", "objective", "sklearn_metric", "sklearn_objective", "train"]
+__all__ = ["base_margin", "dask_train", "metric", "objective", "sklearn_base_score", "sklearn_metric",
+           "sklearn_objective", "train"]
 
 
 class Objective:
@@ -119,8 +127,27 @@ def sklearn_metric(loss, name: str | None = None, link: str | None = "auto", **p
 
 
 def base_margin(loss, y, sample_weight=None, num_class: int | None = None, **params):
-    """The optimal constant raw margin (float, or (K,) with a class axis): XGBoost's ``base_score``."""
+    """The optimal constant raw margin (float, or (K,) with a class axis): the ``base_score`` of
+    ``xgb.train``, an ``XGBRegressor`` and a multi-class ``XGBClassifier``, which take it as a margin.
+    A binary ``XGBClassifier`` reads ``base_score`` as a probability: see :func:`sklearn_base_score`."""
     return _base_margin(loss, y, sample_weight, num_class=num_class, **params)
+
+
+def sklearn_base_score(loss, y, model, sample_weight=None, **params):
+    """The ``base_score`` that starts the scikit-learn estimator ``model`` (with
+    :func:`sklearn_objective`'s objective) from the loss's optimal constant margin.
+
+    An ``XGBClassifier`` (or one derived from it) runs a custom objective under ``binary:logistic``
+    with two classes: XGBoost reads ``base_score`` as a probability and starts from its logit, so
+    it gets the margin's sigmoid (the margin itself would start from the wrong place, and a
+    negative one is refused).  Other estimators, and multi-class (``multi:softprob``), take the
+    margin as it is."""
+    from sklearn.base import is_classifier
+
+    start = _base_margin(loss, y, sample_weight, **params)
+    if is_classifier(model) and np.ndim(start) == 0:
+        return float(1.0 / (1.0 + np.exp(-float(start))))
+    return _score(start)
 
 
 def _score(start):

@@ -72,3 +72,59 @@ def test_multiclass_cross_entropy_trains_with_the_start_as_bias():
     z = model.predict(X, prediction_type="RawFormulaVal")
     assert z.shape == (len(y), 3)
     assert np.mean(z.argmax(axis=1) == y) > 0.9
+
+
+def test_eval_sets_start_from_the_same_baseline():
+    """Every eval set gets the training baseline, whatever form it takes: the logged metric is then
+    the final model's loss on it.  The caller's Pools are not changed; one with its own baseline keeps it."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    y = X[:, 0] + 3 + rng.normal(size=300)
+    L = symloss.load("huber")
+    kw = {**COMMON, "iterations": 10}
+
+    def model(**extra):
+        return catboost.CatBoostRegressor(loss_function=sc.objective("huber"), eval_metric=sc.metric("huber"),
+                                          **{**kw, **extra})
+
+    def logged(m, i):
+        return m.get_evals_result()[f"validation_{i}" if i is not None else "validation"]["Metric"]
+
+    a, b, c = slice(200, 240), slice(240, 270), slice(270, 300)
+    pool_b, pool_c = catboost.Pool(X[b], y[b]), catboost.Pool(X[c], y[c], baseline=np.full(30, 100.0))
+    m = sc.fit(model(use_best_model=False), X[:200], y[:200], eval_set=[(X[a], y[a]), pool_b, pool_c])
+    for i, part in ((0, a), (1, b)):
+        assert logged(m, i)[-1] == pytest.approx(L.value(y[part], m.predict(X[part])), rel=1e-6)
+    assert pool_b.get_baseline().size == 0  # (copied, not changed)
+    # the caller's baseline is the start there: the metric is far off the data
+    assert logged(m, 2)[-1] == pytest.approx(L.value(y[c], m.predict(X[c]) - sc.base_margin("huber", y[:200])
+                                                     + 100.0), rel=1e-6)
+    # one (X, y) pair, early stopping and the best model kept
+    m = sc.fit(model(), X[:200], y[:200], eval_set=(X[a], y[a]), early_stopping_rounds=3)
+    assert logged(m, None)[m.get_best_iteration()] == pytest.approx(L.value(y[a], m.predict(X[a])), rel=1e-6)
+
+
+def test_classifier_start_from_its_encoded_classes():
+    """CatBoostClassifier hands the objective classes 0..K-1 (sorted): the start comes from those,
+    so relabelled classes give the same model, with K classes (not max(label) + 1)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    lab = rng.choice(3, size=120, p=[0.5, 0.3, 0.2])
+    kw = {**COMMON, "iterations": 3}
+
+    def fitted(labels, loss):
+        return sc.fit(catboost.CatBoostClassifier(loss_function=sc.objective(loss), eval_metric=sc.metric(loss),
+                                                  **kw), X, labels)
+
+    ref = fitted(lab, "cross_entropy").predict(X, prediction_type="RawFormulaVal")
+    for labels in (np.where(lab == 2, 3, lab), lab + 1, np.array(["ant", "bee", "cat"])[lab]):
+        m = fitted(labels, "cross_entropy")
+        np.testing.assert_allclose(m.predict(X, prediction_type="RawFormulaVal"), ref, rtol=1e-12)
+        assert list(m.classes_) == sorted(set(labels.tolist()))
+    z = sc.base_margin("cross_entropy", lab)
+    np.testing.assert_allclose(np.exp(z) / np.exp(z).sum(), np.bincount(lab) / len(lab), rtol=1e-9)
+    yb = 1 + (lab > 0)  # binary {1, 2}: the objective sees {0, 1}
+    ref = fitted((lab > 0).astype(int), "bce_logits").predict(X, prediction_type="RawFormulaVal")
+    m = fitted(yb, "bce_logits")
+    np.testing.assert_allclose(m.predict(X, prediction_type="RawFormulaVal"), ref, rtol=1e-12)
+    assert m.get_scale_and_bias()[1] == pytest.approx(sc.base_margin("bce_logits", lab > 0), rel=1e-12)

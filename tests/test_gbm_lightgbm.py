@@ -305,3 +305,66 @@ def test_renewal_reads_each_tree_shrinkage_and_continued_training_starts_once():
         sl.train("mae", {**P, "linear_tree": True}, lgb.Dataset(X, y), 1)
     with pytest.raises(ValueError, match="linear trees"):
         sl.fit(lgb.LGBMRegressor(objective=sl.sklearn_objective("mae"), linear_tree=True, verbose=-1), X, y)
+
+
+def test_train_leaves_the_callers_datasets_as_they_came():
+    """The start is the Datasets' init_score only while training: a Dataset (and a validation set)
+    reused by a second train() gets the start again, and a plain lgb.train sees no init_score."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 3))
+    y = X[:, 0] + 10 + rng.normal(size=400)
+    L = symloss.load("mse")
+    for free in (False, True):  # (constructed with the raw data kept, or freed)
+        ds, dv = lgb.Dataset(X[:300], y[:300], free_raw_data=free), lgb.Dataset(X[300:], y[300:], free_raw_data=free)
+        models, curves = [], []
+        for _ in range(3):
+            history = {}
+            models.append(sl.train("mse", P, ds, 5, valid_sets=[dv], callbacks=[lgb.record_evaluation(history)]))
+            curves.append(history["valid_0"]["mse"])
+            for d in (ds, dv):
+                assert d.init_score is None and d.get_field("init_score") is None
+        for b, curve in zip(models, curves):
+            np.testing.assert_array_equal(b.predict(X), models[0].predict(X))
+            # (LightGBM's metric sees float32 labels)
+            assert curve[-1] == pytest.approx(L.value(np.float32(y[300:]), b.predict(X[300:])), rel=1e-9)
+        assert models[0].predict(X).mean() == pytest.approx(y.mean(), abs=0.5)  # (without the start: ~0)
+        plain = lgb.train({**P, "objective": "l2"}, ds, 5)
+        assert plain.predict(X).mean() == pytest.approx(y.mean(), abs=0.5)  # boost_from_average, no leftover
+    # an init_score of the caller's wins: it is not folded, and it stays theirs
+    mine = np.full(300, 10.0)
+    ds = lgb.Dataset(X[:300], y[:300], init_score=mine)
+    b = sl.train("mse", P, ds, 5)
+    assert b.predict(X).mean() == pytest.approx(y.mean() - 10.0, abs=0.5)
+    np.testing.assert_array_equal(ds.get_field("init_score"), mine)
+    with pytest.raises(ValueError, match="init_score of their own"):
+        sl.train("mse", P, ds, 1, start=1.0)
+
+
+def test_fit_starts_a_classifier_from_its_encoded_classes():
+    """LGBMClassifier hands the objective classes 0..K-1 (sorted): the start comes from those, so
+    relabelled classes give the same model, and one round at a tiny rate predicts the class shares."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    lab = rng.choice(3, size=300, p=[0.5, 0.3, 0.2])
+    kw = dict(n_estimators=3, num_leaves=7, n_jobs=1, verbose=-1, deterministic=True, force_row_wise=True)
+
+    def fitted(labels, loss, **extra):
+        return sl.fit(lgb.LGBMClassifier(objective=sl.sklearn_objective(loss), **{**kw, **extra}), X, labels)
+
+    ref = fitted(lab, "cross_entropy").predict(X, raw_score=True)
+    for labels in (np.where(lab == 2, 3, lab), lab + 1, np.array(["ant", "bee", "cat"])[lab]):
+        m = fitted(labels, "cross_entropy")
+        np.testing.assert_array_equal(m.predict(X, raw_score=True), ref)
+        assert list(m.classes_) == sorted(set(labels.tolist()))
+    z = fitted(lab + 1, "cross_entropy", learning_rate=1e-9).predict(X, raw_score=True)
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(p.mean(axis=0), np.bincount(lab) / len(lab), atol=1e-6)
+    yb = 1 + (lab > 0)  # binary {1, 2}: the objective sees {0, 1}
+    z = fitted(yb, "bce_logits", learning_rate=1e-9).predict(X, raw_score=True)
+    np.testing.assert_allclose(1 / (1 + np.exp(-z)), np.mean(yb == 2), atol=1e-6)
+    # LightGBM multiplies class_weight into the weights the objective sees: balanced classes start at 1/2
+    z = fitted(yb, "bce_logits", learning_rate=1e-9, class_weight="balanced").predict(X, raw_score=True)
+    np.testing.assert_allclose(z, 0.0, atol=1e-6)
+    # a regressor keeps its labels
+    r = sl.fit(lgb.LGBMRegressor(objective=sl.sklearn_objective("mse"), learning_rate=1e-9, **kw), X, lab + 1.0)
+    assert r.predict(X).mean() == pytest.approx(np.mean(lab + 1.0), rel=1e-6)

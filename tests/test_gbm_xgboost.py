@@ -52,6 +52,29 @@ def test_base_margin_where_the_infimum_is_at_infinity():
     assert 20 < c < 100 and 1 - 1 / (1 + np.exp(-c)) < 1e-11
 
 
+def test_sklearn_base_score_starts_each_estimator_from_the_margin():
+    """A binary XGBClassifier runs a custom objective under binary:logistic, which reads base_score
+    as a probability: sklearn_base_score gives it the margin's sigmoid (base_margin itself would
+    start elsewhere, and a negative one is refused); the others take the margin as it is."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    kw = dict(n_estimators=1, learning_rate=1e-9, n_jobs=1)
+    for p in (0.7, 0.2):  # a positive and a negative margin
+        y = (rng.uniform(size=300) < p).astype(int)
+        m = xgb.XGBClassifier(objective=sx.sklearn_objective("bce_logits"), **kw)
+        m.set_params(base_score=sx.sklearn_base_score("bce_logits", y, m)).fit(X, y)
+        np.testing.assert_allclose(m.predict(X, output_margin=True), sx.base_margin("bce_logits", y), atol=1e-6)
+        np.testing.assert_allclose(m.predict_proba(X)[:, 1], y.mean(), atol=1e-6)
+    y3 = rng.integers(0, 3, size=300)
+    m = xgb.XGBClassifier(objective=sx.sklearn_objective("cross_entropy"), **kw)
+    m.set_params(base_score=sx.sklearn_base_score("cross_entropy", y3, m)).fit(X, y3)
+    np.testing.assert_allclose(m.predict(X, output_margin=True)[0], sx.base_margin("cross_entropy", y3), atol=1e-6)
+    yr = X[:, 0] - 2.0
+    r = xgb.XGBRegressor(objective=sx.sklearn_objective("huber"), **kw)
+    r.set_params(base_score=sx.sklearn_base_score("huber", yr, r)).fit(X, yr)
+    np.testing.assert_allclose(r.predict(X), sx.base_margin("huber", yr), atol=1e-6)
+
+
 # ---------------------------------------------------------------------------- built-ins reproduced
 def test_mse_reproduces_reg_squarederror(diabetes):
     X, y = diabetes
