@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from fuzz_strategies import expression, param_decl
@@ -55,6 +55,10 @@ def row_cases(draw) -> dict:
 
 @settings(max_examples=EXAMPLES, **FUZZ)
 @given(row_cases())
+@example({"name": "fuzz_row", "kind": "row",  # a term weighed by a parameter alone: a Piecewise whose
+          "inputs": {"y": {"role": "target", "domain": "positive"}, "yhat": "prediction"},  # pair was hoisted
+          "params": {"pa": {"default": 0.25, "min": 0.0, "max": 1.0}},
+          "loss": "Sum(((pa + y[k]))**4, k) * Sum(((yhat[k] * pa))**4, k)"})
 def test_row_expressions_render_everywhere_or_are_refused(table):
     try:
         spec = spec_from_table(table, source="<fuzz>")

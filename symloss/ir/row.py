@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sympy as sp
+from sympy.functions.elementary.piecewise import ExprCondPair
 
 from ..derive.row import KERNELS, RowDerivation
 from ..errors import DerivationError
@@ -142,6 +143,8 @@ class _Builder:
         cache = {e: s for s, e in self.hoisted}
 
         def walk(node):
+            if isinstance(node, ExprCondPair):  # a Piecewise's (value, condition): not a value to hoist
+                return node.func(*(walk(a) for a in node.args))
             if not (node.free_symbols & self.class_syms):
                 if node.is_Atom or not node.free_symbols or isinstance(node, sp.Rel) or node.is_Boolean:
                     return node
@@ -254,7 +257,7 @@ class _Builder:
                     kind = "max" if "max" in kinds else "sum"
                     targets = [(r.name, self.guard(self.reductions[r].expr, False)) for r in ready]
                     if kind == "sum" and self.kernel in VALUE_KERNELS:
-                        targets = [(n, _weightless_terms(e, set(self.d.preds))) for n, e in targets]
+                        targets = [(n, _weightless_terms(e, set(self.d.preds), self.class_syms)) for n, e in targets]
                     argmax = tuple(self.argmax_var(r) if self.reductions[r].kind == "max" else "" for r in ready)
                     extra = {"argmax": argmax} if kind == "max" else {}
                     if kind == "sum" and stash is not None and any(e.has(stash) for _, e in targets):
@@ -275,16 +278,16 @@ class _Builder:
                            tuple(n for n, _ in cls_out))
 
 
-def _weightless_terms(summand: sp.Basic, preds: set[sp.Symbol]) -> sp.Basic:
-    """Each term ``a * f(x)`` of a loss's summand with ``a`` free of the predictions (a target, a
-    class weight) written ``0 if a == 0 else a * f(x)``: a class the target gives no weight adds
-    nothing, also where f(x) is infinite.  So a logit of -inf masks its class, as torch's
-    cross_entropy and nll_loss read one (0 * -inf would make the row NaN)."""
+def _weightless_terms(summand: sp.Basic, preds: set[sp.Symbol], class_syms: set[sp.Symbol]) -> sp.Basic:
+    """Each term ``a * f(x)`` of a loss's summand with a per-class ``a`` free of the predictions (a
+    target, a class weight) written ``0 if a == 0 else a * f(x)``: a class the target gives no
+    weight adds nothing, also where f(x) is infinite.  So a logit of -inf masks its class, as
+    torch's cross_entropy and nll_loss read one (0 * -inf would make the row NaN)."""
     def term(t: sp.Basic) -> sp.Basic:
         if not isinstance(t, sp.Mul):
             return t
         a = sp.Mul(*(f for f in t.args if not f.free_symbols & preds))
-        if a.is_number or not t.free_symbols & preds:
+        if not a.free_symbols & class_syms or not t.free_symbols & preds:
             return t
         return sp.Piecewise((sp.S.Zero, sp.Eq(a, 0)), (t, True))
 
