@@ -50,6 +50,20 @@ def _refused(name: str) -> bool:
     return False
 
 
+def _sources(name: str, spec) -> dict[str, str]:
+    """The catalog's generated modules of every backend, and the CUDA row module (rendered at run time)."""
+    out = {sub or "numba": (GENERATED / sub / f"{name}.py").read_text()
+           for sub in BACKENDS if (GENERATED / sub / f"{name}.py").exists()}
+    if spec.kind == "row":
+        from symloss.backends.numba_cuda.render_row import render_row_module, supports
+        from symloss.derive.row import RowDerivation
+
+        d = RowDerivation(spec)
+        if supports(spec):
+            out["cuda row"] = render_row_module(d)
+    return out
+
+
 def test_every_name_beside_a_spec_name_in_generated_code_is_refused_as_a_spec_name():
     unguarded: dict[str, set[str]] = {}
     checked = 0
@@ -57,11 +71,8 @@ def test_every_name_beside_a_spec_name_in_generated_code_is_refused_as_a_spec_na
         spec = load_spec(catalog.spec_path(name))
         inputs = {i.name for i in spec.inputs}
         own = inputs | {p.name for p in spec.params}
-        for sub in BACKENDS:
-            path = GENERATED / sub / f"{name}.py"
-            if not path.exists():
-                continue
-            for fn in ast.walk(ast.parse(path.read_text())):
+        for backend, source in _sources(name, spec).items():
+            for fn in ast.walk(ast.parse(source)):
                 if not isinstance(fn, ast.FunctionDef):
                     continue
                 args = {a.arg for a in fn.args.args}
@@ -70,7 +81,7 @@ def test_every_name_beside_a_spec_name_in_generated_code_is_refused_as_a_spec_na
                 checked += 1
                 for n in _scope_names(fn) - own:
                     if not n.startswith("_") and not CSE_TEMPORARY.fullmatch(n) and not _refused(n):
-                        unguarded.setdefault(sub or "numba", set()).add(n)
+                        unguarded.setdefault(backend, set()).add(n)
     assert checked > 500  # the walk found the kernels of every backend
     assert not unguarded, f"names the generated code uses that a spec may also use: {unguarded}"
 
@@ -81,12 +92,20 @@ ROW = {"name": "r", "kind": "row", "inputs": {"y": "target", "z": "prediction"},
 
 
 @pytest.mark.parametrize("name", ["ctx", "need", "kept", "preds", "params", "torch", "jnp", "tuple",
-                                  "isinstance", "range", "value_s0", "hvp_s3", "m_yhat", "quotient0", "w"])
+                                  "isinstance", "range", "value_s0", "hvp_s3", "m_yhat", "has_y", "quotient0", "w"])
 @pytest.mark.parametrize("table", [ELEMENTWISE, ROW], ids=["elementwise", "row"])
 def test_a_parameter_named_like_generated_code_is_refused_for_both_kinds(table, name):
     spec = {**table, "params": {name: {"default": 1.5}}, "loss": table["loss"].replace("/ s", f"/ {name}")}
     with pytest.raises(SpecError, match=rf"params\.{name}'.*(generated|builtin)"):
         spec_from_table(spec, source="<spec>")
+
+
+@pytest.mark.parametrize("name", ["input", "target", "s", "t", "row", "x_s1", "id", "type"])
+def test_ordinary_names_stay_allowed(name):
+    # torch's own argument names, short names, a builtin no template uses, a name ending like a step
+    for table in (ELEMENTWISE, ROW):
+        spec_from_table({**table, "params": {name: {"default": 1.5}}, "loss": table["loss"].replace("/ s", f"/ {name}")},
+                        source="<spec>")
 
 
 @pytest.mark.parametrize("default", [math.nan, math.inf, -math.inf, 10**400])

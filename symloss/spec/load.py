@@ -1,7 +1,6 @@
 """Read and validate spec files (TOML) and in-memory spec tables."""
 from __future__ import annotations
 
-import builtins
 import re
 import tomllib
 from pathlib import Path
@@ -44,11 +43,17 @@ _GENERATED = {"w", "loss", "norm", "partials", "keep", "weighted", "cuda", "conf
               "value", "grad", "value_and_grad", "hessian", "grad_hessian", "param_grad",
               "block_sum", "weight_sum", "ordered_sum", "finish_sum", "finish_reciprocal", "fdiv",
               "quotient0",  # the row calculus' primitive
+              # the CUDA row modules' reductions (rendered at run time)
+              "total_sum", "warp_sum", "warp_max", "block_max", "sim_reduce", "index_weight_sum",
               # the torch and jax modules: autograd context, need flags, kept results, frameworks
               "ctx", "need", "kept", "preds", "params", "d", "torch", "jax", "jnp", "ops"}
-_GENERATED_PREFIXES = ("d_", "g_", "h_", "p_", "dp_", "m_")
-_STEP = re.compile(r".*_s[0-9]+")  # the row modules' step functions: value_s0, hvp_s3, ...
-_BUILTINS = frozenset(dir(builtins))  # the templates call range, tuple, isinstance, any, ...
+_GENERATED_PREFIXES = ("d_", "g_", "h_", "p_", "dp_", "m_", "has_")
+# the row modules' step functions: value_s0, hvp_s3, ...
+_STEP = re.compile(r"(value|grad|value_and_grad|hessian|hessian_diag|grad_hessian|grad_hessian_diag|hvp)_s[0-9]+")
+# the builtins the generated functions call beside the spec's names
+_BUILTINS = frozenset({"abs", "all", "any", "bool", "dict", "enumerate", "float", "getattr", "hasattr", "int",
+                       "isinstance", "len", "list", "max", "min", "range", "staticmethod", "str", "sum", "tuple",
+                       "zip", "RuntimeError", "TypeError", "ValueError"})
 
 
 def _not_generated(name: str, source: str, field: str) -> None:

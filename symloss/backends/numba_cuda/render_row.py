@@ -39,6 +39,7 @@ import sympy as sp
 
 from ...derive.row import RowDerivation
 from ...errors import DerivationError
+from ...ir.nan import keepnan
 from ...ir.row import STASH, RowIR, RowKernelIR, Step, build_row_ir
 from ...spec.model import LossSpec
 from .primitives import DEVICE_HELPERS
@@ -114,6 +115,7 @@ def online_sums(steps: tuple[Step, ...], i: int) -> tuple[str, ...] | None:
     for name in sm.fn.outputs[:len(sm.targets)]:
         e = outs[name.name]
         e = e.xreplace({s: row_exprs[s.name] for s in e.free_symbols if s.name in row_exprs})
+        e = e.replace(lambda x: isinstance(x, keepnan), lambda x: x.args[0])  # equal to its value
         m = next((s for s in e.free_symbols if s.name == mx.targets[0]), None)
         if m is None:
             kinds.append("plain")
@@ -147,16 +149,16 @@ class _Names:
 
     def at(self, name: str) -> str:
         if self.variant == "_idx" and name == self.ir.index_input:
-            return "(T(1) if k == tk else T(0))"
+            return "(T(1) if _k == _tk else T(0))"
         if self.is_array(name):
-            return f"{name}_[i]"
+            return f"{name}_[_i]"
         if name in self.cls:
-            return f"({name}[k] if has_{name} else T({float(self.cls[name])!r}))"
+            return f"({name}[_k] if has_{name} else T({float(self.cls[name])!r}))"
         return self.row(name)
 
     def row(self, name: str) -> str:
         if name in self.scalar:
-            return f"{name}[rc]"
+            return f"{name}[_rc]"
         return name
 
 
@@ -259,7 +261,7 @@ def _out_names(kname: str, preds) -> tuple[str, ...]:
 def _stores(kname: str, preds) -> tuple[str, ...]:
     """Inside the output loop: write each per-class output (zero for an ignored row)."""
     local = {"grad": "_d", "value_and_grad": "_d", "hessian_diag": "_h", "hvp": "_hv"}[kname]
-    return tuple(f"{o}[base + k] = s * {local}_{p} if live else T(0)"
+    return tuple(f"{o}[_base + _k] = _s * {local}_{p} if _live else T(0)"
                  for o, p in zip(_out_names(kname, preds), preds))
 
 
@@ -287,7 +289,7 @@ def module_model(d: RowDerivation, ir: RowIR | None = None) -> dict:
     for g in kernels:
         extra = [f"_v_{p}" for p in ir.predictions] if g.kernel == "hvp" else []
         head = arrays[g.variant] + [c for c in cls] + [f"has_{c}" for c in cls] + list(ir.params) + extra
-        tail = ["_sw", "weighted", "scale", "norm"] + (["ignore"] if g.variant else []) + ["nk"]
+        tail = ["_sw", "weighted", "scale", "norm"] + (["_ignore"] if g.variant else []) + ["_nk"]
         if g.row_outputs:
             tail += ["_out", "keep"]
         tail += list(g.outs)
