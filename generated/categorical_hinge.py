@@ -62,7 +62,7 @@ def value_s0(y, z, T):
 
 @numba.njit(**_SCALAR)
 def value_s1(y, z, T):
-    _r0 = (T(0) if (y == T(0)) else y*z)
+    _r0 = ((T(0) if (z == z) else z) if (y == T(0)) else y*z)
     return _r0
 
 
@@ -109,7 +109,7 @@ def value_and_grad_s0(y, z, T):
 
 @numba.njit(**_SCALAR)
 def value_and_grad_s1(y, z, T):
-    _r0 = (T(0) if (y == T(0)) else y*z)
+    _r0 = ((T(0) if (z == z) else z) if (y == T(0)) else y*z)
     return _r0
 
 

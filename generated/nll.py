@@ -48,7 +48,7 @@ _CM_CHUNK = 4096
 @numba.njit(**_SCALAR)
 def value_s0(logp, weight, y, T):
     _t0 = weight*y
-    _r0 = (T(0) if (_t0 == T(0)) else _t0*logp)
+    _r0 = ((T(0) if (logp == logp) else logp) if (_t0 == T(0)) else _t0*logp)
     return _r0
 
 
@@ -67,7 +67,7 @@ def grad_s0(logp, weight, y, T):
 @numba.njit(**_SCALAR)
 def value_and_grad_s0(logp, weight, y, T):
     _t0 = weight*y
-    _r0 = (T(0) if (_t0 == T(0)) else _t0*logp)
+    _r0 = ((T(0) if (logp == logp) else logp) if (_t0 == T(0)) else _t0*logp)
     return _r0
 
 

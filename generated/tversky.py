@@ -47,17 +47,18 @@ _CM_CHUNK = 4096
 
 @numba.njit(**_SCALAR)
 def value_s0(p, y, T):
-    _t0 = (y == T(0))
-    _r0 = (T(0) if (y == T(1)) else p*(T(1) - y))
-    _r1 = (T(0) if _t0 else y*(T(1) - p))
-    _r2 = (T(0) if _t0 else p*y)
+    _t0 = (T(0) if (p == p) else p)
+    _t1 = (y == T(0))
+    _r0 = (_t0 if (y == T(1)) else p*(T(1) - y))
+    _r1 = (_t0 if _t1 else y*(T(1) - p))
+    _r2 = (_t0 if _t1 else p*y)
     return _r0, _r1, _r2
 
 
 @numba.njit(**_SCALAR)
 def value_s1(alpha, beta, smooth, _r0, _r1, _r2, T):
-    _t1 = _r2 + smooth
-    _loss = -_t1/(_r0*alpha + _r1*beta + _t1) + T(1)
+    _t2 = _r2 + smooth
+    _loss = -_t2/(_r0*alpha + _r1*beta + _t2) + T(1)
     return _loss
 
 
@@ -89,35 +90,36 @@ def grad_s2(alpha, beta, y, _h0, _h1, _h2, T):
 
 @numba.njit(**_SCALAR)
 def value_and_grad_s0(p, y, T):
-    _t0 = (y == T(0))
-    _r0 = (T(0) if (y == T(1)) else p*(T(1) - y))
-    _r1 = (T(0) if _t0 else y*(T(1) - p))
-    _r2 = (T(0) if _t0 else p*y)
+    _t0 = (T(0) if (p == p) else p)
+    _t1 = (y == T(0))
+    _r0 = (_t0 if (y == T(1)) else p*(T(1) - y))
+    _r1 = (_t0 if _t1 else y*(T(1) - p))
+    _r2 = (_t0 if _t1 else p*y)
     return _r0, _r1, _r2
 
 
 @numba.njit(**_SCALAR)
 def value_and_grad_s1(alpha, beta, smooth, _r0, _r1, _r2, T):
-    _t1 = _r2 + smooth
-    _t2 = _r0*alpha + _r1*beta + _t1
-    _t3 = (T(1)/(_t2*_t2))
-    _h0 = _t1*_t3 - T(1)/_t2
-    _h1 = _t3
-    _h2 = _t1
+    _t2 = _r2 + smooth
+    _t3 = _r0*alpha + _r1*beta + _t2
+    _t4 = (T(1)/(_t3*_t3))
+    _h0 = _t2*_t4 - T(1)/_t3
+    _h1 = _t4
+    _h2 = _t2
     return _h0, _h1, _h2
 
 
 @numba.njit(**_SCALAR)
 def value_and_grad_s2(alpha, beta, y, _h0, _h1, _h2, T):
-    _t4 = _h1*_h2
-    _d_p = _h0*y + _t4*alpha*(T(1) - y) - _t4*beta*y
+    _t5 = _h1*_h2
+    _d_p = _h0*y + _t5*alpha*(T(1) - y) - _t5*beta*y
     return _d_p
 
 
 @numba.njit(**_SCALAR)
 def value_and_grad_s3(alpha, beta, smooth, _r0, _r1, _r2, T):
-    _t5 = _r2 + smooth
-    _loss = -_t5/(_r0*alpha + _r1*beta + _t5) + T(1)
+    _t6 = _r2 + smooth
+    _loss = -_t6/(_r0*alpha + _r1*beta + _t6) + T(1)
     return _loss
 
 

@@ -138,6 +138,12 @@ def test_a_minus_inf_logit_masks_its_class(impl):
     import symloss
     ours = symloss.load("cross_entropy").value(idx.numpy(), z.detach().numpy(), reduction="none")
     torch.testing.assert_close(torch.from_numpy(ours), F.cross_entropy(z, idx, reduction="none").detach())
+    # a NaN is not masked: it still makes its row NaN, where torch's nll_loss skips it
+    import numpy as np
+    lp = np.log(np.full((3, 4), 0.25))
+    lp[0, 2] = np.nan
+    per = symloss.load("nll").value(np.array([0, 1, 2]), lp, reduction="none")
+    assert np.isnan(per[0]) and np.isfinite(per[1:]).all()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -44,7 +44,7 @@ def value_s0(y, z):
 
 
 def value_s1(y, z):
-    _r0 = jnp.where((y == 0.0), 0.0, y*z)
+    _r0 = jnp.where((y == 0.0), jnp.where((z == z), 0.0, z), y*z)
     return _r0,
 
 

@@ -34,16 +34,17 @@ def _full(x, like):
 
 
 def value_s0(p, y):
-    _t0 = (y == 0.0)
-    _r0 = jnp.where((y == 1.0), 0.0, p*(1.0 - y))
-    _r1 = jnp.where(_t0, 0.0, y*(1.0 - p))
-    _r2 = jnp.where(_t0, 0.0, p*y)
+    _t0 = jnp.where((p == p), 0.0, p)
+    _t1 = (y == 0.0)
+    _r0 = jnp.where((y == 1.0), _t0, p*(1.0 - y))
+    _r1 = jnp.where(_t1, _t0, y*(1.0 - p))
+    _r2 = jnp.where(_t1, _t0, p*y)
     return _r0, _r1, _r2
 
 
 def value_s1(alpha, beta, smooth, _r0, _r1, _r2):
-    _t1 = _r2 + smooth
-    _loss = -_t1/(_r0*alpha + _r1*beta + _t1) + 1.0
+    _t2 = _r2 + smooth
+    _loss = -_t2/(_r0*alpha + _r1*beta + _t2) + 1.0
     return _loss,
 
 

@@ -35,7 +35,7 @@ def _full(x, like):
 
 def value_s0(logp, weight, y):
     _t0 = weight*y
-    _r0 = torch.where((_t0 == 0.0), 0.0, _t0*logp)
+    _r0 = torch.where((_t0 == 0.0), torch.where((logp == logp), 0.0, logp), _t0*logp)
     return _r0,
 
 
@@ -56,7 +56,7 @@ def hvp_s0(logp):
 
 def value_and_grad_s0(logp, weight, y):
     _t0 = weight*y
-    _r0 = torch.where((_t0 == 0.0), 0.0, _t0*logp)
+    _r0 = torch.where((_t0 == 0.0), torch.where((logp == logp), 0.0, logp), _t0*logp)
     return _r0,
 
 

@@ -34,16 +34,17 @@ def _full(x, like):
 
 
 def value_s0(p, y):
-    _t0 = (y == 0.0)
-    _r0 = torch.where((y == 1.0), 0.0, p*(1.0 - y))
-    _r1 = torch.where(_t0, 0.0, y*(1.0 - p))
-    _r2 = torch.where(_t0, 0.0, p*y)
+    _t0 = torch.where((p == p), 0.0, p)
+    _t1 = (y == 0.0)
+    _r0 = torch.where((y == 1.0), _t0, p*(1.0 - y))
+    _r1 = torch.where(_t1, _t0, y*(1.0 - p))
+    _r2 = torch.where(_t1, _t0, p*y)
     return _r0, _r1, _r2
 
 
 def value_s1(alpha, beta, smooth, _r0, _r1, _r2):
-    _t1 = _r2 + smooth
-    _loss = -_t1/(_r0*alpha + _r1*beta + _t1) + 1.0
+    _t2 = _r2 + smooth
+    _loss = -_t2/(_r0*alpha + _r1*beta + _t2) + 1.0
     return _loss,
 
 
@@ -111,32 +112,33 @@ def hvp_s2(alpha, beta, y, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _r3, _r4, _r5
 
 
 def value_and_grad_s0(p, y):
-    _t0 = (y == 0.0)
-    _r0 = torch.where((y == 1.0), 0.0, p*(1.0 - y))
-    _r1 = torch.where(_t0, 0.0, y*(1.0 - p))
-    _r2 = torch.where(_t0, 0.0, p*y)
+    _t0 = torch.where((p == p), 0.0, p)
+    _t1 = (y == 0.0)
+    _r0 = torch.where((y == 1.0), _t0, p*(1.0 - y))
+    _r1 = torch.where(_t1, _t0, y*(1.0 - p))
+    _r2 = torch.where(_t1, _t0, p*y)
     return _r0, _r1, _r2
 
 
 def value_and_grad_s1(alpha, beta, smooth, _r0, _r1, _r2):
-    _t1 = _r2 + smooth
-    _t2 = _r0*alpha + _r1*beta + _t1
-    _t3 = (1.0/(_t2*_t2))
-    _h0 = _t1*_t3 - 1.0/_t2
-    _h1 = _t3
-    _h2 = _t1
+    _t2 = _r2 + smooth
+    _t3 = _r0*alpha + _r1*beta + _t2
+    _t4 = (1.0/(_t3*_t3))
+    _h0 = _t2*_t4 - 1.0/_t3
+    _h1 = _t4
+    _h2 = _t2
     return _h0, _h1, _h2
 
 
 def value_and_grad_s2(alpha, beta, y, _h0, _h1, _h2):
-    _t4 = _h1*_h2
-    _d_p = _h0*y + _t4*alpha*(1.0 - y) - _t4*beta*y
+    _t5 = _h1*_h2
+    _d_p = _h0*y + _t5*alpha*(1.0 - y) - _t5*beta*y
     return _d_p,
 
 
 def value_and_grad_s3(alpha, beta, smooth, _r0, _r1, _r2):
-    _t5 = _r2 + smooth
-    _loss = -_t5/(_r0*alpha + _r1*beta + _t5) + 1.0
+    _t6 = _r2 + smooth
+    _loss = -_t6/(_r0*alpha + _r1*beta + _t6) + 1.0
     return _loss,
 
 

@@ -282,14 +282,16 @@ def _weightless_terms(summand: sp.Basic, preds: set[sp.Symbol], class_syms: set[
     """Each term ``a * f(x)`` of a loss's summand with a per-class ``a`` free of the predictions (a
     target, a class weight) written ``0 if a == 0 else a * f(x)``: a class the target gives no
     weight adds nothing, also where f(x) is infinite.  So a logit of -inf masks its class, as
-    torch's cross_entropy and nll_loss read one (0 * -inf would make the row NaN)."""
+    torch's cross_entropy and nll_loss read one (0 * -inf would make the row NaN); a NaN
+    prediction still makes it NaN."""
     def term(t: sp.Basic) -> sp.Basic:
         if not isinstance(t, sp.Mul):
             return t
         a = sp.Mul(*(f for f in t.args if not f.free_symbols & preds))
         if not a.free_symbols & class_syms or not t.free_symbols & preds:
             return t
-        return sp.Piecewise((sp.S.Zero, sp.Eq(a, 0)), (t, True))
+        zero = keepnan(sp.S.Zero, *sorted(t.free_symbols & preds, key=sp.default_sort_key))  # NaN stays NaN
+        return sp.Piecewise((zero, sp.Eq(a, 0)), (t, True))
 
     return sp.Add(*(term(t) for t in sp.Add.make_args(summand)))
 
