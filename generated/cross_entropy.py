@@ -234,7 +234,7 @@ def value_s1(K, label_smoothing, _m0, T):
 @numba.njit(**_SCALAR)
 def value_s2(weight, y, z, _h0, _h1, _h2, T):
     _t0 = weight*(_h0 + _h1*y)
-    _r0 = ((T(0) if (z == z) else z) if (_t0 == T(0)) else _t0*z)
+    _r0 = (T(0) if (_t0 == T(0)) else _t0*z)
     _r1 = fexp(_h2 + z, T)
     _r2 = _t0
     return _r0, _r1, _r2
@@ -301,7 +301,7 @@ def value_and_grad_s1(K, label_smoothing, _m0, T):
 def value_and_grad_s2(weight, y, z, _h0, _h1, _h2, T):
     _t0 = weight*(_h0 + _h1*y)
     _t1 = fexp(_h2 + z, T)
-    _r0 = ((T(0) if (z == z) else z) if (_t0 == T(0)) else _t0*z)
+    _r0 = (T(0) if (_t0 == T(0)) else _t0*z)
     _r1 = _t1
     _r2 = _t0
     _st = _t1

@@ -49,7 +49,7 @@ _CM_CHUNK = 4096
 def value_s0(p, y, T):
     _r0 = p
     _r1 = y
-    _r2 = ((T(0) if (p == p) else p) if (y == T(0)) else p*y)
+    _r2 = (T(0) if (y == T(0)) else p*y)
     return _r0, _r1, _r2
 
 
@@ -85,7 +85,7 @@ def grad_s2(y, _h0, _h1, T):
 def value_and_grad_s0(p, y, T):
     _r0 = p
     _r1 = y
-    _r2 = ((T(0) if (p == p) else p) if (y == T(0)) else p*y)
+    _r2 = (T(0) if (y == T(0)) else p*y)
     return _r0, _r1, _r2
 
 

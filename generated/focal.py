@@ -264,7 +264,7 @@ def value_s3(_m0, _r0, T):
 @numba.njit(**_SCALAR)
 def value_s4(gamma, y, z, _h1, _h2, _h3, T):
     _t0 = _h2 + z
-    _r1 = ((T(0) if (z == z) else z) if (y == T(0)) else y*(_h3 + _t0)*((-_h1*fexp(_t0, T) + T(1))**gamma))
+    _r1 = (T(0) if (y == T(0)) else y*(_h3 + _t0)*((-_h1*fexp(_t0, T) + T(1))**gamma))
     return _r1
 
 
@@ -359,15 +359,14 @@ def value_and_grad_s3(_m0, _r0, T):
 
 @numba.njit(**_SCALAR)
 def value_and_grad_s4(gamma, y, z, _h1, _h2, _h3, _h4, T):
-    _t1 = (T(0) if (z == z) else z)
-    _t2 = _h2 + z
-    _t3 = fexp(_t2, T)
-    _t4 = -_h1*_t3 + T(1)
-    _t5 = (_t4**gamma)
-    _t6 = y*(_h3 + _t2)
-    _t7 = _h1*y
-    _r1 = (_t1 if (y == T(0)) else _t5*_t6)
-    _r3 = (_t1 if (_t7 == T(0)) else -_t5*_t7) + powdiv(_h4*_t3*_t6*gamma, _t4, gamma, T(1), T)
+    _t1 = _h2 + z
+    _t2 = fexp(_t1, T)
+    _t3 = -_h1*_t2 + T(1)
+    _t4 = (_t3**gamma)
+    _t5 = y*(_h3 + _t1)
+    _t6 = _h1*y
+    _r1 = (T(0) if (y == T(0)) else _t4*_t5)
+    _r3 = (T(0) if (_t6 == T(0)) else -_t4*_t6) + powdiv(_h4*_t2*_t5*gamma, _t3, gamma, T(1), T)
     return _r1, _r3
 
 
@@ -381,9 +380,9 @@ def value_and_grad_s5(_m0, _r0, T):
 
 @numba.njit(**_SCALAR)
 def value_and_grad_s6(gamma, y, z, _h5, _h6, _h7, _r3, _st, T):
-    _t8 = _h5*_st
-    _t9 = T(1) - _t8
-    _d_z = -_r3*_st - (_t9**gamma)*y - powdiv(-_t8*gamma*y*(_h6 + _h7 + z), _t9, gamma, T(1), T)
+    _t7 = _h5*_st
+    _t8 = T(1) - _t7
+    _d_z = -_r3*_st - (_t8**gamma)*y - powdiv(-_t7*gamma*y*(_h6 + _h7 + z), _t8, gamma, T(1), T)
     return _d_z
 
 

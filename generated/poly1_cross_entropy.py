@@ -231,12 +231,11 @@ def value_s1(_m0, T):
 
 @numba.njit(**_SCALAR)
 def value_s2(y, z, _h0, T):
-    _t0 = (T(0) if (z == z) else z)
-    _t1 = (y == T(0))
-    _t2 = fexp(_h0 + z, T)
-    _r0 = (_t0 if _t1 else y*z)
-    _r1 = _t2
-    _r2 = (_t0 if _t1 else _t2*y)
+    _t0 = (y == T(0))
+    _t1 = fexp(_h0 + z, T)
+    _r0 = (T(0) if _t0 else y*z)
+    _r1 = _t1
+    _r2 = (T(0) if _t0 else _t1*y)
     _r3 = y
     return _r0, _r1, _r2, _r3
 
@@ -297,22 +296,21 @@ def value_and_grad_s1(_m0, T):
 
 @numba.njit(**_SCALAR)
 def value_and_grad_s2(y, z, _h0, T):
-    _t0 = (T(0) if (z == z) else z)
-    _t1 = (y == T(0))
-    _t2 = fexp(_h0 + z, T)
-    _r0 = (_t0 if _t1 else y*z)
-    _r1 = _t2
-    _r2 = (_t0 if _t1 else _t2*y)
+    _t0 = (y == T(0))
+    _t1 = fexp(_h0 + z, T)
+    _r0 = (T(0) if _t0 else y*z)
+    _r1 = _t1
+    _r2 = (T(0) if _t0 else _t1*y)
     _r3 = y
-    _st = _t2
+    _st = _t1
     return _r0, _r1, _r2, _r3, _st
 
 
 @numba.njit(**_SCALAR)
 def value_and_grad_s3(epsilon, _r1, _r2, _r3, T):
-    _t3 = (T(1)/(_r1))
-    _h1 = _r3*_t3 + ((_r2*epsilon)/_r1/_r1)
-    _h2 = _t3
+    _t2 = (T(1)/(_r1))
+    _h1 = _r3*_t2 + ((_r2*epsilon)/_r1/_r1)
+    _h2 = _t2
     return _h1, _h2
 
 

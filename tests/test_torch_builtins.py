@@ -144,6 +144,10 @@ def test_a_minus_inf_logit_masks_its_class(impl):
     lp[0, 2] = np.nan
     per = symloss.load("nll").value(np.array([0, 1, 2]), lp, reduction="none")
     assert np.isnan(per[0]) and np.isfinite(per[1:]).all()
+    zn = np.zeros((3, 4))
+    zn[0, 2] = np.nan  # cross_entropy: through its sum of exponentials
+    per = symloss.load("cross_entropy").value(np.array([0, 1, 2]), zn, reduction="none")
+    assert np.isnan(per[0]) and np.isfinite(per[1:]).all()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -57,7 +57,7 @@ def value_s3(K, label_smoothing, _m0, _r1):
 
 def value_s4(weight, y, z, _h1, _h2, _h3):
     _t0 = weight*(_h2 + _h3*y)
-    _rf = _h1*_t0 + jnp.where((_t0 == 0.0), jnp.where((z == z), 0.0, z), -_t0*z)
+    _rf = _h1*_t0 + jnp.where((_t0 == 0.0), 0.0, -_t0*z)
     return _rf,
 
 

@@ -36,7 +36,7 @@ def _full(x, like):
 def value_s0(p, y):
     _r0 = p
     _r1 = y
-    _r2 = jnp.where((y == 0.0), jnp.where((p == p), 0.0, p), p*y)
+    _r2 = jnp.where((y == 0.0), 0.0, p*y)
     return _r0, _r1, _r2
 
 

@@ -66,7 +66,7 @@ def value_s3(_m0, _r0):
 
 def value_s4(gamma, y, z, _h1, _h2, _h3):
     _t0 = _h2 + z
-    _r1 = jnp.where((y == 0.0), jnp.where((z == z), 0.0, z), y*(_h3 + _t0)*((-_h1*jnp.exp(_t0) + 1.0)**gamma))
+    _r1 = jnp.where((y == 0.0), 0.0, y*(_h3 + _t0)*((-_h1*jnp.exp(_t0) + 1.0)**gamma))
     return _r1,
 
 

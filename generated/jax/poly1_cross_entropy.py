@@ -44,12 +44,11 @@ def value_s1(_m0):
 
 
 def value_s2(y, z, _h0):
-    _t0 = jnp.where((z == z), 0.0, z)
-    _t1 = (y == 0.0)
-    _t2 = jnp.exp(_h0 + z)
-    _r0 = jnp.where(_t1, _t0, y*z)
-    _r1 = _t2
-    _r2 = jnp.where(_t1, _t0, _t2*y)
+    _t0 = (y == 0.0)
+    _t1 = jnp.exp(_h0 + z)
+    _r0 = jnp.where(_t0, 0.0, y*z)
+    _r1 = _t1
+    _r2 = jnp.where(_t0, 0.0, _t1*y)
     _r3 = y
     return _r0, _r1, _r2, _r3
 

@@ -47,7 +47,7 @@ def value_s1(K, label_smoothing, _m0):
 
 def value_s2(weight, y, z, _h0, _h1, _h2):
     _t0 = weight*(_h0 + _h1*y)
-    _r0 = torch.where((_t0 == 0.0), torch.where((z == z), 0.0, z), _t0*z)
+    _r0 = torch.where((_t0 == 0.0), 0.0, _t0*z)
     _r1 = torch.exp(_h2 + z)
     _r2 = _t0
     return _r0, _r1, _r2
@@ -138,7 +138,7 @@ def value_and_grad_s1(K, label_smoothing, _m0):
 def value_and_grad_s2(weight, y, z, _h0, _h1, _h2):
     _t0 = weight*(_h0 + _h1*y)
     _t1 = torch.exp(_h2 + z)
-    _r0 = torch.where((_t0 == 0.0), torch.where((z == z), 0.0, z), _t0*z)
+    _r0 = torch.where((_t0 == 0.0), 0.0, _t0*z)
     _r1 = _t1
     _r2 = _t0
     _st = _t1

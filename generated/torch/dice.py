@@ -36,7 +36,7 @@ def _full(x, like):
 def value_s0(p, y):
     _r0 = p
     _r1 = y
-    _r2 = torch.where((y == 0.0), torch.where((p == p), 0.0, p), p*y)
+    _r2 = torch.where((y == 0.0), 0.0, p*y)
     return _r0, _r1, _r2
 
 
@@ -90,7 +90,7 @@ def hvp_s2(y, _h0, _h1, _h2, _r3):
 def value_and_grad_s0(p, y):
     _r0 = p
     _r1 = y
-    _r2 = torch.where((y == 0.0), torch.where((p == p), 0.0, p), p*y)
+    _r2 = torch.where((y == 0.0), 0.0, p*y)
     return _r0, _r1, _r2
 
 

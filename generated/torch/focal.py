@@ -66,7 +66,7 @@ def value_s3(_m0, _r0):
 
 def value_s4(gamma, y, z, _h1, _h2, _h3):
     _t0 = _h2 + z
-    _r1 = torch.where((y == 0.0), torch.where((z == z), 0.0, z), y*(_h3 + _t0)*((-_h1*torch.exp(_t0) + 1.0)**gamma))
+    _r1 = torch.where((y == 0.0), 0.0, y*(_h3 + _t0)*((-_h1*torch.exp(_t0) + 1.0)**gamma))
     return _r1,
 
 
@@ -235,15 +235,14 @@ def value_and_grad_s3(_m0, _r0):
 
 
 def value_and_grad_s4(gamma, y, z, _h1, _h2, _h3, _h4):
-    _t1 = torch.where((z == z), 0.0, z)
-    _t2 = _h2 + z
-    _t3 = torch.exp(_t2)
-    _t4 = -_h1*_t3 + 1.0
-    _t5 = (_t4**gamma)
-    _t6 = y*(_h3 + _t2)
-    _t7 = _h1*y
-    _r1 = torch.where((y == 0.0), _t1, _t5*_t6)
-    _r3 = torch.where((_t7 == 0.0), _t1, -_t5*_t7) + powdiv(_h4*_t3*_t6*gamma, _t4, gamma, 1.0)
+    _t1 = _h2 + z
+    _t2 = torch.exp(_t1)
+    _t3 = -_h1*_t2 + 1.0
+    _t4 = (_t3**gamma)
+    _t5 = y*(_h3 + _t1)
+    _t6 = _h1*y
+    _r1 = torch.where((y == 0.0), 0.0, _t4*_t5)
+    _r3 = torch.where((_t6 == 0.0), 0.0, -_t4*_t6) + powdiv(_h4*_t2*_t5*gamma, _t3, gamma, 1.0)
     return _r1, _r3
 
 
@@ -255,9 +254,9 @@ def value_and_grad_s5(_m0, _r0):
 
 
 def value_and_grad_s6(gamma, y, z, _h5, _h6, _h7, _r3, _st):
-    _t8 = _h5*_st
-    _t9 = 1.0 - _t8
-    _d_z = -_r3*_st - (_t9**gamma)*y - powdiv(-_t8*gamma*y*(_h6 + _h7 + z), _t9, gamma, 1.0)
+    _t7 = _h5*_st
+    _t8 = 1.0 - _t7
+    _d_z = -_r3*_st - (_t8**gamma)*y - powdiv(-_t7*gamma*y*(_h6 + _h7 + z), _t8, gamma, 1.0)
     return _d_z,
 
 

@@ -44,12 +44,11 @@ def value_s1(_m0):
 
 
 def value_s2(y, z, _h0):
-    _t0 = torch.where((z == z), 0.0, z)
-    _t1 = (y == 0.0)
-    _t2 = torch.exp(_h0 + z)
-    _r0 = torch.where(_t1, _t0, y*z)
-    _r1 = _t2
-    _r2 = torch.where(_t1, _t0, _t2*y)
+    _t0 = (y == 0.0)
+    _t1 = torch.exp(_h0 + z)
+    _r0 = torch.where(_t0, 0.0, y*z)
+    _r1 = _t1
+    _r2 = torch.where(_t0, 0.0, _t1*y)
     _r3 = y
     return _r0, _r1, _r2, _r3
 
@@ -140,21 +139,20 @@ def value_and_grad_s1(_m0):
 
 
 def value_and_grad_s2(y, z, _h0):
-    _t0 = torch.where((z == z), 0.0, z)
-    _t1 = (y == 0.0)
-    _t2 = torch.exp(_h0 + z)
-    _r0 = torch.where(_t1, _t0, y*z)
-    _r1 = _t2
-    _r2 = torch.where(_t1, _t0, _t2*y)
+    _t0 = (y == 0.0)
+    _t1 = torch.exp(_h0 + z)
+    _r0 = torch.where(_t0, 0.0, y*z)
+    _r1 = _t1
+    _r2 = torch.where(_t0, 0.0, _t1*y)
     _r3 = y
-    _st = _t2
+    _st = _t1
     return _r0, _r1, _r2, _r3, _st
 
 
 def value_and_grad_s3(epsilon, _r1, _r2, _r3):
-    _t3 = (1.0/(_r1))
-    _h1 = _r3*_t3 + ((_r2*epsilon)/_r1/_r1)
-    _h2 = _t3
+    _t2 = (1.0/(_r1))
+    _h1 = _r3*_t2 + ((_r2*epsilon)/_r1/_r1)
+    _h2 = _t2
     return _h1, _h2
 
 

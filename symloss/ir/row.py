@@ -178,6 +178,14 @@ class _Builder:
         fn = _cse(f"{self.kernel}_s{len(self.steps)}", args, outputs, self.counter)
         self.steps.append(Step("row", fn, tuple(n for n, _ in outputs)))
 
+    def masked(self, r: sp.Symbol, summand: sp.Basic) -> sp.Basic:
+        """``_weightless_terms`` of sum ``r``, knowing which predictions the kernel's other sums read."""
+        preds = set(self.d.preds)
+        covered = set().union(*(_unmasked_preds(red.expr, preds, self.class_syms)
+                                for q, red in self.reductions.items()
+                                if q != r and red.kind == "sum" and q in self.sums))
+        return _weightless_terms(summand, preds, self.class_syms, covered)
+
     def stash_candidate(self, cls_out, need) -> sp.Basic | None:
         """An exponential both a sum loop and the out loop compute: the sum loop stores it in
         the output buffer (overwritten later anyway) and the out loop reads it back, so the
@@ -237,6 +245,7 @@ class _Builder:
         need = self.closure([e for _, e in row_out + cls_out])
         if self.fold and row_out and not cls_out:
             row_out, need = self._fold_linear(row_out, need)
+        self.sums = set(need)  # the reductions this kernel computes
         stash = self.stash_candidate(cls_out, need)
         done: set[sp.Symbol] = set()
         while need:
@@ -257,7 +266,7 @@ class _Builder:
                     kind = "max" if "max" in kinds else "sum"
                     targets = [(r.name, self.guard(self.reductions[r].expr, False)) for r in ready]
                     if kind == "sum" and self.kernel in VALUE_KERNELS:
-                        targets = [(n, _weightless_terms(e, set(self.d.preds), self.class_syms)) for n, e in targets]
+                        targets = [(n, self.masked(sp.Symbol(n), e)) for n, e in targets]
                     argmax = tuple(self.argmax_var(r) if self.reductions[r].kind == "max" else "" for r in ready)
                     extra = {"argmax": argmax} if kind == "max" else {}
                     if kind == "sum" and stash is not None and any(e.has(stash) for _, e in targets):
@@ -278,20 +287,35 @@ class _Builder:
                            tuple(n for n, _ in cls_out))
 
 
-def _weightless_terms(summand: sp.Basic, preds: set[sp.Symbol], class_syms: set[sp.Symbol]) -> sp.Basic:
-    """Each term ``a * f(x)`` of a loss's summand with a per-class ``a`` free of the predictions (a
-    target, a class weight) written ``0 if a == 0 else a * f(x)``: a class the target gives no
-    weight adds nothing, also where f(x) is infinite.  So a logit of -inf masks its class, as
-    torch's cross_entropy and nll_loss read one (0 * -inf would make the row NaN); a NaN
-    prediction still makes it NaN."""
+def _masked(t: sp.Basic, preds: set[sp.Symbol], class_syms: set[sp.Symbol]) -> sp.Basic | None:
+    """The per-class weight ``a`` of a term ``a * f(x)`` (a target, a class weight: per class and
+    free of the predictions), or None for a term without one."""
+    if not isinstance(t, sp.Mul) or not t.free_symbols & preds:
+        return None
+    a = sp.Mul(*(f for f in t.args if not f.free_symbols & preds))
+    return a if a.free_symbols & class_syms else None
+
+
+def _unmasked_preds(summand: sp.Basic, preds: set[sp.Symbol], class_syms: set[sp.Symbol]) -> set[sp.Symbol]:
+    """The predictions a summand reads outside weighted terms: a NaN in them reaches the row there."""
+    return {x for t in sp.Add.make_args(summand) if _masked(t, preds, class_syms) is None
+            for x in t.free_symbols & preds}
+
+
+def _weightless_terms(summand: sp.Basic, preds: set[sp.Symbol], class_syms: set[sp.Symbol],
+                      covered: set[sp.Symbol] = frozenset()) -> sp.Basic:
+    """Each term ``a * f(x)`` of a loss's summand with a per-class weight ``a`` written ``0 if a == 0
+    else a * f(x)``: a class the target gives no weight adds nothing, also where f(x) is infinite.
+    So a logit of -inf masks its class, as torch's cross_entropy and nll_loss read one (0 * -inf
+    would make the row NaN).  A NaN prediction still makes the row NaN: through ``covered``
+    predictions another sum of the row reads anyway (softmax's sum of exponentials), else
+    through a keepnan on the 0 (nll, whose only sum is this one)."""
     def term(t: sp.Basic) -> sp.Basic:
-        if not isinstance(t, sp.Mul):
+        a = _masked(t, preds, class_syms)
+        if a is None:
             return t
-        a = sp.Mul(*(f for f in t.args if not f.free_symbols & preds))
-        if not a.free_symbols & class_syms or not t.free_symbols & preds:
-            return t
-        zero = keepnan(sp.S.Zero, *sorted(t.free_symbols & preds, key=sp.default_sort_key))  # NaN stays NaN
-        return sp.Piecewise((zero, sp.Eq(a, 0)), (t, True))
+        probes = sorted(t.free_symbols & preds - covered, key=sp.default_sort_key)
+        return sp.Piecewise((keepnan(sp.S.Zero, *probes) if probes else sp.S.Zero, sp.Eq(a, 0)), (t, True))
 
     return sp.Add(*(term(t) for t in sp.Add.make_args(summand)))
 
