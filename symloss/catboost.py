@@ -136,16 +136,15 @@ def _labels(model, y: np.ndarray, bl: BoostLoss):
             classes, codes = np.unique(y, return_inverse=True)
             if not (bl.row or len(classes) == 2) or _sign_target(bl):
                 return y, None  # not class labels, or a loss on -1/+1 that takes them as they are
-            if _codes_already(classes):
-                if bl.row:  # the approx dimension of a custom objective
-                    model.set_params(classes_count=len(classes))
-                return y.reshape(-1), (len(classes) if bl.row else None)
-            # labels the objective would get raw ({1, 2}, strings): the estimator's classes, set once
+            # the estimator's classes, set once: predict() and classes_ need them, and labels other
+            # than codes ({1, 2}, strings) reach the objective as their positions in them
             try:
                 model.set_params(class_names=classes.tolist())
             except Exception as e:  # CatBoostError: a fitted model's parameters are fixed
-                raise ValueError(f"{bl.name}: these labels need class_names={classes.tolist()!r}, and this "
-                                 f"CatBoost model is fitted already ({e}); give class_names when creating it") from None
+                if not _codes_already(classes):  # (codes reach the objective as they are: go on)
+                    raise ValueError(f"{bl.name}: these labels need class_names={classes.tolist()!r}, and this "
+                                     f"CatBoost model is fitted already ({e}); give class_names when creating it") \
+                        from None
         else:
             classes, index = names, {c: i for i, c in enumerate(names)}
             missing = set(np.unique(y).tolist()) - set(index)
@@ -163,8 +162,7 @@ def _sign_target(bl: BoostLoss) -> bool:
 
 
 def _codes_already(classes: np.ndarray) -> bool:
-    """Sorted classes that are 0..K-1 (or False/True) already: CatBoost hands them over unchanged, so the
-    estimator needs no class_names of symloss's (it stays as the caller made it)."""
+    """Sorted classes that are 0..K-1 (or False/True) already: they reach the objective unchanged."""
     return classes.dtype.kind in "biuf" and np.array_equal(classes, np.arange(len(classes)))
 
 

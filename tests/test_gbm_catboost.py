@@ -116,7 +116,13 @@ def test_classifier_start_from_its_encoded_classes():
         return sc.fit(catboost.CatBoostClassifier(loss_function=sc.objective(loss), eval_metric=sc.metric(loss),
                                                   **kw), X, labels)
 
-    ref = fitted(lab, "cross_entropy").predict(X, prediction_type="RawFormulaVal")
+    m = fitted(lab, "cross_entropy")  # labels that are codes already: classes_ and predict() work
+    assert list(m.classes_) == [0, 1, 2] and set(m.predict(X).ravel().tolist()) <= {0, 1, 2}
+    ref = m.predict(X, prediction_type="RawFormulaVal")
+    mb = fitted(lab > 0, "bce_logits")
+    assert list(mb.classes_) == [False, True] and mb.predict(X).shape[0] == len(X)
+    mh = fitted(np.where(lab > 0, 1, -1), "hinge")  # a loss on -1/+1 gets the labels as they are
+    assert np.isfinite(mh.predict(X, prediction_type="RawFormulaVal")).all()
     for labels in (np.where(lab == 2, 3, lab), lab + 1, np.array(["ant", "bee", "cat"])[lab]):
         m = fitted(labels, "cross_entropy")
         np.testing.assert_allclose(m.predict(X, prediction_type="RawFormulaVal"), ref, rtol=1e-12)
