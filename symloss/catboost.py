@@ -22,6 +22,7 @@ import numpy as np
 
 from .boosting import BoostLoss, as_boost_loss
 from .boosting import base_margin as _base_margin
+from .boosting.start import constant_margins, is_auto, yield_to
 
 __all__ = ["base_margin", "fit", "metric", "objective"]
 
@@ -95,29 +96,20 @@ def fit(model, X, y, sample_weight=None, *, start="auto", **fit_kwargs):
         raise TypeError("fit() needs a CatBoost model with loss_function=symloss.catboost.objective(...)")
     y_arr = np.asarray(y)
     labels, k = _labels(model, y_arr, obj.loss)
-    if fit_kwargs.get("baseline") is not None:  # the caller's: it wins, and is not the model's bias
-        if not _auto(start) and start is not None:
-            raise ValueError("a baseline of the caller's is the start: start must be 'auto' or None")
-        start = None
+    # a baseline of the caller's wins, and is not the model's bias
+    start = yield_to(start, "a baseline of the caller's is the start" if fit_kwargs.get("baseline") is not None
+                     else None)
     if start is None:
         model.fit(X, y_arr, sample_weight=sample_weight, **fit_kwargs)
         return model
-    if _auto(start):
+    if is_auto(start):
         start = obj.loss.start(labels, sample_weight, num_class=k)
     start = np.asarray(start, dtype=np.float64)
     if fit_kwargs.get("eval_set") is not None:
         fit_kwargs["eval_set"] = _eval_with_baseline(fit_kwargs["eval_set"], start, model.get_params(), fit_kwargs)
-    model.fit(X, y_arr, sample_weight=sample_weight, baseline=_baseline(start, len(y_arr)), **fit_kwargs)
+    model.fit(X, y_arr, sample_weight=sample_weight, baseline=constant_margins(start, len(y_arr)), **fit_kwargs)
     model.set_scale_and_bias(1.0, float(start) if start.ndim == 0 else start.tolist())
     return model
-
-
-def _auto(start) -> bool:
-    return isinstance(start, str) and start == "auto"
-
-
-def _baseline(start: np.ndarray, n: int) -> np.ndarray:
-    return np.full(n, float(start)) if start.ndim == 0 else np.tile(start, (n, 1))
 
 
 def _labels(model, y: np.ndarray, bl: BoostLoss):
@@ -180,7 +172,7 @@ def _eval_with_baseline(eval_set, start: np.ndarray, params: dict, fit_kwargs: d
 
     def one(es):
         if isinstance(es, tuple) and len(es) == 2 and es[0] is not None and es[1] is not None:
-            return Pool(es[0], es[1], baseline=_baseline(start, len(es[1])), **features)
+            return Pool(es[0], es[1], baseline=constant_margins(start, len(es[1])), **features)
         if isinstance(es, (str, bytes)) or hasattr(es, "__fspath__"):
             es = Pool(es, column_description=fit_kwargs.get("column_description"))
         elif isinstance(es, Pool):
@@ -189,6 +181,6 @@ def _eval_with_baseline(eval_set, start: np.ndarray, params: dict, fit_kwargs: d
             es = es.slice(np.arange(es.num_row()))  # (slice: a copy; the caller's Pool stays as it is)
         else:
             return es  # (CatBoost says what is wrong with it)
-        return es.set_baseline(_baseline(start, es.num_row()))
+        return es.set_baseline(constant_margins(start, es.num_row()))
 
     return [one(es) for es in eval_set] if isinstance(eval_set, list) else one(eval_set)

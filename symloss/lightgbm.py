@@ -31,6 +31,7 @@ import numpy as np
 from .boosting import BoostLoss, as_boost_loss
 from .boosting import base_margin as _base_margin
 from .boosting.refresh import refused, wanted
+from .boosting.start import constant_margins, is_auto, yield_to
 
 __all__ = ["base_margin", "dask_fit", "fit", "fold_start", "metric", "objective", "sklearn_metric", "sklearn_objective",
            "train"]
@@ -113,8 +114,7 @@ def base_margin(loss, y, sample_weight=None, num_class: int | None = None, **par
 
 def init_score(start, n: int) -> np.ndarray:
     """``start`` repeated for ``n`` samples: (n,) or (n, K)."""
-    start = np.asarray(start, dtype=np.float64)
-    return np.full(n, float(start)) if start.ndim == 0 else np.tile(start, (n, 1))
+    return constant_margins(start, n)
 
 
 def fold_start(booster, start) -> None:
@@ -167,7 +167,7 @@ def train(loss, params: dict, train_set, num_boost_round: int = 100, *, loss_par
     if renewal:
         kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), renewal.before, renewal.after]
     start = _theirs(start, kwargs.get("init_model") is not None, _field(train_set, "init_score") is not None)
-    if _auto(start):
+    if is_auto(start):
         start = bl.start(_float32(train_set.get_label()), _float32(_weight(train_set)), num_class=_num_class(params))
     if start is not None:
         _check_foldable(params)
@@ -256,8 +256,7 @@ class _Renewal:
         if not wanted(mode, bl):
             return None
         evals = _eval_pairs(fit_kwargs)
-        metrics = fit_kwargs.get("eval_metric")
-        metrics = [] if metrics is None else metrics if isinstance(metrics, list) else [metrics]
+        metrics = _metrics(fit_kwargs)
         # (an estimator without a metric evaluates its class's default: l2, logloss)
         foreign = bool(evals) and (_lightgbm_metric({"metric": _param(params, _METRIC) or "default"})
                                    or any(not isinstance(m, SklearnMetric) for m in metrics))
@@ -411,6 +410,12 @@ def _refusal(bl: BoostLoss, params: dict, features: list, foreign_metric: bool, 
     return None
 
 
+def _metrics(fit_kwargs: dict) -> list:
+    """fit()'s ``eval_metric`` as a list (one metric, or none, is allowed)."""
+    metrics = fit_kwargs.get("eval_metric")
+    return [] if metrics is None else metrics if isinstance(metrics, list) else [metrics]
+
+
 def _eval_pairs(fit_kwargs: dict) -> list:
     """fit()'s evaluation sets as (X, y) pairs (``eval_set``, or LightGBM 4.6's eval_X/eval_y)."""
     eval_set = fit_kwargs.get("eval_set")
@@ -447,7 +452,7 @@ def fit(model, X, y, sample_weight=None, *, start="auto", renew_leaves="auto", *
     if start is not None:
         _check_foldable(params)
         y_arr = np.asarray(y)
-        if _auto(start):
+        if is_auto(start):
             labels, k = _fit_labels(model, y_arr, obj.loss)
             start = obj.loss.start(labels, _fit_weights(model, y_arr, sample_weight), num_class=k)
         fit_kwargs["init_score"] = init_score(start, len(y_arr))
@@ -457,10 +462,8 @@ def fit(model, X, y, sample_weight=None, *, start="auto", renew_leaves="auto", *
     if renewal is None:
         model.fit(X, y, sample_weight=sample_weight, **fit_kwargs)
     else:
-        metrics = fit_kwargs.get("eval_metric")
-        if metrics is not None:
-            fit_kwargs["eval_metric"] = [_RenewingMetric(m, renewal)
-                                         for m in (metrics if isinstance(metrics, list) else [metrics])]
+        if fit_kwargs.get("eval_metric") is not None:
+            fit_kwargs["eval_metric"] = [_RenewingMetric(m, renewal) for m in _metrics(fit_kwargs)]
         fit_kwargs["callbacks"] = [*(fit_kwargs.get("callbacks") or []), renewal.before, renewal.after]
         renewing = _RenewingObjective(obj.loss, renewal)
         model.set_params(objective=renewing)
@@ -490,7 +493,7 @@ def dask_fit(model, X, y, sample_weight=None, *, start="auto", **fit_kwargs):
     start = _theirs(start, fit_kwargs.get("init_model") is not None, fit_kwargs.get("init_score") is not None)
     if start is not None:
         _check_foldable(model.get_params())  # (an estimator's extra LightGBM parameters included)
-        if _auto(start):
+        if is_auto(start):
             k = model.get_params().get("num_class") if obj.loss.row else None
             start = _dask.base_margin(obj.loss, y, sample_weight, num_class=k if k and k > 1 else None)
         fit_kwargs["init_score"] = _dask.constant_like(y, start)
@@ -500,20 +503,15 @@ def dask_fit(model, X, y, sample_weight=None, *, start="auto", **fit_kwargs):
     return model
 
 
-def _auto(start) -> bool:
-    return isinstance(start, str) and start == "auto"
-
-
 def _theirs(start, continued: bool, init_score: bool):
     """The start score to use: none when training goes on from ``init_model`` (its predictions are
     the start) or from an init_score the caller gave (it wins and is not folded: it is theirs)."""
-    if not (continued or init_score) or start is None:
-        return start
-    if not _auto(start):
-        why = "with init_model, training continues from the model's predictions" if continued else \
-            "the training data have an init_score of their own (the model is trained from it)"
-        raise ValueError(f"{why}: start must be 'auto' or None")
-    return None
+    why = None
+    if continued:
+        why = "with init_model, training continues from the model's predictions"
+    elif init_score:
+        why = "the training data have an init_score of their own (the model is trained from it)"
+    return yield_to(start, why)
 
 
 def _fit_labels(model, y: np.ndarray, bl: BoostLoss):

@@ -39,6 +39,7 @@ import numpy as np
 from .boosting import BoostLoss, as_boost_loss
 from .boosting import base_margin as _base_margin
 from .boosting.refresh import refused, wanted
+from .boosting.start import is_auto, yield_to
 
 __all__ = ["base_margin", "dask_train", "metric", "objective", "sklearn_base_score", "sklearn_metric",
            "sklearn_objective", "train"]
@@ -185,7 +186,7 @@ def train(loss, params: dict, dtrain, num_boost_round: int = 10, *, loss_params:
     params, obj = _wire(bl, params, kwargs, metric, renew_leaves)
     start = _continued(start, kwargs)
     if start is not None and "base_score" not in params and dtrain.get_base_margin().size == 0:
-        if isinstance(start, str) and start == "auto":
+        if is_auto(start):
             w = dtrain.get_weight()
             start = bl.start(dtrain.get_label(), w if w.size else None, num_class=params.get("num_class"))
         params = {**params, "base_score": _score(start)}
@@ -209,12 +210,8 @@ def _wire(bl: BoostLoss, params: dict, kwargs: dict, metric: bool, renew_leaves)
 def _continued(start, kwargs: dict):
     """No start score when training goes on from ``xgb_model``: a ``base_score`` parameter would
     replace the model's own and shift every prediction of its trees."""
-    if kwargs.get("xgb_model") is None:
-        return start
-    if start is not None and not (isinstance(start, str) and start == "auto"):
-        raise ValueError("with xgb_model, training continues from the model's predictions: "
-                         "start must be 'auto' or None")
-    return None
+    return yield_to(start, None if kwargs.get("xgb_model") is None
+                    else "with xgb_model, training continues from the model's predictions")
 
 
 def _monotone(constraints) -> bool:
@@ -415,7 +412,7 @@ def dask_train(client, loss, params: dict, X, y, num_boost_round: int = 10, *, s
     params, obj = _wire(bl, params, kwargs, metric, renew_leaves)
     start = _continued(start, kwargs)
     if start is not None and "base_score" not in params:
-        if isinstance(start, str) and start == "auto":
+        if is_auto(start):
             start = _dask.base_margin(bl, y, sample_weight, num_class=params.get("num_class"))
         params = {**params, "base_score": _score(start)}
     dtrain = xgb_dask.DaskDMatrix(client, X, y, weight=sample_weight)

@@ -117,13 +117,7 @@ class BoostLoss:
         if y.dtype.kind not in "biuf":
             raise InputError(f"{self.name}: labels must be numeric, got dtype {y.dtype}")
         if self.row:
-            idx = y.astype(np.int64)
-            bad = (idx != y) | (idx < 0) | ((idx >= num_class) if num_class else False)
-            if np.any(bad):
-                v = float(y[np.argmax(bad)])
-                within = f" in [0, {num_class})" if num_class else ""
-                raise InputError(f"{self.name}: labels must be class indices{within}, got {v!r}")
-            return idx
+            return _check_indices(self.name, y, num_class)
         return _check_domain(self.loss, self.source.name, y)
 
     @staticmethod
@@ -369,6 +363,19 @@ def _one_thread():
         yield
     finally:
         numba.set_num_threads(old)
+
+
+def _check_indices(shown: str, y: np.ndarray, num_class: int | None = None) -> np.ndarray:
+    """Class indices (int64) of a row loss, each an integer in [0, num_class) (``None``: >= 0), or an
+    InputError naming the loss and the first bad label."""
+    with np.errstate(invalid="ignore"):  # (NaN and inf cast to garbage, which the comparison catches)
+        idx = y.astype(np.int64)
+    bad = (idx != y) | (idx < 0) | ((idx >= num_class) if num_class else False)
+    if np.any(bad):
+        v = float(y[np.argmax(bad)])
+        within = f" in [0, {num_class})" if num_class else ""
+        raise InputError(f"{shown}: labels must be class indices{within}, got {v!r}")
+    return idx
 
 
 def _check_domain(loss, shown: str, y: np.ndarray) -> np.ndarray:

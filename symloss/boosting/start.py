@@ -25,6 +25,28 @@ import numpy as np
 
 from ..errors import InputError
 
+def is_auto(start) -> bool:
+    """The wrappers' ``start="auto"``: compute the start score from the data."""
+    return isinstance(start, str) and start == "auto"
+
+
+def yield_to(start, why: str | None):
+    """The start score to use where training starts from something of the caller's (``why`` says
+    what: a model to continue, their own init_score or baseline; None: nothing): none then, and a
+    start score given alongside it is an error."""
+    if why is None or start is None:
+        return start
+    if not is_auto(start):
+        raise ValueError(f"{why}: start must be 'auto' or None")
+    return None
+
+
+def constant_margins(start, n: int) -> np.ndarray:
+    """``start`` repeated for ``n`` samples: (n,), or (n, K) for a class axis."""
+    start = np.asarray(start, dtype=np.float64)
+    return np.full(n, float(start)) if start.ndim == 0 else np.tile(start, (n, 1))
+
+
 GRAD_TOL = 1e-12  # |mean gradient| below this is converged
 MAX_ITER = 200
 # past this margin a loss whose gradient has all but vanished is taken to have its infimum at

@@ -13,10 +13,11 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ..boosting import link as _link
+from ..boosting.core import _check_indices
 from ..multitask import CombinedLoss
 from ._dask import DaskData, is_dask
 from ..dask_arrays import LossRef
-from ._heads import CombinedHead, ElementwiseHead, RowHead, check_indices, check_targets, margin_loss, resolve_loss
+from ._heads import CombinedHead, ElementwiseHead, RowHead, check_targets, margin_loss, resolve_loss
 from ._objective import InMemoryData, Objective
 from ._solvers import choose, run
 
@@ -48,7 +49,7 @@ def _check_tasks(loss: CombinedLoss, Y) -> None:
     for t, (name, (l, _, _)) in enumerate(loss.tasks.items()):
         shown = f"task {name!r} ({l.name})"
         if _is_row(l):
-            check_indices(l, Y[:, t], shown)
+            _check_indices(shown, np.asarray(Y[:, t], dtype=float))
         else:
             check_targets(margin_loss(l), Y[:, t], shown)
 

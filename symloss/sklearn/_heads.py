@@ -81,16 +81,6 @@ def check_targets(loss, y, shown: str | None = None, hint: str = ""):
     return y
 
 
-def check_indices(loss, y, shown: str | None = None):
-    """Class indices for a row loss: integers >= 0."""
-    y = np.asarray(y, dtype=float)
-    bad = ~np.isfinite(y) | (y < 0) | (y != np.round(y))
-    if bad.any():
-        raise InputError(f"{shown or loss.name}: labels must be class indices (integers >= 0), "
-                         f"got {float(y.ravel()[np.argmax(bad.ravel())])!r}")
-    return y
-
-
 class ElementwiseHead:
     """An elementwise loss applied to each of m output columns (m > 1: one-vs-rest)."""
 

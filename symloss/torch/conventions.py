@@ -103,16 +103,15 @@ def _params(spec: LossSpec, given: dict, like: torch.Tensor, tensor_values: bool
     out = []
     for p in spec.params:
         v = given.get(p.name, p.default)
-        if isinstance(v, Real) and not isinstance(v, bool):
-            bad = p.violation(float(v))
-            if bad:
-                raise InputError(f"{spec.name}: parameter {p.name} {bad}")
-        if isinstance(v, torch.Tensor):
-            if v.numel() != 1:
-                raise InputError(f"{spec.name}: parameter {p.name} must be a scalar, got shape {tuple(v.shape)}")
-            bad = p.violation(float(v.detach())) if tensor_values else None
-            if bad:
-                raise InputError(f"{spec.name}: parameter {p.name} {bad}")
+        tensor = isinstance(v, torch.Tensor)
+        if tensor and v.numel() != 1:
+            raise InputError(f"{spec.name}: parameter {p.name} must be a scalar, got shape {tuple(v.shape)}")
+        number = float(v.detach()) if tensor and tensor_values else \
+            float(v) if isinstance(v, Real) and not isinstance(v, bool) else None
+        bad = None if number is None else p.violation(number)
+        if bad:
+            raise InputError(f"{spec.name}: parameter {p.name} {bad}")
+        if tensor:
             if v.requires_grad and not p.differentiable:
                 ok = [q.name for q in spec.params if q.differentiable]
                 raise InputError(f"{spec.name}: parameter {p.name} requires grad, but "
